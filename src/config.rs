@@ -1,0 +1,183 @@
+//! The node's configuration: command-line flags, each also read from a
+//! `STOMP_RELAY_*` environment variable (a flag wins over its variable).
+//!
+//! Flag names are a public interface: scripts, the Docker files and the docs
+//! rely on them.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, ValueEnum};
+
+/// What `stomp-relay --help` shows. Parsed once in `main`, then resolved into
+/// a [`Config`].
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "stomp-relay",
+    version,
+    about = "A clustered STOMP-over-WebSocket relay: browsers connect to any node, RabbitMQ and Redis behind.",
+    long_about = "A clustered STOMP-over-WebSocket relay: browsers connect to any node over WebSocket \
+(STOMP 1.0, 1.1, 1.2), RabbitMQ carries messages between nodes and Redis knows who is connected where.\n\n\
+Without --amqp-url and --redis-url the node runs embedded: one node, an in-process broker and an \
+in-memory registry, nothing else to install. With both, it runs in cluster mode.\n\n\
+Every option can also be set by the environment variable shown next to it."
+)]
+pub struct Cli {
+    /// Address for everything the node serves: WebSocket, SockJS, HTTP API and web demo.
+    #[arg(long, env = "STOMP_RELAY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Path of the raw WebSocket endpoint.
+    #[arg(long, env = "STOMP_RELAY_WS_PATH", default_value = "/ws", value_parser = parse_ws_path)]
+    pub ws_path: String,
+
+    /// RabbitMQ to use, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (cluster mode; needs --redis-url).
+    #[arg(
+        long,
+        env = "STOMP_RELAY_AMQP_URL",
+        requires = "redis_url",
+        hide_env_values = true
+    )]
+    pub amqp_url: Option<String>,
+
+    /// Redis to use, e.g. redis://127.0.0.1:6379 (cluster mode; needs --amqp-url).
+    #[arg(
+        long,
+        env = "STOMP_RELAY_REDIS_URL",
+        requires = "amqp_url",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+
+    /// This node's id in the cluster [default: a fresh UUID at every start].
+    #[arg(long, env = "STOMP_RELAY_NODE_ID", value_parser = parse_node_id)]
+    pub node_id: Option<String>,
+
+    /// Prefix of every Redis key the node writes.
+    #[arg(long, env = "STOMP_RELAY_REDIS_PREFIX", default_value = "stomp:")]
+    pub redis_prefix: String,
+
+    /// Log lines as human-readable text or as one JSON object per line.
+    /// The level comes from RUST_LOG (default: info).
+    #[arg(long, env = "STOMP_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the node keeps messages and presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// One node: in-process broker, in-memory registry.
+    Embedded,
+    /// Any number of nodes sharing RabbitMQ and Redis.
+    Cluster { amqp_url: String, redis_url: String },
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub ws_path: String,
+    pub mode: Mode,
+    pub node_id: String,
+    pub redis_prefix: String,
+    pub log_format: LogFormat,
+}
+
+impl From<Cli> for Config {
+    fn from(cli: Cli) -> Config {
+        let mode = match (cli.amqp_url, cli.redis_url) {
+            (Some(amqp_url), Some(redis_url)) => Mode::Cluster {
+                amqp_url,
+                redis_url,
+            },
+            // clap's `requires` already refused one without the other.
+            _ => Mode::Embedded,
+        };
+        Config {
+            listen: cli.listen,
+            ws_path: cli.ws_path,
+            mode,
+            node_id: cli
+                .node_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            redis_prefix: cli.redis_prefix,
+            log_format: cli.log_format,
+        }
+    }
+}
+
+fn parse_ws_path(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+        return Err("must be a URL path starting with '/', without query or fragment".to_owned());
+    }
+    match path.trim_end_matches('/') {
+        "" => Err("'/' is where the web demo is served; choose a path such as /ws".to_owned()),
+        trimmed => Ok(trimmed.to_owned()),
+    }
+}
+
+/// Node ids appear in Redis keys and AMQP queue names, so they are kept to
+/// characters that are safe in both.
+fn parse_node_id(id: &str) -> Result<String, String> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !id.is_empty() && id.len() <= 64 && id.chars().all(safe) {
+        Ok(id.to_owned())
+    } else {
+        Err("must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Cli::try_parse_from(std::iter::once("stomp-relay").chain(args.iter().copied()))
+            .map(Config::from)
+    }
+
+    #[test]
+    fn defaults_run_one_embedded_node() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.ws_path, "/ws");
+        assert_eq!(config.mode, Mode::Embedded);
+        assert_eq!(config.redis_prefix, "stomp:");
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert!(uuid::Uuid::parse_str(&config.node_id).is_ok());
+    }
+
+    #[test]
+    fn both_urls_select_cluster_mode() {
+        let config = parse(&["--amqp-url", "amqp://a", "--redis-url", "redis://r"]).unwrap();
+        assert_eq!(
+            config.mode,
+            Mode::Cluster {
+                amqp_url: "amqp://a".into(),
+                redis_url: "redis://r".into()
+            }
+        );
+    }
+
+    #[test]
+    fn one_url_alone_is_refused() {
+        let error = parse(&["--amqp-url", "amqp://a"]).unwrap_err();
+        assert!(error.to_string().contains("--redis-url"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        assert!(parse(&["--ws-path", "ws"]).is_err());
+        assert!(parse(&["--ws-path", "/"]).is_err());
+        assert!(parse(&["--node-id", "a b"]).is_err());
+        assert!(parse(&["--listen", "nowhere"]).is_err());
+        assert!(parse(&["--log-format", "xml"]).is_err());
+        assert_eq!(parse(&["--ws-path", "/stomp/"]).unwrap().ws_path, "/stomp");
+    }
+}

@@ -1,0 +1,109 @@
+//! The binary as an operator meets it: `--help`, `--version`, flags and
+//! environment variables, refusals that say what is wrong, and a node that
+//! starts and answers.
+
+use std::process::Command;
+
+use stomp_relay::config::{Cli, Config};
+use stomp_relay::server::BoundServer;
+
+fn relay() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
+}
+
+#[test]
+fn help_lists_every_flag_with_its_environment_variable() {
+    let output = relay().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for (flag, variable) in [
+        ("--listen", "STOMP_RELAY_LISTEN"),
+        ("--ws-path", "STOMP_RELAY_WS_PATH"),
+        ("--amqp-url", "STOMP_RELAY_AMQP_URL"),
+        ("--redis-url", "STOMP_RELAY_REDIS_URL"),
+        ("--node-id", "STOMP_RELAY_NODE_ID"),
+        ("--redis-prefix", "STOMP_RELAY_REDIS_PREFIX"),
+        ("--log-format", "STOMP_RELAY_LOG_FORMAT"),
+        ("--version", ""),
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+        assert!(help.contains(variable), "--help lacks {variable}");
+    }
+    assert!(help.contains("0.0.0.0:8080"));
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let output = relay().arg("--version").output().unwrap();
+    assert!(output.status.success());
+    let version = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        version.trim(),
+        format!("stomp-relay {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_bad_environment_variable_is_refused_by_name() {
+    let output = relay()
+        .env("STOMP_RELAY_LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--listen"), "{stderr}");
+}
+
+#[test]
+fn url_secrets_from_the_environment_stay_out_of_help() {
+    let output = relay()
+        .env("STOMP_RELAY_AMQP_URL", "amqp://guest:hunter2@host")
+        .env("STOMP_RELAY_REDIS_URL", "redis://:hunter2@host")
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8(output.stdout)
+            .unwrap()
+            .contains("hunter2")
+    );
+}
+
+#[test]
+fn a_taken_port_is_reported_not_panicked() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let output = relay()
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_started_node_answers_its_health_check() {
+    use clap::Parser;
+    let config = Config::from(Cli::parse_from(["stomp-relay", "--listen", "127.0.0.1:0"]));
+    let server = BoundServer::bind(config).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ok"), "{response}");
+
+    stop.send(()).unwrap();
+    running.await.unwrap();
+}
