@@ -23,18 +23,14 @@ pub fn encode_frame(
     let escaping = Escaping::for_frame(version, frame.command);
     check(frame, version, escaping)?;
 
-    let headers_len: usize = frame
-        .headers
-        .iter()
-        .map(|header| header.name.len() + header.value.len() + 2)
-        .sum();
+    let headers_len = frame.headers.text_len() + 2 * frame.headers.len();
     dst.reserve(frame.command.as_str().len() + headers_len + frame.body.len() + 3);
     dst.put_slice(frame.command.as_str().as_bytes());
     dst.put_u8(b'\n');
-    for header in &frame.headers {
-        escaping.escape_into(&header.name, dst);
+    for (name, value) in frame.headers.iter() {
+        escaping.escape_into(name, dst);
         dst.put_u8(b':');
-        escaping.escape_into(&header.value, dst);
+        escaping.escape_into(value, dst);
         dst.put_u8(b'\n');
     }
     dst.put_u8(b'\n');
@@ -51,15 +47,15 @@ pub fn encoded_frame(frame: &Frame, version: Version) -> Result<Bytes, EncodeErr
 }
 
 fn check(frame: &Frame, version: Version, escaping: Escaping) -> Result<(), EncodeError> {
-    for header in &frame.headers {
+    for (name, value) in frame.headers.iter() {
         let problem = escaping
-            .name_problem(&header.name)
-            .or_else(|| escaping.value_problem(&header.value));
+            .name_problem(name)
+            .or_else(|| escaping.value_problem(value));
         if let Some(reason) = problem {
             return Err(EncodeError::UnrepresentableHeader {
                 command: frame.command,
                 version,
-                name: header.name.to_string(),
+                name: name.to_owned(),
                 reason,
             });
         }

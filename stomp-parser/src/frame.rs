@@ -3,7 +3,6 @@
 use std::fmt;
 
 use bytes::Bytes;
-use bytestring::ByteString;
 
 /// Every command of STOMP 1.0, 1.1 and 1.2, client frames and server frames.
 ///
@@ -103,54 +102,64 @@ impl fmt::Display for Command {
     }
 }
 
-/// One header, decoded: escapes already resolved, so `name` and `value` are
-/// what the sender meant. Both share the received buffer when no escape had to
-/// be resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Header {
-    pub name: ByteString,
-    pub value: ByteString,
-}
-
-impl Header {
-    pub fn new(name: impl Into<ByteString>, value: impl Into<ByteString>) -> Header {
-        Header {
-            name: name.into(),
-            value: value.into(),
-        }
-    }
-}
-
 /// The headers of a frame, in wire order, repeated names kept.
 ///
 /// STOMP says that when a header is repeated only the first occurrence counts,
 /// but a relay must still forward what it received, so nothing is merged.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Headers(Vec<Header>);
+///
+/// All names and values live in one string, each header being two spans of
+/// it: parsing a frame's headers costs one copy of the header block and two
+/// allocations, whatever their number, which is most of what makes a small
+/// frame cheap to parse.
+#[derive(Clone, Default)]
+pub struct Headers {
+    text: String,
+    entries: Vec<Entry>,
+}
+
+/// Where one header's name and value lie in [`Headers::text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    name: (usize, usize),
+    value: (usize, usize),
+}
 
 impl Headers {
     pub fn new() -> Headers {
-        Headers(Vec::new())
+        Headers::default()
     }
 
-    pub fn with_capacity(capacity: usize) -> Headers {
-        Headers(Vec::with_capacity(capacity))
+    /// Room for `count` headers of `text_len` bytes in all.
+    pub fn with_capacity(count: usize, text_len: usize) -> Headers {
+        Headers {
+            text: String::with_capacity(text_len),
+            entries: Vec::with_capacity(count),
+        }
+    }
+
+    fn span(&self, (start, end): (usize, usize)) -> &str {
+        &self.text[start..end]
+    }
+
+    /// Appends `text` to the shared string, returning its span.
+    fn append(&mut self, text: &str) -> (usize, usize) {
+        let start = self.text.len();
+        self.text.push_str(text);
+        (start, self.text.len())
     }
 
     /// The value of the first header with this name, as the spec requires.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|header| &*header.name == name)
-            .map(|header| &*header.value)
+        self.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value)
     }
 
     /// Every value given for this name, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |header| &*header.name == name)
-            .map(|header| &*header.value)
+        self.iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, value)| value)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -159,72 +168,93 @@ impl Headers {
 
     /// Appends a header after the existing ones (so an earlier one of the same
     /// name still wins).
-    pub fn push(&mut self, name: impl Into<ByteString>, value: impl Into<ByteString>) {
-        self.0.push(Header::new(name, value));
+    pub fn push(&mut self, name: &str, value: &str) {
+        let name = self.append(name);
+        let value = self.append(value);
+        self.entries.push(Entry { name, value });
     }
 
     /// Replaces every header of this name with a single one, placed where the
     /// first one was (or at the end). Used when the relay must own a header,
     /// such as the sender it stamps on a message.
-    pub fn set(&mut self, name: impl Into<ByteString>, value: impl Into<ByteString>) {
-        let header = Header::new(name, value);
-        match self.0.iter().position(|h| h.name == header.name) {
-            Some(first) => {
-                let name = header.name.clone();
-                self.0[first] = header;
-                let mut index = 0;
-                self.0.retain(|h| {
-                    let keep = index <= first || h.name != name;
-                    index += 1;
-                    keep
-                });
-            }
-            None => self.0.push(header),
-        }
+    pub fn set(&mut self, name: &str, value: &str) {
+        let Some(first) = self.iter().position(|(n, _)| n == name) else {
+            self.push(name, value);
+            return;
+        };
+        let value = self.append(value);
+        self.entries[first].value = value;
+        let mut index = 0;
+        let text = &self.text;
+        self.entries.retain(|entry| {
+            let keep = index <= first || &text[entry.name.0..entry.name.1] != name;
+            index += 1;
+            keep
+        });
     }
 
     /// Removes every header of this name, returning how many there were.
     pub fn remove(&mut self, name: &str) -> usize {
-        let before = self.0.len();
-        self.0.retain(|header| &*header.name != name);
-        before - self.0.len()
+        let before = self.entries.len();
+        let text = &self.text;
+        self.entries
+            .retain(|entry| &text[entry.name.0..entry.name.1] != name);
+        before - self.entries.len()
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
-        self.0.iter()
+    /// `(name, value)` pairs in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        self.entries
+            .iter()
+            .map(|entry| (self.span(entry.name), self.span(entry.value)))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
+    }
+
+    /// Bytes of header text held, for sizing buffers.
+    pub fn text_len(&self) -> usize {
+        self.iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum()
     }
 }
 
-impl<'a> IntoIterator for &'a Headers {
-    type Item = &'a Header;
-    type IntoIter = std::slice::Iter<'a, Header>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
-impl From<Vec<Header>> for Headers {
-    fn from(headers: Vec<Header>) -> Headers {
-        Headers(headers)
+impl Eq for Headers {}
+
+impl std::hash::Hash for Headers {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.len().hash(state);
+        for pair in self.iter() {
+            pair.hash(state);
+        }
     }
 }
 
-impl<N: Into<ByteString>, V: Into<ByteString>> FromIterator<(N, V)> for Headers {
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Headers {
-        Headers(
-            iter.into_iter()
-                .map(|(name, value)| Header::new(name, value))
-                .collect(),
-        )
+        let mut headers = Headers::new();
+        for (name, value) in iter {
+            headers.push(name.as_ref(), value.as_ref());
+        }
+        headers
     }
 }
 
@@ -250,8 +280,8 @@ impl Frame {
     }
 
     /// Adds a header, builder style.
-    pub fn header(mut self, name: impl Into<ByteString>, value: impl Into<ByteString>) -> Frame {
-        self.headers.push(name, value);
+    pub fn header(mut self, name: &str, value: impl AsRef<str>) -> Frame {
+        self.headers.push(name, value.as_ref());
         self
     }
 
@@ -290,12 +320,14 @@ mod tests {
             .into_iter()
             .collect();
         headers.set("user", "alice");
-        let pairs: Vec<_> = headers.iter().map(|h| (&*h.name, &*h.value)).collect();
+        let pairs: Vec<_> = headers.iter().collect();
         assert_eq!(pairs, [("a", "1"), ("user", "alice"), ("b", "2")]);
         headers.set("new", "v");
         assert_eq!(headers.get("new"), Some("v"));
         assert_eq!(headers.remove("user"), 1);
         assert_eq!(headers.len(), 3);
+        let same: Headers = [("a", "1"), ("b", "2"), ("new", "v")].into_iter().collect();
+        assert_eq!(headers, same);
     }
 
     #[test]

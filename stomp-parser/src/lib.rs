@@ -25,7 +25,7 @@ pub mod version;
 
 pub use encode::{encode_frame, encoded_frame};
 pub use error::{EncodeError, ParseError};
-pub use frame::{Command, Frame, Header, Headers};
+pub use frame::{Command, Frame, Headers};
 pub use limits::Limits;
 pub use parse::{Decoded, FrameDecoder, Parsed, parse_frame};
 pub use version::Version;

@@ -9,18 +9,16 @@
 //!            | *<any octet but NUL>     (without content-length)
 //! ```
 //!
-//! Parsing runs in two steps. [`scan`] walks the bytes with the grammar and
-//! finds where each piece of a frame lies, without copying or decoding; it is
-//! where "not enough bytes yet" and every limit are decided. [`materialize`]
-//! then turns those positions into a [`Frame`] whose header values and body
-//! are slices of one shared buffer, resolving escapes and checking UTF-8.
-//! The split lets [`FrameDecoder`] detach a complete frame from its growing
-//! receive buffer (an O(1) `split_to().freeze()`) before taking slices of it.
+//! [`scan`] walks the bytes with the grammar: it decodes the command and
+//! headers (escapes resolved, UTF-8 checked) and finds where the body lies;
+//! it is where "not enough bytes yet" and every limit are decided. The body
+//! is then taken as a slice of the input, never copied, which lets
+//! [`FrameDecoder`] detach a complete frame from its growing receive buffer
+//! with an O(1) `split_to().freeze()`.
 
 use std::ops::Range;
 
-use bytes::{Buf, Bytes, BytesMut};
-use bytestring::ByteString;
+use bytes::{Bytes, BytesMut};
 use memchr::memchr;
 use nom::bytes::complete::{tag, take_till1};
 use nom::character::complete::u64 as decimal_u64;
@@ -50,12 +48,12 @@ pub enum Parsed {
 /// `version` decides header escaping; it does not change the grammar. The
 /// frame's header values and body are slices of `input`.
 pub fn parse_frame(input: &Bytes, version: Version, limits: &Limits) -> Result<Parsed, ParseError> {
-    Ok(match scan(input, limits, 0)? {
+    Ok(match scan(input, version, limits, 0)? {
         Scan::HeartBeat { len } => Parsed::HeartBeat { len },
         Scan::Incomplete { .. } => Parsed::Incomplete,
-        Scan::Frame(layout) => Parsed::Frame {
-            len: layout.len,
-            frame: materialize(input, &layout, version)?,
+        Scan::Frame(found) => Parsed::Frame {
+            len: found.len,
+            frame: found.into_frame(input),
         },
     })
 }
@@ -69,16 +67,28 @@ pub enum Decoded {
 
 /// Turns a connection's bytes, arriving in chunks of any size, into frames.
 ///
-/// The transport appends each received message to a `BytesMut` and calls
-/// [`FrameDecoder::decode`] until it answers `None`. A decoded frame's body
-/// shares the receive buffer's memory; nothing is copied. The decoder
-/// remembers how far an unfinished frame has been examined, so a frame that
-/// trickles in byte by byte costs linear, not quadratic, time to find its end.
+/// The transport [`push`](FrameDecoder::push)es each received message and
+/// calls [`decode`](FrameDecoder::decode) until it answers `None`. When a
+/// message holds whole frames (the usual case) their bodies are slices of
+/// the message itself; only the unfinished tail of a message is ever copied,
+/// to join it with what follows. The decoder remembers how far an unfinished
+/// frame has been examined, so a frame that trickles in byte by byte costs
+/// linear, not quadratic, time to find its end.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
     version: Version,
     limits: Limits,
+    buffer: Buffer,
     progress: Progress,
+}
+
+/// Bytes received and not yet decoded.
+#[derive(Debug, Clone)]
+enum Buffer {
+    /// A received message (or what is left of it), shared, not copied.
+    Received(Bytes),
+    /// An unfinished frame joined with the messages that followed it.
+    Joined(BytesMut),
 }
 
 /// What is known of the unfinished frame at the start of the buffer.
@@ -96,6 +106,7 @@ impl FrameDecoder {
         FrameDecoder {
             version: Version::V1_2,
             limits,
+            buffer: Buffer::Received(Bytes::new()),
             progress: Progress::default(),
         }
     }
@@ -113,14 +124,47 @@ impl FrameDecoder {
         &self.limits
     }
 
-    /// Takes the next frame or heart-beat off the front of `buf`, or answers
-    /// `None` when `buf` holds only part of one. After an error the stream is
+    /// Bytes received and not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.bytes().len()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.buffer {
+            Buffer::Received(bytes) => bytes,
+            Buffer::Joined(joined) => joined,
+        }
+    }
+
+    /// Adds received bytes after those not yet decoded.
+    pub fn push(&mut self, chunk: Bytes) {
+        match &mut self.buffer {
+            Buffer::Received(rest) if rest.is_empty() => self.buffer = Buffer::Received(chunk),
+            Buffer::Received(rest) => {
+                let mut joined = BytesMut::with_capacity(rest.len() + chunk.len());
+                joined.extend_from_slice(rest);
+                joined.extend_from_slice(&chunk);
+                self.buffer = Buffer::Joined(joined);
+            }
+            Buffer::Joined(joined) => joined.extend_from_slice(&chunk),
+        }
+    }
+
+    /// Takes the next frame or heart-beat off the received bytes, or answers
+    /// `None` when they hold only part of one. After an error the stream is
     /// beyond repair: the connection should report it and close.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, ParseError> {
-        if buf.len() < self.progress.min_len {
+    pub fn decode(&mut self) -> Result<Option<Decoded>, ParseError> {
+        let bytes = self.bytes();
+        if bytes.is_empty() || bytes.len() < self.progress.min_len {
             return Ok(None);
         }
-        match scan(buf, &self.limits, self.progress.nul_searched_to)? {
+        let scanned = scan(
+            bytes,
+            self.version,
+            &self.limits,
+            self.progress.nul_searched_to,
+        )?;
+        let (len, found) = match scanned {
             Scan::Incomplete {
                 min_len,
                 nul_searched_to,
@@ -129,36 +173,53 @@ impl FrameDecoder {
                     min_len,
                     nul_searched_to,
                 };
-                Ok(None)
+                return Ok(None);
             }
-            Scan::HeartBeat { len } => {
-                self.progress = Progress::default();
-                buf.advance(len);
-                Ok(Some(Decoded::HeartBeat))
-            }
-            Scan::Frame(layout) => {
-                self.progress = Progress::default();
-                let frame_bytes = buf.split_to(layout.len).freeze();
-                materialize(&frame_bytes, &layout, self.version)
-                    .map(|frame| Some(Decoded::Frame(frame)))
-            }
+            Scan::HeartBeat { len } => (len, None),
+            Scan::Frame(found) => (found.len, Some(found)),
+        };
+        self.progress = Progress::default();
+        let taken = match &mut self.buffer {
+            Buffer::Received(rest) => rest.split_to(len),
+            Buffer::Joined(joined) => joined.split_to(len).freeze(),
+        };
+        if let Buffer::Joined(joined) = &self.buffer
+            && joined.is_empty()
+        {
+            // Back to sharing received messages instead of copying them.
+            self.buffer = Buffer::Received(Bytes::new());
         }
+        Ok(Some(match found {
+            Some(found) => Decoded::Frame(found.into_frame(&taken)),
+            None => Decoded::HeartBeat,
+        }))
     }
 }
 
-/// Where a frame's parts lie in the buffer, found by [`scan`].
+/// A whole frame found by [`scan`]: its decoded head, and where its body lies.
 #[derive(Debug)]
-struct Layout {
+struct Found {
     command: Command,
-    headers: Vec<(Range<usize>, Range<usize>)>,
+    headers: Headers,
     body: Range<usize>,
     len: usize,
+}
+
+impl Found {
+    /// The frame, its body a slice of `source` (the bytes that were scanned).
+    fn into_frame(self, source: &Bytes) -> Frame {
+        Frame {
+            command: self.command,
+            headers: self.headers,
+            body: source.slice(self.body),
+        }
+    }
 }
 
 /// The outcome of [`scan`].
 #[derive(Debug)]
 enum Scan {
-    Frame(Layout),
+    Frame(Found),
     HeartBeat {
         len: usize,
     },
@@ -173,7 +234,12 @@ enum Scan {
 /// Finds the frame or heart-beat at the start of `input`. `nul_searched_to`
 /// says how much of a content-length-less body an earlier call has already
 /// searched for its terminating NUL.
-fn scan(input: &[u8], limits: &Limits, nul_searched_to: usize) -> Result<Scan, ParseError> {
+fn scan(
+    input: &[u8],
+    version: Version,
+    limits: &Limits,
+    nul_searched_to: usize,
+) -> Result<Scan, ParseError> {
     let incomplete = |min_len: usize, nul_searched_to: usize| Scan::Incomplete {
         min_len,
         nul_searched_to,
@@ -189,7 +255,7 @@ fn scan(input: &[u8], limits: &Limits, nul_searched_to: usize) -> Result<Scan, P
         Err(nom::Err::Error(_)) => {}
     }
 
-    let (at_body, head) = match frame_head(input, limits) {
+    let (at_body, head) = match frame_head(input, version, limits) {
         Ok(parsed) => parsed,
         Err(nom::Err::Incomplete(_)) if input.len() >= limits.max_frame_size => {
             return Err(ParseError::FrameTooLarge {
@@ -245,55 +311,12 @@ fn scan(input: &[u8], limits: &Limits, nul_searched_to: usize) -> Result<Scan, P
         }
     };
 
-    let span = |part: &[u8]| {
-        let start = input.offset(part);
-        start..start + part.len()
-    };
-    Ok(Scan::Frame(Layout {
+    Ok(Scan::Frame(Found {
         command: head.command,
-        headers: head
-            .headers
-            .iter()
-            .map(|(name, value)| (span(name), span(value)))
-            .collect(),
+        headers: head.headers,
         body: head_len..head_len + body_len,
         len: head_len + body_len + 1,
     }))
-}
-
-/// Builds the frame that `layout` describes, sharing `source`'s memory.
-fn materialize(source: &Bytes, layout: &Layout, version: Version) -> Result<Frame, ParseError> {
-    let escaping = Escaping::for_frame(version, layout.command);
-    let text = |range: &Range<usize>| {
-        ByteString::try_from(source.slice(range.clone())).map_err(|_| ParseError::InvalidUtf8)
-    };
-    let mut headers = Headers::with_capacity(layout.headers.len());
-    for (name_range, value_range) in &layout.headers {
-        let raw_name = text(name_range)?;
-        let raw_value = text(value_range)?;
-        let name = decoded(raw_name, escaping, None)?;
-        let value = decoded(raw_value, escaping, Some(&name))?;
-        headers.push(name, value);
-    }
-    Ok(Frame {
-        command: layout.command,
-        headers,
-        body: source.slice(layout.body.clone()),
-    })
-}
-
-/// Resolves escapes, keeping the shared buffer when there were none.
-/// `name` is the header's (decoded) name when `raw` is its value.
-fn decoded(
-    raw: ByteString,
-    escaping: Escaping,
-    name: Option<&str>,
-) -> Result<ByteString, ParseError> {
-    let header = name.unwrap_or(&raw);
-    match escaping.unescape(&raw, header)? {
-        std::borrow::Cow::Borrowed(_) => Ok(raw),
-        std::borrow::Cow::Owned(resolved) => Ok(ByteString::from(resolved)),
-    }
 }
 
 /// A rule of the grammar either does not apply here (`Mismatch`, so another
@@ -325,7 +348,7 @@ impl From<GrammarError> for ParseError {
     }
 }
 
-type GrammarResult<'a, O> = IResult<&'a [u8], O, GrammarError>;
+type GrammarResult<'a, O, I = &'a [u8]> = IResult<I, O, GrammarError>;
 
 fn broken<O>(error: ParseError) -> GrammarResult<'static, O> {
     Err(nom::Err::Failure(GrammarError::Broken(error)))
@@ -374,16 +397,35 @@ fn command(input: &[u8]) -> GrammarResult<'_, Command> {
     }
 }
 
+/// One header line, UTF-8 checked, escapes not yet resolved.
+#[derive(Debug, PartialEq, Eq)]
+struct HeaderLine<'a> {
+    name: &'a str,
+    value: &'a str,
+    /// The line has a backslash, so it may need unescaping.
+    has_escapes: bool,
+}
+
 /// `name ":" value`, split at the first colon; the name may not be empty.
-fn header(input: &[u8], max_line: usize) -> GrammarResult<'_, (&[u8], &[u8])> {
-    let (after, text) = line(input, max_line)?;
-    let parts: GrammarResult<'_, _> =
-        separated_pair(take_till1(|b| b == b':'), tag(":"), rest).parse(text);
+fn header(input: &[u8], max_line: usize) -> GrammarResult<'_, HeaderLine<'_>> {
+    let (after, bytes) = line(input, max_line)?;
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return broken(ParseError::InvalidUtf8);
+    };
+    let parts: GrammarResult<'_, _, &str> =
+        separated_pair(take_till1(|c| c == ':'), tag(":"), rest).parse(text);
     match parts {
-        Ok((_, name_value)) => Ok((after, name_value)),
-        Err(_) if text.first() == Some(&b':') => broken(ParseError::EmptyHeaderName),
+        Ok((_, (name, value))) => Ok((
+            after,
+            HeaderLine {
+                name,
+                value,
+                has_escapes: memchr(b'\\', bytes).is_some(),
+            },
+        )),
+        Err(_) if text.starts_with(':') => broken(ParseError::EmptyHeaderName),
         Err(_) => broken(ParseError::MissingColon {
-            line: String::from_utf8_lossy(&text[..text.len().min(64)]).into_owned(),
+            line: text.chars().take(64).collect(),
         }),
     }
 }
@@ -400,19 +442,22 @@ fn content_length(value: &[u8]) -> Result<usize, ParseError> {
 }
 
 /// The command and headers of a frame, up to and including the blank line.
-struct Head<'a> {
+struct Head {
     command: Command,
-    headers: Vec<(&'a [u8], &'a [u8])>,
+    headers: Headers,
     /// From the first `content-length` header, which is the one that counts.
     content_length: Option<usize>,
 }
 
-/// `command EOL *( header EOL ) EOL`, within the header limits.
-fn frame_head<'a>(input: &'a [u8], limits: &Limits) -> GrammarResult<'a, Head<'a>> {
+/// `command EOL *( header EOL ) EOL`, within the header limits, headers
+/// decoded by the escaping rule of `version` and the command.
+fn frame_head<'a>(input: &'a [u8], version: Version, limits: &Limits) -> GrammarResult<'a, Head> {
     let (mut input, command) = command(input)?;
+    let escaping = Escaping::for_frame(version, command);
     let mut head = Head {
         command,
-        headers: Vec::new(),
+        // Most heads are a few short headers: one allocation each, usually.
+        headers: Headers::with_capacity(4, input.len().min(256)),
         content_length: None,
     };
     loop {
@@ -426,16 +471,34 @@ fn frame_head<'a>(input: &'a [u8], limits: &Limits) -> GrammarResult<'a, Head<'a
                 max: limits.max_headers,
             });
         }
-        let (after, (name, value)) = header(input, limits.max_header_line)?;
-        if name == b"content-length" && head.content_length.is_none() {
-            match content_length(value) {
+        let (after, line) = header(input, limits.max_header_line)?;
+        if line.name == "content-length" && head.content_length.is_none() {
+            match content_length(line.value.as_bytes()) {
                 Ok(length) => head.content_length = Some(length),
                 Err(invalid) => return broken(invalid),
             }
         }
-        head.headers.push((name, value));
+        if let Err(invalid) = push_decoded(&mut head.headers, escaping, &line) {
+            return broken(invalid);
+        }
         input = after;
     }
+}
+
+/// Resolves a header's escapes and appends it.
+fn push_decoded(
+    headers: &mut Headers,
+    escaping: Escaping,
+    line: &HeaderLine<'_>,
+) -> Result<(), ParseError> {
+    if !line.has_escapes {
+        headers.push(line.name, line.value);
+        return Ok(());
+    }
+    let name = escaping.unescape(line.name, line.name)?;
+    let value = escaping.unescape(line.value, &name)?;
+    headers.push(&name, &value);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -443,7 +506,7 @@ mod tests {
     use super::*;
 
     fn scan_all(input: &[u8]) -> Result<Scan, ParseError> {
-        scan(input, &Limits::default(), 0)
+        scan(input, Version::V1_2, &Limits::default(), 0)
     }
 
     #[test]
@@ -486,10 +549,11 @@ mod tests {
 
     #[test]
     fn header_splits_at_the_first_colon() {
-        let (_, (name, value)) = header(b"url:http://x:80\n", 100).unwrap();
-        assert_eq!((name, value), (&b"url"[..], &b"http://x:80"[..]));
-        let (_, (_, value)) = header(b"empty:\n", 100).unwrap();
-        assert_eq!(value, b"");
+        let (_, line) = header(b"url:http://x:80\n", 100).unwrap();
+        assert_eq!((line.name, line.value), ("url", "http://x:80"));
+        assert!(!line.has_escapes);
+        let (_, line) = header(b"empty:\\n\n", 100).unwrap();
+        assert_eq!((line.value, line.has_escapes), ("\\n", true));
         assert!(matches!(
             header(b"novalue\n", 100),
             Err(nom::Err::Failure(GrammarError::Broken(
@@ -515,41 +579,57 @@ mod tests {
 
     #[test]
     fn scan_reports_where_each_part_lies() {
-        let Ok(Scan::Frame(layout)) = scan_all(b"SEND\na:b\n\nhi\0\n") else {
+        let Ok(Scan::Frame(found)) = scan_all(b"SEND\na:b\n\nhi\0\n") else {
             panic!("no frame");
         };
-        assert_eq!(layout.command, Command::Send);
-        assert_eq!(layout.headers, [(5..6, 7..8)]);
-        assert_eq!(layout.body, 10..12);
-        assert_eq!(layout.len, 13);
+        assert_eq!(found.command, Command::Send);
+        assert_eq!(found.headers.iter().collect::<Vec<_>>(), [("a", "b")]);
+        assert_eq!(found.body, 10..12);
+        assert_eq!(found.len, 13);
     }
 
     #[test]
     fn decoder_resumes_the_nul_search_where_it_stopped() {
         let mut decoder = FrameDecoder::new(Limits::default());
-        let mut buf = BytesMut::from(&b"SEND\n\nabc"[..]);
-        assert_eq!(decoder.decode(&mut buf), Ok(None));
+        decoder.push(Bytes::from_static(b"SEND\n\nabc"));
+        assert_eq!(decoder.decode(), Ok(None));
         assert_eq!(decoder.progress.nul_searched_to, 9);
-        buf.extend_from_slice(b"def\0");
-        let Ok(Some(Decoded::Frame(frame))) = decoder.decode(&mut buf) else {
+        decoder.push(Bytes::from_static(b"def\0"));
+        let Ok(Some(Decoded::Frame(frame))) = decoder.decode() else {
             panic!("no frame");
         };
         assert_eq!(&frame.body[..], b"abcdef");
-        assert!(buf.is_empty());
+        assert_eq!(decoder.buffered(), 0);
     }
 
     #[test]
     fn decoder_waits_for_the_whole_content_length() {
         let mut decoder = FrameDecoder::new(Limits::default());
-        let mut buf = BytesMut::from(&b"SEND\ncontent-length:5\n\nab"[..]);
-        assert_eq!(decoder.decode(&mut buf), Ok(None));
+        decoder.push(Bytes::from_static(b"SEND\ncontent-length:5\n\nab"));
+        assert_eq!(decoder.decode(), Ok(None));
         assert_eq!(decoder.progress.min_len, 23 + 5 + 1);
-        buf.extend_from_slice(b"c");
-        assert_eq!(decoder.decode(&mut buf), Ok(None));
-        buf.extend_from_slice(b"\0d\0");
-        let Ok(Some(Decoded::Frame(frame))) = decoder.decode(&mut buf) else {
+        decoder.push(Bytes::from_static(b"c"));
+        assert_eq!(decoder.decode(), Ok(None));
+        decoder.push(Bytes::from_static(b"\0d\0"));
+        let Ok(Some(Decoded::Frame(frame))) = decoder.decode() else {
             panic!("no frame");
         };
         assert_eq!(&frame.body[..], b"abc\0d");
+    }
+
+    #[test]
+    fn whole_frames_in_a_message_are_not_copied() {
+        let message = Bytes::from(b"SEND\n\nfirst\0SEND\n\nsecond\0".to_vec());
+        let mut decoder = FrameDecoder::new(Limits::default());
+        decoder.push(message.clone());
+        for expected in ["first", "second"] {
+            let Ok(Some(Decoded::Frame(frame))) = decoder.decode() else {
+                panic!("no frame");
+            };
+            assert_eq!(&frame.body[..], expected.as_bytes());
+            let offset = frame.body.as_ptr() as usize - message.as_ptr() as usize;
+            assert!(offset < message.len(), "the body was copied");
+        }
+        assert_eq!(decoder.decode(), Ok(None));
     }
 }

@@ -40,10 +40,10 @@ prop_compose! {
          command in Just(command)) -> Frame {
         let mut frame = Frame { command, headers: Headers::new(), body: Bytes::from(body) };
         if with_length || frame.body.contains(&0) {
-            frame.headers.push("content-length", frame.body.len().to_string());
+            frame.headers.push("content-length", &frame.body.len().to_string());
         }
         for (name, value) in headers {
-            frame.headers.push(name, value);
+            frame.headers.push(&name, &value);
         }
         frame
     }

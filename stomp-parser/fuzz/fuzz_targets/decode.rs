@@ -3,7 +3,7 @@
 //! unchanged whenever the encoder accepts it.
 #![no_main]
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use stomp_parser::{Decoded, FrameDecoder, Limits, Parsed, Version, encoded_frame, parse_frame};
 
@@ -26,11 +26,10 @@ fuzz_target!(|data: &[u8]| {
 
     let mut decoder = FrameDecoder::new(limits);
     decoder.set_version(version);
-    let mut buf = BytesMut::new();
     for piece in input.chunks(chunk) {
-        buf.extend_from_slice(piece);
+        decoder.push(Bytes::copy_from_slice(piece));
         loop {
-            match decoder.decode(&mut buf) {
+            match decoder.decode() {
                 Ok(Some(Decoded::Frame(frame))) => {
                     if let Ok(wire) = encoded_frame(&frame, version) {
                         match parse_frame(&wire, version, &Limits::UNLIMITED) {

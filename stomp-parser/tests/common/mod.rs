@@ -1,7 +1,7 @@
 //! Helpers shared by the parser's integration tests.
 #![allow(dead_code)]
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use stomp_parser::{
     Decoded, Frame, FrameDecoder, Limits, ParseError, Parsed, Version, parse_frame,
 };
@@ -34,11 +34,10 @@ pub fn decode_chunks<'a>(
 ) -> Result<Vec<Decoded>, ParseError> {
     let mut decoder = FrameDecoder::new(limits);
     decoder.set_version(version);
-    let mut buf = BytesMut::new();
     let mut decoded = Vec::new();
     for chunk in chunks {
-        buf.extend_from_slice(chunk);
-        while let Some(item) = decoder.decode(&mut buf)? {
+        decoder.push(Bytes::copy_from_slice(chunk));
+        while let Some(item) = decoder.decode()? {
             decoded.push(item);
         }
     }
@@ -61,6 +60,6 @@ pub fn pairs(frame: &Frame) -> Vec<(String, String)> {
     frame
         .headers
         .iter()
-        .map(|header| (header.name.to_string(), header.value.to_string()))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect()
 }

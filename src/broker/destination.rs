@@ -1,0 +1,248 @@
+//! What a client writes in `destination` (and `reply-to`), read into what it
+//! means, following RabbitMQ's STOMP plugin so that existing STOMP.js and
+//! Spring code works unchanged. The table is in `ARCHITECTURE.md`.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// The exchange that topics, user destinations and dispatch share.
+pub const TOPIC_EXCHANGE: &str = "amq.topic";
+/// Where `/app/...` SENDs go, for backend services to consume.
+pub const INBOUND_EXCHANGE: &str = "stomp.inbound";
+/// Longest name or routing key AMQP allows (a short string).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A parsed destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// `/topic/{key}`: `amq.topic` with routing key `key` (wildcards allowed
+    /// when subscribing).
+    Topic { key: String },
+    /// `/exchange/{exchange}/{key}`; the key may be empty (fanout exchanges).
+    Exchange { exchange: String, key: String },
+    /// `/queue/{name}`: a shared queue whose subscribers compete.
+    Queue { name: String },
+    /// `/amq/queue/{name}`: an existing queue, not declared by the relay.
+    AmqQueue { name: String },
+    /// `/user/queue/{name}` or `/user/topic/{name}` (SUBSCRIBE): messages for
+    /// this session only.
+    OwnUser { name: String },
+    /// `/user/{user}/queue/{name}` (SEND): every live session of `user`.
+    User { user: String, name: String },
+    /// `/app/{key}` (SEND): to backend services on `stomp.inbound`.
+    App { key: String },
+}
+
+/// Why a destination was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    #[error(
+        "unknown destination {0:?}: use /topic/, /queue/, /exchange/, /amq/queue/, /user/ or /app/"
+    )]
+    Unknown(String),
+    #[error("destination {0:?} has an empty name")]
+    EmptyName(String),
+    #[error("destination {0:?} is longer than {MAX_NAME_LEN} bytes")]
+    TooLong(String),
+    #[error("destination {0:?} contains a control character")]
+    ControlCharacter(String),
+    #[error("destination {0:?} cannot be used with {1}")]
+    WrongCommand(String, &'static str),
+    #[error("routing key {0:?} is another session's private key")]
+    UserKey(String),
+}
+
+impl Destination {
+    pub fn parse(text: &str) -> Result<Destination, DestinationError> {
+        let named = |name: &str| -> Result<String, DestinationError> {
+            if name.is_empty() {
+                Err(DestinationError::EmptyName(text.to_owned()))
+            } else if name.len() > MAX_NAME_LEN {
+                Err(DestinationError::TooLong(text.to_owned()))
+            } else if name.chars().any(char::is_control) {
+                Err(DestinationError::ControlCharacter(text.to_owned()))
+            } else {
+                Ok(name.to_owned())
+            }
+        };
+        if let Some(key) = text.strip_prefix("/topic/") {
+            return Ok(Destination::Topic { key: named(key)? });
+        }
+        if let Some(rest) = text.strip_prefix("/exchange/") {
+            let (exchange, key) = rest.split_once('/').unwrap_or((rest, ""));
+            let key = if key.is_empty() { String::new() } else { named(key)? };
+            return Ok(Destination::Exchange {
+                exchange: named(exchange)?,
+                key,
+            });
+        }
+        if let Some(name) = text.strip_prefix("/queue/") {
+            return Ok(Destination::Queue { name: named(name)? });
+        }
+        if let Some(name) = text.strip_prefix("/amq/queue/") {
+            return Ok(Destination::AmqQueue { name: named(name)? });
+        }
+        if let Some(key) = text.strip_prefix("/app/") {
+            return Ok(Destination::App { key: named(key)? });
+        }
+        if let Some(rest) = text.strip_prefix("/user/") {
+            if let Some(name) = user_kind_suffix(rest) {
+                return Ok(Destination::OwnUser { name: named(name)? });
+            }
+            if let Some((user, rest)) = rest.split_once('/')
+                && let Some(name) = user_kind_suffix(rest)
+            {
+                return Ok(Destination::User {
+                    user: named(user)?,
+                    name: named(name)?,
+                });
+            }
+        }
+        Err(DestinationError::Unknown(text.to_owned()))
+    }
+
+    /// Whether a client may SUBSCRIBE here, and if not, why.
+    pub fn check_subscribe(&self, text: &str) -> Result<(), DestinationError> {
+        match self {
+            Destination::User { .. } | Destination::App { .. } => {
+                Err(DestinationError::WrongCommand(text.to_owned(), "SUBSCRIBE"))
+            }
+            Destination::Topic { key } | Destination::Exchange { key, .. }
+                if UserKey::parse(key).is_some() =>
+            {
+                Err(DestinationError::UserKey(key.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a client may SEND here, and if not, why.
+    pub fn check_send(&self, text: &str) -> Result<(), DestinationError> {
+        match self {
+            Destination::OwnUser { .. } => Err(DestinationError::WrongCommand(
+                text.to_owned(),
+                "SEND (send to /user/{username}/queue/{name})",
+            )),
+            Destination::Topic { key } | Destination::Exchange { key, .. }
+                if UserKey::parse(key).is_some() =>
+            {
+                Err(DestinationError::UserKey(key.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `queue/{name}` or `topic/{name}` -> `name`.
+fn user_kind_suffix(rest: &str) -> Option<&str> {
+    rest.strip_prefix("queue/").or_else(|| rest.strip_prefix("topic/"))
+}
+
+/// The routing key of a user destination on `amq.topic`:
+/// `{name}-user{sessionId}`. Only the session it names may receive it (the
+/// user-key guard of `ARCHITECTURE.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserKey<'a> {
+    pub name: &'a str,
+    pub session: Uuid,
+}
+
+impl<'a> UserKey<'a> {
+    /// Reads a routing key as a user key, if it is one.
+    pub fn parse(routing_key: &'a str) -> Option<UserKey<'a>> {
+        let (name, session) = routing_key.rsplit_once("-user")?;
+        if session.len() != 36 {
+            return None;
+        }
+        let session = Uuid::try_parse(session).ok()?;
+        Some(UserKey { name, session })
+    }
+}
+
+impl fmt::Display for UserKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-user{}", self.name, self.session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Destination {
+        Destination::parse(text).unwrap()
+    }
+
+    #[test]
+    fn every_destination_of_the_table() {
+        assert_eq!(parse("/topic/chat.general"), Destination::Topic { key: "chat.general".into() });
+        assert_eq!(
+            parse("/exchange/amq.direct/key.x"),
+            Destination::Exchange {
+                exchange: "amq.direct".into(),
+                key: "key.x".into()
+            }
+        );
+        assert_eq!(
+            parse("/exchange/amq.fanout"),
+            Destination::Exchange {
+                exchange: "amq.fanout".into(),
+                key: String::new()
+            }
+        );
+        assert_eq!(parse("/queue/jobs"), Destination::Queue { name: "jobs".into() });
+        assert_eq!(parse("/amq/queue/legacy"), Destination::AmqQueue { name: "legacy".into() });
+        assert_eq!(parse("/user/queue/notes"), Destination::OwnUser { name: "notes".into() });
+        assert_eq!(parse("/user/topic/notes"), Destination::OwnUser { name: "notes".into() });
+        assert_eq!(
+            parse("/user/alice/queue/private"),
+            Destination::User {
+                user: "alice".into(),
+                name: "private".into()
+            }
+        );
+        assert_eq!(parse("/app/orders.new"), Destination::App { key: "orders.new".into() });
+    }
+
+    #[test]
+    fn bad_destinations_say_why() {
+        for (text, expected) in [
+            ("/nowhere/x", DestinationError::Unknown("/nowhere/x".into())),
+            ("/topic/", DestinationError::EmptyName("/topic/".into())),
+            ("queue/x", DestinationError::Unknown("queue/x".into())),
+            ("/user/alice/inbox", DestinationError::Unknown("/user/alice/inbox".into())),
+            ("/queue/a\u{7}", DestinationError::ControlCharacter("/queue/a\u{7}".into())),
+        ] {
+            assert_eq!(Destination::parse(text), Err(expected));
+        }
+        let long = format!("/queue/{}", "x".repeat(256));
+        assert_eq!(Destination::parse(&long), Err(DestinationError::TooLong(long)));
+    }
+
+    #[test]
+    fn user_keys_are_recognised_only_with_a_session_uuid() {
+        let session = Uuid::new_v4();
+        let key = format!("notes-user{session}");
+        assert_eq!(UserKey::parse(&key), Some(UserKey { name: "notes", session }));
+        assert_eq!(UserKey { name: "notes", session }.to_string(), key);
+        assert_eq!(UserKey::parse("notes-userbob"), None);
+        assert_eq!(UserKey::parse("notes"), None);
+    }
+
+    #[test]
+    fn no_one_subscribes_to_or_forges_a_user_key() {
+        let text = format!("/topic/notes-user{}", Uuid::new_v4());
+        let destination = parse(&text);
+        assert!(matches!(destination.check_subscribe(&text), Err(DestinationError::UserKey(_))));
+        assert!(matches!(destination.check_send(&text), Err(DestinationError::UserKey(_))));
+    }
+
+    #[test]
+    fn each_command_has_its_destinations() {
+        assert!(parse("/user/bob/queue/x").check_subscribe("").is_err());
+        assert!(parse("/app/x").check_subscribe("").is_err());
+        assert!(parse("/user/queue/x").check_send("").is_err());
+        assert!(parse("/topic/a.*").check_subscribe("").is_ok());
+    }
+}
