@@ -5,8 +5,11 @@
 //! rely on them.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+use crate::relay::SessionSettings;
 
 /// What `stomp-relay --help` shows. Parsed once in `main`, then resolved into
 /// a [`Config`].
@@ -56,6 +59,16 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_REDIS_PREFIX", default_value = "stomp:")]
     pub redis_prefix: String,
 
+    /// STOMP heart-beats the server offers, in ms: how often it sends, how
+    /// often it wants to hear from clients (0 = never). Each direction runs
+    /// at the slower of the two sides' numbers.
+    #[arg(long, env = "STOMP_RELAY_HEART_BEAT", default_value = "10000,10000", value_parser = parse_heart_beat)]
+    pub heart_beat: (u32, u32),
+
+    /// Seconds a new connection may take to send CONNECT before it is closed.
+    #[arg(long, env = "STOMP_RELAY_CONNECT_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout: u64,
+
     /// Log lines as human-readable text or as one JSON object per line.
     /// The level comes from RUST_LOG (default: info).
     #[arg(long, env = "STOMP_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -87,6 +100,19 @@ pub struct Config {
     pub node_id: String,
     pub redis_prefix: String,
     pub log_format: LogFormat,
+    pub heart_beat: (u32, u32),
+    pub connect_timeout: Duration,
+}
+
+impl Config {
+    /// What each session runs with.
+    pub fn session_settings(&self) -> SessionSettings {
+        SessionSettings {
+            heart_beat: self.heart_beat,
+            connect_timeout: self.connect_timeout,
+            ..SessionSettings::default()
+        }
+    }
 }
 
 impl From<Cli> for Config {
@@ -108,8 +134,14 @@ impl From<Cli> for Config {
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             redis_prefix: cli.redis_prefix,
             log_format: cli.log_format,
+            heart_beat: cli.heart_beat,
+            connect_timeout: Duration::from_secs(cli.connect_timeout),
         }
     }
+}
+
+fn parse_heart_beat(value: &str) -> Result<(u32, u32), String> {
+    crate::session::connect::parse_heart_beat(value).map_err(|error| error.to_string())
 }
 
 fn parse_ws_path(path: &str) -> Result<String, String> {
@@ -179,5 +211,11 @@ mod tests {
         assert!(parse(&["--listen", "nowhere"]).is_err());
         assert!(parse(&["--log-format", "xml"]).is_err());
         assert_eq!(parse(&["--ws-path", "/stomp/"]).unwrap().ws_path, "/stomp");
+        assert!(parse(&["--heart-beat", "1000"]).is_err());
+        assert_eq!(
+            parse(&["--heart-beat", "0,5000"]).unwrap().heart_beat,
+            (0, 5000)
+        );
+        assert!(parse(&["--connect-timeout", "0"]).is_err());
     }
 }

@@ -2,10 +2,9 @@
 //! environment variables, refusals that say what is wrong, and a node that
 //! starts and answers.
 
-use std::process::Command;
+mod support;
 
-use stomp_relay::config::{Cli, Config};
-use stomp_relay::server::BoundServer;
+use std::process::Command;
 
 fn relay() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
@@ -84,17 +83,9 @@ fn a_taken_port_is_reported_not_panicked() {
 
 #[tokio::test]
 async fn a_started_node_answers_its_health_check() {
-    use clap::Parser;
-    let config = Config::from(Cli::parse_from(["stomp-relay", "--listen", "127.0.0.1:0"]));
-    let server = BoundServer::bind(config).await.unwrap();
-    let addr = server.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = support::TestRelay::start();
+    let mut stream = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
@@ -103,7 +94,4 @@ async fn a_started_node_answers_its_health_check() {
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("ok"), "{response}");
-
-    stop.send(()).unwrap();
-    running.await.unwrap();
 }

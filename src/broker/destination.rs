@@ -71,7 +71,11 @@ impl Destination {
         }
         if let Some(rest) = text.strip_prefix("/exchange/") {
             let (exchange, key) = rest.split_once('/').unwrap_or((rest, ""));
-            let key = if key.is_empty() { String::new() } else { named(key)? };
+            let key = if key.is_empty() {
+                String::new()
+            } else {
+                named(key)?
+            };
             return Ok(Destination::Exchange {
                 exchange: named(exchange)?,
                 key,
@@ -134,9 +138,39 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// Where a SEND to this destination publishes; `None` for user
+    /// destinations, which go through dispatch.
+    pub fn publish_target(&self) -> Option<super::PublishTarget> {
+        use super::PublishTarget;
+        let exchange = |exchange: &str, key: &str| PublishTarget::Exchange {
+            exchange: exchange.to_owned(),
+            routing_key: key.to_owned(),
+        };
+        match self {
+            Destination::Topic { key } => Some(exchange(TOPIC_EXCHANGE, key)),
+            Destination::Exchange {
+                exchange: name,
+                key,
+            } => Some(exchange(name, key)),
+            Destination::App { key } => Some(exchange(INBOUND_EXCHANGE, key)),
+            Destination::Queue { name } => Some(PublishTarget::Queue {
+                name: name.clone(),
+                declare: true,
+            }),
+            Destination::AmqQueue { name } => Some(PublishTarget::Queue {
+                name: name.clone(),
+                declare: false,
+            }),
+            Destination::OwnUser { .. } | Destination::User { .. } => None,
+        }
+    }
+}
+
 /// `queue/{name}` or `topic/{name}` -> `name`.
 fn user_kind_suffix(rest: &str) -> Option<&str> {
-    rest.strip_prefix("queue/").or_else(|| rest.strip_prefix("topic/"))
+    rest.strip_prefix("queue/")
+        .or_else(|| rest.strip_prefix("topic/"))
 }
 
 /// The routing key of a user destination on `amq.topic`:
@@ -176,7 +210,12 @@ mod tests {
 
     #[test]
     fn every_destination_of_the_table() {
-        assert_eq!(parse("/topic/chat.general"), Destination::Topic { key: "chat.general".into() });
+        assert_eq!(
+            parse("/topic/chat.general"),
+            Destination::Topic {
+                key: "chat.general".into()
+            }
+        );
         assert_eq!(
             parse("/exchange/amq.direct/key.x"),
             Destination::Exchange {
@@ -191,10 +230,30 @@ mod tests {
                 key: String::new()
             }
         );
-        assert_eq!(parse("/queue/jobs"), Destination::Queue { name: "jobs".into() });
-        assert_eq!(parse("/amq/queue/legacy"), Destination::AmqQueue { name: "legacy".into() });
-        assert_eq!(parse("/user/queue/notes"), Destination::OwnUser { name: "notes".into() });
-        assert_eq!(parse("/user/topic/notes"), Destination::OwnUser { name: "notes".into() });
+        assert_eq!(
+            parse("/queue/jobs"),
+            Destination::Queue {
+                name: "jobs".into()
+            }
+        );
+        assert_eq!(
+            parse("/amq/queue/legacy"),
+            Destination::AmqQueue {
+                name: "legacy".into()
+            }
+        );
+        assert_eq!(
+            parse("/user/queue/notes"),
+            Destination::OwnUser {
+                name: "notes".into()
+            }
+        );
+        assert_eq!(
+            parse("/user/topic/notes"),
+            Destination::OwnUser {
+                name: "notes".into()
+            }
+        );
         assert_eq!(
             parse("/user/alice/queue/private"),
             Destination::User {
@@ -202,7 +261,12 @@ mod tests {
                 name: "private".into()
             }
         );
-        assert_eq!(parse("/app/orders.new"), Destination::App { key: "orders.new".into() });
+        assert_eq!(
+            parse("/app/orders.new"),
+            Destination::App {
+                key: "orders.new".into()
+            }
+        );
     }
 
     #[test]
@@ -211,21 +275,43 @@ mod tests {
             ("/nowhere/x", DestinationError::Unknown("/nowhere/x".into())),
             ("/topic/", DestinationError::EmptyName("/topic/".into())),
             ("queue/x", DestinationError::Unknown("queue/x".into())),
-            ("/user/alice/inbox", DestinationError::Unknown("/user/alice/inbox".into())),
-            ("/queue/a\u{7}", DestinationError::ControlCharacter("/queue/a\u{7}".into())),
+            (
+                "/user/alice/inbox",
+                DestinationError::Unknown("/user/alice/inbox".into()),
+            ),
+            (
+                "/queue/a\u{7}",
+                DestinationError::ControlCharacter("/queue/a\u{7}".into()),
+            ),
         ] {
             assert_eq!(Destination::parse(text), Err(expected));
         }
         let long = format!("/queue/{}", "x".repeat(256));
-        assert_eq!(Destination::parse(&long), Err(DestinationError::TooLong(long)));
+        assert_eq!(
+            Destination::parse(&long),
+            Err(DestinationError::TooLong(long))
+        );
     }
 
     #[test]
     fn user_keys_are_recognised_only_with_a_session_uuid() {
         let session = Uuid::new_v4();
         let key = format!("notes-user{session}");
-        assert_eq!(UserKey::parse(&key), Some(UserKey { name: "notes", session }));
-        assert_eq!(UserKey { name: "notes", session }.to_string(), key);
+        assert_eq!(
+            UserKey::parse(&key),
+            Some(UserKey {
+                name: "notes",
+                session
+            })
+        );
+        assert_eq!(
+            UserKey {
+                name: "notes",
+                session
+            }
+            .to_string(),
+            key
+        );
         assert_eq!(UserKey::parse("notes-userbob"), None);
         assert_eq!(UserKey::parse("notes"), None);
     }
@@ -234,8 +320,14 @@ mod tests {
     fn no_one_subscribes_to_or_forges_a_user_key() {
         let text = format!("/topic/notes-user{}", Uuid::new_v4());
         let destination = parse(&text);
-        assert!(matches!(destination.check_subscribe(&text), Err(DestinationError::UserKey(_))));
-        assert!(matches!(destination.check_send(&text), Err(DestinationError::UserKey(_))));
+        assert!(matches!(
+            destination.check_subscribe(&text),
+            Err(DestinationError::UserKey(_))
+        ));
+        assert!(matches!(
+            destination.check_send(&text),
+            Err(DestinationError::UserKey(_))
+        ));
     }
 
     #[test]

@@ -35,7 +35,9 @@ impl TopicPattern {
 
     /// True when the pattern has `*` or `#`, i.e. may match more than one key.
     pub fn is_wildcard(&self) -> bool {
-        self.words.iter().any(|word| !matches!(word, Word::Literal(_)))
+        self.words
+            .iter()
+            .any(|word| !matches!(word, Word::Literal(_)))
     }
 
     pub fn matches(&self, routing_key: &str) -> bool {

@@ -1,0 +1,553 @@
+//! A single-node broker in the relay's own memory, for `cargo run` with
+//! nothing else installed. It gives the destinations the semantics RabbitMQ
+//! gives them: topic fan-out with wildcards, shared queues whose consumers
+//! compete and whose unacknowledged messages are redelivered, user
+//! destinations behind the user-key guard, client and client-individual acks.
+//!
+//! All state sits behind one mutex that is never held across an `.await`;
+//! deliveries are handed to sessions' outboxes without waiting.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::destination::{Destination, INBOUND_EXCHANGE, TOPIC_EXCHANGE};
+use super::router::{ExchangeKind, Router, Subscriber};
+use super::{
+    AckTag, Broker, BrokerError, Delivery, Message, Outbox, PublishTarget, SessionId, Settlement,
+    SubscriptionSpec,
+};
+
+/// Bounds of the embedded broker.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedLimits {
+    /// Messages a shared queue keeps; past it the oldest is dropped, as
+    /// RabbitMQ's `x-max-length` does by default.
+    pub max_queue_length: usize,
+    /// Unacknowledged messages a queue subscription may hold when SUBSCRIBE
+    /// gives no `prefetch-count`.
+    pub default_prefetch: u32,
+}
+
+impl Default for EmbeddedLimits {
+    fn default() -> EmbeddedLimits {
+        EmbeddedLimits {
+            max_queue_length: 10_000,
+            default_prefetch: 100,
+        }
+    }
+}
+
+/// The exchanges a fresh RabbitMQ has, plus the relay's inbound one.
+fn exchange_kind(exchange: &str) -> Option<ExchangeKind> {
+    match exchange {
+        TOPIC_EXCHANGE | INBOUND_EXCHANGE => Some(ExchangeKind::Topic),
+        "amq.direct" | "" => Some(ExchangeKind::Direct),
+        "amq.fanout" => Some(ExchangeKind::Fanout),
+        _ => None,
+    }
+}
+
+/// The in-process broker.
+#[derive(Debug, Default)]
+pub struct EmbeddedBroker {
+    state: Mutex<State>,
+    limits: EmbeddedLimits,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    router: Router,
+    queues: HashMap<String, SharedQueue>,
+    sessions: HashMap<SessionId, SessionState>,
+}
+
+#[derive(Debug)]
+struct SessionState {
+    outbox: Outbox,
+    next_tag: u64,
+    unacked: HashMap<AckTag, Unacked>,
+}
+
+/// A delivery awaiting its ACK, with what is needed to give it back.
+#[derive(Debug)]
+enum Unacked {
+    /// A topic message: a NACK redelivers it to the same subscription, as
+    /// RabbitMQ redelivers from the session's own queue.
+    Topic {
+        subscription: Arc<str>,
+        destination: Arc<str>,
+        message: Arc<Message>,
+    },
+    /// A shared-queue message: a NACK or disconnect returns it to the queue.
+    Queue {
+        queue: String,
+        subscription: Arc<str>,
+        message: Arc<Message>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct SharedQueue {
+    messages: VecDeque<Queued>,
+    consumers: Vec<Consumer>,
+    /// Round-robin position among consumers.
+    next_consumer: usize,
+}
+
+#[derive(Debug)]
+struct Queued {
+    message: Arc<Message>,
+    redelivered: bool,
+}
+
+#[derive(Debug)]
+struct Consumer {
+    session: SessionId,
+    subscription: Arc<str>,
+    destination: Arc<str>,
+    needs_ack: bool,
+    prefetch: u32,
+    unacked: u32,
+}
+
+impl EmbeddedBroker {
+    pub fn new(limits: EmbeddedLimits) -> EmbeddedBroker {
+        EmbeddedBroker {
+            state: Mutex::default(),
+            limits,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent-enough state for
+        // a message relay; refusing all service after it would be worse.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    /// Hands one delivery to a session, recording it when it needs an ACK.
+    /// False when the session's outbox refused it.
+    fn deliver(
+        &mut self,
+        session: SessionId,
+        subscription: &Arc<str>,
+        destination: &Arc<str>,
+        message: &Arc<Message>,
+        redelivered: bool,
+        unacked: Option<Unacked>,
+    ) -> bool {
+        let Some(state) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        let ack = unacked.as_ref().map(|_| {
+            state.next_tag += 1;
+            AckTag(state.next_tag)
+        });
+        let delivery = Delivery {
+            subscription: subscription.clone(),
+            destination: destination.clone(),
+            message: message.clone(),
+            ack,
+            redelivered,
+        };
+        if state.outbox.offer(delivery).is_err() {
+            return false;
+        }
+        if let (Some(tag), Some(unacked)) = (ack, unacked) {
+            state.unacked.insert(tag, unacked);
+        }
+        true
+    }
+
+    fn publish_to_exchange(&mut self, exchange: &str, routing_key: &str, message: Arc<Message>) {
+        let route = self.router.route(exchange, routing_key);
+        let targets: Vec<(Subscriber, Arc<str>)> = route
+            .subscribers
+            .into_iter()
+            .map(|subscriber| {
+                let destination = if route.destination.is_empty() {
+                    subscriber.destination.clone()
+                } else {
+                    route.destination.clone()
+                };
+                (subscriber.clone(), destination)
+            })
+            .collect();
+        for (subscriber, destination) in targets {
+            let unacked = subscriber.needs_ack.then(|| Unacked::Topic {
+                subscription: subscriber.subscription.clone(),
+                destination: destination.clone(),
+                message: message.clone(),
+            });
+            // A full outbox has already told its session to close.
+            self.deliver(
+                subscriber.session,
+                &subscriber.subscription,
+                &destination,
+                &message,
+                false,
+                unacked,
+            );
+        }
+    }
+
+    /// Delivers waiting messages of a queue to consumers with room, in turn.
+    fn pump(&mut self, name: &str) {
+        loop {
+            let Some(queue) = self.queues.get_mut(name) else {
+                return;
+            };
+            if queue.messages.is_empty() {
+                return;
+            }
+            let count = queue.consumers.len();
+            let ready = (0..count)
+                .map(|offset| (queue.next_consumer + offset) % count)
+                .find(|&index| {
+                    let consumer = &queue.consumers[index];
+                    !consumer.needs_ack || consumer.unacked < consumer.prefetch
+                });
+            let Some(index) = ready else {
+                return;
+            };
+            queue.next_consumer = (index + 1) % count;
+            let Some(queued) = queue.messages.pop_front() else {
+                return;
+            };
+            let consumer = &mut queue.consumers[index];
+            let (session, subscription, destination) = (
+                consumer.session,
+                consumer.subscription.clone(),
+                consumer.destination.clone(),
+            );
+            let unacked = consumer.needs_ack.then(|| Unacked::Queue {
+                queue: name.to_owned(),
+                subscription: subscription.clone(),
+                message: queued.message.clone(),
+            });
+            if unacked.is_some() {
+                consumer.unacked += 1;
+            }
+            let taken = self.deliver(
+                session,
+                &subscription,
+                &destination,
+                &queued.message,
+                queued.redelivered,
+                unacked,
+            );
+            if !taken {
+                // The consumer is going away (its outbox overflowed or
+                // closed): keep the message for the others.
+                let queue = self
+                    .queues
+                    .get_mut(name)
+                    .expect("queue exists while pumping");
+                queue.messages.push_front(queued);
+                queue.consumers.remove(index);
+                queue.next_consumer = 0;
+            }
+        }
+    }
+
+    /// Returns a queue message left unacknowledged, to be delivered again.
+    fn requeue(
+        &mut self,
+        queue: &str,
+        subscription: &str,
+        session: SessionId,
+        message: Arc<Message>,
+    ) {
+        let Some(queue) = self.queues.get_mut(queue) else {
+            return;
+        };
+        if let Some(consumer) = queue
+            .consumers
+            .iter_mut()
+            .find(|c| c.session == session && &*c.subscription == subscription)
+        {
+            consumer.unacked = consumer.unacked.saturating_sub(1);
+        }
+        queue.messages.push_front(Queued {
+            message,
+            redelivered: true,
+        });
+    }
+
+    /// Takes back every queue message a subscription (or, with `None`, a
+    /// whole session) left unacknowledged; returns the queues to pump.
+    fn release_unacked(&mut self, session: SessionId, subscription: Option<&str>) -> Vec<String> {
+        let Some(state) = self.sessions.get_mut(&session) else {
+            return Vec::new();
+        };
+        let mut tags: Vec<AckTag> = state
+            .unacked
+            .iter()
+            .filter(|(_, unacked)| {
+                let owner = match unacked {
+                    Unacked::Topic { subscription, .. } | Unacked::Queue { subscription, .. } => {
+                        subscription
+                    }
+                };
+                subscription.is_none_or(|wanted| &**owner == wanted)
+            })
+            .map(|(tag, _)| *tag)
+            .collect();
+        // Newest first, so that pushing each to the front keeps their order.
+        tags.sort_unstable_by(|a, b| b.cmp(a));
+        let released: Vec<Unacked> = tags
+            .iter()
+            .filter_map(|tag| state.unacked.remove(tag))
+            .collect();
+        let mut queues = Vec::new();
+        for unacked in released {
+            if let Unacked::Queue {
+                queue,
+                subscription,
+                message,
+            } = unacked
+            {
+                self.requeue(&queue, &subscription, session, message);
+                queues.push(queue);
+            }
+        }
+        queues.sort();
+        queues.dedup();
+        queues
+    }
+
+    fn remove_consumer(&mut self, queue: &str, session: SessionId, subscription: Option<&str>) {
+        if let Some(queue) = self.queues.get_mut(queue) {
+            queue.consumers.retain(|c| {
+                c.session != session || subscription.is_some_and(|s| &*c.subscription != s)
+            });
+            queue.next_consumer = 0;
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for EmbeddedBroker {
+    async fn attach(&self, session: SessionId, outbox: Outbox) -> Result<(), BrokerError> {
+        self.state().sessions.insert(
+            session,
+            SessionState {
+                outbox,
+                next_tag: 0,
+                unacked: HashMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn detach(&self, session: SessionId) {
+        let mut state = self.state();
+        state.router.unbind_session(session);
+        let mut to_pump = state.release_unacked(session, None);
+        let consumed: Vec<String> = state
+            .queues
+            .iter()
+            .filter(|(_, queue)| queue.consumers.iter().any(|c| c.session == session))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for queue in &consumed {
+            state.remove_consumer(queue, session, None);
+        }
+        state.sessions.remove(&session);
+        to_pump.extend(consumed);
+        for queue in to_pump {
+            state.pump(&queue);
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        session: SessionId,
+        spec: &SubscriptionSpec,
+    ) -> Result<(), BrokerError> {
+        let subscriber = Subscriber {
+            session,
+            subscription: spec.id.clone(),
+            destination: spec.destination_text.clone(),
+            needs_ack: spec.ack.needs_ack(),
+        };
+        let mut state = self.state();
+        match &spec.destination {
+            Destination::Topic { key } => {
+                state
+                    .router
+                    .bind(TOPIC_EXCHANGE, ExchangeKind::Topic, key, subscriber);
+            }
+            Destination::Exchange { exchange, key } => {
+                let kind = exchange_kind(exchange)
+                    .ok_or_else(|| BrokerError::NotFound(format!("exchange {exchange:?}")))?;
+                state.router.bind(exchange, kind, key, subscriber);
+            }
+            Destination::OwnUser { name } => {
+                state.router.bind_user(name, subscriber);
+            }
+            Destination::Queue { name } | Destination::AmqQueue { name } => {
+                let declare = matches!(spec.destination, Destination::Queue { .. });
+                if !declare && !state.queues.contains_key(name) {
+                    return Err(BrokerError::NotFound(format!("queue {name:?}")));
+                }
+                let prefetch = spec.prefetch.unwrap_or(self.limits.default_prefetch).max(1);
+                state
+                    .queues
+                    .entry(name.clone())
+                    .or_default()
+                    .consumers
+                    .push(Consumer {
+                        session,
+                        subscription: spec.id.clone(),
+                        destination: spec.destination_text.clone(),
+                        needs_ack: spec.ack.needs_ack(),
+                        prefetch,
+                        unacked: 0,
+                    });
+                state.pump(name);
+            }
+            Destination::User { .. } | Destination::App { .. } => {
+                return Err(BrokerError::Refused(format!(
+                    "cannot subscribe to {}",
+                    spec.destination_text
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        session: SessionId,
+        spec: &SubscriptionSpec,
+    ) -> Result<(), BrokerError> {
+        let mut state = self.state();
+        state.router.unbind(session, &spec.id);
+        let mut to_pump = state.release_unacked(session, Some(&spec.id));
+        if let Destination::Queue { name } | Destination::AmqQueue { name } = &spec.destination {
+            state.remove_consumer(name, session, Some(&spec.id));
+            to_pump.push(name.clone());
+        }
+        for queue in to_pump {
+            state.pump(&queue);
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, target: PublishTarget, message: Message) -> Result<(), BrokerError> {
+        let message = Arc::new(message);
+        let mut state = self.state();
+        match target {
+            PublishTarget::Exchange {
+                exchange,
+                routing_key,
+            } => {
+                if exchange_kind(&exchange).is_none() {
+                    return Err(BrokerError::NotFound(format!("exchange {exchange:?}")));
+                }
+                state.publish_to_exchange(&exchange, &routing_key, message);
+            }
+            PublishTarget::Queue { name, declare } => {
+                if !declare && !state.queues.contains_key(&name) {
+                    return Err(BrokerError::NotFound(format!("queue {name:?}")));
+                }
+                let queue = state.queues.entry(name.clone()).or_default();
+                queue.messages.push_back(Queued {
+                    message,
+                    redelivered: false,
+                });
+                while queue.messages.len() > self.limits.max_queue_length {
+                    queue.messages.pop_front();
+                }
+                state.pump(&name);
+            }
+        }
+        Ok(())
+    }
+
+    async fn settle(
+        &self,
+        session: SessionId,
+        tags: &[AckTag],
+        settlement: Settlement,
+    ) -> Result<(), BrokerError> {
+        let mut state = self.state();
+        let Some(session_state) = state.sessions.get_mut(&session) else {
+            return Ok(());
+        };
+        let settled: Vec<Unacked> = tags
+            .iter()
+            .filter_map(|tag| session_state.unacked.remove(tag))
+            .collect();
+        let mut to_pump = Vec::new();
+        for unacked in settled {
+            match (unacked, settlement) {
+                (
+                    Unacked::Queue {
+                        queue,
+                        subscription,
+                        ..
+                    },
+                    Settlement::Ack,
+                ) => {
+                    if let Some(consumer) = state.queues.get_mut(&queue).and_then(|q| {
+                        q.consumers
+                            .iter_mut()
+                            .find(|c| c.session == session && c.subscription == subscription)
+                    }) {
+                        consumer.unacked = consumer.unacked.saturating_sub(1);
+                    }
+                    to_pump.push(queue);
+                }
+                (
+                    Unacked::Queue {
+                        queue,
+                        subscription,
+                        message,
+                    },
+                    Settlement::Nack,
+                ) => {
+                    state.requeue(&queue, &subscription, session, message);
+                    to_pump.push(queue);
+                }
+                (Unacked::Topic { .. }, Settlement::Ack) => {}
+                (
+                    Unacked::Topic {
+                        subscription,
+                        destination,
+                        message,
+                    },
+                    Settlement::Nack,
+                ) => {
+                    if state.router.is_bound(session, &subscription) {
+                        let again = Unacked::Topic {
+                            subscription: subscription.clone(),
+                            destination: destination.clone(),
+                            message: message.clone(),
+                        };
+                        state.deliver(
+                            session,
+                            &subscription,
+                            &destination,
+                            &message,
+                            true,
+                            Some(again),
+                        );
+                    }
+                }
+            }
+        }
+        to_pump.sort();
+        to_pump.dedup();
+        for queue in to_pump {
+            state.pump(&queue);
+        }
+        Ok(())
+    }
+}

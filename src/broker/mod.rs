@@ -1,0 +1,206 @@
+//! The message broker behind the sessions: where a SEND goes, where a
+//! SUBSCRIBE listens, and how acknowledgements settle deliveries.
+//!
+//! Sessions see only the [`Broker`] trait. The embedded broker
+//! ([`embedded::EmbeddedBroker`]) serves a single node in-process; the AMQP
+//! broker serves a cluster through RabbitMQ. Both fan topic messages out
+//! in-process through a [`router::Router`], so both apply the same matching
+//! and the same user-key guard.
+
+pub mod destination;
+pub mod embedded;
+pub mod router;
+pub mod topic_pattern;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use stomp_parser::Headers;
+use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
+
+use destination::Destination;
+
+/// A session's id: the `session` header of CONNECTED, and the suffix of its
+/// user-destination routing keys.
+pub type SessionId = Uuid;
+
+/// A message on its way from a sender to subscribers: the headers a
+/// subscriber should see (application headers, `content-type`) and the body.
+/// Shared by [`Arc`] between all the deliveries of one publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub headers: Headers,
+    pub body: Bytes,
+}
+
+/// How a subscription acknowledges, from SUBSCRIBE's `ack` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Delivered is done.
+    Auto,
+    /// An ACK covers its message and every earlier one of the subscription.
+    Client,
+    /// An ACK covers its message only.
+    ClientIndividual,
+}
+
+impl AckMode {
+    pub fn parse(value: &str) -> Option<AckMode> {
+        match value {
+            "auto" => Some(AckMode::Auto),
+            "client" => Some(AckMode::Client),
+            "client-individual" => Some(AckMode::ClientIndividual),
+            _ => None,
+        }
+    }
+
+    pub fn needs_ack(self) -> bool {
+        self != AckMode::Auto
+    }
+}
+
+/// What a broker needs to know of a subscription.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSpec {
+    /// The client's `id` header.
+    pub id: Arc<str>,
+    /// The `destination` header as the client wrote it.
+    pub destination_text: Arc<str>,
+    pub destination: Destination,
+    pub ack: AckMode,
+    /// At most this many unacknowledged messages at a time (queues, acked
+    /// subscriptions); `None` for the broker's default.
+    pub prefetch: Option<u32>,
+}
+
+/// Where a SEND (or a dispatch) publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishTarget {
+    /// An exchange and routing key (`/topic/`, `/exchange/`, `/app/`, users).
+    Exchange {
+        exchange: String,
+        routing_key: String,
+    },
+    /// A queue, declared first when `declare` (`/queue/`) or required to
+    /// exist (`/amq/queue/`).
+    Queue { name: String, declare: bool },
+}
+
+/// Names one delivery that awaits an ACK or NACK, within its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AckTag(pub u64);
+
+/// How a client settled deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    Ack,
+    /// Give it back: redelivered, to this session (topics) or to any
+    /// consumer (queues).
+    Nack,
+}
+
+/// One message for one subscription of a session.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub subscription: Arc<str>,
+    /// The MESSAGE frame's `destination`.
+    pub destination: Arc<str>,
+    pub message: Arc<Message>,
+    /// Set when the subscription must acknowledge.
+    pub ack: Option<AckTag>,
+    pub redelivered: bool,
+}
+
+/// The way deliveries reach a session: a bounded channel, so that a client
+/// that stops reading cannot make its node buffer without end. A delivery
+/// that finds it full is dropped and the session told, through
+/// [`OutboxOverflow`], to close with a reason.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    sender: mpsc::Sender<Delivery>,
+    overflow: Arc<Notify>,
+}
+
+/// Wakes a session whose outbox overflowed.
+#[derive(Debug, Clone)]
+pub struct OutboxOverflow(Arc<Notify>);
+
+impl OutboxOverflow {
+    pub async fn notified(&self) {
+        self.0.notified().await
+    }
+}
+
+impl Outbox {
+    /// An outbox holding at most `capacity` deliveries, the receiving end
+    /// and the overflow signal.
+    pub fn channel(capacity: usize) -> (Outbox, mpsc::Receiver<Delivery>, OutboxOverflow) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let overflow = Arc::new(Notify::new());
+        let signal = OutboxOverflow(overflow.clone());
+        (Outbox { sender, overflow }, receiver, signal)
+    }
+
+    /// Hands a delivery over without waiting. On a full outbox the delivery
+    /// comes back and the session is told it overflowed.
+    pub fn offer(&self, delivery: Delivery) -> Result<(), Delivery> {
+        match self.sender.try_send(delivery) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(delivery)) => {
+                self.overflow.notify_one();
+                Err(delivery)
+            }
+            Err(mpsc::error::TrySendError::Closed(delivery)) => Err(delivery),
+        }
+    }
+}
+
+/// Why the broker refused an operation; the message goes into the client's
+/// ERROR frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the message broker is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What sessions need from a message broker.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Starts delivering to a session through `outbox`.
+    async fn attach(&self, session: SessionId, outbox: Outbox) -> Result<(), BrokerError>;
+
+    /// Forgets a session: its subscriptions end and what it left
+    /// unacknowledged on shared queues goes back to them.
+    async fn detach(&self, session: SessionId);
+
+    async fn subscribe(
+        &self,
+        session: SessionId,
+        subscription: &SubscriptionSpec,
+    ) -> Result<(), BrokerError>;
+
+    /// Ends a subscription; its unacknowledged queue messages are requeued.
+    async fn unsubscribe(
+        &self,
+        session: SessionId,
+        subscription: &SubscriptionSpec,
+    ) -> Result<(), BrokerError>;
+
+    /// Publishes, returning once the broker has taken the message (after
+    /// the publisher confirm, for RabbitMQ).
+    async fn publish(&self, target: PublishTarget, message: Message) -> Result<(), BrokerError>;
+
+    /// Settles deliveries of a session.
+    async fn settle(
+        &self,
+        session: SessionId,
+        tags: &[AckTag],
+        settlement: Settlement,
+    ) -> Result<(), BrokerError>;
+}

@@ -1,0 +1,418 @@
+//! In-process fan-out: which subscriptions of this node a message published
+//! to an exchange reaches. Routing is kept apart from the network, as in
+//! rumqttd: the router only knows bindings and answers "who gets this".
+//!
+//! The embedded broker routes every exchange publish through it; the AMQP
+//! broker routes what arrives on its node queue through it, binding the node
+//! queue once per distinct key ([`Router::bind`] says when a key is new, and
+//! [`Router::unbind`] when one is no longer used).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::SessionId;
+use super::destination::{TOPIC_EXCHANGE, UserKey};
+use super::topic_pattern::TopicPattern;
+
+/// How an exchange matches routing keys to binding keys, as in AMQP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    /// `*` and `#` wildcards.
+    Topic,
+    /// Exact key.
+    Direct,
+    /// Every binding, whatever the key.
+    Fanout,
+}
+
+/// A subscription as the router delivers to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriber {
+    pub session: SessionId,
+    pub subscription: Arc<str>,
+    /// What the client subscribed to; user-destination messages carry it
+    /// as their `destination`, as Spring does.
+    pub destination: Arc<str>,
+    pub needs_ack: bool,
+}
+
+/// A binding key in use on this node, with what it is bound to: the unit
+/// the AMQP broker binds and unbinds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BindingKey {
+    pub exchange: String,
+    pub key: String,
+}
+
+/// Who a routed message goes to, and the `destination` their MESSAGE shows.
+pub struct Route<'a> {
+    pub destination: Arc<str>,
+    pub subscribers: Vec<&'a Subscriber>,
+}
+
+#[derive(Debug, Default)]
+struct ExchangeBindings {
+    /// Keys without wildcards, found by lookup.
+    exact: HashMap<String, Vec<Subscriber>>,
+    /// Keys with wildcards (topic exchanges), matched one by one.
+    patterns: Vec<(TopicPattern, String, Vec<Subscriber>)>,
+    /// Fanout bindings, keyed by the binding key for unbinding's sake.
+    fanout: HashMap<String, Vec<Subscriber>>,
+}
+
+/// Where a subscription is bound, so it can be unbound.
+#[derive(Debug, Clone)]
+enum Location {
+    Exchange(String, ExchangeKind, String),
+    User(String),
+}
+
+/// The fan-out table of one node.
+#[derive(Debug, Default)]
+pub struct Router {
+    exchanges: HashMap<String, ExchangeBindings>,
+    /// User destinations: (session, name) -> that session's subscriptions.
+    users: HashMap<(SessionId, String), Vec<Subscriber>>,
+    locations: HashMap<(SessionId, Arc<str>), Location>,
+}
+
+impl Router {
+    /// Binds a subscription to `key` on `exchange`. True when no subscription
+    /// of this node used that key before.
+    pub fn bind(
+        &mut self,
+        exchange: &str,
+        kind: ExchangeKind,
+        key: &str,
+        subscriber: Subscriber,
+    ) -> bool {
+        self.locations.insert(
+            (subscriber.session, subscriber.subscription.clone()),
+            Location::Exchange(exchange.to_owned(), kind, key.to_owned()),
+        );
+        let bindings = self.exchanges.entry(exchange.to_owned()).or_default();
+        let list = match kind {
+            ExchangeKind::Fanout => bindings.fanout.entry(key.to_owned()).or_default(),
+            ExchangeKind::Topic if TopicPattern::new(key).is_wildcard() => {
+                match bindings.patterns.iter().position(|(_, k, _)| k == key) {
+                    Some(index) => &mut bindings.patterns[index].2,
+                    None => {
+                        bindings.patterns.push((
+                            TopicPattern::new(key),
+                            key.to_owned(),
+                            Vec::new(),
+                        ));
+                        &mut bindings.patterns.last_mut().expect("just pushed").2
+                    }
+                }
+            }
+            ExchangeKind::Topic | ExchangeKind::Direct => {
+                bindings.exact.entry(key.to_owned()).or_default()
+            }
+        };
+        list.push(subscriber);
+        list.len() == 1
+    }
+
+    /// Binds a subscription of a session to its user destination `name`
+    /// (routing key `{name}-user{session}` on `amq.topic`). True when the
+    /// session had no subscription to that name before.
+    pub fn bind_user(&mut self, name: &str, subscriber: Subscriber) -> bool {
+        let session = subscriber.session;
+        self.locations.insert(
+            (session, subscriber.subscription.clone()),
+            Location::User(name.to_owned()),
+        );
+        let list = self.users.entry((session, name.to_owned())).or_default();
+        list.push(subscriber);
+        list.len() == 1
+    }
+
+    /// Removes a subscription. Returns the binding key it leaves unused, if
+    /// it was the last subscription of this node on it.
+    pub fn unbind(&mut self, session: SessionId, subscription: &str) -> Option<BindingKey> {
+        let location = self.locations.remove(&(session, Arc::from(subscription)))?;
+        let is_it = |s: &Subscriber| s.session == session && &*s.subscription == subscription;
+        match location {
+            Location::User(name) => {
+                let list = self.users.get_mut(&(session, name.clone()))?;
+                list.retain(|s| !is_it(s));
+                if !list.is_empty() {
+                    return None;
+                }
+                self.users.remove(&(session, name.clone()));
+                let key = UserKey {
+                    name: &name,
+                    session,
+                }
+                .to_string();
+                Some(BindingKey {
+                    exchange: TOPIC_EXCHANGE.to_owned(),
+                    key,
+                })
+            }
+            Location::Exchange(exchange, kind, key) => {
+                let bindings = self.exchanges.get_mut(&exchange)?;
+                let emptied = match kind {
+                    ExchangeKind::Fanout => remove_from(&mut bindings.fanout, &key, is_it),
+                    ExchangeKind::Topic if TopicPattern::new(&key).is_wildcard() => {
+                        let index = bindings.patterns.iter().position(|(_, k, _)| *k == key)?;
+                        bindings.patterns[index].2.retain(|s| !is_it(s));
+                        let emptied = bindings.patterns[index].2.is_empty();
+                        if emptied {
+                            bindings.patterns.swap_remove(index);
+                        }
+                        emptied
+                    }
+                    ExchangeKind::Topic | ExchangeKind::Direct => {
+                        remove_from(&mut bindings.exact, &key, is_it)
+                    }
+                };
+                emptied.then_some(BindingKey { exchange, key })
+            }
+        }
+    }
+
+    /// Removes every subscription of a session, returning the binding keys
+    /// left unused.
+    pub fn unbind_session(&mut self, session: SessionId) -> Vec<BindingKey> {
+        let subscriptions: Vec<Arc<str>> = self
+            .locations
+            .keys()
+            .filter(|(s, _)| *s == session)
+            .map(|(_, subscription)| subscription.clone())
+            .collect();
+        subscriptions
+            .iter()
+            .filter_map(|subscription| self.unbind(session, subscription))
+            .collect()
+    }
+
+    /// The subscriptions a message published to `exchange` with
+    /// `routing_key` reaches.
+    ///
+    /// The user-key guard: a user-destination key on `amq.topic` reaches the
+    /// session it names and nothing else, whatever wildcards others bound.
+    pub fn route(&self, exchange: &str, routing_key: &str) -> Route<'_> {
+        if exchange == TOPIC_EXCHANGE
+            && let Some(user_key) = UserKey::parse(routing_key)
+        {
+            let subscribers = self
+                .users
+                .get(&(user_key.session, user_key.name.to_owned()))
+                .map(|list| list.iter().collect())
+                .unwrap_or_default();
+            return Route {
+                destination: Arc::from(""),
+                subscribers,
+            };
+        }
+        let destination: Arc<str> = if exchange == TOPIC_EXCHANGE {
+            Arc::from(format!("/topic/{routing_key}"))
+        } else if routing_key.is_empty() {
+            Arc::from(format!("/exchange/{exchange}"))
+        } else {
+            Arc::from(format!("/exchange/{exchange}/{routing_key}"))
+        };
+        let mut subscribers = Vec::new();
+        if let Some(bindings) = self.exchanges.get(exchange) {
+            if let Some(list) = bindings.exact.get(routing_key) {
+                subscribers.extend(list);
+            }
+            for (pattern, _, list) in &bindings.patterns {
+                if pattern.matches(routing_key) {
+                    subscribers.extend(list);
+                }
+            }
+            for list in bindings.fanout.values() {
+                subscribers.extend(list);
+            }
+        }
+        Route {
+            destination,
+            subscribers,
+        }
+    }
+
+    /// Whether a session's subscription is still bound.
+    pub fn is_bound(&self, session: SessionId, subscription: &str) -> bool {
+        self.locations
+            .contains_key(&(session, Arc::from(subscription)))
+    }
+}
+
+/// Removes the subscriber from `key`'s list; true when the list emptied
+/// (and was dropped).
+fn remove_from(
+    map: &mut HashMap<String, Vec<Subscriber>>,
+    key: &str,
+    is_it: impl Fn(&Subscriber) -> bool,
+) -> bool {
+    let Some(list) = map.get_mut(key) else {
+        return false;
+    };
+    list.retain(|s| !is_it(s));
+    let emptied = list.is_empty();
+    if emptied {
+        map.remove(key);
+    }
+    emptied
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn subscriber(session: SessionId, id: &str) -> Subscriber {
+        Subscriber {
+            session,
+            subscription: Arc::from(id),
+            destination: Arc::from(format!("/topic/{id}")),
+            needs_ack: false,
+        }
+    }
+
+    fn reached(router: &Router, exchange: &str, key: &str) -> Vec<String> {
+        let mut ids: Vec<String> = router
+            .route(exchange, key)
+            .subscribers
+            .iter()
+            .map(|s| s.subscription.to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn exact_and_wildcard_bindings_both_receive() {
+        let mut router = Router::default();
+        let session = Uuid::new_v4();
+        assert!(router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "chat.general",
+            subscriber(session, "a")
+        ));
+        assert!(!router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "chat.general",
+            subscriber(session, "b")
+        ));
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "chat.*",
+            subscriber(session, "c"),
+        );
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "#",
+            subscriber(session, "d"),
+        );
+        assert_eq!(
+            reached(&router, TOPIC_EXCHANGE, "chat.general"),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(reached(&router, TOPIC_EXCHANGE, "chat.other"), ["c", "d"]);
+        assert_eq!(
+            reached(&router, "amq.direct", "chat.general"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            &*router.route(TOPIC_EXCHANGE, "chat.x").destination,
+            "/topic/chat.x"
+        );
+    }
+
+    #[test]
+    fn unbinding_the_last_subscriber_frees_the_key() {
+        let mut router = Router::default();
+        let session = Uuid::new_v4();
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "k",
+            subscriber(session, "a"),
+        );
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "k",
+            subscriber(session, "b"),
+        );
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "k.#",
+            subscriber(session, "c"),
+        );
+        assert_eq!(router.unbind(session, "a"), None);
+        assert_eq!(
+            router.unbind(session, "b"),
+            Some(BindingKey {
+                exchange: TOPIC_EXCHANGE.into(),
+                key: "k".into()
+            })
+        );
+        assert_eq!(router.unbind_session(session).len(), 1);
+        assert!(reached(&router, TOPIC_EXCHANGE, "k").is_empty());
+        assert_eq!(router.unbind(session, "a"), None);
+    }
+
+    #[test]
+    fn user_keys_reach_only_the_session_they_name() {
+        let mut router = Router::default();
+        let (alice, eve) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut private = subscriber(alice, "inbox");
+        private.destination = Arc::from("/user/queue/private");
+        router.bind_user("private", private);
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "#",
+            subscriber(eve, "all"),
+        );
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "*",
+            subscriber(eve, "one"),
+        );
+        let key = UserKey {
+            name: "private",
+            session: alice,
+        }
+        .to_string();
+        assert_eq!(reached(&router, TOPIC_EXCHANGE, &key), ["inbox"]);
+        let other = UserKey {
+            name: "private",
+            session: eve,
+        }
+        .to_string();
+        assert!(reached(&router, TOPIC_EXCHANGE, &other).is_empty());
+    }
+
+    #[test]
+    fn direct_and_fanout_exchanges() {
+        let mut router = Router::default();
+        let session = Uuid::new_v4();
+        router.bind(
+            "amq.direct",
+            ExchangeKind::Direct,
+            "a.*",
+            subscriber(session, "direct"),
+        );
+        router.bind(
+            "amq.fanout",
+            ExchangeKind::Fanout,
+            "",
+            subscriber(session, "fan"),
+        );
+        assert_eq!(reached(&router, "amq.direct", "a.*"), ["direct"]);
+        assert!(reached(&router, "amq.direct", "a.b").is_empty());
+        assert_eq!(reached(&router, "amq.fanout", "anything"), ["fan"]);
+    }
+}

@@ -1,0 +1,88 @@
+//! The registry of a single embedded node, in memory.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{Registry, RegistryError, SessionRecord};
+use crate::broker::SessionId;
+
+/// User -> session -> record, behind a mutex never held across an `.await`.
+#[derive(Debug, Default)]
+pub struct MemoryRegistry {
+    users: Mutex<HashMap<String, HashMap<SessionId, SessionRecord>>>,
+}
+
+impl MemoryRegistry {
+    fn users(&self) -> MutexGuard<'_, HashMap<String, HashMap<SessionId, SessionRecord>>> {
+        self.users
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl Registry for MemoryRegistry {
+    async fn register(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+        self.users()
+            .entry(record.user.clone())
+            .or_default()
+            .insert(record.session, record.clone());
+        Ok(())
+    }
+
+    async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+        let mut users = self.users();
+        if let Some(sessions) = users.get_mut(&record.user) {
+            sessions.remove(&record.session);
+            if sessions.is_empty() {
+                users.remove(&record.user);
+            }
+        }
+        Ok(())
+    }
+
+    async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError> {
+        let mut sessions: Vec<SessionRecord> = self
+            .users()
+            .get(user)
+            .map(|sessions| sessions.values().cloned().collect())
+            .unwrap_or_default();
+        sessions.sort_by_key(|record| record.connected_at);
+        Ok(sessions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn record(user: &str, connected_at: u64) -> SessionRecord {
+        SessionRecord {
+            session: Uuid::new_v4(),
+            user: user.into(),
+            node: "n1".into(),
+            connected_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_come_and_go_per_user() {
+        let registry = MemoryRegistry::default();
+        let (tab1, tab2, other) = (record("alice", 1), record("alice", 2), record("bob", 3));
+        for r in [&tab2, &tab1, &other] {
+            registry.register(r).await.unwrap();
+        }
+        assert_eq!(
+            registry.sessions_of("alice").await.unwrap(),
+            [tab1.clone(), tab2.clone()]
+        );
+        registry.unregister(&tab1).await.unwrap();
+        assert_eq!(registry.sessions_of("alice").await.unwrap(), std::slice::from_ref(&tab2));
+        registry.unregister(&tab2).await.unwrap();
+        assert!(registry.sessions_of("alice").await.unwrap().is_empty());
+        assert!(registry.users().get("alice").is_none());
+    }
+}

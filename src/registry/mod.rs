@@ -1,0 +1,40 @@
+//! Who is connected where: user -> sessions -> node. Dispatch reads it to
+//! find a user's live sessions; presence answers from it.
+//!
+//! The in-memory registry ([`memory::MemoryRegistry`]) serves a single node;
+//! the Redis registry serves a cluster with the keys of `ARCHITECTURE.md`.
+
+pub mod memory;
+
+use async_trait::async_trait;
+
+use crate::broker::SessionId;
+
+/// One live session, as the registry records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub session: SessionId,
+    /// The authenticated user; anonymous sessions are not registered.
+    pub user: String,
+    pub node: String,
+    /// Milliseconds since the Unix epoch.
+    pub connected_at: u64,
+}
+
+/// Why the registry could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("the session registry is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What sessions and dispatch need from the registry.
+#[async_trait]
+pub trait Registry: Send + Sync + 'static {
+    async fn register(&self, record: &SessionRecord) -> Result<(), RegistryError>;
+
+    async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError>;
+
+    /// The live sessions of a user, on every node.
+    async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError>;
+}

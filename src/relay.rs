@@ -1,0 +1,82 @@
+//! What every session of a node shares: the broker, the registry, dispatch
+//! and the settings sessions run with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stomp_parser::Limits;
+
+use crate::broker::Broker;
+use crate::broker::embedded::{EmbeddedBroker, EmbeddedLimits};
+use crate::dispatch::Dispatcher;
+use crate::registry::Registry;
+use crate::registry::memory::MemoryRegistry;
+
+/// Per-session settings, from the configuration.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// The server's heart-beat offer, in ms: how often it can send, how
+    /// often it wants to hear from the client (CONNECTED's `heart-beat`).
+    pub heart_beat: (u32, u32),
+    /// How long a new connection may take to send CONNECT.
+    pub connect_timeout: Duration,
+    /// Deliveries a session may have waiting to be written; past it the
+    /// client is too slow and is disconnected.
+    pub outbox_capacity: usize,
+    pub max_subscriptions: usize,
+    /// Open transactions per session, and frames held by each.
+    pub max_transactions: usize,
+    pub max_transaction_frames: usize,
+    /// Frame limits of the parser.
+    pub limits: Limits,
+}
+
+impl Default for SessionSettings {
+    fn default() -> SessionSettings {
+        SessionSettings {
+            heart_beat: (10_000, 10_000),
+            connect_timeout: Duration::from_secs(10),
+            outbox_capacity: 1024,
+            max_subscriptions: 256,
+            max_transactions: 16,
+            max_transaction_frames: 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The services of one node, shared by all its sessions.
+pub struct Relay {
+    pub node_id: String,
+    pub broker: Arc<dyn Broker>,
+    pub registry: Arc<dyn Registry>,
+    pub dispatcher: Dispatcher,
+    pub settings: SessionSettings,
+}
+
+impl Relay {
+    pub fn new(
+        node_id: String,
+        broker: Arc<dyn Broker>,
+        registry: Arc<dyn Registry>,
+        settings: SessionSettings,
+    ) -> Relay {
+        Relay {
+            node_id,
+            dispatcher: Dispatcher::new(registry.clone(), broker.clone()),
+            broker,
+            registry,
+            settings,
+        }
+    }
+
+    /// A single node with the in-process broker and the in-memory registry.
+    pub fn embedded(node_id: String, settings: SessionSettings) -> Relay {
+        Relay::new(
+            node_id,
+            Arc::new(EmbeddedBroker::new(EmbeddedLimits::default())),
+            Arc::new(MemoryRegistry::default()),
+            settings,
+        )
+    }
+}

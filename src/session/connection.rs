@@ -1,0 +1,182 @@
+//! Runs a [`Session`] over a transport: bytes in through the frame decoder,
+//! frames out through the encoder, deliveries from the outbox, heart-beats
+//! and timeouts, and the ERROR-then-close that ends a refused session.
+//!
+//! WebSocket and SockJS each implement [`Transport`]; this loop is the same
+//! for both.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use stomp_parser::{Decoded, Frame, FrameDecoder, encode_frame};
+use tokio::time::{Instant, sleep_until};
+
+use super::{Rejection, Session, SessionError};
+use crate::broker::Outbox;
+use crate::relay::Relay;
+use crate::shutdown::Shutdown;
+
+/// A client connection as a session sees it: chunks of bytes in, encoded
+/// frames out.
+pub trait Transport: Send {
+    /// The next bytes from the client; `None` once it has gone.
+    fn receive(&mut self) -> impl Future<Output = Option<Bytes>> + Send;
+
+    /// Sends one encoded frame, or a heart-beat EOL. An error means the
+    /// client has gone.
+    fn send(&mut self, bytes: Bytes) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+
+    /// Closes the connection once what was sent is flushed.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// The client went away while the relay was writing to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client connection is closed")]
+pub struct TransportClosed;
+
+/// How a turn of the loop ended.
+enum Flow {
+    Continue,
+    /// Close the connection, after an ERROR frame when there is a rejection.
+    Close(Option<Rejection>),
+}
+
+/// A client silent for this many negotiated intervals is taken for gone.
+const HEART_BEAT_GRACE: u32 = 2;
+
+/// Serves one client until it leaves, is refused, or the node shuts down.
+pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdown: Shutdown) {
+    let settings = relay.settings.clone();
+    let (outbox, mut inbox, overflow) = Outbox::channel(settings.outbox_capacity);
+    let mut session = Session::new(relay, outbox);
+    let mut decoder = FrameDecoder::new(settings.limits);
+    let started = Instant::now();
+    let mut last_received = started;
+    let mut last_sent = started;
+
+    let rejection = loop {
+        let heart_beat = session.heart_beat();
+        let read_deadline = if session.is_connected() {
+            heart_beat
+                .incoming
+                .map(|interval| last_received + interval * HEART_BEAT_GRACE)
+        } else {
+            Some(started + settings.connect_timeout)
+        };
+        let write_deadline = heart_beat.outgoing.map(|interval| last_sent + interval);
+
+        let flow = tokio::select! {
+            chunk = transport.receive() => match chunk {
+                None => Flow::Close(None),
+                Some(chunk) => {
+                    last_received = Instant::now();
+                    decoder.push(chunk);
+                    handle_received(&mut session, &mut decoder, &mut transport, &mut last_sent).await
+                }
+            },
+            Some(delivery) = inbox.recv() => match session.deliver(delivery).await {
+                None => Flow::Continue,
+                Some(frame) => write(&mut transport, &session, &frame, &mut last_sent).await,
+            },
+            () = overflow.notified() => {
+                Flow::Close(Some(SessionError::SlowConsumer(settings.outbox_capacity).into()))
+            }
+            () = sleep_until_some(read_deadline) => {
+                let error = if session.is_connected() {
+                    SessionError::HeartBeatTimeout(last_received.elapsed().as_millis())
+                } else {
+                    SessionError::ConnectTimeout(settings.connect_timeout.as_secs())
+                };
+                Flow::Close(Some(error.into()))
+            }
+            () = sleep_until_some(write_deadline) => {
+                last_sent = Instant::now();
+                match transport.send(Bytes::from_static(b"\n")).await {
+                    Ok(()) => Flow::Continue,
+                    Err(TransportClosed) => Flow::Close(None),
+                }
+            }
+            () = shutdown.recv() => Flow::Close(Some(SessionError::ShuttingDown.into())),
+        };
+        if let Flow::Close(rejection) = flow {
+            break rejection;
+        }
+    };
+
+    if let Some(rejection) = rejection {
+        tracing::debug!(session = %session.id(), error = %rejection.error, "refused");
+        // An ERROR is always followed by closing the connection; the close
+        // waits until the frame is flushed.
+        let _ = write(
+            &mut transport,
+            &session,
+            &rejection.to_frame(),
+            &mut last_sent,
+        )
+        .await;
+    }
+    transport.close().await;
+    session.close().await;
+}
+
+/// Decodes and handles every whole frame received so far.
+async fn handle_received<T: Transport>(
+    session: &mut Session,
+    decoder: &mut FrameDecoder,
+    transport: &mut T,
+    last_sent: &mut Instant,
+) -> Flow {
+    loop {
+        let frame = match decoder.decode() {
+            Ok(Some(Decoded::Frame(frame))) => frame,
+            Ok(Some(Decoded::HeartBeat)) => continue,
+            Ok(None) => return Flow::Continue,
+            Err(malformed) => return Flow::Close(Some(SessionError::Malformed(malformed).into())),
+        };
+        let reply = match session.handle(frame).await {
+            Ok(reply) => reply,
+            Err(rejection) => return Flow::Close(Some(rejection)),
+        };
+        // Frames after CONNECT are escaped as the agreed version says.
+        decoder.set_version(session.version());
+        for frame in &reply.frames {
+            if let Flow::Close(rejection) = write(transport, session, frame, last_sent).await {
+                return Flow::Close(rejection);
+            }
+        }
+        if reply.close {
+            return Flow::Close(None);
+        }
+    }
+}
+
+/// Encodes a frame in the session's version and sends it, noting when.
+async fn write<T: Transport>(
+    transport: &mut T,
+    session: &Session,
+    frame: &Frame,
+    last_sent: &mut Instant,
+) -> Flow {
+    let mut encoded = BytesMut::with_capacity(frame.body.len() + 256);
+    if let Err(error) = encode_frame(frame, session.version(), &mut encoded) {
+        // A forwarded header the client's version cannot carry: the message
+        // is dropped rather than sent altered.
+        tracing::warn!(session = %session.id(), %error, "frame not sent");
+        return Flow::Continue;
+    }
+    *last_sent = Instant::now();
+    match transport.send(encoded.freeze()).await {
+        Ok(()) => Flow::Continue,
+        Err(TransportClosed) => Flow::Close(None),
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,127 @@
+//! Why a session ends with an ERROR frame, in words the client can act on.
+
+use stomp_parser::{Command, Frame, ParseError};
+
+use crate::broker::BrokerError;
+use crate::broker::destination::DestinationError;
+use crate::dispatch::DispatchError;
+
+/// Everything that makes the relay send ERROR and close the connection, as
+/// STOMP requires after an ERROR frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] ParseError),
+    #[error("the first frame must be CONNECT or STOMP, not {0}")]
+    NotConnected(Command),
+    #[error("this session is already connected")]
+    AlreadyConnected,
+    #[error("{0} is a server frame; a client cannot send it")]
+    ServerCommand(Command),
+    #[error("supported protocol versions are 1.0 1.1 1.2, the client accepts {0:?}")]
+    UnsupportedVersion(String),
+    #[error("{command} needs a '{header}' header")]
+    MissingHeader {
+        command: Command,
+        header: &'static str,
+    },
+    #[error("header {header:?} has an invalid value {value:?}: {reason}")]
+    InvalidHeader {
+        header: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+    #[error("a subscription with id {0:?} already exists in this session")]
+    DuplicateSubscription(String),
+    #[error("there is no subscription with id {0:?} in this session")]
+    UnknownSubscription(String),
+    #[error("a session may have at most {0} subscriptions")]
+    TooManySubscriptions(usize),
+    #[error("there is no unacknowledged message with id {0:?} in this session")]
+    UnknownAck(String),
+    #[error("transaction {0:?} was already begun")]
+    DuplicateTransaction(String),
+    #[error("there is no transaction {0:?} in this session")]
+    UnknownTransaction(String),
+    #[error("a session may have at most {0} open transactions")]
+    TooManyTransactions(usize),
+    #[error("a transaction may hold at most {0} frames")]
+    TransactionTooLarge(usize),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Dispatch(#[from] DispatchError),
+    #[error("no CONNECT frame within {0} seconds")]
+    ConnectTimeout(u64),
+    #[error("nothing received for {0} ms, past the negotiated heart-beat")]
+    HeartBeatTimeout(u128),
+    #[error("the client reads too slowly: more than {0} messages waited to be sent")]
+    SlowConsumer(usize),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl SessionError {
+    /// The short `message` header of the ERROR frame; the body says more.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            SessionError::Malformed(_) => "malformed frame received",
+            SessionError::NotConnected(_) | SessionError::AlreadyConnected => "protocol error",
+            SessionError::ServerCommand(_) => "unexpected frame",
+            SessionError::UnsupportedVersion(_) => "unsupported version",
+            SessionError::MissingHeader { .. } => "missing header",
+            SessionError::InvalidHeader { .. } => "invalid header",
+            SessionError::Destination(_) => "invalid destination",
+            SessionError::DuplicateSubscription(_) => "duplicate subscription id",
+            SessionError::UnknownSubscription(_) => "unknown subscription",
+            SessionError::TooManySubscriptions(_) => "too many subscriptions",
+            SessionError::UnknownAck(_) => "unknown message id",
+            SessionError::DuplicateTransaction(_) | SessionError::UnknownTransaction(_) => {
+                "invalid transaction"
+            }
+            SessionError::TooManyTransactions(_) | SessionError::TransactionTooLarge(_) => {
+                "transaction limit"
+            }
+            SessionError::Broker(_) | SessionError::Dispatch(_) => "broker error",
+            SessionError::ConnectTimeout(_) => "connect timeout",
+            SessionError::HeartBeatTimeout(_) => "heart-beat timeout",
+            SessionError::SlowConsumer(_) => "slow consumer",
+            SessionError::ShuttingDown => "server shutting down",
+        }
+    }
+
+    /// The ERROR frame for this error; `receipt_id` is the `receipt` of the
+    /// frame that caused it, if it had one.
+    pub fn to_frame(&self, receipt_id: Option<&str>) -> Frame {
+        let body = format!("{self}\n");
+        let mut frame = Frame::new(Command::Error)
+            .header("message", self.summary())
+            .header("content-type", "text/plain")
+            .header("content-length", body.len().to_string());
+        if let Some(receipt_id) = receipt_id {
+            frame = frame.header("receipt-id", receipt_id);
+        }
+        frame.body(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_frames_say_what_was_wrong() {
+        let error = SessionError::MissingHeader {
+            command: Command::Send,
+            header: "destination",
+        };
+        let frame = error.to_frame(Some("r-1"));
+        assert_eq!(frame.command, Command::Error);
+        assert_eq!(frame.get("message"), Some("missing header"));
+        assert_eq!(frame.get("receipt-id"), Some("r-1"));
+        assert_eq!(&frame.body[..], b"SEND needs a 'destination' header\n");
+        assert_eq!(frame.get("content-length"), Some("34"));
+    }
+}

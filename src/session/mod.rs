@@ -1,0 +1,483 @@
+//! The STOMP state machine of one client connection.
+//!
+//! A [`Session`] takes frames in and gives frames out; it knows nothing of
+//! WebSocket, SockJS or RabbitMQ. It reaches the broker and the registry
+//! through their traits, and deliveries come back to it through its
+//! [`Outbox`]. [`connection::serve`] runs one over any transport.
+
+pub mod connect;
+pub mod connection;
+mod error;
+mod subscriptions;
+mod transactions;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use stomp_parser::{Command, Frame, Version};
+use uuid::Uuid;
+
+pub use error::SessionError;
+
+use crate::broker::destination::Destination;
+use crate::broker::{AckMode, Delivery, Message, Outbox, SessionId, Settlement, SubscriptionSpec};
+use crate::registry::SessionRecord;
+use crate::relay::Relay;
+use connect::{ConnectRequest, HeartBeat, connected_frame};
+use subscriptions::Subscriptions;
+use transactions::Transactions;
+
+/// Headers of a SEND that belong to the protocol, not to the message, and
+/// headers only the relay may set on a MESSAGE.
+const NOT_FORWARDED: &[&str] = &[
+    "destination",
+    "transaction",
+    "receipt",
+    "content-length",
+    "subscription",
+    "message-id",
+    "ack",
+    "redelivered",
+    "user-name",
+    "session",
+];
+
+/// What the connection does after a frame was handled.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Frames to send, in order.
+    pub frames: Vec<Frame>,
+    /// Close the connection after sending them (DISCONNECT).
+    pub close: bool,
+}
+
+impl Reply {
+    fn frame(frame: Frame) -> Reply {
+        Reply {
+            frames: vec![frame],
+            close: false,
+        }
+    }
+}
+
+/// A frame the session refuses: the connection sends the ERROR frame and
+/// closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub error: SessionError,
+    /// The `receipt` of the refused frame, echoed as `receipt-id`.
+    pub receipt_id: Option<String>,
+}
+
+impl Rejection {
+    pub fn to_frame(&self) -> Frame {
+        self.error.to_frame(self.receipt_id.as_deref())
+    }
+}
+
+impl From<SessionError> for Rejection {
+    fn from(error: SessionError) -> Rejection {
+        Rejection {
+            error,
+            receipt_id: None,
+        }
+    }
+}
+
+enum State {
+    AwaitingConnect,
+    Connected(Connected),
+    Closed,
+}
+
+struct Connected {
+    version: Version,
+    heart_beat: HeartBeat,
+    user: Option<String>,
+    /// What the registry holds for this session (named users only).
+    record: Option<SessionRecord>,
+}
+
+/// One client's STOMP session.
+pub struct Session {
+    id: SessionId,
+    relay: Arc<Relay>,
+    outbox: Outbox,
+    state: State,
+    subscriptions: Subscriptions,
+    transactions: Transactions,
+    /// The last `message-id` given out.
+    last_message_id: u64,
+}
+
+impl Session {
+    pub fn new(relay: Arc<Relay>, outbox: Outbox) -> Session {
+        Session {
+            id: Uuid::new_v4(),
+            relay,
+            outbox,
+            state: State::AwaitingConnect,
+            subscriptions: Subscriptions::default(),
+            transactions: Transactions::default(),
+            last_message_id: 0,
+        }
+    }
+
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    pub fn is_connected(&self) -> bool {
+        matches!(self.state, State::Connected(_))
+    }
+
+    /// The version frames are written in; 1.2 until CONNECT agrees one
+    /// (frames sent before that are ERRORs, which read the same in all).
+    pub fn version(&self) -> Version {
+        match &self.state {
+            State::Connected(connected) => connected.version,
+            _ => Version::V1_2,
+        }
+    }
+
+    pub fn heart_beat(&self) -> HeartBeat {
+        match &self.state {
+            State::Connected(connected) => connected.heart_beat,
+            _ => HeartBeat::default(),
+        }
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        match &self.state {
+            State::Connected(connected) => connected.user.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Handles one frame from the client. A `receipt` header is answered
+    /// with RECEIPT once the frame's work is done.
+    pub async fn handle(&mut self, frame: Frame) -> Result<Reply, Rejection> {
+        let receipt = frame.get("receipt").map(str::to_owned);
+        let is_connect = matches!(frame.command, Command::Connect | Command::Stomp);
+        match self.dispatch(frame).await {
+            Ok(mut reply) => {
+                if let Some(receipt) = receipt.filter(|_| !is_connect) {
+                    reply
+                        .frames
+                        .push(Frame::new(Command::Receipt).header("receipt-id", receipt));
+                }
+                Ok(reply)
+            }
+            Err(error) => Err(Rejection {
+                error,
+                receipt_id: receipt,
+            }),
+        }
+    }
+
+    async fn dispatch(&mut self, frame: Frame) -> Result<Reply, SessionError> {
+        let command = frame.command;
+        if !command.is_client_command() {
+            return Err(SessionError::ServerCommand(command));
+        }
+        match (&self.state, command) {
+            (State::AwaitingConnect, Command::Connect | Command::Stomp) => {
+                self.connect(&frame).await
+            }
+            (State::AwaitingConnect | State::Closed, _) => Err(SessionError::NotConnected(command)),
+            (State::Connected(_), Command::Connect | Command::Stomp) => {
+                Err(SessionError::AlreadyConnected)
+            }
+            (State::Connected(_), Command::Disconnect) => Ok(Reply {
+                frames: Vec::new(),
+                close: true,
+            }),
+            (State::Connected(_), Command::Subscribe) => self.subscribe(&frame).await,
+            (State::Connected(_), Command::Unsubscribe) => self.unsubscribe(&frame).await,
+            (State::Connected(_), Command::Begin) => {
+                let id = required(&frame, "transaction")?;
+                let max = self.relay.settings.max_transactions;
+                self.transactions.begin(id, max)?;
+                Ok(Reply::default())
+            }
+            (State::Connected(_), Command::Commit) => {
+                let held = self.transactions.end(required(&frame, "transaction")?)?;
+                for frame in held {
+                    self.execute(frame).await?;
+                }
+                Ok(Reply::default())
+            }
+            (State::Connected(_), Command::Abort) => {
+                self.transactions.end(required(&frame, "transaction")?)?;
+                Ok(Reply::default())
+            }
+            (State::Connected(_), _) => match frame.get("transaction") {
+                Some(transaction) => {
+                    let transaction = transaction.to_owned();
+                    let max = self.relay.settings.max_transaction_frames;
+                    // Checked now, so that a bad frame is refused when sent,
+                    // not when committed.
+                    self.check_held(&frame)?;
+                    self.transactions.hold(&transaction, frame, max)?;
+                    Ok(Reply::default())
+                }
+                None => {
+                    self.execute(frame).await?;
+                    Ok(Reply::default())
+                }
+            },
+        }
+    }
+
+    /// Runs a SEND, ACK or NACK, now or at COMMIT.
+    async fn execute(&mut self, frame: Frame) -> Result<(), SessionError> {
+        match frame.command {
+            Command::Send => self.send(frame).await,
+            Command::Ack => self.settle(&frame, Settlement::Ack).await,
+            Command::Nack => self.settle(&frame, Settlement::Nack).await,
+            other => Err(SessionError::ServerCommand(other)),
+        }
+    }
+
+    /// The checks a frame held in a transaction must pass when it arrives.
+    fn check_held(&self, frame: &Frame) -> Result<(), SessionError> {
+        match frame.command {
+            Command::Send => {
+                let text = required(frame, "destination")?;
+                Destination::parse(text)?.check_send(text)?;
+                Ok(())
+            }
+            Command::Ack | Command::Nack => ack_id(frame).map(|_| ()),
+            other => Err(SessionError::ServerCommand(other)),
+        }
+    }
+
+    async fn connect(&mut self, frame: &Frame) -> Result<Reply, SessionError> {
+        let request = ConnectRequest::read(frame)?;
+        let settings = &self.relay.settings;
+        let heart_beat = HeartBeat::negotiate(request.heart_beat, settings.heart_beat);
+        self.relay
+            .broker
+            .attach(self.id, self.outbox.clone())
+            .await?;
+        let record = request.user.as_ref().map(|user| SessionRecord {
+            session: self.id,
+            user: user.clone(),
+            node: self.relay.node_id.clone(),
+            connected_at: unix_millis(),
+        });
+        if let Some(record) = &record
+            && let Err(error) = self.relay.registry.register(record).await
+        {
+            self.relay.broker.detach(self.id).await;
+            return Err(SessionError::Dispatch(error.into()));
+        }
+        let reply = connected_frame(
+            request.version,
+            &self.id.to_string(),
+            settings.heart_beat,
+            request.user.as_deref(),
+        );
+        tracing::debug!(session = %self.id, user = ?request.user, version = %request.version, "connected");
+        self.state = State::Connected(Connected {
+            version: request.version,
+            heart_beat,
+            user: request.user,
+            record,
+        });
+        Ok(Reply::frame(reply))
+    }
+
+    async fn subscribe(&mut self, frame: &Frame) -> Result<Reply, SessionError> {
+        let destination_text = required(frame, "destination")?;
+        // STOMP 1.0 made `id` optional; RabbitMQ then uses the destination.
+        let id = match frame.get("id") {
+            Some(id) => id,
+            None if self.version() == Version::V1_0 => destination_text,
+            None => return Err(missing(frame.command, "id")),
+        };
+        let destination = Destination::parse(destination_text)?;
+        destination.check_subscribe(destination_text)?;
+        let ack = match frame.get("ack") {
+            None => AckMode::Auto,
+            Some(value) => AckMode::parse(value).ok_or_else(|| SessionError::InvalidHeader {
+                header: "ack",
+                value: value.to_owned(),
+                reason: "expected auto, client or client-individual",
+            })?,
+        };
+        let prefetch = frame
+            .get("prefetch-count")
+            .map(|value| {
+                value
+                    .parse::<u32>()
+                    .map_err(|_| SessionError::InvalidHeader {
+                        header: "prefetch-count",
+                        value: value.to_owned(),
+                        reason: "expected a non-negative number",
+                    })
+            })
+            .transpose()?;
+        if self.subscriptions.contains(id) {
+            return Err(SessionError::DuplicateSubscription(id.to_owned()));
+        }
+        let max = self.relay.settings.max_subscriptions;
+        if self.subscriptions.len() >= max {
+            return Err(SessionError::TooManySubscriptions(max));
+        }
+        let spec = SubscriptionSpec {
+            id: Arc::from(id),
+            destination_text: Arc::from(destination_text),
+            destination,
+            ack,
+            prefetch: prefetch.filter(|&count| count > 0),
+        };
+        self.relay.broker.subscribe(self.id, &spec).await?;
+        self.subscriptions.insert(spec);
+        Ok(Reply::default())
+    }
+
+    async fn unsubscribe(&mut self, frame: &Frame) -> Result<Reply, SessionError> {
+        let id = match (frame.get("id"), self.version()) {
+            (Some(id), _) => id,
+            (None, Version::V1_0) => required(frame, "destination")?,
+            (None, _) => return Err(missing(frame.command, "id")),
+        };
+        let spec = self
+            .subscriptions
+            .remove(id)
+            .ok_or_else(|| SessionError::UnknownSubscription(id.to_owned()))?;
+        self.relay.broker.unsubscribe(self.id, &spec).await?;
+        Ok(Reply::default())
+    }
+
+    async fn send(&mut self, frame: Frame) -> Result<(), SessionError> {
+        let text = required(&frame, "destination")?;
+        let destination = Destination::parse(text)?;
+        destination.check_send(text)?;
+        let mut headers = frame.headers.clone();
+        for name in NOT_FORWARDED {
+            headers.remove(name);
+        }
+        // The relay, not the client, says who sent a message.
+        if let Some(user) = self.user() {
+            headers.push("user-name", user);
+        }
+        if let Destination::App { .. } = destination {
+            headers.push("session", &self.id.to_string());
+        }
+        let message = Message {
+            headers,
+            body: frame.body,
+        };
+        match destination.publish_target() {
+            Some(target) => self.relay.broker.publish(target, message).await?,
+            None => {
+                if let Destination::User { user, name } = &destination {
+                    self.relay.dispatcher.to_user(user, name, message).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn settle(&mut self, frame: &Frame, settlement: Settlement) -> Result<(), SessionError> {
+        let id = ack_id(frame)?;
+        let tags = self
+            .subscriptions
+            .settle(id)
+            .ok_or_else(|| SessionError::UnknownAck(id.to_owned()))?;
+        self.relay.broker.settle(self.id, &tags, settlement).await?;
+        Ok(())
+    }
+
+    /// Turns a delivery into the MESSAGE frame for the client, recording it
+    /// when it needs an ACK. `None` for a delivery to a subscription that
+    /// has just ended (it is given back to the broker).
+    pub async fn deliver(&mut self, delivery: Delivery) -> Option<Frame> {
+        let version = self.version();
+        if !self.subscriptions.contains(&delivery.subscription) {
+            if let Some(tag) = delivery.ack {
+                let _ = self
+                    .relay
+                    .broker
+                    .settle(self.id, &[tag], Settlement::Nack)
+                    .await;
+            }
+            return None;
+        }
+        self.last_message_id += 1;
+        let message_id = self.last_message_id.to_string();
+        let message = &delivery.message;
+        let mut frame = Frame::new(Command::Message)
+            .header("subscription", &delivery.subscription)
+            .header("message-id", &message_id)
+            .header("destination", &delivery.destination);
+        if let Some(tag) = delivery.ack {
+            if version == Version::V1_2 {
+                frame = frame.header("ack", &message_id);
+            }
+            self.subscriptions
+                .expect_ack(&delivery.subscription, message_id, tag);
+        }
+        if delivery.redelivered {
+            frame = frame.header("redelivered", "true");
+        }
+        for (name, value) in message.headers.iter() {
+            frame.headers.push(name, value);
+        }
+        if !message.headers.contains("content-type") {
+            let content_type = match std::str::from_utf8(&message.body) {
+                Ok(_) => "text/plain",
+                Err(_) => "application/octet-stream",
+            };
+            frame.headers.push("content-type", content_type);
+        }
+        frame
+            .headers
+            .push("content-length", &message.body.len().to_string());
+        frame.body = message.body.clone();
+        Some(frame)
+    }
+
+    /// Ends the session: the broker forgets it (requeueing what it left
+    /// unacknowledged on shared queues) and the registry drops it.
+    pub async fn close(&mut self) {
+        let State::Connected(connected) = std::mem::replace(&mut self.state, State::Closed) else {
+            self.state = State::Closed;
+            return;
+        };
+        self.relay.broker.detach(self.id).await;
+        if let Some(record) = connected.record
+            && let Err(error) = self.relay.registry.unregister(&record).await
+        {
+            tracing::warn!(session = %self.id, %error, "could not unregister the session");
+        }
+        tracing::debug!(session = %self.id, subscriptions = self.subscriptions.len(), "closed");
+    }
+}
+
+fn missing(command: Command, header: &'static str) -> SessionError {
+    SessionError::MissingHeader { command, header }
+}
+
+fn required<'a>(frame: &'a Frame, header: &'static str) -> Result<&'a str, SessionError> {
+    frame
+        .get(header)
+        .ok_or_else(|| missing(frame.command, header))
+}
+
+/// The message an ACK or NACK names: `id` in 1.2, `message-id` before.
+fn ack_id(frame: &Frame) -> Result<&str, SessionError> {
+    frame
+        .get("id")
+        .or_else(|| frame.get("message-id"))
+        .ok_or_else(|| missing(frame.command, "id"))
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,617 @@
+//! STOMP sessions over WebSocket, as real clients see them: connecting,
+//! every destination kind, acks, transactions, receipts, and every ERROR
+//! case (each followed by the close) while other clients keep receiving.
+
+mod support;
+
+use std::time::Duration;
+
+use stomp_parser::{Command, Frame, Version};
+use support::{StompClient, TestRelay};
+
+fn frame(command: Command, headers: &[(&str, &str)]) -> Frame {
+    headers
+        .iter()
+        .fold(Frame::new(command), |frame, (name, value)| {
+            frame.header(name, value)
+        })
+}
+
+#[tokio::test]
+async fn connect_negotiates_version_heart_beat_and_user() {
+    let relay = TestRelay::start();
+    for (accept, expected) in [("1.0,1.1,1.2", "1.2"), ("1.1", "1.1"), ("1.0", "1.0")] {
+        let mut client = StompClient::open(&relay).await;
+        assert_eq!(client.subprotocol.as_deref(), Some("v12.stomp"));
+        client
+            .send(frame(
+                Command::Connect,
+                &[
+                    ("accept-version", accept),
+                    ("host", "h"),
+                    ("login", "alice"),
+                    ("heart-beat", "0,0"),
+                ],
+            ))
+            .await;
+        let connected = client.recv().await;
+        assert_eq!(connected.command, Command::Connected);
+        assert_eq!(connected.get("version"), Some(expected));
+        assert_eq!(connected.get("heart-beat"), Some("10000,10000"));
+        assert_eq!(connected.get("user-name"), Some("alice"));
+        assert!(connected.get("server").unwrap().starts_with("stomp-relay/"));
+        assert!(uuid::Uuid::parse_str(connected.get("session").unwrap()).is_ok());
+    }
+    // A 1.0 client that sends no accept-version, with the STOMP command too.
+    let mut client = StompClient::open_offering(&relay, None).await;
+    assert_eq!(client.subprotocol, None);
+    client.send(frame(Command::Stomp, &[])).await;
+    let connected = client.recv().await;
+    assert_eq!(connected.get("version"), Some("1.0"));
+    assert_eq!(connected.get("user-name"), None);
+}
+
+#[tokio::test]
+async fn the_highest_stomp_subprotocol_offered_is_answered() {
+    let relay = TestRelay::start();
+    let client = StompClient::open_offering(&relay, Some("v10.stomp, v11.stomp")).await;
+    assert_eq!(client.subprotocol.as_deref(), Some("v11.stomp"));
+}
+
+#[tokio::test]
+async fn an_unsupported_version_gets_an_error_then_the_close() {
+    let relay = TestRelay::start();
+    let mut client = StompClient::open(&relay).await;
+    client
+        .send(frame(Command::Connect, &[("accept-version", "2.0,3.1")]))
+        .await;
+    let error = client.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("unsupported version"));
+    assert!(String::from_utf8_lossy(&error.body).contains("1.0 1.1 1.2"));
+}
+
+#[tokio::test]
+async fn a_topic_message_reaches_every_subscriber() {
+    let relay = TestRelay::start();
+    let mut subscribers = Vec::new();
+    for n in 0..20 {
+        let mut client = StompClient::connect(&relay, Some(&format!("user{n}"))).await;
+        client.subscribe("s", "/topic/chat.general", "auto").await;
+        subscribers.push(client);
+    }
+    let mut sender = StompClient::connect(&relay, Some("sender")).await;
+    sender.publish("/topic/chat.general", "hello all").await;
+    for client in &mut subscribers {
+        let message = client.recv().await;
+        assert_eq!(message.command, Command::Message);
+        assert_eq!(message.get("destination"), Some("/topic/chat.general"));
+        assert_eq!(message.get("subscription"), Some("s"));
+        assert_eq!(message.get("content-length"), Some("9"));
+        assert_eq!(message.get("content-type"), Some("text/plain"));
+        assert_eq!(message.get("user-name"), Some("sender"));
+        assert!(message.get("message-id").is_some());
+        assert_eq!(&message.body[..], b"hello all");
+    }
+}
+
+#[tokio::test]
+async fn wildcards_match_as_amqp_topics_do() {
+    let relay = TestRelay::start();
+    let mut star = StompClient::connect(&relay, None).await;
+    star.subscribe("star", "/topic/chat.*", "auto").await;
+    let mut hash = StompClient::connect(&relay, None).await;
+    hash.subscribe("hash", "/topic/chat.#", "auto").await;
+    let mut sender = StompClient::connect(&relay, None).await;
+
+    sender.publish("/topic/chat.room1", "one word").await;
+    assert_eq!(star.recv_body().await, "one word");
+    assert_eq!(hash.recv_body().await, "one word");
+    sender
+        .publish("/topic/chat.room1.thread", "two words")
+        .await;
+    assert_eq!(hash.recv_body().await, "two words");
+    star.expect_nothing().await;
+    sender.publish("/topic/news.x", "elsewhere").await;
+    star.expect_nothing().await;
+    hash.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn subscriptions_of_one_session_each_get_their_copy() {
+    let relay = TestRelay::start();
+    let mut client = StompClient::connect(&relay, None).await;
+    client.subscribe("exact", "/topic/a.b", "auto").await;
+    client.subscribe("wild", "/topic/a.*", "auto").await;
+    client.publish("/topic/a.b", "twice").await;
+    let mut seen = vec![
+        client.recv().await.get("subscription").unwrap().to_owned(),
+        client.recv().await.get("subscription").unwrap().to_owned(),
+    ];
+    seen.sort();
+    assert_eq!(seen, ["exact", "wild"]);
+}
+
+#[tokio::test]
+async fn queue_consumers_compete_for_messages() {
+    let relay = TestRelay::start();
+    let mut first = StompClient::connect(&relay, None).await;
+    first.subscribe("q", "/queue/jobs", "auto").await;
+    let mut second = StompClient::connect(&relay, None).await;
+    second.subscribe("q", "/queue/jobs", "auto").await;
+    let mut sender = StompClient::connect(&relay, None).await;
+    for n in 0..10 {
+        sender.publish("/queue/jobs", &format!("job {n}")).await;
+    }
+    let mut received = Vec::new();
+    for client in [&mut first, &mut second] {
+        let mut mine = 0;
+        while let Some(message) = client.recv_within(Duration::from_millis(500)).await {
+            assert_eq!(message.get("destination"), Some("/queue/jobs"));
+            received.push(String::from_utf8(message.body.to_vec()).unwrap());
+            mine += 1;
+        }
+        assert!(mine >= 3, "one consumer got only {mine} of 10");
+    }
+    received.sort();
+    let mut expected: Vec<String> = (0..10).map(|n| format!("job {n}")).collect();
+    expected.sort();
+    assert_eq!(received, expected, "each message exactly once");
+}
+
+#[tokio::test]
+async fn queue_messages_wait_for_a_consumer() {
+    let relay = TestRelay::start();
+    let mut sender = StompClient::connect(&relay, None).await;
+    sender.publish("/queue/later", "kept").await;
+    let mut consumer = StompClient::connect(&relay, None).await;
+    consumer.subscribe("q", "/queue/later", "auto").await;
+    assert_eq!(consumer.recv_body().await, "kept");
+}
+
+#[tokio::test]
+async fn user_destinations_reach_only_that_users_sessions() {
+    let relay = TestRelay::start();
+    let mut alice_tab1 = StompClient::connect(&relay, Some("alice")).await;
+    alice_tab1
+        .subscribe("p", "/user/queue/private", "auto")
+        .await;
+    let mut alice_tab2 = StompClient::connect(&relay, Some("alice")).await;
+    alice_tab2
+        .subscribe("p", "/user/queue/private", "auto")
+        .await;
+    let mut eve = StompClient::connect(&relay, Some("eve")).await;
+    eve.subscribe("all", "/topic/#", "auto").await;
+    eve.subscribe("one", "/topic/*", "auto").await;
+    eve.subscribe("mine", "/user/queue/private", "auto").await;
+
+    let mut bob = StompClient::connect(&relay, Some("bob")).await;
+    bob.publish("/user/alice/queue/private", "for alice").await;
+    for tab in [&mut alice_tab1, &mut alice_tab2] {
+        let message = tab.recv().await;
+        assert_eq!(message.get("destination"), Some("/user/queue/private"));
+        assert_eq!(message.get("user-name"), Some("bob"));
+        assert_eq!(&message.body[..], b"for alice");
+    }
+    eve.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn nobody_subscribes_to_another_sessions_user_key() {
+    let relay = TestRelay::start();
+    let mut eve = StompClient::connect(&relay, Some("eve")).await;
+    let key = format!("/topic/private-user{}", uuid::Uuid::new_v4());
+    eve.send(frame(
+        Command::Subscribe,
+        &[("id", "x"), ("destination", &key)],
+    ))
+    .await;
+    let error = eve.expect_error_then_close().await;
+    assert!(String::from_utf8_lossy(&error.body).contains("private key"));
+}
+
+#[tokio::test]
+async fn a_nack_redelivers_to_a_client_individual_subscription() {
+    let relay = TestRelay::start();
+    let mut consumer = StompClient::connect(&relay, None).await;
+    consumer
+        .subscribe("q", "/queue/retry", "client-individual")
+        .await;
+    let mut sender = StompClient::connect(&relay, None).await;
+    sender.publish("/queue/retry", "try me").await;
+
+    let first = consumer.recv().await;
+    let ack_id = first.get("ack").expect("an ack header in 1.2").to_owned();
+    assert_eq!(first.get("redelivered"), None);
+    consumer
+        .send(frame(Command::Nack, &[("id", &ack_id)]))
+        .await;
+    let again = consumer.recv().await;
+    assert_eq!(&again.body[..], b"try me");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    let again_id = again.get("ack").unwrap().to_owned();
+    consumer
+        .send(frame(
+            Command::Ack,
+            &[("id", &again_id), ("receipt", "acked")],
+        ))
+        .await;
+    consumer.expect_receipt("acked").await;
+    consumer.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn a_topic_nack_redelivers_to_the_same_subscription() {
+    let relay = TestRelay::start();
+    let mut consumer = StompClient::connect(&relay, None).await;
+    consumer.subscribe("t", "/topic/alerts", "client").await;
+    consumer.publish("/topic/alerts", "alert").await;
+    let first = consumer.recv().await;
+    consumer
+        .send(frame(Command::Nack, &[("id", first.get("ack").unwrap())]))
+        .await;
+    let again = consumer.recv().await;
+    assert_eq!(again.get("redelivered"), Some("true"));
+    assert_eq!(again.get("subscription"), Some("t"));
+}
+
+#[tokio::test]
+async fn unacked_queue_messages_go_to_another_consumer_after_a_disconnect() {
+    let relay = TestRelay::start();
+    let mut leaving = StompClient::connect(&relay, None).await;
+    leaving.subscribe("q", "/queue/handover", "client").await;
+    let mut sender = StompClient::connect(&relay, None).await;
+    sender.publish("/queue/handover", "one").await;
+    sender.publish("/queue/handover", "two").await;
+    assert_eq!(leaving.recv_body().await, "one");
+    assert_eq!(leaving.recv_body().await, "two");
+    leaving
+        .send(frame(Command::Disconnect, &[("receipt", "bye")]))
+        .await;
+    leaving.expect_receipt("bye").await;
+    leaving.expect_closed().await;
+
+    let mut staying = StompClient::connect(&relay, None).await;
+    staying.subscribe("q", "/queue/handover", "client").await;
+    let first = staying.recv().await;
+    assert_eq!(
+        (&first.body[..], first.get("redelivered")),
+        (&b"one"[..], Some("true"))
+    );
+    let second = staying.recv().await;
+    assert_eq!(&second.body[..], b"two");
+}
+
+#[tokio::test]
+async fn a_client_ack_covers_every_earlier_message() {
+    let relay = TestRelay::start();
+    let mut consumer = StompClient::connect(&relay, None).await;
+    consumer.subscribe("q", "/queue/cumulative", "client").await;
+    let mut sender = StompClient::connect(&relay, None).await;
+    for n in 0..3 {
+        sender.publish("/queue/cumulative", &n.to_string()).await;
+    }
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(consumer.recv().await);
+    }
+    let last_ack = last.unwrap().get("ack").unwrap().to_owned();
+    consumer
+        .send(frame(Command::Ack, &[("id", &last_ack)]))
+        .await;
+    consumer
+        .send(frame(Command::Disconnect, &[("receipt", "done")]))
+        .await;
+    consumer.expect_receipt("done").await;
+
+    // Nothing was left unacknowledged to hand to the next consumer.
+    let mut next = StompClient::connect(&relay, None).await;
+    next.subscribe("q", "/queue/cumulative", "client").await;
+    next.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn a_transaction_holds_sends_until_commit_and_drops_them_on_abort() {
+    let relay = TestRelay::start();
+    let mut listener = StompClient::connect(&relay, None).await;
+    listener.subscribe("s", "/topic/tx", "auto").await;
+    let mut sender = StompClient::connect(&relay, None).await;
+
+    sender
+        .send(frame(Command::Begin, &[("transaction", "t1")]))
+        .await;
+    for body in ["a", "b"] {
+        sender
+            .send(
+                frame(
+                    Command::Send,
+                    &[("destination", "/topic/tx"), ("transaction", "t1")],
+                )
+                .body(body),
+            )
+            .await;
+    }
+    listener.expect_nothing().await;
+    sender
+        .send(frame(
+            Command::Commit,
+            &[("transaction", "t1"), ("receipt", "c")],
+        ))
+        .await;
+    sender.expect_receipt("c").await;
+    assert_eq!(listener.recv_body().await, "a");
+    assert_eq!(listener.recv_body().await, "b");
+
+    sender
+        .send(frame(Command::Begin, &[("transaction", "t2")]))
+        .await;
+    sender
+        .send(
+            frame(
+                Command::Send,
+                &[("destination", "/topic/tx"), ("transaction", "t2")],
+            )
+            .body("never"),
+        )
+        .await;
+    sender
+        .send(frame(
+            Command::Abort,
+            &[("transaction", "t2"), ("receipt", "a")],
+        ))
+        .await;
+    sender.expect_receipt("a").await;
+    listener.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn acks_in_a_transaction_take_effect_at_commit() {
+    let relay = TestRelay::start();
+    let mut consumer = StompClient::connect(&relay, None).await;
+    consumer
+        .subscribe("q", "/queue/txack", "client-individual")
+        .await;
+    consumer.publish("/queue/txack", "m").await;
+    let message = consumer.recv().await;
+    consumer
+        .send(frame(Command::Begin, &[("transaction", "t")]))
+        .await;
+    consumer
+        .send(frame(
+            Command::Ack,
+            &[("id", message.get("ack").unwrap()), ("transaction", "t")],
+        ))
+        .await;
+    consumer
+        .send(frame(Command::Abort, &[("transaction", "t")]))
+        .await;
+    consumer
+        .send(frame(Command::Disconnect, &[("receipt", "r")]))
+        .await;
+    consumer.expect_receipt("r").await;
+    // The aborted ACK never happened: the message is redelivered.
+    let mut next = StompClient::connect(&relay, None).await;
+    next.subscribe("q", "/queue/txack", "client-individual")
+        .await;
+    assert_eq!(next.recv_body().await, "m");
+}
+
+#[tokio::test]
+async fn error_cases_close_only_the_offending_connection() {
+    let relay = TestRelay::start();
+    let mut bystander = StompClient::connect(&relay, None).await;
+    bystander.subscribe("s", "/topic/alive", "auto").await;
+    let mut publisher = StompClient::connect(&relay, None).await;
+
+    let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+        (b"SEND\ndestination:/topic/x\n\n\0".to_vec(), "protocol error", "first frame must be CONNECT"),
+        (b"CONNECT\naccept-version:1.2\n\n\0HELLO\n\n\0".to_vec(), "malformed frame received", "unknown command"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\n\nno destination\0".to_vec(), "missing header", "destination"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/nowhere\n\n\0".to_vec(), "invalid destination", "/nowhere"),
+        (
+            b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0SUBSCRIBE\nid:1\ndestination:/topic/b\n\n\0".to_vec(),
+            "duplicate subscription id",
+            "\"1\"",
+        ),
+        (b"CONNECT\naccept-version:1.2\n\n\0MESSAGE\n\n\0".to_vec(), "unexpected frame", "MESSAGE"),
+        (b"CONNECT\naccept-version:1.2\n\n\0CONNECT\naccept-version:1.2\n\n\0".to_vec(), "protocol error", "already connected"),
+        (b"CONNECT\naccept-version:1.2\n\n\0ACK\nid:nope\n\n\0".to_vec(), "unknown message id", "nope"),
+        (b"CONNECT\naccept-version:1.2\n\n\0COMMIT\ntransaction:t\n\n\0".to_vec(), "invalid transaction", "\"t\""),
+        (b"CONNECT\naccept-version:1.2\n\n\0UNSUBSCRIBE\nid:9\n\n\0".to_vec(), "unknown subscription", "\"9\""),
+        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/amq/queue/absent\n\n\0".to_vec(), "broker error", "absent"),
+        (b"CONNECT\naccept-version:1.2\nheart-beat:x\n\n\0".to_vec(), "invalid header", "heart-beat"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a\nbad\\qescape:1\n\n\0".to_vec(), "malformed frame received", "escape"),
+    ];
+    for (n, (wire, summary, detail)) in cases.into_iter().enumerate() {
+        let mut offender = StompClient::open(&relay).await;
+        offender.send_raw(&wire).await;
+        let error = loop {
+            let frame = offender.recv().await;
+            if frame.command != Command::Connected {
+                break frame;
+            }
+        };
+        assert_eq!(error.command, Command::Error, "case {n}");
+        assert_eq!(error.get("message"), Some(summary), "case {n}: {error:?}");
+        let body = String::from_utf8_lossy(&error.body).into_owned();
+        assert!(body.contains(detail), "case {n}: {body:?} lacks {detail:?}");
+        offender.expect_closed().await;
+
+        publisher
+            .publish("/topic/alive", &format!("still here {n}"))
+            .await;
+        assert_eq!(bystander.recv_body().await, format!("still here {n}"));
+    }
+}
+
+#[tokio::test]
+async fn an_error_echoes_the_receipt_of_the_frame_that_caused_it() {
+    let relay = TestRelay::start();
+    let mut client = StompClient::connect(&relay, None).await;
+    client
+        .send(frame(Command::Send, &[("receipt", "r-7")]))
+        .await;
+    let error = client.expect_error_then_close().await;
+    assert_eq!(error.get("receipt-id"), Some("r-7"));
+}
+
+#[tokio::test]
+async fn frames_split_across_messages_and_packed_in_one_work() {
+    let relay = TestRelay::start();
+    let mut listener = StompClient::connect(&relay, None).await;
+    listener.subscribe("s", "/topic/pieces", "auto").await;
+    let mut sender = StompClient::open(&relay).await;
+    let wire = b"CONNECT\naccept-version:1.2\n\n\0\nSEND\ndestination:/topic/pieces\n\none\0SEND\ndestination:/topic/pieces\ncontent-length:3\n\ntwo\0\n";
+    for piece in wire.chunks(7) {
+        sender.send_raw(piece).await;
+    }
+    assert_eq!(sender.recv().await.command, Command::Connected);
+    assert_eq!(listener.recv_body().await, "one");
+    assert_eq!(listener.recv_body().await, "two");
+    sender
+        .send_raw(
+            b"SEND\ndestination:/topic/pieces\n\nthree\0SEND\ndestination:/topic/pieces\n\nfour\0",
+        )
+        .await;
+    assert_eq!(listener.recv_body().await, "three");
+    assert_eq!(listener.recv_body().await, "four");
+}
+
+#[tokio::test]
+async fn binary_bodies_go_out_as_binary_messages() {
+    let relay = TestRelay::start();
+    let mut client = StompClient::connect(&relay, None).await;
+    client.subscribe("s", "/topic/bin", "auto").await;
+    let body: &[u8] = &[0xff, 0x00, 0xfe];
+    client
+        .send(
+            frame(
+                Command::Send,
+                &[("destination", "/topic/bin"), ("content-length", "3")],
+            )
+            .body(body.to_vec()),
+        )
+        .await;
+    let message = client.recv().await;
+    assert_eq!(&message.body[..], body);
+    assert!(client.last_was_binary);
+    assert_eq!(
+        message.get("content-type"),
+        Some("application/octet-stream")
+    );
+    client.publish("/topic/bin", "text").await;
+    assert_eq!(client.recv_body().await, "text");
+    assert!(!client.last_was_binary);
+}
+
+#[tokio::test]
+async fn heart_beats_flow_both_ways_and_a_silent_client_is_dropped() {
+    let relay = TestRelay::start_with(&["--heart-beat", "200,200"]);
+    let mut client = StompClient::open(&relay).await;
+    client
+        .send(frame(
+            Command::Connect,
+            &[("accept-version", "1.2"), ("heart-beat", "200,200")],
+        ))
+        .await;
+    let connected = client.recv().await;
+    assert_eq!(connected.get("heart-beat"), Some("200,200"));
+    // The relay sends heart-beats while nothing else happens...
+    assert!(client.recv_heart_beat(Duration::from_secs(2)).await);
+    // ...and closes the connection of a client that broke its promise.
+    let error = client.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("heart-beat timeout"));
+}
+
+#[tokio::test]
+async fn a_client_that_keeps_its_heart_beat_stays() {
+    let relay = TestRelay::start_with(&["--heart-beat", "0,200"]);
+    let mut client = StompClient::open(&relay).await;
+    client
+        .send(frame(
+            Command::Connect,
+            &[("accept-version", "1.2"), ("heart-beat", "100,0")],
+        ))
+        .await;
+    client.recv().await;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.send_raw(b"\n").await;
+    }
+    client.subscribe("s", "/topic/hb", "auto").await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_connects_is_closed() {
+    let relay = TestRelay::start_with(&["--connect-timeout", "1"]);
+    let mut client = StompClient::open(&relay).await;
+    let error = client.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("connect timeout"));
+}
+
+#[tokio::test]
+async fn a_receipt_answers_any_frame_and_disconnect_closes_after_it() {
+    let relay = TestRelay::start();
+    let mut client = StompClient::connect(&relay, None).await;
+    client.subscribe("s", "/topic/r", "auto").await;
+    client
+        .send(frame(
+            Command::Unsubscribe,
+            &[("id", "s"), ("receipt", "u")],
+        ))
+        .await;
+    client.expect_receipt("u").await;
+    client
+        .send(frame(
+            Command::Begin,
+            &[("transaction", "t"), ("receipt", "b")],
+        ))
+        .await;
+    client.expect_receipt("b").await;
+    client
+        .send(frame(Command::Disconnect, &[("receipt", "d")]))
+        .await;
+    client.expect_receipt("d").await;
+    client.expect_closed().await;
+}
+
+#[tokio::test]
+async fn stomp_1_1_acks_by_message_id_and_escapes_headers() {
+    let relay = TestRelay::start();
+    let mut client = StompClient::open(&relay).await;
+    client
+        .send(frame(Command::Connect, &[("accept-version", "1.1")]))
+        .await;
+    assert_eq!(client.recv().await.get("version"), Some("1.1"));
+    client.set_version(Version::V1_1);
+    client.subscribe("s", "/queue/v11", "client").await;
+    client
+        .send(
+            frame(
+                Command::Send,
+                &[("destination", "/queue/v11"), ("note", "a:b\nc")],
+            )
+            .body("x"),
+        )
+        .await;
+    let message = client.recv().await;
+    assert_eq!(message.get("note"), Some("a:b\nc"));
+    assert_eq!(message.get("ack"), None);
+    let id = message.get("message-id").unwrap().to_owned();
+    client
+        .send(frame(
+            Command::Ack,
+            &[("message-id", &id), ("subscription", "s"), ("receipt", "k")],
+        ))
+        .await;
+    client.expect_receipt("k").await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_clients_then_closes() {
+    let mut relay = TestRelay::start();
+    let mut client = StompClient::connect(&relay, None).await;
+    let stopping = std::thread::spawn(move || relay.stop());
+    let error = client.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("server shutting down"));
+    stopping.join().unwrap();
+}

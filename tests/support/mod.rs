@@ -1,0 +1,305 @@
+//! What the integration tests share: a relay node started for one test, and
+//! a STOMP client over a real WebSocket (tokio-tungstenite).
+//!
+//! The same tests run against cluster mode by changing how [`TestRelay`]
+//! starts the node (`STOMP_RELAY_TEST_MODE=cluster`), not the tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use stomp_parser::{Command, Decoded, Frame, FrameDecoder, Limits, Version, encoded_frame};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use clap::Parser;
+use stomp_relay::config::{Cli, Config};
+use stomp_relay::server::BoundServer;
+
+/// How long a test waits for something it expects.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+/// How long a test waits to be sure something does not happen.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// A relay node running on its own thread and runtime, listening on a free
+/// loopback port. Stopped (gracefully) when dropped.
+pub struct TestRelay {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestRelay {
+    pub fn start() -> TestRelay {
+        TestRelay::start_with(&[])
+    }
+
+    /// Starts a node with extra command-line flags.
+    pub fn start_with(flags: &[&str]) -> TestRelay {
+        let mut args = vec!["stomp-relay", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let config = Config::from(Cli::parse_from(args));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime for the relay");
+            runtime.block_on(async move {
+                let server = BoundServer::bind(config).await.expect("the relay binds");
+                addr_tx
+                    .send(server.local_addr().expect("an address"))
+                    .expect("the test waits");
+                server
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        let addr = addr_rx.recv_timeout(PATIENCE).expect("the relay started");
+        TestRelay {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Stops the node as SIGTERM would, and waits until it has.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A STOMP client over a real WebSocket.
+pub struct StompClient {
+    socket: Socket,
+    decoder: FrameDecoder,
+    version: Version,
+    /// The subprotocol the server answered, if any.
+    pub subprotocol: Option<String>,
+    /// Whether the last message received was binary.
+    pub last_was_binary: bool,
+}
+
+impl StompClient {
+    /// Opens the WebSocket, offering every STOMP subprotocol; no CONNECT yet.
+    pub async fn open(relay: &TestRelay) -> StompClient {
+        StompClient::open_offering(relay, Some("v10.stomp, v11.stomp, v12.stomp")).await
+    }
+
+    pub async fn open_offering(relay: &TestRelay, subprotocols: Option<&str>) -> StompClient {
+        let mut request = relay.ws_url().into_client_request().expect("a valid URL");
+        if let Some(offered) = subprotocols {
+            request.headers_mut().insert(
+                "sec-websocket-protocol",
+                offered.parse().expect("a header value"),
+            );
+        }
+        let (socket, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("the WebSocket handshake succeeds");
+        let subprotocol = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        StompClient {
+            socket,
+            decoder: FrameDecoder::new(Limits::UNLIMITED),
+            version: Version::V1_2,
+            subprotocol,
+            last_was_binary: false,
+        }
+    }
+
+    /// Opens and CONNECTs with STOMP 1.2 as `login` (anonymous with `None`).
+    pub async fn connect(relay: &TestRelay, login: Option<&str>) -> StompClient {
+        let mut client = StompClient::open(relay).await;
+        let mut connect = Frame::new(Command::Connect)
+            .header("accept-version", "1.2")
+            .header("host", "localhost")
+            .header("heart-beat", "0,0");
+        if let Some(login) = login {
+            connect = connect.header("login", login).header("passcode", "secret");
+        }
+        client.send(connect).await;
+        let connected = client.recv().await;
+        assert_eq!(connected.command, Command::Connected, "{connected:?}");
+        client
+    }
+
+    pub fn set_version(&mut self, version: Version) {
+        self.version = version;
+        self.decoder.set_version(version);
+    }
+
+    pub async fn send(&mut self, frame: Frame) {
+        let bytes = encoded_frame(&frame, self.version).expect("a representable frame");
+        self.send_raw(&bytes).await;
+    }
+
+    /// Sends bytes as one text message (or binary, when not UTF-8).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let message = match std::str::from_utf8(bytes) {
+            Ok(text) => Message::text(text),
+            Err(_) => Message::binary(Bytes::copy_from_slice(bytes)),
+        };
+        self.socket
+            .send(message)
+            .await
+            .expect("the relay accepts the message");
+    }
+
+    /// The next frame, skipping heart-beats; fails the test after
+    /// [`PATIENCE`].
+    pub async fn recv(&mut self) -> Frame {
+        match self.recv_within(PATIENCE).await {
+            Some(frame) => frame,
+            None => panic!("no frame within {PATIENCE:?}"),
+        }
+    }
+
+    /// The next frame within `patience`, or `None` (timeout or closed).
+    pub async fn recv_within(&mut self, patience: Duration) -> Option<Frame> {
+        tokio::time::timeout(patience, self.next_frame())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            match self
+                .decoder
+                .decode()
+                .expect("the relay sends well-formed frames")
+            {
+                Some(Decoded::Frame(frame)) => return Some(frame),
+                Some(Decoded::HeartBeat) => continue,
+                None => {}
+            }
+            match self.socket.next().await? {
+                Ok(message) if message.is_text() || message.is_binary() => {
+                    self.last_was_binary = message.is_binary();
+                    self.decoder.push(message.into_data());
+                }
+                Ok(message) if message.is_close() => return None,
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next heart-beat or frame, as raw: true for a heart-beat.
+    pub async fn recv_heart_beat(&mut self, patience: Duration) -> bool {
+        let wait = async {
+            loop {
+                if let Some(item) = self.decoder.decode().expect("well-formed") {
+                    return item == Decoded::HeartBeat;
+                }
+                match self.socket.next().await {
+                    Some(Ok(message)) if message.is_text() || message.is_binary() => {
+                        self.decoder.push(message.into_data());
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return false,
+                }
+            }
+        };
+        tokio::time::timeout(patience, wait).await.unwrap_or(false)
+    }
+
+    /// Expects an ERROR frame, then the connection closed by the relay.
+    /// Returns the ERROR.
+    pub async fn expect_error_then_close(&mut self) -> Frame {
+        let error = self.recv().await;
+        assert_eq!(error.command, Command::Error, "{error:?}");
+        assert!(
+            error.get("message").is_some(),
+            "ERROR without message: {error:?}"
+        );
+        self.expect_closed().await;
+        error
+    }
+
+    /// Expects the relay to close the connection.
+    pub async fn expect_closed(&mut self) {
+        let closed = tokio::time::timeout(PATIENCE, async {
+            loop {
+                match self.socket.next().await {
+                    None | Some(Err(_)) => return,
+                    Some(Ok(message)) if message.is_close() => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the relay did not close the connection");
+    }
+
+    pub async fn subscribe(&mut self, id: &str, destination: &str, ack: &str) {
+        let frame = Frame::new(Command::Subscribe)
+            .header("id", id)
+            .header("destination", destination)
+            .header("ack", ack)
+            .header("receipt", format!("sub-{id}"));
+        self.send(frame).await;
+        self.expect_receipt(&format!("sub-{id}")).await;
+    }
+
+    /// SENDs a text body and waits for its receipt, so that the message has
+    /// been routed when this returns.
+    pub async fn publish(&mut self, destination: &str, body: &str) {
+        let receipt = format!("send-{}", uuid::Uuid::new_v4());
+        let frame = Frame::new(Command::Send)
+            .header("destination", destination)
+            .header("receipt", &receipt)
+            .body(body.to_owned());
+        self.send(frame).await;
+        self.expect_receipt(&receipt).await;
+    }
+
+    pub async fn expect_receipt(&mut self, receipt: &str) {
+        let frame = self.recv().await;
+        assert_eq!(frame.command, Command::Receipt, "{frame:?}");
+        assert_eq!(frame.get("receipt-id"), Some(receipt));
+    }
+
+    /// The next MESSAGE's body, as text.
+    pub async fn recv_body(&mut self) -> String {
+        let frame = self.recv().await;
+        assert_eq!(frame.command, Command::Message, "{frame:?}");
+        String::from_utf8(frame.body.to_vec()).expect("a text body")
+    }
+
+    /// Asserts that no frame arrives for a short while.
+    pub async fn expect_nothing(&mut self) {
+        if let Some(frame) = self.recv_within(QUIET).await {
+            panic!("expected nothing, got {frame:?}");
+        }
+    }
+}
