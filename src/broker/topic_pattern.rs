@@ -22,8 +22,7 @@ pub struct TopicPattern {
 
 impl TopicPattern {
     pub fn new(pattern: &str) -> TopicPattern {
-        let words = pattern
-            .split('.')
+        let words = words(pattern)
             .map(|word| match word {
                 "*" => Word::One,
                 "#" => Word::Any,
@@ -41,9 +40,15 @@ impl TopicPattern {
     }
 
     pub fn matches(&self, routing_key: &str) -> bool {
-        let key: Vec<&str> = routing_key.split('.').collect();
+        let key: Vec<&str> = words(routing_key).collect();
         matches_words(&self.words, &key)
     }
+}
+
+/// The words of a key or pattern; the empty string has none, as in
+/// RabbitMQ (so `*` does not match an empty key, and `#` does).
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split('.').filter(move |_| !text.is_empty())
 }
 
 /// Matching with backtracking only at `#`, which is what keeps it linear for
@@ -93,6 +98,7 @@ mod tests {
     #[test]
     fn hash_matches_zero_or_more_words() {
         assert!(matches("#", ""));
+        assert!(!matches("*", ""));
         assert!(matches("#", "a.b.c"));
         assert!(matches("chat.#", "chat"));
         assert!(matches("chat.#", "chat.a.b"));

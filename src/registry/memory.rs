@@ -80,7 +80,10 @@ mod tests {
             [tab1.clone(), tab2.clone()]
         );
         registry.unregister(&tab1).await.unwrap();
-        assert_eq!(registry.sessions_of("alice").await.unwrap(), std::slice::from_ref(&tab2));
+        assert_eq!(
+            registry.sessions_of("alice").await.unwrap(),
+            std::slice::from_ref(&tab2)
+        );
         registry.unregister(&tab2).await.unwrap();
         assert!(registry.sessions_of("alice").await.unwrap().is_empty());
         assert!(registry.users().get("alice").is_none());
