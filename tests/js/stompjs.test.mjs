@@ -1,0 +1,153 @@
+// The relay as @stomp/stompjs sees it, over Node's `ws` WebSocket.
+// tests/stompjs.rs starts a relay and runs this file with RELAY_WS_URL set.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client } from '@stomp/stompjs';
+import WebSocket from 'ws';
+
+const url = process.env.RELAY_WS_URL;
+assert.ok(url, 'RELAY_WS_URL must name the relay under test');
+
+const clients = [];
+after(async () => {
+  await Promise.all(clients.map((client) => client.deactivate()));
+});
+
+/** Connects a STOMP.js client; resolves with it and its CONNECTED frame. */
+function connect(login, options = {}) {
+  return new Promise((resolve, reject) => {
+    const client = new Client({
+      webSocketFactory: () => new WebSocket(url, ['v10.stomp', 'v11.stomp', 'v12.stomp']),
+      connectHeaders: login ? { login, passcode: 'secret' } : {},
+      reconnectDelay: 0,
+      heartbeatIncoming: 0,
+      heartbeatOutgoing: 0,
+      ...options,
+    });
+    client.onConnect = (frame) => resolve({ client, connected: frame });
+    client.onStompError = (frame) => reject(new Error(`ERROR: ${frame.headers.message}`));
+    client.onWebSocketError = (event) => reject(new Error(`WebSocket error: ${event.message ?? event}`));
+    clients.push(client);
+    client.activate();
+  });
+}
+
+/** The next `count` messages of a subscription. */
+function collect(client, destination, count, headers = {}) {
+  const messages = [];
+  let done;
+  const all = new Promise((resolve) => { done = resolve; });
+  const subscription = client.subscribe(destination, (message) => {
+    messages.push(message);
+    if (messages.length === count) done(messages);
+  }, headers);
+  return { subscription, all: withTimeout(all, `${count} message(s) on ${destination}`) };
+}
+
+function withTimeout(promise, what, ms = 5000) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Sends and waits for the relay's RECEIPT, so the message has been routed. */
+async function publish(client, destination, body, headers = {}) {
+  const receipt = `r-${Math.random().toString(36).slice(2)}`;
+  const received = new Promise((resolve) => client.watchForReceipt(receipt, resolve));
+  client.publish({ destination, body, headers: { ...headers, receipt } });
+  await withTimeout(received, `receipt ${receipt}`);
+}
+
+test('connects with STOMP 1.2 over the v12.stomp subprotocol', async () => {
+  const { client, connected } = await connect('alice');
+  assert.equal(connected.headers.version, '1.2');
+  assert.equal(connected.headers['user-name'], 'alice');
+  assert.match(connected.headers.server, /^stomp-relay\//);
+  assert.equal(client.webSocket.protocol, 'v12.stomp');
+});
+
+test('negotiates heart-beats', async () => {
+  const { connected } = await connect(null, { heartbeatIncoming: 20000, heartbeatOutgoing: 20000 });
+  assert.equal(connected.headers['heart-beat'], '10000,10000');
+});
+
+test('a topic message reaches every subscriber, wildcards included', async () => {
+  const { client: a } = await connect('a');
+  const { client: b } = await connect('b');
+  const exact = collect(a, '/topic/js.news', 1);
+  const wild = collect(b, '/topic/js.*', 1);
+  const { client: sender } = await connect('sender');
+  await publish(sender, '/topic/js.news', 'headline', { 'content-type': 'text/plain' });
+  const [[first], [second]] = await Promise.all([exact.all, wild.all]);
+  for (const message of [first, second]) {
+    assert.equal(message.body, 'headline');
+    assert.equal(message.headers.destination, '/topic/js.news');
+    assert.equal(message.headers['user-name'], 'sender');
+  }
+});
+
+test('a private message reaches only its user', async () => {
+  const { client: alice } = await connect('alice');
+  const { client: eve } = await connect('eve');
+  const inbox = collect(alice, '/user/queue/private', 1);
+  const eavesdropped = [];
+  eve.subscribe('/topic/#', (message) => eavesdropped.push(message));
+  eve.subscribe('/user/queue/private', (message) => eavesdropped.push(message));
+  const { client: bob } = await connect('bob');
+  await publish(bob, '/user/alice/queue/private', 'hi alice');
+  const [message] = await inbox.all;
+  assert.equal(message.body, 'hi alice');
+  assert.equal(message.headers.destination, '/user/queue/private');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.deepEqual(eavesdropped, []);
+});
+
+test('a nacked queue message comes back, an acked one does not', async () => {
+  const { client: consumer } = await connect(null);
+  const received = [];
+  let settled;
+  const done = new Promise((resolve) => { settled = resolve; });
+  consumer.subscribe('/queue/js.work', (message) => {
+    received.push(message);
+    if (received.length === 1) message.nack();
+    else { message.ack(); settled(); }
+  }, { ack: 'client-individual' });
+  await publish(consumer, '/queue/js.work', 'task');
+  await withTimeout(done, 'the redelivery');
+  assert.equal(received[1].body, 'task');
+  assert.equal(received[1].headers.redelivered, 'true');
+});
+
+test('a transaction delivers on commit only', async () => {
+  const { client } = await connect(null);
+  const { all } = collect(client, '/topic/js.tx', 1);
+  const tx = client.begin();
+  client.publish({ destination: '/topic/js.tx', body: 'aborted', headers: { transaction: tx.id } });
+  tx.abort();
+  const tx2 = client.begin();
+  client.publish({ destination: '/topic/js.tx', body: 'committed', headers: { transaction: tx2.id } });
+  tx2.commit();
+  const [message] = await all;
+  assert.equal(message.body, 'committed');
+});
+
+test('binary bodies arrive intact', async () => {
+  const { client } = await connect(null);
+  const { all } = collect(client, '/topic/js.bin', 1);
+  client.publish({ destination: '/topic/js.bin', binaryBody: new Uint8Array([0, 255, 1, 254]) });
+  const [message] = await all;
+  assert.deepEqual([...message.binaryBody], [0, 255, 1, 254]);
+});
+
+test('an invalid destination gets an ERROR and the connection closes', async () => {
+  const { client } = await connect(null);
+  const error = new Promise((resolve) => { client.onStompError = resolve; });
+  const closed = new Promise((resolve) => { client.onWebSocketClose = resolve; });
+  client.subscribe('/nowhere/at/all', () => {});
+  const frame = await withTimeout(error, 'the ERROR frame');
+  assert.equal(frame.headers.message, 'invalid destination');
+  assert.match(frame.body, /\/nowhere\/at\/all/);
+  await withTimeout(closed, 'the close');
+});
