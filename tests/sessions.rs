@@ -615,3 +615,37 @@ async fn shutdown_tells_clients_then_closes() {
     assert_eq!(error.get("message"), Some("server shutting down"));
     stopping.join().unwrap();
 }
+
+#[tokio::test]
+async fn replies_to_a_temp_queue_reach_the_asking_session() {
+    let relay = TestRelay::start();
+    let mut service = StompClient::connect(&relay, Some("service")).await;
+    service.subscribe("requests", "/queue/rpc", "auto").await;
+    let mut asker = StompClient::connect(&relay, Some("asker")).await;
+    asker
+        .send(
+            frame(
+                Command::Send,
+                &[
+                    ("destination", "/queue/rpc"),
+                    ("reply-to", "/temp-queue/answers"),
+                ],
+            )
+            .body("2+2?"),
+        )
+        .await;
+    let request = service.recv().await;
+    let reply_to = request.get("reply-to").unwrap().to_owned();
+    assert!(reply_to.starts_with("/reply-queue/"), "{reply_to}");
+    service.publish(&reply_to, "4").await;
+    let reply = asker.recv().await;
+    assert_eq!(&reply.body[..], b"4");
+    assert_eq!(reply.get("destination"), Some("/temp-queue/answers"));
+    assert_eq!(reply.get("subscription"), Some("/temp-queue/answers"));
+    // A reply address reaches temp queues only, not user destinations.
+    let forged = reply_to.replace("temp-queue.answers", "private");
+    service
+        .send(frame(Command::Send, &[("destination", &forged)]))
+        .await;
+    service.expect_error_then_close().await;
+}

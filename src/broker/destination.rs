@@ -32,13 +32,20 @@ pub enum Destination {
     User { user: String, name: String },
     /// `/app/{key}` (SEND): to backend services on `stomp.inbound`.
     App { key: String },
+    /// `/reply-queue/{key}` (SEND): a reply to a session that sent with
+    /// `reply-to:/temp-queue/...`; `key` is the user key the relay gave it.
+    ReplyQueue { key: String },
 }
+
+/// The user-destination name prefix of temporary reply queues, so that a
+/// reply address can reach a temp queue and nothing else of its session.
+pub const TEMP_QUEUE_PREFIX: &str = "temp-queue.";
 
 /// Why a destination was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DestinationError {
     #[error(
-        "unknown destination {0:?}: use /topic/, /queue/, /exchange/, /amq/queue/, /user/ or /app/"
+        "unknown destination {0:?}: use /topic/, /queue/, /exchange/, /amq/queue/, /user/, /app/ or /reply-queue/"
     )]
     Unknown(String),
     #[error("destination {0:?} has an empty name")]
@@ -90,6 +97,9 @@ impl Destination {
         if let Some(key) = text.strip_prefix("/app/") {
             return Ok(Destination::App { key: named(key)? });
         }
+        if let Some(key) = text.strip_prefix("/reply-queue/") {
+            return Ok(Destination::ReplyQueue { key: named(key)? });
+        }
         if let Some(rest) = text.strip_prefix("/user/") {
             if let Some(name) = user_kind_suffix(rest) {
                 return Ok(Destination::OwnUser { name: named(name)? });
@@ -109,7 +119,7 @@ impl Destination {
     /// Whether a client may SUBSCRIBE here, and if not, why.
     pub fn check_subscribe(&self, text: &str) -> Result<(), DestinationError> {
         match self {
-            Destination::User { .. } | Destination::App { .. } => {
+            Destination::User { .. } | Destination::App { .. } | Destination::ReplyQueue { .. } => {
                 Err(DestinationError::WrongCommand(text.to_owned(), "SUBSCRIBE"))
             }
             Destination::Topic { key } | Destination::Exchange { key, .. }
@@ -133,6 +143,11 @@ impl Destination {
             {
                 Err(DestinationError::UserKey(key.clone()))
             }
+            Destination::ReplyQueue { key }
+                if !UserKey::parse(key).is_some_and(|k| k.name.starts_with(TEMP_QUEUE_PREFIX)) =>
+            {
+                Err(DestinationError::Unknown(text.to_owned()))
+            }
             _ => Ok(()),
         }
     }
@@ -154,6 +169,7 @@ impl Destination {
                 key,
             } => Some(exchange(name, key)),
             Destination::App { key } => Some(exchange(INBOUND_EXCHANGE, key)),
+            Destination::ReplyQueue { key } => Some(exchange(TOPIC_EXCHANGE, key)),
             Destination::Queue { name } => Some(PublishTarget::Queue {
                 name: name.clone(),
                 declare: true,
@@ -328,6 +344,16 @@ mod tests {
             destination.check_send(&text),
             Err(DestinationError::UserKey(_))
         ));
+    }
+
+    #[test]
+    fn reply_queues_reach_temp_queues_only() {
+        let session = Uuid::new_v4();
+        let reply = format!("/reply-queue/temp-queue.answers-user{session}");
+        assert!(parse(&reply).check_send(&reply).is_ok());
+        assert!(parse(&reply).check_subscribe(&reply).is_err());
+        let user = format!("/reply-queue/private-user{session}");
+        assert!(parse(&user).check_send(&user).is_err());
     }
 
     #[test]

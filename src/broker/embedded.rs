@@ -412,7 +412,7 @@ impl Broker for EmbeddedBroker {
                     });
                 state.pump(name);
             }
-            Destination::User { .. } | Destination::App { .. } => {
+            Destination::User { .. } | Destination::App { .. } | Destination::ReplyQueue { .. } => {
                 return Err(BrokerError::Refused(format!(
                     "cannot subscribe to {}",
                     spec.destination_text

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 pub use error::SessionError;
 
-use crate::broker::destination::Destination;
+use crate::broker::destination::{Destination, DestinationError, TEMP_QUEUE_PREFIX, UserKey};
 use crate::broker::{AckMode, Delivery, Message, Outbox, SessionId, Settlement, SubscriptionSpec};
 use crate::registry::SessionRecord;
 use crate::relay::Relay;
@@ -366,6 +366,12 @@ impl Session {
         if let Destination::App { .. } = destination {
             headers.push("session", &self.id.to_string());
         }
+        if let Some(reply_to) = frame.get("reply-to")
+            && let Some(name) = reply_to.strip_prefix("/temp-queue/")
+        {
+            let reply_queue = self.temp_queue(name).await?;
+            headers.set("reply-to", &reply_queue);
+        }
         let message = Message {
             headers,
             body: frame.body,
@@ -379,6 +385,39 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// The reply address of this session's temp queue `name`, created on
+    /// first use: replies sent to it arrive as MESSAGEs whose `subscription`
+    /// and `destination` are `/temp-queue/{name}`, as with RabbitMQ.
+    async fn temp_queue(&mut self, name: &str) -> Result<String, SessionError> {
+        let text = format!("/temp-queue/{name}");
+        let user_name = format!("{TEMP_QUEUE_PREFIX}{name}");
+        if Destination::parse(&format!("/user/queue/{user_name}")).is_err() {
+            return Err(DestinationError::Unknown(text).into());
+        }
+        if !self.subscriptions.contains(&text) {
+            let max = self.relay.settings.max_subscriptions;
+            if self.subscriptions.len() >= max {
+                return Err(SessionError::TooManySubscriptions(max));
+            }
+            let spec = SubscriptionSpec {
+                id: Arc::from(text.as_str()),
+                destination_text: Arc::from(text.as_str()),
+                destination: Destination::OwnUser {
+                    name: user_name.clone(),
+                },
+                ack: AckMode::Auto,
+                prefetch: None,
+            };
+            self.relay.broker.subscribe(self.id, &spec).await?;
+            self.subscriptions.insert(spec);
+        }
+        let key = UserKey {
+            name: &user_name,
+            session: self.id,
+        };
+        Ok(format!("/reply-queue/{key}"))
     }
 
     async fn settle(&mut self, frame: &Frame, settlement: Settlement) -> Result<(), SessionError> {
@@ -480,4 +519,83 @@ fn unix_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::SessionSettings;
+
+    fn frame(command: Command, headers: &[(&str, &str)]) -> Frame {
+        headers
+            .iter()
+            .fold(Frame::new(command), |frame, (name, value)| {
+                frame.header(name, value)
+            })
+    }
+
+    #[tokio::test]
+    async fn frames_in_frames_out_without_a_socket() {
+        let relay = Arc::new(Relay::embedded("node".into(), SessionSettings::default()));
+        let (outbox, mut inbox, _overflow) = Outbox::channel(8);
+        let mut session = Session::new(relay, outbox);
+
+        let reply = session
+            .handle(frame(
+                Command::Connect,
+                &[("accept-version", "1.1,1.2"), ("login", "alice")],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(reply.frames[0].command, Command::Connected);
+        assert_eq!(session.version(), Version::V1_2);
+        assert_eq!(session.user(), Some("alice"));
+
+        let subscribe = frame(
+            Command::Subscribe,
+            &[("id", "0"), ("destination", "/topic/t"), ("receipt", "1")],
+        );
+        let reply = session.handle(subscribe).await.unwrap();
+        assert_eq!(reply.frames[0].get("receipt-id"), Some("1"));
+
+        let send = frame(
+            Command::Send,
+            &[("destination", "/topic/t"), ("user-name", "mallory")],
+        )
+        .body("hi");
+        session.handle(send).await.unwrap();
+        let delivery = inbox.recv().await.unwrap();
+        let message = session.deliver(delivery).await.unwrap();
+        assert_eq!(message.command, Command::Message);
+        assert_eq!(message.get("destination"), Some("/topic/t"));
+        assert_eq!(
+            message.get("user-name"),
+            Some("alice"),
+            "the relay stamps the sender"
+        );
+        assert_eq!(&message.body[..], b"hi");
+
+        let reply = session
+            .handle(frame(Command::Disconnect, &[]))
+            .await
+            .unwrap();
+        assert!(reply.close);
+        session.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_frame_before_connect_is_rejected_with_its_receipt() {
+        let relay = Arc::new(Relay::embedded("node".into(), SessionSettings::default()));
+        let (outbox, _inbox, _overflow) = Outbox::channel(8);
+        let mut session = Session::new(relay, outbox);
+        let rejection = session
+            .handle(frame(
+                Command::Send,
+                &[("destination", "/topic/t"), ("receipt", "9")],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(rejection.error, SessionError::NotConnected(Command::Send));
+        assert_eq!(rejection.to_frame().get("receipt-id"), Some("9"));
+    }
 }
