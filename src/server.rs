@@ -1,18 +1,32 @@
-//! Wiring: binds the listener, builds the node's services, mounts every
-//! route, and shuts down in order: stop accepting, tell every client,
-//! wait for the sessions to end.
+//! Wiring: binds the listener, builds the node's services, serves every
+//! route, and shuts down in order: stop accepting, tell every client, wait
+//! for the sessions to end.
+//!
+//! Connections are accepted here and served by hyper; WebSocket upgrades on
+//! `--ws-path` are answered by [`websocket`], everything else by warp's
+//! filters. Owning the accept loop keeps every connection in view, for
+//! graceful shutdown now and per-address limits later.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use warp::Filter;
+use tower_service::Service;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Reply};
 
 use crate::config::{Config, Mode};
 use crate::relay::Relay;
-use crate::shutdown;
+use crate::shutdown::{self, Shutdown};
 use crate::transport::websocket;
 
 /// How long shutdown waits for sessions to send their ERROR and close.
@@ -42,6 +56,34 @@ pub struct BoundServer {
     relay: Arc<Relay>,
 }
 
+/// Everything a request needs, cloned into each connection.
+#[derive(Clone)]
+struct App {
+    ws_path: Arc<str>,
+    relay: Arc<Relay>,
+    shutdown: Shutdown,
+    routes: BoxedFilter<(Response,)>,
+}
+
+impl App {
+    async fn respond(self, request: Request<Incoming>) -> Response {
+        if request.uri().path() == &*self.ws_path {
+            if websocket::is_upgrade(&request) {
+                return websocket::upgrade(request, self.relay, self.shutdown);
+            }
+            return warp::reply::with_status(
+                "this endpoint speaks STOMP over WebSocket",
+                http::StatusCode::UPGRADE_REQUIRED,
+            )
+            .into_response();
+        }
+        match warp::service(self.routes).call(request).await {
+            Ok(response) => response,
+            Err(infallible) => match infallible {},
+        }
+    }
+}
+
 impl BoundServer {
     /// Builds the node's services and binds `config.listen`.
     pub async fn bind(config: Config) -> Result<BoundServer, ServerError> {
@@ -69,7 +111,7 @@ impl BoundServer {
     }
 
     /// Serves until `stop` completes, then shuts down gracefully.
-    pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) {
+    pub async fn run(self, stop: impl Future<Output = ()>) {
         let Config {
             node_id,
             mode,
@@ -88,25 +130,67 @@ impl BoundServer {
         }
 
         let (trigger, shutdown) = shutdown::channel();
-        let stomp = websocket::route(ws_path, self.relay.clone(), shutdown);
-        let healthz = warp::path!("healthz").and(warp::get()).map(healthy);
-        let routes = stomp.or(healthz);
+        let app = App {
+            ws_path: Arc::from(ws_path.as_str()),
+            relay: self.relay.clone(),
+            shutdown,
+            routes: routes(),
+        };
+        let connections = GracefulShutdown::new();
+        let http = auto::Builder::new(TokioExecutor::new());
 
-        let signal = trigger.signal();
-        warp::serve(routes)
-            .incoming(self.listener)
-            .graceful(async move {
-                stop.await;
-                tracing::info!("shutting down: no new connections; telling connected clients");
-                signal.signal();
-            })
-            .run()
-            .await;
+        tokio::pin!(stop);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off
+                        // rather than spin; established sessions go on.
+                        tracing::warn!(%error, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut stop => break,
+            };
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(app.respond(request).await) }
+            });
+            let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection = connections.watch(connection.into_owned());
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, %error, "HTTP connection ended with an error");
+                }
+            });
+        }
+
+        tracing::info!("shutting down: no new connections; telling connected clients");
+        drop(self.listener);
+        drop(app);
+        trigger.signal();
+        if tokio::time::timeout(DRAIN_PATIENCE, connections.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP connections still open after {DRAIN_PATIENCE:?}");
+        }
         if !trigger.wait(DRAIN_PATIENCE).await {
             tracing::warn!("some sessions did not close within {DRAIN_PATIENCE:?}");
         }
         tracing::info!("stomp-relay stopped");
     }
+}
+
+/// Every HTTP route but the WebSocket endpoint.
+fn routes() -> BoxedFilter<(Response,)> {
+    warp::path!("healthz")
+        .and(warp::get())
+        .map(|| healthy().into_response())
+        .boxed()
 }
 
 /// `/healthz`: the process is up and serving HTTP.

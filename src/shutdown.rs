@@ -34,20 +34,10 @@ pub fn channel() -> (ShutdownTrigger, Shutdown) {
     )
 }
 
-/// Starts the shutdown from wherever the stop request is noticed.
-#[derive(Debug, Clone)]
-pub struct ShutdownSignal(watch::Sender<bool>);
-
-impl ShutdownSignal {
+impl ShutdownTrigger {
     /// Tells every task to finish.
     pub fn signal(&self) {
-        self.0.send_replace(true);
-    }
-}
-
-impl ShutdownTrigger {
-    pub fn signal(&self) -> ShutdownSignal {
-        ShutdownSignal(self.signal.clone())
+        self.signal.send_replace(true);
     }
 
     /// Waits until every [`Shutdown`] is dropped (or `patience` runs out).
