@@ -98,6 +98,50 @@ struct Progress {
     min_len: usize,
     /// The body holds no NUL before this offset.
     nul_searched_to: usize,
+    /// How far the head has been searched for its end.
+    head: HeadSearch,
+}
+
+/// A cheap search for the blank line that ends a frame's head, resumed
+/// where the previous one stopped. Until it finds it, re-parsing the head
+/// on every received chunk is pointless (and would make a head trickling
+/// in byte by byte cost quadratic time), unless a limit may have been
+/// passed, which the full parse then reports precisely.
+#[derive(Debug, Clone, Copy, Default)]
+struct HeadSearch {
+    /// Bytes before this offset hold no end of head.
+    searched_to: usize,
+    /// Where the line being searched starts.
+    line_start: usize,
+    /// Whole lines seen (the command line included).
+    lines: usize,
+}
+
+impl HeadSearch {
+    /// True when `bytes` (a frame's beginning, not a heart-beat) may hold a
+    /// whole head or break a limit, so that the full parse must run.
+    fn worth_parsing(&mut self, bytes: &[u8], limits: &Limits) -> bool {
+        while let Some(lf) = memchr(b'\n', &bytes[self.searched_to..]) {
+            let lf = self.searched_to + lf;
+            let line = &bytes[self.line_start..lf];
+            if self.lines > 0 && (line.is_empty() || line == b"\r") {
+                return true;
+            }
+            self.lines += 1;
+            self.line_start = lf + 1;
+            self.searched_to = lf + 1;
+        }
+        self.searched_to = bytes.len();
+        let line_limit = if self.lines == 0 {
+            Command::MAX_LEN
+        } else {
+            limits.max_header_line
+        };
+        // The partial line may end with the CR of its CRLF.
+        bytes.len() - self.line_start > line_limit.saturating_add(1)
+            || self.lines > limits.max_headers
+            || bytes.len() >= limits.max_frame_size
+    }
 }
 
 impl FrameDecoder {
@@ -154,8 +198,15 @@ impl FrameDecoder {
     /// `None` when they hold only part of one. After an error the stream is
     /// beyond repair: the connection should report it and close.
     pub fn decode(&mut self) -> Result<Option<Decoded>, ParseError> {
-        let bytes = self.bytes();
+        let bytes = match &self.buffer {
+            Buffer::Received(bytes) => &bytes[..],
+            Buffer::Joined(joined) => &joined[..],
+        };
         if bytes.is_empty() || bytes.len() < self.progress.min_len {
+            return Ok(None);
+        }
+        let at_heart_beat = matches!(bytes[0], b'\n' | b'\r');
+        if !at_heart_beat && !self.progress.head.worth_parsing(bytes, &self.limits) {
             return Ok(None);
         }
         let scanned = scan(
@@ -169,10 +220,8 @@ impl FrameDecoder {
                 min_len,
                 nul_searched_to,
             } => {
-                self.progress = Progress {
-                    min_len,
-                    nul_searched_to,
-                };
+                self.progress.min_len = min_len;
+                self.progress.nul_searched_to = nul_searched_to;
                 return Ok(None);
             }
             Scan::HeartBeat { len } => (len, None),
@@ -615,6 +664,24 @@ mod tests {
             panic!("no frame");
         };
         assert_eq!(&frame.body[..], b"abc\0d");
+    }
+
+    #[test]
+    fn a_trickling_head_is_not_parsed_again_and_again() {
+        let mut decoder = FrameDecoder::new(Limits::default());
+        let head = b"SEND\ndestination:/queue/a\nx:1\n";
+        for byte in head {
+            decoder.push(Bytes::copy_from_slice(&[*byte]));
+            assert_eq!(decoder.decode(), Ok(None));
+        }
+        assert_eq!(decoder.progress.head.lines, 3);
+        assert_eq!(decoder.progress.head.searched_to, head.len());
+        decoder.push(Bytes::from_static(b"\nbody\0"));
+        let Ok(Some(Decoded::Frame(frame))) = decoder.decode() else {
+            panic!("no frame");
+        };
+        assert_eq!(frame.headers.len(), 2);
+        assert_eq!(&frame.body[..], b"body");
     }
 
     #[test]
