@@ -24,13 +24,19 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::broker::BrokerError;
+use crate::broker::amqp::{AmqpBroker, AmqpSettings};
 use crate::config::{Config, Mode};
+use crate::registry::RegistryError;
+use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::Relay;
 use crate::shutdown::{self, Shutdown};
 use crate::transport::websocket;
 
 /// How long shutdown waits for sessions to send their ERROR and close.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
+/// A node whose key in Redis is this old is taken for dead.
+const NODE_TTL: Duration = Duration::from_secs(15);
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,10 +47,10 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "cluster mode (--amqp-url, --redis-url) is not available in this build yet; run without them for embedded mode"
-    )]
-    ClusterUnavailable,
+    #[error("cannot use RabbitMQ: {0}")]
+    Broker(#[from] BrokerError),
+    #[error("cannot use Redis: {0}")]
+    Registry(#[from] RegistryError),
 }
 
 /// A node whose listener is bound but which serves nothing yet. Binding
@@ -87,10 +93,6 @@ impl App {
 impl BoundServer {
     /// Builds the node's services and binds `config.listen`.
     pub async fn bind(config: Config) -> Result<BoundServer, ServerError> {
-        let relay = match &config.mode {
-            Mode::Embedded => Relay::embedded(config.node_id.clone(), config.session_settings()),
-            Mode::Cluster { .. } => return Err(ServerError::ClusterUnavailable),
-        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -98,6 +100,33 @@ impl BoundServer {
                     addr: config.listen,
                     source,
                 })?;
+        let node_id = config.node_id.clone();
+        let relay = match &config.mode {
+            Mode::Embedded => Relay::embedded(node_id, config.session_settings()),
+            Mode::Cluster {
+                amqp_url,
+                redis_url,
+            } => {
+                let broker =
+                    AmqpBroker::connect(amqp_url, &node_id, AmqpSettings::default()).await?;
+                let liveness = NodeLiveness {
+                    node: node_id.clone(),
+                    address: listener
+                        .local_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                    ttl: NODE_TTL,
+                };
+                let registry =
+                    RedisRegistry::connect(redis_url, &config.redis_prefix, liveness).await?;
+                Relay::new(
+                    node_id,
+                    Arc::new(broker),
+                    Arc::new(registry),
+                    config.session_settings(),
+                )
+            }
+        };
         Ok(BoundServer {
             listener,
             config,
@@ -181,6 +210,8 @@ impl BoundServer {
         if !trigger.wait(DRAIN_PATIENCE).await {
             tracing::warn!("some sessions did not close within {DRAIN_PATIENCE:?}");
         }
+        self.relay.broker.shutdown().await;
+        self.relay.registry.shutdown().await;
         tracing::info!("stomp-relay stopped");
     }
 }

@@ -84,7 +84,7 @@ fn a_taken_port_is_reported_not_panicked() {
 #[tokio::test]
 async fn a_started_node_answers_its_health_check() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let relay = support::TestRelay::start();
+    let relay = support::TestRelay::start(support::Mode::Embedded);
     let mut stream = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")

@@ -9,10 +9,19 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::TestRelay;
+use support::{Mode, TestRelay};
 
 #[test]
-fn stompjs_clients_speak_to_the_relay() {
+fn stompjs_clients_speak_to_an_embedded_relay() {
+    run_stompjs(Mode::Embedded);
+}
+
+#[test]
+fn stompjs_clients_speak_to_a_cluster_relay() {
+    run_stompjs(Mode::Cluster);
+}
+
+fn run_stompjs(mode: Mode) {
     let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
     if !js.join("node_modules/@stomp/stompjs").is_dir() {
         let installed = Command::new("npm")
@@ -22,11 +31,13 @@ fn stompjs_clients_speak_to_the_relay() {
             .expect("npm runs (install Node.js 20 or later)");
         assert!(installed.success(), "`npm ci` in tests/js failed");
     }
-    let relay = TestRelay::start();
+    let relay = TestRelay::start(mode);
+    let work_queue = relay.queue("js.work");
     let output = Command::new("node")
         .args(["--test", "--test-concurrency=1", "stompjs.test.mjs"])
         .current_dir(&js)
         .env("RELAY_WS_URL", relay.ws_url())
+        .env("RELAY_WORK_QUEUE", &work_queue)
         .output()
         .expect("node runs (install Node.js 20 or later)");
     let report = String::from_utf8_lossy(&output.stdout);

@@ -7,6 +7,7 @@
 //! in-process through a [`router::Router`], so both apply the same matching
 //! and the same user-key guard.
 
+pub mod amqp;
 pub mod destination;
 pub mod embedded;
 pub mod router;
@@ -203,4 +204,7 @@ pub trait Broker: Send + Sync + 'static {
         tags: &[AckTag],
         settlement: Settlement,
     ) -> Result<(), BrokerError>;
+
+    /// Closes connections to the broker when the node stops.
+    async fn shutdown(&self) {}
 }

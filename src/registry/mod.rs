@@ -5,6 +5,7 @@
 //! the Redis registry serves a cluster with the keys of `ARCHITECTURE.md`.
 
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 
@@ -37,4 +38,7 @@ pub trait Registry: Send + Sync + 'static {
 
     /// The live sessions of a user, on every node.
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError>;
+
+    /// Withdraws this node when it stops.
+    async fn shutdown(&self) {}
 }

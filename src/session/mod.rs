@@ -514,7 +514,8 @@ fn ack_id(frame: &Frame) -> Result<&str, SessionError> {
         .ok_or_else(|| missing(frame.command, "id"))
 }
 
-fn unix_millis() -> u64 {
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))

@@ -7,6 +7,8 @@ import WebSocket from 'ws';
 
 const url = process.env.RELAY_WS_URL;
 assert.ok(url, 'RELAY_WS_URL must name the relay under test');
+// A shared queue of this run only (RabbitMQ keeps queues between runs).
+const workQueue = process.env.RELAY_WORK_QUEUE ?? '/queue/js.work';
 
 const clients = [];
 after(async () => {
@@ -109,12 +111,12 @@ test('a nacked queue message comes back, an acked one does not', async () => {
   const received = [];
   let settled;
   const done = new Promise((resolve) => { settled = resolve; });
-  consumer.subscribe('/queue/js.work', (message) => {
+  consumer.subscribe(workQueue, (message) => {
     received.push(message);
     if (received.length === 1) message.nack();
     else { message.ack(); settled(); }
   }, { ack: 'client-individual' });
-  await publish(consumer, '/queue/js.work', 'task');
+  await publish(consumer, workQueue, 'task');
   await withTimeout(done, 'the redelivery');
   assert.equal(received[1].body, 'task');
   assert.equal(received[1].headers.redelivered, 'true');

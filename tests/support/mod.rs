@@ -2,7 +2,11 @@
 //! a STOMP client over a real WebSocket (tokio-tungstenite).
 //!
 //! The same tests run against cluster mode by changing how [`TestRelay`]
-//! starts the node (`STOMP_RELAY_TEST_MODE=cluster`), not the tests.
+//! starts the node ([`Mode`]), not the tests. Cluster mode needs RabbitMQ on
+//! 127.0.0.1:5672 and Redis on 127.0.0.1:6379 and fails without them. Its
+//! tests run one at a time, since a `/topic/#` subscriber on a shared
+//! RabbitMQ sees every test's messages; each relay uses its own node id and
+//! Redis prefix, and deletes the shared queues it named when it stops.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -25,24 +29,84 @@ pub const PATIENCE: Duration = Duration::from_secs(5);
 /// How long a test waits to be sure something does not happen.
 pub const QUIET: Duration = Duration::from_millis(300);
 
+/// RabbitMQ and Redis as the tests find them on this machine.
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// How a test's relay keeps messages and presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    Cluster,
+}
+
+/// Serializes cluster-mode tests (see the module documentation).
+static CLUSTER_BUSY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Held by the one cluster-mode relay running; `Send`, unlike a mutex guard,
+/// so that a test may stop its relay from another thread.
+struct ClusterTurn;
+
+impl ClusterTurn {
+    fn take() -> ClusterTurn {
+        use std::sync::atomic::Ordering;
+        while CLUSTER_BUSY.swap(true, Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ClusterTurn
+    }
+}
+
+impl Drop for ClusterTurn {
+    fn drop(&mut self) {
+        CLUSTER_BUSY.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// A relay node running on its own thread and runtime, listening on a free
 /// loopback port. Stopped (gracefully) when dropped.
 pub struct TestRelay {
     pub addr: SocketAddr,
+    pub mode: Mode,
+    /// Unique per relay: suffix of its queue names, part of its Redis prefix.
+    pub id: String,
+    pub redis_prefix: String,
+    queues: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    _turn: Option<ClusterTurn>,
 }
 
 impl TestRelay {
-    pub fn start() -> TestRelay {
-        TestRelay::start_with(&[])
+    pub fn start(mode: Mode) -> TestRelay {
+        TestRelay::start_with(mode, &[])
     }
 
     /// Starts a node with extra command-line flags.
-    pub fn start_with(flags: &[&str]) -> TestRelay {
+    pub fn start_with(mode: Mode, flags: &[&str]) -> TestRelay {
+        // RUST_LOG=debug shows the relay's log in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let turn = (mode == Mode::Cluster).then(ClusterTurn::take);
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let redis_prefix = format!("test:{id}:");
         let mut args = vec!["stomp-relay", "--listen", "127.0.0.1:0"];
+        if mode == Mode::Cluster {
+            args.extend_from_slice(&[
+                "--amqp-url",
+                AMQP_URL,
+                "--redis-url",
+                REDIS_URL,
+                "--redis-prefix",
+                &redis_prefix,
+            ]);
+        }
         args.extend_from_slice(flags);
         let config = Config::from(Cli::parse_from(args));
+        let queues = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let to_delete = queues.clone();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -52,7 +116,10 @@ impl TestRelay {
                 .build()
                 .expect("a runtime for the relay");
             runtime.block_on(async move {
-                let server = BoundServer::bind(config).await.expect("the relay binds");
+                let server = match BoundServer::bind(config).await {
+                    Ok(server) => server,
+                    Err(error) => panic!("the relay cannot start: {error}"),
+                };
                 addr_tx
                     .send(server.local_addr().expect("an address"))
                     .expect("the test waits");
@@ -61,14 +128,36 @@ impl TestRelay {
                         let _ = stopped.await;
                     })
                     .await;
+                if mode == Mode::Cluster {
+                    let names = to_delete
+                        .lock()
+                        .map(|names| names.clone())
+                        .unwrap_or_default();
+                    delete_queues(&names).await;
+                }
             });
         });
         let addr = addr_rx.recv_timeout(PATIENCE).expect("the relay started");
         TestRelay {
             addr,
+            mode,
+            id,
+            redis_prefix,
+            queues,
             stop: Some(stop),
             thread: Some(thread),
+            _turn: turn,
         }
+    }
+
+    /// `/queue/{name}.{id}`: a shared queue of this test only, deleted when
+    /// the relay stops.
+    pub fn queue(&self, name: &str) -> String {
+        let unique = format!("{name}.{}", self.id);
+        if let Ok(mut queues) = self.queues.lock() {
+            queues.push(unique.clone());
+        }
+        format!("/queue/{unique}")
     }
 
     pub fn ws_url(&self) -> String {
@@ -90,6 +179,24 @@ impl Drop for TestRelay {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Deletes durable queues a test made RabbitMQ keep.
+pub async fn delete_queues(names: &[String]) {
+    use lapin::options::QueueDeleteOptions;
+    if names.is_empty() {
+        return;
+    }
+    let connection = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ answers");
+    let channel = connection.create_channel().await.expect("a channel");
+    for name in names {
+        let _ = channel
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = connection.close(200, "test cleanup".into()).await;
 }
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;

@@ -1,13 +1,15 @@
-//! STOMP sessions over WebSocket, as real clients see them: connecting,
-//! every destination kind, acks, transactions, receipts, and every ERROR
-//! case (each followed by the close) while other clients keep receiving.
-
-mod support;
+// STOMP sessions over WebSocket, as real clients see them: connecting,
+// every destination kind, acks, transactions, receipts, and every ERROR
+// case (each followed by the close) while other clients keep receiving.
+//
+// Included by `sessions_embedded.rs` and `sessions_cluster.rs`, which say
+// how `start()` starts the relay: the same tests run in both modes. Queue
+// and topic names are made unique per test, since RabbitMQ is shared.
 
 use std::time::Duration;
 
 use stomp_parser::{Command, Frame, Version};
-use support::{StompClient, TestRelay};
+use support::StompClient;
 
 fn frame(command: Command, headers: &[(&str, &str)]) -> Frame {
     headers
@@ -19,7 +21,7 @@ fn frame(command: Command, headers: &[(&str, &str)]) -> Frame {
 
 #[tokio::test]
 async fn connect_negotiates_version_heart_beat_and_user() {
-    let relay = TestRelay::start();
+    let relay = start();
     for (accept, expected) in [("1.0,1.1,1.2", "1.2"), ("1.1", "1.1"), ("1.0", "1.0")] {
         let mut client = StompClient::open(&relay).await;
         assert_eq!(client.subprotocol.as_deref(), Some("v12.stomp"));
@@ -53,14 +55,14 @@ async fn connect_negotiates_version_heart_beat_and_user() {
 
 #[tokio::test]
 async fn the_highest_stomp_subprotocol_offered_is_answered() {
-    let relay = TestRelay::start();
+    let relay = start();
     let client = StompClient::open_offering(&relay, Some("v10.stomp, v11.stomp")).await;
     assert_eq!(client.subprotocol.as_deref(), Some("v11.stomp"));
 }
 
 #[tokio::test]
 async fn an_unsupported_version_gets_an_error_then_the_close() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut client = StompClient::open(&relay).await;
     client
         .send(frame(Command::Connect, &[("accept-version", "2.0,3.1")]))
@@ -72,7 +74,7 @@ async fn an_unsupported_version_gets_an_error_then_the_close() {
 
 #[tokio::test]
 async fn a_topic_message_reaches_every_subscriber() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut subscribers = Vec::new();
     for n in 0..20 {
         let mut client = StompClient::connect(&relay, Some(&format!("user{n}"))).await;
@@ -96,7 +98,7 @@ async fn a_topic_message_reaches_every_subscriber() {
 
 #[tokio::test]
 async fn wildcards_match_as_amqp_topics_do() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut star = StompClient::connect(&relay, None).await;
     star.subscribe("star", "/topic/chat.*", "auto").await;
     let mut hash = StompClient::connect(&relay, None).await;
@@ -118,7 +120,7 @@ async fn wildcards_match_as_amqp_topics_do() {
 
 #[tokio::test]
 async fn subscriptions_of_one_session_each_get_their_copy() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut client = StompClient::connect(&relay, None).await;
     client.subscribe("exact", "/topic/a.b", "auto").await;
     client.subscribe("wild", "/topic/a.*", "auto").await;
@@ -133,20 +135,20 @@ async fn subscriptions_of_one_session_each_get_their_copy() {
 
 #[tokio::test]
 async fn queue_consumers_compete_for_messages() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut first = StompClient::connect(&relay, None).await;
-    first.subscribe("q", "/queue/jobs", "auto").await;
+    first.subscribe("q", relay.queue("jobs").as_str(), "auto").await;
     let mut second = StompClient::connect(&relay, None).await;
-    second.subscribe("q", "/queue/jobs", "auto").await;
+    second.subscribe("q", relay.queue("jobs").as_str(), "auto").await;
     let mut sender = StompClient::connect(&relay, None).await;
     for n in 0..10 {
-        sender.publish("/queue/jobs", &format!("job {n}")).await;
+        sender.publish(relay.queue("jobs").as_str(), &format!("job {n}")).await;
     }
     let mut received = Vec::new();
     for client in [&mut first, &mut second] {
         let mut mine = 0;
         while let Some(message) = client.recv_within(Duration::from_millis(500)).await {
-            assert_eq!(message.get("destination"), Some("/queue/jobs"));
+            assert_eq!(message.get("destination"), Some(relay.queue("jobs").as_str()));
             received.push(String::from_utf8(message.body.to_vec()).unwrap());
             mine += 1;
         }
@@ -160,17 +162,17 @@ async fn queue_consumers_compete_for_messages() {
 
 #[tokio::test]
 async fn queue_messages_wait_for_a_consumer() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut sender = StompClient::connect(&relay, None).await;
-    sender.publish("/queue/later", "kept").await;
+    sender.publish(relay.queue("later").as_str(), "kept").await;
     let mut consumer = StompClient::connect(&relay, None).await;
-    consumer.subscribe("q", "/queue/later", "auto").await;
+    consumer.subscribe("q", relay.queue("later").as_str(), "auto").await;
     assert_eq!(consumer.recv_body().await, "kept");
 }
 
 #[tokio::test]
 async fn user_destinations_reach_only_that_users_sessions() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut alice_tab1 = StompClient::connect(&relay, Some("alice")).await;
     alice_tab1
         .subscribe("p", "/user/queue/private", "auto")
@@ -197,7 +199,7 @@ async fn user_destinations_reach_only_that_users_sessions() {
 
 #[tokio::test]
 async fn nobody_subscribes_to_another_sessions_user_key() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut eve = StompClient::connect(&relay, Some("eve")).await;
     let key = format!("/topic/private-user{}", uuid::Uuid::new_v4());
     eve.send(frame(
@@ -211,13 +213,13 @@ async fn nobody_subscribes_to_another_sessions_user_key() {
 
 #[tokio::test]
 async fn a_nack_redelivers_to_a_client_individual_subscription() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut consumer = StompClient::connect(&relay, None).await;
     consumer
-        .subscribe("q", "/queue/retry", "client-individual")
+        .subscribe("q", relay.queue("retry").as_str(), "client-individual")
         .await;
     let mut sender = StompClient::connect(&relay, None).await;
-    sender.publish("/queue/retry", "try me").await;
+    sender.publish(relay.queue("retry").as_str(), "try me").await;
 
     let first = consumer.recv().await;
     let ack_id = first.get("ack").expect("an ack header in 1.2").to_owned();
@@ -241,7 +243,7 @@ async fn a_nack_redelivers_to_a_client_individual_subscription() {
 
 #[tokio::test]
 async fn a_topic_nack_redelivers_to_the_same_subscription() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut consumer = StompClient::connect(&relay, None).await;
     consumer.subscribe("t", "/topic/alerts", "client").await;
     consumer.publish("/topic/alerts", "alert").await;
@@ -256,12 +258,12 @@ async fn a_topic_nack_redelivers_to_the_same_subscription() {
 
 #[tokio::test]
 async fn unacked_queue_messages_go_to_another_consumer_after_a_disconnect() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut leaving = StompClient::connect(&relay, None).await;
-    leaving.subscribe("q", "/queue/handover", "client").await;
+    leaving.subscribe("q", relay.queue("handover").as_str(), "client").await;
     let mut sender = StompClient::connect(&relay, None).await;
-    sender.publish("/queue/handover", "one").await;
-    sender.publish("/queue/handover", "two").await;
+    sender.publish(relay.queue("handover").as_str(), "one").await;
+    sender.publish(relay.queue("handover").as_str(), "two").await;
     assert_eq!(leaving.recv_body().await, "one");
     assert_eq!(leaving.recv_body().await, "two");
     leaving
@@ -271,7 +273,7 @@ async fn unacked_queue_messages_go_to_another_consumer_after_a_disconnect() {
     leaving.expect_closed().await;
 
     let mut staying = StompClient::connect(&relay, None).await;
-    staying.subscribe("q", "/queue/handover", "client").await;
+    staying.subscribe("q", relay.queue("handover").as_str(), "client").await;
     let first = staying.recv().await;
     assert_eq!(
         (&first.body[..], first.get("redelivered")),
@@ -283,12 +285,12 @@ async fn unacked_queue_messages_go_to_another_consumer_after_a_disconnect() {
 
 #[tokio::test]
 async fn a_client_ack_covers_every_earlier_message() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut consumer = StompClient::connect(&relay, None).await;
-    consumer.subscribe("q", "/queue/cumulative", "client").await;
+    consumer.subscribe("q", relay.queue("cumulative").as_str(), "client").await;
     let mut sender = StompClient::connect(&relay, None).await;
     for n in 0..3 {
-        sender.publish("/queue/cumulative", &n.to_string()).await;
+        sender.publish(relay.queue("cumulative").as_str(), &n.to_string()).await;
     }
     let mut last = None;
     for _ in 0..3 {
@@ -305,13 +307,13 @@ async fn a_client_ack_covers_every_earlier_message() {
 
     // Nothing was left unacknowledged to hand to the next consumer.
     let mut next = StompClient::connect(&relay, None).await;
-    next.subscribe("q", "/queue/cumulative", "client").await;
+    next.subscribe("q", relay.queue("cumulative").as_str(), "client").await;
     next.expect_nothing().await;
 }
 
 #[tokio::test]
 async fn a_transaction_holds_sends_until_commit_and_drops_them_on_abort() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut listener = StompClient::connect(&relay, None).await;
     listener.subscribe("s", "/topic/tx", "auto").await;
     let mut sender = StompClient::connect(&relay, None).await;
@@ -365,12 +367,12 @@ async fn a_transaction_holds_sends_until_commit_and_drops_them_on_abort() {
 
 #[tokio::test]
 async fn acks_in_a_transaction_take_effect_at_commit() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut consumer = StompClient::connect(&relay, None).await;
     consumer
-        .subscribe("q", "/queue/txack", "client-individual")
+        .subscribe("q", relay.queue("txack").as_str(), "client-individual")
         .await;
-    consumer.publish("/queue/txack", "m").await;
+    consumer.publish(relay.queue("txack").as_str(), "m").await;
     let message = consumer.recv().await;
     consumer
         .send(frame(Command::Begin, &[("transaction", "t")]))
@@ -390,14 +392,14 @@ async fn acks_in_a_transaction_take_effect_at_commit() {
     consumer.expect_receipt("r").await;
     // The aborted ACK never happened: the message is redelivered.
     let mut next = StompClient::connect(&relay, None).await;
-    next.subscribe("q", "/queue/txack", "client-individual")
+    next.subscribe("q", relay.queue("txack").as_str(), "client-individual")
         .await;
     assert_eq!(next.recv_body().await, "m");
 }
 
 #[tokio::test]
 async fn error_cases_close_only_the_offending_connection() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut bystander = StompClient::connect(&relay, None).await;
     bystander.subscribe("s", "/topic/alive", "auto").await;
     let mut publisher = StompClient::connect(&relay, None).await;
@@ -445,7 +447,7 @@ async fn error_cases_close_only_the_offending_connection() {
 
 #[tokio::test]
 async fn an_error_echoes_the_receipt_of_the_frame_that_caused_it() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut client = StompClient::connect(&relay, None).await;
     client
         .send(frame(Command::Send, &[("receipt", "r-7")]))
@@ -456,7 +458,7 @@ async fn an_error_echoes_the_receipt_of_the_frame_that_caused_it() {
 
 #[tokio::test]
 async fn frames_split_across_messages_and_packed_in_one_work() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut listener = StompClient::connect(&relay, None).await;
     listener.subscribe("s", "/topic/pieces", "auto").await;
     let mut sender = StompClient::open(&relay).await;
@@ -478,7 +480,7 @@ async fn frames_split_across_messages_and_packed_in_one_work() {
 
 #[tokio::test]
 async fn binary_bodies_go_out_as_binary_messages() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut client = StompClient::connect(&relay, None).await;
     client.subscribe("s", "/topic/bin", "auto").await;
     let body: &[u8] = &[0xff, 0x00, 0xfe];
@@ -505,7 +507,7 @@ async fn binary_bodies_go_out_as_binary_messages() {
 
 #[tokio::test]
 async fn heart_beats_flow_both_ways_and_a_silent_client_is_dropped() {
-    let relay = TestRelay::start_with(&["--heart-beat", "200,200"]);
+    let relay = start_with(&["--heart-beat", "200,200"]);
     let mut client = StompClient::open(&relay).await;
     client
         .send(frame(
@@ -524,7 +526,7 @@ async fn heart_beats_flow_both_ways_and_a_silent_client_is_dropped() {
 
 #[tokio::test]
 async fn a_client_that_keeps_its_heart_beat_stays() {
-    let relay = TestRelay::start_with(&["--heart-beat", "0,200"]);
+    let relay = start_with(&["--heart-beat", "0,200"]);
     let mut client = StompClient::open(&relay).await;
     client
         .send(frame(
@@ -542,7 +544,7 @@ async fn a_client_that_keeps_its_heart_beat_stays() {
 
 #[tokio::test]
 async fn a_connection_that_never_connects_is_closed() {
-    let relay = TestRelay::start_with(&["--connect-timeout", "1"]);
+    let relay = start_with(&["--connect-timeout", "1"]);
     let mut client = StompClient::open(&relay).await;
     let error = client.expect_error_then_close().await;
     assert_eq!(error.get("message"), Some("connect timeout"));
@@ -550,7 +552,7 @@ async fn a_connection_that_never_connects_is_closed() {
 
 #[tokio::test]
 async fn a_receipt_answers_any_frame_and_disconnect_closes_after_it() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut client = StompClient::connect(&relay, None).await;
     client.subscribe("s", "/topic/r", "auto").await;
     client
@@ -576,19 +578,19 @@ async fn a_receipt_answers_any_frame_and_disconnect_closes_after_it() {
 
 #[tokio::test]
 async fn stomp_1_1_acks_by_message_id_and_escapes_headers() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut client = StompClient::open(&relay).await;
     client
         .send(frame(Command::Connect, &[("accept-version", "1.1")]))
         .await;
     assert_eq!(client.recv().await.get("version"), Some("1.1"));
     client.set_version(Version::V1_1);
-    client.subscribe("s", "/queue/v11", "client").await;
+    client.subscribe("s", relay.queue("v11").as_str(), "client").await;
     client
         .send(
             frame(
                 Command::Send,
-                &[("destination", "/queue/v11"), ("note", "a:b\nc")],
+                &[("destination", relay.queue("v11").as_str()), ("note", "a:b\nc")],
             )
             .body("x"),
         )
@@ -608,7 +610,7 @@ async fn stomp_1_1_acks_by_message_id_and_escapes_headers() {
 
 #[tokio::test]
 async fn shutdown_tells_clients_then_closes() {
-    let mut relay = TestRelay::start();
+    let mut relay = start();
     let mut client = StompClient::connect(&relay, None).await;
     let stopping = std::thread::spawn(move || relay.stop());
     let error = client.expect_error_then_close().await;
@@ -618,16 +620,16 @@ async fn shutdown_tells_clients_then_closes() {
 
 #[tokio::test]
 async fn replies_to_a_temp_queue_reach_the_asking_session() {
-    let relay = TestRelay::start();
+    let relay = start();
     let mut service = StompClient::connect(&relay, Some("service")).await;
-    service.subscribe("requests", "/queue/rpc", "auto").await;
+    service.subscribe("requests", relay.queue("rpc").as_str(), "auto").await;
     let mut asker = StompClient::connect(&relay, Some("asker")).await;
     asker
         .send(
             frame(
                 Command::Send,
                 &[
-                    ("destination", "/queue/rpc"),
+                    ("destination", relay.queue("rpc").as_str()),
                     ("reply-to", "/temp-queue/answers"),
                 ],
             )

@@ -1,0 +1,285 @@
+//! The cluster's registry in Redis, with the keys of `ARCHITECTURE.md`
+//! under the configured prefix (default `stomp:`):
+//!
+//! | key | type | meaning |
+//! | --- | --- | --- |
+//! | `{prefix}node:{nodeId}` | string with TTL | the node is alive (JSON: address, start time, sessions) |
+//! | `{prefix}user:{user}` | hash | sessionId -> nodeId, every live session of the user |
+//! | `{prefix}session:{sessionId}` | hash | `user`, `node`, `connected-at` |
+//!
+//! Liveness is per node: each node refreshes its key well within the TTL.
+//! Sessions of a node whose key has expired are skipped by lookups and
+//! removed lazily, and a janitor sweeps what lookups never touch. No
+//! command or pipeline here needs two keys of different hash slots to be
+//! atomic, so the same code works on Redis Cluster.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use super::{Registry, RegistryError, SessionRecord};
+use crate::broker::SessionId;
+
+/// How a node keeps itself known.
+#[derive(Debug, Clone)]
+pub struct NodeLiveness {
+    pub node: String,
+    /// What the node key's value says the node serves.
+    pub address: String,
+    /// The node key expires this long after its last refresh.
+    pub ttl: Duration,
+}
+
+/// The Redis registry of one node.
+#[derive(Clone)]
+pub struct RedisRegistry {
+    redis: ConnectionManager,
+    prefix: Arc<str>,
+    liveness: Arc<NodeLiveness>,
+    sessions: Arc<AtomicUsize>,
+    started_at: u64,
+}
+
+fn unavailable(error: redis::RedisError) -> RegistryError {
+    RegistryError::Unavailable(error.to_string())
+}
+
+impl RedisRegistry {
+    /// Connects, announces the node, and starts its heartbeat and janitor.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        liveness: NodeLiveness,
+    ) -> Result<RedisRegistry, RegistryError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let redis = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager())
+            .await
+            .map_err(|_| RegistryError::Unavailable(format!("no answer from {url} within 10 s")))?
+            .map_err(unavailable)?;
+        let registry = RedisRegistry {
+            redis,
+            prefix: Arc::from(prefix),
+            liveness: Arc::new(liveness),
+            sessions: Arc::new(AtomicUsize::new(0)),
+            started_at: crate::session::unix_millis(),
+        };
+        registry.heartbeat().await?;
+        tokio::spawn(registry.clone().keep_alive());
+        Ok(registry)
+    }
+
+    fn node_key(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+
+    fn user_key(&self, user: &str) -> String {
+        format!("{}user:{user}", self.prefix)
+    }
+
+    fn session_key(&self, session: &str) -> String {
+        format!("{}session:{session}", self.prefix)
+    }
+
+    /// Refreshes this node's key.
+    async fn heartbeat(&self) -> Result<(), RegistryError> {
+        let value = serde_json::json!({
+            "address": self.liveness.address,
+            "started_at": self.started_at,
+            "sessions": self.sessions.load(Ordering::Relaxed),
+        })
+        .to_string();
+        let mut redis = self.redis.clone();
+        let ttl = self.liveness.ttl.as_millis().max(1) as u64;
+        redis::cmd("SET")
+            .arg(self.node_key(&self.liveness.node))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl)
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Heartbeat three times per TTL; sweep dead nodes' sessions every few
+    /// TTLs. Stops when the last handle of the registry is dropped.
+    async fn keep_alive(self) {
+        let mut beat = tokio::time::interval(self.liveness.ttl / 3);
+        let mut beats: u64 = 0;
+        loop {
+            beat.tick().await;
+            if Arc::strong_count(&self.liveness) == 1 {
+                return;
+            }
+            if let Err(error) = self.heartbeat().await {
+                tracing::warn!(%error, "cannot refresh this node's key in Redis");
+            }
+            beats += 1;
+            if beats.is_multiple_of(9)
+                && let Err(error) = self.sweep().await
+            {
+                tracing::warn!(%error, "the registry janitor failed");
+            }
+        }
+    }
+
+    /// The nodes among `nodes` whose keys still exist.
+    async fn live_nodes<'a>(
+        &self,
+        nodes: impl Iterator<Item = &'a str>,
+    ) -> Result<HashSet<String>, RegistryError> {
+        let nodes: Vec<&str> = nodes.collect::<HashSet<_>>().into_iter().collect();
+        if nodes.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut pipe = redis::pipe();
+        for node in &nodes {
+            pipe.exists(self.node_key(node));
+        }
+        let alive: Vec<bool> = pipe
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(nodes
+            .into_iter()
+            .zip(alive)
+            .filter(|(_, alive)| *alive)
+            .map(|(node, _)| node.to_owned())
+            .collect())
+    }
+
+    /// Forgets sessions of dead nodes, wherever they are.
+    pub async fn sweep(&self) -> Result<usize, RegistryError> {
+        let mut redis = self.redis.clone();
+        let pattern = format!("{}session:*", self.prefix);
+        let mut keys: Vec<String> = Vec::new();
+        {
+            let mut iter: redis::AsyncIter<String> =
+                redis.scan_match(&pattern).await.map_err(unavailable)?;
+            while let Some(key) = iter.next_item().await {
+                keys.push(key.map_err(unavailable)?);
+            }
+        }
+        let mut removed = 0;
+        for chunk in keys.chunks(500) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.cmd("HMGET").arg(key).arg("user").arg("node");
+            }
+            let owners: Vec<(Option<String>, Option<String>)> =
+                pipe.query_async(&mut redis).await.map_err(unavailable)?;
+            let live = self
+                .live_nodes(owners.iter().filter_map(|(_, node)| node.as_deref()))
+                .await?;
+            let mut cleanup = redis::pipe();
+            for (key, (user, node)) in chunk.iter().zip(&owners) {
+                if node.as_ref().is_some_and(|node| live.contains(node)) {
+                    continue;
+                }
+                cleanup.del(key).ignore();
+                if let (Some(user), Some(session)) = (user, key.rsplit(':').next()) {
+                    cleanup.hdel(self.user_key(user), session).ignore();
+                }
+                removed += 1;
+            }
+            cleanup
+                .query_async::<()>(&mut redis)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl Registry for RedisRegistry {
+    async fn register(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+        let session = record.session.to_string();
+        let mut pipe = redis::pipe();
+        pipe.hset(self.user_key(&record.user), &session, &record.node)
+            .ignore();
+        pipe.hset_multiple(
+            self.session_key(&session),
+            &[
+                ("user", record.user.clone()),
+                ("node", record.node.clone()),
+                ("connected-at", record.connected_at.to_string()),
+            ],
+        )
+        .ignore();
+        pipe.query_async::<()>(&mut self.redis.clone())
+            .await
+            .map_err(unavailable)?;
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+        let session = record.session.to_string();
+        let mut pipe = redis::pipe();
+        pipe.hdel(self.user_key(&record.user), &session).ignore();
+        pipe.del(self.session_key(&session)).ignore();
+        pipe.query_async::<()>(&mut self.redis.clone())
+            .await
+            .map_err(unavailable)?;
+        self.sessions.fetch_sub(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError> {
+        let mut redis = self.redis.clone();
+        let sessions: HashMap<String, String> = redis
+            .hgetall(self.user_key(user))
+            .await
+            .map_err(unavailable)?;
+        let live = self
+            .live_nodes(sessions.values().map(String::as_str))
+            .await?;
+        let (alive, dead): (Vec<_>, Vec<_>) = sessions
+            .into_iter()
+            .partition(|(_, node)| live.contains(node));
+        if !dead.is_empty() {
+            let mut cleanup = redis::pipe();
+            for (session, _) in &dead {
+                cleanup.hdel(self.user_key(user), session).ignore();
+                cleanup.del(self.session_key(session)).ignore();
+            }
+            cleanup
+                .query_async::<()>(&mut redis)
+                .await
+                .map_err(unavailable)?;
+        }
+        let mut pipe = redis::pipe();
+        for (session, _) in &alive {
+            pipe.hget(self.session_key(session), "connected-at");
+        }
+        let connected_at: Vec<Option<u64>> = if alive.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut redis).await.map_err(unavailable)?
+        };
+        let mut records: Vec<SessionRecord> = alive
+            .into_iter()
+            .zip(connected_at)
+            .filter_map(|((session, node), connected_at)| {
+                Some(SessionRecord {
+                    session: SessionId::try_parse(&session).ok()?,
+                    user: user.to_owned(),
+                    node,
+                    connected_at: connected_at.unwrap_or(0),
+                })
+            })
+            .collect();
+        records.sort_by_key(|record| record.connected_at);
+        Ok(records)
+    }
+
+    async fn shutdown(&self) {
+        let mut redis = self.redis.clone();
+        let _: Result<(), _> = redis.del(self.node_key(&self.liveness.node)).await;
+    }
+}
