@@ -84,14 +84,36 @@ impl TestRelay {
 
     /// Starts a node with extra command-line flags.
     pub fn start_with(mode: Mode, flags: &[&str]) -> TestRelay {
+        let turn = (mode == Mode::Cluster).then(ClusterTurn::take);
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let redis_prefix = format!("test:{id}:");
+        TestRelay::launch(mode, flags, id, redis_prefix, turn)
+    }
+
+    /// A second cluster node beside `first`: same RabbitMQ, same Redis
+    /// prefix, its own node id.
+    pub fn start_beside(first: &TestRelay) -> TestRelay {
+        assert_eq!(
+            first.mode,
+            Mode::Cluster,
+            "only cluster nodes have neighbours"
+        );
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        TestRelay::launch(Mode::Cluster, &[], id, first.redis_prefix.clone(), None)
+    }
+
+    fn launch(
+        mode: Mode,
+        flags: &[&str],
+        id: String,
+        redis_prefix: String,
+        turn: Option<ClusterTurn>,
+    ) -> TestRelay {
         // RUST_LOG=debug shows the relay's log in a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let turn = (mode == Mode::Cluster).then(ClusterTurn::take);
-        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let redis_prefix = format!("test:{id}:");
         let mut args = vec!["stomp-relay", "--listen", "127.0.0.1:0"];
         if mode == Mode::Cluster {
             args.extend_from_slice(&[

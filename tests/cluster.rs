@@ -1,0 +1,353 @@
+//! Cluster mode as RabbitMQ, Redis and other AMQP clients see it: header
+//! mapping both ways with a plain AMQP client, cleanup after a disconnect,
+//! two nodes sharing one RabbitMQ, and node-queue bindings that follow the
+//! subscriptions. Needs RabbitMQ on 127.0.0.1:5672 and Redis on
+//! 127.0.0.1:6379; fails without them.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use redis::AsyncCommands;
+use stomp_parser::{Command, Frame};
+use support::{AMQP_URL, Mode, REDIS_URL, StompClient, TestRelay};
+
+async fn amqp() -> (Connection, Channel) {
+    let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ answers on 127.0.0.1:5672");
+    let channel = connection.create_channel().await.expect("a channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    (connection, channel)
+}
+
+/// Publishes to `amq.topic`; true when RabbitMQ found a queue for it.
+async fn publish_topic(
+    channel: &Channel,
+    key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> bool {
+    let confirmation = channel
+        .basic_publish(
+            "amq.topic".into(),
+            key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            properties,
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    confirmation.take_message().is_none()
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}.{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+#[tokio::test]
+async fn a_plain_amqp_publish_reaches_stomp_subscribers_with_its_headers() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let key = unique("chat");
+    let mut subscriber = StompClient::connect(&relay, None).await;
+    subscriber
+        .subscribe("s", &format!("/topic/{key}"), "auto")
+        .await;
+
+    let (_connection, channel) = amqp().await;
+    let mut headers = FieldTable::default();
+    headers.insert("x-team".into(), AMQPValue::LongString("blue".into()));
+    headers.insert("x-count".into(), AMQPValue::LongInt(3));
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_correlation_id("c-42".into())
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    assert!(publish_topic(&channel, &key, br#"{"hello":"stomp"}"#, properties).await);
+
+    let message = subscriber.recv().await;
+    assert_eq!(message.command, Command::Message);
+    assert_eq!(
+        message.get("destination"),
+        Some(format!("/topic/{key}").as_str())
+    );
+    assert_eq!(&message.body[..], br#"{"hello":"stomp"}"#);
+    assert_eq!(message.get("content-type"), Some("application/json"));
+    assert_eq!(message.get("correlation-id"), Some("c-42"));
+    assert_eq!(message.get("persistent"), Some("true"));
+    assert_eq!(message.get("x-team"), Some("blue"));
+    assert_eq!(message.get("x-count"), Some("3"));
+}
+
+#[tokio::test]
+async fn a_stomp_send_reaches_a_plain_amqp_consumer_with_its_headers() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let key = unique("orders");
+    let (_connection, channel) = amqp().await;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("a queue");
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            "amq.topic".into(),
+            key.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bound");
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "test".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consuming");
+
+    let mut sender = StompClient::connect(&relay, Some("alice")).await;
+    sender
+        .send(
+            Frame::new(Command::Send)
+                .header("destination", format!("/topic/{key}"))
+                .header("content-type", "text/plain")
+                .header("priority", "7")
+                .header("x-trace", "t-1")
+                .body("order 1"),
+        )
+        .await;
+    let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+        .await
+        .expect("a delivery within 5 s")
+        .expect("a delivery")
+        .expect("no error");
+    assert_eq!(delivery.data, b"order 1");
+    let properties = &delivery.properties;
+    assert_eq!(
+        properties.content_type().as_ref().map(ShortString::as_str),
+        Some("text/plain")
+    );
+    assert_eq!(properties.priority(), &Some(7));
+    let headers = properties.headers().as_ref().expect("a header table");
+    let text = |name: &str| match headers.inner().get(name) {
+        Some(AMQPValue::LongString(value)) => {
+            Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        }
+        _ => None,
+    };
+    assert_eq!(text("x-trace").as_deref(), Some("t-1"));
+    assert_eq!(
+        text("user-name").as_deref(),
+        Some("alice"),
+        "the relay stamps the sender"
+    );
+}
+
+#[tokio::test]
+async fn a_disconnected_session_leaves_no_queue_and_no_redis_entry() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let mut client = StompClient::open(&relay).await;
+    client
+        .send(
+            Frame::new(Command::Connect)
+                .header("accept-version", "1.2")
+                .header("login", "carol"),
+        )
+        .await;
+    let connected = client.recv().await;
+    let session = connected.get("session").expect("a session id").to_owned();
+    client.subscribe("p", "/user/queue/private", "auto").await;
+
+    let mut redis = redis::Client::open(REDIS_URL)
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers on 127.0.0.1:6379");
+    let user_key = format!("{}user:carol", relay.redis_prefix);
+    let session_key = format!("{}session:{session}", relay.redis_prefix);
+    let sessions: std::collections::HashMap<String, String> =
+        redis.hgetall(&user_key).await.unwrap();
+    assert!(sessions.contains_key(&session), "{sessions:?}");
+    let user: Option<String> = redis.hget(&session_key, "user").await.unwrap();
+    assert_eq!(user.as_deref(), Some("carol"));
+    let queue = format!("stomp.session.{session}");
+    assert!(
+        queue_exists(&queue).await,
+        "the session queue exists while connected"
+    );
+
+    client
+        .send(Frame::new(Command::Disconnect).header("receipt", "bye"))
+        .await;
+    client.expect_receipt("bye").await;
+    client.expect_closed().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!queue_exists(&queue).await, "the session queue is gone");
+    let user_exists: bool = redis.exists(&user_key).await.unwrap();
+    let session_exists: bool = redis.exists(&session_key).await.unwrap();
+    assert!(
+        !user_exists && !session_exists,
+        "the Redis entries are gone"
+    );
+}
+
+/// Whether RabbitMQ has a queue of this name.
+async fn queue_exists(name: &str) -> bool {
+    let (connection, channel) = amqp().await;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    // An exclusive queue of another connection answers RESOURCE_LOCKED.
+    let exists = match channel
+        .queue_declare(name.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(_) => true,
+        Err(error) => error.to_string().contains("RESOURCE_LOCKED"),
+    };
+    let _ = connection.close(200, "checked".into()).await;
+    exists
+}
+
+#[tokio::test]
+async fn two_nodes_deliver_a_topic_message_to_every_subscriber_exactly_once() {
+    // Two nodes of one cluster: the first holds the cluster turn, so the
+    // second is started beside it by hand.
+    let first = TestRelay::start(Mode::Cluster);
+    let second = TestRelay::start_beside(&first);
+    let key = unique("news");
+    let topic = format!("/topic/{key}");
+    let mut subscribers = Vec::new();
+    for (n, relay) in [&first, &second, &first, &second].into_iter().enumerate() {
+        let mut client = StompClient::connect(relay, None).await;
+        let ack = if n < 2 { "auto" } else { "client-individual" };
+        client.subscribe("s", &topic, ack).await;
+        subscribers.push((client, ack));
+    }
+    // A second subscription on the same key and node shares the binding.
+    let mut wildcard = StompClient::connect(&second, None).await;
+    wildcard
+        .subscribe("w", &format!("/topic/{key}.#"), "auto")
+        .await;
+
+    let mut sender = StompClient::connect(&first, None).await;
+    sender.publish(&topic, "breaking").await;
+    for (client, ack) in &mut subscribers {
+        let message = client.recv().await;
+        assert_eq!(&message.body[..], b"breaking");
+        if *ack != "auto" {
+            let id = message.get("ack").expect("an ack id").to_owned();
+            client
+                .send(Frame::new(Command::Ack).header("id", &id))
+                .await;
+        }
+        client.expect_nothing().await;
+    }
+    assert_eq!(wildcard.recv_body().await, "breaking");
+    wildcard.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn a_node_queue_binding_goes_with_its_last_subscriber() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let key = unique("ephemeral");
+    let (_connection, channel) = amqp().await;
+    assert!(!publish_topic(&channel, &key, b"nobody", BasicProperties::default()).await);
+
+    let mut first = StompClient::connect(&relay, None).await;
+    first.subscribe("a", &format!("/topic/{key}"), "auto").await;
+    let mut second = StompClient::connect(&relay, None).await;
+    second
+        .subscribe("b", &format!("/topic/{key}"), "auto")
+        .await;
+    assert!(publish_topic(&channel, &key, b"both", BasicProperties::default()).await);
+    assert_eq!(first.recv_body().await, "both");
+    assert_eq!(second.recv_body().await, "both");
+
+    first
+        .send(
+            Frame::new(Command::Unsubscribe)
+                .header("id", "a")
+                .header("receipt", "u"),
+        )
+        .await;
+    first.expect_receipt("u").await;
+    assert!(publish_topic(&channel, &key, b"one left", BasicProperties::default()).await);
+    assert_eq!(second.recv_body().await, "one left");
+    second
+        .send(
+            Frame::new(Command::Unsubscribe)
+                .header("id", "b")
+                .header("receipt", "u"),
+        )
+        .await;
+    second.expect_receipt("u").await;
+    assert!(
+        !publish_topic(&channel, &key, b"gone", BasicProperties::default()).await,
+        "the node queue is no longer bound to the key"
+    );
+}
+
+#[tokio::test]
+async fn an_amqp_publish_to_a_user_key_reaches_only_that_session() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let mut alice = StompClient::open(&relay).await;
+    alice
+        .send(
+            Frame::new(Command::Connect)
+                .header("accept-version", "1.2")
+                .header("login", "alice"),
+        )
+        .await;
+    let session = alice.recv().await.get("session").unwrap().to_owned();
+    alice.subscribe("p", "/user/queue/alerts", "auto").await;
+    let mut eve = StompClient::connect(&relay, Some("eve")).await;
+    eve.subscribe("all", "/topic/#", "auto").await;
+    eve.subscribe("one", "/topic/*", "auto").await;
+
+    let (_connection, channel) = amqp().await;
+    let key = format!("alerts-user{session}");
+    assert!(
+        publish_topic(
+            &channel,
+            &key,
+            b"for alice only",
+            BasicProperties::default()
+        )
+        .await
+    );
+    let message = alice.recv().await;
+    assert_eq!(message.get("destination"), Some("/user/queue/alerts"));
+    assert_eq!(&message.body[..], b"for alice only");
+    eve.expect_nothing().await;
+}
