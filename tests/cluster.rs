@@ -351,3 +351,54 @@ async fn an_amqp_publish_to_a_user_key_reaches_only_that_session() {
     assert_eq!(&message.body[..], b"for alice only");
     eve.expect_nothing().await;
 }
+
+#[tokio::test]
+async fn a_durable_subscription_keeps_messages_while_its_user_is_away() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let key = unique("digest");
+    let topic = format!("/topic/{key}");
+    let subscribe = |receipt: &str| {
+        Frame::new(Command::Subscribe)
+            .header("id", "daily")
+            .header("destination", &topic)
+            .header("durable", "true")
+            .header("ack", "client-individual")
+            .header("x-max-length", "100")
+            .header("receipt", receipt)
+    };
+    let mut dave = StompClient::connect(&relay, Some("dave")).await;
+    dave.send(subscribe("s1")).await;
+    dave.expect_receipt("s1").await;
+    dave.send(Frame::new(Command::Disconnect).header("receipt", "bye"))
+        .await;
+    dave.expect_receipt("bye").await;
+
+    let mut sender = StompClient::connect(&relay, None).await;
+    sender.publish(&topic, "while you were away").await;
+    let queue = "stomp.durable.dave.daily";
+    assert!(
+        queue_exists(queue).await,
+        "the durable queue outlives the session"
+    );
+
+    let mut dave = StompClient::connect(&relay, Some("dave")).await;
+    dave.send(subscribe("s2")).await;
+    dave.expect_receipt("s2").await;
+    let message = dave.recv().await;
+    assert_eq!(&message.body[..], b"while you were away");
+    assert_eq!(message.get("destination"), Some(topic.as_str()));
+    dave.send(Frame::new(Command::Ack).header("id", message.get("ack").unwrap()))
+        .await;
+    dave.send(
+        Frame::new(Command::Unsubscribe)
+            .header("id", "daily")
+            .header("durable", "true")
+            .header("receipt", "u"),
+    )
+    .await;
+    dave.expect_receipt("u").await;
+    assert!(
+        !queue_exists(queue).await,
+        "UNSUBSCRIBE with durable:true deletes it"
+    );
+}

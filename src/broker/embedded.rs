@@ -426,6 +426,7 @@ impl Broker for EmbeddedBroker {
         &self,
         session: SessionId,
         spec: &SubscriptionSpec,
+        _discard: bool,
     ) -> Result<(), BrokerError> {
         let mut state = self.state();
         state.router.unbind(session, &spec.id);

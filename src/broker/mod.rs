@@ -10,6 +10,7 @@
 pub mod amqp;
 pub mod destination;
 pub mod embedded;
+pub mod queue_options;
 pub mod router;
 pub mod topic_pattern;
 
@@ -22,6 +23,7 @@ use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
 use destination::Destination;
+use queue_options::QueueOptions;
 
 /// A session's id: the `session` header of CONNECTED, and the suffix of its
 /// user-destination routing keys.
@@ -74,6 +76,8 @@ pub struct SubscriptionSpec {
     /// At most this many unacknowledged messages at a time (queues, acked
     /// subscriptions); `None` for the broker's default.
     pub prefetch: Option<u32>,
+    /// How to declare the queue behind it, when the relay declares one.
+    pub queue: QueueOptions,
 }
 
 /// Where a SEND (or a dispatch) publishes.
@@ -187,10 +191,13 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<(), BrokerError>;
 
     /// Ends a subscription; its unacknowledged queue messages are requeued.
+    /// `discard` (UNSUBSCRIBE with `durable:true`) also deletes a durable
+    /// subscription's queue.
     async fn unsubscribe(
         &self,
         session: SessionId,
         subscription: &SubscriptionSpec,
+        discard: bool,
     ) -> Result<(), BrokerError>;
 
     /// Publishes, returning once the broker has taken the message (after

@@ -20,6 +20,7 @@ use uuid::Uuid;
 pub use error::SessionError;
 
 use crate::broker::destination::{Destination, DestinationError, TEMP_QUEUE_PREFIX, UserKey};
+use crate::broker::queue_options::QueueOptions;
 use crate::broker::{AckMode, Delivery, Message, Outbox, SessionId, Settlement, SubscriptionSpec};
 use crate::registry::SessionRecord;
 use crate::relay::Relay;
@@ -325,12 +326,25 @@ impl Session {
         if self.subscriptions.len() >= max {
             return Err(SessionError::TooManySubscriptions(max));
         }
+        let mut queue = QueueOptions::from_headers(&frame.headers).map_err(|(header, value)| {
+            SessionError::InvalidHeader {
+                header,
+                value,
+                reason: "expected a non-negative number",
+            }
+        })?;
+        if queue.durable && queue.name.is_none() {
+            // Named from the user and the id, so the same user finds it again.
+            let owner = self.user().unwrap_or("anonymous");
+            queue.name = Some(format!("stomp.durable.{owner}.{id}"));
+        }
         let spec = SubscriptionSpec {
             id: Arc::from(id),
             destination_text: Arc::from(destination_text),
             destination,
             ack,
             prefetch: prefetch.filter(|&count| count > 0),
+            queue,
         };
         self.relay.broker.subscribe(self.id, &spec).await?;
         self.subscriptions.insert(spec);
@@ -347,7 +361,12 @@ impl Session {
             .subscriptions
             .remove(id)
             .ok_or_else(|| SessionError::UnknownSubscription(id.to_owned()))?;
-        self.relay.broker.unsubscribe(self.id, &spec).await?;
+        let discard =
+            frame.get("durable") == Some("true") || frame.get("persistent") == Some("true");
+        self.relay
+            .broker
+            .unsubscribe(self.id, &spec, discard)
+            .await?;
         Ok(Reply::default())
     }
 
@@ -409,6 +428,7 @@ impl Session {
                 },
                 ack: AckMode::Auto,
                 prefetch: None,
+                queue: QueueOptions::default(),
             };
             self.relay.broker.subscribe(self.id, &spec).await?;
             self.subscriptions.insert(spec);

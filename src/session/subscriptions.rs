@@ -97,6 +97,7 @@ mod tests {
             destination: Destination::Queue { name: "q".into() },
             ack,
             prefetch: None,
+            queue: Default::default(),
         }
     }
 

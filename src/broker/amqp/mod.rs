@@ -38,6 +38,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Acker, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
 use super::destination::{Destination, INBOUND_EXCHANGE, TOPIC_EXCHANGE, UserKey};
+use super::queue_options::{QueueArgument, QueueOptions};
 use super::router::{self, BindingKey, Router, Subscriber};
 use super::{
     AckMode, AckTag, Broker, BrokerError, Delivery, Message, Outbox, PublishTarget, SessionId,
@@ -442,6 +443,9 @@ async fn deliver_dedicated(
         };
         let destination: Arc<str> = match &shown {
             Shown::Subscribed => subscriber.destination.clone(),
+            Shown::Exchange(exchange) if exchange == TOPIC_EXCHANGE => {
+                Arc::from(format!("/topic/{}", delivery.routing_key))
+            }
             Shown::Exchange(exchange) => {
                 Arc::from(format!("/exchange/{exchange}/{}", delivery.routing_key))
             }
@@ -538,23 +542,46 @@ impl Inner {
 
     /// Declares the durable shared queue of `/queue/{name}` unless it
     /// exists already (whatever its arguments).
-    async fn ensure_shared_queue(&self, name: &str) -> Result<(), BrokerError> {
+    async fn ensure_shared_queue(
+        &self,
+        name: &str,
+        options: &QueueOptions,
+    ) -> Result<(), BrokerError> {
         if self.check_exists(None, Some(name)).await.is_ok() {
             return Ok(());
         }
-        let channel = self.admin.get(&self.connection).await?;
         let durable = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
         };
-        channel
-            .queue_declare(name.into(), durable, FieldTable::default())
-            .await
-            .map_err(|error| {
-                BrokerError::Refused(format!("cannot declare queue {name:?}: {error}"))
-            })?;
+        self.declare(name, durable, options).await?;
         lock(&self.known).insert(format!("queue:{name}"));
         Ok(())
+    }
+
+    /// Declares a queue with the SUBSCRIBE's queue arguments, on a channel
+    /// of its own: arguments that disagree with an existing queue make
+    /// RabbitMQ close the channel.
+    async fn declare(
+        &self,
+        name: &str,
+        options: QueueDeclareOptions,
+        queue: &QueueOptions,
+    ) -> Result<(), BrokerError> {
+        let mut arguments = FieldTable::default();
+        for (argument, value) in &queue.arguments {
+            let value = match value {
+                QueueArgument::Number(number) => AMQPValue::LongLongInt(*number),
+                QueueArgument::Text(text) => AMQPValue::LongString(text.as_str().into()),
+            };
+            arguments.insert(argument.as_str().into(), value);
+        }
+        let channel = open_channel(&self.connection, false).await?;
+        let declared = channel.queue_declare(name.into(), options, arguments).await;
+        let _ = channel.close(200, "declared".into()).await;
+        declared.map(|_| ()).map_err(|error| {
+            BrokerError::Refused(format!("cannot declare queue {name:?}: {error}"))
+        })
     }
 
     /// Starts a consumer on the session's channel.
@@ -839,6 +866,39 @@ impl Broker for AmqpBroker {
         let inner = &self.inner;
         let subscriber = subscriber_of(session, spec);
         match &spec.destination {
+            Destination::Topic { key } | Destination::Exchange { key, .. }
+                if spec.queue.durable =>
+            {
+                let exchange = match &spec.destination {
+                    Destination::Exchange { exchange, .. } => exchange.as_str(),
+                    _ => TOPIC_EXCHANGE,
+                };
+                inner.check_exists(Some(exchange), None).await?;
+                let queue = spec
+                    .queue
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("stomp.durable.{session}.{}", spec.id));
+                let durable = QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                };
+                inner.declare(&queue, durable, &spec.queue).await?;
+                let binding = BindingKey {
+                    exchange: exchange.to_owned(),
+                    key: key.clone(),
+                };
+                inner.bind(&queue, &binding).await?;
+                inner
+                    .consume_dedicated(
+                        session,
+                        spec,
+                        &queue,
+                        false,
+                        Shown::Exchange(exchange.to_owned()),
+                    )
+                    .await
+            }
             Destination::Topic { key } if spec.ack == AckMode::Auto => {
                 let _binding = inner.binding.lock().await;
                 let first = lock(&inner.router).bind(
@@ -888,7 +948,7 @@ impl Broker for AmqpBroker {
                 Ok(())
             }
             Destination::Queue { name } => {
-                inner.ensure_shared_queue(name).await?;
+                inner.ensure_shared_queue(name, &spec.queue).await?;
                 inner
                     .consume_dedicated(session, spec, name, false, Shown::Subscribed)
                     .await
@@ -942,17 +1002,20 @@ impl Broker for AmqpBroker {
         &self,
         session: SessionId,
         spec: &SubscriptionSpec,
+        discard: bool,
     ) -> Result<(), BrokerError> {
         let inner = &self.inner;
+        let durable = spec.queue.durable
+            && matches!(spec.destination, Destination::Topic { .. } | Destination::Exchange { .. });
         match &spec.destination {
-            Destination::Topic { .. } if spec.ack == AckMode::Auto => {
+            Destination::Topic { .. } if !durable && spec.ack == AckMode::Auto => {
                 let _binding = inner.binding.lock().await;
                 let unused = lock(&inner.router).unbind(session, &spec.id);
                 if let Some(key) = unused {
                     inner.unbind(&inner.node_queue, &key).await;
                 }
             }
-            Destination::Topic { .. } | Destination::OwnUser { .. } => {
+            Destination::Topic { .. } | Destination::OwnUser { .. } if !durable => {
                 let (queue, unused) = {
                     let mut sessions = lock(&inner.sessions);
                     let Some(queue) = sessions
@@ -980,6 +1043,12 @@ impl Broker for AmqpBroker {
                         inner.delete_queue(queue).await;
                     }
                 }
+                if discard
+                    && durable
+                    && let Some(queue) = &spec.queue.name
+                {
+                    inner.delete_queue(queue).await;
+                }
             }
         }
         // After the cancel, so that the requeued messages go to others.
@@ -1001,7 +1070,9 @@ impl Broker for AmqpBroker {
                 name,
                 declare: true,
             } => {
-                inner.ensure_shared_queue(&name).await?;
+                inner
+                    .ensure_shared_queue(&name, &QueueOptions::default())
+                    .await?;
                 (String::new(), name)
             }
             PublishTarget::Queue {
