@@ -1,20 +1,28 @@
-//! Measures a relay node from outside, as clients see it, and prints the
+//! Measures relay nodes from outside, as clients see them, and prints the
 //! figures (nothing is asserted):
 //!
+//! - session set-up: CONNECT -> CONNECTED -> SUBSCRIBE (with receipt)
+//!   completions per second;
 //! - fan-out: deliveries per second to 1 000 WebSocket subscribers of one
-//!   topic, and the relay's CPU time per delivery;
-//! - memory: the relay's resident memory per idle connected STOMP session,
-//!   at 5 000 sessions.
+//!   topic, with auto acks (the node queue) and with client acks (a session
+//!   queue per subscriber), and the CPU the relay and RabbitMQ spend per
+//!   delivery;
+//! - memory: resident memory per idle connected STOMP session at 5 000
+//!   sessions, of the relay and, in cluster mode, of RabbitMQ.
 //!
-//! `cargo bench --bench relay`. The relay runs as its own process (the
-//! release-built binary), so its CPU and memory are read from `/proc`
-//! without the clients' share. Clients and relay share this machine's cores.
+//! `cargo bench --bench relay` measures embedded mode, then cluster mode
+//! (RabbitMQ on 127.0.0.1:5672 and Redis on 127.0.0.1:6379; skipped with a
+//! note when they do not answer). The relay runs as its own process, the
+//! release-built binary, so its CPU and memory are read from `/proc`
+//! without the clients' share. Clients, relay and RabbitMQ share this
+//! machine's cores.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use stomp_parser::{Decoded, FrameDecoder, Limits};
 use tokio::net::TcpStream;
 use tokio::sync::{Barrier, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
@@ -25,48 +33,41 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const SUBSCRIBERS: usize = 1_000;
 const MESSAGES: usize = 200;
 const BODY_BYTES: usize = 100;
+const SETUPS: usize = 1_000;
 const IDLE_SESSIONS: usize = 5_000;
+/// Client acks are sent cumulatively every this many messages.
+const ACK_EVERY: usize = 50;
 
-struct RelayProcess {
-    child: Child,
-    url: String,
+const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Embedded,
+    Cluster,
 }
 
-impl RelayProcess {
-    fn start() -> RelayProcess {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            probe.local_addr().expect("an address").port()
-        };
-        let child = Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--heart-beat",
-                "0,0",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the relay binary starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the relay did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RelayProcess {
-            child,
-            url: format!("ws://127.0.0.1:{port}/ws"),
-        }
+/// A process's CPU time and resident memory, from `/proc`.
+struct Process(u32);
+
+impl Process {
+    fn rabbitmq() -> Option<Process> {
+        let output = Command::new("pgrep")
+            .args(["-f", "beam.smp"])
+            .output()
+            .ok()?;
+        let pid = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Process(pid))
     }
 
-    /// Resident memory, in bytes.
     fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0)).unwrap_or_default();
         status
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
@@ -74,11 +75,9 @@ impl RelayProcess {
             .map_or(0, |kb| kb * 1024)
     }
 
-    /// User plus system CPU time consumed so far.
     fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name, which is in parentheses.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap_or_default();
+        // utime and stime, fields 14 and 15, counted after the command name.
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .map_or("", |(_, rest)| rest)
@@ -90,15 +89,65 @@ impl RelayProcess {
                 .and_then(|f| f.parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-        let clock_ticks_per_second = 100;
-        Duration::from_millis((ticks(11) + ticks(12)) * 1000 / clock_ticks_per_second)
+        Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    }
+}
+
+struct RelayProcess {
+    child: Child,
+    url: String,
+}
+
+impl RelayProcess {
+    fn start(mode: Mode) -> RelayProcess {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            probe.local_addr().expect("an address").port()
+        };
+        let listen = format!("127.0.0.1:{port}");
+        let prefix = format!("bench:{}:", uuid::Uuid::new_v4().simple());
+        let mut args = vec!["--listen", listen.as_str(), "--heart-beat", "0,0"];
+        if mode == Mode::Cluster {
+            args.extend_from_slice(&[
+                "--amqp-url",
+                AMQP_URL,
+                "--redis-url",
+                REDIS_URL,
+                "--redis-prefix",
+                &prefix,
+            ]);
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the relay binary starts");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the relay did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RelayProcess {
+            child,
+            url: format!("ws://{listen}/ws"),
+        }
+    }
+
+    fn process(&self) -> Process {
+        Process(self.child.id())
     }
 }
 
 impl Drop for RelayProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, so that the node withdraws from Redis and RabbitMQ.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -110,17 +159,26 @@ async fn session(url: &str) -> Socket {
         .expect("the handshake succeeds");
     socket
         .send(Message::text(
-            "CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\0",
+            "CONNECT\naccept-version:1.2\nheart-beat:0,0\nlogin:bench\n\n\0",
         ))
         .await
         .expect("CONNECT is sent");
-    frames(&mut socket, 1).await;
+    count_frames(&mut socket, 1).await;
     socket
+}
+
+async fn subscribe(socket: &mut Socket, destination: &str, ack: &str) {
+    let frame = format!("SUBSCRIBE\nid:s\ndestination:{destination}\nack:{ack}\nreceipt:r\n\n\0");
+    socket
+        .send(Message::text(frame))
+        .await
+        .expect("SUBSCRIBE is sent");
+    count_frames(socket, 1).await;
 }
 
 /// Reads until `count` frames have arrived, counting their NUL terminators
 /// (the bench's bodies have none), so that the client costs little.
-async fn frames(socket: &mut Socket, count: usize) {
+async fn count_frames(socket: &mut Socket, count: usize) {
     let mut seen = 0;
     while seen < count {
         match socket.next().await {
@@ -130,29 +188,84 @@ async fn frames(socket: &mut Socket, count: usize) {
     }
 }
 
-async fn fan_out() {
-    let relay = RelayProcess::start();
+/// Reads `count` MESSAGEs, acknowledging cumulatively every [`ACK_EVERY`].
+async fn receive_acking(socket: &mut Socket, count: usize) {
+    let mut decoder = FrameDecoder::new(Limits::UNLIMITED);
+    let mut seen = 0;
+    while seen < count {
+        match socket.next().await {
+            Some(Ok(message)) => decoder.push(message.into_data()),
+            other => panic!("the relay closed the connection: {other:?}"),
+        }
+        while let Some(Decoded::Frame(frame)) = decoder.decode().expect("well-formed frames") {
+            seen += 1;
+            if seen % ACK_EVERY == 0 || seen == count {
+                let id = frame.get("ack").expect("an ack id");
+                socket
+                    .send(Message::text(format!("ACK\nid:{id}\n\n\0")))
+                    .await
+                    .expect("ACK is sent");
+            }
+        }
+    }
+}
+
+async fn setup_rate(mode: Mode, destination: &str) {
+    let relay = RelayProcess::start(mode);
+    let connecting = Arc::new(Semaphore::new(50));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..SETUPS {
+        let (url, connecting, destination) = (
+            relay.url.clone(),
+            connecting.clone(),
+            destination.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _permit = connecting.acquire_owned().await.expect("open");
+            let mut socket = session(&url).await;
+            subscribe(&mut socket, &destination, "auto").await;
+            socket
+        }));
+    }
+    let mut sockets = Vec::new();
+    for task in tasks {
+        sockets.push(task.await.expect("set up"));
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "  set-up: {SETUPS} x CONNECT -> CONNECTED -> SUBSCRIBE {destination} (50 at a time): {:.0} sessions/s",
+        SETUPS as f64 / elapsed.as_secs_f64()
+    );
+    for mut socket in sockets {
+        let _ = socket.close(None).await;
+    }
+}
+
+async fn fan_out(mode: Mode, ack: &'static str) {
+    let relay = RelayProcess::start(mode);
+    let topic = format!("/topic/bench.{}", uuid::Uuid::new_v4().simple());
     let ready = Arc::new(Barrier::new(SUBSCRIBERS + 1));
     let connecting = Arc::new(Semaphore::new(100));
     let mut subscribers = Vec::new();
-    for n in 0..SUBSCRIBERS {
-        let (url, ready, connecting) = (relay.url.clone(), ready.clone(), connecting.clone());
+    for _ in 0..SUBSCRIBERS {
+        let (url, ready, connecting, topic) = (
+            relay.url.clone(),
+            ready.clone(),
+            connecting.clone(),
+            topic.clone(),
+        );
         subscribers.push(tokio::spawn(async move {
-            let permit = connecting
-                .acquire_owned()
-                .await
-                .expect("the semaphore stays open");
+            let permit = connecting.acquire_owned().await.expect("open");
             let mut socket = session(&url).await;
-            let subscribe =
-                format!("SUBSCRIBE\nid:{n}\ndestination:/topic/bench.fanout\nreceipt:r\n\n\0");
-            socket
-                .send(Message::text(subscribe))
-                .await
-                .expect("SUBSCRIBE is sent");
-            frames(&mut socket, 1).await;
+            subscribe(&mut socket, &topic, ack).await;
             drop(permit);
             ready.wait().await;
-            frames(&mut socket, MESSAGES).await;
+            if ack == "auto" {
+                count_frames(&mut socket, MESSAGES).await;
+            } else {
+                receive_acking(&mut socket, MESSAGES).await;
+            }
             Instant::now()
         }));
     }
@@ -160,12 +273,12 @@ async fn fan_out() {
 
     let mut publisher = session(&relay.url).await;
     let body = "x".repeat(BODY_BYTES);
-    let cpu_before = relay.cpu();
+    let (relay_process, rabbitmq) = (relay.process(), Process::rabbitmq());
+    let relay_before = relay_process.cpu();
+    let rabbitmq_before = rabbitmq.as_ref().map(Process::cpu);
     let started = Instant::now();
     for _ in 0..MESSAGES {
-        let send = format!(
-            "SEND\ndestination:/topic/bench.fanout\ncontent-length:{BODY_BYTES}\n\n{body}\0"
-        );
+        let send = format!("SEND\ndestination:{topic}\ncontent-length:{BODY_BYTES}\n\n{body}\0");
         publisher
             .send(Message::text(send))
             .await
@@ -173,68 +286,103 @@ async fn fan_out() {
     }
     let mut finished = started;
     for subscriber in subscribers {
-        finished = finished.max(subscriber.await.expect("the subscriber task ends"));
+        finished = finished.max(subscriber.await.expect("the subscriber finishes"));
     }
     let elapsed = finished - started;
-    let cpu = relay.cpu().saturating_sub(cpu_before);
     let deliveries = (SUBSCRIBERS * MESSAGES) as f64;
+    let relay_cpu = relay_process.cpu().saturating_sub(relay_before);
     println!(
-        "fan-out: {SUBSCRIBERS} subscribers x {MESSAGES} messages of {BODY_BYTES} B on one topic"
+        "  fan-out, ack:{ack}: {SUBSCRIBERS} subscribers x {MESSAGES} messages of {BODY_BYTES} B: {:.0} deliveries/s; relay CPU {:.2} us/delivery",
+        deliveries / elapsed.as_secs_f64(),
+        relay_cpu.as_secs_f64() * 1e6 / deliveries
     );
-    println!(
-        "  {deliveries:.0} deliveries in {:.3} s = {:.0} deliveries/s",
-        elapsed.as_secs_f64(),
-        deliveries / elapsed.as_secs_f64()
-    );
-    println!(
-        "  relay CPU {:.3} s = {:.2} us per delivery (clients share the 2 cores)",
-        cpu.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / deliveries
-    );
+    if mode == Mode::Cluster
+        && let (Some(rabbitmq), Some(before)) = (rabbitmq, rabbitmq_before)
+    {
+        let cpu = rabbitmq.cpu().saturating_sub(before);
+        println!(
+            "    RabbitMQ CPU {:.2} us per delivery, {:.1} us per published message",
+            cpu.as_secs_f64() * 1e6 / deliveries,
+            cpu.as_secs_f64() * 1e6 / MESSAGES as f64
+        );
+    }
 }
 
-async fn idle_memory() {
-    let relay = RelayProcess::start();
+async fn idle_memory(mode: Mode, subscription: Option<&'static str>) {
+    let relay = RelayProcess::start(mode);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let baseline = relay.rss();
+    let (relay_process, rabbitmq) = (relay.process(), Process::rabbitmq());
+    let relay_before = relay_process.rss();
+    let rabbitmq_before = rabbitmq.as_ref().map(Process::rss);
     let connecting = Arc::new(Semaphore::new(100));
-    let mut sessions = Vec::new();
     let mut tasks = Vec::new();
     for _ in 0..IDLE_SESSIONS {
         let (url, connecting) = (relay.url.clone(), connecting.clone());
         tasks.push(tokio::spawn(async move {
-            let _permit = connecting
-                .acquire_owned()
-                .await
-                .expect("the semaphore stays open");
-            session(&url).await
+            let _permit = connecting.acquire_owned().await.expect("open");
+            let mut socket = session(&url).await;
+            if let Some(destination) = subscription {
+                subscribe(&mut socket, destination, "auto").await;
+            }
+            socket
         }));
     }
+    let mut sessions = Vec::new();
     for task in tasks {
         sessions.push(task.await.expect("the session connects"));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let loaded = relay.rss();
-    let per_session = loaded.saturating_sub(baseline) as f64 / IDLE_SESSIONS as f64;
-    println!("memory: {IDLE_SESSIONS} idle connected sessions");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let per_session = |after: u64, before: u64| {
+        after.saturating_sub(before) as f64 / IDLE_SESSIONS as f64 / 1024.0
+    };
+    let what = subscription.map_or("no subscription".to_owned(), |d| {
+        format!("subscribed to {d}")
+    });
     println!(
-        "  relay RSS {:.1} MiB before, {:.1} MiB after = {:.1} KiB per idle session",
-        baseline as f64 / 1048576.0,
-        loaded as f64 / 1048576.0,
-        per_session / 1024.0
+        "  memory, {IDLE_SESSIONS} idle sessions ({what}): relay {:.1} KiB per session ({:.0} MiB in all)",
+        per_session(relay_process.rss(), relay_before),
+        relay_process.rss() as f64 / 1048576.0
     );
-    drop(sessions);
+    if mode == Mode::Cluster
+        && let (Some(rabbitmq), Some(before)) = (rabbitmq, rabbitmq_before)
+    {
+        println!(
+            "    RabbitMQ {:.1} KiB per session",
+            per_session(rabbitmq.rss(), before)
+        );
+    }
+    for mut socket in sessions {
+        let _ = socket.close(None).await;
+    }
+}
+
+fn services_answer() -> bool {
+    std::net::TcpStream::connect("127.0.0.1:5672").is_ok()
+        && std::net::TcpStream::connect("127.0.0.1:6379").is_ok()
 }
 
 fn main() {
-    // `cargo bench` passes flags such as --bench; this bench has none.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        fan_out().await;
-        idle_memory().await;
+        println!("embedded mode");
+        setup_rate(Mode::Embedded, "/topic/bench").await;
+        fan_out(Mode::Embedded, "auto").await;
+        fan_out(Mode::Embedded, "client").await;
+        idle_memory(Mode::Embedded, None).await;
+        if !services_answer() {
+            println!("cluster mode: skipped, RabbitMQ or Redis does not answer on 127.0.0.1");
+            return;
+        }
+        println!("cluster mode");
+        setup_rate(Mode::Cluster, "/topic/bench").await;
+        setup_rate(Mode::Cluster, "/user/queue/bench").await;
+        fan_out(Mode::Cluster, "auto").await;
+        fan_out(Mode::Cluster, "client").await;
+        idle_memory(Mode::Cluster, None).await;
+        idle_memory(Mode::Cluster, Some("/user/queue/notifications")).await;
     });
 }

@@ -1006,7 +1006,10 @@ impl Broker for AmqpBroker {
     ) -> Result<(), BrokerError> {
         let inner = &self.inner;
         let durable = spec.queue.durable
-            && matches!(spec.destination, Destination::Topic { .. } | Destination::Exchange { .. });
+            && matches!(
+                spec.destination,
+                Destination::Topic { .. } | Destination::Exchange { .. }
+            );
         match &spec.destination {
             Destination::Topic { .. } if !durable && spec.ack == AckMode::Auto => {
                 let _binding = inner.binding.lock().await;
