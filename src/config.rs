@@ -65,6 +65,11 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_HEART_BEAT", default_value = "10000,10000", value_parser = parse_heart_beat)]
     pub heart_beat: (u32, u32),
 
+    /// Unacknowledged messages RabbitMQ may push to one consumer when
+    /// SUBSCRIBE gives no `prefetch-count` (cluster mode).
+    #[arg(long, env = "STOMP_RELAY_AMQP_PREFETCH", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
+    pub amqp_prefetch: u16,
+
     /// Seconds a new connection may take to send CONNECT before it is closed.
     #[arg(long, env = "STOMP_RELAY_CONNECT_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub connect_timeout: u64,
@@ -102,6 +107,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub heart_beat: (u32, u32),
     pub connect_timeout: Duration,
+    pub amqp_prefetch: u16,
 }
 
 impl Config {
@@ -136,6 +142,7 @@ impl From<Cli> for Config {
             log_format: cli.log_format,
             heart_beat: cli.heart_beat,
             connect_timeout: Duration::from_secs(cli.connect_timeout),
+            amqp_prefetch: cli.amqp_prefetch,
         }
     }
 }

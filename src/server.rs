@@ -107,8 +107,11 @@ impl BoundServer {
                 amqp_url,
                 redis_url,
             } => {
-                let broker =
-                    AmqpBroker::connect(amqp_url, &node_id, AmqpSettings::default()).await?;
+                let amqp_settings = AmqpSettings {
+                    default_prefetch: config.amqp_prefetch,
+                    ..AmqpSettings::default()
+                };
+                let broker = AmqpBroker::connect(amqp_url, &node_id, amqp_settings).await?;
                 let liveness = NodeLiveness {
                     node: node_id.clone(),
                     address: listener
