@@ -165,19 +165,7 @@ impl State {
     }
 
     fn publish_to_exchange(&mut self, exchange: &str, routing_key: &str, message: Arc<Message>) {
-        let route = self.router.route(exchange, routing_key);
-        let targets: Vec<(Subscriber, Arc<str>)> = route
-            .subscribers
-            .into_iter()
-            .map(|subscriber| {
-                let destination = if route.destination.is_empty() {
-                    subscriber.destination.clone()
-                } else {
-                    route.destination.clone()
-                };
-                (subscriber.clone(), destination)
-            })
-            .collect();
+        let targets = self.router.targets(exchange, routing_key);
         for (subscriber, destination) in targets {
             let unacked = subscriber.needs_ack.then(|| Unacked::Topic {
                 subscription: subscriber.subscription.clone(),

@@ -234,6 +234,25 @@ impl Router {
         }
     }
 
+    /// [`Router::route`], owned: each subscriber reached, with the
+    /// `destination` its MESSAGE shows (the subscribed one for user
+    /// destinations), for callers that go on to change other state.
+    pub fn targets(&self, exchange: &str, routing_key: &str) -> Vec<(Subscriber, Arc<str>)> {
+        let route = self.route(exchange, routing_key);
+        route
+            .subscribers
+            .into_iter()
+            .map(|subscriber| {
+                let destination = if route.destination.is_empty() {
+                    subscriber.destination.clone()
+                } else {
+                    route.destination.clone()
+                };
+                (subscriber.clone(), destination)
+            })
+            .collect()
+    }
+
     /// Whether a session's subscription is still bound.
     pub fn is_bound(&self, session: SessionId, subscription: &str) -> bool {
         self.locations

@@ -34,12 +34,22 @@ function connect(login, options = {}) {
   });
 }
 
+/** Subscribes and waits for the relay's RECEIPT, so that the subscription
+ * is in place (in cluster mode its queue is bound) before anyone sends. */
+async function subscribed(client, destination, onMessage, headers = {}) {
+  const receipt = `s-${Math.random().toString(36).slice(2)}`;
+  const received = new Promise((resolve) => client.watchForReceipt(receipt, resolve));
+  const subscription = client.subscribe(destination, onMessage, { ...headers, receipt });
+  await withTimeout(received, `receipt ${receipt}`);
+  return subscription;
+}
+
 /** The next `count` messages of a subscription. */
-function collect(client, destination, count, headers = {}) {
+async function collect(client, destination, count, headers = {}) {
   const messages = [];
   let done;
   const all = new Promise((resolve) => { done = resolve; });
-  const subscription = client.subscribe(destination, (message) => {
+  const subscription = await subscribed(client, destination, (message) => {
     messages.push(message);
     if (messages.length === count) done(messages);
   }, headers);
@@ -78,8 +88,8 @@ test('negotiates heart-beats', async () => {
 test('a topic message reaches every subscriber, wildcards included', async () => {
   const { client: a } = await connect('a');
   const { client: b } = await connect('b');
-  const exact = collect(a, '/topic/js.news', 1);
-  const wild = collect(b, '/topic/js.*', 1);
+  const exact = await collect(a, '/topic/js.news', 1);
+  const wild = await collect(b, '/topic/js.*', 1);
   const { client: sender } = await connect('sender');
   await publish(sender, '/topic/js.news', 'headline', { 'content-type': 'text/plain' });
   const [[first], [second]] = await Promise.all([exact.all, wild.all]);
@@ -93,10 +103,10 @@ test('a topic message reaches every subscriber, wildcards included', async () =>
 test('a private message reaches only its user', async () => {
   const { client: alice } = await connect('alice');
   const { client: eve } = await connect('eve');
-  const inbox = collect(alice, '/user/queue/private', 1);
+  const inbox = await collect(alice, '/user/queue/private', 1);
   const eavesdropped = [];
-  eve.subscribe('/topic/#', (message) => eavesdropped.push(message));
-  eve.subscribe('/user/queue/private', (message) => eavesdropped.push(message));
+  await subscribed(eve, '/topic/#', (message) => eavesdropped.push(message));
+  await subscribed(eve, '/user/queue/private', (message) => eavesdropped.push(message));
   const { client: bob } = await connect('bob');
   await publish(bob, '/user/alice/queue/private', 'hi alice');
   const [message] = await inbox.all;
@@ -111,7 +121,7 @@ test('a nacked queue message comes back, an acked one does not', async () => {
   const received = [];
   let settled;
   const done = new Promise((resolve) => { settled = resolve; });
-  consumer.subscribe(workQueue, (message) => {
+  await subscribed(consumer, workQueue, (message) => {
     received.push(message);
     if (received.length === 1) message.nack();
     else { message.ack(); settled(); }
@@ -124,7 +134,7 @@ test('a nacked queue message comes back, an acked one does not', async () => {
 
 test('a transaction delivers on commit only', async () => {
   const { client } = await connect(null);
-  const { all } = collect(client, '/topic/js.tx', 1);
+  const { all } = await collect(client, '/topic/js.tx', 1);
   const tx = client.begin();
   client.publish({ destination: '/topic/js.tx', body: 'aborted', headers: { transaction: tx.id } });
   tx.abort();
@@ -137,7 +147,7 @@ test('a transaction delivers on commit only', async () => {
 
 test('binary bodies arrive intact', async () => {
   const { client } = await connect(null);
-  const { all } = collect(client, '/topic/js.bin', 1);
+  const { all } = await collect(client, '/topic/js.bin', 1);
   client.publish({ destination: '/topic/js.bin', binaryBody: new Uint8Array([0, 255, 1, 254]) });
   const [message] = await all;
   assert.deepEqual([...message.binaryBody], [0, 255, 1, 254]);

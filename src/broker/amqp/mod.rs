@@ -338,11 +338,9 @@ async fn deliver_session_queue(inner: Weak<Inner>, session: SessionId, mut consu
             let mut sessions = lock(&inner.sessions);
             sessions.get_mut(&session).map(|state| {
                 let targets = match &state.session_queue {
-                    Some(queue) => routed(
-                        &queue.router,
-                        delivery.exchange.as_str(),
-                        delivery.routing_key.as_str(),
-                    ),
+                    Some(queue) => queue
+                        .router
+                        .targets(delivery.exchange.as_str(), delivery.routing_key.as_str()),
                     None => Vec::new(),
                 };
                 let acked = targets.iter().filter(|(s, _)| s.needs_ack).count();
@@ -379,23 +377,6 @@ async fn deliver_session_queue(inner: Weak<Inner>, session: SessionId, mut consu
             }
         }
     }
-}
-
-/// Who a delivery on a router reaches, with the `destination` each sees.
-fn routed(router: &Router, exchange: &str, routing_key: &str) -> Vec<(Subscriber, Arc<str>)> {
-    let route = router.route(exchange, routing_key);
-    route
-        .subscribers
-        .into_iter()
-        .map(|subscriber| {
-            let destination = if route.destination.is_empty() {
-                subscriber.destination.clone()
-            } else {
-                route.destination.clone()
-            };
-            (subscriber.clone(), destination)
-        })
-        .collect()
 }
 
 impl SessionState {
@@ -747,6 +728,30 @@ impl Inner {
         Ok(())
     }
 
+    /// A subscription with a queue of its own (durable, or on an
+    /// `/exchange/`): declared, bound to `exchange` with `key`, consumed.
+    /// Only the non-durable kind is deleted when the subscription ends.
+    async fn subscribe_own_queue(
+        self: &Arc<Self>,
+        session: SessionId,
+        spec: &SubscriptionSpec,
+        queue: &str,
+        options: QueueDeclareOptions,
+        exchange: &str,
+        key: &str,
+    ) -> Result<(), BrokerError> {
+        self.check_exists(Some(exchange), None).await?;
+        self.declare(queue, options, &spec.queue).await?;
+        let binding = BindingKey {
+            exchange: exchange.to_owned(),
+            key: key.to_owned(),
+        };
+        self.bind(queue, &binding).await?;
+        let shown = Shown::Exchange(exchange.to_owned());
+        self.consume_dedicated(session, spec, queue, !options.durable, shown)
+            .await
+    }
+
     /// Gives back every delivery of a subscription that awaits an ACK.
     async fn release_unacked(&self, session: SessionId, subscription: Option<&str>) {
         let released: Vec<Unacked> = {
@@ -873,7 +878,6 @@ impl Broker for AmqpBroker {
                     Destination::Exchange { exchange, .. } => exchange.as_str(),
                     _ => TOPIC_EXCHANGE,
                 };
-                inner.check_exists(Some(exchange), None).await?;
                 let queue = spec
                     .queue
                     .name
@@ -883,20 +887,8 @@ impl Broker for AmqpBroker {
                     durable: true,
                     ..QueueDeclareOptions::default()
                 };
-                inner.declare(&queue, durable, &spec.queue).await?;
-                let binding = BindingKey {
-                    exchange: exchange.to_owned(),
-                    key: key.clone(),
-                };
-                inner.bind(&queue, &binding).await?;
                 inner
-                    .consume_dedicated(
-                        session,
-                        spec,
-                        &queue,
-                        false,
-                        Shown::Exchange(exchange.to_owned()),
-                    )
+                    .subscribe_own_queue(session, spec, &queue, durable, exchange, key)
                     .await
             }
             Destination::Topic { key } if spec.ack == AckMode::Auto => {
@@ -960,33 +952,12 @@ impl Broker for AmqpBroker {
                     .await
             }
             Destination::Exchange { exchange, key } => {
-                inner.check_exists(Some(exchange), None).await?;
-                let queue = format!(
-                    "stomp.subscription.{session}.{}",
-                    inner.next_consumer.fetch_add(1, Ordering::Relaxed)
-                );
-                let channel = inner.admin.get(&inner.connection).await?;
-                channel
-                    .queue_declare(
-                        queue.as_str().into(),
-                        exclusive_queue(),
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                let binding = BindingKey {
-                    exchange: exchange.clone(),
-                    key: key.clone(),
-                };
-                inner.bind(&queue, &binding).await?;
+                let queue = spec.queue.name.clone().unwrap_or_else(|| {
+                    let n = inner.next_consumer.fetch_add(1, Ordering::Relaxed);
+                    format!("stomp.subscription.{session}.{n}")
+                });
                 inner
-                    .consume_dedicated(
-                        session,
-                        spec,
-                        &queue,
-                        true,
-                        Shown::Exchange(exchange.clone()),
-                    )
+                    .subscribe_own_queue(session, spec, &queue, exclusive_queue(), exchange, key)
                     .await
             }
             Destination::User { .. } | Destination::App { .. } | Destination::ReplyQueue { .. } => {
