@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use stomp_relay::config::{Cli, Config, LogFormat};
-use stomp_relay::server::BoundServer;
+use stomp_relay::server::{BoundServer, Stopped};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -13,8 +13,12 @@ async fn main() -> anyhow::Result<()> {
     let server = BoundServer::bind(config)
         .await
         .context("stomp-relay could not start")?;
-    server.run(shutdown_signal()).await;
-    Ok(())
+    match server.run(shutdown_signal()).await {
+        Stopped::Requested => Ok(()),
+        Stopped::BrokerLost(reason) => {
+            Err(anyhow::anyhow!("lost the connection to RabbitMQ: {reason}"))
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

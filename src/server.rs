@@ -143,7 +143,8 @@ impl BoundServer {
     }
 
     /// Serves until `stop` completes, then shuts down gracefully.
-    pub async fn run(self, stop: impl Future<Output = ()>) {
+    /// Returns why it stopped.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Stopped {
         let Config {
             node_id,
             mode,
@@ -166,13 +167,16 @@ impl BoundServer {
             ws_path: Arc::from(ws_path.as_str()),
             relay: self.relay.clone(),
             shutdown,
-            routes: routes(),
+            routes: routes(self.relay.clone()),
         };
         let connections = GracefulShutdown::new();
         let http = auto::Builder::new(TokioExecutor::new());
 
         tokio::pin!(stop);
-        loop {
+        let broker = self.relay.broker.clone();
+        let lost = broker.lost();
+        tokio::pin!(lost);
+        let stopped = loop {
             let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -184,7 +188,11 @@ impl BoundServer {
                         continue;
                     }
                 },
-                () = &mut stop => break,
+                () = &mut stop => break Stopped::Requested,
+                reason = &mut lost => {
+                    tracing::error!(%reason, "lost the connection to RabbitMQ; stopping so that a supervisor can restart this node");
+                    break Stopped::BrokerLost(reason);
+                }
             };
             let app = app.clone();
             let service = hyper::service::service_fn(move |request| {
@@ -198,7 +206,7 @@ impl BoundServer {
                     tracing::debug!(%peer, %error, "HTTP connection ended with an error");
                 }
             });
-        }
+        };
 
         tracing::info!("shutting down: no new connections; telling connected clients");
         drop(self.listener);
@@ -216,15 +224,36 @@ impl BoundServer {
         self.relay.broker.shutdown().await;
         self.relay.registry.shutdown().await;
         tracing::info!("stomp-relay stopped");
+        stopped
     }
 }
 
+/// Why a node stopped serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM, Ctrl-C, or the caller's stop signal.
+    Requested,
+    /// The broker became unusable.
+    BrokerLost(String),
+}
+
 /// Every HTTP route but the WebSocket endpoint.
-fn routes() -> BoxedFilter<(Response,)> {
-    warp::path!("healthz")
+fn routes(relay: Arc<Relay>) -> BoxedFilter<(Response,)> {
+    let healthz = warp::path!("healthz")
         .and(warp::get())
-        .map(|| healthy().into_response())
-        .boxed()
+        .map(|| healthy().into_response());
+    let readyz = warp::path!("readyz").and(warp::get()).map(move || {
+        if relay.broker.is_ready() {
+            "ready".into_response()
+        } else {
+            warp::reply::with_status(
+                "the message broker is unavailable",
+                http::StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .into_response()
+        }
+    });
+    healthz.or(readyz).unify().boxed()
 }
 
 /// `/healthz`: the process is up and serving HTTP.

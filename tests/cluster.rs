@@ -454,3 +454,29 @@ async fn sessions_of_dead_nodes_are_skipped_and_swept() {
     let keys: Vec<String> = redis.keys(format!("{prefix}*")).await.unwrap();
     assert!(keys.is_empty(), "left behind: {keys:?}");
 }
+
+#[tokio::test]
+async fn a_node_that_loses_rabbitmq_tells_its_clients_and_stops() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let mut client = StompClient::connect(&relay, None).await;
+    // The node's AMQP connection carries its node id in its name.
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl runs where RabbitMQ does");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let node = format!("stomp-relay test-{}", relay.id);
+    let pid = listed
+        .lines()
+        .find(|line| line.contains(&node))
+        .and_then(|line| line.split_whitespace().next())
+        .expect("the node's connection is listed")
+        .to_owned();
+    let closed = std::process::Command::new("rabbitmqctl")
+        .args(["close_connection", &pid, "test: the broker goes away"])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(closed.status.success());
+    let error = client.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("server shutting down"));
+}

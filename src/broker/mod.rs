@@ -214,4 +214,16 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Closes connections to the broker when the node stops.
     async fn shutdown(&self) {}
+
+    /// Completes, with the reason, if the broker becomes unusable (its
+    /// connection is lost); the node then stops so that a supervisor can
+    /// restart it and clients reconnect elsewhere. Never, by default.
+    async fn lost(&self) -> String {
+        std::future::pending().await
+    }
+
+    /// Whether the broker is usable now (for `/readyz`).
+    fn is_ready(&self) -> bool {
+        true
+    }
 }

@@ -68,7 +68,8 @@ impl Drop for ClusterTurn {
 pub struct TestRelay {
     pub addr: SocketAddr,
     pub mode: Mode,
-    /// Unique per relay: suffix of its queue names, part of its Redis prefix.
+    /// Unique per relay: suffix of its queue names, part of its Redis
+    /// prefix, and of its node id (`test-{id}`).
     pub id: String,
     pub redis_prefix: String,
     queues: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -114,7 +115,14 @@ impl TestRelay {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let mut args = vec!["stomp-relay", "--listen", "127.0.0.1:0"];
+        let node_id = format!("test-{id}");
+        let mut args = vec![
+            "stomp-relay",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-id",
+            &node_id,
+        ];
         if mode == Mode::Cluster {
             args.extend_from_slice(&[
                 "--amqp-url",

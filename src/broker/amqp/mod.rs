@@ -102,6 +102,8 @@ struct Inner {
     known: Mutex<HashSet<String>>,
     next_consumer: AtomicU64,
     settings: AmqpSettings,
+    /// Set, with the reason, when the connection fails.
+    lost: tokio::sync::watch::Sender<Option<String>>,
 }
 
 struct SessionState {
@@ -209,6 +211,7 @@ impl AmqpBroker {
         let connection = Connection::connect(url, properties)
             .await
             .map_err(unavailable)?;
+        let events = connection.events_listener();
         let admin = ChannelSlot::open(&connection, false).await?;
         let mut publishers = Vec::new();
         for _ in 0..settings.publisher_channels.max(1) {
@@ -274,7 +277,9 @@ impl AmqpBroker {
             known: Mutex::new(known),
             next_consumer: AtomicU64::new(0),
             settings,
+            lost: tokio::sync::watch::Sender::new(None),
         });
+        tokio::spawn(watch_connection(Arc::downgrade(&inner), events));
         tokio::spawn(fan_out_node_queue(
             Arc::downgrade(&inner),
             node_consumer,
@@ -286,6 +291,34 @@ impl AmqpBroker {
     /// The name of this node's fan-out queue.
     pub fn node_queue(&self) -> &str {
         &self.inner.node_queue
+    }
+}
+
+/// Records the first connection error, which ends this node's usefulness:
+/// exclusive queues, consumers and unacknowledged deliveries die with the
+/// connection.
+async fn watch_connection(
+    inner: Weak<Inner>,
+    events: impl futures_util::Stream<Item = lapin::Event>,
+) {
+    futures_util::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        match event {
+            lapin::Event::Error(error) => {
+                inner.lost.send_replace(Some(error.to_string()));
+                return;
+            }
+            lapin::Event::ConnectionBlocked(reason) => {
+                tracing::warn!(%reason, "RabbitMQ blocks publishing (resource alarm)");
+            }
+            lapin::Event::ConnectionUnblocked => {
+                tracing::info!("RabbitMQ accepts publishing again")
+            }
+            _ => {}
+        }
     }
 }
 
@@ -1098,6 +1131,22 @@ impl Broker for AmqpBroker {
             settle_one(unacked, settlement).await;
         }
         Ok(())
+    }
+
+    async fn lost(&self) -> String {
+        let mut lost = self.inner.lost.subscribe();
+        let reason = match lost.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.inner.connection.status().connected() && self.inner.lost.borrow().is_none()
     }
 
     async fn shutdown(&self) {
