@@ -70,6 +70,11 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_AMQP_PREFETCH", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
     pub amqp_prefetch: u16,
 
+    /// Bearer token the HTTP API requires. Without one, the API answers
+    /// loopback clients only.
+    #[arg(long, env = "STOMP_RELAY_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
     /// Seconds a new connection may take to send CONNECT before it is closed.
     #[arg(long, env = "STOMP_RELAY_CONNECT_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub connect_timeout: u64,
@@ -108,6 +113,7 @@ pub struct Config {
     pub heart_beat: (u32, u32),
     pub connect_timeout: Duration,
     pub amqp_prefetch: u16,
+    pub api_token: Option<String>,
 }
 
 impl Config {
@@ -143,6 +149,7 @@ impl From<Cli> for Config {
             heart_beat: cli.heart_beat,
             connect_timeout: Duration::from_secs(cli.connect_timeout),
             amqp_prefetch: cli.amqp_prefetch,
+            api_token: cli.api_token.filter(|token| !token.is_empty()),
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::Relay;
 use crate::shutdown::{self, Shutdown};
+use crate::transport::http_api::{self, ApiAccess, PeerAddr};
 use crate::transport::websocket;
 
 /// How long shutdown waits for sessions to send their ERROR and close.
@@ -167,7 +168,7 @@ impl BoundServer {
             ws_path: Arc::from(ws_path.as_str()),
             relay: self.relay.clone(),
             shutdown,
-            routes: routes(self.relay.clone()),
+            routes: routes(self.relay.clone(), api_access(&self.config)),
         };
         let connections = GracefulShutdown::new();
         let http = auto::Builder::new(TokioExecutor::new());
@@ -195,7 +196,8 @@ impl BoundServer {
                 }
             };
             let app = app.clone();
-            let service = hyper::service::service_fn(move |request| {
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(PeerAddr(peer));
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(app.respond(request).await) }
             });
@@ -237,8 +239,20 @@ pub enum Stopped {
     BrokerLost(String),
 }
 
+/// Who may use the HTTP API, said once at start.
+fn api_access(config: &Config) -> ApiAccess {
+    match &config.api_token {
+        Some(token) => ApiAccess::Token(Arc::from(token.as_str())),
+        None => {
+            tracing::warn!("no --api-token: the HTTP API answers loopback clients only");
+            ApiAccess::LoopbackOnly
+        }
+    }
+}
+
 /// Every HTTP route but the WebSocket endpoint.
-fn routes(relay: Arc<Relay>) -> BoxedFilter<(Response,)> {
+fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> {
+    let api = http_api::routes(relay.clone(), access);
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| healthy().into_response());
@@ -253,7 +267,7 @@ fn routes(relay: Arc<Relay>) -> BoxedFilter<(Response,)> {
             .into_response()
         }
     });
-    healthz.or(readyz).unify().boxed()
+    api.or(healthz).unify().or(readyz).unify().boxed()
 }
 
 /// `/healthz`: the process is up and serving HTTP.

@@ -1,4 +1,5 @@
-//! How clients reach the relay: raw WebSocket (and, later, SockJS and the
-//! HTTP API), all mounted on one listener.
+//! How clients reach the relay: raw WebSocket and the HTTP API (and, later,
+//! SockJS), all mounted on one listener.
 
+pub mod http_api;
 pub mod websocket;

@@ -1,0 +1,389 @@
+//! The HTTP API (`/api/v1/...`): how services send to users and topics and
+//! ask who is online, without speaking STOMP.
+//!
+//! | route | what it does |
+//! | --- | --- |
+//! | `POST /api/v1/users/{user}/messages` | a message to every live session of a user |
+//! | `POST /api/v1/topics/{key}/messages` | a message to `/topic/{key}` |
+//! | `GET /api/v1/users/{user}/sessions` | the user's live sessions, with node and connect time |
+//!
+//! With `--api-token` every request needs `Authorization: Bearer <token>`
+//! (compared in constant time); without one, only loopback clients are
+//! answered. Bodies are JSON, at most 64 KiB; unknown fields are refused.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use stomp_parser::Headers;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::broker::Message;
+use crate::broker::destination::Destination;
+use crate::relay::Relay;
+
+/// Largest request body the API reads.
+const MAX_BODY: u64 = 64 * 1024;
+
+/// The address of the client that sent a request, put in the request's
+/// extensions by the server for the API's loopback rule.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Who may use the API.
+#[derive(Debug, Clone)]
+pub enum ApiAccess {
+    /// Requests with `Authorization: Bearer <token>`.
+    Token(Arc<str>),
+    /// Requests from loopback addresses only (no token configured).
+    LoopbackOnly,
+}
+
+impl ApiAccess {
+    /// Whether a request with this peer and `Authorization` header is let in.
+    pub fn allows(&self, peer: Option<SocketAddr>, authorization: Option<&str>) -> bool {
+        match self {
+            ApiAccess::Token(token) => authorization
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .is_some_and(|offered| {
+                    constant_time_eq::constant_time_eq(offered.trim().as_bytes(), token.as_bytes())
+                }),
+            ApiAccess::LoopbackOnly => peer.is_some_and(|peer| peer.ip().is_loopback()),
+        }
+    }
+}
+
+/// `POST /api/v1/users/{user}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserMessage {
+    /// `/user/queue/{name}`, `/user/topic/{name}` or just `{name}`.
+    destination: String,
+    body: serde_json::Value,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    persist: bool,
+}
+
+/// `POST /api/v1/topics/{key}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicMessage {
+    body: serde_json::Value,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// What a send did.
+#[derive(Debug, Serialize)]
+struct Sent {
+    /// Sessions the message was published to.
+    sessions: usize,
+    /// Users addressed who had no live session.
+    offline_users: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct SessionView {
+    session: String,
+    node: String,
+    /// Milliseconds since the Unix epoch.
+    connected_at: u64,
+}
+
+/// A refusal, answered as `{"error": "..."}` with its status.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Rejection {
+    warp::reject::custom(ApiError {
+        status,
+        message: message.into(),
+    })
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    warp::reply::with_status(
+        warp::reply::json(&serde_json::json!({ "error": message })),
+        status,
+    )
+    .into_response()
+}
+
+/// Every API route, with its access rule and its JSON error answers.
+pub fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> {
+    let relay = warp::any().map(move || relay.clone());
+    let guard = warp::ext::optional::<PeerAddr>()
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(move |peer: Option<PeerAddr>, authorization: Option<String>| {
+            let allowed = access.allows(peer.map(|p| p.0), authorization.as_deref());
+            async move {
+                if allowed {
+                    Ok(())
+                } else {
+                    Err(refuse(
+                        StatusCode::UNAUTHORIZED,
+                        "a valid 'Authorization: Bearer <token>' is required (or, with no --api-token, a loopback client)",
+                    ))
+                }
+            }
+        })
+        .untuple_one();
+    let body = warp::body::content_length_limit(MAX_BODY).and(warp::body::bytes());
+
+    let to_user = warp::path!("v1" / "users" / String / "messages")
+        .and(warp::post())
+        .and(guard.clone())
+        .and(relay.clone())
+        .and(body)
+        .and_then(send_to_user);
+    let to_topic = warp::path!("v1" / "topics" / String / "messages")
+        .and(warp::post())
+        .and(guard.clone())
+        .and(relay.clone())
+        .and(body)
+        .and_then(send_to_topic);
+    let sessions = warp::path!("v1" / "users" / String / "sessions")
+        .and(warp::get())
+        .and(guard)
+        .and(relay)
+        .and_then(user_sessions);
+    let api = to_user.or(to_topic).unify().or(sessions).unify();
+    warp::path("api")
+        .and(api.recover(answer_rejection).unify())
+        .boxed()
+}
+
+/// A path segment as the client meant it (`alice%40example.com` is
+/// `alice@example.com`).
+fn decoded(segment: &str) -> Result<String, Rejection> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "the path is not valid percent-encoded UTF-8",
+            )
+        })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
+    serde_json::from_slice(body).map_err(|error| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: {error}"),
+        )
+    })
+}
+
+/// The STOMP message for an API body: a JSON string is sent as its text,
+/// any other JSON value as its JSON text with `content-type: application/json`.
+fn message(
+    body: serde_json::Value,
+    headers: BTreeMap<String, String>,
+) -> Result<Message, Rejection> {
+    let mut stomp_headers = Headers::new();
+    for (name, value) in &headers {
+        if name.is_empty() || name.contains(['\n', '\r']) || value.contains(['\n', '\r']) {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                format!("header {name:?} cannot be sent"),
+            ));
+        }
+        stomp_headers.push(name, value);
+    }
+    let body = match body {
+        serde_json::Value::String(text) => Bytes::from(text),
+        other => {
+            if !stomp_headers.contains("content-type") {
+                stomp_headers.push("content-type", "application/json");
+            }
+            Bytes::from(other.to_string())
+        }
+    };
+    Ok(Message {
+        headers: stomp_headers,
+        body,
+    })
+}
+
+/// The user-destination name an API `destination` names.
+fn user_destination_name(destination: &str) -> Result<String, Rejection> {
+    let name = if destination.starts_with('/') {
+        match Destination::parse(destination) {
+            Ok(Destination::OwnUser { name }) => name,
+            _ => {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "destination {destination:?} is not /user/queue/{{name}} or /user/topic/{{name}}"
+                    ),
+                ));
+            }
+        }
+    } else {
+        destination.to_owned()
+    };
+    match Destination::parse(&format!("/user/queue/{name}")) {
+        Ok(Destination::OwnUser { .. }) => Ok(name),
+        _ => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("destination {destination:?} is not a valid name"),
+        )),
+    }
+}
+
+async fn send_to_user(user: String, relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
+    let user = decoded(&user)?;
+    let request: UserMessage = parse(&body)?;
+    if request.persist {
+        return Err(refuse(
+            StatusCode::NOT_IMPLEMENTED,
+            "persist: offline messages are not available in this version",
+        ));
+    }
+    let name = user_destination_name(&request.destination)?;
+    let message = message(request.body, request.headers)?;
+    let report = relay
+        .dispatcher
+        .to_user(&user, &name, message)
+        .await
+        .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+    let sent = Sent {
+        sessions: report.sessions,
+        offline_users: usize::from(report.sessions == 0),
+    };
+    Ok(warp::reply::json(&sent).into_response())
+}
+
+async fn send_to_topic(key: String, relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
+    let key = decoded(&key)?;
+    let request: TopicMessage = parse(&body)?;
+    let destination = format!("/topic/{key}");
+    let invalid = |reason: String| refuse(StatusCode::BAD_REQUEST, reason);
+    let parsed = Destination::parse(&destination).map_err(|error| invalid(error.to_string()))?;
+    parsed
+        .check_send(&destination)
+        .map_err(|error| invalid(error.to_string()))?;
+    let target = parsed
+        .publish_target()
+        .ok_or_else(|| invalid(format!("{destination} is not a topic")))?;
+    let message = message(request.body, request.headers)?;
+    relay
+        .broker
+        .publish(target, message)
+        .await
+        .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+    Ok(warp::reply::json(&serde_json::json!({ "published": true })).into_response())
+}
+
+async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Response, Rejection> {
+    let user = decoded(&user)?;
+    let sessions = relay
+        .registry
+        .sessions_of(&user)
+        .await
+        .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+    let view: Vec<SessionView> = sessions
+        .into_iter()
+        .map(|record| SessionView {
+            session: record.session.to_string(),
+            node: record.node,
+            connected_at: record.connected_at,
+        })
+        .collect();
+    Ok(warp::reply::json(&serde_json::json!({ "user": user, "sessions": view })).into_response())
+}
+
+/// Every refusal under `/api` as JSON with a fitting status.
+async fn answer_rejection(rejection: Rejection) -> Result<Response, Rejection> {
+    if let Some(error) = rejection.find::<ApiError>() {
+        return Ok(json_error(error.status, &error.message));
+    }
+    if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        return Ok(json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {MAX_BODY} bytes"),
+        ));
+    }
+    if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        return Ok(json_error(
+            StatusCode::LENGTH_REQUIRED,
+            "a Content-Length is required",
+        ));
+    }
+    if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        return Ok(json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed here",
+        ));
+    }
+    if rejection.is_not_found() {
+        return Ok(json_error(StatusCode::NOT_FOUND, "no such API route"));
+    }
+    Err(rejection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_required_when_one_is_set() {
+        let access = ApiAccess::Token(Arc::from("s3cret"));
+        let peer = Some("127.0.0.1:1".parse().unwrap());
+        assert!(access.allows(peer, Some("Bearer s3cret")));
+        assert!(!access.allows(peer, Some("Bearer wrong")));
+        assert!(!access.allows(peer, Some("s3cret")));
+        assert!(!access.allows(peer, None));
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_clients_are_answered() {
+        let access = ApiAccess::LoopbackOnly;
+        assert!(access.allows(Some("127.0.0.1:1".parse().unwrap()), None));
+        assert!(access.allows(Some("[::1]:1".parse().unwrap()), None));
+        assert!(!access.allows(Some("192.0.2.7:1".parse().unwrap()), None));
+        assert!(!access.allows(None, None));
+    }
+
+    #[test]
+    fn destinations_may_be_written_short() {
+        assert_eq!(
+            user_destination_name("notifications").unwrap(),
+            "notifications"
+        );
+        assert_eq!(
+            user_destination_name("/user/queue/notifications").unwrap(),
+            "notifications"
+        );
+        assert_eq!(
+            user_destination_name("/user/topic/alerts").unwrap(),
+            "alerts"
+        );
+        assert!(user_destination_name("/topic/x").is_err());
+        assert!(user_destination_name("").is_err());
+    }
+
+    #[test]
+    fn json_bodies_get_their_content_type() {
+        let text = message(serde_json::json!("hello"), BTreeMap::new()).unwrap();
+        assert_eq!(&text.body[..], b"hello");
+        assert_eq!(text.headers.get("content-type"), None);
+        let json = message(serde_json::json!({"n": 1}), BTreeMap::new()).unwrap();
+        assert_eq!(&json.body[..], br#"{"n":1}"#);
+        assert_eq!(json.headers.get("content-type"), Some("application/json"));
+    }
+}

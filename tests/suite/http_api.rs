@@ -1,0 +1,126 @@
+// The HTTP API as a service sees it: messages to users and topics, presence,
+// access rules, and clear refusals. Included by `http_api_embedded.rs` and
+// `http_api_cluster.rs`.
+
+use stomp_parser::Command;
+use support::{StompClient, http};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+#[tokio::test]
+async fn a_user_message_reaches_every_session_of_that_user_only() {
+    let relay = start();
+    let mut tab1 = StompClient::connect(&relay, Some("alice")).await;
+    tab1.subscribe("n", "/user/queue/notifications", "auto").await;
+    let mut tab2 = StompClient::connect(&relay, Some("alice")).await;
+    tab2.subscribe("n", "/user/queue/notifications", "auto").await;
+    let mut bob = StompClient::connect(&relay, Some("bob")).await;
+    bob.subscribe("n", "/user/queue/notifications", "auto").await;
+    bob.subscribe("all", "/topic/#", "auto").await;
+
+    let body = r#"{"destination": "/user/queue/notifications", "body": {"text": "hi"}, "headers": {"x-kind": "greeting"}}"#;
+    let answer = http(&relay, "POST", "/api/v1/users/alice/messages", &[JSON], body).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json(), serde_json::json!({"sessions": 2, "offline_users": 0}));
+    for tab in [&mut tab1, &mut tab2] {
+        let message = tab.recv().await;
+        assert_eq!(message.command, Command::Message);
+        assert_eq!(message.get("destination"), Some("/user/queue/notifications"));
+        assert_eq!(message.get("content-type"), Some("application/json"));
+        assert_eq!(message.get("x-kind"), Some("greeting"));
+        assert_eq!(&message.body[..], br#"{"text":"hi"}"#);
+    }
+    bob.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn a_short_destination_and_a_text_body_work_too() {
+    let relay = start();
+    let mut carol = StompClient::connect(&relay, Some("carol")).await;
+    carol.subscribe("n", "/user/queue/alerts", "auto").await;
+    let body = r#"{"destination": "alerts", "body": "plain text"}"#;
+    let answer = http(&relay, "POST", "/api/v1/users/carol/messages", &[JSON], body).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let message = carol.recv().await;
+    assert_eq!(&message.body[..], b"plain text");
+    assert_eq!(message.get("content-type"), Some("text/plain"));
+}
+
+#[tokio::test]
+async fn a_message_for_an_offline_user_says_so() {
+    let relay = start();
+    let body = r#"{"destination": "notifications", "body": "anyone?"}"#;
+    let answer = http(&relay, "POST", "/api/v1/users/nobody/messages", &[JSON], body).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json(), serde_json::json!({"sessions": 0, "offline_users": 1}));
+}
+
+#[tokio::test]
+async fn a_topic_message_reaches_its_subscribers() {
+    let relay = start();
+    let mut reader = StompClient::connect(&relay, None).await;
+    reader.subscribe("t", "/topic/prices.eur", "auto").await;
+    let answer = http(&relay, "POST", "/api/v1/topics/prices.eur/messages", &[JSON], r#"{"body": 1.25}"#).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let message = reader.recv().await;
+    assert_eq!(message.get("destination"), Some("/topic/prices.eur"));
+    assert_eq!(&message.body[..], b"1.25");
+}
+
+#[tokio::test]
+async fn presence_lists_a_users_sessions() {
+    let relay = start();
+    let _tab1 = StompClient::connect(&relay, Some("dora")).await;
+    let _tab2 = StompClient::connect(&relay, Some("dora")).await;
+    let answer = http(&relay, "GET", "/api/v1/users/dora/sessions", &[], "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let sessions = answer.json()["sessions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(sessions.len(), 2, "{}", answer.body);
+    for session in sessions {
+        assert!(uuid::Uuid::parse_str(session["session"].as_str().unwrap()).is_ok());
+        assert!(session["node"].as_str().unwrap().starts_with("test-"));
+        assert!(session["connected_at"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+    let encoded = http(&relay, "GET", "/api/v1/users/d%6Fra/sessions", &[], "").await;
+    assert_eq!(encoded.json()["user"], "dora");
+    let nobody = http(&relay, "GET", "/api/v1/users/nobody/sessions", &[], "").await;
+    assert_eq!(nobody.json()["sessions"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_clear_refusal() {
+    let relay = start();
+    let cases = [
+        ("POST", "/api/v1/users/a/messages", "{not json", 400, "invalid JSON"),
+        ("POST", "/api/v1/users/a/messages", r#"{"destination": "x", "body": "b", "colour": 1}"#, 400, "unknown field `colour`"),
+        ("POST", "/api/v1/users/a/messages", r#"{"body": "b"}"#, 400, "missing field `destination`"),
+        ("POST", "/api/v1/users/a/messages", r#"{"destination": "/topic/x", "body": "b"}"#, 400, "is not /user/queue/"),
+        ("POST", "/api/v1/users/a/messages", r#"{"destination": "x", "body": "b", "persist": true}"#, 501, "offline"),
+        ("POST", "/api/v1/topics/x/messages", r#"{"body": "b", "destination": "y"}"#, 400, "unknown field"),
+        ("GET", "/api/v1/users/a/messages", "", 405, "method"),
+        ("GET", "/api/v1/nowhere", "", 404, "no such API route"),
+    ];
+    for (method, path, body, status, says) in cases {
+        let answer = http(&relay, method, path, &[JSON], body).await;
+        assert_eq!(answer.status, status, "{method} {path} {body}: {}", answer.body);
+        let error = answer.json()["error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains(says), "{method} {path}: {error:?} lacks {says:?}");
+    }
+    let huge = format!(r#"{{"destination": "x", "body": "{}"}}"#, "x".repeat(70_000));
+    let answer = http(&relay, "POST", "/api/v1/users/a/messages", &[JSON], &huge).await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn with_a_token_set_the_api_requires_it() {
+    let relay = start_with(&["--api-token", "s3cret"]);
+    let body = r#"{"destination": "x", "body": "b"}"#;
+    let path = "/api/v1/users/a/messages";
+    let none = http(&relay, "POST", path, &[JSON], body).await;
+    assert_eq!(none.status, 401);
+    assert!(none.json()["error"].as_str().unwrap().contains("Bearer"));
+    let wrong = http(&relay, "POST", path, &[JSON, ("authorization", "Bearer guess")], body).await;
+    assert_eq!(wrong.status, 401);
+    let right = http(&relay, "POST", path, &[JSON, ("authorization", "Bearer s3cret")], body).await;
+    assert_eq!(right.status, 200, "{}", right.body);
+}
