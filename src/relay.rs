@@ -70,12 +70,14 @@ impl Relay {
         }
     }
 
-    /// A single node with the in-process broker and the in-memory registry.
-    pub fn embedded(node_id: String, settings: SessionSettings) -> Relay {
+    /// A single node with the in-process broker and the in-memory registry;
+    /// `address` is what it listens on.
+    pub fn embedded(node_id: String, address: &str, settings: SessionSettings) -> Relay {
+        let registry = MemoryRegistry::new(&node_id, address);
         Relay::new(
             node_id,
             Arc::new(EmbeddedBroker::new(EmbeddedLimits::default())),
-            Arc::new(MemoryRegistry::default()),
+            Arc::new(registry),
             settings,
         )
     }

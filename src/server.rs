@@ -102,8 +102,12 @@ impl BoundServer {
                     source,
                 })?;
         let node_id = config.node_id.clone();
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let relay = match &config.mode {
-            Mode::Embedded => Relay::embedded(node_id, config.session_settings()),
+            Mode::Embedded => Relay::embedded(node_id, &address, config.session_settings()),
             Mode::Cluster {
                 amqp_url,
                 redis_url,

@@ -5,16 +5,31 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{Registry, RegistryError, SessionRecord};
+use super::{NodeRecord, Registry, RegistryError, SessionRecord};
 use crate::broker::SessionId;
 
 /// User -> session -> record, behind a mutex never held across an `.await`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryRegistry {
     users: Mutex<HashMap<String, HashMap<SessionId, SessionRecord>>>,
+    /// The one node there is.
+    node: NodeRecord,
 }
 
 impl MemoryRegistry {
+    /// The registry of the node `node`, listening on `address`.
+    pub fn new(node: &str, address: &str) -> MemoryRegistry {
+        MemoryRegistry {
+            users: Mutex::default(),
+            node: NodeRecord {
+                node: node.to_owned(),
+                address: address.to_owned(),
+                started_at: crate::session::unix_millis(),
+                sessions: 0,
+            },
+        }
+    }
+
     fn users(&self) -> MutexGuard<'_, HashMap<String, HashMap<SessionId, SessionRecord>>> {
         self.users
             .lock()
@@ -41,6 +56,14 @@ impl Registry for MemoryRegistry {
             }
         }
         Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError> {
+        let sessions = self.users().values().map(HashMap::len).sum();
+        Ok(vec![NodeRecord {
+            sessions,
+            ..self.node.clone()
+        }])
     }
 
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError> {
@@ -70,7 +93,7 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_come_and_go_per_user() {
-        let registry = MemoryRegistry::default();
+        let registry = MemoryRegistry::new("n1", "127.0.0.1:1");
         let (tab1, tab2, other) = (record("alice", 1), record("alice", 2), record("bob", 3));
         for r in [&tab2, &tab1, &other] {
             registry.register(r).await.unwrap();
@@ -87,5 +110,6 @@ mod tests {
         registry.unregister(&tab2).await.unwrap();
         assert!(registry.sessions_of("alice").await.unwrap().is_empty());
         assert!(registry.users().get("alice").is_none());
+        assert_eq!(registry.nodes().await.unwrap()[0].sessions, 1);
     }
 }

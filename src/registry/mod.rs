@@ -22,6 +22,18 @@ pub struct SessionRecord {
     pub connected_at: u64,
 }
 
+/// A live node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeRecord {
+    pub node: String,
+    /// What the node listens on.
+    pub address: String,
+    /// Milliseconds since the Unix epoch.
+    pub started_at: u64,
+    /// Sessions of named users connected to it.
+    pub sessions: usize,
+}
+
 /// Why the registry could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -38,6 +50,9 @@ pub trait Registry: Send + Sync + 'static {
 
     /// The live sessions of a user, on every node.
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError>;
+
+    /// The live nodes.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError>;
 
     /// Withdraws this node when it stops.
     async fn shutdown(&self) {}

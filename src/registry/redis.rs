@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use super::{Registry, RegistryError, SessionRecord};
+use super::{NodeRecord, Registry, RegistryError, SessionRecord};
 use crate::broker::SessionId;
 
 /// How a node keeps itself known.
@@ -276,6 +276,34 @@ impl Registry for RedisRegistry {
             .collect();
         records.sort_by_key(|record| record.connected_at);
         Ok(records)
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError> {
+        let mut redis = self.redis.clone();
+        let pattern = format!("{}node:*", self.prefix);
+        let mut keys: Vec<String> = Vec::new();
+        {
+            let mut iter: redis::AsyncIter<String> =
+                redis.scan_match(&pattern).await.map_err(unavailable)?;
+            while let Some(key) = iter.next_item().await {
+                keys.push(key.map_err(unavailable)?);
+            }
+        }
+        let mut nodes = Vec::new();
+        for key in keys {
+            // A key may expire between the scan and the read.
+            let value: Option<String> = redis.get(&key).await.map_err(unavailable)?;
+            let Some(value) = value else { continue };
+            let fields: serde_json::Value = serde_json::from_str(&value).unwrap_or_default();
+            nodes.push(NodeRecord {
+                node: key[self.prefix.len() + "node:".len()..].to_owned(),
+                address: fields["address"].as_str().unwrap_or_default().to_owned(),
+                started_at: fields["started_at"].as_u64().unwrap_or_default(),
+                sessions: fields["sessions"].as_u64().unwrap_or_default() as usize,
+            });
+        }
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(nodes)
     }
 
     async fn shutdown(&self) {

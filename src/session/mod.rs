@@ -557,7 +557,11 @@ mod tests {
 
     #[tokio::test]
     async fn frames_in_frames_out_without_a_socket() {
-        let relay = Arc::new(Relay::embedded("node".into(), SessionSettings::default()));
+        let relay = Arc::new(Relay::embedded(
+            "node".into(),
+            "127.0.0.1:0",
+            SessionSettings::default(),
+        ));
         let (outbox, mut inbox, _overflow) = Outbox::channel(8);
         let mut session = Session::new(relay, outbox);
 
@@ -606,7 +610,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_before_connect_is_rejected_with_its_receipt() {
-        let relay = Arc::new(Relay::embedded("node".into(), SessionSettings::default()));
+        let relay = Arc::new(Relay::embedded(
+            "node".into(),
+            "127.0.0.1:0",
+            SessionSettings::default(),
+        ));
         let (outbox, _inbox, _overflow) = Outbox::channel(8);
         let mut session = Session::new(relay, outbox);
         let rejection = session

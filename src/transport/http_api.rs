@@ -6,6 +6,7 @@
 //! | `POST /api/v1/users/{user}/messages` | a message to every live session of a user |
 //! | `POST /api/v1/topics/{key}/messages` | a message to `/topic/{key}` |
 //! | `GET /api/v1/users/{user}/sessions` | the user's live sessions, with node and connect time |
+//! | `GET /api/v1/nodes` | the live nodes, with address, start time and session count |
 //!
 //! With `--api-token` every request needs `Authorization: Bearer <token>`
 //! (compared in constant time); without one, only loopback clients are
@@ -156,10 +157,21 @@ pub fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> 
         .and_then(send_to_topic);
     let sessions = warp::path!("v1" / "users" / String / "sessions")
         .and(warp::get())
+        .and(guard.clone())
+        .and(relay.clone())
+        .and_then(user_sessions);
+    let nodes = warp::path!("v1" / "nodes")
+        .and(warp::get())
         .and(guard)
         .and(relay)
-        .and_then(user_sessions);
-    let api = to_user.or(to_topic).unify().or(sessions).unify();
+        .and_then(live_nodes);
+    let api = to_user
+        .or(to_topic)
+        .unify()
+        .or(sessions)
+        .unify()
+        .or(nodes)
+        .unify();
     warp::path("api")
         .and(api.recover(answer_rejection).unify())
         .boxed()
@@ -305,6 +317,15 @@ async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Response, Reje
         })
         .collect();
     Ok(warp::reply::json(&serde_json::json!({ "user": user, "sessions": view })).into_response())
+}
+
+async fn live_nodes(relay: Arc<Relay>) -> Result<Response, Rejection> {
+    let nodes = relay
+        .registry
+        .nodes()
+        .await
+        .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+    Ok(warp::reply::json(&serde_json::json!({ "nodes": nodes })).into_response())
 }
 
 /// Every refusal under `/api` as JSON with a fitting status.

@@ -124,3 +124,20 @@ async fn with_a_token_set_the_api_requires_it() {
     let right = http(&relay, "POST", path, &[JSON, ("authorization", "Bearer s3cret")], body).await;
     assert_eq!(right.status, 200, "{}", right.body);
 }
+
+#[tokio::test]
+async fn the_live_nodes_are_listed_with_their_sessions() {
+    let relay = start();
+    let _erin = StompClient::connect(&relay, Some("erin")).await;
+    let answer = http(&relay, "GET", "/api/v1/nodes", &[], "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let nodes = answer.json()["nodes"].as_array().cloned().unwrap_or_default();
+    let me = nodes
+        .iter()
+        .find(|node| node["node"] == format!("test-{}", relay.id))
+        .unwrap_or_else(|| panic!("this node is not listed: {}", answer.body));
+    assert_eq!(me["address"], relay.addr.to_string());
+    assert!(me["started_at"].as_u64().unwrap() > 1_700_000_000_000);
+    // A cluster node says its count at its next heartbeat; an embedded one now.
+    assert!(me["sessions"].as_u64().is_some());
+}
