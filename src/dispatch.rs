@@ -1,12 +1,14 @@
 //! Delivery to users: a user's live sessions from the registry, then one
-//! publish per session to its user-destination routing key on `amq.topic`.
-//! No broadcast to every node, and nothing reaches a session of anyone else.
+//! publish per session to its user-destination routing key on `amq.topic`,
+//! `mandatory` and confirmed, so that the answer says which sessions took
+//! it. No broadcast to every node, and nothing reaches a session of anyone
+//! else.
 
 use std::sync::Arc;
 
 use crate::broker::destination::{TOPIC_EXCHANGE, UserKey};
-use crate::broker::{Broker, BrokerError, Message, PublishTarget};
-use crate::registry::{Registry, RegistryError};
+use crate::broker::{Broker, BrokerError, Message};
+use crate::registry::{Registry, RegistryError, SessionRecord};
 
 /// Publishes messages for users to their sessions.
 #[derive(Clone)]
@@ -18,8 +20,11 @@ pub struct Dispatcher {
 /// What a dispatch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DispatchReport {
-    /// Sessions the message was published to.
+    /// Sessions the message reached (they listen to that destination).
     pub sessions: usize,
+    /// Users addressed whom it reached in no session: none is connected,
+    /// or none of their sessions listens to that destination.
+    pub offline_users: usize,
 }
 
 /// Why a dispatch failed.
@@ -44,21 +49,64 @@ impl Dispatcher {
         name: &str,
         message: Message,
     ) -> Result<DispatchReport, DispatchError> {
-        let sessions = self.registry.sessions_of(user).await?;
-        for record in &sessions {
+        self.to_users(std::slice::from_ref(&user.to_owned()), name, message)
+            .await
+    }
+
+    /// [`Dispatcher::to_user`] for each of `users`.
+    pub async fn to_users(
+        &self,
+        users: &[String],
+        name: &str,
+        message: Message,
+    ) -> Result<DispatchReport, DispatchError> {
+        let mut report = DispatchReport::default();
+        for user in users {
+            let sessions = self.registry.sessions_of(user).await?;
+            let reached = self.to_sessions(&sessions, name, &message).await?;
+            report.sessions += reached;
+            report.offline_users += usize::from(reached == 0);
+        }
+        Ok(report)
+    }
+
+    /// Sends `message` to the user destination `name` of every live session
+    /// of every user.
+    pub async fn to_everyone(
+        &self,
+        name: &str,
+        message: Message,
+    ) -> Result<DispatchReport, DispatchError> {
+        let sessions = self.registry.all_sessions().await?;
+        let reached = self.to_sessions(&sessions, name, &message).await?;
+        Ok(DispatchReport {
+            sessions: reached,
+            offline_users: 0,
+        })
+    }
+
+    /// Publishes to each session's user key; answers how many took it.
+    async fn to_sessions(
+        &self,
+        sessions: &[SessionRecord],
+        name: &str,
+        message: &Message,
+    ) -> Result<usize, DispatchError> {
+        let mut reached = 0;
+        for record in sessions {
             let routing_key = UserKey {
                 name,
                 session: record.session,
             }
             .to_string();
-            let target = PublishTarget::Exchange {
-                exchange: TOPIC_EXCHANGE.to_owned(),
-                routing_key,
-            };
-            self.broker.publish(target, message.clone()).await?;
+            if self
+                .broker
+                .publish_routed(TOPIC_EXCHANGE, &routing_key, message.clone())
+                .await?
+            {
+                reached += 1;
+            }
         }
-        Ok(DispatchReport {
-            sessions: sessions.len(),
-        })
+        Ok(reached)
     }
 }

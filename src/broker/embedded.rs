@@ -460,6 +460,25 @@ impl Broker for EmbeddedBroker {
         Ok(())
     }
 
+    async fn publish_routed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+    ) -> Result<bool, BrokerError> {
+        if exchange_kind(exchange).is_none() {
+            return Err(BrokerError::NotFound(format!("exchange {exchange:?}")));
+        }
+        let mut state = self.state();
+        let routed = !state
+            .router
+            .route(exchange, routing_key)
+            .subscribers
+            .is_empty();
+        state.publish_to_exchange(exchange, routing_key, Arc::new(message));
+        Ok(routed)
+    }
+
     async fn settle(
         &self,
         session: SessionId,

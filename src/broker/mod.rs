@@ -204,6 +204,16 @@ pub trait Broker: Send + Sync + 'static {
     /// the publisher confirm, for RabbitMQ).
     async fn publish(&self, target: PublishTarget, message: Message) -> Result<(), BrokerError>;
 
+    /// Publishes to an exchange as AMQP's `mandatory` does, answering
+    /// whether anything took the message (for dispatch: a false means the
+    /// session does not listen there, or is gone).
+    async fn publish_routed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+    ) -> Result<bool, BrokerError>;
+
     /// Settles deliveries of a session.
     async fn settle(
         &self,

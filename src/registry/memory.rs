@@ -58,6 +58,14 @@ impl Registry for MemoryRegistry {
         Ok(())
     }
 
+    async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError> {
+        Ok(self
+            .users()
+            .values()
+            .flat_map(|sessions| sessions.values().cloned())
+            .collect())
+    }
+
     async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError> {
         let sessions = self.users().values().map(HashMap::len).sum();
         Ok(vec![NodeRecord {

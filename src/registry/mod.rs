@@ -51,6 +51,9 @@ pub trait Registry: Send + Sync + 'static {
     /// The live sessions of a user, on every node.
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError>;
 
+    /// Every live session of every user, on every node.
+    async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError>;
+
     /// The live nodes.
     async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError>;
 

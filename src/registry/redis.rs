@@ -127,6 +127,18 @@ impl RedisRegistry {
         }
     }
 
+    /// Every key matching `pattern` (SCAN, never KEYS).
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, RegistryError> {
+        let mut redis = self.redis.clone();
+        let mut keys = Vec::new();
+        let mut iter: redis::AsyncIter<String> =
+            redis.scan_match(pattern).await.map_err(unavailable)?;
+        while let Some(key) = iter.next_item().await {
+            keys.push(key.map_err(unavailable)?);
+        }
+        Ok(keys)
+    }
+
     /// The nodes among `nodes` whose keys still exist.
     async fn live_nodes<'a>(
         &self,
@@ -152,48 +164,61 @@ impl RedisRegistry {
             .collect())
     }
 
-    /// Forgets sessions of dead nodes, wherever they are.
-    pub async fn sweep(&self) -> Result<usize, RegistryError> {
+    /// Every session key with its user, node and connect time, in batches.
+    async fn session_entries(&self) -> Result<Vec<(String, SessionOwner)>, RegistryError> {
         let mut redis = self.redis.clone();
-        let pattern = format!("{}session:*", self.prefix);
-        let mut keys: Vec<String> = Vec::new();
-        {
-            let mut iter: redis::AsyncIter<String> =
-                redis.scan_match(&pattern).await.map_err(unavailable)?;
-            while let Some(key) = iter.next_item().await {
-                keys.push(key.map_err(unavailable)?);
-            }
-        }
-        let mut removed = 0;
+        let keys = self.scan(&format!("{}session:*", self.prefix)).await?;
+        let mut entries = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(500) {
             let mut pipe = redis::pipe();
             for key in chunk {
-                pipe.cmd("HMGET").arg(key).arg("user").arg("node");
+                pipe.cmd("HMGET")
+                    .arg(key)
+                    .arg("user")
+                    .arg("node")
+                    .arg("connected-at");
             }
-            let owners: Vec<(Option<String>, Option<String>)> =
+            let owners: Vec<SessionOwner> =
                 pipe.query_async(&mut redis).await.map_err(unavailable)?;
-            let live = self
-                .live_nodes(owners.iter().filter_map(|(_, node)| node.as_deref()))
-                .await?;
-            let mut cleanup = redis::pipe();
-            for (key, (user, node)) in chunk.iter().zip(&owners) {
-                if node.as_ref().is_some_and(|node| live.contains(node)) {
-                    continue;
-                }
-                cleanup.del(key).ignore();
-                if let (Some(user), Some(session)) = (user, key.rsplit(':').next()) {
-                    cleanup.hdel(self.user_key(user), session).ignore();
-                }
-                removed += 1;
+            entries.extend(chunk.iter().cloned().zip(owners));
+        }
+        Ok(entries)
+    }
+
+    /// Forgets sessions of dead nodes, wherever they are.
+    pub async fn sweep(&self) -> Result<usize, RegistryError> {
+        let entries = self.session_entries().await?;
+        let live = self
+            .live_nodes(
+                entries
+                    .iter()
+                    .filter_map(|(_, (_, node, _))| node.as_deref()),
+            )
+            .await?;
+        let mut cleanup = redis::pipe();
+        let mut removed = 0;
+        for (key, (user, node, _)) in &entries {
+            if node.as_ref().is_some_and(|node| live.contains(node)) {
+                continue;
             }
+            cleanup.del(key).ignore();
+            if let (Some(user), Some(session)) = (user, key.rsplit(':').next()) {
+                cleanup.hdel(self.user_key(user), session).ignore();
+            }
+            removed += 1;
+        }
+        if removed > 0 {
             cleanup
-                .query_async::<()>(&mut redis)
+                .query_async::<()>(&mut self.redis.clone())
                 .await
                 .map_err(unavailable)?;
         }
         Ok(removed)
     }
 }
+
+/// A session hash's `user`, `node` and `connected-at`.
+type SessionOwner = (Option<String>, Option<String>, Option<u64>);
 
 #[async_trait]
 impl Registry for RedisRegistry {
@@ -278,17 +303,32 @@ impl Registry for RedisRegistry {
         Ok(records)
     }
 
+    async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError> {
+        let entries = self.session_entries().await?;
+        let live = self
+            .live_nodes(
+                entries
+                    .iter()
+                    .filter_map(|(_, (_, node, _))| node.as_deref()),
+            )
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(key, (user, node, connected_at))| {
+                let node = node.filter(|node| live.contains(node))?;
+                Some(SessionRecord {
+                    session: SessionId::try_parse(key.rsplit(':').next()?).ok()?,
+                    user: user?,
+                    node,
+                    connected_at: connected_at.unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
     async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError> {
         let mut redis = self.redis.clone();
-        let pattern = format!("{}node:*", self.prefix);
-        let mut keys: Vec<String> = Vec::new();
-        {
-            let mut iter: redis::AsyncIter<String> =
-                redis.scan_match(&pattern).await.map_err(unavailable)?;
-            while let Some(key) = iter.next_item().await {
-                keys.push(key.map_err(unavailable)?);
-            }
-        }
+        let keys = self.scan(&format!("{}node:*", self.prefix)).await?;
         let mut nodes = Vec::new();
         for key in keys {
             // A key may expire between the scan and the read.

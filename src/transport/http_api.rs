@@ -4,6 +4,7 @@
 //! | route | what it does |
 //! | --- | --- |
 //! | `POST /api/v1/users/{user}/messages` | a message to every live session of a user |
+//! | `POST /api/v1/messages` | the same to `"users": [...]`, or to everyone with `"all": true` |
 //! | `POST /api/v1/topics/{key}/messages` | a message to `/topic/{key}` |
 //! | `GET /api/v1/users/{user}/sessions` | the user's live sessions, with node and connect time |
 //! | `GET /api/v1/nodes` | the live nodes, with address, start time and session count |
@@ -71,6 +72,25 @@ struct UserMessage {
     #[serde(default)]
     persist: bool,
 }
+
+/// `POST /api/v1/messages`: to a list of users, or to everyone connected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkMessage {
+    destination: String,
+    body: serde_json::Value,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    persist: bool,
+    #[serde(default)]
+    users: Option<Vec<String>>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// The most users one `POST /api/v1/messages` may name.
+const MAX_USERS: usize = 10_000;
 
 /// `POST /api/v1/topics/{key}/messages`.
 #[derive(Debug, Deserialize)]
@@ -155,6 +175,12 @@ pub fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> 
         .and(relay.clone())
         .and(body)
         .and_then(send_to_topic);
+    let bulk = warp::path!("v1" / "messages")
+        .and(warp::post())
+        .and(guard.clone())
+        .and(relay.clone())
+        .and(body)
+        .and_then(send_to_many);
     let sessions = warp::path!("v1" / "users" / String / "sessions")
         .and(warp::get())
         .and(guard.clone())
@@ -167,6 +193,8 @@ pub fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> 
         .and_then(live_nodes);
     let api = to_user
         .or(to_topic)
+        .unify()
+        .or(bulk)
         .unify()
         .or(sessions)
         .unify()
@@ -275,9 +303,70 @@ async fn send_to_user(user: String, relay: Arc<Relay>, body: Bytes) -> Result<Re
         .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
     let sent = Sent {
         sessions: report.sessions,
-        offline_users: usize::from(report.sessions == 0),
+        offline_users: report.offline_users,
     };
     Ok(warp::reply::json(&sent).into_response())
+}
+
+async fn send_to_many(relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
+    let request: BulkMessage = parse(&body)?;
+    if request.persist {
+        return Err(refuse(
+            StatusCode::NOT_IMPLEMENTED,
+            "persist: offline messages are not available in this version",
+        ));
+    }
+    let name = user_destination_name(&request.destination)?;
+    let message = message(request.body, request.headers)?;
+    let unavailable = |error: crate::dispatch::DispatchError| {
+        refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+    };
+    let report = match (request.users, request.all) {
+        (Some(users), false) if users.len() <= MAX_USERS => {
+            let users = decoded_users(users)?;
+            relay
+                .dispatcher
+                .to_users(&users, &name, message)
+                .await
+                .map_err(unavailable)?
+        }
+        (Some(_), false) => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                format!("at most {MAX_USERS} users at a time"),
+            ));
+        }
+        (None, true) => relay
+            .dispatcher
+            .to_everyone(&name, message)
+            .await
+            .map_err(unavailable)?,
+        _ => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "give either \"users\": [...] or \"all\": true",
+            ));
+        }
+    };
+    Ok(warp::reply::json(&Sent {
+        sessions: report.sessions,
+        offline_users: report.offline_users,
+    })
+    .into_response())
+}
+
+/// User names from a JSON body, checked as the registry keys them.
+fn decoded_users(users: Vec<String>) -> Result<Vec<String>, Rejection> {
+    match users
+        .iter()
+        .find(|user| user.is_empty() || user.chars().any(char::is_control))
+    {
+        Some(bad) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("{bad:?} is not a user name"),
+        )),
+        None => Ok(users),
+    }
 }
 
 async fn send_to_topic(key: String, relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {

@@ -53,6 +53,10 @@ async fn a_message_for_an_offline_user_says_so() {
     let answer = http(&relay, "POST", "/api/v1/users/nobody/messages", &[JSON], body).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.json(), serde_json::json!({"sessions": 0, "offline_users": 1}));
+    // Connected but not subscribed to that destination counts as offline.
+    let _erin = StompClient::connect(&relay, Some("erin")).await;
+    let answer = http(&relay, "POST", "/api/v1/users/erin/messages", &[JSON], body).await;
+    assert_eq!(answer.json(), serde_json::json!({"sessions": 0, "offline_users": 1}));
 }
 
 #[tokio::test]
@@ -140,4 +144,37 @@ async fn the_live_nodes_are_listed_with_their_sessions() {
     assert!(me["started_at"].as_u64().unwrap() > 1_700_000_000_000);
     // A cluster node says its count at its next heartbeat; an embedded one now.
     assert!(me["sessions"].as_u64().is_some());
+}
+
+#[tokio::test]
+async fn a_message_to_several_users_or_to_everyone() {
+    let relay = start();
+    let mut clients = Vec::new();
+    for user in ["fay", "gus", "hal"] {
+        let mut client = StompClient::connect(&relay, Some(user)).await;
+        client.subscribe("n", "/user/queue/news", "auto").await;
+        clients.push(client);
+    }
+    // Connected, but not listening to that destination: counted offline.
+    let _deaf = StompClient::connect(&relay, Some("ida")).await;
+
+    let body = r#"{"destination": "news", "body": "two of you", "users": ["fay", "gus", "ida", "nobody"]}"#;
+    let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], body).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json(), serde_json::json!({"sessions": 2, "offline_users": 2}));
+    assert_eq!(clients[0].recv_body().await, "two of you");
+    assert_eq!(clients[1].recv_body().await, "two of you");
+    clients[2].expect_nothing().await;
+
+    let body = r#"{"destination": "/user/queue/news", "body": "everyone", "all": true}"#;
+    let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], body).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["sessions"], 3);
+    for client in &mut clients {
+        assert_eq!(client.recv_body().await, "everyone");
+    }
+
+    let neither = r#"{"destination": "news", "body": "?"}"#;
+    let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], neither).await;
+    assert_eq!(answer.status, 400);
 }

@@ -848,6 +848,40 @@ impl Inner {
             .await
     }
 
+    /// Publishes on a confirm channel and waits for RabbitMQ's confirm.
+    /// With `mandatory`, answers whether a queue took the message.
+    async fn confirmed_publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        mandatory: bool,
+        message: &Message,
+    ) -> Result<bool, BrokerError> {
+        let index = self.next_publisher.fetch_add(1, Ordering::Relaxed) % self.publishers.len();
+        let channel = self.publishers[index].get(&self.connection).await?;
+        let confirmation = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory,
+                    ..BasicPublishOptions::default()
+                },
+                &message.body,
+                properties::to_amqp(&message.headers),
+            )
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        if confirmation.is_nack() {
+            return Err(BrokerError::Refused(
+                "RabbitMQ did not accept the message".into(),
+            ));
+        }
+        Ok(confirmation.take_message().is_none())
+    }
+
     /// Gives back every delivery of a subscription that awaits an ACK.
     async fn release_unacked(&self, session: SessionId, subscription: Option<&str>) {
         let released: Vec<Unacked> = {
@@ -1144,26 +1178,22 @@ impl Broker for AmqpBroker {
                 (String::new(), name)
             }
         };
-        let index = inner.next_publisher.fetch_add(1, Ordering::Relaxed) % inner.publishers.len();
-        let channel = inner.publishers[index].get(&inner.connection).await?;
-        let confirmation = channel
-            .basic_publish(
-                exchange.as_str().into(),
-                routing_key.as_str().into(),
-                BasicPublishOptions::default(),
-                &message.body,
-                properties::to_amqp(&message.headers),
-            )
+        inner
+            .confirmed_publish(&exchange, &routing_key, false, &message)
             .await
-            .map_err(unavailable)?
+            .map(|_| ())
+    }
+
+    async fn publish_routed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+    ) -> Result<bool, BrokerError> {
+        self.inner.check_exists(Some(exchange), None).await?;
+        self.inner
+            .confirmed_publish(exchange, routing_key, true, &message)
             .await
-            .map_err(unavailable)?;
-        if confirmation.is_nack() {
-            return Err(BrokerError::Refused(
-                "RabbitMQ did not accept the message".into(),
-            ));
-        }
-        Ok(())
     }
 
     async fn settle(
