@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
-use crate::broker::destination::{TOPIC_EXCHANGE, UserKey};
-use crate::broker::{Broker, BrokerError, Message};
+use tokio::sync::mpsc;
+
+use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE, UserKey};
+use crate::broker::{Broker, BrokerError, DispatchOutcome, DispatchRequest, Message};
 use crate::registry::{Registry, RegistryError, SessionRecord};
 
 /// Publishes messages for users to their sessions.
@@ -85,6 +87,34 @@ impl Dispatcher {
         })
     }
 
+    /// Carries out the requests services put on `stomp.dispatch`, one at a
+    /// time, until the broker stops sending them.
+    pub async fn serve_requests(self, mut requests: mpsc::Receiver<DispatchRequest>) {
+        while let Some(request) = requests.recv().await {
+            let outcome = match user_destination(&request.destination) {
+                Err(error) => {
+                    tracing::warn!(%error, "a stomp.dispatch request was dropped");
+                    DispatchOutcome::Invalid
+                }
+                Ok(name) => {
+                    let sent = if request.all {
+                        self.to_everyone(&name, request.message).await
+                    } else {
+                        self.to_users(&request.users, &name, request.message).await
+                    };
+                    match sent {
+                        Ok(_) => DispatchOutcome::Dispatched,
+                        Err(error) => {
+                            tracing::warn!(%error, "a stomp.dispatch request will be retried");
+                            DispatchOutcome::Retry
+                        }
+                    }
+                }
+            };
+            let _ = request.done.send(outcome);
+        }
+    }
+
     /// Publishes to each session's user key; answers how many took it.
     async fn to_sessions(
         &self,
@@ -108,5 +138,39 @@ impl Dispatcher {
             }
         }
         Ok(reached)
+    }
+}
+
+/// The user-destination name that `destination` means: `/user/queue/{name}`,
+/// `/user/topic/{name}`, or just `{name}`.
+pub fn user_destination(destination: &str) -> Result<String, DestinationError> {
+    let name = if destination.starts_with('/') {
+        match Destination::parse(destination)? {
+            Destination::OwnUser { name } => name,
+            _ => return Err(DestinationError::Unknown(destination.to_owned())),
+        }
+    } else {
+        destination.to_owned()
+    };
+    match Destination::parse(&format!("/user/queue/{name}"))? {
+        Destination::OwnUser { name } => Ok(name),
+        _ => Err(DestinationError::Unknown(destination.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_may_be_written_short() {
+        assert_eq!(user_destination("notifications").unwrap(), "notifications");
+        assert_eq!(
+            user_destination("/user/queue/notifications").unwrap(),
+            "notifications"
+        );
+        assert_eq!(user_destination("/user/topic/alerts").unwrap(), "alerts");
+        assert!(user_destination("/topic/x").is_err());
+        assert!(user_destination("").is_err());
     }
 }

@@ -135,6 +135,9 @@ impl BoundServer {
                 )
             }
         };
+        if let Some(requests) = relay.broker.dispatch_requests().await? {
+            tokio::spawn(relay.dispatcher.clone().serve_requests(requests));
+        }
         Ok(BoundServer {
             listener,
             config,

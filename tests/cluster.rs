@@ -480,3 +480,72 @@ async fn a_node_that_loses_rabbitmq_tells_its_clients_and_stops() {
     let error = client.expect_error_then_close().await;
     assert_eq!(error.get("message"), Some("server shutting down"));
 }
+
+#[tokio::test]
+async fn a_service_dispatches_to_a_user_through_rabbitmq() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let user = unique("jo");
+    let mut jo = StompClient::connect(&relay, Some(&user)).await;
+    jo.subscribe("n", "/user/queue/notifications", "auto").await;
+    let mut eve = StompClient::connect(&relay, Some("eve")).await;
+    eve.subscribe("all", "/topic/#", "auto").await;
+
+    let (_connection, channel) = amqp().await;
+    let publish = |headers: FieldTable, body: &'static [u8]| {
+        let channel = channel.clone();
+        async move {
+            let properties = BasicProperties::default().with_headers(headers);
+            channel
+                .basic_publish(
+                    "stomp.dispatch".into(),
+                    "".into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    body,
+                    properties,
+                )
+                .await
+                .expect("publish")
+                .await
+                .expect("confirm")
+                .take_message()
+                .is_none()
+        }
+    };
+    // Without a destination the request is refused and not retried.
+    let mut bad = FieldTable::default();
+    bad.insert(
+        "stomp-user".into(),
+        AMQPValue::LongString(user.as_str().into()),
+    );
+    assert!(publish(bad, b"lost").await, "stomp.dispatch takes it");
+
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "stomp-user".into(),
+        AMQPValue::LongString(user.as_str().into()),
+    );
+    headers.insert(
+        "stomp-destination".into(),
+        AMQPValue::LongString("/user/queue/notifications".into()),
+    );
+    headers.insert("x-kind".into(), AMQPValue::LongString("invoice".into()));
+    assert!(publish(headers, b"your invoice").await);
+
+    let message = jo.recv().await;
+    assert_eq!(&message.body[..], b"your invoice");
+    assert_eq!(
+        message.get("destination"),
+        Some("/user/queue/notifications")
+    );
+    assert_eq!(message.get("x-kind"), Some("invoice"));
+    assert_eq!(
+        message.get("stomp-user"),
+        None,
+        "routing headers are not passed on"
+    );
+    jo.expect_nothing().await;
+    eve.expect_nothing().await;
+}

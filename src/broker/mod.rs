@@ -162,6 +162,32 @@ impl Outbox {
     }
 }
 
+/// A service's request to deliver a message to users, read off the
+/// `stomp.dispatch` queue; [`crate::dispatch`] carries it out.
+#[derive(Debug)]
+pub struct DispatchRequest {
+    /// The users named (`stomp-user`, `stomp-users`).
+    pub users: Vec<String>,
+    /// Everyone connected (`stomp-all: true`).
+    pub all: bool,
+    /// `stomp-destination`: `/user/queue/{name}` or `{name}`.
+    pub destination: String,
+    pub message: Message,
+    /// How it went: the broker acks, requeues or discards the request.
+    pub done: tokio::sync::oneshot::Sender<DispatchOutcome>,
+}
+
+/// What became of a [`DispatchRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchOutcome {
+    /// Published (and confirmed) to every live session: ack it.
+    Dispatched,
+    /// The registry or broker failed: requeue it, to be tried again.
+    Retry,
+    /// It can never succeed (a bad destination): drop it.
+    Invalid,
+}
+
 /// Why the broker refused an operation; the message goes into the client's
 /// ERROR frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -224,6 +250,15 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Closes connections to the broker when the node stops.
     async fn shutdown(&self) {}
+
+    /// Starts consuming `stomp.dispatch`, where any service asks for messages
+    /// to be delivered to users; `None` where there is no such queue (the
+    /// embedded broker, whose services use the HTTP API).
+    async fn dispatch_requests(
+        &self,
+    ) -> Result<Option<mpsc::Receiver<DispatchRequest>>, BrokerError> {
+        Ok(None)
+    }
 
     /// Completes, with the reason, if the broker becomes unusable (its
     /// connection is lost); the node then stops so that a supervisor can

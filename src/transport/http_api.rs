@@ -27,6 +27,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::broker::Message;
 use crate::broker::destination::Destination;
+use crate::dispatch::user_destination;
 use crate::relay::Relay;
 
 /// Largest request body the API reads.
@@ -261,28 +262,12 @@ fn message(
 
 /// The user-destination name an API `destination` names.
 fn user_destination_name(destination: &str) -> Result<String, Rejection> {
-    let name = if destination.starts_with('/') {
-        match Destination::parse(destination) {
-            Ok(Destination::OwnUser { name }) => name,
-            _ => {
-                return Err(refuse(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "destination {destination:?} is not /user/queue/{{name}} or /user/topic/{{name}}"
-                    ),
-                ));
-            }
-        }
-    } else {
-        destination.to_owned()
-    };
-    match Destination::parse(&format!("/user/queue/{name}")) {
-        Ok(Destination::OwnUser { .. }) => Ok(name),
-        _ => Err(refuse(
+    user_destination(destination).map_err(|_| {
+        refuse(
             StatusCode::BAD_REQUEST,
-            format!("destination {destination:?} is not a valid name"),
-        )),
-    }
+            format!("destination {destination:?} is not /user/queue/{{name}}, /user/topic/{{name}} or {{name}}"),
+        )
+    })
 }
 
 async fn send_to_user(user: String, relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
@@ -467,24 +452,6 @@ mod tests {
         assert!(access.allows(Some("[::1]:1".parse().unwrap()), None));
         assert!(!access.allows(Some("192.0.2.7:1".parse().unwrap()), None));
         assert!(!access.allows(None, None));
-    }
-
-    #[test]
-    fn destinations_may_be_written_short() {
-        assert_eq!(
-            user_destination_name("notifications").unwrap(),
-            "notifications"
-        );
-        assert_eq!(
-            user_destination_name("/user/queue/notifications").unwrap(),
-            "notifications"
-        );
-        assert_eq!(
-            user_destination_name("/user/topic/alerts").unwrap(),
-            "alerts"
-        );
-        assert!(user_destination_name("/topic/x").is_err());
-        assert!(user_destination_name("").is_err());
     }
 
     #[test]

@@ -37,18 +37,19 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Acker, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use tokio::sync::mpsc;
 
 use super::destination::{Destination, INBOUND_EXCHANGE, TOPIC_EXCHANGE, UserKey};
 use super::queue_options::{QueueArgument, QueueOptions};
 use super::router::{self, BindingKey, Router, Subscriber};
 use super::{
-    AckTag, Broker, BrokerError, Delivery, Message, Outbox, PublishTarget, SessionId, Settlement,
-    SubscriptionSpec,
+    AckTag, Broker, BrokerError, Delivery, DispatchOutcome, DispatchRequest, Message, Outbox,
+    PublishTarget, SessionId, Settlement, SubscriptionSpec,
 };
 
 /// Tunables of the AMQP broker.
@@ -74,6 +75,11 @@ impl Default for AmqpSettings {
         }
     }
 }
+
+/// The durable exchange and queue where services ask for dispatch.
+const DISPATCH: &str = "stomp.dispatch";
+/// Dispatch requests a node works on at once.
+const DISPATCH_PREFETCH: u16 = 32;
 
 /// Exchanges every RabbitMQ has, plus the relay's own.
 const KNOWN_EXCHANGES: &[&str] = &[
@@ -381,6 +387,70 @@ async fn fan_out_node_queue(inner: Weak<Inner>, mut consumer: Consumer, _channel
                 );
             }
         }
+    }
+}
+
+/// Turns `stomp.dispatch` deliveries into [`DispatchRequest`]s, and settles
+/// each once dispatch says how it went: acked only after its publishes were
+/// confirmed, so a node that dies mid-dispatch loses nothing (RabbitMQ
+/// redelivers it to another node). Keeps `channel` open while it consumes.
+async fn read_dispatch_requests(
+    mut consumer: Consumer,
+    _channel: Channel,
+    requests: mpsc::Sender<DispatchRequest>,
+) {
+    while let Some(Ok(delivery)) = consumer.next().await {
+        let mut message = properties::from_amqp(&delivery.properties, delivery.data);
+        let take = |message: &mut Message, name: &str| {
+            let value = message.headers.get(name).map(str::to_owned);
+            message.headers.remove(name);
+            value
+        };
+        let user = take(&mut message, "stomp-user");
+        let users = take(&mut message, "stomp-users");
+        let all = take(&mut message, "stomp-all").as_deref() == Some("true");
+        let destination = take(&mut message, "stomp-destination");
+        let users: Vec<String> = user
+            .into_iter()
+            .chain(
+                users
+                    .iter()
+                    .flat_map(|list| list.split(',').map(|u| u.trim().to_owned())),
+            )
+            .filter(|user| !user.is_empty())
+            .collect();
+        let Some(destination) = destination.filter(|_| all || !users.is_empty()) else {
+            tracing::warn!(
+                "a stomp.dispatch message without stomp-destination and stomp-user(s) or stomp-all was dropped"
+            );
+            let _ = delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await;
+            continue;
+        };
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let request = DispatchRequest {
+            users,
+            all,
+            destination,
+            message,
+            done,
+        };
+        if requests.send(request).await.is_err() {
+            let _ = delivery.acker.nack(requeue()).await;
+            return;
+        }
+        let acker = delivery.acker;
+        tokio::spawn(async move {
+            let _ = match outcome.await {
+                Ok(DispatchOutcome::Dispatched) => acker.ack(BasicAckOptions::default()).await,
+                Ok(DispatchOutcome::Invalid) => {
+                    acker.reject(BasicRejectOptions { requeue: false }).await
+                }
+                Ok(DispatchOutcome::Retry) | Err(_) => acker.nack(requeue()).await,
+            };
+        });
     }
 }
 
@@ -1236,6 +1306,61 @@ impl Broker for AmqpBroker {
             }
         }
         Ok(())
+    }
+
+    async fn dispatch_requests(
+        &self,
+    ) -> Result<Option<mpsc::Receiver<DispatchRequest>>, BrokerError> {
+        let inner = &self.inner;
+        let channel = inner.admin.get(&inner.connection).await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                DISPATCH.into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        if inner.check_exists(None, Some(DISPATCH)).await.is_err() {
+            // A quorum queue, so that dispatch survives the loss of a broker
+            // node in a RabbitMQ cluster.
+            let quorum = QueueOptions {
+                arguments: vec![("x-queue-type".into(), QueueArgument::Text("quorum".into()))],
+                ..QueueOptions::default()
+            };
+            let options = QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            };
+            inner.declare(DISPATCH, options, &quorum).await?;
+        }
+        let binding = BindingKey {
+            exchange: DISPATCH.to_owned(),
+            key: String::new(),
+        };
+        inner.bind(DISPATCH, &binding).await?;
+        let consuming = open_channel(&inner.connection, false).await?;
+        consuming
+            .basic_qos(DISPATCH_PREFETCH, BasicQosOptions { global: false })
+            .await
+            .map_err(unavailable)?;
+        let consumer = consuming
+            .basic_consume(
+                DISPATCH.into(),
+                format!("dispatch.{}", inner.node_queue).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let (requests, received) = mpsc::channel(usize::from(DISPATCH_PREFETCH));
+        tokio::spawn(read_dispatch_requests(consumer, consuming, requests));
+        Ok(Some(received))
     }
 
     async fn lost(&self) -> String {
