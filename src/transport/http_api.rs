@@ -8,6 +8,7 @@
 //! | `POST /api/v1/topics/{key}/messages` | a message to `/topic/{key}` |
 //! | `GET /api/v1/users/{user}/sessions` | the user's live sessions, with node and connect time |
 //! | `GET /api/v1/nodes` | the live nodes, with address, start time and session count |
+//! | `GET /api/v1/openapi.json` | the OpenAPI description of all this |
 //!
 //! With `--api-token` every request needs `Authorization: Bearer <token>`
 //! (compared in constant time); without one, only loopback clients are
@@ -29,6 +30,10 @@ use crate::broker::Message;
 use crate::broker::destination::Destination;
 use crate::dispatch::user_destination;
 use crate::relay::Relay;
+
+/// The OpenAPI description of these routes, served at
+/// `/api/v1/openapi.json` (a test checks it against the routes).
+const OPENAPI: &str = include_str!("openapi.json");
 
 /// Largest request body the API reads.
 const MAX_BODY: u64 = 64 * 1024;
@@ -192,6 +197,9 @@ pub fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> 
         .and(guard)
         .and(relay)
         .and_then(live_nodes);
+    let openapi = warp::path!("v1" / "openapi.json").and(warp::get()).map(|| {
+        warp::reply::with_header(OPENAPI, "content-type", "application/json").into_response()
+    });
     let api = to_user
         .or(to_topic)
         .unify()
@@ -200,6 +208,8 @@ pub fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> 
         .or(sessions)
         .unify()
         .or(nodes)
+        .unify()
+        .or(openapi)
         .unify();
     warp::path("api")
         .and(api.recover(answer_rejection).unify())

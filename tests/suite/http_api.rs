@@ -178,3 +178,38 @@ async fn a_message_to_several_users_or_to_everyone() {
     let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], neither).await;
     assert_eq!(answer.status, 400);
 }
+
+#[tokio::test]
+async fn the_openapi_description_matches_the_routes() {
+    let relay = start();
+    let answer = http(&relay, "GET", "/api/v1/openapi.json", &[], "").await;
+    assert_eq!(answer.status, 200);
+    let description = answer.json();
+    assert_eq!(description["openapi"], "3.0.3");
+    let paths = description["paths"].as_object().expect("paths");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, operations) in paths {
+        for method in operations.as_object().expect("operations").keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    documented.sort();
+    let expected = [
+        ("GET", "/api/v1/nodes"),
+        ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/users/{user}/sessions"),
+        ("POST", "/api/v1/messages"),
+        ("POST", "/api/v1/topics/{key}/messages"),
+        ("POST", "/api/v1/users/{user}/messages"),
+    ];
+    let expected: Vec<(String, String)> = expected.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, expected, "the description lists exactly the API's routes");
+    // And every documented route answers as documented, not 404 or 405.
+    for (method, path) in &documented {
+        let concrete = path.replace("{user}", "someone").replace("{key}", "some.topic");
+        let answer = http(&relay, method, &concrete, &[JSON], "{}").await;
+        let operation = &paths[path.as_str()][method.to_lowercase().as_str()];
+        let listed = operation["responses"].get(answer.status.to_string()).is_some();
+        assert!(listed, "{method} {path} answered {} which it does not document: {}", answer.status, answer.body);
+    }
+}
