@@ -164,8 +164,11 @@ impl RedisRegistry {
             .collect())
     }
 
-    /// Every session key with its user, node and connect time, in batches.
-    async fn session_entries(&self) -> Result<Vec<(String, SessionOwner)>, RegistryError> {
+    /// Every session key with its user, node and connect time, read in
+    /// batches, and which of those nodes are alive.
+    async fn session_entries(
+        &self,
+    ) -> Result<(Vec<(String, SessionOwner)>, HashSet<String>), RegistryError> {
         let mut redis = self.redis.clone();
         let keys = self.scan(&format!("{}session:*", self.prefix)).await?;
         let mut entries = Vec::with_capacity(keys.len());
@@ -182,12 +185,6 @@ impl RedisRegistry {
                 pipe.query_async(&mut redis).await.map_err(unavailable)?;
             entries.extend(chunk.iter().cloned().zip(owners));
         }
-        Ok(entries)
-    }
-
-    /// Forgets sessions of dead nodes, wherever they are.
-    pub async fn sweep(&self) -> Result<usize, RegistryError> {
-        let entries = self.session_entries().await?;
         let live = self
             .live_nodes(
                 entries
@@ -195,6 +192,12 @@ impl RedisRegistry {
                     .filter_map(|(_, (_, node, _))| node.as_deref()),
             )
             .await?;
+        Ok((entries, live))
+    }
+
+    /// Forgets sessions of dead nodes, wherever they are.
+    pub async fn sweep(&self) -> Result<usize, RegistryError> {
+        let (entries, live) = self.session_entries().await?;
         let mut cleanup = redis::pipe();
         let mut removed = 0;
         for (key, (user, node, _)) in &entries {
@@ -304,14 +307,7 @@ impl Registry for RedisRegistry {
     }
 
     async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError> {
-        let entries = self.session_entries().await?;
-        let live = self
-            .live_nodes(
-                entries
-                    .iter()
-                    .filter_map(|(_, (_, node, _))| node.as_deref()),
-            )
-            .await?;
+        let (entries, live) = self.session_entries().await?;
         Ok(entries
             .into_iter()
             .filter_map(|(key, (user, node, connected_at))| {

@@ -289,6 +289,22 @@ impl StompClient {
         client
     }
 
+    /// [`StompClient::connect`], also answering the session id CONNECTED
+    /// gave.
+    pub async fn connect_with_session(relay: &TestRelay, login: &str) -> (StompClient, String) {
+        let mut client = StompClient::open(relay).await;
+        client
+            .send(
+                Frame::new(Command::Connect)
+                    .header("accept-version", "1.2")
+                    .header("login", login),
+            )
+            .await;
+        let connected = client.recv().await;
+        let session = connected.get("session").expect("a session id").to_owned();
+        (client, session)
+    }
+
     pub fn set_version(&mut self, version: Version) {
         self.version = version;
         self.decoder.set_version(version);
