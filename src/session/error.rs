@@ -5,6 +5,7 @@ use stomp_parser::{Command, Frame, ParseError};
 use crate::broker::BrokerError;
 use crate::broker::destination::DestinationError;
 use crate::dispatch::DispatchError;
+use crate::registry::RegistryError;
 
 /// Everything that makes the relay send ERROR and close the connection, as
 /// STOMP requires after an ERROR frame.
@@ -53,6 +54,8 @@ pub enum SessionError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("no CONNECT frame within {0} seconds")]
     ConnectTimeout(u64),
     #[error("nothing received for {0} ms, past the negotiated heart-beat")]
@@ -85,6 +88,7 @@ impl SessionError {
                 "transaction limit"
             }
             SessionError::Broker(_) | SessionError::Dispatch(_) => "broker error",
+            SessionError::Registry(_) => "registry error",
             SessionError::ConnectTimeout(_) => "connect timeout",
             SessionError::HeartBeatTimeout(_) => "heart-beat timeout",
             SessionError::SlowConsumer(_) => "slow consumer",

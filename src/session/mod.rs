@@ -271,7 +271,7 @@ impl Session {
             && let Err(error) = self.relay.registry.register(record).await
         {
             self.relay.broker.detach(self.id).await;
-            return Err(SessionError::Dispatch(error.into()));
+            return Err(error.into());
         }
         let reply = connected_frame(
             request.version,
