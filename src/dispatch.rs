@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE, UserKey};
 use crate::broker::{Broker, BrokerError, DispatchOutcome, DispatchRequest, Message};
+use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError, SessionRecord};
 
 /// Publishes messages for users to their sessions.
@@ -17,6 +18,7 @@ use crate::registry::{Registry, RegistryError, SessionRecord};
 pub struct Dispatcher {
     registry: Arc<dyn Registry>,
     broker: Arc<dyn Broker>,
+    metrics: Metrics,
 }
 
 /// What a dispatch did.
@@ -39,8 +41,16 @@ pub enum DispatchError {
 }
 
 impl Dispatcher {
-    pub fn new(registry: Arc<dyn Registry>, broker: Arc<dyn Broker>) -> Dispatcher {
-        Dispatcher { registry, broker }
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        broker: Arc<dyn Broker>,
+        metrics: Metrics,
+    ) -> Dispatcher {
+        Dispatcher {
+            registry,
+            broker,
+            metrics,
+        }
     }
 
     /// Sends `message` to the user destination `name` (`/user/queue/{name}`)
@@ -69,6 +79,12 @@ impl Dispatcher {
             report.sessions += reached;
             report.offline_users += usize::from(reached == 0);
         }
+        self.metrics
+            .dispatched_sessions
+            .inc_by(report.sessions as u64);
+        self.metrics
+            .dispatched_offline_users
+            .inc_by(report.offline_users as u64);
         Ok(report)
     }
 
@@ -81,6 +97,7 @@ impl Dispatcher {
     ) -> Result<DispatchReport, DispatchError> {
         let sessions = self.registry.all_sessions().await?;
         let reached = self.to_sessions(&sessions, name, &message).await?;
+        self.metrics.dispatched_sessions.inc_by(reached as u64);
         Ok(DispatchReport {
             sessions: reached,
             offline_users: 0,

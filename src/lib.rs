@@ -8,6 +8,7 @@
 pub mod broker;
 pub mod config;
 pub mod dispatch;
+pub mod metrics;
 pub mod registry;
 pub mod relay;
 pub mod server;

@@ -9,6 +9,7 @@ use stomp_parser::Limits;
 use crate::broker::Broker;
 use crate::broker::embedded::{EmbeddedBroker, EmbeddedLimits};
 use crate::dispatch::Dispatcher;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::registry::memory::MemoryRegistry;
 
@@ -52,6 +53,7 @@ pub struct Relay {
     pub registry: Arc<dyn Registry>,
     pub dispatcher: Dispatcher,
     pub settings: SessionSettings,
+    pub metrics: Metrics,
 }
 
 impl Relay {
@@ -61,9 +63,11 @@ impl Relay {
         registry: Arc<dyn Registry>,
         settings: SessionSettings,
     ) -> Relay {
+        let metrics = Metrics::default();
         Relay {
             node_id,
-            dispatcher: Dispatcher::new(registry.clone(), broker.clone()),
+            dispatcher: Dispatcher::new(registry.clone(), broker.clone(), metrics.clone()),
+            metrics,
             broker,
             registry,
             settings,

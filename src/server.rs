@@ -259,7 +259,8 @@ fn api_access(config: &Config) -> ApiAccess {
 
 /// Every HTTP route but the WebSocket endpoint.
 fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> {
-    let api = http_api::routes(relay.clone(), access);
+    let api = http_api::routes(relay.clone(), access.clone());
+    let metrics = http_api::metrics_route(relay.clone(), access);
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| healthy().into_response());
@@ -274,7 +275,13 @@ fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> {
             .into_response()
         }
     });
-    api.or(healthz).unify().or(readyz).unify().boxed()
+    api.or(metrics)
+        .unify()
+        .or(healthz)
+        .unify()
+        .or(readyz)
+        .unify()
+        .boxed()
 }
 
 /// `/healthz`: the process is up and serving HTTP.

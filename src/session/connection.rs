@@ -49,6 +49,9 @@ const HEART_BEAT_GRACE: u32 = 2;
 /// Serves one client until it leaves, is refused, or the node shuts down.
 pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdown: Shutdown) {
     let settings = relay.settings.clone();
+    let metrics = relay.metrics.clone();
+    metrics.connections_total.inc();
+    metrics.connections.inc();
     let (outbox, mut inbox, overflow) = Outbox::channel(settings.outbox_capacity);
     let mut session = Session::new(relay, outbox);
     let mut decoder = FrameDecoder::new(settings.limits);
@@ -78,7 +81,10 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
             },
             Some(delivery) = inbox.recv() => match session.deliver(delivery).await {
                 None => Flow::Continue,
-                Some(frame) => write(&mut transport, &session, &frame, &mut last_sent).await,
+                Some(frame) => {
+                    metrics.messages_delivered.inc();
+                    write(&mut transport, &session, &frame, &mut last_sent).await
+                }
             },
             () = overflow.notified() => {
                 Flow::Close(Some(SessionError::SlowConsumer(settings.outbox_capacity).into()))
@@ -107,6 +113,7 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
 
     if let Some(rejection) = rejection {
         tracing::debug!(session = %session.id(), error = %rejection.error, "refused");
+        metrics.error(rejection.error.summary());
         // An ERROR is always followed by closing the connection; the close
         // waits until the frame is flushed.
         let _ = write(
@@ -119,6 +126,7 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
     }
     transport.close().await;
     session.close().await;
+    metrics.connections.dec();
 }
 
 /// Decodes and handles every whole frame received so far.
@@ -130,7 +138,10 @@ async fn handle_received<T: Transport>(
 ) -> Flow {
     loop {
         let frame = match decoder.decode() {
-            Ok(Some(Decoded::Frame(frame))) => frame,
+            Ok(Some(Decoded::Frame(frame))) => {
+                session.metrics().frames_received.inc();
+                frame
+            }
             Ok(Some(Decoded::HeartBeat)) => continue,
             Ok(None) => return Flow::Continue,
             Err(malformed) => return Flow::Close(Some(SessionError::Malformed(malformed).into())),

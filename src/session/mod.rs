@@ -128,6 +128,11 @@ impl Session {
         self.id
     }
 
+    /// The node's counters.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.relay.metrics
+    }
+
     pub fn is_connected(&self) -> bool {
         matches!(self.state, State::Connected(_))
     }

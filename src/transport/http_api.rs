@@ -151,22 +151,7 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 /// Every API route, with its access rule and its JSON error answers.
 pub fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> {
     let relay = warp::any().map(move || relay.clone());
-    let guard = warp::ext::optional::<PeerAddr>()
-        .and(warp::header::optional::<String>("authorization"))
-        .and_then(move |peer: Option<PeerAddr>, authorization: Option<String>| {
-            let allowed = access.allows(peer.map(|p| p.0), authorization.as_deref());
-            async move {
-                if allowed {
-                    Ok(())
-                } else {
-                    Err(refuse(
-                        StatusCode::UNAUTHORIZED,
-                        "a valid 'Authorization: Bearer <token>' is required (or, with no --api-token, a loopback client)",
-                    ))
-                }
-            }
-        })
-        .untuple_one();
+    let guard = access_guard(access);
     let body = warp::body::content_length_limit(MAX_BODY).and(warp::body::bytes());
 
     let to_user = warp::path!("v1" / "users" / String / "messages")
@@ -228,6 +213,46 @@ fn decoded(segment: &str) -> Result<String, Rejection> {
                 "the path is not valid percent-encoded UTF-8",
             )
         })
+}
+
+/// Lets a request through only if `access` allows its client.
+fn access_guard(access: ApiAccess) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::ext::optional::<PeerAddr>()
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(move |peer: Option<PeerAddr>, authorization: Option<String>| {
+            let allowed = access.allows(peer.map(|p| p.0), authorization.as_deref());
+            async move {
+                if allowed {
+                    Ok(())
+                } else {
+                    Err(refuse(
+                        StatusCode::UNAUTHORIZED,
+                        "a valid 'Authorization: Bearer <token>' is required (or, with no --api-token, a loopback client)",
+                    ))
+                }
+            }
+        })
+        .untuple_one()
+}
+
+/// `/metrics`: the node's counters as Prometheus text, under the API's
+/// access rule.
+pub fn metrics_route(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> {
+    let counters = warp::path::end()
+        .and(warp::get())
+        .and(access_guard(access))
+        .map(move || {
+            warp::reply::with_header(
+                relay.metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+            .into_response()
+        });
+    // Refusals are answered only under /metrics, so other routes still match.
+    warp::path("metrics")
+        .and(counters.recover(answer_rejection).unify())
+        .boxed()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {

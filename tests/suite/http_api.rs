@@ -213,3 +213,25 @@ async fn the_openapi_description_matches_the_routes() {
         assert!(listed, "{method} {path} answered {} which it does not document: {}", answer.status, answer.body);
     }
 }
+
+#[tokio::test]
+async fn metrics_count_what_the_node_did() {
+    let relay = start();
+    let mut kim = StompClient::connect(&relay, Some("kim")).await;
+    kim.subscribe("n", "/user/queue/n", "auto").await;
+    let body = r#"{"destination": "n", "body": "counted"}"#;
+    http(&relay, "POST", "/api/v1/users/kim/messages", &[JSON], body).await;
+    assert_eq!(kim.recv_body().await, "counted");
+    let answer = http(&relay, "GET", "/metrics", &[], "").await;
+    assert_eq!(answer.status, 200);
+    for line in [
+        "stomp_relay_connections 1",
+        "stomp_relay_connections_total 1",
+        "stomp_relay_messages_delivered_total 1",
+        "stomp_relay_dispatched_sessions_total 1",
+    ] {
+        assert!(answer.body.lines().any(|l| l == line), "{line:?} missing from:\n{}", answer.body);
+    }
+    // The other routes still answer.
+    assert_eq!(http(&relay, "GET", "/healthz", &[], "").await.status, 200);
+}
