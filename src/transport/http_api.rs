@@ -28,7 +28,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::broker::Message;
 use crate::broker::destination::Destination;
-use crate::dispatch::user_destination;
+use crate::dispatch::{DispatchError, DispatchReport, user_destination};
 use crate::relay::Relay;
 
 /// The OpenAPI description of these routes, served at
@@ -305,22 +305,26 @@ fn user_destination_name(destination: &str) -> Result<String, Rejection> {
     })
 }
 
-async fn send_to_user(user: String, relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
-    let user = decoded(&user)?;
-    let request: UserMessage = parse(&body)?;
-    if request.persist {
+/// The user-destination name and the message a user-message body asks for.
+fn user_message(
+    destination: &str,
+    body: serde_json::Value,
+    headers: BTreeMap<String, String>,
+    persist: bool,
+) -> Result<(String, Message), Rejection> {
+    if persist {
         return Err(refuse(
             StatusCode::NOT_IMPLEMENTED,
             "persist: offline messages are not available in this version",
         ));
     }
-    let name = user_destination_name(&request.destination)?;
-    let message = message(request.body, request.headers)?;
-    let report = relay
-        .dispatcher
-        .to_user(&user, &name, message)
-        .await
-        .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+    Ok((user_destination_name(destination)?, message(body, headers)?))
+}
+
+/// A dispatch's answer, or why it could not be made.
+fn sent(report: Result<DispatchReport, DispatchError>) -> Result<Response, Rejection> {
+    let report =
+        report.map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
     let sent = Sent {
         sessions: report.sessions,
         offline_users: report.offline_users,
@@ -328,27 +332,30 @@ async fn send_to_user(user: String, relay: Arc<Relay>, body: Bytes) -> Result<Re
     Ok(warp::reply::json(&sent).into_response())
 }
 
+async fn send_to_user(user: String, relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
+    let user = decoded(&user)?;
+    let request: UserMessage = parse(&body)?;
+    let (name, message) = user_message(
+        &request.destination,
+        request.body,
+        request.headers,
+        request.persist,
+    )?;
+    sent(relay.dispatcher.to_user(&user, &name, message).await)
+}
+
 async fn send_to_many(relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
     let request: BulkMessage = parse(&body)?;
-    if request.persist {
-        return Err(refuse(
-            StatusCode::NOT_IMPLEMENTED,
-            "persist: offline messages are not available in this version",
-        ));
-    }
-    let name = user_destination_name(&request.destination)?;
-    let message = message(request.body, request.headers)?;
-    let unavailable = |error: crate::dispatch::DispatchError| {
-        refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
-    };
+    let (name, message) = user_message(
+        &request.destination,
+        request.body,
+        request.headers,
+        request.persist,
+    )?;
     let report = match (request.users, request.all) {
         (Some(users), false) if users.len() <= MAX_USERS => {
             let users = decoded_users(users)?;
-            relay
-                .dispatcher
-                .to_users(&users, &name, message)
-                .await
-                .map_err(unavailable)?
+            relay.dispatcher.to_users(&users, &name, message).await
         }
         (Some(_), false) => {
             return Err(refuse(
@@ -356,11 +363,7 @@ async fn send_to_many(relay: Arc<Relay>, body: Bytes) -> Result<Response, Reject
                 format!("at most {MAX_USERS} users at a time"),
             ));
         }
-        (None, true) => relay
-            .dispatcher
-            .to_everyone(&name, message)
-            .await
-            .map_err(unavailable)?,
+        (None, true) => relay.dispatcher.to_everyone(&name, message).await,
         _ => {
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
@@ -368,11 +371,7 @@ async fn send_to_many(relay: Arc<Relay>, body: Bytes) -> Result<Response, Reject
             ));
         }
     };
-    Ok(warp::reply::json(&Sent {
-        sessions: report.sessions,
-        offline_users: report.offline_users,
-    })
-    .into_response())
+    sent(report)
 }
 
 /// User names from a JSON body, checked as the registry keys them.
