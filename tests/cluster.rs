@@ -38,9 +38,21 @@ async fn publish_topic(
     body: &[u8],
     properties: BasicProperties,
 ) -> bool {
+    publish_mandatory(channel, "amq.topic", key, body, properties).await
+}
+
+/// Publishes with the mandatory flag and waits for the confirm; true when
+/// RabbitMQ found a queue for it.
+async fn publish_mandatory(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> bool {
     let confirmation = channel
         .basic_publish(
-            "amq.topic".into(),
+            exchange.into(),
             key.into(),
             BasicPublishOptions {
                 mandatory: true,
@@ -475,27 +487,8 @@ async fn a_service_dispatches_to_a_user_through_rabbitmq() {
 
     let (_connection, channel) = amqp().await;
     let publish = |headers: FieldTable, body: &'static [u8]| {
-        let channel = channel.clone();
-        async move {
-            let properties = BasicProperties::default().with_headers(headers);
-            channel
-                .basic_publish(
-                    "stomp.dispatch".into(),
-                    "".into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    body,
-                    properties,
-                )
-                .await
-                .expect("publish")
-                .await
-                .expect("confirm")
-                .take_message()
-                .is_none()
-        }
+        let properties = BasicProperties::default().with_headers(headers);
+        publish_mandatory(&channel, "stomp.dispatch", "", body, properties)
     };
     // Without a destination the request is refused and not retried.
     let mut bad = FieldTable::default();
