@@ -315,11 +315,6 @@ impl AmqpBroker {
         ));
         Ok(AmqpBroker { inner })
     }
-
-    /// The name of this node's fan-out queue.
-    pub fn node_queue(&self) -> &str {
-        &self.inner.node_queue
-    }
 }
 
 /// Records the first connection error, which ends this node's usefulness:
@@ -361,6 +356,13 @@ fn exclusive_queue() -> QueueDeclareOptions {
         auto_delete: true,
         ..QueueDeclareOptions::default()
     }
+}
+
+/// An exchange or queue that must exist before it is used.
+#[derive(Debug, Clone, Copy)]
+enum Existing<'a> {
+    Exchange(&'a str),
+    Queue(&'a str),
 }
 
 /// Delivers the node queue's messages to this node's topic subscriptions,
@@ -636,23 +638,19 @@ impl Inner {
     }
 
     /// Checks that an exchange or queue exists, on a channel of its own,
-    /// since a failed check closes the channel it runs on.
-    async fn check_exists(
-        &self,
-        exchange: Option<&str>,
-        queue: Option<&str>,
-    ) -> Result<(), BrokerError> {
-        let key = match (exchange, queue) {
-            (Some(exchange), _) => format!("exchange:{exchange}"),
-            (None, Some(queue)) => format!("queue:{queue}"),
-            (None, None) => return Ok(()),
+    /// since a failed check closes the channel it runs on. Remembers what
+    /// exists, so each is checked once.
+    async fn check_exists(&self, what: Existing<'_>) -> Result<(), BrokerError> {
+        let key = match what {
+            Existing::Exchange(exchange) => format!("exchange:{exchange}"),
+            Existing::Queue(queue) => format!("queue:{queue}"),
         };
         if self.is_known(&key) {
             return Ok(());
         }
         let channel = open_channel(&self.connection, false).await?;
-        let outcome = match (exchange, queue) {
-            (Some(exchange), _) => channel
+        let outcome = match what {
+            Existing::Exchange(exchange) => channel
                 .exchange_declare(
                     exchange.into(),
                     ExchangeKind::Topic,
@@ -664,7 +662,7 @@ impl Inner {
                 )
                 .await
                 .map(|_| ()),
-            (None, Some(queue)) => channel
+            Existing::Queue(queue) => channel
                 .queue_declare(
                     queue.into(),
                     QueueDeclareOptions {
@@ -675,7 +673,6 @@ impl Inner {
                 )
                 .await
                 .map(|_| ()),
-            (None, None) => Ok(()),
         };
         let _ = channel.close(200, "checked".into()).await;
         match outcome {
@@ -694,7 +691,7 @@ impl Inner {
         name: &str,
         options: &QueueOptions,
     ) -> Result<(), BrokerError> {
-        if self.check_exists(None, Some(name)).await.is_ok() {
+        if self.check_exists(Existing::Queue(name)).await.is_ok() {
             return Ok(());
         }
         let durable = QueueDeclareOptions {
@@ -906,7 +903,7 @@ impl Inner {
         exchange: &str,
         key: &str,
     ) -> Result<(), BrokerError> {
-        self.check_exists(Some(exchange), None).await?;
+        self.check_exists(Existing::Exchange(exchange)).await?;
         self.declare(queue, options, &spec.queue).await?;
         let binding = BindingKey {
             exchange: exchange.to_owned(),
@@ -953,7 +950,7 @@ impl Inner {
     }
 
     /// Gives back every delivery of a subscription that awaits an ACK.
-    async fn release_unacked(&self, session: SessionId, subscription: Option<&str>) {
+    async fn release_unacked(&self, session: SessionId, subscription: &str) {
         let released: Vec<Unacked> = {
             let mut sessions = lock(&self.sessions);
             let Some(state) = sessions.get_mut(&session) else {
@@ -962,7 +959,7 @@ impl Inner {
             let tags: Vec<AckTag> = state
                 .unacked
                 .iter()
-                .filter(|(_, unacked)| subscription.is_none_or(|s| &*unacked.subscription == s))
+                .filter(|(_, unacked)| &*unacked.subscription == subscription)
                 .map(|(tag, _)| *tag)
                 .collect();
             tags.iter()
@@ -1137,7 +1134,7 @@ impl Broker for AmqpBroker {
                     .await
             }
             Destination::AmqQueue { name } => {
-                inner.check_exists(None, Some(name)).await?;
+                inner.check_exists(Existing::Queue(name)).await?;
                 inner
                     .consume_dedicated(session, spec, name, false, Shown::Subscribed)
                     .await
@@ -1217,7 +1214,7 @@ impl Broker for AmqpBroker {
             }
         }
         // After the cancel, so that the requeued messages go to others.
-        inner.release_unacked(session, Some(&spec.id)).await;
+        inner.release_unacked(session, &spec.id).await;
         Ok(())
     }
 
@@ -1228,7 +1225,7 @@ impl Broker for AmqpBroker {
                 exchange,
                 routing_key,
             } => {
-                inner.check_exists(Some(&exchange), None).await?;
+                inner.check_exists(Existing::Exchange(&exchange)).await?;
                 (exchange, routing_key)
             }
             PublishTarget::Queue {
@@ -1244,7 +1241,7 @@ impl Broker for AmqpBroker {
                 name,
                 declare: false,
             } => {
-                inner.check_exists(None, Some(&name)).await?;
+                inner.check_exists(Existing::Queue(&name)).await?;
                 (String::new(), name)
             }
         };
@@ -1260,7 +1257,9 @@ impl Broker for AmqpBroker {
         routing_key: &str,
         message: Message,
     ) -> Result<bool, BrokerError> {
-        self.inner.check_exists(Some(exchange), None).await?;
+        self.inner
+            .check_exists(Existing::Exchange(exchange))
+            .await?;
         self.inner
             .confirmed_publish(exchange, routing_key, true, &message)
             .await
@@ -1326,7 +1325,7 @@ impl Broker for AmqpBroker {
             )
             .await
             .map_err(unavailable)?;
-        if inner.check_exists(None, Some(DISPATCH)).await.is_err() {
+        if inner.check_exists(Existing::Queue(DISPATCH)).await.is_err() {
             // A quorum queue, so that dispatch survives the loss of a broker
             // node in a RabbitMQ cluster.
             let quorum = QueueOptions {
