@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::dispatch::offline::OfflineLimits;
 use crate::relay::SessionSettings;
 
 /// What `stomp-relay --help` shows. Parsed once in `main`, then resolved into
@@ -79,6 +80,20 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_CONNECT_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub connect_timeout: u64,
 
+    /// What a second login of a user already connected does: allow (both
+    /// sessions live, each receives the user's messages) or replace (the
+    /// older sessions get an ERROR saying why and are closed).
+    #[arg(long, env = "STOMP_RELAY_SECOND_LOGIN", value_enum, default_value_t = SecondLogin::Allow)]
+    pub second_login: SecondLogin,
+
+    /// Messages kept per offline user (`persist`); past it the oldest go.
+    #[arg(long, env = "STOMP_RELAY_OFFLINE_MAX_MESSAGES", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub offline_max_messages: u64,
+
+    /// Seconds an offline user's messages are kept after the last one came.
+    #[arg(long, env = "STOMP_RELAY_OFFLINE_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub offline_ttl: u64,
+
     /// Log lines as human-readable text or as one JSON object per line.
     /// The level comes from RUST_LOG (default: info).
     #[arg(long, env = "STOMP_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -90,6 +105,18 @@ pub struct Cli {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// What a login does to the sessions its user already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum SecondLogin {
+    /// Every session lives; a user's messages reach all of them (tabs,
+    /// devices).
+    #[default]
+    Allow,
+    /// The newest login wins: the user's older sessions, on any node, get an
+    /// ERROR saying why and are closed.
+    Replace,
 }
 
 /// Where the node keeps messages and presence.
@@ -114,6 +141,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub amqp_prefetch: u16,
     pub api_token: Option<String>,
+    pub second_login: SecondLogin,
+    pub offline: OfflineLimits,
 }
 
 impl Config {
@@ -122,6 +151,7 @@ impl Config {
         SessionSettings {
             heart_beat: self.heart_beat,
             connect_timeout: self.connect_timeout,
+            second_login: self.second_login,
             ..SessionSettings::default()
         }
     }
@@ -150,6 +180,11 @@ impl From<Cli> for Config {
             connect_timeout: Duration::from_secs(cli.connect_timeout),
             amqp_prefetch: cli.amqp_prefetch,
             api_token: cli.api_token.filter(|token| !token.is_empty()),
+            second_login: cli.second_login,
+            offline: OfflineLimits {
+                max_messages: usize::try_from(cli.offline_max_messages).unwrap_or(usize::MAX),
+                ttl: Duration::from_secs(cli.offline_ttl),
+            },
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub dispatched_sessions: Counter,
     /// Addressed users a dispatched message reached in no session.
     pub dispatched_offline_users: Counter,
+    /// Messages kept for offline users, and kept messages delivered later.
+    pub offline_kept: Counter,
+    pub offline_delivered: Counter,
 }
 
 impl Default for Metrics {
@@ -40,6 +43,8 @@ impl Default for Metrics {
             errors: Family::default(),
             dispatched_sessions: Counter::default(),
             dispatched_offline_users: Counter::default(),
+            offline_kept: Counter::default(),
+            offline_delivered: Counter::default(),
         };
         registry.register(
             "connections",
@@ -75,6 +80,16 @@ impl Default for Metrics {
             "dispatched_offline_users",
             "Users that dispatched messages reached in no session",
             metrics.dispatched_offline_users.clone(),
+        );
+        registry.register(
+            "offline_kept",
+            "Messages kept for users who had no session listening",
+            metrics.offline_kept.clone(),
+        );
+        registry.register(
+            "offline_delivered",
+            "Kept messages delivered when their user subscribed",
+            metrics.offline_delivered.clone(),
         );
         Metrics {
             registry: std::sync::Arc::new(registry),

@@ -8,10 +8,14 @@ use stomp_parser::Limits;
 
 use crate::broker::Broker;
 use crate::broker::embedded::{EmbeddedBroker, EmbeddedLimits};
+use crate::config::SecondLogin;
 use crate::dispatch::Dispatcher;
+use crate::dispatch::offline::memory::MemoryOfflineStore;
+use crate::dispatch::offline::{OfflineLimits, OfflineStore};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::registry::memory::MemoryRegistry;
+use crate::session::local::LocalSessions;
 
 /// Per-session settings, from the configuration.
 #[derive(Debug, Clone)]
@@ -30,6 +34,7 @@ pub struct SessionSettings {
     pub max_transaction_frames: usize,
     /// Frame limits of the parser.
     pub limits: Limits,
+    pub second_login: SecondLogin,
 }
 
 impl Default for SessionSettings {
@@ -42,6 +47,7 @@ impl Default for SessionSettings {
             max_transactions: 16,
             max_transaction_frames: 1024,
             limits: Limits::default(),
+            second_login: SecondLogin::Allow,
         }
     }
 }
@@ -52,6 +58,8 @@ pub struct Relay {
     pub broker: Arc<dyn Broker>,
     pub registry: Arc<dyn Registry>,
     pub dispatcher: Dispatcher,
+    /// This node's sessions, for ending one from outside its connection.
+    pub sessions: LocalSessions,
     pub settings: SessionSettings,
     pub metrics: Metrics,
 }
@@ -61,27 +69,35 @@ impl Relay {
         node_id: String,
         broker: Arc<dyn Broker>,
         registry: Arc<dyn Registry>,
+        offline: Arc<dyn OfflineStore>,
         settings: SessionSettings,
     ) -> Relay {
         let metrics = Metrics::default();
         Relay {
             node_id,
-            dispatcher: Dispatcher::new(registry.clone(), broker.clone(), metrics.clone()),
+            dispatcher: Dispatcher::new(registry.clone(), broker.clone(), offline, metrics.clone()),
             metrics,
             broker,
             registry,
+            sessions: LocalSessions::default(),
             settings,
         }
     }
 
-    /// A single node with the in-process broker and the in-memory registry;
-    /// `address` is what it listens on.
-    pub fn embedded(node_id: String, address: &str, settings: SessionSettings) -> Relay {
+    /// A single node with the in-process broker and the in-memory registry
+    /// and offline store; `address` is what it listens on.
+    pub fn embedded(
+        node_id: String,
+        address: &str,
+        settings: SessionSettings,
+        offline: OfflineLimits,
+    ) -> Relay {
         let registry = MemoryRegistry::new(&node_id, address);
         Relay::new(
             node_id,
             Arc::new(EmbeddedBroker::new(EmbeddedLimits::default())),
             Arc::new(registry),
+            Arc::new(MemoryOfflineStore::new(offline)),
             settings,
         )
     }

@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http::Request;
@@ -19,14 +19,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tower_service::Service;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::broker::BrokerError;
 use crate::broker::amqp::{AmqpBroker, AmqpSettings};
+use crate::broker::{BrokerError, SessionId};
 use crate::config::{Config, Mode};
+use crate::dispatch::offline::redis::RedisOfflineStore;
 use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::Relay;
@@ -107,7 +109,9 @@ impl BoundServer {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let relay = match &config.mode {
-            Mode::Embedded => Relay::embedded(node_id, &address, config.session_settings()),
+            Mode::Embedded => {
+                Relay::embedded(node_id, &address, config.session_settings(), config.offline)
+            }
             Mode::Cluster {
                 amqp_url,
                 redis_url,
@@ -127,10 +131,16 @@ impl BoundServer {
                 };
                 let registry =
                     RedisRegistry::connect(redis_url, &config.redis_prefix, liveness).await?;
+                let offline = RedisOfflineStore::new(
+                    registry.connection(),
+                    &config.redis_prefix,
+                    config.offline,
+                );
                 Relay::new(
                     node_id,
                     Arc::new(broker),
                     Arc::new(registry),
+                    Arc::new(offline),
                     config.session_settings(),
                 )
             }
@@ -138,10 +148,14 @@ impl BoundServer {
         if let Some(requests) = relay.broker.dispatch_requests().await? {
             tokio::spawn(relay.dispatcher.clone().serve_requests(requests));
         }
+        let relay = Arc::new(relay);
+        if let Some(evictions) = relay.registry.evictions() {
+            tokio::spawn(carry_out_evictions(Arc::downgrade(&relay), evictions));
+        }
         Ok(BoundServer {
             listener,
             config,
-            relay: Arc::new(relay),
+            relay,
         })
     }
 
@@ -234,6 +248,16 @@ impl BoundServer {
         self.relay.registry.shutdown().await;
         tracing::info!("stomp-relay stopped");
         stopped
+    }
+}
+
+/// Ends the sessions of this node that other nodes asked to end.
+async fn carry_out_evictions(relay: Weak<Relay>, mut evictions: mpsc::Receiver<SessionId>) {
+    while let Some(session) = evictions.recv().await {
+        let Some(relay) = relay.upgrade() else { return };
+        if !relay.sessions.evict(session) {
+            tracing::debug!(%session, "asked to end a session that is not here (any more)");
+        }
     }
 }
 

@@ -524,4 +524,45 @@ async fn a_service_dispatches_to_a_user_through_rabbitmq() {
     );
     jo.expect_nothing().await;
     eve.expect_nothing().await;
+    // stomp-persist keeps a message for an offline user, on any node.
+    let absent = unique("kay");
+    let mut headers = FieldTable::default();
+    for (name, value) in [
+        ("stomp-user", absent.as_str()),
+        ("stomp-destination", "inbox"),
+        ("stomp-persist", "true"),
+    ] {
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+    }
+    assert!(publish(headers, b"kept for later").await);
+    let mut kay = StompClient::connect(&relay, Some(&absent)).await;
+    let mut kept = None;
+    // The request is dispatched asynchronously: retry until it was kept.
+    for _ in 0..50 {
+        kay.subscribe("in", "/user/queue/inbox", "auto").await;
+        kept = kay.recv_within(std::time::Duration::from_millis(100)).await;
+        if kept.is_some() {
+            break;
+        }
+        kay.send(Frame::new(Command::Unsubscribe).header("id", "in"))
+            .await;
+    }
+    let kept = kept.expect("the kept message arrives");
+    assert_eq!(&kept.body[..], b"kept for later");
+    assert_eq!(kept.get("stomp-persist"), None);
+}
+
+#[tokio::test]
+async fn a_login_on_another_node_replaces_the_older_session() {
+    let first = TestRelay::start_with(Mode::Cluster, &["--second-login", "replace"]);
+    let second = TestRelay::start_beside_with(&first, &["--second-login", "replace"]);
+    let user = unique("lee");
+    let mut old = StompClient::connect(&first, Some(&user)).await;
+    let mut new = StompClient::connect(&second, Some(&user)).await;
+    let error = old.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("session replaced"));
+    new.subscribe("n", "/user/queue/n", "auto").await;
+    new.publish(&format!("/user/{user}/queue/n"), "still connected")
+        .await;
+    assert_eq!(new.recv_body().await, "still connected");
 }

@@ -170,6 +170,8 @@ pub struct DispatchRequest {
     pub users: Vec<String>,
     /// Everyone connected (`stomp-all: true`).
     pub all: bool,
+    /// Kept for named users who are offline (`stomp-persist: true`).
+    pub persist: bool,
     /// `stomp-destination`: `/user/queue/{name}` or `{name}`.
     pub destination: String,
     pub message: Message,

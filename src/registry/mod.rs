@@ -8,6 +8,7 @@ pub mod memory;
 pub mod redis;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::broker::SessionId;
 
@@ -56,6 +57,19 @@ pub trait Registry: Send + Sync + 'static {
 
     /// The live nodes.
     async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError>;
+
+    /// Asks the node of `record`, another node, to end that session (a newer
+    /// login of its user replaces it). A single node has no other node to
+    /// ask.
+    async fn evict(&self, _record: &SessionRecord) -> Result<(), RegistryError> {
+        Ok(())
+    }
+
+    /// The sessions of this node that other nodes asked to end; the server
+    /// takes this once and ends them. `None` where no other node can ask.
+    fn evictions(&self) -> Option<mpsc::Receiver<SessionId>> {
+        None
+    }
 
     /// Withdraws this node when it stops.
     async fn shutdown(&self) {}

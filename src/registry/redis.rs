@@ -7,6 +7,10 @@
 //! | `{prefix}user:{user}` | hash | sessionId -> nodeId, every live session of the user |
 //! | `{prefix}session:{sessionId}` | hash | `user`, `node`, `connected-at` |
 //!
+//! Nodes ask each other to end sessions (a newer login replaces an older
+//! one) over the Redis channel `{prefix}evict:{nodeId}`, which each node
+//! subscribes to; the message is the session id.
+//!
 //! Liveness is per node: each node refreshes its key well within the TTL.
 //! Sessions of a node whose key has expired are skipped by lookups and
 //! removed lazily, and a janitor sweeps what lookups never touch. No
@@ -14,13 +18,15 @@
 //! atomic, so the same code works on Redis Cluster.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, PubSub};
+use tokio::sync::mpsc;
 
 use super::{NodeRecord, Registry, RegistryError, SessionRecord};
 use crate::broker::SessionId;
@@ -43,7 +49,13 @@ pub struct RedisRegistry {
     liveness: Arc<NodeLiveness>,
     sessions: Arc<AtomicUsize>,
     started_at: u64,
+    /// Sessions of this node that others asked to end, until the server
+    /// takes them.
+    evictions: Arc<Mutex<Option<mpsc::Receiver<SessionId>>>>,
 }
+
+/// Evictions waiting to be carried out; more wait in Redis's socket.
+const EVICTION_BACKLOG: usize = 256;
 
 fn unavailable(error: redis::RedisError) -> RegistryError {
     RegistryError::Unavailable(error.to_string())
@@ -61,16 +73,33 @@ impl RedisRegistry {
             .await
             .map_err(|_| RegistryError::Unavailable(format!("no answer from {url} within 10 s")))?
             .map_err(unavailable)?;
+        let channel = format!("{prefix}evict:{}", liveness.node);
+        // Subscribed before the node is announced, so that no eviction for
+        // it is published into the void.
+        let pubsub = subscribe(&client, &channel).await?;
+        let (evicted, evictions) = mpsc::channel(EVICTION_BACKLOG);
         let registry = RedisRegistry {
             redis,
             prefix: Arc::from(prefix),
             liveness: Arc::new(liveness),
             sessions: Arc::new(AtomicUsize::new(0)),
             started_at: crate::session::unix_millis(),
+            evictions: Arc::new(Mutex::new(Some(evictions))),
         };
         registry.heartbeat().await?;
         tokio::spawn(registry.clone().keep_alive());
+        tokio::spawn(listen_for_evictions(client, channel, pubsub, evicted));
         Ok(registry)
+    }
+
+    /// The multiplexed connection this registry uses, for the node's other
+    /// Redis users (the offline store).
+    pub fn connection(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    fn eviction_channel(&self, node: &str) -> String {
+        format!("{}evict:{node}", self.prefix)
     }
 
     fn node_key(&self, node: &str) -> String {
@@ -220,6 +249,54 @@ impl RedisRegistry {
     }
 }
 
+async fn subscribe(client: &redis::Client, channel: &str) -> Result<PubSub, RegistryError> {
+    let mut pubsub = client.get_async_pubsub().await.map_err(unavailable)?;
+    pubsub.subscribe(channel).await.map_err(unavailable)?;
+    Ok(pubsub)
+}
+
+/// Passes on the session ids published on this node's eviction channel,
+/// subscribing again whenever the connection drops, until the registry is
+/// gone.
+async fn listen_for_evictions(
+    client: redis::Client,
+    channel: String,
+    pubsub: PubSub,
+    evicted: mpsc::Sender<SessionId>,
+) {
+    let mut pubsub = Some(pubsub);
+    loop {
+        if let Some(subscribed) = pubsub.take() {
+            let mut messages = subscribed.into_on_message();
+            loop {
+                let message = tokio::select! {
+                    () = evicted.closed() => return,
+                    message = messages.next() => message,
+                };
+                let Some(message) = message else { break };
+                let session = message
+                    .get_payload::<String>()
+                    .ok()
+                    .and_then(|text| SessionId::try_parse(&text).ok());
+                if let Some(session) = session
+                    && evicted.send(session).await.is_err()
+                {
+                    return;
+                }
+            }
+            tracing::warn!(%channel, "lost the Redis subscription to evictions; subscribing again");
+        }
+        tokio::select! {
+            () = evicted.closed() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        match subscribe(&client, &channel).await {
+            Ok(subscribed) => pubsub = Some(subscribed),
+            Err(error) => tracing::warn!(%channel, %error, "cannot subscribe to evictions"),
+        }
+    }
+}
+
 /// A session hash's `user`, `node` and `connected-at`.
 type SessionOwner = (Option<String>, Option<String>, Option<u64>);
 
@@ -340,6 +417,24 @@ impl Registry for RedisRegistry {
         }
         nodes.sort_by(|a, b| a.node.cmp(&b.node));
         Ok(nodes)
+    }
+
+    async fn evict(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+        let mut redis = self.redis.clone();
+        redis
+            .publish::<_, _, ()>(
+                self.eviction_channel(&record.node),
+                record.session.to_string(),
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    fn evictions(&self) -> Option<mpsc::Receiver<SessionId>> {
+        self.evictions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     async fn shutdown(&self) {

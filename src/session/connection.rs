@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use stomp_parser::{Decoded, Frame, FrameDecoder, encode_frame};
+use stomp_parser::{Command, Decoded, Frame, FrameDecoder, encode_frame};
 use tokio::time::{Instant, sleep_until};
 
 use super::{Rejection, Session, SessionError};
@@ -54,6 +54,7 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
     metrics.connections.inc();
     let (outbox, mut inbox, overflow) = Outbox::channel(settings.outbox_capacity);
     let mut session = Session::new(relay, outbox);
+    let eviction = session.eviction();
     let mut decoder = FrameDecoder::new(settings.limits);
     let started = Instant::now();
     let mut last_received = started;
@@ -105,6 +106,10 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
                 }
             }
             () = shutdown.recv() => Flow::Close(Some(SessionError::ShuttingDown.into())),
+            () = eviction.notified() => {
+                let user = session.user().unwrap_or_default().to_owned();
+                Flow::Close(Some(SessionError::Replaced(user).into()))
+            }
         };
         if let Flow::Close(rejection) = flow {
             break rejection;
@@ -153,6 +158,9 @@ async fn handle_received<T: Transport>(
         // Frames after CONNECT are escaped as the agreed version says.
         decoder.set_version(session.version());
         for frame in &reply.frames {
+            if frame.command == Command::Message {
+                session.metrics().messages_delivered.inc();
+            }
             if let Flow::Close(rejection) = write(transport, session, frame, last_sent).await {
                 return Flow::Close(rejection);
             }

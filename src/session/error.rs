@@ -64,6 +64,10 @@ pub enum SessionError {
     SlowConsumer(usize),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error(
+        "user {0:?} logged in again elsewhere; this older session is closed (second-login: replace)"
+    )]
+    Replaced(String),
 }
 
 impl SessionError {
@@ -93,6 +97,7 @@ impl SessionError {
             SessionError::HeartBeatTimeout(_) => "heart-beat timeout",
             SessionError::SlowConsumer(_) => "slow consumer",
             SessionError::ShuttingDown => "server shutting down",
+            SessionError::Replaced(_) => "session replaced",
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod connect;
 pub mod connection;
 mod error;
+pub mod local;
 mod subscriptions;
 mod transactions;
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use stomp_parser::{Command, Frame, Version};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use error::SessionError;
@@ -22,10 +24,13 @@ pub use error::SessionError;
 use crate::broker::destination::{Destination, DestinationError, TEMP_QUEUE_PREFIX, UserKey};
 use crate::broker::queue_options::QueueOptions;
 use crate::broker::{AckMode, Delivery, Message, Outbox, SessionId, Settlement, SubscriptionSpec};
+use crate::config::SecondLogin;
+use crate::dispatch::WhenOffline;
+use crate::dispatch::offline::KeptMessage;
 use crate::registry::SessionRecord;
 use crate::relay::Relay;
 use connect::{ConnectRequest, HeartBeat, connected_frame};
-use subscriptions::Subscriptions;
+use subscriptions::{Pending, Subscriptions};
 use transactions::Transactions;
 
 /// Headers of a SEND that belong to the protocol, not to the message, and
@@ -42,6 +47,10 @@ const NOT_FORWARDED: &[&str] = &[
     "user-name",
     "session",
 ];
+
+/// The SEND header asking that a message to `/user/{name}/...` be kept
+/// while that user is offline.
+const PERSIST: &str = "persist";
 
 /// What the connection does after a frame was handled.
 #[derive(Debug, Default)]
@@ -109,6 +118,8 @@ pub struct Session {
     transactions: Transactions,
     /// The last `message-id` given out.
     last_message_id: u64,
+    /// Fires when something outside the connection ends the session.
+    eviction: Arc<Notify>,
 }
 
 impl Session {
@@ -121,11 +132,19 @@ impl Session {
             subscriptions: Subscriptions::default(),
             transactions: Transactions::default(),
             last_message_id: 0,
+            eviction: Arc::new(Notify::new()),
         }
     }
 
     pub fn id(&self) -> SessionId {
         self.id
+    }
+
+    /// Fires when the session must end because its user logged in again
+    /// (`--second-login replace`); the connection then sends
+    /// [`SessionError::Replaced`] and closes.
+    pub fn eviction(&self) -> Arc<Notify> {
+        self.eviction.clone()
     }
 
     /// The node's counters.
@@ -167,10 +186,13 @@ impl Session {
         let is_connect = matches!(frame.command, Command::Connect | Command::Stomp);
         match self.dispatch(frame).await {
             Ok(mut reply) => {
+                // The RECEIPT comes before what the frame brought with it
+                // (messages kept for the user, delivered by SUBSCRIBE).
                 if let Some(receipt) = receipt.filter(|_| !is_connect) {
-                    reply
-                        .frames
-                        .push(Frame::new(Command::Receipt).header("receipt-id", receipt));
+                    reply.frames.insert(
+                        0,
+                        Frame::new(Command::Receipt).header("receipt-id", receipt),
+                    );
                 }
                 Ok(reply)
             }
@@ -272,11 +294,15 @@ impl Session {
             node: self.relay.node_id.clone(),
             connected_at: unix_millis(),
         });
-        if let Some(record) = &record
-            && let Err(error) = self.relay.registry.register(record).await
-        {
-            self.relay.broker.detach(self.id).await;
-            return Err(error.into());
+        if let Some(record) = &record {
+            if let Err(error) = self.relay.registry.register(record).await {
+                self.relay.broker.detach(self.id).await;
+                return Err(error.into());
+            }
+            self.relay.sessions.insert(self.id, self.eviction.clone());
+            if settings.second_login == SecondLogin::Replace {
+                self.replace_older_sessions(record).await;
+            }
         }
         let reply = connected_frame(
             request.version,
@@ -292,6 +318,27 @@ impl Session {
             record,
         });
         Ok(Reply::frame(reply))
+    }
+
+    /// Ends the other sessions of this session's user, wherever they are.
+    /// A failure leaves them open (and says so in the log) rather than
+    /// refusing this login.
+    async fn replace_older_sessions(&self, record: &SessionRecord) {
+        let older = match self.relay.registry.sessions_of(&record.user).await {
+            Ok(sessions) => sessions,
+            Err(error) => {
+                tracing::warn!(user = %record.user, %error, "cannot look up older sessions to replace");
+                return;
+            }
+        };
+        for old in older.iter().filter(|old| old.session != self.id) {
+            tracing::info!(user = %record.user, old = %old.session, node = %old.node, new = %self.id, "replacing an older session of the user");
+            if old.node == self.relay.node_id {
+                self.relay.sessions.evict(old.session);
+            } else if let Err(error) = self.relay.registry.evict(old).await {
+                tracing::warn!(user = %record.user, old = %old.session, %error, "cannot ask another node to close an older session");
+            }
+        }
     }
 
     async fn subscribe(&mut self, frame: &Frame) -> Result<Reply, SessionError> {
@@ -352,8 +399,76 @@ impl Session {
             queue,
         };
         self.relay.broker.subscribe(self.id, &spec).await?;
+        let kept_for = match &spec.destination {
+            Destination::OwnUser { name } => Some(name.clone()),
+            _ => None,
+        };
+        let id = spec.id.clone();
         self.subscriptions.insert(spec);
-        Ok(Reply::default())
+        let frames = match kept_for {
+            Some(name) => self.deliver_kept(&id, &name).await,
+            None => Vec::new(),
+        };
+        Ok(Reply {
+            frames,
+            close: false,
+        })
+    }
+
+    /// The messages kept for this user at user destination `name` while it
+    /// was offline, as MESSAGEs of the new subscription `id`, oldest first.
+    /// With `ack:auto` the store forgets them now; otherwise when acked.
+    /// A store that cannot answer costs the subscription nothing: the
+    /// messages stay kept for the next time.
+    async fn deliver_kept(&mut self, id: &Arc<str>, name: &str) -> Vec<Frame> {
+        let Some(user) = self.user().map(str::to_owned) else {
+            return Vec::new();
+        };
+        let offline = self.relay.dispatcher.offline();
+        let kept = match offline.kept(&user, name).await {
+            Ok(kept) => kept,
+            Err(error) => {
+                tracing::warn!(session = %self.id, %user, %error, "cannot read messages kept for the user");
+                return Vec::new();
+            }
+        };
+        if kept.is_empty() {
+            return Vec::new();
+        }
+        let Some(subscription) = self.subscriptions.get(id) else {
+            return Vec::new();
+        };
+        let needs_ack = subscription.ack.needs_ack();
+        let destination = subscription.destination_text.clone();
+        let mut delivered = Vec::with_capacity(kept.len());
+        let frames: Vec<Frame> = kept
+            .into_iter()
+            .map(
+                |KeptMessage {
+                     id: kept_id,
+                     message,
+                 }| {
+                    let pending = needs_ack.then(|| Pending::Kept(kept_id.clone()));
+                    delivered.push(kept_id);
+                    self.message_frame(id, &destination, &message, pending, false)
+                },
+            )
+            .collect();
+        self.relay
+            .metrics
+            .offline_delivered
+            .inc_by(frames.len() as u64);
+        if !needs_ack
+            && let Err(error) = self
+                .relay
+                .dispatcher
+                .offline()
+                .forget(&user, &delivered)
+                .await
+        {
+            tracing::warn!(session = %self.id, %user, %error, "cannot forget delivered kept messages");
+        }
+        frames
     }
 
     async fn unsubscribe(&mut self, frame: &Frame) -> Result<Reply, SessionError> {
@@ -383,6 +498,15 @@ impl Session {
         for name in NOT_FORWARDED {
             headers.remove(name);
         }
+        // `persist` asks dispatch to keep a message for an offline user; it
+        // is the relay's header, not the message's.
+        let when_offline = match destination {
+            Destination::User { .. } => {
+                headers.remove(PERSIST);
+                WhenOffline::from_persist(frame.get(PERSIST) == Some("true"))
+            }
+            _ => WhenOffline::Drop,
+        };
         // The relay, not the client, says who sent a message.
         if let Some(user) = self.user() {
             headers.push("user-name", user);
@@ -404,7 +528,10 @@ impl Session {
             Some(target) => self.relay.broker.publish(target, message).await?,
             None => {
                 if let Destination::User { user, name } = &destination {
-                    self.relay.dispatcher.to_user(user, name, message).await?;
+                    self.relay
+                        .dispatcher
+                        .to_user(user, name, message, when_offline)
+                        .await?;
                 }
             }
         }
@@ -447,11 +574,32 @@ impl Session {
 
     async fn settle(&mut self, frame: &Frame, settlement: Settlement) -> Result<(), SessionError> {
         let id = ack_id(frame)?;
-        let tags = self
+        let settled = self
             .subscriptions
             .settle(id)
             .ok_or_else(|| SessionError::UnknownAck(id.to_owned()))?;
-        self.relay.broker.settle(self.id, &tags, settlement).await?;
+        let (mut tags, mut kept) = (Vec::new(), Vec::new());
+        for pending in settled {
+            match pending {
+                Pending::Broker(tag) => tags.push(tag),
+                Pending::Kept(id) => kept.push(id),
+            }
+        }
+        if !tags.is_empty() {
+            self.relay.broker.settle(self.id, &tags, settlement).await?;
+        }
+        // A NACKed kept message stays kept, to be delivered next time.
+        if settlement == Settlement::Ack
+            && !kept.is_empty()
+            && let Some(user) = self.user()
+        {
+            self.relay
+                .dispatcher
+                .offline()
+                .forget(user, &kept)
+                .await
+                .map_err(crate::dispatch::DispatchError::from)?;
+        }
         Ok(())
     }
 
@@ -459,7 +607,6 @@ impl Session {
     /// when it needs an ACK. `None` for a delivery to a subscription that
     /// has just ended (it is given back to the broker).
     pub async fn deliver(&mut self, delivery: Delivery) -> Option<Frame> {
-        let version = self.version();
         if !self.subscriptions.contains(&delivery.subscription) {
             if let Some(tag) = delivery.ack {
                 let _ = self
@@ -470,21 +617,39 @@ impl Session {
             }
             return None;
         }
+        Some(self.message_frame(
+            &delivery.subscription,
+            &delivery.destination,
+            &delivery.message,
+            delivery.ack.map(Pending::Broker),
+            delivery.redelivered,
+        ))
+    }
+
+    /// The MESSAGE frame of one message for one subscription, recording
+    /// what settles it when it needs an ACK.
+    fn message_frame(
+        &mut self,
+        subscription: &Arc<str>,
+        destination: &str,
+        message: &Message,
+        pending: Option<Pending>,
+        redelivered: bool,
+    ) -> Frame {
         self.last_message_id += 1;
         let message_id = self.last_message_id.to_string();
-        let message = &delivery.message;
         let mut frame = Frame::new(Command::Message)
-            .header("subscription", &delivery.subscription)
+            .header("subscription", subscription)
             .header("message-id", &message_id)
-            .header("destination", &delivery.destination);
-        if let Some(tag) = delivery.ack {
-            if version == Version::V1_2 {
+            .header("destination", destination);
+        if let Some(pending) = pending {
+            if self.version() == Version::V1_2 {
                 frame = frame.header("ack", &message_id);
             }
             self.subscriptions
-                .expect_ack(&delivery.subscription, message_id, tag);
+                .expect_ack(subscription, message_id, pending);
         }
-        if delivery.redelivered {
+        if redelivered {
             frame = frame.header("redelivered", "true");
         }
         for (name, value) in message.headers.iter() {
@@ -501,7 +666,7 @@ impl Session {
             .headers
             .push("content-length", &message.body.len().to_string());
         frame.body = message.body.clone();
-        Some(frame)
+        frame
     }
 
     /// Ends the session: the broker forgets it (requeueing what it left
@@ -512,6 +677,7 @@ impl Session {
             return;
         };
         self.relay.broker.detach(self.id).await;
+        self.relay.sessions.remove(self.id);
         if let Some(record) = connected.record
             && let Err(error) = self.relay.registry.unregister(&record).await
         {
@@ -550,6 +716,7 @@ pub(crate) fn unix_millis() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::offline::OfflineLimits;
     use crate::relay::SessionSettings;
 
     fn frame(command: Command, headers: &[(&str, &str)]) -> Frame {
@@ -566,6 +733,7 @@ mod tests {
             "node".into(),
             "127.0.0.1:0",
             SessionSettings::default(),
+            OfflineLimits::default(),
         ));
         let (outbox, mut inbox, _overflow) = Outbox::channel(8);
         let mut session = Session::new(relay, outbox);
@@ -619,6 +787,7 @@ mod tests {
             "node".into(),
             "127.0.0.1:0",
             SessionSettings::default(),
+            OfflineLimits::default(),
         ));
         let (outbox, _inbox, _overflow) = Outbox::channel(8);
         let mut session = Session::new(relay, outbox);

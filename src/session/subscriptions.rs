@@ -5,12 +5,21 @@ use std::sync::Arc;
 
 use crate::broker::{AckMode, AckTag, SubscriptionSpec};
 
+/// What settles a delivered message once the client acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// A broker delivery, by its tag.
+    Broker(AckTag),
+    /// A message kept for the user while offline, by its id in the store.
+    Kept(String),
+}
+
 /// One SUBSCRIBE of this session.
 #[derive(Debug)]
 pub struct Subscription {
     pub spec: SubscriptionSpec,
-    /// Message ids awaiting an ACK, oldest first, with the broker's tag.
-    unacked: VecDeque<(String, AckTag)>,
+    /// Message ids awaiting an ACK, oldest first, with what settles them.
+    unacked: VecDeque<(String, Pending)>,
 }
 
 /// The subscriptions of one session, by id, and which one each
@@ -29,6 +38,10 @@ impl Subscriptions {
 
     pub fn contains(&self, id: &str) -> bool {
         self.by_id.contains_key(id)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&SubscriptionSpec> {
+        self.by_id.get(id).map(|subscription| &subscription.spec)
     }
 
     pub fn insert(&mut self, spec: SubscriptionSpec) {
@@ -53,26 +66,31 @@ impl Subscriptions {
 
     /// Records a delivery that needs an ACK. False when the subscription
     /// no longer exists.
-    pub fn expect_ack(&mut self, subscription: &Arc<str>, message_id: String, tag: AckTag) -> bool {
+    pub fn expect_ack(
+        &mut self,
+        subscription: &Arc<str>,
+        message_id: String,
+        pending: Pending,
+    ) -> bool {
         let Some(entry) = self.by_id.get_mut(subscription) else {
             return false;
         };
-        entry.unacked.push_back((message_id.clone(), tag));
+        entry.unacked.push_back((message_id.clone(), pending));
         self.awaiting_ack.insert(message_id, subscription.clone());
         true
     }
 
-    /// The broker tags an ACK or NACK of `message_id` settles: that message
-    /// alone (`client-individual`), or it and every earlier one of its
+    /// What an ACK or NACK of `message_id` settles: that message alone
+    /// (`client-individual`), or it and every earlier one of its
     /// subscription (`client`). `None` when no such message awaits.
-    pub fn settle(&mut self, message_id: &str) -> Option<Vec<AckTag>> {
+    pub fn settle(&mut self, message_id: &str) -> Option<Vec<Pending>> {
         let subscription_id = self.awaiting_ack.remove(message_id)?;
         let subscription = self.by_id.get_mut(&subscription_id)?;
         let position = subscription
             .unacked
             .iter()
             .position(|(id, _)| id == message_id)?;
-        let settled: Vec<(String, AckTag)> = match subscription.spec.ack {
+        let settled: Vec<(String, Pending)> = match subscription.spec.ack {
             AckMode::Client => subscription.unacked.drain(..=position).collect(),
             AckMode::ClientIndividual | AckMode::Auto => {
                 subscription.unacked.remove(position).into_iter().collect()
@@ -81,7 +99,7 @@ impl Subscriptions {
         for (id, _) in &settled {
             self.awaiting_ack.remove(id);
         }
-        Some(settled.into_iter().map(|(_, tag)| tag).collect())
+        Some(settled.into_iter().map(|(_, pending)| pending).collect())
     }
 }
 
@@ -89,6 +107,10 @@ impl Subscriptions {
 mod tests {
     use super::*;
     use crate::broker::destination::Destination;
+
+    fn tag(tag: u64) -> Pending {
+        Pending::Broker(AckTag(tag))
+    }
 
     fn spec(id: &str, ack: AckMode) -> SubscriptionSpec {
         SubscriptionSpec {
@@ -107,14 +129,17 @@ mod tests {
         subscriptions.insert(spec("a", AckMode::Client));
         subscriptions.insert(spec("b", AckMode::Client));
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
-        subscriptions.expect_ack(&a, "1".into(), AckTag(1));
-        subscriptions.expect_ack(&b, "2".into(), AckTag(2));
-        subscriptions.expect_ack(&a, "3".into(), AckTag(3));
-        subscriptions.expect_ack(&a, "4".into(), AckTag(4));
-        assert_eq!(subscriptions.settle("3"), Some(vec![AckTag(1), AckTag(3)]));
+        subscriptions.expect_ack(&a, "1".into(), tag(1));
+        subscriptions.expect_ack(&b, "2".into(), tag(2));
+        subscriptions.expect_ack(&a, "3".into(), Pending::Kept("k".into()));
+        subscriptions.expect_ack(&a, "4".into(), tag(4));
+        assert_eq!(
+            subscriptions.settle("3"),
+            Some(vec![tag(1), Pending::Kept("k".into())])
+        );
         assert_eq!(subscriptions.settle("1"), None);
-        assert_eq!(subscriptions.settle("2"), Some(vec![AckTag(2)]));
-        assert_eq!(subscriptions.settle("4"), Some(vec![AckTag(4)]));
+        assert_eq!(subscriptions.settle("2"), Some(vec![tag(2)]));
+        assert_eq!(subscriptions.settle("4"), Some(vec![tag(4)]));
     }
 
     #[test]
@@ -122,10 +147,10 @@ mod tests {
         let mut subscriptions = Subscriptions::default();
         subscriptions.insert(spec("a", AckMode::ClientIndividual));
         let a: Arc<str> = Arc::from("a");
-        subscriptions.expect_ack(&a, "1".into(), AckTag(1));
-        subscriptions.expect_ack(&a, "2".into(), AckTag(2));
-        assert_eq!(subscriptions.settle("2"), Some(vec![AckTag(2)]));
-        assert_eq!(subscriptions.settle("1"), Some(vec![AckTag(1)]));
+        subscriptions.expect_ack(&a, "1".into(), tag(1));
+        subscriptions.expect_ack(&a, "2".into(), tag(2));
+        assert_eq!(subscriptions.settle("2"), Some(vec![tag(2)]));
+        assert_eq!(subscriptions.settle("1"), Some(vec![tag(1)]));
     }
 
     #[test]
@@ -133,9 +158,9 @@ mod tests {
         let mut subscriptions = Subscriptions::default();
         subscriptions.insert(spec("a", AckMode::Client));
         let a: Arc<str> = Arc::from("a");
-        subscriptions.expect_ack(&a, "1".into(), AckTag(1));
+        subscriptions.expect_ack(&a, "1".into(), tag(1));
         assert!(subscriptions.remove("a").is_some());
         assert_eq!(subscriptions.settle("1"), None);
-        assert!(!subscriptions.expect_ack(&a, "2".into(), AckTag(2)));
+        assert!(!subscriptions.expect_ack(&a, "2".into(), tag(2)));
     }
 }

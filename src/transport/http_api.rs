@@ -28,7 +28,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::broker::Message;
 use crate::broker::destination::Destination;
-use crate::dispatch::{DispatchError, DispatchReport, user_destination};
+use crate::dispatch::{DispatchError, DispatchReport, WhenOffline, user_destination};
 use crate::relay::Relay;
 
 /// The OpenAPI description of these routes, served at
@@ -114,6 +114,8 @@ struct Sent {
     sessions: usize,
     /// Users addressed who had no live session.
     offline_users: usize,
+    /// Offline users for whom the message was kept (`persist`).
+    kept: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -310,14 +312,7 @@ fn user_message(
     destination: &str,
     body: serde_json::Value,
     headers: BTreeMap<String, String>,
-    persist: bool,
 ) -> Result<(String, Message), Rejection> {
-    if persist {
-        return Err(refuse(
-            StatusCode::NOT_IMPLEMENTED,
-            "persist: offline messages are not available in this version",
-        ));
-    }
     Ok((user_destination_name(destination)?, message(body, headers)?))
 }
 
@@ -328,6 +323,7 @@ fn sent(report: Result<DispatchReport, DispatchError>) -> Result<Response, Rejec
     let sent = Sent {
         sessions: report.sessions,
         offline_users: report.offline_users,
+        kept: report.kept,
     };
     Ok(warp::reply::json(&sent).into_response())
 }
@@ -335,32 +331,38 @@ fn sent(report: Result<DispatchReport, DispatchError>) -> Result<Response, Rejec
 async fn send_to_user(user: String, relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
     let user = decoded(&user)?;
     let request: UserMessage = parse(&body)?;
-    let (name, message) = user_message(
-        &request.destination,
-        request.body,
-        request.headers,
-        request.persist,
-    )?;
-    sent(relay.dispatcher.to_user(&user, &name, message).await)
+    let (name, message) = user_message(&request.destination, request.body, request.headers)?;
+    let when_offline = WhenOffline::from_persist(request.persist);
+    sent(
+        relay
+            .dispatcher
+            .to_user(&user, &name, message, when_offline)
+            .await,
+    )
 }
 
 async fn send_to_many(relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
     let request: BulkMessage = parse(&body)?;
-    let (name, message) = user_message(
-        &request.destination,
-        request.body,
-        request.headers,
-        request.persist,
-    )?;
+    let (name, message) = user_message(&request.destination, request.body, request.headers)?;
+    let when_offline = WhenOffline::from_persist(request.persist);
     let report = match (request.users, request.all) {
         (Some(users), false) if users.len() <= MAX_USERS => {
             let users = decoded_users(users)?;
-            relay.dispatcher.to_users(&users, &name, message).await
+            relay
+                .dispatcher
+                .to_users(&users, &name, message, when_offline)
+                .await
         }
         (Some(_), false) => {
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 format!("at most {MAX_USERS} users at a time"),
+            ));
+        }
+        (None, true) if request.persist => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "persist keeps messages for named users; \"all\" means those connected now",
             ));
         }
         (None, true) => relay.dispatcher.to_everyone(&name, message).await,

@@ -21,7 +21,7 @@ async fn a_user_message_reaches_every_session_of_that_user_only() {
     let body = r#"{"destination": "/user/queue/notifications", "body": {"text": "hi"}, "headers": {"x-kind": "greeting"}}"#;
     let answer = http(&relay, "POST", "/api/v1/users/alice/messages", &[JSON], body).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.json(), serde_json::json!({"sessions": 2, "offline_users": 0}));
+    assert_eq!(answer.json(), serde_json::json!({"sessions": 2, "offline_users": 0, "kept": 0}));
     for tab in [&mut tab1, &mut tab2] {
         let message = tab.recv().await;
         assert_eq!(message.command, Command::Message);
@@ -52,11 +52,11 @@ async fn a_message_for_an_offline_user_says_so() {
     let body = r#"{"destination": "notifications", "body": "anyone?"}"#;
     let answer = http(&relay, "POST", "/api/v1/users/nobody/messages", &[JSON], body).await;
     assert_eq!(answer.status, 200);
-    assert_eq!(answer.json(), serde_json::json!({"sessions": 0, "offline_users": 1}));
+    assert_eq!(answer.json(), serde_json::json!({"sessions": 0, "offline_users": 1, "kept": 0}));
     // Connected but not subscribed to that destination counts as offline.
     let _erin = StompClient::connect(&relay, Some("erin")).await;
     let answer = http(&relay, "POST", "/api/v1/users/erin/messages", &[JSON], body).await;
-    assert_eq!(answer.json(), serde_json::json!({"sessions": 0, "offline_users": 1}));
+    assert_eq!(answer.json(), serde_json::json!({"sessions": 0, "offline_users": 1, "kept": 0}));
 }
 
 #[tokio::test]
@@ -99,7 +99,7 @@ async fn bad_requests_get_a_clear_refusal() {
         ("POST", "/api/v1/users/a/messages", r#"{"destination": "x", "body": "b", "colour": 1}"#, 400, "unknown field `colour`"),
         ("POST", "/api/v1/users/a/messages", r#"{"body": "b"}"#, 400, "missing field `destination`"),
         ("POST", "/api/v1/users/a/messages", r#"{"destination": "/topic/x", "body": "b"}"#, 400, "is not /user/queue/"),
-        ("POST", "/api/v1/users/a/messages", r#"{"destination": "x", "body": "b", "persist": true}"#, 501, "offline"),
+        ("POST", "/api/v1/messages", r#"{"destination": "x", "body": "b", "all": true, "persist": true}"#, 400, "persist keeps messages for named users"),
         ("POST", "/api/v1/topics/x/messages", r#"{"body": "b", "destination": "y"}"#, 400, "unknown field"),
         ("GET", "/api/v1/users/a/messages", "", 405, "method"),
         ("GET", "/api/v1/nowhere", "", 404, "no such API route"),
@@ -161,7 +161,7 @@ async fn a_message_to_several_users_or_to_everyone() {
     let body = r#"{"destination": "news", "body": "two of you", "users": ["fay", "gus", "ida", "nobody"]}"#;
     let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], body).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.json(), serde_json::json!({"sessions": 2, "offline_users": 2}));
+    assert_eq!(answer.json(), serde_json::json!({"sessions": 2, "offline_users": 2, "kept": 0}));
     assert_eq!(clients[0].recv_body().await, "two of you");
     assert_eq!(clients[1].recv_body().await, "two of you");
     clients[2].expect_nothing().await;

@@ -94,13 +94,18 @@ impl TestRelay {
     /// A second cluster node beside `first`: same RabbitMQ, same Redis
     /// prefix, its own node id.
     pub fn start_beside(first: &TestRelay) -> TestRelay {
+        TestRelay::start_beside_with(first, &[])
+    }
+
+    /// [`TestRelay::start_beside`] with extra command-line flags.
+    pub fn start_beside_with(first: &TestRelay, flags: &[&str]) -> TestRelay {
         assert_eq!(
             first.mode,
             Mode::Cluster,
             "only cluster nodes have neighbours"
         );
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        TestRelay::launch(Mode::Cluster, &[], id, first.redis_prefix.clone(), None)
+        TestRelay::launch(Mode::Cluster, flags, id, first.redis_prefix.clone(), None)
     }
 
     fn launch(
@@ -137,6 +142,8 @@ impl TestRelay {
         let config = Config::from(Cli::parse_from(args));
         let queues = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let to_delete = queues.clone();
+        // The first node of a test's cluster cleans its Redis prefix up.
+        let owned_prefix = (mode == Mode::Cluster && turn.is_some()).then(|| redis_prefix.clone());
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -164,6 +171,9 @@ impl TestRelay {
                         .map(|names| names.clone())
                         .unwrap_or_default();
                     delete_queues(&names).await;
+                }
+                if let Some(prefix) = owned_prefix {
+                    delete_redis_keys(&prefix).await;
                 }
             });
         });
@@ -208,6 +218,25 @@ impl TestRelay {
 impl Drop for TestRelay {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Deletes every Redis key under a test's prefix (kept messages and the
+/// like, which outlive the sessions).
+pub async fn delete_redis_keys(prefix: &str) {
+    let Ok(client) = redis::Client::open(REDIS_URL) else {
+        return;
+    };
+    let Ok(mut redis) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await;
     }
 }
 

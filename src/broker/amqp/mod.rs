@@ -411,6 +411,7 @@ async fn read_dispatch_requests(
         let user = take(&mut message, "stomp-user");
         let users = take(&mut message, "stomp-users");
         let all = take(&mut message, "stomp-all").as_deref() == Some("true");
+        let persist = take(&mut message, "stomp-persist").as_deref() == Some("true");
         let destination = take(&mut message, "stomp-destination");
         let users: Vec<String> = user
             .into_iter()
@@ -435,6 +436,7 @@ async fn read_dispatch_requests(
         let request = DispatchRequest {
             users,
             all,
+            persist,
             destination,
             message,
             done,

@@ -2,7 +2,10 @@
 //! publish per session to its user-destination routing key on `amq.topic`,
 //! `mandatory` and confirmed, so that the answer says which sessions took
 //! it. No broadcast to every node, and nothing reaches a session of anyone
-//! else.
+//! else. A message that reaches none of its user's sessions is kept in the
+//! [`offline`] store when it asks to be, and dropped (and counted) when not.
+
+pub mod offline;
 
 use std::sync::Arc;
 
@@ -12,13 +15,33 @@ use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE, 
 use crate::broker::{Broker, BrokerError, DispatchOutcome, DispatchRequest, Message};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError, SessionRecord};
+use offline::{OfflineError, OfflineStore};
 
 /// Publishes messages for users to their sessions.
 #[derive(Clone)]
 pub struct Dispatcher {
     registry: Arc<dyn Registry>,
     broker: Arc<dyn Broker>,
+    offline: Arc<dyn OfflineStore>,
     metrics: Metrics,
+}
+
+/// Whether a message that reaches none of a user's sessions is kept for
+/// the user's return (`persist`) or dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenOffline {
+    Keep,
+    Drop,
+}
+
+impl WhenOffline {
+    pub fn from_persist(persist: bool) -> WhenOffline {
+        if persist {
+            WhenOffline::Keep
+        } else {
+            WhenOffline::Drop
+        }
+    }
 }
 
 /// What a dispatch did.
@@ -29,6 +52,8 @@ pub struct DispatchReport {
     /// Users addressed whom it reached in no session: none is connected,
     /// or none of their sessions listens to that destination.
     pub offline_users: usize,
+    /// Offline users for whom it was kept.
+    pub kept: usize,
 }
 
 /// Why a dispatch failed.
@@ -38,19 +63,29 @@ pub enum DispatchError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Offline(#[from] OfflineError),
 }
 
 impl Dispatcher {
     pub fn new(
         registry: Arc<dyn Registry>,
         broker: Arc<dyn Broker>,
+        offline: Arc<dyn OfflineStore>,
         metrics: Metrics,
     ) -> Dispatcher {
         Dispatcher {
             registry,
             broker,
+            offline,
             metrics,
         }
+    }
+
+    /// Where messages for absent users wait; sessions read it when they
+    /// subscribe to a user destination.
+    pub fn offline(&self) -> &dyn OfflineStore {
+        &*self.offline
     }
 
     /// Sends `message` to the user destination `name` (`/user/queue/{name}`)
@@ -60,9 +95,15 @@ impl Dispatcher {
         user: &str,
         name: &str,
         message: Message,
+        when_offline: WhenOffline,
     ) -> Result<DispatchReport, DispatchError> {
-        self.to_users(std::slice::from_ref(&user.to_owned()), name, message)
-            .await
+        self.to_users(
+            std::slice::from_ref(&user.to_owned()),
+            name,
+            message,
+            when_offline,
+        )
+        .await
     }
 
     /// [`Dispatcher::to_user`] for each of `users`.
@@ -71,14 +112,22 @@ impl Dispatcher {
         users: &[String],
         name: &str,
         message: Message,
+        when_offline: WhenOffline,
     ) -> Result<DispatchReport, DispatchError> {
         let mut report = DispatchReport::default();
         for user in users {
             let sessions = self.registry.sessions_of(user).await?;
             let reached = self.to_sessions(&sessions, name, &message).await?;
             report.sessions += reached;
-            report.offline_users += usize::from(reached == 0);
+            if reached == 0 {
+                report.offline_users += 1;
+                if when_offline == WhenOffline::Keep {
+                    self.offline.keep(user, name, &message).await?;
+                    report.kept += 1;
+                }
+            }
         }
+        self.metrics.offline_kept.inc_by(report.kept as u64);
         self.metrics
             .dispatched_sessions
             .inc_by(report.sessions as u64);
@@ -100,7 +149,7 @@ impl Dispatcher {
         self.metrics.dispatched_sessions.inc_by(reached as u64);
         Ok(DispatchReport {
             sessions: reached,
-            offline_users: 0,
+            ..DispatchReport::default()
         })
     }
 
@@ -117,7 +166,9 @@ impl Dispatcher {
                     let sent = if request.all {
                         self.to_everyone(&name, request.message).await
                     } else {
-                        self.to_users(&request.users, &name, request.message).await
+                        let when_offline = WhenOffline::from_persist(request.persist);
+                        self.to_users(&request.users, &name, request.message, when_offline)
+                            .await
                     };
                     match sent {
                         Ok(_) => DispatchOutcome::Dispatched,

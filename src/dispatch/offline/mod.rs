@@ -1,0 +1,97 @@
+//! Messages kept for users who were not there to receive them.
+//!
+//! A dispatched message that asks to be kept (`persist`) and reaches none of
+//! its user's sessions is stored here, per user, in arrival order. When the
+//! user next subscribes to that user destination, the session delivers what
+//! was kept, oldest first, and the store forgets each message once it is
+//! delivered (for `ack:auto`) or acknowledged (for client acks).
+//!
+//! Both stores are capped per user (the oldest message goes first) and
+//! expire a user's messages a while after the last one was kept: Redis for a
+//! cluster ([`redis::RedisOfflineStore`], key `{prefix}offline:{user}`, a
+//! stream), memory for the embedded node ([`memory::MemoryOfflineStore`]).
+
+pub mod memory;
+pub mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use stomp_parser::Headers;
+
+use crate::broker::Message;
+
+/// How much a store keeps per user, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct OfflineLimits {
+    /// Messages kept per user; past it the oldest is dropped.
+    pub max_messages: usize,
+    /// A user's messages are dropped this long after the last one was kept.
+    pub ttl: Duration,
+}
+
+impl Default for OfflineLimits {
+    fn default() -> OfflineLimits {
+        OfflineLimits {
+            max_messages: 1000,
+            ttl: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// A kept message and the id the store forgets it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptMessage {
+    pub id: String,
+    pub message: Message,
+}
+
+/// Why the store could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfflineError {
+    #[error("the offline message store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where messages for absent users wait.
+#[async_trait]
+pub trait OfflineStore: Send + Sync + 'static {
+    /// Keeps `message` for `user`'s user destination `name`.
+    async fn keep(&self, user: &str, name: &str, message: &Message) -> Result<(), OfflineError>;
+
+    /// What is kept for `user` at `name`, oldest first.
+    async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError>;
+
+    /// Forgets delivered messages of `user`.
+    async fn forget(&self, user: &str, ids: &[String]) -> Result<(), OfflineError>;
+}
+
+/// Headers as the stores write them: a JSON array of `[name, value]`
+/// pairs, which keeps order and repeats.
+fn headers_to_json(headers: &Headers) -> String {
+    let pairs: Vec<(&str, &str)> = headers.iter().collect();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn headers_from_json(text: &[u8]) -> Result<Headers, OfflineError> {
+    let pairs: Vec<(String, String)> = serde_json::from_slice(text).map_err(|error| {
+        OfflineError::Unavailable(format!("a kept message is damaged: {error}"))
+    })?;
+    Ok(pairs
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_keep_order_and_repeats_through_json() {
+        let headers: Headers = [("a", "1"), ("b", "x:y"), ("a", "2")].into_iter().collect();
+        let text = headers_to_json(&headers);
+        assert_eq!(headers_from_json(text.as_bytes()).unwrap(), headers);
+        assert!(headers_from_json(b"{").is_err());
+    }
+}
