@@ -80,6 +80,12 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_CONNECT_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub connect_timeout: u64,
 
+    /// Seconds after which a node that stopped refreshing its key in Redis
+    /// is taken for dead: its sessions leave presence and dispatch skips
+    /// them (cluster mode). It refreshes three times per period.
+    #[arg(long, env = "STOMP_RELAY_NODE_TTL", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=600))]
+    pub node_ttl: u64,
+
     /// What a second login of a user already connected does: allow (both
     /// sessions live, each receives the user's messages) or replace (the
     /// older sessions get an ERROR saying why and are closed).
@@ -141,6 +147,7 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub amqp_prefetch: u16,
     pub api_token: Option<String>,
+    pub node_ttl: Duration,
     pub second_login: SecondLogin,
     pub offline: OfflineLimits,
 }
@@ -180,6 +187,7 @@ impl From<Cli> for Config {
             connect_timeout: Duration::from_secs(cli.connect_timeout),
             amqp_prefetch: cli.amqp_prefetch,
             api_token: cli.api_token.filter(|token| !token.is_empty()),
+            node_ttl: Duration::from_secs(cli.node_ttl),
             second_login: cli.second_login,
             offline: OfflineLimits {
                 max_messages: usize::try_from(cli.offline_max_messages).unwrap_or(usize::MAX),

@@ -38,8 +38,6 @@ use crate::transport::websocket;
 
 /// How long shutdown waits for sessions to send their ERROR and close.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
-/// A node whose key in Redis is this old is taken for dead.
-const NODE_TTL: Duration = Duration::from_secs(15);
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +125,7 @@ impl BoundServer {
                         .local_addr()
                         .map(|a| a.to_string())
                         .unwrap_or_default(),
-                    ttl: NODE_TTL,
+                    ttl: config.node_ttl,
                 };
                 let registry =
                     RedisRegistry::connect(redis_url, &config.redis_prefix, liveness).await?;

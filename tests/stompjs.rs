@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{Mode, TestRelay};
+use support::{Mode, RelayAddress, TestRelay};
 
 #[test]
 fn stompjs_clients_speak_to_an_embedded_relay() {

@@ -9,6 +9,8 @@
 //! Redis prefix, and deletes the shared queues it named when it stops.
 #![allow(dead_code)]
 
+pub mod node_process;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -200,10 +202,6 @@ impl TestRelay {
         format!("/queue/{unique}")
     }
 
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
     /// Stops the node as SIGTERM would, and waits until it has.
     pub fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -212,6 +210,22 @@ impl TestRelay {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Where a relay node listens, whether it runs in the test's process
+/// ([`TestRelay`]) or in its own ([`node_process::NodeProcess`]).
+pub trait RelayAddress {
+    fn addr(&self) -> SocketAddr;
+
+    fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr())
+    }
+}
+
+impl RelayAddress for TestRelay {
+    fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -273,11 +287,14 @@ pub struct StompClient {
 
 impl StompClient {
     /// Opens the WebSocket, offering every STOMP subprotocol; no CONNECT yet.
-    pub async fn open(relay: &TestRelay) -> StompClient {
+    pub async fn open(relay: &impl RelayAddress) -> StompClient {
         StompClient::open_offering(relay, Some("v10.stomp, v11.stomp, v12.stomp")).await
     }
 
-    pub async fn open_offering(relay: &TestRelay, subprotocols: Option<&str>) -> StompClient {
+    pub async fn open_offering(
+        relay: &impl RelayAddress,
+        subprotocols: Option<&str>,
+    ) -> StompClient {
         let mut request = relay.ws_url().into_client_request().expect("a valid URL");
         if let Some(offered) = subprotocols {
             request.headers_mut().insert(
@@ -303,7 +320,7 @@ impl StompClient {
     }
 
     /// Opens and CONNECTs with STOMP 1.2 as `login` (anonymous with `None`).
-    pub async fn connect(relay: &TestRelay, login: Option<&str>) -> StompClient {
+    pub async fn connect(relay: &impl RelayAddress, login: Option<&str>) -> StompClient {
         let mut client = StompClient::open(relay).await;
         let mut connect = Frame::new(Command::Connect)
             .header("accept-version", "1.2")
@@ -320,7 +337,10 @@ impl StompClient {
 
     /// [`StompClient::connect`], also answering the session id CONNECTED
     /// gave.
-    pub async fn connect_with_session(relay: &TestRelay, login: &str) -> (StompClient, String) {
+    pub async fn connect_with_session(
+        relay: &impl RelayAddress,
+        login: &str,
+    ) -> (StompClient, String) {
         let mut client = StompClient::open(relay).await;
         client
             .send(
@@ -501,14 +521,14 @@ impl HttpAnswer {
 
 /// One HTTP/1.1 request to the relay, `Connection: close`, read whole.
 pub async fn http(
-    relay: &TestRelay,
+    relay: &impl RelayAddress,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
 ) -> HttpAnswer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(relay.addr)
+    let mut stream = TcpStream::connect(relay.addr())
         .await
         .expect("the relay accepts");
     let mut request =

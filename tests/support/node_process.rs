@@ -1,0 +1,146 @@
+//! Relay nodes as separate processes of the real binary, for what one
+//! process cannot show: several nodes with their own counters, and a node
+//! killed with SIGKILL. A [`Cluster`] of them shares RabbitMQ, Redis and one
+//! Redis prefix, and deletes that prefix's keys when dropped.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{AMQP_URL, REDIS_URL, RelayAddress, http};
+
+/// One relay process in cluster mode.
+pub struct NodeProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub node_id: String,
+}
+
+impl RelayAddress for NodeProcess {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl NodeProcess {
+    /// Starts a node and waits until it answers `/healthz`.
+    pub fn start(node_id: &str, redis_prefix: &str, flags: &[&str]) -> NodeProcess {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            probe.local_addr().expect("an address").port()
+        };
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
+            .args([
+                "--listen",
+                &listen,
+                "--node-id",
+                node_id,
+                "--amqp-url",
+                AMQP_URL,
+                "--redis-url",
+                REDIS_URL,
+                "--redis-prefix",
+                redis_prefix,
+            ])
+            .args(flags)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("warn".into()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the relay binary starts");
+        let node = NodeProcess {
+            child,
+            addr: listen.parse().expect("an address"),
+            node_id: node_id.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !node.healthy() {
+            assert!(Instant::now() < deadline, "node {node_id} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        node
+    }
+
+    fn healthy(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(self.addr) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let request = "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        let mut answer = String::new();
+        stream.write_all(request.as_bytes()).is_ok()
+            && stream.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 200")
+    }
+
+    /// The value of one of the node's Prometheus counters or gauges.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let answer = http(self, "GET", "/metrics", &[], "").await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer
+            .body
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} is not among the metrics:\n{}", answer.body))
+    }
+
+    /// Kills the process with SIGKILL: no goodbye to Redis or RabbitMQ.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        // SIGTERM, so that the node withdraws from Redis and RabbitMQ.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Nodes sharing one Redis prefix.
+pub struct Cluster {
+    pub nodes: Vec<NodeProcess>,
+    pub redis_prefix: String,
+}
+
+impl Cluster {
+    /// `count` nodes, each started with `flags`.
+    pub fn start(count: usize, flags: &[&str]) -> Cluster {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let redis_prefix = format!("test:{id}:");
+        let nodes = (0..count)
+            .map(|n| NodeProcess::start(&format!("test-{id}-{n}"), &redis_prefix, flags))
+            .collect();
+        Cluster {
+            nodes,
+            redis_prefix,
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let prefix = self.redis_prefix.clone();
+        // Drop may run inside a test's runtime, which cannot block on
+        // another future; a thread of its own can.
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(super::delete_redis_keys(&prefix));
+            }
+        })
+        .join();
+    }
+}
