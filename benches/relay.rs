@@ -17,7 +17,6 @@
 //! without the clients' share. Clients, relay and RabbitMQ share this
 //! machine's cores.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{Barrier, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::RelayAddress;
+use support::node_process::{NodeProcess, Process};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -38,117 +43,19 @@ const IDLE_SESSIONS: usize = 5_000;
 /// Client acks are sent cumulatively every this many messages.
 const ACK_EVERY: usize = 50;
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Embedded,
     Cluster,
 }
 
-/// A process's CPU time and resident memory, from `/proc`.
-struct Process(u32);
-
-impl Process {
-    fn rabbitmq() -> Option<Process> {
-        let output = Command::new("pgrep")
-            .args(["-f", "beam.smp"])
-            .output()
-            .ok()?;
-        let pid = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()?;
-        Some(Process(pid))
-    }
-
-    fn rss(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.0)).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    }
-
-    fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap_or_default();
-        // utime and stime, fields 14 and 15, counted after the command name.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let ticks = |index: usize| {
-            fields
-                .get(index)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        Duration::from_millis((ticks(11) + ticks(12)) * 10)
-    }
-}
-
-struct RelayProcess {
-    child: Child,
-    url: String,
-}
-
-impl RelayProcess {
-    fn start(mode: Mode) -> RelayProcess {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            probe.local_addr().expect("an address").port()
-        };
-        let listen = format!("127.0.0.1:{port}");
-        let prefix = format!("bench:{}:", uuid::Uuid::new_v4().simple());
-        let mut args = vec!["--listen", listen.as_str(), "--heart-beat", "0,0"];
-        if mode == Mode::Cluster {
-            args.extend_from_slice(&[
-                "--amqp-url",
-                AMQP_URL,
-                "--redis-url",
-                REDIS_URL,
-                "--redis-prefix",
-                &prefix,
-            ]);
-        }
-        let child = Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the relay binary starts");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the relay did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RelayProcess {
-            child,
-            url: format!("ws://{listen}/ws"),
-        }
-    }
-
-    fn process(&self) -> Process {
-        Process(self.child.id())
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        // SIGTERM, so that the node withdraws from Redis and RabbitMQ.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+/// A relay of `mode` in its own process, heart-beats off.
+fn start_relay(mode: Mode) -> NodeProcess {
+    let node_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let flags = ["--heart-beat", "0,0"];
+    match mode {
+        Mode::Embedded => NodeProcess::start(&node_id, &flags),
+        Mode::Cluster => NodeProcess::start_clustered(&node_id, &format!("{node_id}:"), &flags),
     }
 }
 
@@ -211,16 +118,13 @@ async fn receive_acking(socket: &mut Socket, count: usize) {
 }
 
 async fn setup_rate(mode: Mode, destination: &str) {
-    let relay = RelayProcess::start(mode);
+    let relay = start_relay(mode);
     let connecting = Arc::new(Semaphore::new(50));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..SETUPS {
-        let (url, connecting, destination) = (
-            relay.url.clone(),
-            connecting.clone(),
-            destination.to_owned(),
-        );
+        let (url, connecting, destination) =
+            (relay.ws_url(), connecting.clone(), destination.to_owned());
         tasks.push(tokio::spawn(async move {
             let _permit = connecting.acquire_owned().await.expect("open");
             let mut socket = session(&url).await;
@@ -243,14 +147,14 @@ async fn setup_rate(mode: Mode, destination: &str) {
 }
 
 async fn fan_out(mode: Mode, ack: &'static str) {
-    let relay = RelayProcess::start(mode);
+    let relay = start_relay(mode);
     let topic = format!("/topic/bench.{}", uuid::Uuid::new_v4().simple());
     let ready = Arc::new(Barrier::new(SUBSCRIBERS + 1));
     let connecting = Arc::new(Semaphore::new(100));
     let mut subscribers = Vec::new();
     for _ in 0..SUBSCRIBERS {
         let (url, ready, connecting, topic) = (
-            relay.url.clone(),
+            relay.ws_url(),
             ready.clone(),
             connecting.clone(),
             topic.clone(),
@@ -271,9 +175,9 @@ async fn fan_out(mode: Mode, ack: &'static str) {
     }
     ready.wait().await;
 
-    let mut publisher = session(&relay.url).await;
+    let mut publisher = session(&relay.ws_url()).await;
     let body = "x".repeat(BODY_BYTES);
-    let (relay_process, rabbitmq) = (relay.process(), Process::rabbitmq());
+    let (relay_process, rabbitmq) = (Process(relay.pid()), Process::rabbitmq());
     let relay_before = relay_process.cpu();
     let rabbitmq_before = rabbitmq.as_ref().map(Process::cpu);
     let started = Instant::now();
@@ -309,15 +213,15 @@ async fn fan_out(mode: Mode, ack: &'static str) {
 }
 
 async fn idle_memory(mode: Mode, subscription: Option<&'static str>) {
-    let relay = RelayProcess::start(mode);
+    let relay = start_relay(mode);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (relay_process, rabbitmq) = (relay.process(), Process::rabbitmq());
+    let (relay_process, rabbitmq) = (Process(relay.pid()), Process::rabbitmq());
     let relay_before = relay_process.rss();
     let rabbitmq_before = rabbitmq.as_ref().map(Process::rss);
     let connecting = Arc::new(Semaphore::new(100));
     let mut tasks = Vec::new();
     for _ in 0..IDLE_SESSIONS {
-        let (url, connecting) = (relay.url.clone(), connecting.clone());
+        let (url, connecting) = (relay.ws_url(), connecting.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = connecting.acquire_owned().await.expect("open");
             let mut socket = session(&url).await;

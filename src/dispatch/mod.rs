@@ -12,10 +12,15 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE, UserKey};
-use crate::broker::{Broker, BrokerError, DispatchOutcome, DispatchRequest, Message};
+use crate::broker::{Broker, BrokerError, DispatchOutcome, DispatchRequest, Message, SessionId};
 use crate::metrics::Metrics;
-use crate::registry::{Registry, RegistryError, SessionRecord};
+use crate::registry::{Registry, RegistryError};
 use offline::{OfflineError, OfflineStore};
+
+/// `stomp.dispatch` requests a node carries out at once.
+pub const DISPATCH_LANES: usize = 32;
+/// Requests that may wait for a busy lane.
+const LANE_BACKLOG: usize = 4;
 
 /// Publishes messages for users to their sessions.
 #[derive(Clone)]
@@ -116,8 +121,10 @@ impl Dispatcher {
     ) -> Result<DispatchReport, DispatchError> {
         let mut report = DispatchReport::default();
         for user in users {
-            let sessions = self.registry.sessions_of(user).await?;
-            let reached = self.to_sessions(&sessions, name, &message).await?;
+            let sessions = self.registry.locate(user).await?;
+            let reached = self
+                .to_sessions(sessions.iter().map(|found| found.session), name, &message)
+                .await?;
             report.sessions += reached;
             if reached == 0 {
                 report.offline_users += 1;
@@ -145,7 +152,9 @@ impl Dispatcher {
         message: Message,
     ) -> Result<DispatchReport, DispatchError> {
         let sessions = self.registry.all_sessions().await?;
-        let reached = self.to_sessions(&sessions, name, &message).await?;
+        let reached = self
+            .to_sessions(sessions.iter().map(|record| record.session), name, &message)
+            .await?;
         self.metrics.dispatched_sessions.inc_by(reached as u64);
         Ok(DispatchReport {
             sessions: reached,
@@ -153,9 +162,29 @@ impl Dispatcher {
         })
     }
 
-    /// Carries out the requests services put on `stomp.dispatch`, one at a
-    /// time, until the broker stops sending them.
+    /// Carries out the requests services put on `stomp.dispatch` until the
+    /// broker stops sending them, [`DISPATCH_LANES`] at a time: each request
+    /// goes to the lane of its (first) user, so that one node carries out a
+    /// user's requests in the order it received them, while other users'
+    /// requests need not wait for their Redis and RabbitMQ round trips.
     pub async fn serve_requests(self, mut requests: mpsc::Receiver<DispatchRequest>) {
+        let lanes: Vec<mpsc::Sender<DispatchRequest>> = (0..DISPATCH_LANES)
+            .map(|_| {
+                let (lane, waiting) = mpsc::channel(LANE_BACKLOG);
+                tokio::spawn(self.clone().serve_lane(waiting));
+                lane
+            })
+            .collect();
+        while let Some(request) = requests.recv().await {
+            let lane = &lanes[lane_of(&request)];
+            if lane.send(request).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Carries out one lane's requests, one at a time.
+    async fn serve_lane(self, mut requests: mpsc::Receiver<DispatchRequest>) {
         while let Some(request) = requests.recv().await {
             let outcome = match user_destination(&request.destination) {
                 Err(error) => {
@@ -186,17 +215,13 @@ impl Dispatcher {
     /// Publishes to each session's user key; answers how many took it.
     async fn to_sessions(
         &self,
-        sessions: &[SessionRecord],
+        sessions: impl Iterator<Item = SessionId>,
         name: &str,
         message: &Message,
     ) -> Result<usize, DispatchError> {
         let mut reached = 0;
-        for record in sessions {
-            let routing_key = UserKey {
-                name,
-                session: record.session,
-            }
-            .to_string();
+        for session in sessions {
+            let routing_key = UserKey { name, session }.to_string();
             if self
                 .broker
                 .publish_routed(TOPIC_EXCHANGE, &routing_key, message.clone())
@@ -207,6 +232,17 @@ impl Dispatcher {
         }
         Ok(reached)
     }
+}
+
+/// The lane of a request: by its first user (broadcasts share lane 0).
+fn lane_of(request: &DispatchRequest) -> usize {
+    use std::hash::{Hash, Hasher};
+    let Some(user) = request.users.first().filter(|_| !request.all) else {
+        return 0;
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    user.hash(&mut hasher);
+    (hasher.finish() % DISPATCH_LANES as u64) as usize
 }
 
 /// The user-destination name that `destination` means: `/user/queue/{name}`,

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{NodeRecord, Registry, RegistryError, SessionRecord};
+use super::{NodeRecord, Registry, RegistryError, SessionLocation, SessionRecord};
 use crate::broker::SessionId;
 
 /// User -> session -> record, behind a mutex never held across an `.await`.
@@ -82,6 +82,22 @@ impl Registry for MemoryRegistry {
             .unwrap_or_default();
         sessions.sort_by_key(|record| record.connected_at);
         Ok(sessions)
+    }
+
+    async fn locate(&self, user: &str) -> Result<Vec<SessionLocation>, RegistryError> {
+        Ok(self
+            .users()
+            .get(user)
+            .map(|sessions| {
+                sessions
+                    .values()
+                    .map(|record| SessionLocation {
+                        session: record.session,
+                        node: record.node.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }
 

@@ -23,6 +23,13 @@ pub struct SessionRecord {
     pub connected_at: u64,
 }
 
+/// Where one live session is: all dispatch needs to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLocation {
+    pub session: SessionId,
+    pub node: String,
+}
+
 /// A live node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NodeRecord {
@@ -49,8 +56,12 @@ pub trait Registry: Send + Sync + 'static {
 
     async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError>;
 
-    /// The live sessions of a user, on every node.
+    /// The live sessions of a user, on every node, oldest first (presence).
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError>;
+
+    /// The live sessions of a user and their nodes, in no order: what
+    /// dispatch needs, with less to read than [`Registry::sessions_of`].
+    async fn locate(&self, user: &str) -> Result<Vec<SessionLocation>, RegistryError>;
 
     /// Every live session of every user, on every node.
     async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError>;
@@ -58,10 +69,10 @@ pub trait Registry: Send + Sync + 'static {
     /// The live nodes.
     async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError>;
 
-    /// Asks the node of `record`, another node, to end that session (a newer
-    /// login of its user replaces it). A single node has no other node to
+    /// Asks `node`, another node, to end `session` (a newer login of its
+    /// user replaces it). A single node has no other node to
     /// ask.
-    async fn evict(&self, _record: &SessionRecord) -> Result<(), RegistryError> {
+    async fn evict(&self, _session: SessionId, _node: &str) -> Result<(), RegistryError> {
         Ok(())
     }
 

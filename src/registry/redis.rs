@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -28,7 +28,7 @@ use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, PubSub};
 use tokio::sync::mpsc;
 
-use super::{NodeRecord, Registry, RegistryError, SessionRecord};
+use super::{NodeRecord, Registry, RegistryError, SessionLocation, SessionRecord};
 use crate::broker::SessionId;
 
 /// How a node keeps itself known.
@@ -52,6 +52,18 @@ pub struct RedisRegistry {
     /// Sessions of this node that others asked to end, until the server
     /// takes them.
     evictions: Arc<Mutex<Option<mpsc::Receiver<SessionId>>>>,
+    /// Other nodes found alive, and when.
+    seen_alive: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+/// Another node found alive is remembered as alive for this fraction of the
+/// node TTL (1 s of the default 15 s).
+const LIVENESS_MEMORY: u32 = 15;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Evictions waiting to be carried out; more wait in Redis's socket.
@@ -85,6 +97,7 @@ impl RedisRegistry {
             sessions: Arc::new(AtomicUsize::new(0)),
             started_at: crate::session::unix_millis(),
             evictions: Arc::new(Mutex::new(Some(evictions))),
+            seen_alive: Arc::default(),
         };
         registry.heartbeat().await?;
         tokio::spawn(registry.clone().keep_alive());
@@ -168,29 +181,53 @@ impl RedisRegistry {
         Ok(keys)
     }
 
-    /// The nodes among `nodes` whose keys still exist.
+    /// The nodes among `nodes` whose keys still exist. This node is alive;
+    /// another node seen alive within [`LIVENESS_MEMORY`] of the TTL is
+    /// taken as still alive without asking Redis again, which spares every
+    /// dispatch a round trip. A node that died in that moment only costs an
+    /// unroutable publish (its session queues went with it).
     async fn live_nodes<'a>(
         &self,
         nodes: impl Iterator<Item = &'a str>,
     ) -> Result<HashSet<String>, RegistryError> {
-        let nodes: Vec<&str> = nodes.collect::<HashSet<_>>().into_iter().collect();
-        if nodes.is_empty() {
-            return Ok(HashSet::new());
+        let now = Instant::now();
+        let memory = self.liveness.ttl / LIVENESS_MEMORY;
+        let mut live = HashSet::new();
+        let mut unknown = Vec::new();
+        {
+            let seen = lock(&self.seen_alive);
+            for node in nodes.collect::<HashSet<_>>() {
+                let recent = seen
+                    .get(node)
+                    .is_some_and(|at| now.duration_since(*at) < memory);
+                if node == self.liveness.node || recent {
+                    live.insert(node.to_owned());
+                } else {
+                    unknown.push(node);
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(live);
         }
         let mut pipe = redis::pipe();
-        for node in &nodes {
+        for node in &unknown {
             pipe.exists(self.node_key(node));
         }
         let alive: Vec<bool> = pipe
             .query_async(&mut self.redis.clone())
             .await
             .map_err(unavailable)?;
-        Ok(nodes
-            .into_iter()
-            .zip(alive)
-            .filter(|(_, alive)| *alive)
-            .map(|(node, _)| node.to_owned())
-            .collect())
+        let mut seen = lock(&self.seen_alive);
+        for (node, alive) in unknown.into_iter().zip(alive) {
+            if alive {
+                seen.insert(node.to_owned(), now);
+                live.insert(node.to_owned());
+            } else {
+                seen.remove(node);
+            }
+        }
+        Ok(live)
     }
 
     /// Every session key with its user, node and connect time, read in
@@ -336,6 +373,33 @@ impl Registry for RedisRegistry {
     }
 
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError> {
+        let located = self.locate(user).await?;
+        if located.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for found in &located {
+            pipe.hget(self.session_key(&found.session.to_string()), "connected-at");
+        }
+        let connected_at: Vec<Option<u64>> = pipe
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(unavailable)?;
+        let mut records: Vec<SessionRecord> = located
+            .into_iter()
+            .zip(connected_at)
+            .map(|(found, connected_at)| SessionRecord {
+                session: found.session,
+                user: user.to_owned(),
+                node: found.node,
+                connected_at: connected_at.unwrap_or(0),
+            })
+            .collect();
+        records.sort_by_key(|record| record.connected_at);
+        Ok(records)
+    }
+
+    async fn locate(&self, user: &str) -> Result<Vec<SessionLocation>, RegistryError> {
         let mut redis = self.redis.clone();
         let sessions: HashMap<String, String> = redis
             .hgetall(self.user_key(user))
@@ -358,29 +422,15 @@ impl Registry for RedisRegistry {
                 .await
                 .map_err(unavailable)?;
         }
-        let mut pipe = redis::pipe();
-        for (session, _) in &alive {
-            pipe.hget(self.session_key(session), "connected-at");
-        }
-        let connected_at: Vec<Option<u64>> = if alive.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut redis).await.map_err(unavailable)?
-        };
-        let mut records: Vec<SessionRecord> = alive
+        Ok(alive
             .into_iter()
-            .zip(connected_at)
-            .filter_map(|((session, node), connected_at)| {
-                Some(SessionRecord {
+            .filter_map(|(session, node)| {
+                Some(SessionLocation {
                     session: SessionId::try_parse(&session).ok()?,
-                    user: user.to_owned(),
                     node,
-                    connected_at: connected_at.unwrap_or(0),
                 })
             })
-            .collect();
-        records.sort_by_key(|record| record.connected_at);
-        Ok(records)
+            .collect())
     }
 
     async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError> {
@@ -419,22 +469,16 @@ impl Registry for RedisRegistry {
         Ok(nodes)
     }
 
-    async fn evict(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+    async fn evict(&self, session: SessionId, node: &str) -> Result<(), RegistryError> {
         let mut redis = self.redis.clone();
         redis
-            .publish::<_, _, ()>(
-                self.eviction_channel(&record.node),
-                record.session.to_string(),
-            )
+            .publish::<_, _, ()>(self.eviction_channel(node), session.to_string())
             .await
             .map_err(unavailable)
     }
 
     fn evictions(&self) -> Option<mpsc::Receiver<SessionId>> {
-        self.evictions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+        lock(&self.evictions).take()
     }
 
     async fn shutdown(&self) {

@@ -324,7 +324,7 @@ impl Session {
     /// A failure leaves them open (and says so in the log) rather than
     /// refusing this login.
     async fn replace_older_sessions(&self, record: &SessionRecord) {
-        let older = match self.relay.registry.sessions_of(&record.user).await {
+        let older = match self.relay.registry.locate(&record.user).await {
             Ok(sessions) => sessions,
             Err(error) => {
                 tracing::warn!(user = %record.user, %error, "cannot look up older sessions to replace");
@@ -335,7 +335,7 @@ impl Session {
             tracing::info!(user = %record.user, old = %old.session, node = %old.node, new = %self.id, "replacing an older session of the user");
             if old.node == self.relay.node_id {
                 self.relay.sessions.evict(old.session);
-            } else if let Err(error) = self.relay.registry.evict(old).await {
+            } else if let Err(error) = self.relay.registry.evict(old.session, &old.node).await {
                 tracing::warn!(user = %record.user, old = %old.session, %error, "cannot ask another node to close an older session");
             }
         }

@@ -1,7 +1,8 @@
 //! Relay nodes as separate processes of the real binary, for what one
-//! process cannot show: several nodes with their own counters, and a node
-//! killed with SIGKILL. A [`Cluster`] of them shares RabbitMQ, Redis and one
-//! Redis prefix, and deletes that prefix's keys when dropped.
+//! process cannot show: several nodes with their own counters, a node
+//! killed with SIGKILL, and (in the benchmarks) a relay's own CPU time and
+//! memory. A [`Cluster`] of them shares RabbitMQ, Redis and one Redis
+//! prefix, and deletes that prefix's keys when dropped.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -23,26 +24,29 @@ impl RelayAddress for NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts a node and waits until it answers `/healthz`.
-    pub fn start(node_id: &str, redis_prefix: &str, flags: &[&str]) -> NodeProcess {
+    /// Starts a node in cluster mode and waits until it answers `/healthz`.
+    pub fn start_clustered(node_id: &str, redis_prefix: &str, flags: &[&str]) -> NodeProcess {
+        let cluster = [
+            "--amqp-url",
+            AMQP_URL,
+            "--redis-url",
+            REDIS_URL,
+            "--redis-prefix",
+            redis_prefix,
+        ];
+        NodeProcess::start(node_id, &[&cluster[..], flags].concat())
+    }
+
+    /// Starts a node with `flags` on a free loopback port and waits until it
+    /// answers `/healthz`.
+    pub fn start(node_id: &str, flags: &[&str]) -> NodeProcess {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             probe.local_addr().expect("an address").port()
         };
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
-            .args([
-                "--listen",
-                &listen,
-                "--node-id",
-                node_id,
-                "--amqp-url",
-                AMQP_URL,
-                "--redis-url",
-                REDIS_URL,
-                "--redis-prefix",
-                redis_prefix,
-            ])
+            .args(["--listen", &listen, "--node-id", node_id])
             .args(flags)
             .env(
                 "RUST_LOG",
@@ -62,6 +66,11 @@ impl NodeProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
         node
+    }
+
+    /// The process id, for reading its CPU time and memory in `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn healthy(&self) -> bool {
@@ -118,7 +127,7 @@ impl Cluster {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let redis_prefix = format!("test:{id}:");
         let nodes = (0..count)
-            .map(|n| NodeProcess::start(&format!("test-{id}-{n}"), &redis_prefix, flags))
+            .map(|n| NodeProcess::start_clustered(&format!("test-{id}-{n}"), &redis_prefix, flags))
             .collect();
         Cluster {
             nodes,
@@ -142,5 +151,54 @@ impl Drop for Cluster {
             }
         })
         .join();
+    }
+}
+
+/// A process's CPU time and resident memory, from `/proc`.
+pub struct Process(pub u32);
+
+impl Process {
+    /// The first process whose command line contains `pattern` (`pgrep -f`).
+    pub fn find(pattern: &str) -> Option<Process> {
+        let output = Command::new("pgrep").args(["-f", pattern]).output().ok()?;
+        let pid = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Process(pid))
+    }
+
+    /// RabbitMQ's Erlang VM.
+    pub fn rabbitmq() -> Option<Process> {
+        Process::find("beam.smp")
+    }
+
+    pub fn rss(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0)).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    pub fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap_or_default();
+        // utime and stime, fields 14 and 15, counted after the command name.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |index: usize| {
+            fields
+                .get(index)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Duration::from_millis((ticks(11) + ticks(12)) * 10)
     }
 }

@@ -78,8 +78,9 @@ impl Default for AmqpSettings {
 
 /// The durable exchange and queue where services ask for dispatch.
 const DISPATCH: &str = "stomp.dispatch";
-/// Dispatch requests a node works on at once.
-const DISPATCH_PREFETCH: u16 = 32;
+/// Dispatch requests a node holds unacknowledged: enough to keep every
+/// dispatch lane busy (see `crate::dispatch::DISPATCH_LANES`).
+const DISPATCH_PREFETCH: u16 = 128;
 
 /// Exchanges every RabbitMQ has, plus the relay's own.
 const KNOWN_EXCHANGES: &[&str] = &[
