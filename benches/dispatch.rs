@@ -28,14 +28,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use stomp_parser::Command;
 use tokio::sync::mpsc;
 
-use support::node_process::{Cluster, NodeProcess, Process};
-use support::{AMQP_URL, StompClient};
+use support::node_process::{Cluster, NodeProcess, Process, client_runtime, services_answer};
+use support::{StompClient, amqp};
 
 const NODES: usize = 3;
 const USERS: usize = 1_000;
@@ -243,14 +243,7 @@ async fn through_stomp_dispatch(
     latencies: &mut mpsc::UnboundedReceiver<Duration>,
     epoch: Instant,
 ) {
-    let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
-        .await
-        .expect("RabbitMQ answers");
-    let channel = connection.create_channel().await.expect("a channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
+    let (connection, channel) = amqp().await;
     let cpu = CpuMeter::start(cluster);
     let started = Instant::now();
     let mut unconfirmed = Vec::with_capacity(load.in_flight);
@@ -291,18 +284,11 @@ async fn through_stomp_dispatch(
 }
 
 fn main() {
-    if std::net::TcpStream::connect("127.0.0.1:5672").is_err()
-        || std::net::TcpStream::connect("127.0.0.1:6379").is_err()
-    {
+    if !services_answer() {
         println!("dispatch: skipped, RabbitMQ or Redis does not answer on 127.0.0.1");
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
+    client_runtime().block_on(async {
         let cluster = Cluster::start(NODES, &["--heart-beat", "0,0"]);
         let epoch = Instant::now();
         let connecting = Instant::now();

@@ -31,7 +31,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 mod support;
 
 use support::RelayAddress;
-use support::node_process::{NodeProcess, Process};
+use support::node_process::{NodeProcess, Process, client_runtime, services_answer};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -260,18 +260,8 @@ async fn idle_memory(mode: Mode, subscription: Option<&'static str>) {
     }
 }
 
-fn services_answer() -> bool {
-    std::net::TcpStream::connect("127.0.0.1:5672").is_ok()
-        && std::net::TcpStream::connect("127.0.0.1:6379").is_ok()
-}
-
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
+    client_runtime().block_on(async {
         println!("embedded mode");
         setup_rate(Mode::Embedded, "/topic/bench").await;
         fan_out(Mode::Embedded, "auto").await;

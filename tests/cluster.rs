@@ -10,26 +10,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 use redis::AsyncCommands;
 use stomp_parser::{Command, Frame};
-use support::{AMQP_URL, Mode, REDIS_URL, StompClient, TestRelay};
-
-async fn amqp() -> (Connection, Channel) {
-    let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
-        .await
-        .expect("RabbitMQ answers on 127.0.0.1:5672");
-    let channel = connection.create_channel().await.expect("a channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    (connection, channel)
-}
+use support::{Mode, REDIS_URL, StompClient, TestRelay, amqp};
 
 /// Publishes to `amq.topic`; true when RabbitMQ found a queue for it.
 async fn publish_topic(

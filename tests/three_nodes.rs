@@ -33,6 +33,15 @@ async fn delivered(cluster: &Cluster) -> Vec<u64> {
     counts
 }
 
+/// What each node delivered since it counted `before`.
+async fn delivered_since(cluster: &Cluster, before: &[u64]) -> Vec<u64> {
+    let now = delivered(cluster).await;
+    now.iter()
+        .zip(before)
+        .map(|(now, before)| now - before)
+        .collect()
+}
+
 #[tokio::test]
 async fn a_user_message_travels_only_to_the_node_of_its_user() {
     let cluster = Cluster::start(3, &[]);
@@ -68,13 +77,8 @@ async fn a_user_message_travels_only_to_the_node_of_its_user() {
     for other in &mut others {
         other.expect_nothing().await;
     }
-    let after = delivered(&cluster).await;
     assert_eq!(
-        [
-            after[0] - before[0],
-            after[1] - before[1],
-            after[2] - before[2]
-        ],
+        delivered_since(&cluster, &before).await,
         [0, 0, 1],
         "only node C delivers it"
     );
@@ -103,15 +107,7 @@ async fn a_user_on_two_nodes_receives_on_both() {
         assert_eq!(tab.recv_body().await, "to both tabs");
         tab.expect_nothing().await;
     }
-    let after = delivered(&cluster).await;
-    assert_eq!(
-        [
-            after[0] - before[0],
-            after[1] - before[1],
-            after[2] - before[2]
-        ],
-        [1, 1, 0]
-    );
+    assert_eq!(delivered_since(&cluster, &before).await, [1, 1, 0]);
 }
 
 #[tokio::test]
@@ -169,14 +165,11 @@ async fn broadcasts_and_topics_reach_every_client_on_every_node_exactly_once() {
         assert_eq!(bodies, ["goal", "to all"]);
         client.expect_nothing().await;
     }
-    let after = delivered(&cluster).await;
-    for (node, (after, before)) in after.iter().zip(&before).enumerate() {
-        assert_eq!(
-            after - before,
-            4,
-            "node {node}: two clients, two messages each"
-        );
-    }
+    assert_eq!(
+        delivered_since(&cluster, &before).await,
+        [4, 4, 4],
+        "two clients per node, two messages each"
+    );
 }
 
 #[tokio::test]

@@ -254,6 +254,20 @@ pub async fn delete_redis_keys(prefix: &str) {
     }
 }
 
+/// A connection to RabbitMQ as a service would open one, and a channel in
+/// confirm mode.
+pub async fn amqp() -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ answers on 127.0.0.1:5672");
+    let channel = connection.create_channel().await.expect("a channel");
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    (connection, channel)
+}
+
 /// Deletes durable queues a test made RabbitMQ keep.
 pub async fn delete_queues(names: &[String]) {
     use lapin::options::QueueDeleteOptions;

@@ -10,7 +10,24 @@ use std::time::{Duration, Instant};
 
 use super::{AMQP_URL, REDIS_URL, RelayAddress, http};
 
-/// One relay process in cluster mode.
+/// Whether RabbitMQ and Redis answer where cluster mode expects them (the
+/// benchmarks skip cluster mode when not; tests fail instead).
+pub fn services_answer() -> bool {
+    std::net::TcpStream::connect("127.0.0.1:5672").is_ok()
+        && std::net::TcpStream::connect("127.0.0.1:6379").is_ok()
+}
+
+/// The runtime a benchmark's clients run on: two workers, as many as the
+/// machine has cores.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// One relay process.
 pub struct NodeProcess {
     child: Child,
     pub addr: SocketAddr,
