@@ -34,6 +34,17 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_WS_PATH", default_value = "/ws", value_parser = parse_ws_path)]
     pub ws_path: String,
 
+    /// Path of the SockJS endpoint (STOMP over SockJS, as sockjs-client and
+    /// Spring's clients speak it).
+    #[arg(long, env = "STOMP_RELAY_SOCKJS_PATH", default_value = "/sockjs", value_parser = parse_ws_path)]
+    pub sockjs_path: String,
+
+    /// Also mount the services the SockJS protocol test suite
+    /// (sockjs-protocol.py) expects: /echo, /disabled_websocket_echo,
+    /// /cookie_needed_echo and /close. For conformance testing only.
+    #[arg(long, env = "STOMP_RELAY_SOCKJS_PROTOCOL_TEST")]
+    pub sockjs_protocol_test: bool,
+
     /// RabbitMQ to use, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (cluster mode; needs --redis-url).
     #[arg(
         long,
@@ -148,6 +159,8 @@ pub struct Config {
     pub amqp_prefetch: u16,
     pub api_token: Option<String>,
     pub node_ttl: Duration,
+    pub sockjs_path: String,
+    pub sockjs_protocol_test: bool,
     pub second_login: SecondLogin,
     pub offline: OfflineLimits,
 }
@@ -188,6 +201,8 @@ impl From<Cli> for Config {
             amqp_prefetch: cli.amqp_prefetch,
             api_token: cli.api_token.filter(|token| !token.is_empty()),
             node_ttl: Duration::from_secs(cli.node_ttl),
+            sockjs_path: cli.sockjs_path,
+            sockjs_protocol_test: cli.sockjs_protocol_test,
             second_login: cli.second_login,
             offline: OfflineLimits {
                 max_messages: usize::try_from(cli.offline_max_messages).unwrap_or(usize::MAX),

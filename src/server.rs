@@ -34,7 +34,8 @@ use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::Relay;
 use crate::shutdown::{self, Shutdown};
 use crate::transport::http_api::{self, ApiAccess, PeerAddr};
-use crate::transport::websocket;
+use crate::transport::sockjs::{Application, EndpointSettings, SockJsEndpoint};
+use crate::transport::{self, websocket};
 
 /// How long shutdown waits for sessions to send their ERROR and close.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
@@ -70,22 +71,33 @@ struct App {
     relay: Arc<Relay>,
     shutdown: Shutdown,
     routes: BoxedFilter<(Response,)>,
+    /// SockJS endpoints: `/sockjs`, or the protocol test suite's services.
+    sockjs: Arc<[SockJsEndpoint]>,
 }
 
 impl App {
-    async fn respond(self, request: Request<Incoming>) -> Response {
+    async fn respond(self, request: Request<Incoming>) -> transport::Response {
         if request.uri().path() == &*self.ws_path {
             if websocket::is_upgrade(&request) {
                 return websocket::upgrade(request, self.relay, self.shutdown);
             }
-            return warp::reply::with_status(
-                "this endpoint speaks STOMP over WebSocket",
-                http::StatusCode::UPGRADE_REQUIRED,
-            )
-            .into_response();
+            return transport::from_warp(
+                warp::reply::with_status(
+                    "this endpoint speaks STOMP over WebSocket",
+                    http::StatusCode::UPGRADE_REQUIRED,
+                )
+                .into_response(),
+            );
+        }
+        if let Some(endpoint) = self
+            .sockjs
+            .iter()
+            .find(|endpoint| endpoint.serves(&request))
+        {
+            return endpoint.respond(request, &self.relay, &self.shutdown).await;
         }
         match warp::service(self.routes).call(request).await {
-            Ok(response) => response,
+            Ok(response) => transport::from_warp(response),
             Err(infallible) => match infallible {},
         }
     }
@@ -188,6 +200,7 @@ impl BoundServer {
             relay: self.relay.clone(),
             shutdown,
             routes: routes(self.relay.clone(), api_access(&self.config)),
+            sockjs: sockjs_endpoints(&self.config),
         };
         let connections = GracefulShutdown::new();
         let http = auto::Builder::new(TokioExecutor::new());
@@ -247,6 +260,22 @@ impl BoundServer {
         tracing::info!("stomp-relay stopped");
         stopped
     }
+}
+
+/// The SockJS endpoint of STOMP and, for conformance tests, the protocol
+/// test suite's services.
+fn sockjs_endpoints(config: &Config) -> Arc<[SockJsEndpoint]> {
+    let mut endpoints = vec![EndpointSettings::new(
+        &config.sockjs_path,
+        Application::Stomp,
+    )];
+    if config.sockjs_protocol_test {
+        tracing::warn!(
+            "--sockjs-protocol-test: serving the SockJS test services /echo, /disabled_websocket_echo, /cookie_needed_echo and /close"
+        );
+        endpoints.extend(EndpointSettings::protocol_test_services());
+    }
+    endpoints.into_iter().map(SockJsEndpoint::start).collect()
 }
 
 /// Ends the sessions of this node that other nodes asked to end.

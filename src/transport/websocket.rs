@@ -10,19 +10,21 @@
 //! STOMP clients offer `v12.stomp`, `v11.stomp` and `v10.stomp`; the highest
 //! offered is answered. Clients that offer none are served too.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use stomp_parser::Version;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use warp::Reply;
-use warp::reply::Response;
+
+use super::Response;
 
 use crate::relay::Relay;
 use crate::session::connection::{self, Transport, TransportClosed};
@@ -49,9 +51,37 @@ pub fn is_upgrade<B>(request: &Request<B>) -> bool {
     has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
 }
 
+/// A WebSocket connection accepted by [`accept`].
+pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
 /// Answers a WebSocket upgrade request and, once the connection is
 /// upgraded, serves STOMP on it.
-pub fn upgrade<B>(mut request: Request<B>, relay: Arc<Relay>, shutdown: Shutdown) -> Response {
+pub fn upgrade<B>(request: Request<B>, relay: Arc<Relay>, shutdown: Shutdown) -> Response {
+    let max_message = relay
+        .settings
+        .limits
+        .max_frame_size
+        .saturating_add(MESSAGE_SLACK);
+    let subprotocol =
+        offered_subprotocols(request.headers()).and_then(|offered| choose_subprotocol(&offered));
+    accept(request, max_message, subprotocol, move |socket| {
+        connection::serve(WebSocketTransport { socket }, relay, shutdown)
+    })
+}
+
+/// Answers a WebSocket upgrade request with `subprotocol` and, once the
+/// connection is upgraded, runs `serve` on it (STOMP here, SockJS framing
+/// in [`super::sockjs`]). Messages are limited to `max_message` bytes.
+pub fn accept<B, F, Fut>(
+    mut request: Request<B>,
+    max_message: usize,
+    subprotocol: Option<&'static str>,
+    serve: F,
+) -> Response
+where
+    F: FnOnce(Socket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     let headers = request.headers();
     if request.method() != Method::GET {
         return refusal(
@@ -81,14 +111,6 @@ pub fn upgrade<B>(mut request: Request<B>, relay: Arc<Relay>, shutdown: Shutdown
         );
     };
     let accept = derive_accept_key(key.as_bytes());
-    let subprotocol =
-        offered_subprotocols(headers).and_then(|offered| choose_subprotocol(&offered));
-
-    let max_message = relay
-        .settings
-        .limits
-        .max_frame_size
-        .saturating_add(MESSAGE_SLACK);
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -105,13 +127,13 @@ pub fn upgrade<B>(mut request: Request<B>, relay: Arc<Relay>, shutdown: Shutdown
                     Some(config),
                 )
                 .await;
-                connection::serve(WebSocketTransport { socket }, relay, shutdown).await;
+                serve(socket).await;
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }
     });
 
-    let mut response = warp::reply().into_response();
+    let mut response = Response::new(super::full(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -129,7 +151,9 @@ pub fn upgrade<B>(mut request: Request<B>, relay: Arc<Relay>, shutdown: Shutdown
 }
 
 fn refusal(status: StatusCode, reason: &'static str) -> Response {
-    warp::reply::with_status(reason, status).into_response()
+    let mut response = Response::new(super::full(reason));
+    *response.status_mut() = status;
+    response
 }
 
 /// Every subprotocol offered, across repeated headers.
