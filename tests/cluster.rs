@@ -16,7 +16,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use redis::AsyncCommands;
 use stomp_parser::{Command, Frame};
-use support::{Mode, REDIS_URL, StompClient, TestRelay, amqp};
+use support::{Mode, REDIS_URL, StompClient, TestRelay, amqp, queue_exists};
 
 /// Publishes to `amq.topic`; true when RabbitMQ found a queue for it.
 async fn publish_topic(
@@ -211,24 +211,6 @@ async fn a_disconnected_session_leaves_no_queue_and_no_redis_entry() {
 }
 
 /// Whether RabbitMQ has a queue of this name.
-async fn queue_exists(name: &str) -> bool {
-    let (connection, channel) = amqp().await;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    // An exclusive queue of another connection answers RESOURCE_LOCKED.
-    let exists = match channel
-        .queue_declare(name.into(), passive, FieldTable::default())
-        .await
-    {
-        Ok(_) => true,
-        Err(error) => error.to_string().contains("RESOURCE_LOCKED"),
-    };
-    let _ = connection.close(200, "checked".into()).await;
-    exists
-}
-
 #[tokio::test]
 async fn two_nodes_deliver_a_topic_message_to_every_subscriber_exactly_once() {
     // Two nodes of one cluster: the first holds the cluster turn, so the

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
 use support::{Mode, RelayAddress, TestRelay};
@@ -22,15 +21,7 @@ fn stompjs_clients_speak_to_a_cluster_relay() {
 }
 
 fn run_stompjs(mode: Mode) {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    if !js.join("node_modules/@stomp/stompjs").is_dir() {
-        let installed = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&js)
-            .status()
-            .expect("npm runs (install Node.js 20 or later)");
-        assert!(installed.success(), "`npm ci` in tests/js failed");
-    }
+    let js = support::js_packages();
     let relay = TestRelay::start(mode);
     let work_queue = relay.queue("js.work");
     let output = Command::new("node")

@@ -235,6 +235,21 @@ impl Drop for TestRelay {
     }
 }
 
+/// `tests/js`, with its locked npm packages installed (`npm ci`) when they
+/// are missing.
+pub fn js_packages() -> std::path::PathBuf {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    if !js.join("node_modules/sockjs-client").is_dir() {
+        let installed = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&js)
+            .status()
+            .expect("npm runs (install Node.js 20 or later)");
+        assert!(installed.success(), "`npm ci` in tests/js failed");
+    }
+    js
+}
+
 /// Deletes every Redis key under a test's prefix (kept messages and the
 /// like, which outlive the sessions).
 pub async fn delete_redis_keys(prefix: &str) {
@@ -266,6 +281,26 @@ pub async fn amqp() -> (lapin::Connection, lapin::Channel) {
         .await
         .expect("confirms");
     (connection, channel)
+}
+
+/// Whether RabbitMQ has the queue `name` (exclusive to another connection
+/// or not).
+pub async fn queue_exists(name: &str) -> bool {
+    let (connection, channel) = amqp().await;
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..lapin::options::QueueDeclareOptions::default()
+    };
+    // An exclusive queue of another connection answers RESOURCE_LOCKED.
+    let exists = match channel
+        .queue_declare(name.into(), passive, lapin::types::FieldTable::default())
+        .await
+    {
+        Ok(_) => true,
+        Err(error) => error.to_string().contains("RESOURCE_LOCKED"),
+    };
+    let _ = connection.close(200, "checked".into()).await;
+    exists
 }
 
 /// Deletes durable queues a test made RabbitMQ keep.
@@ -567,15 +602,27 @@ pub async fn http(
         .and_then(|code| code.parse().ok())
         .expect("a status line");
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    // Chunked answers (warp's JSON replies are not) would need decoding.
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "{head}"
-    );
-    HttpAnswer {
-        status,
-        body: body.to_owned(),
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunked(body)
+    } else {
+        body.to_owned()
+    };
+    HttpAnswer { status, body }
+}
+
+/// The body of a `Transfer-Encoding: chunked` answer.
+fn dechunked(mut chunked: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, rest)) = chunked.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        body.push_str(&rest[..size]);
+        chunked = &rest[size + 2..];
     }
+    body
 }

@@ -1,0 +1,130 @@
+//! STOMP over SockJS as `sockjs-client` 1.6 and `@stomp/stompjs` speak it
+//! under Node: runs `tests/js/sockjs.test.mjs` (one test per SockJS
+//! transport: websocket, xhr-streaming, xhr-polling, eventsource) against a
+//! relay started here, in both modes.
+//!
+//! Needs Node.js; installs the locked npm packages of `tests/js` when they
+//! are missing. Fails loudly without them rather than skipping.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{Mode, TestRelay};
+
+#[test]
+fn sockjs_clients_speak_to_an_embedded_relay() {
+    run_sockjs_client(Mode::Embedded);
+}
+
+#[test]
+fn sockjs_clients_speak_to_a_cluster_relay() {
+    run_sockjs_client(Mode::Cluster);
+}
+
+fn run_sockjs_client(mode: Mode) {
+    let js = support::js_packages();
+    let relay = TestRelay::start(mode);
+    let output = Command::new("node")
+        .args(["--test", "--test-concurrency=1", "sockjs.test.mjs"])
+        .current_dir(Path::new(&js))
+        .env("RELAY_SOCKJS_URL", format!("http://{}/sockjs", relay.addr))
+        .output()
+        .expect("node runs (install Node.js 20 or later)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("{report}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "SockJS client tests failed:\n{report}"
+    );
+    assert!(report.contains("# fail 0"), "{report}");
+}
+
+/// One SockJS xhr request's body (`o`, `a[...]`, `c[...]`, or `h`).
+async fn xhr(relay: &TestRelay, session: &str, transport: &str, body: &str) -> String {
+    let path = format!("/sockjs/000/{session}/{transport}");
+    let answer = support::http(relay, "POST", &path, &[], body).await;
+    assert!(
+        answer.status < 300,
+        "{path}: {} {}",
+        answer.status,
+        answer.body
+    );
+    answer.body
+}
+
+/// A STOMP frame as one SockJS message of an `xhr_send` body.
+fn sockjs_message(frame: &str) -> String {
+    serde_json::to_string(&[format!("{frame}\u{0}")]).expect("JSON")
+}
+
+/// A client that stops polling is taken for gone after the disconnect
+/// delay (5 s): its STOMP session ends, and with it its registry entry and,
+/// in cluster mode, its session queue.
+async fn an_abandoned_sockjs_session_is_cleaned_up(mode: Mode) {
+    let relay = TestRelay::start(mode);
+    let sockjs_session = uuid::Uuid::new_v4().simple().to_string();
+    let user = format!("abandoned-{}", &sockjs_session[..8]);
+    assert_eq!(xhr(&relay, &sockjs_session, "xhr", "").await, "o\n");
+    let connect = sockjs_message(&format!("CONNECT\naccept-version:1.2\nlogin:{user}\n\n"));
+    xhr(&relay, &sockjs_session, "xhr_send", &connect).await;
+    let connected = xhr(&relay, &sockjs_session, "xhr", "").await;
+    assert!(connected.starts_with("a[\"CONNECTED\\n"), "{connected}");
+    let stomp_session = connected
+        .split("session:")
+        .nth(1)
+        .and_then(|rest| rest.split("\\n").next())
+        .expect("a session header")
+        .to_owned();
+    let subscribe = sockjs_message("SUBSCRIBE\nid:0\ndestination:/user/queue/inbox\nreceipt:r\n\n");
+    xhr(&relay, &sockjs_session, "xhr_send", &subscribe).await;
+    let receipt = xhr(&relay, &sockjs_session, "xhr", "").await;
+    assert!(receipt.contains("RECEIPT"), "{receipt}");
+
+    let presence_path = format!("/api/v1/users/{user}/sessions");
+    let sessions =
+        |answer: support::HttpAnswer| answer.json()["sessions"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        sessions(support::http(&relay, "GET", &presence_path, &[], "").await),
+        1
+    );
+    let queue = format!("stomp.session.{stomp_session}");
+    if mode == Mode::Cluster {
+        assert!(
+            support::queue_exists(&queue).await,
+            "{queue} exists while the client polls"
+        );
+    }
+
+    // The client vanishes: no more polls.
+    let abandoned = std::time::Instant::now();
+    while sessions(support::http(&relay, "GET", &presence_path, &[], "").await) > 0 {
+        assert!(
+            abandoned.elapsed() < std::time::Duration::from_secs(8),
+            "the abandoned session is still registered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        abandoned.elapsed() >= std::time::Duration::from_secs(4),
+        "not before the delay"
+    );
+    if mode == Mode::Cluster {
+        assert!(!support::queue_exists(&queue).await, "{queue} was deleted");
+    }
+    // The SockJS session answers its close frame, then is forgotten.
+    let closed = xhr(&relay, &sockjs_session, "xhr", "").await;
+    assert!(closed == "o\n" || closed.starts_with("c["), "{closed}");
+}
+
+#[tokio::test]
+async fn an_abandoned_sockjs_session_is_cleaned_up_embedded() {
+    an_abandoned_sockjs_session_is_cleaned_up(Mode::Embedded).await;
+}
+
+#[tokio::test]
+async fn an_abandoned_sockjs_session_is_cleaned_up_in_a_cluster() {
+    an_abandoned_sockjs_session_is_cleaned_up(Mode::Cluster).await;
+}
