@@ -35,6 +35,7 @@ use crate::relay::Relay;
 use crate::shutdown::{self, Shutdown};
 use crate::transport::http_api::{self, ApiAccess, PeerAddr};
 use crate::transport::sockjs::{Application, EndpointSettings, SockJsEndpoint};
+use crate::transport::web_demo::WebDemo;
 use crate::transport::{self, websocket};
 
 /// How long shutdown waits for sessions to send their ERROR and close.
@@ -73,6 +74,7 @@ struct App {
     routes: BoxedFilter<(Response,)>,
     /// SockJS endpoints: `/sockjs`, or the protocol test suite's services.
     sockjs: Arc<[SockJsEndpoint]>,
+    web_demo: Arc<WebDemo>,
 }
 
 impl App {
@@ -95,6 +97,9 @@ impl App {
             .find(|endpoint| endpoint.serves(&request))
         {
             return endpoint.respond(request, &self.relay, &self.shutdown).await;
+        }
+        if let Some(response) = self.web_demo.respond(&request) {
+            return response;
         }
         match warp::service(self.routes).call(request).await {
             Ok(response) => transport::from_warp(response),
@@ -201,6 +206,7 @@ impl BoundServer {
             shutdown,
             routes: routes(self.relay.clone(), api_access(&self.config)),
             sockjs: sockjs_endpoints(&self.config),
+            web_demo: Arc::new(WebDemo::new(ws_path, &self.config.sockjs_path)),
         };
         let connections = GracefulShutdown::new();
         let http = auto::Builder::new(TokioExecutor::new());

@@ -6,6 +6,7 @@
 //! | `POST /api/v1/users/{user}/messages` | a message to every live session of a user |
 //! | `POST /api/v1/messages` | the same to `"users": [...]`, or to everyone with `"all": true` |
 //! | `POST /api/v1/topics/{key}/messages` | a message to `/topic/{key}` |
+//! | `GET /api/v1/users` | who is online: every user with a live session, and how many |
 //! | `GET /api/v1/users/{user}/sessions` | the user's live sessions, with node and connect time |
 //! | `GET /api/v1/nodes` | the live nodes, with address, start time and session count |
 //! | `GET /api/v1/openapi.json` | the OpenAPI description of all this |
@@ -179,6 +180,11 @@ pub fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> 
         .and(guard.clone())
         .and(relay.clone())
         .and_then(user_sessions);
+    let users = warp::path!("v1" / "users")
+        .and(warp::get())
+        .and(guard.clone())
+        .and(relay.clone())
+        .and_then(online_users);
     let nodes = warp::path!("v1" / "nodes")
         .and(warp::get())
         .and(guard)
@@ -193,6 +199,8 @@ pub fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> 
         .or(bulk)
         .unify()
         .or(sessions)
+        .unify()
+        .or(users)
         .unify()
         .or(nodes)
         .unify()
@@ -427,6 +435,24 @@ async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Response, Reje
         })
         .collect();
     Ok(warp::reply::json(&serde_json::json!({ "user": user, "sessions": view })).into_response())
+}
+
+/// Who is online: every user with a live session, and how many.
+async fn online_users(relay: Arc<Relay>) -> Result<Response, Rejection> {
+    let sessions = relay
+        .registry
+        .all_sessions()
+        .await
+        .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for record in sessions {
+        *counts.entry(record.user).or_default() += 1;
+    }
+    let users: Vec<serde_json::Value> = counts
+        .into_iter()
+        .map(|(user, sessions)| serde_json::json!({ "user": user, "sessions": sessions }))
+        .collect();
+    Ok(warp::reply::json(&serde_json::json!({ "users": users })).into_response())
 }
 
 async fn live_nodes(relay: Arc<Relay>) -> Result<Response, Rejection> {

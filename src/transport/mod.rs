@@ -1,8 +1,9 @@
-//! How clients reach the relay: raw WebSocket, SockJS and the HTTP API, all
-//! mounted on one listener.
+//! How clients reach the relay: raw WebSocket, SockJS, the HTTP API and the
+//! web demo, all mounted on one listener.
 
 pub mod http_api;
 pub mod sockjs;
+pub mod web_demo;
 pub mod websocket;
 
 use bytes::Bytes;

@@ -89,6 +89,9 @@ async fn presence_lists_a_users_sessions() {
     assert_eq!(encoded.json()["user"], "dora");
     let nobody = http(&relay, "GET", "/api/v1/users/nobody/sessions", &[], "").await;
     assert_eq!(nobody.json()["sessions"], serde_json::json!([]));
+    let online = http(&relay, "GET", "/api/v1/users", &[], "").await.json();
+    let dora = online["users"].as_array().and_then(|users| users.iter().find(|u| u["user"] == "dora").cloned());
+    assert_eq!(dora, Some(serde_json::json!({"user": "dora", "sessions": 2})), "{online}");
 }
 
 #[tokio::test]
@@ -197,6 +200,7 @@ async fn the_openapi_description_matches_the_routes() {
     let expected = [
         ("GET", "/api/v1/nodes"),
         ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/users"),
         ("GET", "/api/v1/users/{user}/sessions"),
         ("POST", "/api/v1/messages"),
         ("POST", "/api/v1/topics/{key}/messages"),
