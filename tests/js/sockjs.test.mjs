@@ -3,6 +3,7 @@
 // file with RELAY_SOCKJS_URL set.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { Client } from '@stomp/stompjs';
 import SockJS from 'sockjs-client';
 
@@ -76,5 +77,33 @@ for (const transport of transports) {
     assert.equal((await toMe).body, 'for both');
     await client.deactivate();
     await other.client.deactivate();
+  });
+}
+
+/** The user's live sessions, as the relay's presence API sees them. */
+async function presence(user) {
+  const api = new URL(`/api/v1/users/${encodeURIComponent(user)}/sessions`, url);
+  const response = await fetch(api);
+  assert.equal(response.status, 200);
+  return (await response.json()).sessions.length;
+}
+
+for (const transport of ['xhr-streaming', 'xhr-polling']) {
+  test(`a ${transport} client killed with SIGKILL leaves presence within the disconnect delay`, async () => {
+    const user = `vanishing-${transport}-${Date.now()}`;
+    const child = spawn(process.execPath, ['sockjs-vanish.mjs', url, transport, user]);
+    const ready = new Promise((resolve, reject) => {
+      child.stdout.on('data', (data) => { if (String(data).includes('ready')) resolve(); });
+      child.on('exit', (code, signal) => { if (signal !== 'SIGKILL') reject(new Error(`exited ${code}`)); });
+    });
+    await withTimeout(ready, `the ${transport} client to subscribe`);
+    const killed = new Promise((resolve) => child.on('exit', resolve));
+    await withTimeout(killed, 'the client to kill itself');
+    const since = Date.now();
+    // The SockJS disconnect delay is 5 s; the relay sweeps every 0.5 s.
+    while (await presence(user) > 0) {
+      assert.ok(Date.now() - since < 8000, `${user} still present ${Date.now() - since} ms after its client died`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
   });
 }
