@@ -7,13 +7,10 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::{Mode, TestRelay};
 
 #[test]
 fn two_browsers_on_two_nodes_use_the_demo() {
-    let js = support::js_packages();
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).is_file(),
@@ -22,20 +19,15 @@ fn two_browsers_on_two_nodes_use_the_demo() {
     let node_a = TestRelay::start(Mode::Cluster);
     let node_b = TestRelay::start_beside(&node_a);
     let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
-    let output = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "browser.test.mjs"])
-        .current_dir(&js)
-        .env("RELAY_A_URL", format!("http://{}", node_a.addr))
-        .env("RELAY_B_URL", format!("http://{}", node_b.addr))
-        .env("ARTIFACTS_DIR", &artifacts)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node runs (install Node.js 20 or later)");
-    let report = String::from_utf8_lossy(&output.stdout);
-    println!("{report}");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "browser tests failed:\n{report}");
-    assert!(report.contains("# fail 0"), "{report}");
+    support::run_node_tests(
+        "browser.test.mjs",
+        &[
+            ("RELAY_A_URL", format!("http://{}", node_a.addr)),
+            ("RELAY_B_URL", format!("http://{}", node_b.addr)),
+            ("ARTIFACTS_DIR", artifacts.display().to_string()),
+            ("CHROMIUM", chromium.clone()),
+        ],
+    );
     assert!(
         artifacts.join("demo-websocket.png").is_file(),
         "a screenshot was saved"

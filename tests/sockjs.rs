@@ -8,9 +8,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
 use support::{Mode, TestRelay};
 
 #[test]
@@ -24,22 +21,9 @@ fn sockjs_clients_speak_to_a_cluster_relay() {
 }
 
 fn run_sockjs_client(mode: Mode) {
-    let js = support::js_packages();
     let relay = TestRelay::start(mode);
-    let output = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "sockjs.test.mjs"])
-        .current_dir(Path::new(&js))
-        .env("RELAY_SOCKJS_URL", format!("http://{}/sockjs", relay.addr))
-        .output()
-        .expect("node runs (install Node.js 20 or later)");
-    let report = String::from_utf8_lossy(&output.stdout);
-    println!("{report}");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(
-        output.status.success(),
-        "SockJS client tests failed:\n{report}"
-    );
-    assert!(report.contains("# fail 0"), "{report}");
+    let url = format!("http://{}/sockjs", relay.addr);
+    support::run_node_tests("sockjs.test.mjs", &[("RELAY_SOCKJS_URL", url)]);
 }
 
 /// One SockJS xhr request's body (`o`, `a[...]`, `c[...]`, or `h`).

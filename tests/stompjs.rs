@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::{Mode, RelayAddress, TestRelay};
 
 #[test]
@@ -21,19 +19,13 @@ fn stompjs_clients_speak_to_a_cluster_relay() {
 }
 
 fn run_stompjs(mode: Mode) {
-    let js = support::js_packages();
     let relay = TestRelay::start(mode);
     let work_queue = relay.queue("js.work");
-    let output = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "stompjs.test.mjs"])
-        .current_dir(&js)
-        .env("RELAY_WS_URL", relay.ws_url())
-        .env("RELAY_WORK_QUEUE", &work_queue)
-        .output()
-        .expect("node runs (install Node.js 20 or later)");
-    let report = String::from_utf8_lossy(&output.stdout);
-    println!("{report}");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "STOMP.js tests failed:\n{report}");
-    assert!(report.contains("# fail 0"), "{report}");
+    support::run_node_tests(
+        "stompjs.test.mjs",
+        &[
+            ("RELAY_WS_URL", relay.ws_url()),
+            ("RELAY_WORK_QUEUE", work_queue),
+        ],
+    );
 }

@@ -17,11 +17,6 @@ struct Asset {
 
 const ASSETS: &[Asset] = &[
     Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../../web-demo/index.html"),
-    },
-    Asset {
         path: "/index.html",
         content_type: "text/html; charset=utf-8",
         bytes: include_bytes!("../../web-demo/index.html"),
@@ -67,6 +62,7 @@ impl WebDemo {
         let (content_type, bytes): (&str, &[u8]) = if path == "/config.json" {
             ("application/json", self.config.as_bytes())
         } else {
+            let path = if path == "/" { "/index.html" } else { path };
             let asset = ASSETS.iter().find(|asset| asset.path == path)?;
             (asset.content_type, asset.bytes)
         };

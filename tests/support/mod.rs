@@ -250,6 +250,23 @@ pub fn js_packages() -> std::path::PathBuf {
     js
 }
 
+/// Runs one `node --test` file of `tests/js` with `env`, and fails the test
+/// unless every Node test passed.
+pub fn run_node_tests(file: &str, env: &[(&str, String)]) {
+    let js = js_packages();
+    let output = std::process::Command::new("node")
+        .args(["--test", "--test-concurrency=1", file])
+        .current_dir(&js)
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+        .output()
+        .expect("node runs (install Node.js 20 or later)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("{report}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{file} failed:\n{report}");
+    assert!(report.contains("# fail 0"), "{report}");
+}
+
 /// Deletes every Redis key under a test's prefix (kept messages and the
 /// like, which outlive the sessions).
 pub async fn delete_redis_keys(prefix: &str) {
