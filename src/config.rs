@@ -5,6 +5,7 @@
 //! rely on them.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -97,6 +98,36 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_NODE_TTL", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=600))]
     pub node_ttl: u64,
 
+    /// How clients prove who they are at CONNECT: none (development only:
+    /// the user is `login`), users (--users-file) or jwt (--jwt-secret,
+    /// --jwt-public-key or --jwks-file).
+    #[arg(long, env = "STOMP_RELAY_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub auth: AuthMode,
+
+    /// With --auth users: a file of `name:hash` lines (argon2 or bcrypt).
+    #[arg(long, env = "STOMP_RELAY_USERS_FILE", required_if_eq("auth", "users"))]
+    pub users_file: Option<PathBuf>,
+
+    /// With --auth jwt: the HS256 secret tokens are signed with.
+    #[arg(long, env = "STOMP_RELAY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// With --auth jwt: a PEM file with the RS256 or ES256 public key.
+    #[arg(long, env = "STOMP_RELAY_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// With --auth jwt: a JWKS file (keys chosen by the token's `kid`).
+    #[arg(long, env = "STOMP_RELAY_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+
+    /// With --auth jwt: the `aud` every token must carry.
+    #[arg(long, env = "STOMP_RELAY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// With --auth jwt: the `iss` every token must carry.
+    #[arg(long, env = "STOMP_RELAY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
     /// What a second login of a user already connected does: allow (both
     /// sessions live, each receives the user's messages) or replace (the
     /// older sessions get an ERROR saying why and are closed).
@@ -122,6 +153,27 @@ pub struct Cli {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum AuthMode {
+    #[default]
+    None,
+    Users,
+    Jwt,
+}
+
+/// What authentication needs from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub users_file: Option<PathBuf>,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<PathBuf>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwt_audience: Option<String>,
+    pub jwt_issuer: Option<String>,
 }
 
 /// What a login does to the sessions its user already has.
@@ -163,6 +215,7 @@ pub struct Config {
     pub sockjs_protocol_test: bool,
     pub second_login: SecondLogin,
     pub offline: OfflineLimits,
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -204,6 +257,15 @@ impl From<Cli> for Config {
             sockjs_path: cli.sockjs_path,
             sockjs_protocol_test: cli.sockjs_protocol_test,
             second_login: cli.second_login,
+            auth: AuthConfig {
+                mode: cli.auth,
+                users_file: cli.users_file,
+                jwt_secret: cli.jwt_secret,
+                jwt_public_key: cli.jwt_public_key,
+                jwks_file: cli.jwks_file,
+                jwt_audience: cli.jwt_audience,
+                jwt_issuer: cli.jwt_issuer,
+            },
             offline: OfflineLimits {
                 max_messages: usize::try_from(cli.offline_max_messages).unwrap_or(usize::MAX),
                 ttl: Duration::from_secs(cli.offline_ttl),

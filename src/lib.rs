@@ -5,6 +5,7 @@
 //! [`transport`] (WebSocket) -> [`session`] (the STOMP state machine) ->
 //! [`broker`] and [`registry`], with [`dispatch`] delivering to users.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod dispatch;

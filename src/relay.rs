@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use stomp_parser::Limits;
 
+use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::broker::embedded::{EmbeddedBroker, EmbeddedLimits};
 use crate::config::SecondLogin;
@@ -60,6 +61,8 @@ pub struct Relay {
     pub dispatcher: Dispatcher,
     /// This node's sessions, for ending one from outside its connection.
     pub sessions: LocalSessions,
+    /// How logins are checked (`--auth`).
+    pub auth: Authenticator,
     pub settings: SessionSettings,
     pub metrics: Metrics,
 }
@@ -80,6 +83,7 @@ impl Relay {
             broker,
             registry,
             sessions: LocalSessions::default(),
+            auth: Authenticator::None,
             settings,
         }
     }

@@ -25,9 +25,10 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::auth::{AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
 use crate::broker::amqp::{AmqpBroker, AmqpSettings};
 use crate::broker::{BrokerError, SessionId};
-use crate::config::{Config, Mode};
+use crate::config::{AuthConfig, AuthMode, Config, Mode};
 use crate::dispatch::offline::redis::RedisOfflineStore;
 use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
@@ -54,6 +55,8 @@ pub enum ServerError {
     Broker(#[from] BrokerError),
     #[error("cannot use Redis: {0}")]
     Registry(#[from] RegistryError),
+    #[error("authentication: {0}")]
+    Auth(#[from] AuthSetupError),
 }
 
 /// A node whose listener is bound but which serves nothing yet. Binding
@@ -163,6 +166,8 @@ impl BoundServer {
         if let Some(requests) = relay.broker.dispatch_requests().await? {
             tokio::spawn(relay.dispatcher.clone().serve_requests(requests));
         }
+        let mut relay = relay;
+        relay.auth = authenticator(&config.auth)?;
         let relay = Arc::new(relay);
         if let Some(evictions) = relay.registry.evictions() {
             tokio::spawn(carry_out_evictions(Arc::downgrade(&relay), evictions));
@@ -265,6 +270,56 @@ impl BoundServer {
         self.relay.registry.shutdown().await;
         tracing::info!("stomp-relay stopped");
         stopped
+    }
+}
+
+/// How this node checks logins, from `--auth` and its files.
+fn authenticator(config: &AuthConfig) -> Result<Authenticator, AuthSetupError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| AuthSetupError::Read {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    match config.mode {
+        AuthMode::None => {
+            tracing::warn!(
+                "--auth none: anyone may connect as any user they name; for development only"
+            );
+            Ok(Authenticator::None)
+        }
+        AuthMode::Users => {
+            let path = config
+                .users_file
+                .as_deref()
+                .ok_or_else(|| AuthSetupError::Key("--auth users needs --users-file".into()))?;
+            let users = UsersFile::load(path)?;
+            tracing::info!(users = users.len(), file = %path.display(), "logins are checked against the users file");
+            Ok(Authenticator::Users(Arc::new(users)))
+        }
+        AuthMode::Jwt => {
+            let keys = match (
+                &config.jwt_secret,
+                &config.jwt_public_key,
+                &config.jwks_file,
+            ) {
+                (Some(secret), None, None) => TokenKeys::Secret(secret.clone()),
+                (None, Some(pem), None) => TokenKeys::PublicKeyPem(read(pem)?),
+                (None, None, Some(jwks)) => TokenKeys::Jwks(
+                    String::from_utf8(read(jwks)?)
+                        .map_err(|_| AuthSetupError::Key("the JWKS file is not UTF-8".into()))?,
+                ),
+                _ => {
+                    return Err(AuthSetupError::Key(
+                        "--auth jwt needs exactly one of --jwt-secret, --jwt-public-key and --jwks-file".into(),
+                    ));
+                }
+            };
+            let verifier =
+                JwtVerifier::new(keys, config.jwt_audience.clone(), config.jwt_issuer.clone())?;
+            tracing::info!("logins need a signed token (JWT)");
+            Ok(Authenticator::Jwt(Arc::new(verifier)))
+        }
     }
 }
 

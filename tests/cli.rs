@@ -23,6 +23,13 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--node-id", "STOMP_RELAY_NODE_ID"),
         ("--redis-prefix", "STOMP_RELAY_REDIS_PREFIX"),
         ("--log-format", "STOMP_RELAY_LOG_FORMAT"),
+        ("--auth", "STOMP_RELAY_AUTH"),
+        ("--users-file", "STOMP_RELAY_USERS_FILE"),
+        ("--jwt-secret", "STOMP_RELAY_JWT_SECRET"),
+        ("--jwt-public-key", "STOMP_RELAY_JWT_PUBLIC_KEY"),
+        ("--jwks-file", "STOMP_RELAY_JWKS_FILE"),
+        ("--jwt-audience", "STOMP_RELAY_JWT_AUDIENCE"),
+        ("--jwt-issuer", "STOMP_RELAY_JWT_ISSUER"),
         ("--version", ""),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
@@ -94,4 +101,18 @@ async fn a_started_node_answers_its_health_check() {
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("ok"), "{response}");
+}
+
+#[test]
+fn authentication_without_its_keys_is_refused_at_start() {
+    let users = relay().args(["--auth", "users"]).output().unwrap();
+    assert!(!users.status.success());
+    assert!(String::from_utf8_lossy(&users.stderr).contains("--users-file"));
+    let jwt = relay()
+        .args(["--auth", "jwt", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!jwt.status.success());
+    let said = String::from_utf8_lossy(&jwt.stderr);
+    assert!(said.contains("--jwt-secret"), "{said}");
 }

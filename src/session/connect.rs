@@ -59,7 +59,11 @@ pub fn parse_heart_beat(value: &str) -> Result<(u32, u32), SessionError> {
 pub struct ConnectRequest {
     pub version: Version,
     pub heart_beat: (u32, u32),
-    pub user: Option<String>,
+    /// `login`: the user with `--auth none` and `users`.
+    pub login: Option<String>,
+    pub passcode: Option<String>,
+    /// An `Authorization` header (a bearer token with `--auth jwt`).
+    pub authorization: Option<String>,
 }
 
 impl ConnectRequest {
@@ -75,7 +79,7 @@ impl ConnectRequest {
             .map(parse_heart_beat)
             .transpose()?
             .unwrap_or((0, 0));
-        let user = match frame.get("login") {
+        let login = match frame.get("login") {
             None | Some("") => None,
             Some(login) if login.len() > MAX_USER_LEN || login.chars().any(char::is_control) => {
                 return Err(SessionError::InvalidHeader {
@@ -89,7 +93,9 @@ impl ConnectRequest {
         Ok(ConnectRequest {
             version,
             heart_beat,
-            user,
+            login,
+            passcode: frame.get("passcode").map(str::to_owned),
+            authorization: frame.get("authorization").map(str::to_owned),
         })
     }
 }
@@ -158,8 +164,9 @@ mod tests {
     fn login_names_the_user() {
         let request =
             ConnectRequest::read(&connect(&[("login", "alice"), ("passcode", "x")])).unwrap();
-        assert_eq!(request.user.as_deref(), Some("alice"));
-        assert_eq!(ConnectRequest::read(&connect(&[])).unwrap().user, None);
+        assert_eq!(request.login.as_deref(), Some("alice"));
+        assert_eq!(request.passcode.as_deref(), Some("x"));
+        assert_eq!(ConnectRequest::read(&connect(&[])).unwrap().login, None);
         assert!(ConnectRequest::read(&connect(&[("login", &"x".repeat(300))])).is_err());
     }
 

@@ -29,6 +29,11 @@ pub trait Transport: Send {
 
     /// Closes the connection once what was sent is flushed.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// The `access_token` of the URL the client connected to, if any.
+    fn access_token(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The client went away while the relay was writing to it.
@@ -53,7 +58,7 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
     metrics.connections_total.inc();
     metrics.connections.inc();
     let (outbox, mut inbox, overflow) = Outbox::channel(settings.outbox_capacity);
-    let mut session = Session::new(relay, outbox);
+    let mut session = Session::new(relay, outbox, transport.access_token());
     let eviction = session.eviction();
     let mut decoder = FrameDecoder::new(settings.limits);
     let started = Instant::now();

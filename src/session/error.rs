@@ -2,6 +2,7 @@
 
 use stomp_parser::{Command, Frame, ParseError};
 
+use crate::auth::AuthError;
 use crate::broker::BrokerError;
 use crate::broker::destination::DestinationError;
 use crate::dispatch::DispatchError;
@@ -64,6 +65,8 @@ pub enum SessionError {
     SlowConsumer(usize),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("authentication failed: {0}")]
+    Auth(#[from] AuthError),
     #[error(
         "user {0:?} logged in again elsewhere; this older session is closed (second-login: replace)"
     )]
@@ -98,6 +101,7 @@ impl SessionError {
             SessionError::SlowConsumer(_) => "slow consumer",
             SessionError::ShuttingDown => "server shutting down",
             SessionError::Replaced(_) => "session replaced",
+            SessionError::Auth(_) => "authentication failed",
         }
     }
 

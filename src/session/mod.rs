@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 pub use error::SessionError;
 
+use crate::auth::Credentials;
 use crate::broker::destination::{Destination, DestinationError, TEMP_QUEUE_PREFIX, UserKey};
 use crate::broker::queue_options::QueueOptions;
 use crate::broker::{AckMode, Delivery, Message, Outbox, SessionId, Settlement, SubscriptionSpec};
@@ -120,10 +121,12 @@ pub struct Session {
     last_message_id: u64,
     /// Fires when something outside the connection ends the session.
     eviction: Arc<Notify>,
+    /// `access_token` of the URL the client connected to.
+    access_token: Option<String>,
 }
 
 impl Session {
-    pub fn new(relay: Arc<Relay>, outbox: Outbox) -> Session {
+    pub fn new(relay: Arc<Relay>, outbox: Outbox, access_token: Option<String>) -> Session {
         Session {
             id: Uuid::new_v4(),
             relay,
@@ -133,6 +136,7 @@ impl Session {
             transactions: Transactions::default(),
             last_message_id: 0,
             eviction: Arc::new(Notify::new()),
+            access_token,
         }
     }
 
@@ -282,13 +286,22 @@ impl Session {
 
     async fn connect(&mut self, frame: &Frame) -> Result<Reply, SessionError> {
         let request = ConnectRequest::read(frame)?;
+        let credentials = Credentials {
+            login: request.login.as_deref(),
+            passcode: request.passcode.as_deref(),
+            authorization: request.authorization.as_deref(),
+            access_token: self.access_token.as_deref(),
+        };
+        // Before anything is attached or registered: a refused login leaves
+        // no trace.
+        let user = self.relay.auth.authenticate(credentials).await?;
         let settings = &self.relay.settings;
         let heart_beat = HeartBeat::negotiate(request.heart_beat, settings.heart_beat);
         self.relay
             .broker
             .attach(self.id, self.outbox.clone())
             .await?;
-        let record = request.user.as_ref().map(|user| SessionRecord {
+        let record = user.as_ref().map(|user| SessionRecord {
             session: self.id,
             user: user.clone(),
             node: self.relay.node_id.clone(),
@@ -308,13 +321,13 @@ impl Session {
             request.version,
             &self.id.to_string(),
             settings.heart_beat,
-            request.user.as_deref(),
+            user.as_deref(),
         );
-        tracing::debug!(session = %self.id, user = ?request.user, version = %request.version, "connected");
+        tracing::debug!(session = %self.id, ?user, version = %request.version, "connected");
         self.state = State::Connected(Connected {
             version: request.version,
             heart_beat,
-            user: request.user,
+            user,
             record,
         });
         Ok(Reply::frame(reply))
@@ -736,7 +749,7 @@ mod tests {
             OfflineLimits::default(),
         ));
         let (outbox, mut inbox, _overflow) = Outbox::channel(8);
-        let mut session = Session::new(relay, outbox);
+        let mut session = Session::new(relay, outbox, None);
 
         let reply = session
             .handle(frame(
@@ -790,7 +803,7 @@ mod tests {
             OfflineLimits::default(),
         ));
         let (outbox, _inbox, _overflow) = Outbox::channel(8);
-        let mut session = Session::new(relay, outbox);
+        let mut session = Session::new(relay, outbox, None);
         let rejection = session
             .handle(frame(
                 Command::Send,

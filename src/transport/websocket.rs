@@ -64,8 +64,13 @@ pub fn upgrade<B>(request: Request<B>, relay: Arc<Relay>, shutdown: Shutdown) ->
         .saturating_add(MESSAGE_SLACK);
     let subprotocol =
         offered_subprotocols(request.headers()).and_then(|offered| choose_subprotocol(&offered));
+    let access_token = query_parameter(request.uri().query(), "access_token");
     accept(request, max_message, subprotocol, move |socket| {
-        connection::serve(WebSocketTransport { socket }, relay, shutdown)
+        let transport = WebSocketTransport {
+            socket,
+            access_token,
+        };
+        connection::serve(transport, relay, shutdown)
     })
 }
 
@@ -180,6 +185,19 @@ pub fn choose_subprotocol(offered: &str) -> Option<&'static str> {
 /// as binary messages; both kinds are accepted in.
 struct WebSocketTransport<S> {
     socket: WebSocketStream<S>,
+    access_token: Option<String>,
+}
+
+/// The decoded value of `name` in a URL's query.
+fn query_parameter(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| {
+            percent_encoding::percent_decode_str(&value.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
 }
 
 impl<S> Transport for WebSocketTransport<S>
@@ -208,6 +226,10 @@ where
 
     async fn close(&mut self) {
         let _ = self.socket.close(None).await;
+    }
+
+    fn access_token(&self) -> Option<String> {
+        self.access_token.clone()
     }
 }
 

@@ -361,7 +361,13 @@ impl StompClient {
         relay: &impl RelayAddress,
         subprotocols: Option<&str>,
     ) -> StompClient {
-        let mut request = relay.ws_url().into_client_request().expect("a valid URL");
+        StompClient::open_url(&relay.ws_url(), subprotocols).await
+    }
+
+    /// Opens the WebSocket at `url` (a query such as `?access_token=`
+    /// included), offering `subprotocols`; no CONNECT yet.
+    pub async fn open_url(url: &str, subprotocols: Option<&str>) -> StompClient {
+        let mut request = url.into_client_request().expect("a valid URL");
         if let Some(offered) = subprotocols {
             request.headers_mut().insert(
                 "sec-websocket-protocol",
@@ -395,6 +401,23 @@ impl StompClient {
         if let Some(login) = login {
             connect = connect.header("login", login).header("passcode", "secret");
         }
+        client.send(connect).await;
+        let connected = client.recv().await;
+        assert_eq!(connected.command, Command::Connected, "{connected:?}");
+        client
+    }
+
+    /// Opens and CONNECTs with `login` and `passcode`.
+    pub async fn connect_with_login(
+        relay: &impl RelayAddress,
+        login: &str,
+        passcode: &str,
+    ) -> StompClient {
+        let mut client = StompClient::open(relay).await;
+        let connect = Frame::new(Command::Connect)
+            .header("accept-version", "1.2")
+            .header("login", login)
+            .header("passcode", passcode);
         client.send(connect).await;
         let connected = client.recv().await;
         assert_eq!(connected.command, Command::Connected, "{connected:?}");
