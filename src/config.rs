@@ -128,6 +128,34 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
+    /// Origins whose pages may open WebSocket and SockJS connections, e.g.
+    /// https://app.example.com (comma-separated; none given: any origin).
+    /// Requests from other origins get a 403.
+    #[arg(long, env = "STOMP_RELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// TCP connections the node accepts in all (0: no limit); past it new
+    /// ones get a 503.
+    #[arg(long, env = "STOMP_RELAY_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// TCP connections one client address may hold (0: no limit).
+    #[arg(
+        long,
+        env = "STOMP_RELAY_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 1_000
+    )]
+    pub max_connections_per_ip: usize,
+
+    /// STOMP frames a session may send per second, in bursts of as many;
+    /// past it the session gets an ERROR and is closed (0: no limit).
+    #[arg(
+        long,
+        env = "STOMP_RELAY_MAX_FRAMES_PER_SECOND",
+        default_value_t = 1_000
+    )]
+    pub max_frames_per_second: u32,
+
     /// What a second login of a user already connected does: allow (both
     /// sessions live, each receives the user's messages) or replace (the
     /// older sessions get an ERROR saying why and are closed).
@@ -216,6 +244,10 @@ pub struct Config {
     pub second_login: SecondLogin,
     pub offline: OfflineLimits,
     pub auth: AuthConfig,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_frames_per_second: u32,
+    pub allowed_origins: Vec<String>,
 }
 
 impl Config {
@@ -225,6 +257,7 @@ impl Config {
             heart_beat: self.heart_beat,
             connect_timeout: self.connect_timeout,
             second_login: self.second_login,
+            max_frames_per_second: self.max_frames_per_second,
             ..SessionSettings::default()
         }
     }
@@ -257,6 +290,15 @@ impl From<Cli> for Config {
             sockjs_path: cli.sockjs_path,
             sockjs_protocol_test: cli.sockjs_protocol_test,
             second_login: cli.second_login,
+            max_connections: cli.max_connections,
+            max_connections_per_ip: cli.max_connections_per_ip,
+            max_frames_per_second: cli.max_frames_per_second,
+            allowed_origins: cli
+                .allowed_origins
+                .into_iter()
+                .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+                .filter(|origin| !origin.is_empty())
+                .collect(),
             auth: AuthConfig {
                 mode: cli.auth,
                 users_file: cli.users_file,

@@ -36,6 +36,9 @@ pub struct SessionSettings {
     /// Frame limits of the parser.
     pub limits: Limits,
     pub second_login: SecondLogin,
+    /// Frames a client may send per second, in bursts of as many (0: no
+    /// limit).
+    pub max_frames_per_second: u32,
 }
 
 impl Default for SessionSettings {
@@ -49,6 +52,7 @@ impl Default for SessionSettings {
             max_transaction_frames: 1024,
             limits: Limits::default(),
             second_login: SecondLogin::Allow,
+            max_frames_per_second: 1_000,
         }
     }
 }

@@ -34,6 +34,7 @@ use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::Relay;
 use crate::shutdown::{self, Shutdown};
+use crate::transport::admission::{self, Admission, Refusal};
 use crate::transport::http_api::{self, ApiAccess, PeerAddr};
 use crate::transport::sockjs::{Application, EndpointSettings, SockJsEndpoint};
 use crate::transport::web_demo::WebDemo;
@@ -78,10 +79,37 @@ struct App {
     /// SockJS endpoints: `/sockjs`, or the protocol test suite's services.
     sockjs: Arc<[SockJsEndpoint]>,
     web_demo: Arc<WebDemo>,
+    /// `--allowed-origins`; empty: any.
+    allowed_origins: Arc<[String]>,
 }
 
 impl App {
+    /// Whether a browser page of the request's origin may open sessions:
+    /// any, without `--allowed-origins`; requests without `Origin` come
+    /// from no page (tools, services) and pass.
+    fn origin_allowed<B>(&self, request: &Request<B>) -> bool {
+        if self.allowed_origins.is_empty() {
+            return true;
+        }
+        match request.headers().get(http::header::ORIGIN) {
+            None => true,
+            Some(origin) => origin
+                .to_str()
+                .is_ok_and(|origin| self.allowed_origins.iter().any(|allowed| allowed == origin)),
+        }
+    }
+
     async fn respond(self, request: Request<Incoming>) -> transport::Response {
+        let path = request.uri().path();
+        let to_sessions =
+            path == &*self.ws_path || self.sockjs.iter().any(|endpoint| endpoint.serves(&request));
+        if to_sessions && !self.origin_allowed(&request) {
+            let mut response = transport::Response::new(transport::full(
+                "this page's origin may not connect to this relay (--allowed-origins)",
+            ));
+            *response.status_mut() = http::StatusCode::FORBIDDEN;
+            return response;
+        }
         if request.uri().path() == &*self.ws_path {
             if websocket::is_upgrade(&request) {
                 return websocket::upgrade(request, self.relay, self.shutdown);
@@ -212,10 +240,15 @@ impl BoundServer {
             routes: routes(self.relay.clone(), api_access(&self.config)),
             sockjs: sockjs_endpoints(&self.config),
             web_demo: Arc::new(WebDemo::new(ws_path, &self.config.sockjs_path)),
+            allowed_origins: self.config.allowed_origins.clone().into(),
         };
         let connections = GracefulShutdown::new();
         let http = auto::Builder::new(TokioExecutor::new());
 
+        let admission = Admission::new(
+            self.config.max_connections,
+            self.config.max_connections_per_ip,
+        );
         tokio::pin!(stop);
         let broker = self.relay.broker.clone();
         let lost = broker.lost();
@@ -238,9 +271,22 @@ impl BoundServer {
                     break Stopped::BrokerLost(reason);
                 }
             };
+            let ticket = match admission.admit(peer.ip()) {
+                Ok(ticket) => Arc::new(ticket),
+                Err(refusal) => {
+                    tracing::debug!(%peer, %refusal, "connection turned away");
+                    self.relay.metrics.error(&refusal.to_string());
+                    tokio::spawn(turn_away(stream, refusal));
+                    continue;
+                }
+            };
             let app = app.clone();
+            let request_ticket = ticket.clone();
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(PeerAddr(peer));
+                // An upgraded connection outlives this HTTP connection: its
+                // task keeps the place (see websocket::accept).
+                request.extensions_mut().insert(request_ticket.clone());
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(app.respond(request).await) }
             });
@@ -250,6 +296,7 @@ impl BoundServer {
                 if let Err(error) = connection.await {
                     tracing::debug!(%peer, %error, "HTTP connection ended with an error");
                 }
+                drop(ticket);
             });
         };
 
@@ -347,6 +394,15 @@ async fn carry_out_evictions(relay: Weak<Relay>, mut evictions: mpsc::Receiver<S
             tracing::debug!(%session, "asked to end a session that is not here (any more)");
         }
     }
+}
+
+/// Answers a connection past a limit with a 503 and closes it.
+async fn turn_away(mut stream: tokio::net::TcpStream, refusal: Refusal) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream
+        .write_all(&admission::refusal_response(refusal))
+        .await;
+    let _ = stream.shutdown().await;
 }
 
 /// Why a node stopped serving.

@@ -61,6 +61,7 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
     let mut session = Session::new(relay, outbox, transport.access_token());
     let eviction = session.eviction();
     let mut decoder = FrameDecoder::new(settings.limits);
+    let mut rate = FrameRate::new(settings.max_frames_per_second);
     let started = Instant::now();
     let mut last_received = started;
     let mut last_sent = started;
@@ -82,7 +83,7 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
                 Some(chunk) => {
                     last_received = Instant::now();
                     decoder.push(chunk);
-                    handle_received(&mut session, &mut decoder, &mut transport, &mut last_sent).await
+                    handle_received(&mut session, &mut decoder, &mut transport, &mut last_sent, &mut rate).await
                 }
             },
             Some(delivery) = inbox.recv() => match session.deliver(delivery).await {
@@ -145,11 +146,16 @@ async fn handle_received<T: Transport>(
     decoder: &mut FrameDecoder,
     transport: &mut T,
     last_sent: &mut Instant,
+    rate: &mut FrameRate,
 ) -> Flow {
     loop {
         let frame = match decoder.decode() {
             Ok(Some(Decoded::Frame(frame))) => {
                 session.metrics().frames_received.inc();
+                if !rate.allow() {
+                    let error = SessionError::TooManyFrames(rate.per_second);
+                    return Flow::Close(Some(error.into()));
+                }
                 frame
             }
             Ok(Some(Decoded::HeartBeat)) => continue,
@@ -194,6 +200,41 @@ async fn write<T: Transport>(
     match transport.send(encoded.freeze()).await {
         Ok(()) => Flow::Continue,
         Err(TransportClosed) => Flow::Close(None),
+    }
+}
+
+/// A token bucket of frames: `per_second` a second, in bursts of as many,
+/// so that one client cannot make its node parse and route without end.
+struct FrameRate {
+    per_second: u32,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl FrameRate {
+    fn new(per_second: u32) -> FrameRate {
+        FrameRate {
+            per_second,
+            tokens: f64::from(per_second),
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes a frame's token; false when the client sends too fast.
+    fn allow(&mut self) -> bool {
+        if self.per_second == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * f64::from(self.per_second);
+        self.tokens = (self.tokens + earned).min(f64::from(self.per_second));
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 

@@ -65,6 +65,8 @@ pub enum SessionError {
     SlowConsumer(usize),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("more than {0} frames in a second")]
+    TooManyFrames(u32),
     #[error("authentication failed: {0}")]
     Auth(#[from] AuthError),
     #[error(
@@ -102,6 +104,7 @@ impl SessionError {
             SessionError::ShuttingDown => "server shutting down",
             SessionError::Replaced(_) => "session replaced",
             SessionError::Auth(_) => "authentication failed",
+            SessionError::TooManyFrames(_) => "too many frames",
         }
     }
 

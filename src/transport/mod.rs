@@ -1,6 +1,7 @@
 //! How clients reach the relay: raw WebSocket, SockJS, the HTTP API and the
 //! web demo, all mounted on one listener.
 
+pub mod admission;
 pub mod http_api;
 pub mod sockjs;
 pub mod web_demo;

@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::Response;
+use super::admission::Ticket;
 
 use crate::relay::Relay;
 use crate::session::connection::{self, Transport, TransportClosed};
@@ -116,6 +117,8 @@ where
         );
     };
     let accept = derive_accept_key(key.as_bytes());
+    // The connection keeps its place among the node's connections.
+    let ticket = request.extensions().get::<Arc<Ticket>>().cloned();
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -133,6 +136,7 @@ where
                 )
                 .await;
                 serve(socket).await;
+                drop(ticket);
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }

@@ -5,6 +5,7 @@
 //! 0x00 and a 0xFF byte.
 
 use std::io;
+use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use hyper::upgrade::Upgraded;
@@ -13,6 +14,7 @@ use md5::{Digest, Md5};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::FrameSocket;
+use crate::transport::admission::Ticket;
 use crate::transport::{Response, full};
 
 /// Whether a WebSocket request is a hixie-76 one.
@@ -67,6 +69,7 @@ where
         .unwrap_or("localhost")
         .to_owned();
     let location = format!("ws://{host}{}", request.uri().path());
+    let ticket = request.extensions().get::<Arc<Ticket>>().cloned();
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -86,6 +89,7 @@ where
             received: Vec::new(),
         })
         .await;
+        drop(ticket);
     });
 
     let mut response = Response::new(full(bytes::Bytes::new()));

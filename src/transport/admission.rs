@@ -1,0 +1,114 @@
+//! Which TCP connections the node lets in: at most so many in all and so
+//! many from one address (`--max-connections`, `--max-connections-per-ip`),
+//! so that one client, or a crowd, cannot take every socket of the node.
+//! A connection past a limit is answered with a 503 and closed.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The limits (0: none) and the connections counted against them.
+#[derive(Debug)]
+pub struct Admission {
+    max_total: usize,
+    max_per_address: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the server has too many connections")]
+    Total,
+    #[error("too many connections from your address")]
+    PerAddress,
+}
+
+/// Holds one connection's place; dropping it frees the place.
+#[derive(Debug)]
+pub struct Ticket {
+    admission: Arc<Admission>,
+    address: IpAddr,
+}
+
+impl Admission {
+    pub fn new(max_total: usize, max_per_address: usize) -> Arc<Admission> {
+        Arc::new(Admission {
+            max_total,
+            max_per_address,
+            open: Mutex::default(),
+        })
+    }
+
+    fn open(&self) -> MutexGuard<'_, Open> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A place for a connection from `address`, if the limits allow one.
+    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Ticket, Refusal> {
+        let mut open = self.open();
+        if self.max_total != 0 && open.total >= self.max_total {
+            return Err(Refusal::Total);
+        }
+        let from_address = open.by_address.get(&address).copied().unwrap_or(0);
+        if self.max_per_address != 0 && from_address >= self.max_per_address {
+            return Err(Refusal::PerAddress);
+        }
+        open.total += 1;
+        open.by_address.insert(address, from_address + 1);
+        Ok(Ticket {
+            admission: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut open = self.admission.open();
+        open.total = open.total.saturating_sub(1);
+        if let Some(count) = open.by_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// The whole answer to a connection turned away.
+pub fn refusal_response(refusal: Refusal) -> Vec<u8> {
+    let body = format!("{refusal}\n");
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 5\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_are_counted_per_address_and_in_all_and_freed() {
+        let admission = Admission::new(3, 2);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let first = admission.admit(a).unwrap();
+        let _second = admission.admit(a).unwrap();
+        assert_eq!(admission.admit(a).unwrap_err(), Refusal::PerAddress);
+        let _third = admission.admit(b).unwrap();
+        assert_eq!(admission.admit(b).unwrap_err(), Refusal::Total);
+        drop(first);
+        assert!(admission.admit(a).is_ok());
+        assert!(Admission::new(0, 0).admit(a).is_ok(), "0 is no limit");
+    }
+}

@@ -1,0 +1,107 @@
+//! Limits on what one client controls, each enforced while everyone else
+//! is served: frames per second, connections per address, and the origins
+//! whose pages may connect.
+
+mod support;
+
+use stomp_parser::{Command, Frame};
+use support::{Mode, RelayAddress, StompClient, TestRelay};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[tokio::test]
+async fn a_client_sending_too_many_frames_is_stopped_and_others_are_not() {
+    let relay = TestRelay::start_with(Mode::Embedded, &["--max-frames-per-second", "20"]);
+    let mut bystander = StompClient::connect(&relay, Some("calm")).await;
+    bystander.subscribe("t", "/topic/flood", "auto").await;
+    let mut flooder = StompClient::connect(&relay, Some("flooder")).await;
+    let mut burst = Vec::new();
+    for n in 0..60 {
+        let frame = Frame::new(Command::Send)
+            .header("destination", "/topic/elsewhere")
+            .body(format!("{n}"));
+        burst.extend(
+            stomp_parser::encoded_frame(&frame, stomp_parser::Version::V1_2).expect("a frame"),
+        );
+    }
+    flooder.send_raw(&burst).await;
+    let error = flooder.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("too many frames"));
+    assert!(String::from_utf8_lossy(&error.body).contains("more than 20 frames in a second"));
+
+    let mut sender = StompClient::connect(&relay, Some("sender")).await;
+    sender.publish("/topic/flood", "still served").await;
+    assert_eq!(bystander.recv_body().await, "still served");
+}
+
+#[tokio::test]
+async fn connections_past_the_per_address_limit_get_a_503() {
+    let relay = TestRelay::start_with(Mode::Embedded, &["--max-connections-per-ip", "3"]);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(StompClient::connect(&relay, None).await);
+    }
+    let refused = tokio_tungstenite::connect_async(relay.ws_url()).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!(
+            "expected a 503, got {:?}",
+            other.map(|(_, response)| response.status())
+        ),
+    }
+    // A place freed is a place for the next connection.
+    drop(open.pop());
+    let mut admitted = None;
+    for _ in 0..50 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(relay.ws_url()).await {
+            admitted = Some(socket);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(admitted.is_some(), "a freed place is given again");
+    let mut first = open.remove(0);
+    first.publish("/topic/x", "the others are served").await;
+}
+
+#[tokio::test]
+async fn only_allowed_origins_may_open_sessions() {
+    let relay = TestRelay::start_with(
+        Mode::Embedded,
+        &[
+            "--allowed-origins",
+            "https://good.example, https://also.example",
+        ],
+    );
+    let attempt = |origin: Option<&'static str>| {
+        let mut request = relay.ws_url().into_client_request().expect("a request");
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().expect("a header"));
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    assert!(attempt(Some("https://good.example")).await.is_ok());
+    assert!(attempt(Some("https://also.example")).await.is_ok());
+    assert!(attempt(None).await.is_ok(), "tools send no Origin");
+    match attempt(Some("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!(
+            "expected a 403, got {:?}",
+            other.map(|(_, response)| response.status())
+        ),
+    }
+    let sockjs = support::http(
+        &relay,
+        "GET",
+        "/sockjs/info",
+        &[("origin", "https://evil.example")],
+        "",
+    )
+    .await;
+    assert_eq!(sockjs.status, 403);
+}
