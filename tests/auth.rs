@@ -130,21 +130,16 @@ async fn a_users_file_lets_in_the_right_passwords_only() {
     assert!(refused.is_err_and(|why| why.contains("login and passcode are required")));
 }
 
+/// A relay taking HS256 tokens for audience `relay` from issuer `tests`.
+fn jwt_relay() -> TestRelay {
+    let flags = ["--auth", "jwt", "--jwt-secret", SECRET];
+    let expected = ["--jwt-audience", "relay", "--jwt-issuer", "tests"];
+    TestRelay::start_with(Mode::Embedded, &[&flags[..], &expected[..]].concat())
+}
+
 #[tokio::test]
 async fn a_jwt_names_the_user_from_any_of_its_three_places() {
-    let relay = TestRelay::start_with(
-        Mode::Embedded,
-        &[
-            "--auth",
-            "jwt",
-            "--jwt-secret",
-            SECRET,
-            "--jwt-audience",
-            "relay",
-            "--jwt-issuer",
-            "tests",
-        ],
-    );
+    let relay = jwt_relay();
     let token = hs256(&claims("carol", serde_json::json!({})), SECRET);
     // The subject, not `login`, is the user.
     assert_eq!(
@@ -168,19 +163,7 @@ async fn a_jwt_names_the_user_from_any_of_its_three_places() {
 
 #[tokio::test]
 async fn expired_early_misaddressed_and_forged_tokens_are_refused() {
-    let relay = TestRelay::start_with(
-        Mode::Embedded,
-        &[
-            "--auth",
-            "jwt",
-            "--jwt-secret",
-            SECRET,
-            "--jwt-audience",
-            "relay",
-            "--jwt-issuer",
-            "tests",
-        ],
-    );
+    let relay = jwt_relay();
     let cases = [
         (
             hs256(
