@@ -121,6 +121,10 @@ pub struct SockJsEndpoint {
     sessions: Arc<Sessions>,
 }
 
+/// How long a new receiving connection waits for the one before to be
+/// noticed gone before it is told another connection is open.
+const RECEIVER_GRACE: Duration = Duration::from_millis(250);
+
 /// How often sessions are checked for their disconnect delay.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
@@ -436,7 +440,7 @@ impl Context<'_> {
             {
                 return;
             }
-            let attached = match session.attach(opened) {
+            let attached = match session.attach_within(opened, RECEIVER_GRACE).await {
                 Attach::Receiving => true,
                 Attach::Busy(reason) | Attach::Closed(reason) => {
                     let _ = send(receiver.wrap(&frame::close(&reason))).await;
@@ -607,21 +611,25 @@ impl FrameSocket for Socket {
         }
     }
 
-    /// Sends the close frame and waits (briefly) for the client's, so that
-    /// the client reads a clean close rather than a reset connection.
     async fn close(&mut self) {
-        if SinkExt::close(self).await.is_err() {
-            return;
+        if SinkExt::close(self).await.is_ok() {
+            await_close_reply(self).await;
         }
-        let _ = tokio::time::timeout(CLOSE_PATIENCE, async {
-            while let Some(Ok(message)) = self.next().await {
-                if message.is_close() {
-                    return;
-                }
-            }
-        })
-        .await;
     }
+}
+
+/// After sending a close frame, waits (briefly) for the client's before
+/// the TCP close, so that the client reads the code and reason rather than
+/// a reset connection.
+async fn await_close_reply(socket: &mut Socket) {
+    let _ = tokio::time::timeout(CLOSE_PATIENCE, async {
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() {
+                return;
+            }
+        }
+    })
+    .await;
 }
 
 /// How long a closing WebSocket waits for the client's close frame.
@@ -674,7 +682,9 @@ async fn raw_test_service(mut socket: Socket, application: Application) {
             code: CloseCode::from(frame::GO_AWAY.code),
             reason: frame::GO_AWAY.reason.into(),
         };
-        let _ = socket.close(Some(close)).await;
+        if socket.close(Some(close)).await.is_ok() {
+            await_close_reply(&mut socket).await;
+        }
         return;
     }
     while let Some(Ok(message)) = socket.next().await {

@@ -34,6 +34,8 @@ pub struct Session {
     state: Mutex<State>,
     /// Wakes the receiver when there is something for it.
     changed: Notify,
+    /// Wakes connections waiting for the receiver to let go.
+    released: Notify,
     /// The protocol test suite's echo service: what the client sends is
     /// queued back at once, before its send request is answered, so that
     /// the suite sees its messages in one frame.
@@ -80,6 +82,7 @@ impl Session {
                 incoming: Some(incoming),
             }),
             changed: Notify::new(),
+            released: Notify::new(),
             echo,
         });
         let channel = Channel {
@@ -114,6 +117,23 @@ impl Session {
         Attach::Receiving
     }
 
+    /// [`Session::attach`], but a connection that finds another receiving
+    /// waits up to `grace` for it to let go: a client that aborts a poll and
+    /// polls again at once must not be told that its own dead connection
+    /// is another one.
+    pub async fn attach_within(&self, opening: bool, grace: Duration) -> Attach {
+        let released = self.released.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        match self.attach(opening) {
+            Attach::Busy(_) => {
+                let _ = tokio::time::timeout(grace, released).await;
+                self.attach(opening)
+            }
+            attached => attached,
+        }
+    }
+
     /// The receiver is done. One that was cut off before its response was
     /// complete closes the session, as SockJS servers do: the client may
     /// have lost messages.
@@ -124,6 +144,8 @@ impl Session {
         if interrupted && state.closed.is_none() {
             state.close(frame::INTERRUPTED);
         }
+        drop(state);
+        self.released.notify_waiters();
     }
 
     /// The next frame for the receiver, waiting at most `heartbeat` (then
