@@ -123,13 +123,12 @@ pub struct UsersFile {
 
 impl UsersFile {
     pub fn load(path: &Path) -> Result<UsersFile, AuthSetupError> {
-        let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| AuthSetupError::Read {
-            path: display.clone(),
-            source,
+        let text = String::from_utf8(read_file(path)?).map_err(|error| AuthSetupError::Read {
+            path: path.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
         })?;
         UsersFile::parse(&text).map_err(|(line, reason)| AuthSetupError::UsersFile {
-            path: display,
+            path: path.display().to_string(),
             line,
             reason,
         })
@@ -183,6 +182,14 @@ impl UsersFile {
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }
+}
+
+/// A users, key or JWKS file, or why it cannot be read.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, AuthSetupError> {
+    std::fs::read(path).map_err(|source| AuthSetupError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn is_bcrypt(hash: &str) -> bool {

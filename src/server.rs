@@ -25,7 +25,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::auth::{AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
+use crate::auth::{self, AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
 use crate::broker::amqp::{AmqpBroker, AmqpSettings};
 use crate::broker::{BrokerError, SessionId};
 use crate::config::{AuthConfig, AuthMode, Config, Mode};
@@ -322,12 +322,6 @@ impl BoundServer {
 
 /// How this node checks logins, from `--auth` and its files.
 fn authenticator(config: &AuthConfig) -> Result<Authenticator, AuthSetupError> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|source| AuthSetupError::Read {
-            path: path.display().to_string(),
-            source,
-        })
-    };
     match config.mode {
         AuthMode::None => {
             tracing::warn!(
@@ -351,9 +345,9 @@ fn authenticator(config: &AuthConfig) -> Result<Authenticator, AuthSetupError> {
                 &config.jwks_file,
             ) {
                 (Some(secret), None, None) => TokenKeys::Secret(secret.clone()),
-                (None, Some(pem), None) => TokenKeys::PublicKeyPem(read(pem)?),
+                (None, Some(pem), None) => TokenKeys::PublicKeyPem(auth::read_file(pem)?),
                 (None, None, Some(jwks)) => TokenKeys::Jwks(
-                    String::from_utf8(read(jwks)?)
+                    String::from_utf8(auth::read_file(jwks)?)
                         .map_err(|_| AuthSetupError::Key("the JWKS file is not UTF-8".into()))?,
                 ),
                 _ => {

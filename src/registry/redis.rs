@@ -85,10 +85,6 @@ impl RedisRegistry {
             .await
             .map_err(|_| RegistryError::Unavailable(format!("no answer from {url} within 10 s")))?
             .map_err(unavailable)?;
-        let channel = format!("{prefix}evict:{}", liveness.node);
-        // Subscribed before the node is announced, so that no eviction for
-        // it is published into the void.
-        let pubsub = subscribe(&client, &channel).await?;
         let (evicted, evictions) = mpsc::channel(EVICTION_BACKLOG);
         let registry = RedisRegistry {
             redis,
@@ -99,6 +95,10 @@ impl RedisRegistry {
             evictions: Arc::new(Mutex::new(Some(evictions))),
             seen_alive: Arc::default(),
         };
+        let channel = registry.eviction_channel(&registry.liveness.node);
+        // Subscribed before the node is announced, so that no eviction for
+        // it is published into the void.
+        let pubsub = subscribe(&client, &channel).await?;
         registry.heartbeat().await?;
         tokio::spawn(registry.clone().keep_alive());
         tokio::spawn(listen_for_evictions(client, channel, pubsub, evicted));

@@ -136,6 +136,11 @@ struct ApiError {
 
 impl warp::reject::Reject for ApiError {}
 
+/// The refusal when the registry or the broker cannot answer.
+fn unavailable(error: impl std::fmt::Display) -> Rejection {
+    refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+}
+
 fn refuse(status: StatusCode, message: impl Into<String>) -> Rejection {
     warp::reject::custom(ApiError {
         status,
@@ -326,8 +331,7 @@ fn user_message(
 
 /// A dispatch's answer, or why it could not be made.
 fn sent(report: Result<DispatchReport, DispatchError>) -> Result<Response, Rejection> {
-    let report =
-        report.map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+    let report = report.map_err(unavailable)?;
     let sent = Sent {
         sessions: report.sessions,
         offline_users: report.offline_users,
@@ -415,7 +419,7 @@ async fn send_to_topic(key: String, relay: Arc<Relay>, body: Bytes) -> Result<Re
         .broker
         .publish(target, message)
         .await
-        .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+        .map_err(unavailable)?;
     Ok(warp::reply::json(&serde_json::json!({ "published": true })).into_response())
 }
 
@@ -425,7 +429,7 @@ async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Response, Reje
         .registry
         .sessions_of(&user)
         .await
-        .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+        .map_err(unavailable)?;
     let view: Vec<SessionView> = sessions
         .into_iter()
         .map(|record| SessionView {
@@ -439,11 +443,7 @@ async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Response, Reje
 
 /// Who is online: every user with a live session, and how many.
 async fn online_users(relay: Arc<Relay>) -> Result<Response, Rejection> {
-    let sessions = relay
-        .registry
-        .all_sessions()
-        .await
-        .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+    let sessions = relay.registry.all_sessions().await.map_err(unavailable)?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for record in sessions {
         *counts.entry(record.user).or_default() += 1;
@@ -456,11 +456,7 @@ async fn online_users(relay: Arc<Relay>) -> Result<Response, Rejection> {
 }
 
 async fn live_nodes(relay: Arc<Relay>) -> Result<Response, Rejection> {
-    let nodes = relay
-        .registry
-        .nodes()
-        .await
-        .map_err(|error| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+    let nodes = relay.registry.nodes().await.map_err(unavailable)?;
     Ok(warp::reply::json(&serde_json::json!({ "nodes": nodes })).into_response())
 }
 

@@ -119,6 +119,9 @@ impl EndpointSettings {
 pub struct SockJsEndpoint {
     settings: EndpointSettings,
     sessions: Arc<Sessions>,
+    /// The iframe page, which names `client_url`, and its ETag.
+    iframe_page: String,
+    iframe_etag: String,
 }
 
 /// How long a new receiving connection waits for the one before to be
@@ -134,7 +137,14 @@ impl SockJsEndpoint {
     pub fn start(settings: EndpointSettings) -> SockJsEndpoint {
         let sessions = Arc::new(Sessions::default());
         tokio::spawn(sweep(Arc::downgrade(&sessions), settings.disconnect_delay));
-        SockJsEndpoint { settings, sessions }
+        let iframe_page = IFRAME_PAGE.replace("{client_url}", &settings.client_url);
+        let iframe_etag = format!("\"{:016x}\"", fnv1a(iframe_page.as_bytes()));
+        SockJsEndpoint {
+            settings,
+            sessions,
+            iframe_page,
+            iframe_etag,
+        }
     }
 
     /// Whether `request` is for this endpoint.
@@ -328,8 +338,7 @@ impl Context<'_> {
         if request.method() != Method::GET {
             return method_not_allowed("GET");
         }
-        let page = IFRAME_PAGE.replace("{client_url}", &self.settings().client_url);
-        let etag = format!("\"{:016x}\"", fnv1a(page.as_bytes()));
+        let etag = &self.endpoint.iframe_etag;
         let mut response = if request
             .headers()
             .get(header::IF_NONE_MATCH)
@@ -337,10 +346,11 @@ impl Context<'_> {
         {
             status_only(StatusCode::NOT_MODIFIED)
         } else {
+            let page = self.endpoint.iframe_page.clone();
             text(StatusCode::OK, "text/html; charset=UTF-8", page)
         };
         cacheable(response.headers_mut());
-        insert(response.headers_mut(), header::ETAG, &etag);
+        insert(response.headers_mut(), header::ETAG, etag);
         response
     }
 
