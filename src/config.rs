@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
+use stomp_parser::Limits;
 
 use crate::dispatch::offline::OfflineLimits;
 use crate::relay::SessionSettings;
@@ -128,6 +130,24 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
+    /// With --auth jwt: the claim listing the user's roles (an array, or
+    /// space-separated names); a dotted path reaches into objects, e.g.
+    /// realm_access.roles.
+    #[arg(long, env = "STOMP_RELAY_JWT_ROLES_CLAIM", default_value = "roles")]
+    pub jwt_roles_claim: String,
+
+    /// A TOML file of destination rules: who may SUBSCRIBE and SEND where,
+    /// by user and role. Without one, authenticated users get their own
+    /// user destinations, /topic/, /queue/ and /app/ (with --auth none:
+    /// everything).
+    #[arg(long, env = "STOMP_RELAY_ACL_FILE")]
+    pub acl_file: Option<PathBuf>,
+
+    /// The role that lets a logged-in user (JWT bearer token, or Basic
+    /// credentials of the users file) use the HTTP API, as --api-token does.
+    #[arg(long, env = "STOMP_RELAY_API_ROLE", default_value = "api")]
+    pub api_role: String,
+
     /// Origins whose pages may open WebSocket and SockJS connections, e.g.
     /// https://app.example.com (comma-separated; none given: any origin).
     /// Requests from other origins get a 403.
@@ -155,6 +175,59 @@ pub struct Cli {
         default_value_t = 1_000
     )]
     pub max_frames_per_second: u32,
+
+    /// Bytes of a whole STOMP frame (command, headers, body); also the
+    /// largest WebSocket message accepted.
+    #[arg(long, env = "STOMP_RELAY_MAX_FRAME_SIZE", default_value_t = Limits::default().max_frame_size, value_parser = clap::value_parser!(u64).range(256..).map(as_usize))]
+    pub max_frame_size: usize,
+
+    /// Bytes of a frame's body.
+    #[arg(long, env = "STOMP_RELAY_MAX_BODY_SIZE", default_value_t = Limits::default().max_body, value_parser = clap::value_parser!(u64).map(as_usize))]
+    pub max_body_size: usize,
+
+    /// Header lines in one frame.
+    #[arg(long, env = "STOMP_RELAY_MAX_HEADERS", default_value_t = Limits::default().max_headers, value_parser = clap::value_parser!(u64).range(1..).map(as_usize))]
+    pub max_headers: usize,
+
+    /// Bytes of one header line.
+    #[arg(long, env = "STOMP_RELAY_MAX_HEADER_SIZE", default_value_t = Limits::default().max_header_line, value_parser = clap::value_parser!(u64).range(16..).map(as_usize))]
+    pub max_header_size: usize,
+
+    /// Subscriptions one session may hold.
+    #[arg(long, env = "STOMP_RELAY_MAX_SUBSCRIPTIONS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..).map(as_usize))]
+    pub max_subscriptions: usize,
+
+    /// Messages one session may hold delivered and unacknowledged
+    /// (ack:client and client-individual); past it the session gets an
+    /// ERROR. SUBSCRIBE's prefetch-count is capped to it.
+    #[arg(long, env = "STOMP_RELAY_MAX_UNACKED", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(as_usize))]
+    pub max_unacked: usize,
+
+    /// Messages waiting to be written to one client; a client that reads
+    /// more slowly than its messages come fills it (see --slow-consumer).
+    #[arg(long, env = "STOMP_RELAY_MAX_PENDING_MESSAGES", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(as_usize))]
+    pub max_pending_messages: usize,
+
+    /// What happens when a client's pending messages are full: close (an
+    /// ERROR `slow consumer`, then the close) or drop (messages that need
+    /// no ACK are dropped and counted in stomp_relay_messages_dropped).
+    #[arg(long, env = "STOMP_RELAY_SLOW_CONSUMER", value_enum, default_value_t = SlowConsumer::Close)]
+    pub slow_consumer: SlowConsumer,
+
+    /// Seconds a frame may take to arrive once it has begun; a client that
+    /// trickles one (slowloris) gets an ERROR and the close.
+    #[arg(long, env = "STOMP_RELAY_FRAME_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub frame_timeout: u64,
+
+    /// SockJS sessions the node keeps (0: no limit); per client address
+    /// they are bounded by --max-connections-per-ip. Polling clients hold a
+    /// session without holding a connection.
+    #[arg(
+        long,
+        env = "STOMP_RELAY_MAX_SOCKJS_SESSIONS",
+        default_value_t = 100_000
+    )]
+    pub max_sockjs_sessions: usize,
 
     /// What a second login of a user already connected does: allow (both
     /// sessions live, each receives the user's messages) or replace (the
@@ -202,6 +275,21 @@ pub struct AuthConfig {
     pub jwks_file: Option<PathBuf>,
     pub jwt_audience: Option<String>,
     pub jwt_issuer: Option<String>,
+    pub jwt_roles_claim: String,
+    pub acl_file: Option<PathBuf>,
+    /// The role that opens the HTTP API to a logged-in user.
+    pub api_role: String,
+}
+
+/// What a full outbox does to a slow client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum SlowConsumer {
+    /// The session ends with an ERROR saying why.
+    #[default]
+    Close,
+    /// Messages that need no ACK are dropped (and counted); the session
+    /// lives on.
+    Drop,
 }
 
 /// What a login does to the sessions its user already has.
@@ -248,6 +336,13 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     pub max_frames_per_second: u32,
     pub allowed_origins: Vec<String>,
+    pub limits: Limits,
+    pub max_subscriptions: usize,
+    pub max_unacked: usize,
+    pub max_pending_messages: usize,
+    pub slow_consumer: SlowConsumer,
+    pub frame_timeout: Duration,
+    pub max_sockjs_sessions: usize,
 }
 
 impl Config {
@@ -258,6 +353,12 @@ impl Config {
             connect_timeout: self.connect_timeout,
             second_login: self.second_login,
             max_frames_per_second: self.max_frames_per_second,
+            limits: self.limits,
+            max_subscriptions: self.max_subscriptions,
+            max_unacked: self.max_unacked,
+            outbox_capacity: self.max_pending_messages,
+            slow_consumer: self.slow_consumer,
+            frame_timeout: self.frame_timeout,
             ..SessionSettings::default()
         }
     }
@@ -293,6 +394,18 @@ impl From<Cli> for Config {
             max_connections: cli.max_connections,
             max_connections_per_ip: cli.max_connections_per_ip,
             max_frames_per_second: cli.max_frames_per_second,
+            limits: Limits {
+                max_frame_size: cli.max_frame_size,
+                max_headers: cli.max_headers,
+                max_header_line: cli.max_header_size,
+                max_body: cli.max_body_size,
+            },
+            max_subscriptions: cli.max_subscriptions,
+            max_unacked: cli.max_unacked,
+            max_pending_messages: cli.max_pending_messages,
+            slow_consumer: cli.slow_consumer,
+            frame_timeout: Duration::from_secs(cli.frame_timeout),
+            max_sockjs_sessions: cli.max_sockjs_sessions,
             allowed_origins: cli
                 .allowed_origins
                 .into_iter()
@@ -307,6 +420,9 @@ impl From<Cli> for Config {
                 jwks_file: cli.jwks_file,
                 jwt_audience: cli.jwt_audience,
                 jwt_issuer: cli.jwt_issuer,
+                jwt_roles_claim: cli.jwt_roles_claim,
+                acl_file: cli.acl_file,
+                api_role: cli.api_role,
             },
             offline: OfflineLimits {
                 max_messages: usize::try_from(cli.offline_max_messages).unwrap_or(usize::MAX),
@@ -314,6 +430,10 @@ impl From<Cli> for Config {
             },
         }
     }
+}
+
+fn as_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 fn parse_heart_beat(value: &str) -> Result<(u32, u32), String> {

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub frames_received: Counter,
     /// MESSAGE frames written to clients.
     pub messages_delivered: Counter,
+    /// Deliveries dropped because their client read too slowly
+    /// (`--slow-consumer drop`).
+    pub messages_dropped: Counter,
     /// Sessions ended with an ERROR frame, by its `message` header.
     pub errors: Family<Vec<(String, String)>, Counter>,
     /// Sessions a dispatched message reached.
@@ -40,6 +43,7 @@ impl Default for Metrics {
             connections_total: Counter::default(),
             frames_received: Counter::default(),
             messages_delivered: Counter::default(),
+            messages_dropped: Counter::default(),
             errors: Family::default(),
             dispatched_sessions: Counter::default(),
             dispatched_offline_users: Counter::default(),
@@ -65,6 +69,11 @@ impl Default for Metrics {
             "messages_delivered",
             "MESSAGE frames sent to clients",
             metrics.messages_delivered.clone(),
+        );
+        registry.register(
+            "messages_dropped",
+            "Deliveries dropped because their client read too slowly",
+            metrics.messages_dropped.clone(),
         );
         registry.register(
             "session_errors",

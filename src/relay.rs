@@ -7,9 +7,10 @@ use std::time::Duration;
 use stomp_parser::Limits;
 
 use crate::auth::Authenticator;
+use crate::auth::acl::Acl;
 use crate::broker::Broker;
 use crate::broker::embedded::{EmbeddedBroker, EmbeddedLimits};
-use crate::config::SecondLogin;
+use crate::config::{SecondLogin, SlowConsumer};
 use crate::dispatch::Dispatcher;
 use crate::dispatch::offline::memory::MemoryOfflineStore;
 use crate::dispatch::offline::{OfflineLimits, OfflineStore};
@@ -29,7 +30,14 @@ pub struct SessionSettings {
     /// Deliveries a session may have waiting to be written; past it the
     /// client is too slow and is disconnected.
     pub outbox_capacity: usize,
+    /// What a full outbox does (`--slow-consumer`).
+    pub slow_consumer: SlowConsumer,
     pub max_subscriptions: usize,
+    /// Messages a session may hold delivered and unacknowledged.
+    pub max_unacked: usize,
+    /// How long a frame may take to arrive once its first byte has: a
+    /// client that trickles a frame (slowloris) or stops halfway is cut.
+    pub frame_timeout: Duration,
     /// Open transactions per session, and frames held by each.
     pub max_transactions: usize,
     pub max_transaction_frames: usize,
@@ -47,7 +55,10 @@ impl Default for SessionSettings {
             heart_beat: (10_000, 10_000),
             connect_timeout: Duration::from_secs(10),
             outbox_capacity: 1024,
+            slow_consumer: SlowConsumer::Close,
             max_subscriptions: 256,
+            max_unacked: 1000,
+            frame_timeout: Duration::from_secs(30),
             max_transactions: 16,
             max_transaction_frames: 1024,
             limits: Limits::default(),
@@ -67,6 +78,9 @@ pub struct Relay {
     pub sessions: LocalSessions,
     /// How logins are checked (`--auth`).
     pub auth: Authenticator,
+    /// Where clients may subscribe and send (`--acl-file`, or the defaults
+    /// of the authentication mode).
+    pub acl: Acl,
     pub settings: SessionSettings,
     pub metrics: Metrics,
 }
@@ -88,6 +102,7 @@ impl Relay {
             registry,
             sessions: LocalSessions::default(),
             auth: Authenticator::None,
+            acl: Acl::allow_all(),
             settings,
         }
     }

@@ -25,6 +25,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::auth::acl::Acl;
 use crate::auth::{self, AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
 use crate::broker::amqp::{AmqpBroker, AmqpSettings};
 use crate::broker::{BrokerError, SessionId};
@@ -154,6 +155,10 @@ impl BoundServer {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        // Refused before anything is connected: a typo in a key file should
+        // not cost a RabbitMQ connection.
+        let auth = authenticator(&config.auth)?;
+        let acl = destination_rules(&config.auth, auth.is_enforced())?;
         let relay = match &config.mode {
             Mode::Embedded => {
                 Relay::embedded(node_id, &address, config.session_settings(), config.offline)
@@ -195,7 +200,8 @@ impl BoundServer {
             tokio::spawn(relay.dispatcher.clone().serve_requests(requests));
         }
         let mut relay = relay;
-        relay.auth = authenticator(&config.auth)?;
+        relay.auth = auth;
+        relay.acl = acl;
         let relay = Arc::new(relay);
         if let Some(evictions) = relay.registry.evictions() {
             tokio::spawn(carry_out_evictions(Arc::downgrade(&relay), evictions));
@@ -237,7 +243,10 @@ impl BoundServer {
             ws_path: Arc::from(ws_path.as_str()),
             relay: self.relay.clone(),
             shutdown,
-            routes: routes(self.relay.clone(), api_access(&self.config)),
+            routes: routes(
+                self.relay.clone(),
+                api_access(&self.config, &self.relay.auth),
+            ),
             sockjs: sockjs_endpoints(&self.config),
             web_demo: Arc::new(WebDemo::new(ws_path, &self.config.sockjs_path)),
             allowed_origins: self.config.allowed_origins.clone().into(),
@@ -356,21 +365,46 @@ fn authenticator(config: &AuthConfig) -> Result<Authenticator, AuthSetupError> {
                     ));
                 }
             };
-            let verifier =
-                JwtVerifier::new(keys, config.jwt_audience.clone(), config.jwt_issuer.clone())?;
+            let verifier = JwtVerifier::new(
+                keys,
+                config.jwt_audience.clone(),
+                config.jwt_issuer.clone(),
+                &config.jwt_roles_claim,
+            )?;
             tracing::info!("logins need a signed token (JWT)");
             Ok(Authenticator::Jwt(Arc::new(verifier)))
         }
     }
 }
 
+/// Where clients may subscribe and send: `--acl-file`, else the defaults
+/// with authentication on, else everything (`--auth none`).
+fn destination_rules(config: &AuthConfig, authenticated: bool) -> Result<Acl, AuthSetupError> {
+    match &config.acl_file {
+        Some(path) => {
+            let acl = Acl::load(path)?;
+            if !authenticated {
+                tracing::warn!(
+                    "--acl-file with --auth none: the rules apply to whatever user name clients give"
+                );
+            }
+            tracing::info!(rules = acl.len(), file = %path.display(), "destination ACL loaded");
+            Ok(acl)
+        }
+        None if authenticated => Ok(Acl::defaults()),
+        None => Ok(Acl::allow_all()),
+    }
+}
+
 /// The SockJS endpoint of STOMP and, for conformance tests, the protocol
 /// test suite's services.
 fn sockjs_endpoints(config: &Config) -> Arc<[SockJsEndpoint]> {
-    let mut endpoints = vec![EndpointSettings::new(
-        &config.sockjs_path,
-        Application::Stomp,
-    )];
+    let mut endpoints = vec![EndpointSettings {
+        max_sessions: config.max_sockjs_sessions,
+        max_sessions_per_address: config.max_connections_per_ip,
+        max_send: config.limits.max_frame_size,
+        ..EndpointSettings::new(&config.sockjs_path, Application::Stomp)
+    }];
     if config.sockjs_protocol_test {
         tracing::warn!(
             "--sockjs-protocol-test: serving the SockJS test services /echo, /disabled_websocket_echo, /cookie_needed_echo and /close"
@@ -409,14 +443,20 @@ pub enum Stopped {
 }
 
 /// Who may use the HTTP API, said once at start.
-fn api_access(config: &Config) -> ApiAccess {
-    match &config.api_token {
-        Some(token) => ApiAccess::Token(Arc::from(token.as_str())),
-        None => {
+fn api_access(config: &Config, auth: &Authenticator) -> ApiAccess {
+    let logins = auth
+        .is_enforced()
+        .then(|| (auth.clone(), config.auth.api_role.clone()));
+    match (&config.api_token, &logins) {
+        (None, None) => {
             tracing::warn!("no --api-token: the HTTP API answers loopback clients only");
-            ApiAccess::LoopbackOnly
         }
+        (None, Some((_, role))) => {
+            tracing::info!(%role, "the HTTP API answers users with the API role, and loopback clients");
+        }
+        (Some(_), _) => {}
     }
+    ApiAccess::new(config.api_token.as_deref(), logins)
 }
 
 /// Every HTTP route but the WebSocket endpoint.

@@ -120,12 +120,25 @@ pub struct Delivery {
 
 /// The way deliveries reach a session: a bounded channel, so that a client
 /// that stops reading cannot make its node buffer without end. A delivery
-/// that finds it full is dropped and the session told, through
-/// [`OutboxOverflow`], to close with a reason.
+/// that finds it full is refused; the session is told, through
+/// [`OutboxOverflow`], to close with a reason, or, with [`WhenFull::Drop`],
+/// a delivery that needs no ACK is dropped and counted.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     sender: mpsc::Sender<Delivery>,
     overflow: Arc<Notify>,
+    when_full: WhenFull,
+}
+
+/// What a full outbox does (`--slow-consumer`).
+#[derive(Debug, Clone)]
+pub enum WhenFull {
+    /// The session ends with an ERROR saying the client reads too slowly.
+    Close,
+    /// Deliveries that need no ACK are dropped and counted here; one that
+    /// needs an ACK still ends the session, since RabbitMQ would hold it
+    /// unacknowledged until then.
+    Drop(prometheus_client::metrics::counter::Counter),
 }
 
 /// Wakes a session whose outbox overflowed.
@@ -141,11 +154,19 @@ impl OutboxOverflow {
 impl Outbox {
     /// An outbox holding at most `capacity` deliveries, the receiving end
     /// and the overflow signal.
-    pub fn channel(capacity: usize) -> (Outbox, mpsc::Receiver<Delivery>, OutboxOverflow) {
+    pub fn channel(
+        capacity: usize,
+        when_full: WhenFull,
+    ) -> (Outbox, mpsc::Receiver<Delivery>, OutboxOverflow) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let overflow = Arc::new(Notify::new());
         let signal = OutboxOverflow(overflow.clone());
-        (Outbox { sender, overflow }, receiver, signal)
+        let outbox = Outbox {
+            sender,
+            overflow,
+            when_full,
+        };
+        (outbox, receiver, signal)
     }
 
     /// Hands a delivery over without waiting. On a full outbox the delivery
@@ -154,7 +175,12 @@ impl Outbox {
         match self.sender.try_send(delivery) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(delivery)) => {
-                self.overflow.notify_one();
+                match &self.when_full {
+                    WhenFull::Drop(dropped) if delivery.ack.is_none() => {
+                        dropped.inc();
+                    }
+                    _ => self.overflow.notify_one(),
+                }
                 Err(delivery)
             }
             Err(mpsc::error::TrySendError::Closed(delivery)) => Err(delivery),

@@ -13,7 +13,8 @@ use stomp_parser::{Command, Decoded, Frame, FrameDecoder, encode_frame};
 use tokio::time::{Instant, sleep_until};
 
 use super::{Rejection, Session, SessionError};
-use crate::broker::Outbox;
+use crate::broker::{Outbox, WhenFull};
+use crate::config::SlowConsumer;
 use crate::relay::Relay;
 use crate::shutdown::Shutdown;
 
@@ -57,7 +58,11 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
     let metrics = relay.metrics.clone();
     metrics.connections_total.inc();
     metrics.connections.inc();
-    let (outbox, mut inbox, overflow) = Outbox::channel(settings.outbox_capacity);
+    let when_full = match settings.slow_consumer {
+        SlowConsumer::Close => WhenFull::Close,
+        SlowConsumer::Drop => WhenFull::Drop(metrics.messages_dropped.clone()),
+    };
+    let (outbox, mut inbox, overflow) = Outbox::channel(settings.outbox_capacity, when_full);
     let mut session = Session::new(relay, outbox, transport.access_token());
     let eviction = session.eviction();
     let mut decoder = FrameDecoder::new(settings.limits);
@@ -65,6 +70,8 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
     let started = Instant::now();
     let mut last_received = started;
     let mut last_sent = started;
+    // When the frame now partly received began to arrive.
+    let mut frame_begun: Option<Instant> = None;
 
     let rejection = loop {
         let heart_beat = session.heart_beat();
@@ -76,6 +83,7 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
             Some(started + settings.connect_timeout)
         };
         let write_deadline = heart_beat.outgoing.map(|interval| last_sent + interval);
+        let frame_deadline = frame_begun.map(|begun| begun + settings.frame_timeout);
 
         let flow = tokio::select! {
             chunk = transport.receive() => match chunk {
@@ -83,15 +91,21 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
                 Some(chunk) => {
                     last_received = Instant::now();
                     decoder.push(chunk);
-                    handle_received(&mut session, &mut decoder, &mut transport, &mut last_sent, &mut rate).await
+                    let flow = handle_received(&mut session, &mut decoder, &mut transport, &mut last_sent, &mut rate).await;
+                    frame_begun = match decoder.buffered() {
+                        0 => None,
+                        _ => frame_begun.or(Some(last_received)),
+                    };
+                    flow
                 }
             },
             Some(delivery) = inbox.recv() => match session.deliver(delivery).await {
-                None => Flow::Continue,
-                Some(frame) => {
+                Ok(None) => Flow::Continue,
+                Ok(Some(frame)) => {
                     metrics.messages_delivered.inc();
                     write(&mut transport, &session, &frame, &mut last_sent).await
                 }
+                Err(error) => Flow::Close(Some(error.into())),
             },
             () = overflow.notified() => {
                 Flow::Close(Some(SessionError::SlowConsumer(settings.outbox_capacity).into()))
@@ -103,6 +117,9 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
                     SessionError::ConnectTimeout(settings.connect_timeout.as_secs())
                 };
                 Flow::Close(Some(error.into()))
+            }
+            () = sleep_until_some(frame_deadline) => {
+                Flow::Close(Some(SessionError::FrameTimeout(settings.frame_timeout.as_secs()).into()))
             }
             () = sleep_until_some(write_deadline) => {
                 last_sent = Instant::now();

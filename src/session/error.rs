@@ -3,6 +3,7 @@
 use stomp_parser::{Command, Frame, ParseError};
 
 use crate::auth::AuthError;
+use crate::auth::acl::Action;
 use crate::broker::BrokerError;
 use crate::broker::destination::DestinationError;
 use crate::dispatch::DispatchError;
@@ -67,12 +68,29 @@ pub enum SessionError {
     ShuttingDown,
     #[error("more than {0} frames in a second")]
     TooManyFrames(u32),
+    #[error("more than {0} messages delivered and not acknowledged; ACK them before more can come")]
+    TooManyUnacked(usize),
+    #[error("a frame was begun and not finished within {0} seconds")]
+    FrameTimeout(u64),
     #[error("authentication failed: {0}")]
     Auth(#[from] AuthError),
     #[error(
         "user {0:?} logged in again elsewhere; this older session is closed (second-login: replace)"
     )]
     Replaced(String),
+    #[error("{} may not {action} {destination:?}", user_text(.user))]
+    AccessRefused {
+        user: Option<String>,
+        action: Action,
+        destination: String,
+    },
+}
+
+fn user_text(user: &Option<String>) -> String {
+    match user {
+        Some(user) => format!("user {user:?}"),
+        None => "an anonymous client".to_owned(),
+    }
 }
 
 impl SessionError {
@@ -105,6 +123,9 @@ impl SessionError {
             SessionError::Replaced(_) => "session replaced",
             SessionError::Auth(_) => "authentication failed",
             SessionError::TooManyFrames(_) => "too many frames",
+            SessionError::TooManyUnacked(_) => "too many unacknowledged messages",
+            SessionError::FrameTimeout(_) => "frame timeout",
+            SessionError::AccessRefused { .. } => "access refused",
         }
     }
 

@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 pub use error::SessionError;
 
-use crate::auth::Credentials;
+use crate::auth::acl::Action;
+use crate::auth::{Credentials, Identity};
 use crate::broker::destination::{Destination, DestinationError, TEMP_QUEUE_PREFIX, UserKey};
 use crate::broker::queue_options::QueueOptions;
 use crate::broker::{AckMode, Delivery, Message, Outbox, SessionId, Settlement, SubscriptionSpec};
@@ -104,7 +105,8 @@ enum State {
 struct Connected {
     version: Version,
     heart_beat: HeartBeat,
-    user: Option<String>,
+    /// Who logged in; `None` for an anonymous client (`--auth none`).
+    identity: Option<Identity>,
     /// What the registry holds for this session (named users only).
     record: Option<SessionRecord>,
 }
@@ -178,7 +180,7 @@ impl Session {
 
     pub fn user(&self) -> Option<&str> {
         match &self.state {
-            State::Connected(connected) => connected.user.as_deref(),
+            State::Connected(connected) => connected.identity.as_ref().map(|id| id.user.as_str()),
             _ => None,
         }
     }
@@ -277,7 +279,7 @@ impl Session {
             Command::Send => {
                 let text = required(frame, "destination")?;
                 Destination::parse(text)?.check_send(text)?;
-                Ok(())
+                self.authorize(Action::Send, text)
             }
             Command::Ack | Command::Nack => ack_id(frame).map(|_| ()),
             other => Err(SessionError::ServerCommand(other)),
@@ -294,7 +296,8 @@ impl Session {
         };
         // Before anything is attached or registered: a refused login leaves
         // no trace.
-        let user = self.relay.auth.authenticate(credentials).await?;
+        let identity = self.relay.auth.authenticate(credentials).await?;
+        let user = identity.as_ref().map(|identity| identity.user.clone());
         let settings = &self.relay.settings;
         let heart_beat = HeartBeat::negotiate(request.heart_beat, settings.heart_beat);
         self.relay
@@ -327,10 +330,27 @@ impl Session {
         self.state = State::Connected(Connected {
             version: request.version,
             heart_beat,
-            user,
+            identity,
             record,
         });
         Ok(Reply::frame(reply))
+    }
+
+    /// Refuses what the node's ACL does not let this client do.
+    fn authorize(&self, action: Action, destination: &str) -> Result<(), SessionError> {
+        let identity = match &self.state {
+            State::Connected(connected) => connected.identity.as_ref(),
+            _ => None,
+        };
+        if self.relay.acl.allows(identity, action, destination) {
+            Ok(())
+        } else {
+            Err(SessionError::AccessRefused {
+                user: identity.map(|identity| identity.user.clone()),
+                action,
+                destination: destination.to_owned(),
+            })
+        }
     }
 
     /// Ends the other sessions of this session's user, wherever they are.
@@ -364,6 +384,7 @@ impl Session {
         };
         let destination = Destination::parse(destination_text)?;
         destination.check_subscribe(destination_text)?;
+        self.authorize(Action::Subscribe, destination_text)?;
         let ack = match frame.get("ack") {
             None => AckMode::Auto,
             Some(value) => AckMode::parse(value).ok_or_else(|| SessionError::InvalidHeader {
@@ -408,7 +429,11 @@ impl Session {
             destination_text: Arc::from(destination_text),
             destination,
             ack,
-            prefetch: prefetch.filter(|&count| count > 0),
+            // More in flight than a session may leave unacknowledged would
+            // only end the session.
+            prefetch: prefetch.filter(|&count| count > 0).map(|count| {
+                count.min(u32::try_from(self.relay.settings.max_unacked).unwrap_or(u32::MAX))
+            }),
             queue,
         };
         self.relay.broker.subscribe(self.id, &spec).await?;
@@ -507,6 +532,7 @@ impl Session {
         let text = required(&frame, "destination")?;
         let destination = Destination::parse(text)?;
         destination.check_send(text)?;
+        self.authorize(Action::Send, text)?;
         let mut headers = frame.headers.clone();
         for name in NOT_FORWARDED {
             headers.remove(name);
@@ -619,7 +645,8 @@ impl Session {
     /// Turns a delivery into the MESSAGE frame for the client, recording it
     /// when it needs an ACK. `None` for a delivery to a subscription that
     /// has just ended (it is given back to the broker).
-    pub async fn deliver(&mut self, delivery: Delivery) -> Option<Frame> {
+    /// A delivery that needs an ACK past `max_unacked` ends the session.
+    pub async fn deliver(&mut self, delivery: Delivery) -> Result<Option<Frame>, SessionError> {
         if !self.subscriptions.contains(&delivery.subscription) {
             if let Some(tag) = delivery.ack {
                 let _ = self
@@ -628,15 +655,20 @@ impl Session {
                     .settle(self.id, &[tag], Settlement::Nack)
                     .await;
             }
-            return None;
+            return Ok(None);
         }
-        Some(self.message_frame(
+        let max = self.relay.settings.max_unacked;
+        if delivery.ack.is_some() && self.subscriptions.unacked() >= max {
+            // Not delivered: the broker takes it back when the session ends.
+            return Err(SessionError::TooManyUnacked(max));
+        }
+        Ok(Some(self.message_frame(
             &delivery.subscription,
             &delivery.destination,
             &delivery.message,
             delivery.ack.map(Pending::Broker),
             delivery.redelivered,
-        ))
+        )))
     }
 
     /// The MESSAGE frame of one message for one subscription, recording
@@ -729,6 +761,7 @@ pub(crate) fn unix_millis() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::WhenFull;
     use crate::dispatch::offline::OfflineLimits;
     use crate::relay::SessionSettings;
 
@@ -748,7 +781,7 @@ mod tests {
             SessionSettings::default(),
             OfflineLimits::default(),
         ));
-        let (outbox, mut inbox, _overflow) = Outbox::channel(8);
+        let (outbox, mut inbox, _overflow) = Outbox::channel(8, WhenFull::Close);
         let mut session = Session::new(relay, outbox, None);
 
         let reply = session
@@ -776,7 +809,7 @@ mod tests {
         .body("hi");
         session.handle(send).await.unwrap();
         let delivery = inbox.recv().await.unwrap();
-        let message = session.deliver(delivery).await.unwrap();
+        let message = session.deliver(delivery).await.unwrap().unwrap();
         assert_eq!(message.command, Command::Message);
         assert_eq!(message.get("destination"), Some("/topic/t"));
         assert_eq!(
@@ -802,7 +835,7 @@ mod tests {
             SessionSettings::default(),
             OfflineLimits::default(),
         ));
-        let (outbox, _inbox, _overflow) = Outbox::channel(8);
+        let (outbox, _inbox, _overflow) = Outbox::channel(8, WhenFull::Close);
         let mut session = Session::new(relay, outbox, None);
         let rejection = session
             .handle(frame(

@@ -36,6 +36,11 @@ impl Subscriptions {
         self.by_id.len()
     }
 
+    /// Messages delivered and not yet acknowledged, in all subscriptions.
+    pub fn unacked(&self) -> usize {
+        self.awaiting_ack.len()
+    }
+
     pub fn contains(&self, id: &str) -> bool {
         self.by_id.contains_key(id)
     }

@@ -11,9 +11,12 @@
 //! | `GET /api/v1/nodes` | the live nodes, with address, start time and session count |
 //! | `GET /api/v1/openapi.json` | the OpenAPI description of all this |
 //!
-//! With `--api-token` every request needs `Authorization: Bearer <token>`
-//! (compared in constant time); without one, only loopback clients are
-//! answered. Bodies are JSON, at most 64 KiB; unknown fields are refused.
+//! A request is let in with `Authorization: Bearer <--api-token>`
+//! (compared in constant time), or, with `--auth users|jwt`, as a user
+//! holding the API role (`--api-role`): `Authorization: Bearer <JWT>` or
+//! `Authorization: Basic` with a users-file login. With no `--api-token`,
+//! loopback clients are let in too. Bodies are JSON, at most 64 KiB;
+//! unknown fields are refused.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +30,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::auth::{Authenticator, Credentials};
 use crate::broker::Message;
 use crate::broker::destination::Destination;
 use crate::dispatch::{DispatchError, DispatchReport, WhenOffline, user_destination};
@@ -45,26 +49,64 @@ const MAX_BODY: u64 = 64 * 1024;
 pub struct PeerAddr(pub SocketAddr);
 
 /// Who may use the API.
-#[derive(Debug, Clone)]
-pub enum ApiAccess {
-    /// Requests with `Authorization: Bearer <token>`.
-    Token(Arc<str>),
-    /// Requests from loopback addresses only (no token configured).
-    LoopbackOnly,
+#[derive(Clone)]
+pub struct ApiAccess {
+    /// `--api-token`; without one, loopback clients are let in.
+    token: Option<Arc<str>>,
+    /// With authentication on: how logins are checked, and the role that
+    /// opens the API.
+    logins: Option<(Authenticator, Arc<str>)>,
 }
 
 impl ApiAccess {
-    /// Whether a request with this peer and `Authorization` header is let in.
-    pub fn allows(&self, peer: Option<SocketAddr>, authorization: Option<&str>) -> bool {
-        match self {
-            ApiAccess::Token(token) => authorization
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .is_some_and(|offered| {
-                    constant_time_eq::constant_time_eq(offered.trim().as_bytes(), token.as_bytes())
-                }),
-            ApiAccess::LoopbackOnly => peer.is_some_and(|peer| peer.ip().is_loopback()),
+    pub fn new(token: Option<&str>, logins: Option<(Authenticator, String)>) -> ApiAccess {
+        ApiAccess {
+            token: token.map(Arc::from),
+            logins: logins.map(|(auth, role)| (auth, Arc::from(role))),
         }
     }
+
+    /// Whether a request with this peer and `Authorization` header is let in.
+    pub async fn allows(&self, peer: Option<SocketAddr>, authorization: Option<&str>) -> bool {
+        let bearer = authorization.and_then(|value| value.strip_prefix("Bearer "));
+        if let (Some(token), Some(offered)) = (&self.token, bearer)
+            && constant_time_eq::constant_time_eq(offered.trim().as_bytes(), token.as_bytes())
+        {
+            return true;
+        }
+        if let (Some((auth, role)), Some(value)) = (&self.logins, authorization) {
+            let basic = basic_credentials(value);
+            let credentials = match &basic {
+                Some((login, passcode)) => Credentials {
+                    login: Some(login),
+                    passcode: Some(passcode),
+                    ..Credentials::default()
+                },
+                None => Credentials {
+                    authorization: Some(value),
+                    ..Credentials::default()
+                },
+            };
+            if let Ok(Some(identity)) = auth.authenticate(credentials).await
+                && identity.has_role(role)
+            {
+                return true;
+            }
+        }
+        self.token.is_none() && peer.is_some_and(|peer| peer.ip().is_loopback())
+    }
+}
+
+/// The user and password of `Authorization: Basic ...`.
+fn basic_credentials(authorization: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = authorization.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
 }
 
 /// `POST /api/v1/users/{user}/messages`.
@@ -235,14 +277,14 @@ fn access_guard(access: ApiAccess) -> impl Filter<Extract = (), Error = Rejectio
     warp::ext::optional::<PeerAddr>()
         .and(warp::header::optional::<String>("authorization"))
         .and_then(move |peer: Option<PeerAddr>, authorization: Option<String>| {
-            let allowed = access.allows(peer.map(|p| p.0), authorization.as_deref());
+            let access = access.clone();
             async move {
-                if allowed {
+                if access.allows(peer.map(|p| p.0), authorization.as_deref()).await {
                     Ok(())
                 } else {
                     Err(refuse(
                         StatusCode::UNAUTHORIZED,
-                        "a valid 'Authorization: Bearer <token>' is required (or, with no --api-token, a loopback client)",
+                        "a valid 'Authorization' is required: Bearer with the API token, or a login holding the API role (with no --api-token, loopback clients need none)",
                     ))
                 }
             }
@@ -493,23 +535,41 @@ async fn answer_rejection(rejection: Rejection) -> Result<Response, Rejection> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_token_is_required_when_one_is_set() {
-        let access = ApiAccess::Token(Arc::from("s3cret"));
+    #[tokio::test]
+    async fn a_token_is_required_when_one_is_set() {
+        let access = ApiAccess::new(Some("s3cret"), None);
         let peer = Some("127.0.0.1:1".parse().unwrap());
-        assert!(access.allows(peer, Some("Bearer s3cret")));
-        assert!(!access.allows(peer, Some("Bearer wrong")));
-        assert!(!access.allows(peer, Some("s3cret")));
-        assert!(!access.allows(peer, None));
+        assert!(access.allows(peer, Some("Bearer s3cret")).await);
+        assert!(!access.allows(peer, Some("Bearer wrong")).await);
+        assert!(!access.allows(peer, Some("s3cret")).await);
+        assert!(!access.allows(peer, None).await);
+    }
+
+    #[tokio::test]
+    async fn without_a_token_only_loopback_clients_are_answered() {
+        let access = ApiAccess::new(None, None);
+        assert!(
+            access
+                .allows(Some("127.0.0.1:1".parse().unwrap()), None)
+                .await
+        );
+        assert!(access.allows(Some("[::1]:1".parse().unwrap()), None).await);
+        assert!(
+            !access
+                .allows(Some("192.0.2.7:1".parse().unwrap()), None)
+                .await
+        );
+        assert!(!access.allows(None, None).await);
     }
 
     #[test]
-    fn without_a_token_only_loopback_clients_are_answered() {
-        let access = ApiAccess::LoopbackOnly;
-        assert!(access.allows(Some("127.0.0.1:1".parse().unwrap()), None));
-        assert!(access.allows(Some("[::1]:1".parse().unwrap()), None));
-        assert!(!access.allows(Some("192.0.2.7:1".parse().unwrap()), None));
-        assert!(!access.allows(None, None));
+    fn basic_credentials_are_read_from_base64() {
+        assert_eq!(
+            basic_credentials("Basic YWxpY2U6cGE6c3M="),
+            Some(("alice".into(), "pa:ss".into()))
+        );
+        assert_eq!(basic_credentials("Basic !!"), None);
+        assert_eq!(basic_credentials("Bearer x"), None);
     }
 
     #[test]

@@ -37,7 +37,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use super::websocket::{self, Socket};
+use super::admission::Admission;
+use super::http_api::PeerAddr;
+use super::websocket::{self, Socket, query_parameter};
 use super::{Response, full};
 use crate::relay::Relay;
 use crate::session::connection;
@@ -76,6 +78,10 @@ pub struct EndpointSettings {
     pub client_url: String,
     /// Largest body `xhr_send` and `jsonp_send` accept.
     pub max_send: usize,
+    /// Sessions the endpoint keeps in all and per client address (0: no
+    /// limit); past them a new session gets a 503.
+    pub max_sessions: usize,
+    pub max_sessions_per_address: usize,
 }
 
 impl EndpointSettings {
@@ -90,6 +96,8 @@ impl EndpointSettings {
             disconnect_delay: Duration::from_secs(5),
             client_url: "/vendor/sockjs.min.js".to_owned(),
             max_send: 1024 * 1024,
+            max_sessions: 100_000,
+            max_sessions_per_address: 1_000,
         }
     }
 
@@ -119,6 +127,9 @@ impl EndpointSettings {
 pub struct SockJsEndpoint {
     settings: EndpointSettings,
     sessions: Arc<Sessions>,
+    /// Places for sessions: polling clients hold a session without holding
+    /// a connection, so connections alone do not bound them.
+    admission: Arc<Admission>,
     /// The iframe page, which names `client_url`, and its ETag.
     iframe_page: String,
     iframe_etag: String,
@@ -140,6 +151,7 @@ impl SockJsEndpoint {
         let iframe_page = IFRAME_PAGE.replace("{client_url}", &settings.client_url);
         let iframe_etag = format!("\"{:016x}\"", fnv1a(iframe_page.as_bytes()));
         SockJsEndpoint {
+            admission: Admission::new(settings.max_sessions, settings.max_sessions_per_address),
             settings,
             sessions,
             iframe_page,
@@ -409,10 +421,29 @@ impl Context<'_> {
             });
         }
         let echo = self.settings().application == Application::Echo;
-        let (session, channel) = self.endpoint.sessions.get_or_open(session_id, echo);
+        let peer = request
+            .extensions()
+            .get::<PeerAddr>()
+            .map(|peer| peer.0.ip());
+        let admission = &self.endpoint.admission;
+        let opening = self.endpoint.sessions.get_or_open(session_id, echo, || {
+            peer.map(|address| admission.admit(address)).transpose()
+        });
+        let (session, channel) = match opening {
+            Ok(opening) => opening,
+            Err(refusal) => {
+                self.relay.metrics.error(&refusal.to_string());
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=UTF-8",
+                    format!("{refusal}\n"),
+                );
+            }
+        };
         let opened = channel.is_some();
         if let Some(channel) = channel {
-            self.start_application(channel);
+            let access_token = query_parameter(request.uri().query(), "access_token");
+            self.start_application(channel.with_access_token(access_token));
         }
         let mut response = self.receive(session, receiver.clone(), opened);
         self.session_headers(request.headers(), response.headers_mut());
@@ -580,8 +611,9 @@ impl Context<'_> {
             return refusal;
         }
         let echo = self.settings().application == Application::Echo;
-        let (session, channel) = Session::open(echo);
-        self.start_application(channel);
+        let (session, channel) = Session::open(echo, None);
+        let access_token = query_parameter(request.uri().query(), "access_token");
+        self.start_application(channel.with_access_token(access_token));
         let heartbeat = self.settings().heartbeat;
         if hixie76::is_hixie76(&request) {
             return hixie76::accept(request, move |socket| {

@@ -193,7 +193,7 @@ struct WebSocketTransport<S> {
 }
 
 /// The decoded value of `name` in a URL's query.
-fn query_parameter(query: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn query_parameter(query: Option<&str>, name: &str) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
         (key == name).then(|| {

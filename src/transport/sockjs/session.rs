@@ -20,6 +20,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::frame::{self, CloseReason};
 use crate::session::connection::{Transport, TransportClosed};
+use crate::transport::admission::{Refusal, Ticket};
 
 /// Messages a client may send ahead of its application.
 const INCOMING_BACKLOG: usize = 256;
@@ -40,6 +41,9 @@ pub struct Session {
     /// queued back at once, before its send request is answered, so that
     /// the suite sees its messages in one frame.
     echo: bool,
+    /// The session's place among the endpoint's sessions (none for a
+    /// session WebSocket, whose TCP connection holds one).
+    _place: Option<Ticket>,
 }
 
 #[derive(Debug)]
@@ -70,7 +74,7 @@ pub enum Attach {
 impl Session {
     /// A new session and the application's end of it; an `echo` session
     /// sends back what it receives, with no application.
-    pub fn open(echo: bool) -> (Arc<Session>, Channel) {
+    pub fn open(echo: bool, place: Option<Ticket>) -> (Arc<Session>, Channel) {
         let (incoming, received) = mpsc::channel(INCOMING_BACKLOG);
         let session = Arc::new(Session {
             state: Mutex::new(State {
@@ -84,10 +88,12 @@ impl Session {
             changed: Notify::new(),
             released: Notify::new(),
             echo,
+            _place: place,
         });
         let channel = Channel {
             session: session.clone(),
             received,
+            access_token: None,
         };
         (session, channel)
     }
@@ -240,9 +246,19 @@ impl State {
 pub struct Channel {
     session: Arc<Session>,
     received: mpsc::Receiver<String>,
+    /// `access_token` of the URL that opened the session.
+    access_token: Option<String>,
 }
 
 impl Channel {
+    /// The channel of a session opened by a URL with `?access_token=`.
+    pub fn with_access_token(self, access_token: Option<String>) -> Channel {
+        Channel {
+            access_token,
+            ..self
+        }
+    }
+
     /// The next message from the client; `None` once the session closed.
     pub async fn recv(&mut self) -> Option<String> {
         self.received.recv().await
@@ -280,6 +296,10 @@ impl Transport for Channel {
     async fn close(&mut self) {
         Channel::close(self);
     }
+
+    fn access_token(&self) -> Option<String> {
+        self.access_token.clone()
+    }
 }
 
 /// The sessions of one SockJS endpoint, by id.
@@ -300,15 +320,20 @@ impl Sessions {
     }
 
     /// The session `id`, or a new one (and the application's end of it)
-    /// when there is none.
-    pub fn get_or_open(&self, id: &str, echo: bool) -> (Arc<Session>, Option<Channel>) {
+    /// when there is none and `admit` gives it a place.
+    pub fn get_or_open(
+        &self,
+        id: &str,
+        echo: bool,
+        admit: impl FnOnce() -> Result<Option<Ticket>, Refusal>,
+    ) -> Result<(Arc<Session>, Option<Channel>), Refusal> {
         let mut by_id = self.by_id();
         if let Some(session) = by_id.get(id) {
-            return (session.clone(), None);
+            return Ok((session.clone(), None));
         }
-        let (session, channel) = Session::open(echo);
+        let (session, channel) = Session::open(echo, admit()?);
         by_id.insert(id.to_owned(), session.clone());
-        (session, Some(channel))
+        Ok((session, Some(channel)))
     }
 
     /// Closes sessions nobody received from for `delay`, and forgets
@@ -344,7 +369,7 @@ mod tests {
 
     #[tokio::test]
     async fn queued_messages_go_out_as_one_frame_then_the_close_frame() {
-        let (session, mut channel) = Session::open(false);
+        let (session, mut channel) = Session::open(false, None);
         assert!(matches!(session.attach(true), Attach::Receiving));
         assert!(matches!(session.attach(false), Attach::Busy(_)));
         assert!(channel.send("one".into()) && channel.send("two".into()));
@@ -368,12 +393,12 @@ mod tests {
     #[tokio::test]
     async fn a_session_nobody_receives_from_is_closed_then_forgotten() {
         let sessions = Sessions::default();
-        let (session, channel) = sessions.get_or_open("s", false);
+        let (session, channel) = sessions.get_or_open("s", false, || Ok(None)).unwrap();
         assert!(channel.is_some());
-        assert!(
-            sessions.get_or_open("s", false).1.is_none(),
-            "the same session"
-        );
+        let again = sessions.get_or_open("s", false, || Err(Refusal::Total));
+        assert!(again.unwrap().1.is_none(), "the same session, no new place");
+        let refused = sessions.get_or_open("t", false, || Err(Refusal::Total));
+        assert_eq!(refused.unwrap_err(), Refusal::Total);
         assert!(matches!(session.attach(false), Attach::Receiving));
         sessions.sweep(Duration::ZERO);
         assert!(!session.is_closed(), "a receiver keeps it open");

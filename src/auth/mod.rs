@@ -1,0 +1,173 @@
+//! Who a client is, decided once at CONNECT (`--auth none|users|jwt`), and
+//! where that client may go ([`acl`]).
+//!
+//! - `none` (development only): the user is whatever `login` says, and a
+//!   client without one is anonymous.
+//! - `users`: a users file ([`users`]); the client gives `login` and
+//!   `passcode`.
+//! - `jwt`: a signed token ([`jwt`]), from an `Authorization: Bearer ...`
+//!   CONNECT header, the `passcode`, or `?access_token=` on the WebSocket or
+//!   SockJS URL. The user is the token's `sub`.
+//!
+//! Nothing here touches the broker or the registry: a refused login leaves
+//! no trace anywhere.
+
+pub mod acl;
+pub mod jwt;
+pub mod users;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use jwt::{JwtVerifier, TokenKeys};
+pub use users::UsersFile;
+
+/// What a client offered to prove who it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    pub login: Option<&'a str>,
+    pub passcode: Option<&'a str>,
+    /// CONNECT's `Authorization` header (or the HTTP API request's).
+    pub authorization: Option<&'a str>,
+    /// `access_token` of the WebSocket or SockJS URL.
+    pub access_token: Option<&'a str>,
+}
+
+/// A client whose login was accepted: the user name the relay stamps on
+/// what it sends, and the roles ACL rules and the HTTP API grant by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    pub roles: Vec<String>,
+}
+
+impl Identity {
+    /// A user without roles (`--auth none`).
+    pub fn named(user: &str) -> Identity {
+        Identity {
+            user: user.to_owned(),
+            roles: Vec::new(),
+        }
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|held| held == role)
+    }
+}
+
+/// Why a login was refused; the text goes into the ERROR frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("login and passcode are required")]
+    MissingPassword,
+    #[error("unknown user or wrong passcode")]
+    BadPassword,
+    #[error("a token is required (Authorization: Bearer, passcode, or ?access_token=)")]
+    MissingToken,
+    #[error("the token was refused: {0}")]
+    BadToken(String),
+}
+
+/// Why the configured authentication cannot be used; the node does not
+/// start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    UsersFile {
+        path: String,
+        line: usize,
+        reason: &'static str,
+    },
+    #[error("{0}")]
+    Key(String),
+    #[error("{path}: {reason}")]
+    Acl { path: String, reason: String },
+}
+
+/// How the node checks logins.
+#[derive(Clone)]
+pub enum Authenticator {
+    /// Development only: the user is `login`.
+    None,
+    Users(Arc<UsersFile>),
+    Jwt(Arc<JwtVerifier>),
+}
+
+impl Authenticator {
+    /// Who a client is, `None` for an anonymous client (only with
+    /// `--auth none`).
+    pub async fn authenticate(
+        &self,
+        credentials: Credentials<'_>,
+    ) -> Result<Option<Identity>, AuthError> {
+        match self {
+            Authenticator::None => Ok(credentials.login.map(Identity::named)),
+            Authenticator::Users(users) => {
+                let (Some(login), Some(passcode)) = (credentials.login, credentials.passcode)
+                else {
+                    return Err(AuthError::MissingPassword);
+                };
+                let users = users.clone();
+                let (login, passcode) = (login.to_owned(), passcode.to_owned());
+                // Password hashes are slow on purpose: off the async workers.
+                tokio::task::spawn_blocking(move || users.verify(&login, &passcode))
+                    .await
+                    .unwrap_or(Err(AuthError::BadPassword))
+                    .map(Some)
+            }
+            Authenticator::Jwt(verifier) => {
+                let token = credentials
+                    .authorization
+                    .and_then(|value| value.strip_prefix("Bearer "))
+                    .or(credentials
+                        .passcode
+                        .filter(|passcode| looks_like_jwt(passcode)))
+                    .or(credentials.access_token)
+                    .ok_or(AuthError::MissingToken)?;
+                verifier.verify(token.trim()).map(Some)
+            }
+        }
+    }
+
+    /// Whether logins are checked at all (not `--auth none`).
+    pub fn is_enforced(&self) -> bool {
+        !matches!(self, Authenticator::None)
+    }
+}
+
+fn looks_like_jwt(text: &str) -> bool {
+    text.split('.').count() == 3
+}
+
+/// A users, key, JWKS or ACL file, or why it cannot be read.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, AuthSetupError> {
+    std::fs::read(path).map_err(|source| AuthSetupError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A file read as UTF-8 text.
+pub fn read_text_file(path: &Path) -> Result<String, AuthSetupError> {
+    String::from_utf8(read_file(path)?).map_err(|error| AuthSetupError::Read {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_taken_from_the_header_the_passcode_or_the_url() {
+        assert!(looks_like_jwt("a.b.c"));
+        assert!(!looks_like_jwt("secret"));
+    }
+}
