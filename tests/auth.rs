@@ -4,68 +4,10 @@
 
 mod support;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use stomp_parser::{Command, Frame};
+use support::credentials::{SECRET, claims, es256, fixture, hs256, now, temp_file, users_file};
 use support::{Mode, RelayAddress, StompClient, TestRelay};
-
-const SECRET: &str = "a-test-secret-of-enough-length-0123456789";
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/jwt")
-        .join(name)
-}
-
-/// A file of the test's own, removed with the test's temporary directory.
-fn temp_file(name: &str, contents: &str) -> String {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(uuid::Uuid::new_v4().simple().to_string());
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    let path = dir.join(name);
-    std::fs::write(&path, contents).expect("the file is written");
-    path.display().to_string()
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|t| t.as_secs())
-        .unwrap_or(0)
-}
-
-fn claims(sub: &str, extra: serde_json::Value) -> serde_json::Value {
-    let mut claims =
-        serde_json::json!({"sub": sub, "exp": now() + 300, "aud": "relay", "iss": "tests"});
-    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
-        for (name, value) in extra {
-            claims.insert(name.clone(), value.clone());
-        }
-    }
-    claims
-}
-
-fn hs256(claims: &serde_json::Value, secret: &str) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("a token")
-}
-
-fn es256(claims: &serde_json::Value, kid: Option<&str>) -> String {
-    let pem = std::fs::read(fixture("es256-private.pem")).expect("the test key");
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = kid.map(str::to_owned);
-    encode(
-        &header,
-        claims,
-        &EncodingKey::from_ec_pem(&pem).expect("an EC key"),
-    )
-    .expect("a token")
-}
 
 /// CONNECTs with `headers`; the CONNECTED or ERROR frame the relay answers.
 async fn connect_as(client: &mut StompClient, headers: &[(&str, &str)]) -> Frame {
@@ -89,20 +31,6 @@ async fn login(relay: &TestRelay, headers: &[(&str, &str)]) -> Result<String, St
             Err(String::from_utf8_lossy(&answer.body).into_owned())
         }
     }
-}
-
-fn users_file() -> String {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt = SaltString::encode_b64(b"a-fixed-test-salt").expect("a salt");
-    let alice = argon2::Argon2::default()
-        .hash_password(b"wonderland", &salt)
-        .expect("an argon2 hash")
-        .to_string();
-    let bob = bcrypt::hash("builder", 4).expect("a bcrypt hash");
-    temp_file(
-        "users",
-        &format!("# test users\nalice:{alice}\nbob:{bob}\n"),
-    )
 }
 
 #[tokio::test]

@@ -49,6 +49,9 @@ enum Flow {
     Close(Option<Rejection>),
 }
 
+/// How long the last ERROR frame and the close may take to reach a client.
+const CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A client silent for this many negotiated intervals is taken for gone.
 const HEART_BEAT_GRACE: u32 = 2;
 
@@ -103,7 +106,12 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
                 Ok(None) => Flow::Continue,
                 Ok(Some(frame)) => {
                     metrics.messages_delivered.inc();
-                    write(&mut transport, &session, &frame, &mut last_sent).await
+                    // A client that stopped reading blocks this write for
+                    // good; the outbox filling meanwhile ends the session.
+                    tokio::select! {
+                        flow = write(&mut transport, &session, &frame, &mut last_sent) => flow,
+                        () = overflow.notified() => Flow::Close(Some(SessionError::SlowConsumer(settings.outbox_capacity).into())),
+                    }
                 }
                 Err(error) => Flow::Close(Some(error.into())),
             },
@@ -143,16 +151,13 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
         tracing::debug!(session = %session.id(), error = %rejection.error, "refused");
         metrics.error(rejection.error.summary());
         // An ERROR is always followed by closing the connection; the close
-        // waits until the frame is flushed.
-        let _ = write(
-            &mut transport,
-            &session,
-            &rejection.to_frame(),
-            &mut last_sent,
-        )
-        .await;
+        // waits until the frame is flushed, or not long for a client that
+        // does not read.
+        let frame = rejection.to_frame();
+        let error = write(&mut transport, &session, &frame, &mut last_sent);
+        let _ = tokio::time::timeout(CLOSE_PATIENCE, error).await;
     }
-    transport.close().await;
+    let _ = tokio::time::timeout(CLOSE_PATIENCE, transport.close()).await;
     session.close().await;
     metrics.connections.dec();
 }

@@ -9,6 +9,7 @@
 //! Redis prefix, and deletes the shared queues it named when it stops.
 #![allow(dead_code)]
 
+pub mod credentials;
 pub mod node_process;
 
 use std::net::SocketAddr;

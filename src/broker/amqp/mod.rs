@@ -589,6 +589,18 @@ async fn deliver_dedicated(
         let Some(inner) = inner.upgrade() else {
             return;
         };
+        // The user-key guard: a queue bound to `amq.topic` with a wildcard
+        // (`/exchange/amq.topic/#`, a durable `/topic/#`) also catches
+        // other sessions' user-destination messages; they are dropped here,
+        // never shown to this subscription.
+        if delivery.exchange.as_str() == TOPIC_EXCHANGE
+            && UserKey::parse(delivery.routing_key.as_str()).is_some()
+        {
+            if subscriber.needs_ack {
+                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+            }
+            continue;
+        }
         let destination: Arc<str> = match &shown {
             Shown::Subscribed => subscriber.destination.clone(),
             Shown::Exchange(exchange) if exchange == TOPIC_EXCHANGE => {
