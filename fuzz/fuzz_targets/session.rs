@@ -1,0 +1,116 @@
+//! Runs the whole STOMP session of one connection (decoder, rate limit,
+//! state machine, embedded broker and registry) on arbitrary bytes from a
+//! client, in arbitrary chunks. Nothing may panic, and when the client has
+//! gone the node must hold nothing of it: no open connection, no session in
+//! the registry. One node serves every input, so anything a session leaks
+//! accumulates and shows in libFuzzer's memory limit.
+#![no_main]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use stomp_relay::dispatch::offline::OfflineLimits;
+use stomp_relay::relay::{Relay, SessionSettings};
+use stomp_relay::session::connection::{self, Transport, TransportClosed};
+use stomp_relay::shutdown::{self, Shutdown, ShutdownTrigger};
+
+/// A CONNECT that inputs may start with, so that the fuzzer spends its time
+/// past the handshake as well as on it.
+const CONNECT: &[u8] = b"CONNECT\naccept-version:1.0,1.1,1.2\nlogin:fuzz\nheart-beat:0,0\n\n\0";
+
+struct Node {
+    runtime: tokio::runtime::Runtime,
+    relay: Arc<Relay>,
+    shutdown: Shutdown,
+    _trigger: ShutdownTrigger,
+}
+
+fn node() -> &'static Node {
+    static NODE: OnceLock<Node> = OnceLock::new();
+    NODE.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let relay = runtime.block_on(async {
+            let settings = SessionSettings {
+                max_subscriptions: 16,
+                max_unacked: 16,
+                ..SessionSettings::default()
+            };
+            let offline = OfflineLimits {
+                max_messages: 4,
+                ttl: std::time::Duration::from_secs(1),
+            };
+            Arc::new(Relay::embedded(
+                "fuzz".into(),
+                "127.0.0.1:0",
+                settings,
+                offline,
+            ))
+        });
+        let (trigger, shutdown) = shutdown::channel();
+        Node {
+            runtime,
+            relay,
+            shutdown,
+            _trigger: trigger,
+        }
+    })
+}
+
+/// A client that sends the input's chunks, then goes; what the relay
+/// writes is counted and dropped.
+struct Scripted {
+    chunks: VecDeque<Bytes>,
+}
+
+impl Transport for Scripted {
+    async fn receive(&mut self) -> Option<Bytes> {
+        // Deliveries queued by the previous frame get their turn.
+        tokio::task::yield_now().await;
+        self.chunks.pop_front()
+    }
+
+    async fn send(&mut self, _bytes: Bytes) -> Result<(), TransportClosed> {
+        Ok(())
+    }
+
+    async fn close(&mut self) {}
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&control, input)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(control & 0x3f) + 1;
+    let mut bytes = Vec::with_capacity(CONNECT.len() + input.len());
+    if control & 0x40 != 0 {
+        bytes.extend_from_slice(CONNECT);
+    }
+    bytes.extend_from_slice(input);
+    let chunks = bytes.chunks(chunk).map(Bytes::copy_from_slice).collect();
+
+    let node = node();
+    node.runtime.block_on(async {
+        let transport = Scripted { chunks };
+        connection::serve(transport, node.relay.clone(), node.shutdown.clone()).await;
+        assert_eq!(
+            node.relay.metrics.connections.get(),
+            0,
+            "a connection outlived its client"
+        );
+        let sessions = node
+            .relay
+            .registry
+            .all_sessions()
+            .await
+            .expect("the memory registry answers");
+        assert!(
+            sessions.is_empty(),
+            "a session outlived its client: {sessions:?}"
+        );
+    });
+});
