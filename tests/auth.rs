@@ -206,3 +206,48 @@ async fn a_refused_login_leaves_nothing_in_the_registry_or_the_broker() {
     bystander.publish("/user/alice/queue/n", "still here").await;
     assert_eq!(bystander.recv_body().await, "still here");
 }
+
+#[tokio::test]
+async fn a_sockjs_session_takes_its_token_from_the_url() {
+    let relay = jwt_relay();
+    let token = hs256(&claims("sid", serde_json::json!({})), SECRET);
+    let base = "/sockjs/000/tokened";
+    let post = |path: String, body: &'static str| {
+        let relay = &relay;
+        async move { support::http(relay, "POST", &path, &[], body).await }
+    };
+    let opened = post(format!("{base}/xhr?access_token={token}"), "").await;
+    assert_eq!(opened.body, "o\n");
+    let sent = post(
+        format!("{base}/xhr_send?access_token={token}"),
+        r#"["CONNECT\naccept-version:1.2\n\n\u0000"]"#,
+    )
+    .await;
+    assert_eq!(sent.status, 204, "{}", sent.body);
+    let connected = post(format!("{base}/xhr?access_token={token}"), "").await;
+    assert!(
+        connected.body.starts_with("a[\"CONNECTED"),
+        "{}",
+        connected.body
+    );
+    assert!(
+        connected.body.contains("user-name:sid"),
+        "{}",
+        connected.body
+    );
+
+    // Without a token the same CONNECT is refused.
+    let bare = "/sockjs/000/bare";
+    assert_eq!(post(format!("{bare}/xhr"), "").await.body, "o\n");
+    post(
+        format!("{bare}/xhr_send"),
+        r#"["CONNECT\naccept-version:1.2\n\n\u0000"]"#,
+    )
+    .await;
+    let refused = post(format!("{bare}/xhr"), "").await;
+    assert!(
+        refused.body.contains("authentication failed"),
+        "{}",
+        refused.body
+    );
+}

@@ -113,7 +113,12 @@ impl Session {
             state.receiving = true;
             return Attach::Receiving;
         }
-        if let Some(reason) = &state.closed {
+        // A session that closed with messages still queued (the ERROR frame
+        // that ended its STOMP session) hands them to the next receiver
+        // before its close frame.
+        if let Some(reason) = &state.closed
+            && state.outgoing.is_empty()
+        {
             return Attach::Closed(reason.clone());
         }
         if state.receiving {
@@ -388,6 +393,23 @@ mod tests {
         );
         assert_eq!(channel.recv().await, None, "the application's input ends");
         assert!(!channel.send("late".into()));
+    }
+
+    #[tokio::test]
+    async fn what_was_queued_before_the_close_reaches_the_next_poll() {
+        let (session, channel) = Session::open(false, None);
+        assert!(matches!(session.attach(true), Attach::Receiving));
+        session.detach(false);
+        assert!(channel.send("ERROR".into()));
+        channel.close();
+        let heartbeat = Duration::from_millis(20);
+        assert!(matches!(session.attach(false), Attach::Receiving));
+        assert_eq!(
+            session.next_frame(heartbeat).await,
+            (r#"a["ERROR"]"#.into(), false)
+        );
+        session.detach(false);
+        assert!(matches!(session.attach(false), Attach::Closed(_)));
     }
 
     #[tokio::test]
