@@ -174,7 +174,7 @@ async fn a_stomp_send_reaches_a_plain_amqp_consumer_with_its_headers() {
 #[tokio::test]
 async fn a_disconnected_session_leaves_no_queue_and_no_redis_entry() {
     let relay = TestRelay::start(Mode::Cluster);
-    let (mut client, session) = StompClient::connect_with_session(&relay, "carol").await;
+    let (mut client, session) = StompClient::connect_with_session(&relay, "carol", "secret").await;
     client.subscribe("p", "/user/queue/private", "auto").await;
 
     let mut redis = redis::Client::open(REDIS_URL)
@@ -293,7 +293,7 @@ async fn a_node_queue_binding_goes_with_its_last_subscriber() {
 #[tokio::test]
 async fn an_amqp_publish_to_a_user_key_reaches_only_that_session() {
     let relay = TestRelay::start(Mode::Cluster);
-    let (mut alice, session) = StompClient::connect_with_session(&relay, "alice").await;
+    let (mut alice, session) = StompClient::connect_with_session(&relay, "alice", "secret").await;
     alice.subscribe("p", "/user/queue/alerts", "auto").await;
     let mut eve = StompClient::connect(&relay, Some("eve")).await;
     eve.subscribe("all", "/topic/#", "auto").await;

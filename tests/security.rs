@@ -50,21 +50,33 @@ struct Bystanders {
 const END: &str = "end";
 
 impl Bystanders {
+    /// Bystanders of a relay without authentication.
     async fn start(relay: &TestRelay, feed: &str) -> Bystanders {
+        Bystanders::start_with(relay, feed, |_| "secret".to_owned()).await
+    }
+
+    /// Bystanders whose passcode for a user is `passcode(user)`.
+    async fn start_with(
+        relay: &TestRelay,
+        feed: &str,
+        passcode: impl Fn(&str) -> String,
+    ) -> Bystanders {
         let mut readers = Vec::new();
         for name in ["topic-1", "topic-2"] {
-            let mut client = StompClient::connect(relay, Some(name)).await;
+            let mut client = StompClient::connect_with_login(relay, name, &passcode(name)).await;
             client
                 .subscribe("feed", &format!("/topic/{feed}"), "auto")
                 .await;
             readers.push((name.to_owned(), tokio::spawn(read_until_end(client))));
         }
+        let watcher_name = format!("watcher-{feed}");
         let (mut watcher, watcher_session) =
-            StompClient::connect_with_session(relay, &format!("watcher-{feed}")).await;
+            StompClient::connect_with_session(relay, &watcher_name, &passcode(&watcher_name)).await;
         watcher.subscribe("feed", "/user/queue/feed", "auto").await;
         readers.push(("user".to_owned(), tokio::spawn(read_until_end(watcher))));
 
-        let mut publisher = StompClient::connect(relay, Some("publisher")).await;
+        let mut publisher =
+            StompClient::connect_with_login(relay, "publisher", &passcode("publisher")).await;
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let (topic, user) = (
             format!("/topic/{feed}"),
@@ -96,6 +108,8 @@ impl Bystanders {
     /// Stops the feed and checks that every bystander got all of it, in
     /// order.
     async fn finish(self) {
+        // A little more feed after the last attack, for its effects to show.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let _ = self.stop.send(());
         let sent = self.publisher.await.expect("the publisher ran");
         assert!(
@@ -684,4 +698,85 @@ async fn the_http_api_answers_logins_with_the_api_role() {
         anonymous.status, 401,
         "a token is set: loopback is not enough"
     );
+}
+
+#[tokio::test]
+async fn forged_tokens_and_refused_destinations_leave_bystanders_undisturbed() {
+    // The publisher may write to the watcher's user destination; nobody
+    // else may write to another user's.
+    let acl = temp_file(
+        "acl.toml",
+        "[[rule]]\nusers = [\"publisher\"]\nallow = [\"/user/**\"]\n",
+    );
+    let relay = TestRelay::start_with(
+        Mode::Embedded,
+        &[
+            "--auth",
+            "jwt",
+            "--jwt-secret",
+            SECRET,
+            "--jwt-audience",
+            "relay",
+            "--acl-file",
+            &acl,
+        ],
+    );
+    let token = |user: &str| hs256(&claims(user, serde_json::json!({})), SECRET);
+    let bystanders = Bystanders::start_with(&relay, "feed", token).await;
+
+    let unsigned = {
+        use base64::Engine;
+        let encode = |json: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+        };
+        let header = encode(serde_json::json!({"alg": "none", "typ": "JWT"}));
+        let payload = encode(claims("publisher", serde_json::json!({})));
+        format!("{header}.{payload}.")
+    };
+    for (passcode, what) in [
+        (
+            hs256(&claims("eve", serde_json::json!({"exp": 1})), SECRET),
+            "expired",
+        ),
+        (
+            hs256(&claims("eve", serde_json::json!({"aud": "other"})), SECRET),
+            "another audience",
+        ),
+        (
+            hs256(
+                &claims("publisher", serde_json::json!({})),
+                "guessed-secret-guessed-secret",
+            ),
+            "bad signature",
+        ),
+        (unsigned, "malformed"),
+    ] {
+        let mut client = StompClient::open(&relay).await;
+        client
+            .send(
+                Frame::new(Command::Connect)
+                    .header("accept-version", "1.2")
+                    .header("passcode", &passcode),
+            )
+            .await;
+        let error = expect_refusal(&mut client, "authentication failed", what).await;
+        assert!(
+            String::from_utf8_lossy(&error.body).contains(what),
+            "{what}: {error:?}"
+        );
+    }
+
+    // A logged-in user writing into the watcher's private destination, or
+    // reading an exchange without a grant, is refused.
+    for frame in [
+        Frame::new(Command::Send)
+            .header("destination", "/user/watcher-feed/queue/feed")
+            .body("u-forged"),
+        subscribe_frame("x", "/exchange/amq.topic/#", "auto"),
+    ] {
+        let mut eve = StompClient::connect_with_login(&relay, "eve", &token("eve")).await;
+        eve.send(frame).await;
+        expect_refusal(&mut eve, "access refused", "eve").await;
+    }
+    bystanders.finish().await;
 }

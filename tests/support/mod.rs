@@ -427,16 +427,19 @@ impl StompClient {
 
     /// [`StompClient::connect`], also answering the session id CONNECTED
     /// gave.
+    /// Connected as `login` (with `passcode`), and the session id.
     pub async fn connect_with_session(
         relay: &impl RelayAddress,
         login: &str,
+        passcode: &str,
     ) -> (StompClient, String) {
         let mut client = StompClient::open(relay).await;
         client
             .send(
                 Frame::new(Command::Connect)
                     .header("accept-version", "1.2")
-                    .header("login", login),
+                    .header("login", login)
+                    .header("passcode", passcode),
             )
             .await;
         let connected = client.recv().await;
