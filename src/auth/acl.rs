@@ -254,6 +254,16 @@ impl Pattern {
     /// reachable after each piece is carried along, so a pattern costs
     /// at most pieces x length^2 steps, never backtracking without end.
     fn matches(&self, destination: &str, user: Option<&str>) -> bool {
+        // Most patterns are a prefix and `**`: answered without the walk.
+        match self.0.as_slice() {
+            [Piece::Anything] => return true,
+            [Piece::Text(literal)] => return destination == literal,
+            [Piece::Text(prefix), Piece::Anything] => return destination.starts_with(prefix),
+            [Piece::Text(prefix), ..] if !destination.starts_with(prefix.as_str()) => {
+                return false;
+            }
+            _ => {}
+        }
         let text = destination.as_bytes();
         let mut reachable = vec![false; text.len() + 1];
         reachable[0] = true;
