@@ -339,7 +339,7 @@ async fn a_durable_subscription_keeps_messages_while_its_user_is_away() {
 
     let mut sender = StompClient::connect(&relay, None).await;
     sender.publish(&topic, "while you were away").await;
-    let queue = "stomp.durable.dave.daily";
+    let queue = "stomp.durable.4.dave.daily";
     assert!(
         queue_exists(queue).await,
         "the durable queue outlives the session"

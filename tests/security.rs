@@ -353,6 +353,41 @@ async fn hostile_clients_are_refused_while_bystanders_keep_receiving() {
         .await;
     victim.expect_receipt("acked").await;
 
+    // The relay's own queues (dispatch, sessions, nodes) and the default
+    // exchange are out of reach whatever the ACL.
+    for (frame, summary) in [
+        (
+            Frame::new(Command::Send)
+                .header("destination", "/queue/stomp.dispatch")
+                .header("stomp-user", "victim")
+                .body("injected"),
+            "access refused",
+        ),
+        (
+            subscribe_frame("n", "/amq/queue/stomp.node.test", "auto"),
+            "access refused",
+        ),
+        (
+            Frame::new(Command::Send)
+                .header("destination", "/exchange/amq.default/stomp.dispatch")
+                .body("injected"),
+            "access refused",
+        ),
+        (
+            subscribe_frame("d", "/topic/x", "auto")
+                .header("durable", "true")
+                .header(
+                    "x-queue-name",
+                    format!("stomp.session.{}", bystanders.watcher_session),
+                ),
+            "invalid header",
+        ),
+    ] {
+        let mut client = StompClient::connect(&relay, Some("intruder")).await;
+        client.send(frame).await;
+        expect_refusal(&mut client, summary, "a reserved queue").await;
+    }
+
     // The relay, not the client, names the sender.
     let mut reader = StompClient::connect(&relay, Some("reader")).await;
     reader.subscribe("f", "/topic/forged", "auto").await;

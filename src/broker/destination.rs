@@ -10,6 +10,18 @@ use uuid::Uuid;
 pub const TOPIC_EXCHANGE: &str = "amq.topic";
 /// Where `/app/...` SENDs go, for backend services to consume.
 pub const INBOUND_EXCHANGE: &str = "stomp.inbound";
+/// Queue name prefixes clients may not name: `stomp.` is the relay's own
+/// (session, node and dispatch queues; another session's queue named here
+/// would hand its private messages to the client), `amq.` RabbitMQ's.
+pub const RESERVED_QUEUE_PREFIXES: &[&str] = &["stomp.", "amq."];
+
+/// Whether a client may not name this queue.
+pub fn is_reserved_queue(name: &str) -> bool {
+    RESERVED_QUEUE_PREFIXES
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
 /// Longest name or routing key AMQP allows (a short string).
 pub const MAX_NAME_LEN: usize = 255;
 
@@ -58,6 +70,10 @@ pub enum DestinationError {
     WrongCommand(String, &'static str),
     #[error("routing key {0:?} is another session's private key")]
     UserKey(String),
+    #[error(
+        "destination {0:?} names a queue or exchange reserved for the relay or RabbitMQ (stomp.*, amq.*, amq.default)"
+    )]
+    Reserved(String),
 }
 
 impl Destination {
@@ -83,16 +99,27 @@ impl Destination {
             } else {
                 named(key)?
             };
+            // The default exchange would reach any queue by name.
+            if exchange == "amq.default" {
+                return Err(DestinationError::Reserved(text.to_owned()));
+            }
             return Ok(Destination::Exchange {
                 exchange: named(exchange)?,
                 key,
             });
         }
+        let queue = |name: &str| -> Result<String, DestinationError> {
+            if is_reserved_queue(name) {
+                Err(DestinationError::Reserved(text.to_owned()))
+            } else {
+                named(name)
+            }
+        };
         if let Some(name) = text.strip_prefix("/queue/") {
-            return Ok(Destination::Queue { name: named(name)? });
+            return Ok(Destination::Queue { name: queue(name)? });
         }
         if let Some(name) = text.strip_prefix("/amq/queue/") {
-            return Ok(Destination::AmqQueue { name: named(name)? });
+            return Ok(Destination::AmqQueue { name: queue(name)? });
         }
         if let Some(key) = text.strip_prefix("/app/") {
             return Ok(Destination::App { key: named(key)? });

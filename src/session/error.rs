@@ -103,6 +103,7 @@ impl SessionError {
             SessionError::UnsupportedVersion(_) => "unsupported version",
             SessionError::MissingHeader { .. } => "missing header",
             SessionError::InvalidHeader { .. } => "invalid header",
+            SessionError::Destination(DestinationError::Reserved(_)) => "access refused",
             SessionError::Destination(_) => "invalid destination",
             SessionError::DuplicateSubscription(_) => "duplicate subscription id",
             SessionError::UnknownSubscription(_) => "unknown subscription",

@@ -23,7 +23,9 @@ pub use error::SessionError;
 
 use crate::auth::acl::Action;
 use crate::auth::{Credentials, Identity};
-use crate::broker::destination::{Destination, DestinationError, TEMP_QUEUE_PREFIX, UserKey};
+use crate::broker::destination::{
+    Destination, DestinationError, TEMP_QUEUE_PREFIX, UserKey, is_reserved_queue,
+};
 use crate::broker::queue_options::QueueOptions;
 use crate::broker::{AckMode, Delivery, Message, Outbox, SessionId, Settlement, SubscriptionSpec};
 use crate::config::SecondLogin;
@@ -419,10 +421,19 @@ impl Session {
                 reason: "expected a non-negative number",
             }
         })?;
+        if let Some(name) = queue.name.as_deref().filter(|name| is_reserved_queue(name)) {
+            return Err(SessionError::InvalidHeader {
+                header: "x-queue-name",
+                value: name.to_owned(),
+                reason: "names starting with stomp. or amq. are reserved",
+            });
+        }
         if queue.durable && queue.name.is_none() {
-            // Named from the user and the id, so the same user finds it again.
+            // Named from the user and the id, so the same user finds it
+            // again; the owner's length keeps "a.b" + "c" apart from "a" +
+            // "b.c".
             let owner = self.user().unwrap_or("anonymous");
-            queue.name = Some(format!("stomp.durable.{owner}.{id}"));
+            queue.name = Some(format!("stomp.durable.{}.{owner}.{id}", owner.len()));
         }
         let spec = SubscriptionSpec {
             id: Arc::from(id),
