@@ -90,7 +90,8 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
-    /// Seconds a new connection may take to send CONNECT before it is closed.
+    /// Seconds a new connection may take to send CONNECT before it is
+    /// closed; also how long an HTTP request's headers may take to arrive.
     #[arg(long, env = "STOMP_RELAY_CONNECT_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub connect_timeout: u64,
 

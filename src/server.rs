@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -252,7 +252,12 @@ impl BoundServer {
             allowed_origins: self.config.allowed_origins.clone().into(),
         };
         let connections = GracefulShutdown::new();
-        let http = auto::Builder::new(TokioExecutor::new());
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        // A request's headers trickled in (HTTP slowloris) or never sent
+        // hold a connection's place: they get as long as a CONNECT does.
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.connect_timeout);
 
         let admission = Admission::new(
             self.config.max_connections,

@@ -1,10 +1,12 @@
 //! Limits on what one client controls, each enforced while everyone else
-//! is served: frames per second, connections per address, and the origins
-//! whose pages may connect.
+//! is served: frames per second, connections per address, HTTP headers
+//! that never finish, and the origins whose pages may connect.
 
 mod support;
 
+use std::time::Duration;
 use stomp_parser::{Command, Frame};
+
 use support::{Mode, RelayAddress, StompClient, TestRelay};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -63,6 +65,28 @@ async fn connections_past_the_per_address_limit_get_a_503() {
     assert!(admitted.is_some(), "a freed place is given again");
     let mut first = open.remove(0);
     first.publish("/topic/x", "the others are served").await;
+}
+
+#[tokio::test]
+async fn http_headers_trickled_in_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = TestRelay::start_with(Mode::Embedded, &["--connect-timeout", "1"]);
+    let mut stream = tokio::net::TcpStream::connect(relay.addr)
+        .await
+        .expect("the relay accepts");
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("a partial request is written");
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the relay closed the connection");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test]
