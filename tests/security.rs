@@ -600,6 +600,21 @@ async fn acls_grant_by_role_and_the_defaults_hold_the_rest() {
         deny = ["/topic/admin.**"]
         "#,
     );
+    // A wildcard does not widen what carol may read.
+    let mut wide = connect_with_token(&relay, "carol", &[]).await;
+    wide.subscribe("all", "/topic/#", "auto").await;
+    let mut sender = connect_with_token(&relay, "dan", &[]).await;
+    for topic in ["/topic/admin.keys", "/topic/chat.hello"] {
+        sender
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", topic)
+                    .body(topic),
+            )
+            .await;
+    }
+    assert_eq!(wide.recv_body().await, "/topic/chat.hello");
+    assert!(wide.recv_within(QUIET).await.is_none());
     let mut ops = connect_with_token(&relay, "olga", &["ops"]).await;
     ops.subscribe("x", "/exchange/amq.topic/ops.*", "auto")
         .await;

@@ -9,10 +9,12 @@
 //!
 //! Patterns are destination texts where `*` stands for any characters but
 //! `/`, `**` for any characters, `{user}` for the client's own user name,
-//! and `\` makes the next character plain (`\*` is a star). A pattern
-//! matches the destination as the client wrote it, AMQP wildcards
-//! included: `/topic/**` admits `/topic/#`; to refuse wildcard
-//! subscriptions, deny `/topic/**#**` and `/topic/**\***`.
+//! and `\` makes the next character plain (`\*` is a star). A SUBSCRIBE
+//! is judged as written, AMQP wildcards included (`/topic/**` admits
+//! `/topic/#`; to refuse wildcard subscriptions, deny `/topic/**#**` and
+//! `/topic/**\***`), and then every message a wildcard subscription
+//! catches is judged by its own destination: `/topic/#` does not read
+//! `/topic/admin.keys` when the ACL denies that.
 //!
 //! With authentication on, the built-in [`default rules`](Acl::defaults)
 //! follow the file's (unless it says `defaults = false`): a user may use

@@ -355,6 +355,23 @@ impl Session {
         }
     }
 
+    /// Whether the ACL lets this client read a delivery's own destination.
+    /// A wildcard (or fanout) subscription is judged by what it was
+    /// written as; each message it catches is judged again by where it was
+    /// sent, so that `/topic/#` does not read a topic the ACL denies.
+    fn may_read(&self, delivery: &Delivery) -> bool {
+        let subscribed = self
+            .subscriptions
+            .get(&delivery.subscription)
+            .map(|spec| spec.destination_text.clone());
+        match subscribed {
+            Some(text) if *text != *delivery.destination => self
+                .authorize(Action::Subscribe, &delivery.destination)
+                .is_ok(),
+            _ => true,
+        }
+    }
+
     /// Ends the other sessions of this session's user, wherever they are.
     /// A failure leaves them open (and says so in the log) rather than
     /// refusing this login.
@@ -664,6 +681,16 @@ impl Session {
                     .relay
                     .broker
                     .settle(self.id, &[tag], Settlement::Nack)
+                    .await;
+            }
+            return Ok(None);
+        }
+        if !self.may_read(&delivery) {
+            if let Some(tag) = delivery.ack {
+                let _ = self
+                    .relay
+                    .broker
+                    .settle(self.id, &[tag], Settlement::Ack)
                     .await;
             }
             return Ok(None);
