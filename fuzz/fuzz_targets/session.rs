@@ -1,8 +1,8 @@
 //! Runs the whole STOMP session of one connection (decoder, rate limit,
-//! state machine, embedded broker and registry) on arbitrary bytes from a
-//! client, in arbitrary chunks. Nothing may panic, and when the client has
-//! gone the node must hold nothing of it: no open connection, no session in
-//! the registry. One node serves every input, so anything a session leaks
+//! state machine, ACL, embedded broker and registry) on arbitrary bytes
+//! from a client, in arbitrary chunks. Nothing may panic, and when the
+//! client has gone the node must hold nothing of it: no open connection,
+//! no session in the registry. One node serves every input, so anything a session leaks
 //! accumulates and shows in libFuzzer's memory limit.
 #![no_main]
 
@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use stomp_relay::auth::acl::Acl;
 use stomp_relay::dispatch::offline::OfflineLimits;
 use stomp_relay::relay::{Relay, SessionSettings};
 use stomp_relay::session::connection::{self, Transport, TransportClosed};
@@ -44,12 +45,11 @@ fn node() -> &'static Node {
                 max_messages: 4,
                 ttl: std::time::Duration::from_secs(1),
             };
-            Arc::new(Relay::embedded(
-                "fuzz".into(),
-                "127.0.0.1:0",
-                settings,
-                offline,
-            ))
+            let mut relay = Relay::embedded("fuzz".into(), "127.0.0.1:0", settings, offline);
+            // The defaults of an authenticated node, so that ACL decisions
+            // (and wildcard deliveries judged by them) are exercised too.
+            relay.acl = Acl::defaults();
+            Arc::new(relay)
         });
         let (trigger, shutdown) = shutdown::channel();
         Node {
