@@ -204,6 +204,15 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_MAX_UNACKED", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(as_usize))]
     pub max_unacked: usize,
 
+    /// Transactions one session may have open at once (BEGIN without
+    /// COMMIT or ABORT).
+    #[arg(long, env = "STOMP_RELAY_MAX_TRANSACTIONS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=10_000).map(as_usize))]
+    pub max_transactions: usize,
+
+    /// Frames (SEND, ACK, NACK) one transaction may hold until COMMIT.
+    #[arg(long, env = "STOMP_RELAY_MAX_TRANSACTION_FRAMES", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(as_usize))]
+    pub max_transaction_frames: usize,
+
     /// Messages waiting to be written to one client; a client that reads
     /// more slowly than its messages come fills it (see --slow-consumer).
     #[arg(long, env = "STOMP_RELAY_MAX_PENDING_MESSAGES", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(as_usize))]
@@ -340,6 +349,8 @@ pub struct Config {
     pub limits: Limits,
     pub max_subscriptions: usize,
     pub max_unacked: usize,
+    pub max_transactions: usize,
+    pub max_transaction_frames: usize,
     pub max_pending_messages: usize,
     pub slow_consumer: SlowConsumer,
     pub frame_timeout: Duration,
@@ -357,10 +368,11 @@ impl Config {
             limits: self.limits,
             max_subscriptions: self.max_subscriptions,
             max_unacked: self.max_unacked,
+            max_transactions: self.max_transactions,
+            max_transaction_frames: self.max_transaction_frames,
             outbox_capacity: self.max_pending_messages,
             slow_consumer: self.slow_consumer,
             frame_timeout: self.frame_timeout,
-            ..SessionSettings::default()
         }
     }
 }
@@ -403,6 +415,8 @@ impl From<Cli> for Config {
             },
             max_subscriptions: cli.max_subscriptions,
             max_unacked: cli.max_unacked,
+            max_transactions: cli.max_transactions,
+            max_transaction_frames: cli.max_transaction_frames,
             max_pending_messages: cli.max_pending_messages,
             slow_consumer: cli.slow_consumer,
             frame_timeout: Duration::from_secs(cli.frame_timeout),

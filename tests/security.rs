@@ -29,6 +29,10 @@ const HOSTILE_LIMITS: &[&str] = &[
     "4",
     "--max-unacked",
     "3",
+    "--max-transactions",
+    "2",
+    "--max-transaction-frames",
+    "2",
     "--frame-timeout",
     "1",
     "--connect-timeout",
@@ -297,6 +301,29 @@ async fn hostile_clients_are_refused_while_bystanders_keep_receiving() {
         "a fifth subscription",
     )
     .await;
+
+    let mut hoarder = StompClient::connect(&relay, Some("hoarder")).await;
+    for transaction in ["t1", "t2", "t3"] {
+        hoarder
+            .send(Frame::new(Command::Begin).header("transaction", transaction))
+            .await;
+    }
+    expect_refusal(&mut hoarder, "transaction limit", "a third transaction").await;
+    let mut hoarder = StompClient::connect(&relay, Some("hoarder")).await;
+    hoarder
+        .send(Frame::new(Command::Begin).header("transaction", "t"))
+        .await;
+    for n in 0..3 {
+        hoarder
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/topic/held")
+                    .header("transaction", "t")
+                    .body(n.to_string()),
+            )
+            .await;
+    }
+    expect_refusal(&mut hoarder, "transaction limit", "a third held frame").await;
 
     let queue = relay.queue("unacked");
     let mut lazy = StompClient::connect(&relay, Some("lazy")).await;
