@@ -360,10 +360,7 @@ fn authenticator(config: &AuthConfig) -> Result<Authenticator, AuthSetupError> {
             ) {
                 (Some(secret), None, None) => TokenKeys::Secret(secret.clone()),
                 (None, Some(pem), None) => TokenKeys::PublicKeyPem(auth::read_file(pem)?),
-                (None, None, Some(jwks)) => TokenKeys::Jwks(
-                    String::from_utf8(auth::read_file(jwks)?)
-                        .map_err(|_| AuthSetupError::Key("the JWKS file is not UTF-8".into()))?,
-                ),
+                (None, None, Some(jwks)) => TokenKeys::Jwks(auth::read_text_file(jwks)?),
                 _ => {
                     return Err(AuthSetupError::Key(
                         "--auth jwt needs exactly one of --jwt-secret, --jwt-public-key and --jwks-file".into(),

@@ -73,6 +73,11 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
     let started = Instant::now();
     let mut last_received = started;
     let mut last_sent = started;
+    let slow_consumer = || {
+        Flow::Close(Some(
+            SessionError::SlowConsumer(settings.outbox_capacity).into(),
+        ))
+    };
     // When the frame now partly received began to arrive.
     let mut frame_begun: Option<Instant> = None;
 
@@ -110,14 +115,12 @@ pub async fn serve<T: Transport>(mut transport: T, relay: Arc<Relay>, mut shutdo
                     // good; the outbox filling meanwhile ends the session.
                     tokio::select! {
                         flow = write(&mut transport, &session, &frame, &mut last_sent) => flow,
-                        () = overflow.notified() => Flow::Close(Some(SessionError::SlowConsumer(settings.outbox_capacity).into())),
+                        () = overflow.notified() => slow_consumer(),
                     }
                 }
                 Err(error) => Flow::Close(Some(error.into())),
             },
-            () = overflow.notified() => {
-                Flow::Close(Some(SessionError::SlowConsumer(settings.outbox_capacity).into()))
-            }
+            () = overflow.notified() => slow_consumer(),
             () = sleep_until_some(read_deadline) => {
                 let error = if session.is_connected() {
                     SessionError::HeartBeatTimeout(last_received.elapsed().as_millis())

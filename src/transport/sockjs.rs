@@ -39,8 +39,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::admission::Admission;
 use super::http_api::PeerAddr;
-use super::websocket::{self, Socket, query_parameter};
+use super::websocket::{self, Socket};
 use super::{Response, full};
+use super::{form_value, query_parameter};
 use crate::relay::Relay;
 use crate::session::connection;
 use crate::shutdown::Shutdown;
@@ -559,7 +560,7 @@ impl Context<'_> {
             }
         };
         let payload = if transport == "jsonp_send" && is_form(request.headers()) {
-            form_field(&body, "d").unwrap_or_default()
+            form_value(&body, "d").unwrap_or_default()
         } else {
             body.to_vec()
         };
@@ -789,7 +790,7 @@ fn callback<B>(request: &Request<B>) -> Result<String, Response> {
         )
     };
     let query = request.uri().query().unwrap_or_default();
-    let Some(value) = form_field(query.as_bytes(), "c") else {
+    let Some(value) = form_value(query.as_bytes(), "c") else {
         return Err(refuse("\"callback\" parameter required"));
     };
     let value = String::from_utf8(value).unwrap_or_default();
@@ -802,23 +803,6 @@ fn callback<B>(request: &Request<B>) -> Result<String, Response> {
     } else {
         Err(refuse("invalid \"callback\" parameter"))
     }
-}
-
-/// The decoded value of `name` in `application/x-www-form-urlencoded` text.
-fn form_field(text: &[u8], name: &str) -> Option<Vec<u8>> {
-    text.split(|&b| b == b'&').find_map(|pair| {
-        let (key, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(at) => (&pair[..at], &pair[at + 1..]),
-            None => (pair, &b""[..]),
-        };
-        (key == name.as_bytes()).then(|| {
-            let spaced: Vec<u8> = value
-                .iter()
-                .map(|&b| if b == b'+' { b' ' } else { b })
-                .collect();
-            percent_encoding::percent_decode(&spaced).collect()
-        })
-    })
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -997,16 +981,5 @@ mod tests {
         ] {
             assert!(!is_iframe_path(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn form_fields_are_decoded() {
-        assert_eq!(
-            form_field(b"d=%5B%22x%22%5D", "d"),
-            Some(b"[\"x\"]".to_vec())
-        );
-        assert_eq!(form_field(b"p=p", "d"), None);
-        assert_eq!(form_field(b"d=", "d"), Some(Vec::new()));
-        assert_eq!(form_field(b"c=%63allback", "c"), Some(b"callback".to_vec()));
     }
 }

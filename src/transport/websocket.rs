@@ -24,8 +24,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::Response;
 use super::admission::Ticket;
+use super::{Response, query_parameter};
 
 use crate::relay::Relay;
 use crate::session::connection::{self, Transport, TransportClosed};
@@ -190,18 +190,6 @@ pub fn choose_subprotocol(offered: &str) -> Option<&'static str> {
 struct WebSocketTransport<S> {
     socket: WebSocketStream<S>,
     access_token: Option<String>,
-}
-
-/// The decoded value of `name` in a URL's query.
-pub(crate) fn query_parameter(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| {
-            percent_encoding::percent_decode_str(&value.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
 }
 
 impl<S> Transport for WebSocketTransport<S>
