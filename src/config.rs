@@ -13,7 +13,9 @@ use clap::{Parser, ValueEnum};
 use stomp_parser::Limits;
 
 use crate::dispatch::offline::OfflineLimits;
-use crate::relay::SessionSettings;
+use crate::relay::Settings;
+use crate::session::SessionSettings;
+use crate::transport::connection::ConnectionSettings;
 
 /// What `stomp-relay --help` shows. Parsed once in `main`, then resolved into
 /// a [`Config`].
@@ -213,6 +215,13 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_MAX_TRANSACTION_FRAMES", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(as_usize))]
     pub max_transaction_frames: usize,
 
+    /// Commands one session may have in flight (SENDs awaiting the
+    /// broker's confirm, subscriptions being made, ...); past it the relay
+    /// stops reading that client's frames until some complete
+    /// (backpressure, not a close).
+    #[arg(long, env = "STOMP_RELAY_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000).map(as_usize))]
+    pub max_in_flight: usize,
+
     /// Messages waiting to be written to one client; a client that reads
     /// more slowly than its messages come fills it (see --slow-consumer).
     #[arg(long, env = "STOMP_RELAY_MAX_PENDING_MESSAGES", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(as_usize))]
@@ -351,6 +360,7 @@ pub struct Config {
     pub max_unacked: usize,
     pub max_transactions: usize,
     pub max_transaction_frames: usize,
+    pub max_in_flight: usize,
     pub max_pending_messages: usize,
     pub slow_consumer: SlowConsumer,
     pub frame_timeout: Duration,
@@ -358,21 +368,26 @@ pub struct Config {
 }
 
 impl Config {
-    /// What each session runs with.
-    pub fn session_settings(&self) -> SessionSettings {
-        SessionSettings {
-            heart_beat: self.heart_beat,
-            connect_timeout: self.connect_timeout,
-            second_login: self.second_login,
-            max_frames_per_second: self.max_frames_per_second,
-            limits: self.limits,
-            max_subscriptions: self.max_subscriptions,
-            max_unacked: self.max_unacked,
-            max_transactions: self.max_transactions,
-            max_transaction_frames: self.max_transaction_frames,
-            outbox_capacity: self.max_pending_messages,
-            slow_consumer: self.slow_consumer,
-            frame_timeout: self.frame_timeout,
+    /// What each connection and session runs with.
+    pub fn relay_settings(&self) -> Settings {
+        Settings {
+            connection: ConnectionSettings {
+                connect_timeout: self.connect_timeout,
+                outbox_capacity: self.max_pending_messages,
+                drop_when_full: self.slow_consumer == SlowConsumer::Drop,
+                frame_timeout: self.frame_timeout,
+                limits: self.limits,
+                max_frames_per_second: self.max_frames_per_second,
+                max_in_flight: self.max_in_flight,
+            },
+            session: SessionSettings {
+                heart_beat: self.heart_beat,
+                max_subscriptions: self.max_subscriptions,
+                max_unacked: self.max_unacked,
+                max_transactions: self.max_transactions,
+                max_transaction_frames: self.max_transaction_frames,
+                replace_older_logins: self.second_login == SecondLogin::Replace,
+            },
         }
     }
 }
@@ -417,6 +432,7 @@ impl From<Cli> for Config {
             max_unacked: cli.max_unacked,
             max_transactions: cli.max_transactions,
             max_transaction_frames: cli.max_transaction_frames,
+            max_in_flight: cli.max_in_flight,
             max_pending_messages: cli.max_pending_messages,
             slow_consumer: cli.slow_consumer,
             frame_timeout: Duration::from_secs(cli.frame_timeout),

@@ -33,7 +33,7 @@ use crate::config::{AuthConfig, AuthMode, Config, Mode};
 use crate::dispatch::offline::redis::RedisOfflineStore;
 use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
-use crate::relay::Relay;
+use crate::relay::{Relay, Security};
 use crate::shutdown::{self, Shutdown};
 use crate::transport::admission::{self, Admission, Refusal};
 use crate::transport::http_api::{self, ApiAccess, PeerAddr};
@@ -113,7 +113,7 @@ impl App {
         }
         if request.uri().path() == &*self.ws_path {
             if websocket::is_upgrade(&request) {
-                return websocket::upgrade(request, self.relay, self.shutdown);
+                return websocket::upgrade(request, self.relay.connections.clone(), self.shutdown);
             }
             return transport::from_warp(
                 warp::reply::with_status(
@@ -159,10 +159,15 @@ impl BoundServer {
         // not cost a RabbitMQ connection.
         let auth = authenticator(&config.auth)?;
         let acl = destination_rules(&config.auth, auth.is_enforced())?;
+        let security = Security { auth, acl };
         let relay = match &config.mode {
-            Mode::Embedded => {
-                Relay::embedded(node_id, &address, config.session_settings(), config.offline)
-            }
+            Mode::Embedded => Relay::embedded(
+                node_id,
+                &address,
+                config.relay_settings(),
+                config.offline,
+                security,
+            ),
             Mode::Cluster {
                 amqp_url,
                 redis_url,
@@ -192,16 +197,14 @@ impl BoundServer {
                     Arc::new(broker),
                     Arc::new(registry),
                     Arc::new(offline),
-                    config.session_settings(),
+                    config.relay_settings(),
+                    security,
                 )
             }
         };
         if let Some(requests) = relay.broker.dispatch_requests().await? {
             tokio::spawn(relay.dispatcher.clone().serve_requests(requests));
         }
-        let mut relay = relay;
-        relay.auth = auth;
-        relay.acl = acl;
         let relay = Arc::new(relay);
         if let Some(evictions) = relay.registry.evictions() {
             tokio::spawn(carry_out_evictions(Arc::downgrade(&relay), evictions));
@@ -420,7 +423,7 @@ fn sockjs_endpoints(config: &Config) -> Arc<[SockJsEndpoint]> {
 async fn carry_out_evictions(relay: Weak<Relay>, mut evictions: mpsc::Receiver<SessionId>) {
     while let Some(session) = evictions.recv().await {
         let Some(relay) = relay.upgrade() else { return };
-        if !relay.sessions.evict(session) {
+        if !relay.sessions().evict(session) {
             tracing::debug!(%session, "asked to end a session that is not here (any more)");
         }
     }

@@ -11,10 +11,13 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use stomp_relay::auth::Authenticator;
 use stomp_relay::auth::acl::Acl;
 use stomp_relay::dispatch::offline::OfflineLimits;
-use stomp_relay::relay::{Relay, SessionSettings};
-use stomp_relay::session::connection::{self, Transport, TransportClosed};
+use stomp_relay::relay::{Relay, Security, Settings};
+use stomp_relay::session::SessionSettings;
+use stomp_relay::transport::connection::writer::TransportWriter;
+use stomp_relay::transport::connection::{self, Transport, TransportClosed, TransportReader};
 use stomp_relay::shutdown::{self, Shutdown, ShutdownTrigger};
 
 /// A CONNECT that inputs may start with, so that the fuzzer spends its time
@@ -36,19 +39,25 @@ fn node() -> &'static Node {
             .build()
             .expect("a runtime");
         let relay = runtime.block_on(async {
-            let settings = SessionSettings {
-                max_subscriptions: 16,
-                max_unacked: 16,
-                ..SessionSettings::default()
+            let settings = Settings {
+                session: SessionSettings {
+                    max_subscriptions: 16,
+                    max_unacked: 16,
+                    ..SessionSettings::default()
+                },
+                ..Settings::default()
             };
             let offline = OfflineLimits {
                 max_messages: 4,
                 ttl: std::time::Duration::from_secs(1),
             };
-            let mut relay = Relay::embedded("fuzz".into(), "127.0.0.1:0", settings, offline);
             // The defaults of an authenticated node, so that ACL decisions
             // (and wildcard deliveries judged by them) are exercised too.
-            relay.acl = Acl::defaults();
+            let security = Security {
+                auth: Authenticator::None,
+                acl: Acl::defaults(),
+            };
+            let relay = Relay::embedded("fuzz".into(), "127.0.0.1:0", settings, offline, security);
             Arc::new(relay)
         });
         let (trigger, shutdown) = shutdown::channel();
@@ -67,14 +76,28 @@ struct Scripted {
     chunks: VecDeque<Bytes>,
 }
 
+/// What the relay writes: counted and dropped.
+struct Discard;
+
 impl Transport for Scripted {
+    type Reader = Scripted;
+    type Writer = Discard;
+
+    fn split(self) -> (Scripted, Discard) {
+        (self, Discard)
+    }
+}
+
+impl TransportReader for Scripted {
     async fn receive(&mut self) -> Option<Bytes> {
         // Deliveries queued by the previous frame get their turn.
         tokio::task::yield_now().await;
         self.chunks.pop_front()
     }
+}
 
-    async fn send(&mut self, _bytes: Bytes) -> Result<(), TransportClosed> {
+impl TransportWriter for Discard {
+    async fn send(&mut self, _frames: Vec<Bytes>) -> Result<(), TransportClosed> {
         Ok(())
     }
 
@@ -96,7 +119,7 @@ fuzz_target!(|data: &[u8]| {
     let node = node();
     node.runtime.block_on(async {
         let transport = Scripted { chunks };
-        connection::serve(transport, node.relay.clone(), node.shutdown.clone()).await;
+        connection::serve(transport, node.relay.connections.clone(), node.shutdown.clone()).await;
         assert_eq!(
             node.relay.metrics.connections.get(),
             0,

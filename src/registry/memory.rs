@@ -24,7 +24,7 @@ impl MemoryRegistry {
             node: NodeRecord {
                 node: node.to_owned(),
                 address: address.to_owned(),
-                started_at: crate::session::unix_millis(),
+                started_at: super::unix_millis(),
                 sessions: 0,
             },
         }

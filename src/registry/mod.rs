@@ -7,6 +7,8 @@
 pub mod memory;
 pub mod redis;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -84,4 +86,13 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Withdraws this node when it stops.
     async fn shutdown(&self) {}
+}
+
+/// Now, in milliseconds since the Unix epoch: how the registry dates
+/// sessions and nodes.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

@@ -91,7 +91,7 @@ impl RedisRegistry {
             prefix: Arc::from(prefix),
             liveness: Arc::new(liveness),
             sessions: Arc::new(AtomicUsize::new(0)),
-            started_at: crate::session::unix_millis(),
+            started_at: super::unix_millis(),
             evictions: Arc::new(Mutex::new(Some(evictions))),
             seen_alive: Arc::default(),
         };

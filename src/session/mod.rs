@@ -1,41 +1,51 @@
-//! The STOMP state machine of one client connection.
+//! The STOMP state machine of one client connection, without I/O.
 //!
-//! A [`Session`] takes frames in and gives frames out; it knows nothing of
-//! WebSocket, SockJS or RabbitMQ. It reaches the broker and the registry
-//! through their traits, and deliveries come back to it through its
-//! [`Outbox`]. [`connection::serve`] runs one over any transport.
+//! A [`Session`] takes frames from the client ([`Session::handle_frame`]),
+//! deliveries from the broker ([`Session::deliver`]) and the results of what
+//! it asked for ([`Session::complete`]), and gives out, through
+//! [`Session::poll_output`], frames for the client and [`Command`]s for the
+//! connection's driver (attach, subscribe, publish, dispatch to a user,
+//! settle, register, ...). It knows nothing of sockets, tokio, RabbitMQ or
+//! Redis, so its tests drive it by hand.
+//!
+//! STOMP's promises that depend on timing are kept here, by command
+//! numbers: a RECEIPT (and CONNECTED) waits until every command given before
+//! it is done, and an ERROR for a bad frame goes out after the work of the
+//! frames before it.
 
+mod command;
 pub mod connect;
-pub mod connection;
 mod error;
-pub mod local;
+mod settings;
 mod subscriptions;
 mod transactions;
 
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use stomp_parser::{Command, Frame, Version};
-use tokio::sync::Notify;
-use uuid::Uuid;
+use stomp_parser::{Frame, Version};
 
+pub use command::{Command, CommandId, Event, Output};
 pub use error::SessionError;
+pub use settings::{SessionContext, SessionSettings};
 
+use crate::auth::Identity;
 use crate::auth::acl::Action;
-use crate::auth::{Credentials, Identity};
 use crate::broker::destination::{
     Destination, DestinationError, TEMP_QUEUE_PREFIX, UserKey, is_reserved_queue,
 };
 use crate::broker::queue_options::QueueOptions;
-use crate::broker::{AckMode, Delivery, Message, Outbox, SessionId, Settlement, SubscriptionSpec};
-use crate::config::SecondLogin;
+use crate::broker::{AckMode, Delivery, Message, SessionId, Settlement, SubscriptionSpec};
 use crate::dispatch::WhenOffline;
 use crate::dispatch::offline::KeptMessage;
-use crate::registry::SessionRecord;
-use crate::relay::Relay;
 use connect::{ConnectRequest, HeartBeat, connected_frame};
 use subscriptions::{Pending, Subscriptions};
 use transactions::Transactions;
+
+type StompCommand = stomp_parser::Command;
 
 /// Headers of a SEND that belong to the protocol, not to the message, and
 /// headers only the relay may set on a MESSAGE.
@@ -55,24 +65,6 @@ const NOT_FORWARDED: &[&str] = &[
 /// The SEND header asking that a message to `/user/{name}/...` be kept
 /// while that user is offline.
 const PERSIST: &str = "persist";
-
-/// What the connection does after a frame was handled.
-#[derive(Debug, Default)]
-pub struct Reply {
-    /// Frames to send, in order.
-    pub frames: Vec<Frame>,
-    /// Close the connection after sending them (DISCONNECT).
-    pub close: bool,
-}
-
-impl Reply {
-    fn frame(frame: Frame) -> Reply {
-        Reply {
-            frames: vec![frame],
-            close: false,
-        }
-    }
-}
 
 /// A frame the session refuses: the connection sends the ERROR frame and
 /// closes.
@@ -100,7 +92,16 @@ impl From<SessionError> for Rejection {
 
 enum State {
     AwaitingConnect,
+    /// CONNECT was read; its login is being checked, then the session
+    /// attached and registered. Frames wait meanwhile.
+    Connecting {
+        version: Version,
+        heart_beat: HeartBeat,
+    },
     Connected(Connected),
+    /// An ERROR or DISCONNECT waits for the work before it; no more frames
+    /// are read.
+    Closing,
     Closed,
 }
 
@@ -109,38 +110,68 @@ struct Connected {
     heart_beat: HeartBeat,
     /// Who logged in; `None` for an anonymous client (`--auth none`).
     identity: Option<Identity>,
-    /// What the registry holds for this session (named users only).
-    record: Option<SessionRecord>,
+}
+
+/// What waits for the commands given before it.
+enum Held {
+    Frame(Frame),
+    /// The CONNECTED frame, and the session it opens.
+    Connected(Connected, Frame),
+    Close(Option<Rejection>),
 }
 
 /// One client's STOMP session.
 pub struct Session {
     id: SessionId,
-    relay: Arc<Relay>,
-    outbox: Outbox,
+    context: Arc<SessionContext>,
     state: State,
     subscriptions: Subscriptions,
     transactions: Transactions,
     /// The last `message-id` given out.
     last_message_id: u64,
-    /// Fires when something outside the connection ends the session.
-    eviction: Arc<Notify>,
     /// `access_token` of the URL the client connected to.
     access_token: Option<String>,
+    output: VecDeque<Output>,
+    next_command: CommandId,
+    /// Commands given and not yet complete, with the `receipt` of the frame
+    /// that gave each (for the ERROR if it fails).
+    in_flight: BTreeMap<CommandId, Option<Arc<str>>>,
+    /// What waits for every command numbered below its mark, in order.
+    held: VecDeque<(CommandId, Held)>,
+    /// ReadKept commands in flight -> the subscription they are for.
+    reading_kept: HashMap<CommandId, Arc<str>>,
+    /// The kept messages to read, for a subscription, once the current
+    /// frame's RECEIPT is placed.
+    read_after_receipt: Option<(Arc<str>, Command)>,
+    /// The receipt of the frame being handled.
+    current_receipt: Option<Arc<str>>,
+    attached: bool,
+    registered: bool,
 }
 
 impl Session {
-    pub fn new(relay: Arc<Relay>, outbox: Outbox, access_token: Option<String>) -> Session {
+    pub fn new(
+        id: SessionId,
+        context: Arc<SessionContext>,
+        access_token: Option<String>,
+    ) -> Session {
         Session {
-            id: Uuid::new_v4(),
-            relay,
-            outbox,
+            id,
+            context,
             state: State::AwaitingConnect,
             subscriptions: Subscriptions::default(),
             transactions: Transactions::default(),
             last_message_id: 0,
-            eviction: Arc::new(Notify::new()),
             access_token,
+            output: VecDeque::new(),
+            next_command: 0,
+            in_flight: BTreeMap::new(),
+            held: VecDeque::new(),
+            reading_kept: HashMap::new(),
+            read_after_receipt: None,
+            current_receipt: None,
+            attached: false,
+            registered: false,
         }
     }
 
@@ -148,20 +179,20 @@ impl Session {
         self.id
     }
 
-    /// Fires when the session must end because its user logged in again
-    /// (`--second-login replace`); the connection then sends
-    /// [`SessionError::Replaced`] and closes.
-    pub fn eviction(&self) -> Arc<Notify> {
-        self.eviction.clone()
-    }
-
-    /// The node's counters.
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.relay.metrics
-    }
-
     pub fn is_connected(&self) -> bool {
         matches!(self.state, State::Connected(_))
+    }
+
+    /// Whether the session takes another frame now. While a CONNECT is
+    /// being carried out, and once it is closing, frames wait (or are
+    /// never read).
+    pub fn accepts_frames(&self) -> bool {
+        matches!(self.state, State::AwaitingConnect | State::Connected(_))
+    }
+
+    /// Commands given and not complete.
+    pub fn commands_in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// The version frames are written in; 1.2 until CONNECT agrees one
@@ -169,6 +200,7 @@ impl Session {
     pub fn version(&self) -> Version {
         match &self.state {
             State::Connected(connected) => connected.version,
+            State::Connecting { version, .. } => *version,
             _ => Version::V1_2,
         }
     }
@@ -181,96 +213,228 @@ impl Session {
     }
 
     pub fn user(&self) -> Option<&str> {
+        self.identity().map(|identity| identity.user.as_str())
+    }
+
+    fn identity(&self) -> Option<&Identity> {
         match &self.state {
-            State::Connected(connected) => connected.identity.as_ref().map(|id| id.user.as_str()),
+            State::Connected(connected) => connected.identity.as_ref(),
             _ => None,
         }
     }
 
+    /// The next frame or command, in the order they were given.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.output.pop_front()
+    }
+
     /// Handles one frame from the client. A `receipt` header is answered
-    /// with RECEIPT once the frame's work is done.
-    pub async fn handle(&mut self, frame: Frame) -> Result<Reply, Rejection> {
-        let receipt = frame.get("receipt").map(str::to_owned);
-        let is_connect = matches!(frame.command, Command::Connect | Command::Stomp);
-        match self.dispatch(frame).await {
-            Ok(mut reply) => {
-                // The RECEIPT comes before what the frame brought with it
-                // (messages kept for the user, delivered by SUBSCRIBE).
-                if let Some(receipt) = receipt.filter(|_| !is_connect) {
-                    reply.frames.insert(
-                        0,
-                        Frame::new(Command::Receipt).header("receipt-id", receipt),
-                    );
+    /// with RECEIPT once the commands the frame (and every frame before it)
+    /// gave are done.
+    pub fn handle_frame(&mut self, frame: Frame) {
+        if !self.accepts_frames() {
+            return;
+        }
+        let receipt: Option<Arc<str>> = frame.get("receipt").map(Arc::from);
+        // CONNECT has no RECEIPT; DISCONNECT places its own.
+        let answers_receipt = !matches!(
+            frame.command,
+            StompCommand::Connect | StompCommand::Stomp | StompCommand::Disconnect
+        );
+        self.current_receipt = receipt.clone();
+        let handled = self.handle_command(frame);
+        self.current_receipt = None;
+        match handled {
+            Ok(()) => {
+                // The RECEIPT comes before what the frame brings later
+                // (messages kept for the user, read after SUBSCRIBE).
+                if let Some(receipt) = receipt.filter(|_| answers_receipt) {
+                    self.hold_receipt(&receipt);
                 }
-                Ok(reply)
+                if let Some((subscription, read)) = self.read_after_receipt.take() {
+                    let id = self.give(read);
+                    self.reading_kept.insert(id, subscription);
+                }
             }
-            Err(error) => Err(Rejection {
-                error,
-                receipt_id: receipt,
-            }),
+            Err(error) => {
+                self.read_after_receipt = None;
+                let rejection = Rejection {
+                    error,
+                    receipt_id: receipt.map(|receipt| receipt.to_string()),
+                };
+                self.state = State::Closing;
+                self.hold(Held::Close(Some(rejection)));
+            }
         }
     }
 
-    async fn dispatch(&mut self, frame: Frame) -> Result<Reply, SessionError> {
+    /// Ends the session now with `error`, whatever waits (a timeout, a slow
+    /// client, the node stopping).
+    pub fn abort(&mut self, error: SessionError) {
+        self.close_now(Some(error.into()));
+    }
+
+    /// Takes the result of command `id`.
+    pub fn complete(&mut self, id: CommandId, event: Event) {
+        let Some(receipt) = self.in_flight.remove(&id) else {
+            return;
+        };
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        match event {
+            Event::Done(Ok(())) => {}
+            Event::Done(Err(mut rejection)) => {
+                if rejection.receipt_id.is_none() {
+                    rejection.receipt_id = receipt.map(|receipt| receipt.to_string());
+                }
+                return self.close_now(Some(rejection));
+            }
+            Event::Authenticated(Ok(identity)) => self.connect_as(identity),
+            Event::Authenticated(Err(error)) => {
+                return self.close_now(Some(SessionError::Auth(error).into()));
+            }
+            Event::Kept(kept) => {
+                if let Some(subscription) = self.reading_kept.remove(&id) {
+                    self.deliver_kept(&subscription, kept);
+                }
+            }
+        }
+        self.release_held();
+    }
+
+    /// What the broker and registry must forget once the connection ends;
+    /// the driver carries these out after the commands still in flight.
+    pub fn close(&mut self) -> Vec<Command> {
+        self.state = State::Closed;
+        self.held.clear();
+        let mut teardown = Vec::new();
+        if std::mem::take(&mut self.attached) {
+            teardown.push(Command::Detach);
+        }
+        if std::mem::take(&mut self.registered) {
+            teardown.push(Command::Unregister);
+        }
+        teardown
+    }
+
+    fn close_now(&mut self, rejection: Option<Rejection>) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        self.state = State::Closed;
+        self.held.clear();
+        self.output.push_back(Output::Close(rejection));
+    }
+
+    /// Gives a command to the driver, numbered.
+    fn give(&mut self, command: Command) -> CommandId {
+        let id = self.next_command;
+        self.next_command += 1;
+        match command {
+            Command::Attach => self.attached = true,
+            Command::Register { .. } => self.registered = true,
+            _ => {}
+        }
+        self.in_flight.insert(id, self.current_receipt.clone());
+        self.output.push_back(Output::Command(id, command));
+        id
+    }
+
+    fn hold_receipt(&mut self, receipt: &str) {
+        let frame = Frame::new(StompCommand::Receipt).header("receipt-id", receipt);
+        self.hold(Held::Frame(frame));
+    }
+
+    /// Holds what must wait for every command given so far.
+    fn hold(&mut self, held: Held) {
+        self.held.push_back((self.next_command, held));
+        self.release_held();
+    }
+
+    fn release_held(&mut self) {
+        while let Some((mark, _)) = self.held.front() {
+            let oldest_in_flight = self.in_flight.keys().next();
+            if oldest_in_flight.is_some_and(|oldest| oldest < mark) {
+                return;
+            }
+            let Some((_, held)) = self.held.pop_front() else {
+                return;
+            };
+            match held {
+                Held::Frame(frame) => self.output.push_back(Output::Frame(frame)),
+                Held::Connected(connected, frame) => {
+                    self.state = State::Connected(connected);
+                    self.output.push_back(Output::Frame(frame));
+                }
+                Held::Close(rejection) => return self.close_now(rejection),
+            }
+        }
+    }
+
+    fn handle_command(&mut self, frame: Frame) -> Result<(), SessionError> {
         let command = frame.command;
         if !command.is_client_command() {
             return Err(SessionError::ServerCommand(command));
         }
         match (&self.state, command) {
-            (State::AwaitingConnect, Command::Connect | Command::Stomp) => {
-                self.connect(&frame).await
+            (State::AwaitingConnect, StompCommand::Connect | StompCommand::Stomp) => {
+                self.connect(&frame)
             }
-            (State::AwaitingConnect | State::Closed, _) => Err(SessionError::NotConnected(command)),
-            (State::Connected(_), Command::Connect | Command::Stomp) => {
+            (State::Connected(_), StompCommand::Connect | StompCommand::Stomp) => {
                 Err(SessionError::AlreadyConnected)
             }
-            (State::Connected(_), Command::Disconnect) => Ok(Reply {
-                frames: Vec::new(),
-                close: true,
-            }),
-            (State::Connected(_), Command::Subscribe) => self.subscribe(&frame).await,
-            (State::Connected(_), Command::Unsubscribe) => self.unsubscribe(&frame).await,
-            (State::Connected(_), Command::Begin) => {
-                let id = required(&frame, "transaction")?;
-                let max = self.relay.settings.max_transactions;
-                self.transactions.begin(id, max)?;
-                Ok(Reply::default())
-            }
-            (State::Connected(_), Command::Commit) => {
-                let held = self.transactions.end(required(&frame, "transaction")?)?;
-                for frame in held {
-                    self.execute(frame).await?;
+            (State::Connected(_), _) => self.handle_connected(frame),
+            _ => Err(SessionError::NotConnected(command)),
+        }
+    }
+
+    fn handle_connected(&mut self, frame: Frame) -> Result<(), SessionError> {
+        let settings = &self.context.settings;
+        match frame.command {
+            StompCommand::Disconnect => {
+                self.state = State::Closing;
+                if let Some(receipt) = self.current_receipt.clone() {
+                    self.hold_receipt(&receipt);
                 }
-                Ok(Reply::default())
+                self.hold(Held::Close(None));
+                Ok(())
             }
-            (State::Connected(_), Command::Abort) => {
+            StompCommand::Subscribe => self.subscribe(&frame),
+            StompCommand::Unsubscribe => self.unsubscribe(&frame),
+            StompCommand::Begin => {
+                let max = settings.max_transactions;
+                self.transactions
+                    .begin(required(&frame, "transaction")?, max)
+            }
+            StompCommand::Commit => {
+                let held = self.transactions.end(required(&frame, "transaction")?)?;
+                held.into_iter().try_for_each(|frame| self.execute(frame))
+            }
+            StompCommand::Abort => {
                 self.transactions.end(required(&frame, "transaction")?)?;
-                Ok(Reply::default())
+                Ok(())
             }
-            (State::Connected(_), _) => match frame.get("transaction") {
+            _ => match frame.get("transaction") {
                 Some(transaction) => {
                     let transaction = transaction.to_owned();
-                    let max = self.relay.settings.max_transaction_frames;
+                    let max = settings.max_transaction_frames;
                     // Checked now, so that a bad frame is refused when sent,
                     // not when committed.
                     self.check_held(&frame)?;
-                    self.transactions.hold(&transaction, frame, max)?;
-                    Ok(Reply::default())
+                    self.transactions.hold(&transaction, frame, max)
                 }
-                None => {
-                    self.execute(frame).await?;
-                    Ok(Reply::default())
-                }
+                None => self.execute(frame),
             },
         }
     }
 
     /// Runs a SEND, ACK or NACK, now or at COMMIT.
-    async fn execute(&mut self, frame: Frame) -> Result<(), SessionError> {
+    fn execute(&mut self, frame: Frame) -> Result<(), SessionError> {
         match frame.command {
-            Command::Send => self.send(frame).await,
-            Command::Ack => self.settle(&frame, Settlement::Ack).await,
-            Command::Nack => self.settle(&frame, Settlement::Nack).await,
+            StompCommand::Send => self.send(frame),
+            StompCommand::Ack => self.settle(&frame, Settlement::Ack),
+            StompCommand::Nack => self.settle(&frame, Settlement::Nack),
             other => Err(SessionError::ServerCommand(other)),
         }
     }
@@ -278,73 +442,69 @@ impl Session {
     /// The checks a frame held in a transaction must pass when it arrives.
     fn check_held(&self, frame: &Frame) -> Result<(), SessionError> {
         match frame.command {
-            Command::Send => {
+            StompCommand::Send => {
                 let text = required(frame, "destination")?;
                 Destination::parse(text)?.check_send(text)?;
                 self.authorize(Action::Send, text)
             }
-            Command::Ack | Command::Nack => ack_id(frame).map(|_| ()),
+            StompCommand::Ack | StompCommand::Nack => ack_id(frame).map(|_| ()),
             other => Err(SessionError::ServerCommand(other)),
         }
     }
 
-    async fn connect(&mut self, frame: &Frame) -> Result<Reply, SessionError> {
+    fn connect(&mut self, frame: &Frame) -> Result<(), SessionError> {
         let request = ConnectRequest::read(frame)?;
-        let credentials = Credentials {
-            login: request.login.as_deref(),
-            passcode: request.passcode.as_deref(),
-            authorization: request.authorization.as_deref(),
-            access_token: self.access_token.as_deref(),
+        self.state = State::Connecting {
+            version: request.version,
+            heart_beat: HeartBeat::negotiate(request.heart_beat, self.context.settings.heart_beat),
         };
         // Before anything is attached or registered: a refused login leaves
         // no trace.
-        let identity = self.relay.auth.authenticate(credentials).await?;
-        let user = identity.as_ref().map(|identity| identity.user.clone());
-        let settings = &self.relay.settings;
-        let heart_beat = HeartBeat::negotiate(request.heart_beat, settings.heart_beat);
-        self.relay
-            .broker
-            .attach(self.id, self.outbox.clone())
-            .await?;
-        let record = user.as_ref().map(|user| SessionRecord {
-            session: self.id,
-            user: user.clone(),
-            node: self.relay.node_id.clone(),
-            connected_at: unix_millis(),
+        let access_token = self.access_token.take();
+        self.give(Command::Authenticate {
+            login: request.login,
+            passcode: request.passcode,
+            authorization: request.authorization,
+            access_token,
         });
-        if let Some(record) = &record {
-            if let Err(error) = self.relay.registry.register(record).await {
-                self.relay.broker.detach(self.id).await;
-                return Err(error.into());
-            }
-            self.relay.sessions.insert(self.id, self.eviction.clone());
-            if settings.second_login == SecondLogin::Replace {
-                self.replace_older_sessions(record).await;
+        Ok(())
+    }
+
+    /// The login was accepted: attach and register, then CONNECTED.
+    fn connect_as(&mut self, identity: Option<Identity>) {
+        let State::Connecting {
+            version,
+            heart_beat,
+        } = self.state
+        else {
+            return;
+        };
+        self.give(Command::Attach);
+        if let Some(identity) = &identity {
+            let user = identity.user.clone();
+            self.give(Command::Register { user: user.clone() });
+            if self.context.settings.replace_older_logins {
+                self.give(Command::ReplaceOlder { user });
             }
         }
-        let reply = connected_frame(
-            request.version,
+        let frame = connected_frame(
+            version,
             &self.id.to_string(),
-            settings.heart_beat,
-            user.as_deref(),
+            self.context.settings.heart_beat,
+            identity.as_ref().map(|identity| identity.user.as_str()),
         );
-        tracing::debug!(session = %self.id, ?user, version = %request.version, "connected");
-        self.state = State::Connected(Connected {
-            version: request.version,
+        let connected = Connected {
+            version,
             heart_beat,
             identity,
-            record,
-        });
-        Ok(Reply::frame(reply))
+        };
+        self.hold(Held::Connected(connected, frame));
     }
 
     /// Refuses what the node's ACL does not let this client do.
     fn authorize(&self, action: Action, destination: &str) -> Result<(), SessionError> {
-        let identity = match &self.state {
-            State::Connected(connected) => connected.identity.as_ref(),
-            _ => None,
-        };
-        if self.relay.acl.allows(identity, action, destination) {
+        let identity = self.identity();
+        if self.context.acl.allows(identity, action, destination) {
             Ok(())
         } else {
             Err(SessionError::AccessRefused {
@@ -360,40 +520,15 @@ impl Session {
     /// written as; each message it catches is judged again by where it was
     /// sent, so that `/topic/#` does not read a topic the ACL denies.
     fn may_read(&self, delivery: &Delivery) -> bool {
-        let subscribed = self
-            .subscriptions
-            .get(&delivery.subscription)
-            .map(|spec| spec.destination_text.clone());
-        match subscribed {
-            Some(text) if *text != *delivery.destination => self
+        match self.subscriptions.get(&delivery.subscription) {
+            Some(spec) if *spec.destination_text != *delivery.destination => self
                 .authorize(Action::Subscribe, &delivery.destination)
                 .is_ok(),
             _ => true,
         }
     }
 
-    /// Ends the other sessions of this session's user, wherever they are.
-    /// A failure leaves them open (and says so in the log) rather than
-    /// refusing this login.
-    async fn replace_older_sessions(&self, record: &SessionRecord) {
-        let older = match self.relay.registry.locate(&record.user).await {
-            Ok(sessions) => sessions,
-            Err(error) => {
-                tracing::warn!(user = %record.user, %error, "cannot look up older sessions to replace");
-                return;
-            }
-        };
-        for old in older.iter().filter(|old| old.session != self.id) {
-            tracing::info!(user = %record.user, old = %old.session, node = %old.node, new = %self.id, "replacing an older session of the user");
-            if old.node == self.relay.node_id {
-                self.relay.sessions.evict(old.session);
-            } else if let Err(error) = self.relay.registry.evict(old.session, &old.node).await {
-                tracing::warn!(user = %record.user, old = %old.session, %error, "cannot ask another node to close an older session");
-            }
-        }
-    }
-
-    async fn subscribe(&mut self, frame: &Frame) -> Result<Reply, SessionError> {
+    fn subscribe(&mut self, frame: &Frame) -> Result<(), SessionError> {
         let destination_text = required(frame, "destination")?;
         // STOMP 1.0 made `id` optional; RabbitMQ then uses the destination.
         let id = match frame.get("id") {
@@ -427,7 +562,8 @@ impl Session {
         if self.subscriptions.contains(id) {
             return Err(SessionError::DuplicateSubscription(id.to_owned()));
         }
-        let max = self.relay.settings.max_subscriptions;
+        let settings = &self.context.settings;
+        let max = settings.max_subscriptions;
         if self.subscriptions.len() >= max {
             return Err(SessionError::TooManySubscriptions(max));
         }
@@ -459,85 +595,67 @@ impl Session {
             ack,
             // More in flight than a session may leave unacknowledged would
             // only end the session.
-            prefetch: prefetch.filter(|&count| count > 0).map(|count| {
-                count.min(u32::try_from(self.relay.settings.max_unacked).unwrap_or(u32::MAX))
-            }),
+            prefetch: prefetch
+                .filter(|&count| count > 0)
+                .map(|count| count.min(u32::try_from(settings.max_unacked).unwrap_or(u32::MAX))),
             queue,
         };
-        self.relay.broker.subscribe(self.id, &spec).await?;
-        let kept_for = match &spec.destination {
-            Destination::OwnUser { name } => Some(name.clone()),
+        self.read_after_receipt = match (&spec.destination, self.user()) {
+            (Destination::OwnUser { name }, Some(user)) => Some((
+                spec.id.clone(),
+                Command::ReadKept {
+                    user: user.to_owned(),
+                    name: name.clone(),
+                },
+            )),
             _ => None,
         };
-        let id = spec.id.clone();
-        self.subscriptions.insert(spec);
-        let frames = match kept_for {
-            Some(name) => self.deliver_kept(&id, &name).await,
-            None => Vec::new(),
-        };
-        Ok(Reply {
-            frames,
-            close: false,
-        })
+        self.subscriptions.insert(spec.clone());
+        self.give(Command::Subscribe(spec));
+        Ok(())
     }
 
-    /// The messages kept for this user at user destination `name` while it
-    /// was offline, as MESSAGEs of the new subscription `id`, oldest first.
-    /// With `ack:auto` the store forgets them now; otherwise when acked.
-    /// A store that cannot answer costs the subscription nothing: the
-    /// messages stay kept for the next time.
-    async fn deliver_kept(&mut self, id: &Arc<str>, name: &str) -> Vec<Frame> {
-        let Some(user) = self.user().map(str::to_owned) else {
-            return Vec::new();
-        };
-        let offline = self.relay.dispatcher.offline();
-        let kept = match offline.kept(&user, name).await {
+    /// The messages kept for this user while it was offline, as MESSAGEs of
+    /// subscription `id`, oldest first. With `ack:auto` the store forgets
+    /// them now; otherwise when acked. A store that cannot answer costs the
+    /// subscription nothing: the messages stay kept for the next time.
+    fn deliver_kept(&mut self, id: &Arc<str>, kept: Result<Vec<KeptMessage>, Rejection>) {
+        let kept = match kept {
             Ok(kept) => kept,
-            Err(error) => {
-                tracing::warn!(session = %self.id, %user, %error, "cannot read messages kept for the user");
-                return Vec::new();
+            Err(rejection) => {
+                tracing::warn!(session = %self.id, error = %rejection.error, "cannot read messages kept for the user");
+                return;
             }
         };
-        if kept.is_empty() {
-            return Vec::new();
-        }
-        let Some(subscription) = self.subscriptions.get(id) else {
-            return Vec::new();
+        let (Some(subscription), Some(user)) = (self.subscriptions.get(id), self.user()) else {
+            return;
         };
+        if kept.is_empty() {
+            return;
+        }
+        let user = user.to_owned();
         let needs_ack = subscription.ack.needs_ack();
         let destination = subscription.destination_text.clone();
         let mut delivered = Vec::with_capacity(kept.len());
-        let frames: Vec<Frame> = kept
-            .into_iter()
-            .map(
-                |KeptMessage {
-                     id: kept_id,
-                     message,
-                 }| {
-                    let pending = needs_ack.then(|| Pending::Kept(kept_id.clone()));
-                    delivered.push(kept_id);
-                    self.message_frame(id, &destination, &message, pending, false)
-                },
-            )
-            .collect();
-        self.relay
-            .metrics
-            .offline_delivered
-            .inc_by(frames.len() as u64);
-        if !needs_ack
-            && let Err(error) = self
-                .relay
-                .dispatcher
-                .offline()
-                .forget(&user, &delivered)
-                .await
+        for KeptMessage {
+            id: kept_id,
+            message,
+        } in kept
         {
-            tracing::warn!(session = %self.id, %user, %error, "cannot forget delivered kept messages");
+            let pending = needs_ack.then(|| Pending::Kept(kept_id.clone()));
+            delivered.push(kept_id);
+            let frame = self.message_frame(id, &destination, &message, pending, false);
+            self.output.push_back(Output::Frame(frame));
         }
-        frames
+        if !needs_ack {
+            self.give(Command::ForgetKept {
+                user,
+                ids: delivered,
+            });
+        }
     }
 
-    async fn unsubscribe(&mut self, frame: &Frame) -> Result<Reply, SessionError> {
+    fn unsubscribe(&mut self, frame: &Frame) -> Result<(), SessionError> {
         let id = match (frame.get("id"), self.version()) {
             (Some(id), _) => id,
             (None, Version::V1_0) => required(frame, "destination")?,
@@ -549,14 +667,12 @@ impl Session {
             .ok_or_else(|| SessionError::UnknownSubscription(id.to_owned()))?;
         let discard =
             frame.get("durable") == Some("true") || frame.get("persistent") == Some("true");
-        self.relay
-            .broker
-            .unsubscribe(self.id, &spec, discard)
-            .await?;
-        Ok(Reply::default())
+        self.give(Command::Unsubscribe { spec, discard });
+        Ok(())
     }
 
-    async fn send(&mut self, frame: Frame) -> Result<(), SessionError> {
+    fn send(&mut self, mut frame: Frame) -> Result<(), SessionError> {
+        let body = std::mem::take(&mut frame.body);
         let text = required(&frame, "destination")?;
         let destination = Destination::parse(text)?;
         destination.check_send(text)?;
@@ -584,38 +700,36 @@ impl Session {
         if let Some(reply_to) = frame.get("reply-to")
             && let Some(name) = reply_to.strip_prefix("/temp-queue/")
         {
-            let reply_queue = self.temp_queue(name).await?;
+            let reply_queue = self.temp_queue(name)?;
             headers.set("reply-to", &reply_queue);
         }
-        let message = Message {
-            headers,
-            body: frame.body,
+        let message = Message { headers, body };
+        let command = match (destination.publish_target(), destination) {
+            (Some(target), _) => Command::Publish { target, message },
+            (None, Destination::User { user, name }) => Command::SendToUser {
+                user,
+                name,
+                message,
+                when_offline,
+            },
+            // check_send refused every other destination without a target.
+            (None, _) => return Err(DestinationError::Unknown(text.to_owned()).into()),
         };
-        match destination.publish_target() {
-            Some(target) => self.relay.broker.publish(target, message).await?,
-            None => {
-                if let Destination::User { user, name } = &destination {
-                    self.relay
-                        .dispatcher
-                        .to_user(user, name, message, when_offline)
-                        .await?;
-                }
-            }
-        }
+        self.give(command);
         Ok(())
     }
 
     /// The reply address of this session's temp queue `name`, created on
     /// first use: replies sent to it arrive as MESSAGEs whose `subscription`
     /// and `destination` are `/temp-queue/{name}`, as with RabbitMQ.
-    async fn temp_queue(&mut self, name: &str) -> Result<String, SessionError> {
+    fn temp_queue(&mut self, name: &str) -> Result<String, SessionError> {
         let text = format!("/temp-queue/{name}");
         let user_name = format!("{TEMP_QUEUE_PREFIX}{name}");
         if Destination::parse(&format!("/user/queue/{user_name}")).is_err() {
             return Err(DestinationError::Unknown(text).into());
         }
         if !self.subscriptions.contains(&text) {
-            let max = self.relay.settings.max_subscriptions;
+            let max = self.context.settings.max_subscriptions;
             if self.subscriptions.len() >= max {
                 return Err(SessionError::TooManySubscriptions(max));
             }
@@ -629,8 +743,8 @@ impl Session {
                 prefetch: None,
                 queue: QueueOptions::default(),
             };
-            self.relay.broker.subscribe(self.id, &spec).await?;
-            self.subscriptions.insert(spec);
+            self.subscriptions.insert(spec.clone());
+            self.give(Command::Subscribe(spec));
         }
         let key = UserKey {
             name: &user_name,
@@ -639,7 +753,7 @@ impl Session {
         Ok(format!("/reply-queue/{key}"))
     }
 
-    async fn settle(&mut self, frame: &Frame, settlement: Settlement) -> Result<(), SessionError> {
+    fn settle(&mut self, frame: &Frame, settlement: Settlement) -> Result<(), SessionError> {
         let id = ack_id(frame)?;
         let settled = self
             .subscriptions
@@ -653,60 +767,57 @@ impl Session {
             }
         }
         if !tags.is_empty() {
-            self.relay.broker.settle(self.id, &tags, settlement).await?;
+            self.give(Command::Settle { tags, settlement });
         }
         // A NACKed kept message stays kept, to be delivered next time.
         if settlement == Settlement::Ack
             && !kept.is_empty()
             && let Some(user) = self.user()
         {
-            self.relay
-                .dispatcher
-                .offline()
-                .forget(user, &kept)
-                .await
-                .map_err(crate::dispatch::DispatchError::from)?;
+            let user = user.to_owned();
+            self.give(Command::ForgetKept { user, ids: kept });
         }
         Ok(())
     }
 
     /// Turns a delivery into the MESSAGE frame for the client, recording it
-    /// when it needs an ACK. `None` for a delivery to a subscription that
-    /// has just ended (it is given back to the broker).
-    /// A delivery that needs an ACK past `max_unacked` ends the session.
-    pub async fn deliver(&mut self, delivery: Delivery) -> Result<Option<Frame>, SessionError> {
-        if !self.subscriptions.contains(&delivery.subscription) {
-            if let Some(tag) = delivery.ack {
-                let _ = self
-                    .relay
-                    .broker
-                    .settle(self.id, &[tag], Settlement::Nack)
-                    .await;
-            }
-            return Ok(None);
+    /// when it needs an ACK. A delivery to a subscription that has just
+    /// ended is given back to the broker; one the ACL does not let the
+    /// client read is acknowledged and dropped. One that needs an ACK past
+    /// `max_unacked` ends the session.
+    pub fn deliver(&mut self, delivery: Delivery) {
+        if !matches!(self.state, State::Connected(_) | State::Closing) {
+            return;
         }
-        if !self.may_read(&delivery) {
+        let refused = if !self.subscriptions.contains(&delivery.subscription) {
+            Some(Settlement::Nack)
+        } else if !self.may_read(&delivery) {
+            Some(Settlement::Ack)
+        } else {
+            None
+        };
+        if let Some(settlement) = refused {
             if let Some(tag) = delivery.ack {
-                let _ = self
-                    .relay
-                    .broker
-                    .settle(self.id, &[tag], Settlement::Ack)
-                    .await;
+                self.give(Command::Settle {
+                    tags: vec![tag],
+                    settlement,
+                });
             }
-            return Ok(None);
+            return;
         }
-        let max = self.relay.settings.max_unacked;
+        let max = self.context.settings.max_unacked;
         if delivery.ack.is_some() && self.subscriptions.unacked() >= max {
             // Not delivered: the broker takes it back when the session ends.
-            return Err(SessionError::TooManyUnacked(max));
+            return self.abort(SessionError::TooManyUnacked(max));
         }
-        Ok(Some(self.message_frame(
+        let frame = self.message_frame(
             &delivery.subscription,
             &delivery.destination,
             &delivery.message,
             delivery.ack.map(Pending::Broker),
             delivery.redelivered,
-        )))
+        );
+        self.output.push_back(Output::Frame(frame));
     }
 
     /// The MESSAGE frame of one message for one subscription, recording
@@ -721,7 +832,7 @@ impl Session {
     ) -> Frame {
         self.last_message_id += 1;
         let message_id = self.last_message_id.to_string();
-        let mut frame = Frame::new(Command::Message)
+        let mut frame = Frame::new(StompCommand::Message)
             .header("subscription", subscription)
             .header("message-id", &message_id)
             .header("destination", destination);
@@ -751,26 +862,9 @@ impl Session {
         frame.body = message.body.clone();
         frame
     }
-
-    /// Ends the session: the broker forgets it (requeueing what it left
-    /// unacknowledged on shared queues) and the registry drops it.
-    pub async fn close(&mut self) {
-        let State::Connected(connected) = std::mem::replace(&mut self.state, State::Closed) else {
-            self.state = State::Closed;
-            return;
-        };
-        self.relay.broker.detach(self.id).await;
-        self.relay.sessions.remove(self.id);
-        if let Some(record) = connected.record
-            && let Err(error) = self.relay.registry.unregister(&record).await
-        {
-            tracing::warn!(session = %self.id, %error, "could not unregister the session");
-        }
-        tracing::debug!(session = %self.id, subscriptions = self.subscriptions.len(), "closed");
-    }
 }
 
-fn missing(command: Command, header: &'static str) -> SessionError {
+fn missing(command: StompCommand, header: &'static str) -> SessionError {
     SessionError::MissingHeader { command, header }
 }
 
@@ -786,103 +880,4 @@ fn ack_id(frame: &Frame) -> Result<&str, SessionError> {
         .get("id")
         .or_else(|| frame.get("message-id"))
         .ok_or_else(|| missing(frame.command, "id"))
-}
-
-/// Now, in milliseconds since the Unix epoch.
-pub(crate) fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::broker::WhenFull;
-    use crate::dispatch::offline::OfflineLimits;
-    use crate::relay::SessionSettings;
-
-    fn frame(command: Command, headers: &[(&str, &str)]) -> Frame {
-        headers
-            .iter()
-            .fold(Frame::new(command), |frame, (name, value)| {
-                frame.header(name, value)
-            })
-    }
-
-    #[tokio::test]
-    async fn frames_in_frames_out_without_a_socket() {
-        let relay = Arc::new(Relay::embedded(
-            "node".into(),
-            "127.0.0.1:0",
-            SessionSettings::default(),
-            OfflineLimits::default(),
-        ));
-        let (outbox, mut inbox, _overflow) = Outbox::channel(8, WhenFull::Close);
-        let mut session = Session::new(relay, outbox, None);
-
-        let reply = session
-            .handle(frame(
-                Command::Connect,
-                &[("accept-version", "1.1,1.2"), ("login", "alice")],
-            ))
-            .await
-            .unwrap();
-        assert_eq!(reply.frames[0].command, Command::Connected);
-        assert_eq!(session.version(), Version::V1_2);
-        assert_eq!(session.user(), Some("alice"));
-
-        let subscribe = frame(
-            Command::Subscribe,
-            &[("id", "0"), ("destination", "/topic/t"), ("receipt", "1")],
-        );
-        let reply = session.handle(subscribe).await.unwrap();
-        assert_eq!(reply.frames[0].get("receipt-id"), Some("1"));
-
-        let send = frame(
-            Command::Send,
-            &[("destination", "/topic/t"), ("user-name", "mallory")],
-        )
-        .body("hi");
-        session.handle(send).await.unwrap();
-        let delivery = inbox.recv().await.unwrap();
-        let message = session.deliver(delivery).await.unwrap().unwrap();
-        assert_eq!(message.command, Command::Message);
-        assert_eq!(message.get("destination"), Some("/topic/t"));
-        assert_eq!(
-            message.get("user-name"),
-            Some("alice"),
-            "the relay stamps the sender"
-        );
-        assert_eq!(&message.body[..], b"hi");
-
-        let reply = session
-            .handle(frame(Command::Disconnect, &[]))
-            .await
-            .unwrap();
-        assert!(reply.close);
-        session.close().await;
-    }
-
-    #[tokio::test]
-    async fn a_frame_before_connect_is_rejected_with_its_receipt() {
-        let relay = Arc::new(Relay::embedded(
-            "node".into(),
-            "127.0.0.1:0",
-            SessionSettings::default(),
-            OfflineLimits::default(),
-        ));
-        let (outbox, _inbox, _overflow) = Outbox::channel(8, WhenFull::Close);
-        let mut session = Session::new(relay, outbox, None);
-        let rejection = session
-            .handle(frame(
-                Command::Send,
-                &[("destination", "/topic/t"), ("receipt", "9")],
-            ))
-            .await
-            .unwrap_err();
-        assert_eq!(rejection.error, SessionError::NotConnected(Command::Send));
-        assert_eq!(rejection.to_frame().get("receipt-id"), Some("9"));
-    }
 }

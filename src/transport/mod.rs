@@ -2,6 +2,7 @@
 //! web demo, all mounted on one listener.
 
 pub mod admission;
+pub mod connection;
 pub mod http_api;
 pub mod sockjs;
 pub mod web_demo;

@@ -38,12 +38,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::admission::Admission;
+use super::connection;
 use super::http_api::PeerAddr;
 use super::websocket::{self, Socket};
 use super::{Response, full};
 use super::{form_value, query_parameter};
 use crate::relay::Relay;
-use crate::session::connection;
 use crate::shutdown::Shutdown;
 use session::{Attach, Channel, Session, Sessions};
 
@@ -375,9 +375,11 @@ impl Context<'_> {
             return refusal;
         }
         match self.settings().application {
-            Application::Stomp => {
-                websocket::upgrade(request, self.relay.clone(), self.shutdown.clone())
-            }
+            Application::Stomp => websocket::upgrade(
+                request,
+                self.relay.connections.clone(),
+                self.shutdown.clone(),
+            ),
             application => {
                 websocket::accept(request, self.settings().max_send, None, move |socket| {
                     raw_test_service(socket, application)
@@ -461,7 +463,7 @@ impl Context<'_> {
             Application::Stomp => {
                 tokio::spawn(connection::serve(
                     channel,
-                    self.relay.clone(),
+                    self.relay.connections.clone(),
                     self.shutdown.clone(),
                 ));
             }

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use hyper::upgrade::Upgraded;
@@ -27,8 +28,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use super::admission::Ticket;
 use super::{Response, query_parameter};
 
-use crate::relay::Relay;
-use crate::session::connection::{self, Transport, TransportClosed};
+use super::connection::writer::TransportWriter;
+use super::connection::{self, ConnectionContext, Transport, TransportClosed, TransportReader};
 use crate::shutdown::Shutdown;
 
 /// Room above the largest frame for the WebSocket message that carries it
@@ -37,6 +38,10 @@ const MESSAGE_SLACK: usize = 64 * 1024;
 /// Bytes read from the socket at a time; messages larger than this still
 /// arrive whole, the buffer grows for them.
 const READ_BUFFER: usize = 4 * 1024;
+/// Bytes of queued messages written in one go: the writer feeds every
+/// ready frame and flushes once, so a burst costs one syscall per this much
+/// rather than one per frame. An idle connection's buffer stays empty.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// True for a request that asks to become a WebSocket.
 pub fn is_upgrade<B>(request: &Request<B>) -> bool {
@@ -57,8 +62,12 @@ pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Answers a WebSocket upgrade request and, once the connection is
 /// upgraded, serves STOMP on it.
-pub fn upgrade<B>(request: Request<B>, relay: Arc<Relay>, shutdown: Shutdown) -> Response {
-    let max_message = relay
+pub fn upgrade<B>(
+    request: Request<B>,
+    connections: Arc<ConnectionContext>,
+    shutdown: Shutdown,
+) -> Response {
+    let max_message = connections
         .settings
         .limits
         .max_frame_size
@@ -71,7 +80,7 @@ pub fn upgrade<B>(request: Request<B>, relay: Arc<Relay>, shutdown: Shutdown) ->
             socket,
             access_token,
         };
-        connection::serve(transport, relay, shutdown)
+        connection::serve(transport, connections, shutdown)
     })
 }
 
@@ -121,7 +130,7 @@ where
     let ticket = request.extensions().get::<Arc<Ticket>>().cloned();
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BATCH)
         .max_write_buffer_size(max_message.saturating_mul(2))
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
@@ -194,11 +203,28 @@ struct WebSocketTransport<S> {
 
 impl<S> Transport for WebSocketTransport<S>
 where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Reader = SplitStream<WebSocketStream<S>>;
+    type Writer = SplitSink<WebSocketStream<S>, Message>;
+
+    fn split(self) -> (Self::Reader, Self::Writer) {
+        let (sink, stream) = self.socket.split();
+        (stream, sink)
+    }
+
+    fn access_token(&self) -> Option<String> {
+        self.access_token.clone()
+    }
+}
+
+impl<S> TransportReader for SplitStream<WebSocketStream<S>>
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     async fn receive(&mut self) -> Option<Bytes> {
         loop {
-            match self.socket.next().await?.ok()? {
+            match self.next().await?.ok()? {
                 Message::Text(text) => return Some(Bytes::from(text)),
                 Message::Binary(bytes) => return Some(bytes),
                 Message::Close(_) => return None,
@@ -207,21 +233,26 @@ where
             }
         }
     }
+}
 
-    async fn send(&mut self, bytes: Bytes) -> Result<(), TransportClosed> {
-        let message = match String::from_utf8(Vec::from(bytes)) {
-            Ok(text) => Message::text(text),
-            Err(binary) => Message::binary(binary.into_bytes()),
-        };
-        self.socket.send(message).await.map_err(|_| TransportClosed)
+impl<S> TransportWriter for SplitSink<WebSocketStream<S>, Message>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    async fn send(&mut self, frames: Vec<Bytes>) -> Result<(), TransportClosed> {
+        // Each frame is one WebSocket message; they are written together.
+        for frame in frames {
+            let message = match String::from_utf8(Vec::from(frame)) {
+                Ok(text) => Message::text(text),
+                Err(binary) => Message::binary(binary.into_bytes()),
+            };
+            self.feed(message).await.map_err(|_| TransportClosed)?;
+        }
+        self.flush().await.map_err(|_| TransportClosed)
     }
 
     async fn close(&mut self) {
-        let _ = self.socket.close(None).await;
-    }
-
-    fn access_token(&self) -> Option<String> {
-        self.access_token.clone()
+        let _ = SinkExt::close(self).await;
     }
 }
 

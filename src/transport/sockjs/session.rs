@@ -19,8 +19,9 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
 use super::frame::{self, CloseReason};
-use crate::session::connection::{Transport, TransportClosed};
 use crate::transport::admission::{Refusal, Ticket};
+use crate::transport::connection::writer::TransportWriter;
+use crate::transport::connection::{Transport, TransportClosed, TransportReader};
 
 /// Messages a client may send ahead of its application.
 const INCOMING_BACKLOG: usize = 256;
@@ -275,35 +276,47 @@ impl Channel {
     }
 
     pub fn close(&self) {
-        self.session.close(frame::GO_AWAY);
+        Session::close(&self.session, frame::GO_AWAY);
     }
 }
 
 impl Transport for Channel {
-    async fn receive(&mut self) -> Option<Bytes> {
-        self.recv().await.map(Bytes::from)
-    }
+    type Reader = mpsc::Receiver<String>;
+    type Writer = Arc<Session>;
 
-    async fn send(&mut self, bytes: Bytes) -> Result<(), TransportClosed> {
-        // SockJS carries text; a binary body (rare from STOMP.js) is sent
-        // with its invalid bytes replaced rather than not at all.
-        let text = match String::from_utf8(Vec::from(bytes)) {
-            Ok(text) => text,
-            Err(binary) => String::from_utf8_lossy(binary.as_bytes()).into_owned(),
-        };
-        if Channel::send(self, text) {
-            Ok(())
-        } else {
-            Err(TransportClosed)
-        }
-    }
-
-    async fn close(&mut self) {
-        Channel::close(self);
+    fn split(self) -> (Self::Reader, Self::Writer) {
+        (self.received, self.session)
     }
 
     fn access_token(&self) -> Option<String> {
         self.access_token.clone()
+    }
+}
+
+impl TransportReader for mpsc::Receiver<String> {
+    async fn receive(&mut self) -> Option<Bytes> {
+        self.recv().await.map(Bytes::from)
+    }
+}
+
+impl TransportWriter for Arc<Session> {
+    async fn send(&mut self, frames: Vec<Bytes>) -> Result<(), TransportClosed> {
+        for frame in frames {
+            // SockJS carries text; a binary body (rare from STOMP.js) is
+            // sent with its invalid bytes replaced rather than not at all.
+            let text = match String::from_utf8(Vec::from(frame)) {
+                Ok(text) => text,
+                Err(binary) => String::from_utf8_lossy(binary.as_bytes()).into_owned(),
+            };
+            if !self.send_to_client(text) {
+                return Err(TransportClosed);
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        Session::close(self, frame::GO_AWAY);
     }
 }
 

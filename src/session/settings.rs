@@ -1,0 +1,50 @@
+//! What a session core runs with: its share of the node's configuration
+//! and the node's ACL. Built once per node and shared by its sessions.
+
+use std::sync::Arc;
+
+use crate::auth::acl::Acl;
+
+/// The limits and choices of a STOMP session, from the configuration.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// The server's heart-beat offer, in ms: how often it can send, how
+    /// often it wants to hear from the client (CONNECTED's `heart-beat`).
+    pub heart_beat: (u32, u32),
+    pub max_subscriptions: usize,
+    /// Messages a session may hold delivered and unacknowledged.
+    pub max_unacked: usize,
+    /// Open transactions per session, and frames held by each.
+    pub max_transactions: usize,
+    pub max_transaction_frames: usize,
+    /// A new login of a user ends the user's older sessions
+    /// (`--second-login replace`).
+    pub replace_older_logins: bool,
+}
+
+impl Default for SessionSettings {
+    fn default() -> SessionSettings {
+        SessionSettings {
+            heart_beat: (10_000, 10_000),
+            max_subscriptions: 256,
+            max_unacked: 1000,
+            max_transactions: 16,
+            max_transaction_frames: 1024,
+            replace_older_logins: false,
+        }
+    }
+}
+
+/// Everything a session core consults besides its own state: the settings
+/// and where clients may go. There is no default: a node states its ACL.
+#[derive(Debug)]
+pub struct SessionContext {
+    pub settings: SessionSettings,
+    pub acl: Acl,
+}
+
+impl SessionContext {
+    pub fn new(settings: SessionSettings, acl: Acl) -> Arc<SessionContext> {
+        Arc::new(SessionContext { settings, acl })
+    }
+}

@@ -1,0 +1,454 @@
+//! The session core driven by hand: frames and events in, frames and
+//! commands out, no runtime and no socket. A "slow broker" is simply a
+//! command whose result has not been handed back yet.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use stomp_parser::{Command as Stomp, Frame, Version};
+use uuid::Uuid;
+
+use super::*;
+use crate::auth::acl::Acl;
+use crate::broker::{AckTag, Delivery, Message, PublishTarget};
+use crate::dispatch::offline::KeptMessage;
+
+fn frame(command: Stomp, headers: &[(&str, &str)]) -> Frame {
+    headers
+        .iter()
+        .fold(Frame::new(command), |frame, (name, value)| {
+            frame.header(name, value)
+        })
+}
+
+fn send(destination: &str, body: &str) -> Frame {
+    frame(Stomp::Send, &[("destination", destination)]).body(body.to_owned())
+}
+
+/// A session with its outputs collected.
+struct Harness {
+    session: Session,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let context = SessionContext::new(SessionSettings::default(), Acl::allow_all());
+        Harness {
+            session: Session::new(Uuid::new_v4(), context, None),
+        }
+    }
+
+    /// A session connected as `alice`, with every output so far taken.
+    fn connected() -> Harness {
+        let mut harness = Harness::new();
+        harness.frame(frame(
+            Stomp::Connect,
+            &[("accept-version", "1.2"), ("login", "alice")],
+        ));
+        let (authenticate, _) = harness.only_command();
+        harness.complete(
+            authenticate,
+            Event::Authenticated(Ok(Some(Identity::named("alice")))),
+        );
+        for (id, _) in harness.commands() {
+            harness.complete(id, Event::Done(Ok(())));
+        }
+        let frames = harness.frames();
+        assert_eq!(frames[0].command, Stomp::Connected);
+        harness
+    }
+
+    fn frame(&mut self, frame: Frame) {
+        self.session.handle_frame(frame);
+    }
+
+    fn complete(&mut self, id: CommandId, event: Event) {
+        self.session.complete(id, event);
+    }
+
+    fn outputs(&mut self) -> Vec<Output> {
+        std::iter::from_fn(|| self.session.poll_output()).collect()
+    }
+
+    fn commands(&mut self) -> Vec<(CommandId, Command)> {
+        self.outputs()
+            .into_iter()
+            .map(|output| match output {
+                Output::Command(id, command) => (id, command),
+                other => panic!("expected a command, got {other:?}"),
+            })
+            .collect()
+    }
+
+    fn only_command(&mut self) -> (CommandId, Command) {
+        let mut commands = self.commands();
+        assert_eq!(commands.len(), 1, "{commands:?}");
+        commands.remove(0)
+    }
+
+    fn frames(&mut self) -> Vec<Frame> {
+        self.outputs()
+            .into_iter()
+            .map(|output| match output {
+                Output::Frame(frame) => frame,
+                other => panic!("expected a frame, got {other:?}"),
+            })
+            .collect()
+    }
+}
+
+fn receipt_ids(frames: &[Frame]) -> Vec<&str> {
+    frames
+        .iter()
+        .filter(|frame| frame.command == Stomp::Receipt)
+        .filter_map(|frame| frame.get("receipt-id"))
+        .collect()
+}
+
+#[test]
+fn connect_checks_the_login_then_attaches_and_registers_before_connected() {
+    let mut harness = Harness::new();
+    harness.frame(frame(
+        Stomp::Connect,
+        &[("accept-version", "1.1,1.2"), ("login", "alice")],
+    ));
+    let (authenticate, command) = harness.only_command();
+    assert!(
+        matches!(command, Command::Authenticate { login: Some(ref login), .. } if login == "alice")
+    );
+    assert!(!harness.session.accepts_frames(), "frames wait for CONNECT");
+
+    harness.complete(
+        authenticate,
+        Event::Authenticated(Ok(Some(Identity::named("alice")))),
+    );
+    let commands = harness.commands();
+    assert!(matches!(commands[0].1, Command::Attach));
+    assert!(matches!(&commands[1].1, Command::Register { user } if user == "alice"));
+    harness.complete(commands[0].0, Event::Done(Ok(())));
+    assert!(
+        harness.outputs().is_empty(),
+        "CONNECTED waits for the registry"
+    );
+    harness.complete(commands[1].0, Event::Done(Ok(())));
+    let frames = harness.frames();
+    assert_eq!(frames[0].command, Stomp::Connected);
+    assert_eq!(frames[0].get("user-name"), Some("alice"));
+    assert_eq!(harness.session.version(), Version::V1_2);
+    assert!(harness.session.accepts_frames());
+
+    let teardown = harness.session.close();
+    assert!(matches!(
+        teardown[..],
+        [Command::Detach, Command::Unregister]
+    ));
+}
+
+#[test]
+fn a_refused_login_is_an_error_and_leaves_nothing_to_undo() {
+    let mut harness = Harness::new();
+    harness.frame(frame(Stomp::Connect, &[("login", "mallory")]));
+    let (authenticate, _) = harness.only_command();
+    harness.complete(
+        authenticate,
+        Event::Authenticated(Err(crate::auth::AuthError::BadPassword)),
+    );
+    let outputs = harness.outputs();
+    let [Output::Close(Some(rejection))] = &outputs[..] else {
+        panic!("{outputs:?}");
+    };
+    assert_eq!(rejection.error.summary(), "authentication failed");
+    assert!(harness.session.close().is_empty());
+}
+
+#[test]
+fn a_frame_before_connect_is_rejected_with_its_receipt() {
+    let mut harness = Harness::new();
+    harness.frame(frame(
+        Stomp::Send,
+        &[("destination", "/topic/t"), ("receipt", "9")],
+    ));
+    let outputs = harness.outputs();
+    let [Output::Close(Some(rejection))] = &outputs[..] else {
+        panic!("{outputs:?}");
+    };
+    assert_eq!(rejection.error, SessionError::NotConnected(Stomp::Send));
+    assert_eq!(rejection.to_frame().get("receipt-id"), Some("9"));
+}
+
+#[test]
+fn sends_do_not_wait_for_each_other_and_are_given_in_order() {
+    let mut harness = Harness::connected();
+    for n in 0..100 {
+        harness.frame(send("/topic/t", &n.to_string()));
+    }
+    let commands = harness.commands();
+    assert_eq!(commands.len(), 100, "every SEND is out before any confirm");
+    for (n, (_, command)) in commands.iter().enumerate() {
+        let Command::Publish { target, message } = command else {
+            panic!("{command:?}");
+        };
+        assert_eq!(
+            *target,
+            PublishTarget::Exchange {
+                exchange: "amq.topic".into(),
+                routing_key: "t".into()
+            }
+        );
+        assert_eq!(message.body, Bytes::from(n.to_string()));
+        assert_eq!(message.headers.get("user-name"), Some("alice"));
+    }
+    assert!(harness.session.accepts_frames());
+}
+
+#[test]
+fn a_receipt_among_sends_waits_for_the_sends_before_it_only() {
+    let mut harness = Harness::connected();
+    for n in 0..10 {
+        harness.frame(send("/topic/t", &n.to_string()));
+    }
+    harness.frame(frame(
+        Stomp::Send,
+        &[("destination", "/topic/t"), ("receipt", "r")],
+    ));
+    for n in 11..20 {
+        harness.frame(send("/topic/t", &n.to_string()));
+    }
+    let commands = harness.commands();
+    assert_eq!(commands.len(), 20);
+    // A slow broker confirms out of order: the later SENDs first, then the
+    // earlier ones from the back. The RECEIPT goes out exactly when the
+    // last of the first eleven is done.
+    for (id, _) in &commands[11..] {
+        harness.complete(*id, Event::Done(Ok(())));
+        assert!(harness.outputs().is_empty());
+    }
+    for (id, _) in commands[1..11].iter().rev() {
+        harness.complete(*id, Event::Done(Ok(())));
+        assert!(harness.outputs().is_empty());
+    }
+    harness.complete(commands[0].0, Event::Done(Ok(())));
+    assert_eq!(receipt_ids(&harness.frames()), ["r"]);
+}
+
+#[test]
+fn receipts_go_out_in_the_order_their_frames_came() {
+    let mut harness = Harness::connected();
+    harness.frame(frame(
+        Stomp::Send,
+        &[("destination", "/topic/a"), ("receipt", "1")],
+    ));
+    harness.frame(frame(
+        Stomp::Send,
+        &[("destination", "/topic/b"), ("receipt", "2")],
+    ));
+    let commands = harness.commands();
+    harness.complete(commands[1].0, Event::Done(Ok(())));
+    assert!(harness.outputs().is_empty(), "2 waits for 1");
+    harness.complete(commands[0].0, Event::Done(Ok(())));
+    assert_eq!(receipt_ids(&harness.frames()), ["1", "2"]);
+}
+
+#[test]
+fn deliveries_are_written_while_commands_wait_on_the_broker() {
+    let mut harness = Harness::connected();
+    harness.frame(frame(
+        Stomp::Subscribe,
+        &[("id", "s"), ("destination", "/topic/t")],
+    ));
+    harness.frame(send("/topic/t", "pending"));
+    let commands = harness.commands();
+    assert_eq!(commands.len(), 2, "subscribe and publish, both in flight");
+    harness.session.deliver(Delivery {
+        subscription: Arc::from("s"),
+        destination: Arc::from("/topic/t"),
+        message: Arc::new(Message {
+            headers: Default::default(),
+            body: Bytes::from_static(b"hi"),
+        }),
+        ack: None,
+        redelivered: false,
+    });
+    let frames = harness.frames();
+    assert_eq!(frames[0].command, Stomp::Message);
+    assert_eq!(frames[0].get("content-length"), Some("2"));
+}
+
+#[test]
+fn commit_gives_the_transaction_s_frames_in_order() {
+    let mut harness = Harness::connected();
+    harness.frame(frame(Stomp::Begin, &[("transaction", "tx")]));
+    for destination in ["/topic/a", "/queue/b", "/topic/c"] {
+        harness.frame(frame(
+            Stomp::Send,
+            &[("destination", destination), ("transaction", "tx")],
+        ));
+    }
+    assert!(harness.outputs().is_empty(), "nothing before COMMIT");
+    harness.frame(frame(
+        Stomp::Commit,
+        &[("transaction", "tx"), ("receipt", "c")],
+    ));
+    let commands = harness.commands();
+    let order: Vec<String> = commands
+        .iter()
+        .map(|(_, command)| match command {
+            Command::Publish {
+                target: PublishTarget::Exchange { routing_key, .. },
+                ..
+            } => routing_key.clone(),
+            Command::Publish {
+                target: PublishTarget::Queue { name, .. },
+                ..
+            } => name.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(order, ["a", "b", "c"]);
+    for (id, _) in commands {
+        harness.complete(id, Event::Done(Ok(())));
+    }
+    assert_eq!(receipt_ids(&harness.frames()), ["c"]);
+}
+
+#[test]
+fn an_error_for_a_bad_frame_follows_the_work_before_it() {
+    let mut harness = Harness::connected();
+    harness.frame(frame(
+        Stomp::Send,
+        &[("destination", "/topic/a"), ("receipt", "1")],
+    ));
+    harness.frame(frame(
+        Stomp::Send,
+        &[("destination", "/nowhere"), ("receipt", "2")],
+    ));
+    let (id, _) = harness.only_command();
+    assert!(!harness.session.accepts_frames());
+    harness.complete(id, Event::Done(Ok(())));
+    let outputs = harness.outputs();
+    let [Output::Frame(receipt), Output::Close(Some(rejection))] = &outputs[..] else {
+        panic!("{outputs:?}");
+    };
+    assert_eq!(receipt.get("receipt-id"), Some("1"));
+    assert_eq!(rejection.error.summary(), "invalid destination");
+    assert_eq!(rejection.receipt_id.as_deref(), Some("2"));
+}
+
+#[test]
+fn a_failed_command_ends_the_session_at_once_with_the_frame_s_receipt() {
+    let mut harness = Harness::connected();
+    harness.frame(frame(
+        Stomp::Send,
+        &[("destination", "/amq/queue/missing"), ("receipt", "r")],
+    ));
+    harness.frame(send("/topic/t", "later"));
+    let commands = harness.commands();
+    let error = SessionError::Broker(crate::broker::BrokerError::NotFound("queue".into()));
+    harness.complete(commands[0].0, Event::Done(Err(error.into())));
+    let outputs = harness.outputs();
+    let [Output::Close(Some(rejection))] = &outputs[..] else {
+        panic!("{outputs:?}");
+    };
+    assert_eq!(rejection.receipt_id.as_deref(), Some("r"));
+    harness.complete(commands[1].0, Event::Done(Ok(())));
+    assert!(harness.outputs().is_empty(), "nothing after the close");
+}
+
+#[test]
+fn disconnect_answers_its_receipt_after_everything_then_closes() {
+    let mut harness = Harness::connected();
+    harness.frame(send("/topic/t", "last words"));
+    harness.frame(frame(Stomp::Disconnect, &[("receipt", "bye")]));
+    let (id, _) = harness.only_command();
+    harness.frame(send("/topic/t", "ignored"));
+    assert!(
+        harness.outputs().is_empty(),
+        "nothing read after DISCONNECT"
+    );
+    harness.complete(id, Event::Done(Ok(())));
+    let outputs = harness.outputs();
+    let [Output::Frame(receipt), Output::Close(None)] = &outputs[..] else {
+        panic!("{outputs:?}");
+    };
+    assert_eq!(receipt.get("receipt-id"), Some("bye"));
+}
+
+#[test]
+fn kept_messages_follow_the_subscribe_receipt() {
+    let mut harness = Harness::connected();
+    harness.frame(frame(
+        Stomp::Subscribe,
+        &[
+            ("id", "s"),
+            ("destination", "/user/queue/inbox"),
+            ("receipt", "r"),
+        ],
+    ));
+    let commands = harness.commands();
+    let [
+        (subscribe, Command::Subscribe(_)),
+        (read, Command::ReadKept { user, name }),
+    ] = &commands[..]
+    else {
+        panic!("{commands:?}");
+    };
+    assert_eq!((user.as_str(), name.as_str()), ("alice", "inbox"));
+    harness.complete(*subscribe, Event::Done(Ok(())));
+    assert_eq!(receipt_ids(&harness.frames()), ["r"]);
+    let kept = KeptMessage {
+        id: "k1".into(),
+        message: Message {
+            headers: Default::default(),
+            body: Bytes::from_static(b"while you were away"),
+        },
+    };
+    harness.complete(*read, Event::Kept(Ok(vec![kept])));
+    let outputs = harness.outputs();
+    let [
+        Output::Frame(message),
+        Output::Command(_, Command::ForgetKept { ids, .. }),
+    ] = &outputs[..]
+    else {
+        panic!("{outputs:?}");
+    };
+    assert_eq!(message.get("destination"), Some("/user/queue/inbox"));
+    assert_eq!(ids, &["k1".to_owned()]);
+}
+
+#[test]
+fn client_acks_settle_through_commands_and_unknown_acks_are_refused() {
+    let mut harness = Harness::connected();
+    harness.frame(frame(
+        Stomp::Subscribe,
+        &[("id", "s"), ("destination", "/queue/q"), ("ack", "client")],
+    ));
+    let (subscribe, _) = harness.only_command();
+    harness.complete(subscribe, Event::Done(Ok(())));
+    for tag in 1..=3 {
+        harness.session.deliver(Delivery {
+            subscription: Arc::from("s"),
+            destination: Arc::from("/queue/q"),
+            message: Arc::new(Message {
+                headers: Default::default(),
+                body: Bytes::new(),
+            }),
+            ack: Some(AckTag(tag)),
+            redelivered: false,
+        });
+    }
+    let frames = harness.frames();
+    let ack = frames[1].get("ack").unwrap_or_default().to_owned();
+    harness.frame(frame(Stomp::Ack, &[("id", &ack)]));
+    let (settle, command) = harness.only_command();
+    harness.complete(settle, Event::Done(Ok(())));
+    let Command::Settle { tags, settlement } = command else {
+        panic!("{command:?}");
+    };
+    assert_eq!(tags, [AckTag(1), AckTag(2)], "client acks are cumulative");
+    assert_eq!(settlement, Settlement::Ack);
+    harness.frame(frame(Stomp::Ack, &[("id", &ack)]));
+    let outputs = harness.outputs();
+    assert!(
+        matches!(&outputs[..], [Output::Close(Some(rejection))] if rejection.error == SessionError::UnknownAck(ack.clone()))
+    );
+}

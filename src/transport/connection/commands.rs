@@ -1,0 +1,387 @@
+//! Carries out a session's commands against the node's broker, registry,
+//! dispatch and authenticator, without ever making the connection wait.
+//!
+//! Two lanes, so that STOMP's ordering promises hold while a session's
+//! SENDs do not wait for each other's round trips:
+//! - **ordered** commands (attach, subscribe, unsubscribe, settle, register,
+//!   ...) run one at a time, in the order given;
+//! - **sends** (publishes and messages to users) are handed to the broker
+//!   in batches, in the order given, each after every ordered command given
+//!   before it (a SEND after a SUBSCRIBE is heard by it). A batch's users
+//!   are located together; once handed over, their confirms are awaited
+//!   side by side while the next batch goes out.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::Notify;
+
+use super::local::LocalSessions;
+use crate::auth::{Authenticator, Credentials};
+use crate::broker::{Broker, Message, Outbox, PublishTarget, SessionId};
+use crate::dispatch::{DispatchError, Dispatcher, WhenOffline};
+use crate::metrics::Metrics;
+use crate::registry::{Registry, SessionRecord, unix_millis};
+use crate::session::{Command, CommandId, Event, Rejection, SessionError};
+
+/// SENDs handed to the broker together, at most.
+const MAX_BATCH: usize = 256;
+
+/// What a node's sessions' commands run against.
+pub struct SessionServices {
+    pub node_id: String,
+    pub broker: Arc<dyn Broker>,
+    pub registry: Arc<dyn Registry>,
+    pub dispatcher: Dispatcher,
+    pub auth: Authenticator,
+    /// This node's sessions, for ending one from outside its connection.
+    pub sessions: LocalSessions,
+    pub metrics: Metrics,
+}
+
+type Running = Pin<Box<dyn Future<Output = (CommandId, Event)> + Send>>;
+/// A SEND handed to the broker, awaiting its confirm.
+type Confirming = Pin<Box<dyn Future<Output = Event> + Send>>;
+type HandingOver = Pin<Box<dyn Future<Output = Vec<(CommandId, Confirming)>> + Send>>;
+
+/// The commands of one session, in flight.
+pub struct CommandRunner {
+    session: SessionId,
+    services: Arc<SessionServices>,
+    /// Given to the broker at Attach.
+    outbox: Outbox,
+    /// Fires when another login of the user replaces this session.
+    eviction: Arc<Notify>,
+    /// What the registry holds for this session, once registered.
+    record: Option<SessionRecord>,
+    ordered: VecDeque<(CommandId, Command)>,
+    ordered_running: Option<(CommandId, Running)>,
+    sends: VecDeque<(CommandId, Outbound)>,
+    handing_over: Option<HandingOver>,
+    confirming: FuturesUnordered<Running>,
+    in_flight: usize,
+}
+
+impl CommandRunner {
+    pub fn new(session: SessionId, services: Arc<SessionServices>, outbox: Outbox) -> Self {
+        CommandRunner {
+            session,
+            services,
+            outbox,
+            eviction: Arc::new(Notify::new()),
+            record: None,
+            ordered: VecDeque::new(),
+            ordered_running: None,
+            sends: VecDeque::new(),
+            handing_over: None,
+            confirming: FuturesUnordered::new(),
+            in_flight: 0,
+        }
+    }
+
+    /// Fires when the session must end because its user logged in again
+    /// (`--second-login replace`).
+    pub fn eviction(&self) -> Arc<Notify> {
+        self.eviction.clone()
+    }
+
+    /// Commands given and not yet complete.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    pub fn start(&mut self, id: CommandId, command: Command) {
+        self.in_flight += 1;
+        match command {
+            Command::Publish { target, message } => {
+                self.sends
+                    .push_back((id, Outbound::Publish { target, message }));
+            }
+            Command::SendToUser {
+                user,
+                name,
+                message,
+                when_offline,
+            } => self.sends.push_back((
+                id,
+                Outbound::ToUser {
+                    user,
+                    name,
+                    message,
+                    when_offline,
+                },
+            )),
+            ordered => self.ordered.push_back((id, ordered)),
+        }
+    }
+
+    /// The next command to complete, and how.
+    pub async fn next(&mut self) -> (CommandId, Event) {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Runs the teardown of a session whose connection ended, after
+    /// everything still in flight (a subscription being made must exist
+    /// before it can be forgotten).
+    pub async fn finish(&mut self, teardown: Vec<Command>) {
+        while self.in_flight > 0 {
+            self.next().await;
+        }
+        for command in teardown {
+            self.run_ordered(command).await;
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(CommandId, Event)> {
+        loop {
+            if self.ordered_running.is_none()
+                && let Some((id, command)) = self.ordered.pop_front()
+            {
+                let running = self.run_ordered(command);
+                self.ordered_running = Some((id, Box::pin(async move { (id, running.await) })));
+            }
+            if self.handing_over.is_none() {
+                self.start_batch();
+            }
+            if let Some((_, running)) = &mut self.ordered_running
+                && let Poll::Ready(done) = running.as_mut().poll(cx)
+            {
+                self.ordered_running = None;
+                self.in_flight -= 1;
+                return Poll::Ready(done);
+            }
+            if let Some(handing_over) = &mut self.handing_over
+                && let Poll::Ready(handed) = handing_over.as_mut().poll(cx)
+            {
+                self.handing_over = None;
+                for (id, confirm) in handed {
+                    self.confirming
+                        .push(Box::pin(async move { (id, confirm.await) }));
+                }
+                // The next batch may go now; poll it, and the confirms.
+                continue;
+            }
+            if let Poll::Ready(Some(done)) = self.confirming.poll_next_unpin(cx) {
+                self.in_flight -= 1;
+                return Poll::Ready(done);
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Hands the next SENDs to the broker: those given before the oldest
+    /// ordered command not yet complete.
+    fn start_batch(&mut self) {
+        let barrier = match &self.ordered_running {
+            Some((id, _)) => Some(*id),
+            None => self.ordered.front().map(|(id, _)| *id),
+        };
+        let mut batch = Vec::new();
+        while batch.len() < MAX_BATCH
+            && let Some((id, _)) = self.sends.front()
+            && barrier.is_none_or(|barrier| *id < barrier)
+        {
+            batch.extend(self.sends.pop_front());
+        }
+        if !batch.is_empty() {
+            let services = self.services.clone();
+            self.handing_over = Some(Box::pin(hand_over(services, self.session, batch)));
+        }
+    }
+
+    /// An ordered command, as a future that owns what it needs.
+    fn run_ordered(&mut self, command: Command) -> impl Future<Output = Event> + Send + 'static {
+        let services = self.services.clone();
+        let session = self.session;
+        let outbox = self.outbox.clone();
+        let eviction = self.eviction.clone();
+        let record = match &command {
+            Command::Register { user } => {
+                let record = SessionRecord {
+                    session,
+                    user: user.clone(),
+                    node: services.node_id.clone(),
+                    connected_at: unix_millis(),
+                };
+                self.record = Some(record.clone());
+                Some(record)
+            }
+            Command::Unregister => self.record.take(),
+            _ => None,
+        };
+        async move {
+            let broker = &services.broker;
+            match command {
+                Command::Authenticate {
+                    login,
+                    passcode,
+                    authorization,
+                    access_token,
+                } => {
+                    let credentials = Credentials {
+                        login: login.as_deref(),
+                        passcode: passcode.as_deref(),
+                        authorization: authorization.as_deref(),
+                        access_token: access_token.as_deref(),
+                    };
+                    Event::Authenticated(services.auth.authenticate(credentials).await)
+                }
+                Command::Attach => done(broker.attach(session, outbox).await),
+                Command::Register { .. } => {
+                    let Some(record) = record else {
+                        return Event::Done(Ok(()));
+                    };
+                    let registered = services.registry.register(&record).await;
+                    if registered.is_ok() {
+                        services.sessions.insert(session, eviction);
+                    }
+                    done(registered)
+                }
+                Command::ReplaceOlder { user } => {
+                    replace_older(&services, session, &user).await;
+                    Event::Done(Ok(()))
+                }
+                Command::Subscribe(spec) => done(broker.subscribe(session, &spec).await),
+                Command::Unsubscribe { spec, discard } => {
+                    done(broker.unsubscribe(session, &spec, discard).await)
+                }
+                Command::Settle { tags, settlement } => {
+                    done(broker.settle(session, &tags, settlement).await)
+                }
+                Command::ReadKept { user, name } => {
+                    let kept = services.dispatcher.offline().kept(&user, &name).await;
+                    if let Ok(kept) = &kept {
+                        services.metrics.offline_delivered.inc_by(kept.len() as u64);
+                    }
+                    Event::Kept(kept.map_err(|error| rejection(DispatchError::from(error))))
+                }
+                Command::ForgetKept { user, ids } => {
+                    // Not forgotten means delivered again next time: at
+                    // least once, never lost.
+                    if let Err(error) = services.dispatcher.offline().forget(&user, &ids).await {
+                        tracing::warn!(%session, %user, %error, "cannot forget delivered kept messages");
+                    }
+                    Event::Done(Ok(()))
+                }
+                Command::Detach => {
+                    broker.detach(session).await;
+                    Event::Done(Ok(()))
+                }
+                Command::Unregister => {
+                    services.sessions.remove(session);
+                    if let Some(record) = record
+                        && let Err(error) = services.registry.unregister(&record).await
+                    {
+                        tracing::warn!(%session, %error, "could not unregister the session");
+                    }
+                    Event::Done(Ok(()))
+                }
+                Command::Publish { target, message } => {
+                    let send = Outbound::Publish { target, message };
+                    run_send(&services, session, send).await
+                }
+                Command::SendToUser {
+                    user,
+                    name,
+                    message,
+                    when_offline,
+                } => {
+                    let send = Outbound::ToUser {
+                        user,
+                        name,
+                        message,
+                        when_offline,
+                    };
+                    run_send(&services, session, send).await
+                }
+            }
+        }
+    }
+}
+
+/// A SEND of the session: what goes to the broker side by side with
+/// others.
+enum Outbound {
+    Publish {
+        target: PublishTarget,
+        message: Message,
+    },
+    ToUser {
+        user: String,
+        name: String,
+        message: Message,
+        when_offline: WhenOffline,
+    },
+}
+
+/// Hands a batch of SENDs to the broker, in order; each comes back with
+/// what awaits its confirm.
+async fn hand_over(
+    services: Arc<SessionServices>,
+    session: SessionId,
+    batch: Vec<(CommandId, Outbound)>,
+) -> Vec<(CommandId, Confirming)> {
+    let mut handed = Vec::with_capacity(batch.len());
+    for (id, send) in batch {
+        let event = run_send(&services, session, send).await;
+        let confirm: Confirming = Box::pin(std::future::ready(event));
+        handed.push((id, confirm));
+    }
+    handed
+}
+
+/// One SEND, from handing over to the confirm.
+async fn run_send(services: &SessionServices, _session: SessionId, send: Outbound) -> Event {
+    let result = match send {
+        Outbound::Publish { target, message } => services
+            .broker
+            .publish(target, message)
+            .await
+            .map_err(rejection),
+        Outbound::ToUser {
+            user,
+            name,
+            message,
+            when_offline,
+        } => services
+            .dispatcher
+            .to_user(&user, &name, message, when_offline)
+            .await
+            .map(|_| ())
+            .map_err(rejection),
+    };
+    Event::Done(result)
+}
+
+/// Ends the other sessions of `user`, wherever they are. A failure leaves
+/// them open (and says so in the log) rather than refusing this login.
+async fn replace_older(services: &SessionServices, session: SessionId, user: &str) {
+    let older = match services.registry.locate(user).await {
+        Ok(sessions) => sessions,
+        Err(error) => {
+            tracing::warn!(%user, %error, "cannot look up older sessions to replace");
+            return;
+        }
+    };
+    for old in older.iter().filter(|old| old.session != session) {
+        tracing::info!(%user, old = %old.session, node = %old.node, new = %session, "replacing an older session of the user");
+        if old.node == services.node_id {
+            services.sessions.evict(old.session);
+        } else if let Err(error) = services.registry.evict(old.session, &old.node).await {
+            tracing::warn!(%user, old = %old.session, %error, "cannot ask another node to close an older session");
+        }
+    }
+}
+
+fn done<E: Into<SessionError>>(result: Result<(), E>) -> Event {
+    Event::Done(result.map_err(rejection))
+}
+
+fn rejection(error: impl Into<SessionError>) -> Rejection {
+    Rejection::from(error.into())
+}

@@ -1,0 +1,341 @@
+//! The driver of one client connection: it runs a session core over any
+//! transport (WebSocket, SockJS).
+//!
+//! Three things go on at once and never wait for each other: reading and
+//! decoding what the client sends, the session's commands (carried out by
+//! [`commands::CommandRunner`] against the broker and registry), and
+//! writing (a [`writer`] task that drains everything ready in one write).
+//! A slow broker holds back that session's commands and, past
+//! `--max-in-flight`, the reading of its client's frames (backpressure),
+//! never its heart-beats or deliveries. The driver also keeps the clock:
+//! the CONNECT timeout, heart-beats, the frame timeout and the frame rate.
+
+pub mod commands;
+pub mod local;
+pub mod writer;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use stomp_parser::{Decoded, Frame, FrameDecoder, Limits, Version, encode_frame};
+use tokio::time::{Instant, sleep_until};
+use uuid::Uuid;
+
+use crate::broker::{Outbox, WhenFull};
+use crate::metrics::Metrics;
+use crate::session::{Output, Rejection, Session, SessionContext, SessionError};
+use crate::shutdown::Shutdown;
+use commands::{CommandRunner, SessionServices};
+use writer::{Outgoing, TransportWriter};
+
+/// A client connection as the driver sees it: a reading half and a
+/// writing half that run apart.
+pub trait Transport: Send + 'static {
+    type Reader: TransportReader;
+    type Writer: TransportWriter;
+
+    fn split(self) -> (Self::Reader, Self::Writer);
+
+    /// The `access_token` of the URL the client connected to, if any.
+    fn access_token(&self) -> Option<String> {
+        None
+    }
+}
+
+/// How a transport reads.
+pub trait TransportReader: Send {
+    /// The next bytes from the client; `None` once it has gone.
+    fn receive(&mut self) -> impl Future<Output = Option<Bytes>> + Send;
+}
+
+/// The client went away while the relay was writing to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client connection is closed")]
+pub struct TransportClosed;
+
+/// The limits and timers of a connection, from the configuration.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// How long a new connection may take to send CONNECT.
+    pub connect_timeout: Duration,
+    /// Deliveries a session may have waiting to be written; past it the
+    /// client is too slow.
+    pub outbox_capacity: usize,
+    /// A full outbox drops deliveries that need no ACK (and counts them)
+    /// instead of ending the session (`--slow-consumer drop`).
+    pub drop_when_full: bool,
+    /// How long a frame may take to arrive once its first byte has: a
+    /// client that trickles a frame (slowloris) or stops halfway is cut.
+    pub frame_timeout: Duration,
+    /// Frame limits of the parser.
+    pub limits: Limits,
+    /// Frames a client may send per second, in bursts of as many (0: no
+    /// limit).
+    pub max_frames_per_second: u32,
+    /// Commands (SENDs awaiting confirms, subscriptions being made, ...) a
+    /// session may have in flight before its client's frames wait.
+    pub max_in_flight: usize,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> ConnectionSettings {
+        ConnectionSettings {
+            connect_timeout: Duration::from_secs(10),
+            outbox_capacity: 1024,
+            drop_when_full: false,
+            frame_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+            max_frames_per_second: 1_000,
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// What every connection of a node runs with.
+pub struct ConnectionContext {
+    pub settings: ConnectionSettings,
+    pub session: Arc<SessionContext>,
+    pub services: Arc<SessionServices>,
+    pub metrics: Metrics,
+}
+
+/// How long the last ERROR frame and the close may take to reach a client.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// A client silent for this many negotiated intervals is taken for gone.
+const HEART_BEAT_GRACE: u32 = 2;
+
+/// Frames queued for the writer past which the driver stops taking
+/// deliveries and reading frames, until the writer catches up.
+const WRITE_QUEUE_LIMIT: usize = 256;
+
+/// Serves one client until it leaves, is refused, or the node shuts down.
+pub async fn serve<T: Transport>(
+    transport: T,
+    context: Arc<ConnectionContext>,
+    mut shutdown: Shutdown,
+) {
+    let settings = &context.settings;
+    let metrics = context.metrics.clone();
+    metrics.connections_total.inc();
+    metrics.connections.inc();
+    let when_full = match settings.drop_when_full {
+        false => WhenFull::Close,
+        true => WhenFull::Drop(metrics.messages_dropped.clone()),
+    };
+    let (outbox, mut inbox, overflow) = Outbox::channel(settings.outbox_capacity, when_full);
+    let id = Uuid::new_v4();
+    let mut session = Session::new(id, context.session.clone(), transport.access_token());
+    let mut runner = CommandRunner::new(id, context.services.clone(), outbox);
+    let eviction = runner.eviction();
+    let (mut reader, writer) = transport.split();
+    let outgoing = Outgoing::default();
+    let mut write_task = tokio::spawn(writer::run(writer, outgoing.clone()));
+    let mut decoder = FrameDecoder::new(settings.limits);
+    let mut rate = FrameRate::new(settings.max_frames_per_second);
+    let started = Instant::now();
+    let mut last_received = started;
+    // When the frame now partly received began to arrive.
+    let mut frame_begun: Option<Instant> = None;
+    // Whole frames wait in the decoder while the session takes none.
+    let mut frames_waiting = false;
+    let mut was_reading = true;
+
+    let rejection = 'session: loop {
+        // Hand the session every whole frame it takes now.
+        while frames_waiting && session.accepts_frames() && !saturated(&runner, &outgoing, settings)
+        {
+            match decoder.decode() {
+                Ok(Some(Decoded::Frame(frame))) => {
+                    frame_begun = None;
+                    metrics.frames_received.inc();
+                    if !rate.allow() {
+                        session.abort(SessionError::TooManyFrames(rate.per_second));
+                    } else {
+                        session.handle_frame(frame);
+                        // Frames after CONNECT are escaped as agreed.
+                        decoder.set_version(session.version());
+                    }
+                }
+                Ok(Some(Decoded::HeartBeat)) => frame_begun = None,
+                Ok(None) => {
+                    frames_waiting = false;
+                    if decoder.buffered() > 0 {
+                        frame_begun = frame_begun.or(Some(last_received));
+                    }
+                }
+                Err(malformed) => session.abort(SessionError::Malformed(malformed)),
+            }
+            if let Some(close) = carry_out(&mut session, &mut runner, &outgoing, &metrics) {
+                break 'session close;
+            }
+        }
+        if let Some(close) = carry_out(&mut session, &mut runner, &outgoing, &metrics) {
+            break 'session close;
+        }
+        outgoing.set_heart_beat(session.heart_beat().outgoing);
+
+        let reading =
+            !frames_waiting && session.accepts_frames() && !saturated(&runner, &outgoing, settings);
+        if reading && !was_reading {
+            // Time spent not reading is not the client's silence.
+            last_received = Instant::now();
+            frame_begun = frame_begun.map(|_| last_received);
+        }
+        was_reading = reading;
+        let read_deadline = match (reading, session.is_connected()) {
+            (false, _) => None,
+            (true, true) => session
+                .heart_beat()
+                .incoming
+                .map(|interval| last_received + interval * HEART_BEAT_GRACE),
+            (true, false) => Some(started + settings.connect_timeout),
+        };
+        let frame_deadline = frame_begun
+            .filter(|_| reading)
+            .map(|begun| begun + settings.frame_timeout);
+        let room_to_write = outgoing.waiting() < WRITE_QUEUE_LIMIT;
+
+        tokio::select! {
+            chunk = reader.receive(), if reading => match chunk {
+                None => break 'session None,
+                Some(chunk) => {
+                    last_received = Instant::now();
+                    decoder.push(chunk);
+                    frames_waiting = true;
+                }
+            },
+            Some(delivery) = inbox.recv(), if room_to_write => session.deliver(delivery),
+            (command, event) = runner.next(), if runner.in_flight() > 0 => {
+                session.complete(command, event);
+            }
+            () = outgoing.drained(), if !room_to_write => {}
+            () = outgoing.gone() => break 'session None,
+            () = overflow.notified() => {
+                session.abort(SessionError::SlowConsumer(settings.outbox_capacity));
+            }
+            () = sleep_until_some(read_deadline) => {
+                let error = if session.is_connected() {
+                    SessionError::HeartBeatTimeout(last_received.elapsed().as_millis())
+                } else {
+                    SessionError::ConnectTimeout(settings.connect_timeout.as_secs())
+                };
+                session.abort(error);
+            }
+            () = sleep_until_some(frame_deadline) => {
+                session.abort(SessionError::FrameTimeout(settings.frame_timeout.as_secs()));
+            }
+            () = shutdown.recv() => session.abort(SessionError::ShuttingDown),
+            () = eviction.notified() => {
+                let user = session.user().unwrap_or_default().to_owned();
+                session.abort(SessionError::Replaced(user));
+            }
+        }
+    };
+
+    if let Some(rejection) = &rejection {
+        tracing::debug!(session = %id, error = %rejection.error, "refused");
+        metrics.error(rejection.error.summary());
+        // An ERROR is always followed by closing the connection.
+        push_frame(&outgoing, &rejection.to_frame(), session.version(), id);
+    }
+    outgoing.finish();
+    // The close waits until what was queued is flushed, or not long for a
+    // client that does not read.
+    if tokio::time::timeout(CLOSE_PATIENCE, &mut write_task)
+        .await
+        .is_err()
+    {
+        write_task.abort();
+    }
+    let teardown = session.close();
+    runner.finish(teardown).await;
+    metrics.connections.dec();
+}
+
+/// Whether the session has as much in flight, or queued for the client,
+/// as it may: its client's frames then wait.
+fn saturated(runner: &CommandRunner, outgoing: &Outgoing, settings: &ConnectionSettings) -> bool {
+    runner.in_flight() >= settings.max_in_flight || outgoing.waiting() >= WRITE_QUEUE_LIMIT
+}
+
+/// Takes what the session gave out: frames go to the writer, commands to
+/// the runner. `Some` when the session has ended (with the ERROR to send,
+/// if any).
+fn carry_out(
+    session: &mut Session,
+    runner: &mut CommandRunner,
+    outgoing: &Outgoing,
+    metrics: &Metrics,
+) -> Option<Option<Rejection>> {
+    while let Some(output) = session.poll_output() {
+        match output {
+            Output::Frame(frame) => {
+                if frame.command == stomp_parser::Command::Message {
+                    metrics.messages_delivered.inc();
+                }
+                push_frame(outgoing, &frame, session.version(), session.id());
+            }
+            Output::Command(id, command) => runner.start(id, command),
+            Output::Close(rejection) => return Some(rejection),
+        }
+    }
+    None
+}
+
+/// Encodes a frame in the session's version and queues it for the writer.
+fn push_frame(outgoing: &Outgoing, frame: &Frame, version: Version, session: Uuid) {
+    let mut encoded = BytesMut::with_capacity(frame.body.len() + 256);
+    if let Err(error) = encode_frame(frame, version, &mut encoded) {
+        // A forwarded header the client's version cannot carry: the message
+        // is dropped rather than sent altered.
+        tracing::warn!(%session, %error, "frame not sent");
+        return;
+    }
+    outgoing.push(encoded.freeze());
+}
+
+/// A token bucket of frames: `per_second` a second, in bursts of as many,
+/// so that one client cannot make its node parse and route without end.
+struct FrameRate {
+    per_second: u32,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl FrameRate {
+    fn new(per_second: u32) -> FrameRate {
+        FrameRate {
+            per_second,
+            tokens: f64::from(per_second),
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes a frame's token; false when the client sends too fast.
+    fn allow(&mut self) -> bool {
+        if self.per_second == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * f64::from(self.per_second);
+        self.tokens = (self.tokens + earned).min(f64::from(self.per_second));
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
