@@ -8,11 +8,17 @@
 //!   queue per subscriber), and the CPU the relay and RabbitMQ spend per
 //!   delivery;
 //! - memory: resident memory per idle connected STOMP session at 5 000
-//!   sessions, of the relay and, in cluster mode, of RabbitMQ.
+//!   sessions, of the relay and, in cluster mode, of RabbitMQ;
+//! - per-user messages: one sender SENDs to `/user/{name}/queue/bench` of
+//!   1 000 receivers, 10 rounds, as fast as it can write; messages per
+//!   second until the last arrives, and the CPU of relay, RabbitMQ and
+//!   Redis per message.
 //!
 //! `cargo bench --bench relay` measures embedded mode, then cluster mode
 //! (RabbitMQ on 127.0.0.1:5672 and Redis on 127.0.0.1:6379; skipped with a
-//! note when they do not answer). The relay runs as its own process, the
+//! note when they do not answer). Words after `--` pick scenarios by name
+//! (`set-up`, `fan-out`, `memory`, `per-user`); `STOMP_RELAY_BIN` names
+//! another build of the relay to measure (an older commit, say). The relay runs as its own process, the
 //! release-built binary, so its CPU and memory are read from `/proc`
 //! without the clients' share. Clients, relay and RabbitMQ share this
 //! machine's cores.
@@ -42,6 +48,10 @@ const SETUPS: usize = 1_000;
 const IDLE_SESSIONS: usize = 5_000;
 /// Client acks are sent cumulatively every this many messages.
 const ACK_EVERY: usize = 50;
+const RECEIVERS: usize = 1_000;
+const ROUNDS: usize = 10;
+/// SENDs the per-user sender writes before each flush.
+const SEND_BATCH: usize = 100;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -60,15 +70,20 @@ fn start_relay(mode: Mode) -> NodeProcess {
     }
 }
 
-/// A connected STOMP 1.2 session; CONNECTED already read.
+/// A connected STOMP 1.2 session of user `bench`; CONNECTED already read.
 async fn session(url: &str) -> Socket {
+    session_of(url, "bench").await
+}
+
+/// A connected STOMP 1.2 session of `user`; CONNECTED already read.
+async fn session_of(url: &str, user: &str) -> Socket {
     let (mut socket, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("the handshake succeeds");
     socket
-        .send(Message::text(
-            "CONNECT\naccept-version:1.2\nheart-beat:0,0\nlogin:bench\n\n\0",
-        ))
+        .send(Message::text(format!(
+            "CONNECT\naccept-version:1.2\nheart-beat:0,0\nlogin:{user}\n\n\0"
+        )))
         .await
         .expect("CONNECT is sent");
     count_frames(&mut socket, 1).await;
@@ -261,23 +276,131 @@ async fn idle_memory(mode: Mode, subscription: Option<&'static str>) {
     }
 }
 
+/// One sender to [`RECEIVERS`] users, each on its own user destination.
+async fn per_user(mode: Mode) {
+    let relay = start_relay(mode);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let users: Vec<String> = (0..RECEIVERS).map(|n| format!("u{n}-{run}")).collect();
+    let ready = Arc::new(Barrier::new(RECEIVERS + 1));
+    let connecting = Arc::new(Semaphore::new(100));
+    let mut receivers = Vec::new();
+    for user in &users {
+        let (url, ready, connecting, user) = (
+            relay.ws_url(),
+            ready.clone(),
+            connecting.clone(),
+            user.clone(),
+        );
+        receivers.push(tokio::spawn(async move {
+            let permit = connecting.acquire_owned().await.expect("open");
+            let mut socket = session_of(&url, &user).await;
+            subscribe(&mut socket, "/user/queue/bench", "auto").await;
+            drop(permit);
+            ready.wait().await;
+            count_frames(&mut socket, ROUNDS).await;
+            Instant::now()
+        }));
+    }
+    ready.wait().await;
+
+    let mut sender = session_of(&relay.ws_url(), "sender").await;
+    let body = "x".repeat(BODY_BYTES);
+    let processes = [
+        ("relay", Some(Process(relay.pid()))),
+        ("RabbitMQ", Process::rabbitmq()),
+        ("Redis", Process::redis()),
+    ];
+    let before: Vec<Duration> = processes
+        .iter()
+        .map(|(_, process)| process.as_ref().map_or(Duration::ZERO, Process::cpu))
+        .collect();
+    let started = Instant::now();
+    let mut written = 0;
+    for _ in 0..ROUNDS {
+        for user in &users {
+            let send = format!(
+                "SEND\ndestination:/user/{user}/queue/bench\ncontent-length:{BODY_BYTES}\n\n{body}\0"
+            );
+            sender
+                .feed(Message::text(send))
+                .await
+                .expect("SEND is sent");
+            written += 1;
+            if written % SEND_BATCH == 0 {
+                sender.flush().await.expect("SENDs are sent");
+            }
+        }
+    }
+    sender.flush().await.expect("SENDs are sent");
+    let mut finished = started;
+    for receiver in receivers {
+        finished = finished.max(receiver.await.expect("the receiver finishes"));
+    }
+    let elapsed = finished - started;
+    let messages = (RECEIVERS * ROUNDS) as f64;
+    let cpu: Vec<String> = processes
+        .iter()
+        .zip(&before)
+        .filter(|((name, _), _)| mode == Mode::Cluster || *name == "relay")
+        .filter_map(|((name, process), before)| {
+            let spent = process.as_ref()?.cpu().saturating_sub(*before);
+            Some(format!(
+                "{name} {:.0}",
+                spent.as_secs_f64() * 1e6 / messages
+            ))
+        })
+        .collect();
+    println!(
+        "  per-user: 1 sender -> {RECEIVERS} users x {ROUNDS} rounds, {BODY_BYTES} B: {:.0} messages/s; CPU us per message: {}",
+        messages / elapsed.as_secs_f64(),
+        cpu.join(", ")
+    );
+}
+
+/// Whether the scenario `name` was asked for (all, when none was named).
+fn wanted(name: &str) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    named.is_empty() || named.iter().any(|arg| arg == name)
+}
+
 fn main() {
     client_runtime().block_on(async {
         println!("embedded mode");
-        setup_rate(Mode::Embedded, "/topic/bench").await;
-        fan_out(Mode::Embedded, "auto").await;
-        fan_out(Mode::Embedded, "client").await;
-        idle_memory(Mode::Embedded, None).await;
+        if wanted("set-up") {
+            setup_rate(Mode::Embedded, "/topic/bench").await;
+        }
+        if wanted("fan-out") {
+            fan_out(Mode::Embedded, "auto").await;
+            fan_out(Mode::Embedded, "client").await;
+        }
+        if wanted("memory") {
+            idle_memory(Mode::Embedded, None).await;
+        }
+        if wanted("per-user") {
+            per_user(Mode::Embedded).await;
+        }
         if !services_answer() {
             println!("cluster mode: skipped, RabbitMQ or Redis does not answer on 127.0.0.1");
             return;
         }
         println!("cluster mode");
-        setup_rate(Mode::Cluster, "/topic/bench").await;
-        setup_rate(Mode::Cluster, "/user/queue/bench").await;
-        fan_out(Mode::Cluster, "auto").await;
-        fan_out(Mode::Cluster, "client").await;
-        idle_memory(Mode::Cluster, None).await;
-        idle_memory(Mode::Cluster, Some("/user/queue/notifications")).await;
+        if wanted("set-up") {
+            setup_rate(Mode::Cluster, "/topic/bench").await;
+            setup_rate(Mode::Cluster, "/user/queue/bench").await;
+        }
+        if wanted("fan-out") {
+            fan_out(Mode::Cluster, "auto").await;
+            fan_out(Mode::Cluster, "client").await;
+        }
+        if wanted("memory") {
+            idle_memory(Mode::Cluster, None).await;
+            idle_memory(Mode::Cluster, Some("/user/queue/notifications")).await;
+        }
+        if wanted("per-user") {
+            per_user(Mode::Cluster).await;
+        }
     });
 }

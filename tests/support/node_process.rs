@@ -62,7 +62,10 @@ impl NodeProcess {
             probe.local_addr().expect("an address").port()
         };
         let listen = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
+        // A benchmark may measure another build of the relay side by side.
+        let binary =
+            std::env::var("STOMP_RELAY_BIN").unwrap_or(env!("CARGO_BIN_EXE_stomp-relay").into());
+        let child = Command::new(binary)
             .args(["--listen", &listen, "--node-id", node_id])
             .args(flags)
             .env(
@@ -190,6 +193,10 @@ impl Process {
     /// RabbitMQ's Erlang VM.
     pub fn rabbitmq() -> Option<Process> {
         Process::find("beam.smp")
+    }
+
+    pub fn redis() -> Option<Process> {
+        Process::find("redis-server")
     }
 
     pub fn rss(&self) -> u64 {
