@@ -1,0 +1,343 @@
+//! Where deliveries come from: the node queue, fanned out in-process to
+//! every matching topic subscription of the node; each session queue,
+//! matched to that session's subscriptions only; and dedicated consumers,
+//! one per queue or exchange subscription.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Consumer};
+
+use super::acks::{AckGroup, Held, requeue};
+use super::connection::unavailable;
+use super::topology::Existing;
+use super::{
+    BrokerError, DedicatedConsumer, Delivery, Inner, Message, SessionId, SessionState,
+    SubscriptionSpec, lock, properties,
+};
+use crate::broker::destination::{TOPIC_EXCHANGE, UserKey};
+use crate::broker::router::{BindingKey, Subscriber};
+
+/// Delivers the node queue's messages to this node's topic subscriptions,
+/// holding those that await a client ack. Keeps `channel` open as long as
+/// it consumes.
+pub(super) async fn fan_out_node_queue(
+    inner: Weak<Inner>,
+    mut consumer: Consumer,
+    _channel: Channel,
+) {
+    while let Some(Ok(delivery)) = consumer.next().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let message = Arc::new(properties::from_amqp(&delivery.properties, delivery.data));
+        let router = lock(&inner.router);
+        let route = router.route(delivery.exchange.as_str(), delivery.routing_key.as_str());
+        let mut sessions = lock(&inner.sessions);
+        for subscriber in route.subscribers {
+            if let Some(state) = sessions.get_mut(&subscriber.session) {
+                state.hold_and_offer(
+                    &subscriber.subscription,
+                    subscriber.needs_ack,
+                    route.destination.clone(),
+                    message.clone(),
+                    false,
+                    inner.settings.session_queue_length,
+                );
+            }
+        }
+    }
+}
+
+/// Delivers a session queue's messages to the subscriptions of that session
+/// they match.
+pub(super) async fn deliver_session_queue(
+    inner: Weak<Inner>,
+    session: SessionId,
+    mut consumer: Consumer,
+) {
+    while let Some(Ok(delivery)) = consumer.next().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let message = Arc::new(properties::from_amqp(&delivery.properties, delivery.data));
+        let acker = delivery.acker;
+        // Some(true): delivered, nothing to acknowledge later; None: the
+        // session has gone.
+        let settled_now = {
+            let mut sessions = lock(&inner.sessions);
+            sessions.get_mut(&session).map(|state| {
+                let targets = match &state.session_queue {
+                    Some(queue) => queue
+                        .router
+                        .targets(delivery.exchange.as_str(), delivery.routing_key.as_str()),
+                    None => Vec::new(),
+                };
+                let acked = targets.iter().filter(|(s, _)| s.needs_ack).count();
+                let group = (acked > 1).then(|| {
+                    Arc::new(AckGroup {
+                        remaining: AtomicUsize::new(acked),
+                        settled: AtomicBool::new(false),
+                    })
+                });
+                for (subscriber, destination) in targets {
+                    let ack = subscriber.needs_ack.then(|| {
+                        let held = Held::Amqp {
+                            acker: acker.clone(),
+                            group: group.clone(),
+                        };
+                        state.expect_ack(&subscriber.subscription, held)
+                    });
+                    let _ = state.outbox.offer(Delivery {
+                        subscription: subscriber.subscription,
+                        destination,
+                        message: message.clone(),
+                        ack,
+                        redelivered: delivery.redelivered,
+                    });
+                }
+                acked == 0
+            })
+        };
+        match settled_now {
+            Some(true) => {
+                let _ = acker.ack(BasicAckOptions::default()).await;
+            }
+            Some(false) => {}
+            None => {
+                // The session left; its queue is being deleted.
+                let _ = acker.nack(requeue()).await;
+                return;
+            }
+        }
+    }
+}
+
+impl SessionState {
+    /// Offers a topic message fanned out by the relay, holding it when the
+    /// subscription acks. Past `max_held` unacknowledged messages the
+    /// session gets no more of them, as a capped queue would drop them.
+    pub(super) fn hold_and_offer(
+        &mut self,
+        subscription: &Arc<str>,
+        needs_ack: bool,
+        destination: Arc<str>,
+        message: Arc<Message>,
+        redelivered: bool,
+        max_held: u32,
+    ) {
+        if needs_ack && self.unacked.len() >= max_held as usize {
+            tracing::debug!(%subscription, "too many unacknowledged messages; one dropped");
+            return;
+        }
+        let ack = needs_ack.then(|| {
+            let held = Held::Relay {
+                destination: destination.clone(),
+                message: message.clone(),
+            };
+            self.expect_ack(subscription, held)
+        });
+        // A full outbox has told its session to close.
+        let _ = self.outbox.offer(Delivery {
+            subscription: subscription.clone(),
+            destination,
+            message,
+            ack,
+            redelivered,
+        });
+    }
+}
+
+/// What a dedicated consumer delivers, and as which `destination`.
+#[derive(Clone)]
+pub(super) enum Shown {
+    /// The subscription's own destination (queues).
+    Subscribed,
+    /// `/exchange/{exchange}/{routing key}`.
+    Exchange(String),
+}
+
+/// Delivers a dedicated queue's messages to its one subscription.
+pub(super) async fn deliver_dedicated(
+    inner: Weak<Inner>,
+    session: SessionId,
+    subscriber: Subscriber,
+    shown: Shown,
+    mut consumer: Consumer,
+) {
+    while let Some(Ok(delivery)) = consumer.next().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        // The user-key guard: a queue bound to `amq.topic` with a wildcard
+        // (`/exchange/amq.topic/#`, a durable `/topic/#`) also catches
+        // other sessions' user-destination messages; they are dropped here,
+        // never shown to this subscription.
+        if delivery.exchange.as_str() == TOPIC_EXCHANGE
+            && UserKey::parse(delivery.routing_key.as_str()).is_some()
+        {
+            if subscriber.needs_ack {
+                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+            }
+            continue;
+        }
+        let destination: Arc<str> = match &shown {
+            Shown::Subscribed => subscriber.destination.clone(),
+            Shown::Exchange(exchange) if exchange == TOPIC_EXCHANGE => {
+                Arc::from(format!("/topic/{}", delivery.routing_key))
+            }
+            Shown::Exchange(exchange) => {
+                Arc::from(format!("/exchange/{exchange}/{}", delivery.routing_key))
+            }
+        };
+        let message = Arc::new(properties::from_amqp(&delivery.properties, delivery.data));
+        let delivered = {
+            let mut sessions = lock(&inner.sessions);
+            sessions.get_mut(&session).map(|state| {
+                let ack = subscriber.needs_ack.then(|| {
+                    let held = Held::Amqp {
+                        acker: delivery.acker.clone(),
+                        group: None,
+                    };
+                    state.expect_ack(&subscriber.subscription, held)
+                });
+                let _ = state.outbox.offer(Delivery {
+                    subscription: subscriber.subscription.clone(),
+                    destination,
+                    message,
+                    ack,
+                    redelivered: delivery.redelivered,
+                });
+            })
+        };
+        if delivered.is_none() {
+            // The session left while this was on its way: give it back (a
+            // consumer without acks has nothing to give back).
+            if subscriber.needs_ack {
+                let _ = delivery.acker.nack(requeue()).await;
+            }
+            return;
+        }
+    }
+}
+
+impl Inner {
+    /// Starts a consumer on the session's channel.
+    pub(super) async fn consume(
+        &self,
+        session: SessionId,
+        queue: &str,
+        no_ack: bool,
+        prefetch: u16,
+    ) -> Result<(Consumer, String), BrokerError> {
+        let index = lock(&self.sessions)
+            .get(&session)
+            .map(|state| state.channel)
+            .ok_or_else(|| BrokerError::Refused("the session is not attached".into()))?;
+        let consumer_tag = format!(
+            "{session}.{}",
+            self.next_consumer.fetch_add(1, Ordering::Relaxed)
+        );
+        let channel = self.consumers[index].lock(&self.connection).await?;
+        // Applies to the consumers this channel starts next, one by one.
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(unavailable)?;
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                consumer_tag.as_str().into(),
+                BasicConsumeOptions {
+                    no_ack,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok((consumer, consumer_tag))
+    }
+
+    pub(super) async fn cancel(&self, session_channel: usize, consumer_tag: &str) {
+        if let Ok(channel) = self.consumers[session_channel].get(&self.connection).await {
+            let _ = channel
+                .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
+                .await;
+        }
+    }
+
+    /// Starts a consumer of `queue` that delivers to one subscription.
+    pub(super) async fn consume_dedicated(
+        self: &Arc<Self>,
+        session: SessionId,
+        spec: &SubscriptionSpec,
+        queue: &str,
+        own_queue: bool,
+        shown: Shown,
+    ) -> Result<(), BrokerError> {
+        let prefetch = spec
+            .prefetch
+            .and_then(|count| u16::try_from(count).ok())
+            .unwrap_or(self.settings.default_prefetch);
+        let (consumer, consumer_tag) = self
+            .consume(session, queue, !spec.ack.needs_ack(), prefetch)
+            .await?;
+        if let Some(state) = lock(&self.sessions).get_mut(&session) {
+            state.dedicated.insert(
+                spec.id.clone(),
+                DedicatedConsumer {
+                    consumer_tag,
+                    own_queue: own_queue.then(|| queue.to_owned()),
+                },
+            );
+        }
+        let subscriber = subscriber_of(session, spec);
+        tokio::spawn(deliver_dedicated(
+            Arc::downgrade(self),
+            session,
+            subscriber,
+            shown,
+            consumer,
+        ));
+        Ok(())
+    }
+
+    /// A subscription with a queue of its own (durable, or on an
+    /// `/exchange/`): declared, bound to `exchange` with `key`, consumed.
+    /// Only the non-durable kind is deleted when the subscription ends.
+    pub(super) async fn subscribe_own_queue(
+        self: &Arc<Self>,
+        session: SessionId,
+        spec: &SubscriptionSpec,
+        queue: &str,
+        options: QueueDeclareOptions,
+        exchange: &str,
+        key: &str,
+    ) -> Result<(), BrokerError> {
+        self.check_exists(Existing::Exchange(exchange)).await?;
+        self.declare(queue, options, &spec.queue).await?;
+        let binding = BindingKey {
+            exchange: exchange.to_owned(),
+            key: key.to_owned(),
+        };
+        self.bind(queue, &binding).await?;
+        let shown = Shown::Exchange(exchange.to_owned());
+        self.consume_dedicated(session, spec, queue, !options.durable, shown)
+            .await
+    }
+}
+
+pub(super) fn subscriber_of(session: SessionId, spec: &SubscriptionSpec) -> Subscriber {
+    Subscriber {
+        session,
+        subscription: spec.id.clone(),
+        destination: spec.destination_text.clone(),
+        needs_ack: spec.ack.needs_ack(),
+    }
+}

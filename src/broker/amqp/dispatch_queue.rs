@@ -1,0 +1,149 @@
+//! The `stomp.dispatch` queue, where any service asks for messages to be
+//! delivered to users: declared (a quorum queue), consumed as a competing
+//! consumer, and each request settled once dispatch says how it went.
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    ExchangeDeclareOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Consumer, ExchangeKind};
+use tokio::sync::mpsc;
+
+use super::acks::requeue;
+use super::connection::{open_channel, unavailable};
+use super::topology::Existing;
+use super::{BrokerError, DispatchOutcome, DispatchRequest, Inner, Message, properties};
+use crate::broker::queue_options::{QueueArgument, QueueOptions};
+use crate::broker::router::BindingKey;
+
+/// The durable exchange and queue where services ask for dispatch.
+const DISPATCH: &str = "stomp.dispatch";
+/// Dispatch requests a node holds unacknowledged: enough to keep every
+/// dispatch lane busy (see `crate::dispatch::DISPATCH_LANES`).
+const DISPATCH_PREFETCH: u16 = 128;
+
+/// Turns `stomp.dispatch` deliveries into [`DispatchRequest`]s, and settles
+/// each once dispatch says how it went: acked only after its publishes were
+/// confirmed, so a node that dies mid-dispatch loses nothing (RabbitMQ
+/// redelivers it to another node). Keeps `channel` open while it consumes.
+async fn read_dispatch_requests(
+    mut consumer: Consumer,
+    _channel: Channel,
+    requests: mpsc::Sender<DispatchRequest>,
+) {
+    while let Some(Ok(delivery)) = consumer.next().await {
+        let mut message = properties::from_amqp(&delivery.properties, delivery.data);
+        let take = |message: &mut Message, name: &str| {
+            let value = message.headers.get(name).map(str::to_owned);
+            message.headers.remove(name);
+            value
+        };
+        let user = take(&mut message, "stomp-user");
+        let users = take(&mut message, "stomp-users");
+        let all = take(&mut message, "stomp-all").as_deref() == Some("true");
+        let persist = take(&mut message, "stomp-persist").as_deref() == Some("true");
+        let destination = take(&mut message, "stomp-destination");
+        let users: Vec<String> = user
+            .into_iter()
+            .chain(
+                users
+                    .iter()
+                    .flat_map(|list| list.split(',').map(|u| u.trim().to_owned())),
+            )
+            .filter(|user| !user.is_empty())
+            .collect();
+        let Some(destination) = destination.filter(|_| all || !users.is_empty()) else {
+            tracing::warn!(
+                "a stomp.dispatch message without stomp-destination and stomp-user(s) or stomp-all was dropped"
+            );
+            let _ = delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await;
+            continue;
+        };
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let request = DispatchRequest {
+            users,
+            all,
+            persist,
+            destination,
+            message,
+            done,
+        };
+        if requests.send(request).await.is_err() {
+            let _ = delivery.acker.nack(requeue()).await;
+            return;
+        }
+        let acker = delivery.acker;
+        tokio::spawn(async move {
+            let _ = match outcome.await {
+                Ok(DispatchOutcome::Dispatched) => acker.ack(BasicAckOptions::default()).await,
+                Ok(DispatchOutcome::Invalid) => {
+                    acker.reject(BasicRejectOptions { requeue: false }).await
+                }
+                Ok(DispatchOutcome::Retry) | Err(_) => acker.nack(requeue()).await,
+            };
+        });
+    }
+}
+
+impl Inner {
+    /// Declares `stomp.dispatch` and starts consuming it.
+    pub(super) async fn consume_dispatch_queue(
+        &self,
+    ) -> Result<mpsc::Receiver<DispatchRequest>, BrokerError> {
+        let inner = self;
+        let channel = inner.admin.get(&inner.connection).await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                DISPATCH.into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        if inner.check_exists(Existing::Queue(DISPATCH)).await.is_err() {
+            // A quorum queue, so that dispatch survives the loss of a broker
+            // node in a RabbitMQ cluster.
+            let quorum = QueueOptions {
+                arguments: vec![("x-queue-type".into(), QueueArgument::Text("quorum".into()))],
+                ..QueueOptions::default()
+            };
+            let options = QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            };
+            inner.declare(DISPATCH, options, &quorum).await?;
+        }
+        let binding = BindingKey {
+            exchange: DISPATCH.to_owned(),
+            key: String::new(),
+        };
+        inner.bind(DISPATCH, &binding).await?;
+        let consuming = open_channel(&inner.connection, false).await?;
+        consuming
+            .basic_qos(DISPATCH_PREFETCH, BasicQosOptions { global: false })
+            .await
+            .map_err(unavailable)?;
+        let consumer = consuming
+            .basic_consume(
+                DISPATCH.into(),
+                format!("dispatch.{}", inner.node_queue).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let (requests, received) = mpsc::channel(usize::from(DISPATCH_PREFETCH));
+        tokio::spawn(read_dispatch_requests(consumer, consuming, requests));
+        Ok(received)
+    }
+}

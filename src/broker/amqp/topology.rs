@@ -1,0 +1,222 @@
+//! What the relay declares and binds on RabbitMQ: existence checks of
+//! exchanges and queues (remembered once seen), shared `/queue/` queues,
+//! queues declared with a SUBSCRIBE's arguments, binds and unbinds, and the
+//! session queues.
+
+use std::sync::Arc;
+
+use lapin::ExchangeKind;
+use lapin::options::{
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+
+use super::connection::{open_channel, unavailable};
+use super::consumers::deliver_session_queue;
+use super::{BrokerError, Inner, SessionId, SessionQueue, lock};
+use crate::broker::queue_options::{QueueArgument, QueueOptions};
+use crate::broker::router::{BindingKey, Router};
+
+/// Exchanges every RabbitMQ has, plus the relay's own.
+pub(super) const KNOWN_EXCHANGES: &[&str] = &[
+    "",
+    "amq.topic",
+    "amq.direct",
+    "amq.fanout",
+    "amq.headers",
+    "amq.match",
+];
+
+pub(super) fn exclusive_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+/// An exchange or queue that must exist before it is used.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Existing<'a> {
+    Exchange(&'a str),
+    Queue(&'a str),
+}
+
+impl Inner {
+    fn is_known(&self, what: &str) -> bool {
+        lock(&self.known).contains(what)
+    }
+
+    /// Checks that an exchange or queue exists, on a channel of its own,
+    /// since a failed check closes the channel it runs on. Remembers what
+    /// exists, so each is checked once.
+    pub(super) async fn check_exists(&self, what: Existing<'_>) -> Result<(), BrokerError> {
+        let key = match what {
+            Existing::Exchange(exchange) => format!("exchange:{exchange}"),
+            Existing::Queue(queue) => format!("queue:{queue}"),
+        };
+        if self.is_known(&key) {
+            return Ok(());
+        }
+        let channel = open_channel(&self.connection, false).await?;
+        let outcome = match what {
+            Existing::Exchange(exchange) => channel
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        passive: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map(|_| ()),
+            Existing::Queue(queue) => channel
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map(|_| ()),
+        };
+        let _ = channel.close(200, "checked".into()).await;
+        match outcome {
+            Ok(()) => {
+                lock(&self.known).insert(key);
+                Ok(())
+            }
+            Err(_) => Err(BrokerError::NotFound(key.replace(':', " "))),
+        }
+    }
+
+    /// Declares the durable shared queue of `/queue/{name}` unless it
+    /// exists already (whatever its arguments).
+    pub(super) async fn ensure_shared_queue(
+        &self,
+        name: &str,
+        options: &QueueOptions,
+    ) -> Result<(), BrokerError> {
+        if self.check_exists(Existing::Queue(name)).await.is_ok() {
+            return Ok(());
+        }
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        self.declare(name, durable, options).await?;
+        lock(&self.known).insert(format!("queue:{name}"));
+        Ok(())
+    }
+
+    /// Declares a queue with the SUBSCRIBE's queue arguments, on a channel
+    /// of its own: arguments that disagree with an existing queue make
+    /// RabbitMQ close the channel.
+    pub(super) async fn declare(
+        &self,
+        name: &str,
+        options: QueueDeclareOptions,
+        queue: &QueueOptions,
+    ) -> Result<(), BrokerError> {
+        let mut arguments = FieldTable::default();
+        for (argument, value) in &queue.arguments {
+            let value = match value {
+                QueueArgument::Number(number) => AMQPValue::LongLongInt(*number),
+                QueueArgument::Text(text) => AMQPValue::LongString(text.as_str().into()),
+            };
+            arguments.insert(argument.as_str().into(), value);
+        }
+        let channel = open_channel(&self.connection, false).await?;
+        let declared = channel.queue_declare(name.into(), options, arguments).await;
+        let _ = channel.close(200, "declared".into()).await;
+        declared.map(|_| ()).map_err(|error| {
+            BrokerError::Refused(format!("cannot declare queue {name:?}: {error}"))
+        })
+    }
+
+    pub(super) async fn bind(&self, queue: &str, key: &BindingKey) -> Result<(), BrokerError> {
+        let channel = self.admin.get(&self.connection).await?;
+        channel
+            .queue_bind(
+                queue.into(),
+                key.exchange.as_str().into(),
+                key.key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn unbind(&self, queue: &str, key: &BindingKey) {
+        if let Ok(channel) = self.admin.get(&self.connection).await
+            && let Err(error) = channel
+                .queue_unbind(
+                    queue.into(),
+                    key.exchange.as_str().into(),
+                    key.key.as_str().into(),
+                    FieldTable::default(),
+                )
+                .await
+        {
+            tracing::warn!(queue, key = %key.key, %error, "cannot unbind");
+        }
+    }
+
+    pub(super) async fn delete_queue(&self, queue: &str) {
+        if let Ok(channel) = self.admin.get(&self.connection).await {
+            let _ = channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
+
+    /// The session's queue, declared and consumed on first need.
+    pub(super) async fn ensure_session_queue(
+        self: &Arc<Self>,
+        session: SessionId,
+    ) -> Result<String, BrokerError> {
+        if let Some(queue) = lock(&self.sessions)
+            .get(&session)
+            .and_then(|state| state.session_queue.as_ref())
+        {
+            return Ok(queue.name.clone());
+        }
+        let name = format!("stomp.session.{session}");
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-max-length".into(),
+            AMQPValue::LongInt(
+                i32::try_from(self.settings.session_queue_length).unwrap_or(i32::MAX),
+            ),
+        );
+        let channel = self.admin.get(&self.connection).await?;
+        channel
+            .queue_declare(name.as_str().into(), exclusive_queue(), arguments)
+            .await
+            .map_err(unavailable)?;
+        {
+            let mut sessions = lock(&self.sessions);
+            let state = sessions
+                .get_mut(&session)
+                .ok_or_else(|| BrokerError::Refused("the session is not attached".into()))?;
+            state.session_queue = Some(SessionQueue {
+                name: name.clone(),
+                router: Router::default(),
+            });
+        }
+        let (consumer, _) = self
+            .consume(session, &name, false, self.settings.default_prefetch)
+            .await?;
+        tokio::spawn(deliver_session_queue(
+            Arc::downgrade(self),
+            session,
+            consumer,
+        ));
+        Ok(name)
+    }
+}
