@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use super::ack_ledger::{AckLedger, Settled};
 use super::destination::{Destination, INBOUND_EXCHANGE, TOPIC_EXCHANGE};
 use super::router::{ExchangeKind, Router, Subscriber};
 use super::{
@@ -66,8 +67,7 @@ struct State {
 #[derive(Debug)]
 struct SessionState {
     outbox: Outbox,
-    next_tag: u64,
-    unacked: HashMap<AckTag, Unacked>,
+    acks: AckLedger<Unacked>,
 }
 
 /// A delivery awaiting its ACK, with what is needed to give it back.
@@ -76,14 +76,12 @@ enum Unacked {
     /// A topic message: a NACK redelivers it to the same subscription, as
     /// RabbitMQ redelivers from the session's own queue.
     Topic {
-        subscription: Arc<str>,
         destination: Arc<str>,
         message: Arc<Message>,
     },
     /// A shared-queue message: a NACK or disconnect returns it to the queue.
     Queue {
         queue: String,
-        subscription: Arc<str>,
         message: Arc<Message>,
     },
 }
@@ -144,10 +142,7 @@ impl State {
         let Some(state) = self.sessions.get_mut(&session) else {
             return false;
         };
-        let ack = unacked.as_ref().map(|_| {
-            state.next_tag += 1;
-            AckTag(state.next_tag)
-        });
+        let ack = unacked.map(|unacked| state.acks.hold(subscription, unacked));
         let delivery = Delivery {
             subscription: subscription.clone(),
             destination: destination.clone(),
@@ -156,10 +151,11 @@ impl State {
             redelivered,
         };
         if state.outbox.offer(delivery).is_err() {
+            if let Some(tag) = ack {
+                // The caller keeps it: nothing to give back.
+                state.acks.withdraw(tag);
+            }
             return false;
-        }
-        if let (Some(tag), Some(unacked)) = (ack, unacked) {
-            state.unacked.insert(tag, unacked);
         }
         true
     }
@@ -168,7 +164,6 @@ impl State {
         let targets = self.router.targets(exchange, routing_key);
         for (subscriber, destination) in targets {
             let unacked = subscriber.needs_ack.then(|| Unacked::Topic {
-                subscription: subscriber.subscription.clone(),
                 destination: destination.clone(),
                 message: message.clone(),
             });
@@ -215,7 +210,6 @@ impl State {
             );
             let unacked = consumer.needs_ack.then(|| Unacked::Queue {
                 queue: name.to_owned(),
-                subscription: subscription.clone(),
                 message: queued.message.clone(),
             });
             if unacked.is_some() {
@@ -273,34 +267,12 @@ impl State {
         let Some(state) = self.sessions.get_mut(&session) else {
             return Vec::new();
         };
-        let mut tags: Vec<AckTag> = state
-            .unacked
-            .iter()
-            .filter(|(_, unacked)| {
-                let owner = match unacked {
-                    Unacked::Topic { subscription, .. } | Unacked::Queue { subscription, .. } => {
-                        subscription
-                    }
-                };
-                subscription.is_none_or(|wanted| &**owner == wanted)
-            })
-            .map(|(tag, _)| *tag)
-            .collect();
-        // Newest first, so that pushing each to the front keeps their order.
-        tags.sort_unstable_by(|a, b| b.cmp(a));
-        let released: Vec<Unacked> = tags
-            .iter()
-            .filter_map(|tag| state.unacked.remove(tag))
-            .collect();
+        let released = state.acks.release(subscription);
         let mut queues = Vec::new();
-        for unacked in released {
-            if let Unacked::Queue {
-                queue,
-                subscription,
-                message,
-            } = unacked
-            {
-                self.requeue(&queue, &subscription, session, message);
+        // Newest first, so that pushing each to the front keeps their order.
+        for released in released.into_iter().rev() {
+            if let Unacked::Queue { queue, message } = released.held {
+                self.requeue(&queue, &released.subscription, session, message);
                 queues.push(queue);
             }
         }
@@ -326,8 +298,7 @@ impl Broker for EmbeddedBroker {
             session,
             SessionState {
                 outbox,
-                next_tag: 0,
-                unacked: HashMap::new(),
+                acks: AckLedger::default(),
             },
         );
         Ok(())
@@ -489,21 +460,16 @@ impl Broker for EmbeddedBroker {
         let Some(session_state) = state.sessions.get_mut(&session) else {
             return Ok(());
         };
-        let settled: Vec<Unacked> = tags
-            .iter()
-            .filter_map(|tag| session_state.unacked.remove(tag))
-            .collect();
+        let settled = session_state.acks.settle(tags, settlement);
         let mut to_pump = Vec::new();
-        for unacked in settled {
-            match (unacked, settlement) {
-                (
-                    Unacked::Queue {
-                        queue,
-                        subscription,
-                        ..
-                    },
-                    Settlement::Ack,
-                ) => {
+        for Settled {
+            subscription,
+            held,
+            settlement,
+        } in settled
+        {
+            match (held, settlement) {
+                (Unacked::Queue { queue, .. }, Settlement::Ack) => {
                     if let Some(consumer) = state.queues.get_mut(&queue).and_then(|q| {
                         q.consumers
                             .iter_mut()
@@ -513,21 +479,13 @@ impl Broker for EmbeddedBroker {
                     }
                     to_pump.push(queue);
                 }
-                (
-                    Unacked::Queue {
-                        queue,
-                        subscription,
-                        message,
-                    },
-                    Settlement::Nack,
-                ) => {
+                (Unacked::Queue { queue, message }, Settlement::Nack) => {
                     state.requeue(&queue, &subscription, session, message);
                     to_pump.push(queue);
                 }
                 (Unacked::Topic { .. }, Settlement::Ack) => {}
                 (
                     Unacked::Topic {
-                        subscription,
                         destination,
                         message,
                     },
@@ -535,7 +493,6 @@ impl Broker for EmbeddedBroker {
                 ) => {
                     if state.router.is_bound(session, &subscription) {
                         let again = Unacked::Topic {
-                            subscription: subscription.clone(),
                             destination: destination.clone(),
                             message: message.clone(),
                         };

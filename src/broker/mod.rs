@@ -7,6 +7,7 @@
 //! in-process through a [`router::Router`], so both apply the same matching
 //! and the same user-key guard.
 
+pub mod ack_ledger;
 pub mod amqp;
 pub mod destination;
 pub mod embedded;

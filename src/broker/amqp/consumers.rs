@@ -3,7 +3,7 @@
 //! matched to that session's subscriptions only; and dedicated consumers,
 //! one per queue or exchange subscription.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use futures_util::StreamExt;
@@ -13,7 +13,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
 
-use super::acks::{AckGroup, Held, requeue};
+use super::acks::{Held, requeue};
 use super::connection::unavailable;
 use super::topology::Existing;
 use super::{
@@ -78,21 +78,21 @@ pub(super) async fn deliver_session_queue(
                         .targets(delivery.exchange.as_str(), delivery.routing_key.as_str()),
                     None => Vec::new(),
                 };
-                let acked = targets.iter().filter(|(s, _)| s.needs_ack).count();
-                let group = (acked > 1).then(|| {
-                    Arc::new(AckGroup {
-                        remaining: AtomicUsize::new(acked),
-                        settled: AtomicBool::new(false),
-                    })
-                });
+                let acking: Vec<Arc<str>> = targets
+                    .iter()
+                    .filter(|(subscriber, _)| subscriber.needs_ack)
+                    .map(|(subscriber, _)| subscriber.subscription.clone())
+                    .collect();
+                let mut tags = state
+                    .acks
+                    .hold_shared(&acking, Held::Amqp(acker.clone()))
+                    .into_iter();
                 for (subscriber, destination) in targets {
-                    let ack = subscriber.needs_ack.then(|| {
-                        let held = Held::Amqp {
-                            acker: acker.clone(),
-                            group: group.clone(),
-                        };
-                        state.expect_ack(&subscriber.subscription, held)
-                    });
+                    let ack = if subscriber.needs_ack {
+                        tags.next()
+                    } else {
+                        None
+                    };
                     let _ = state.outbox.offer(Delivery {
                         subscription: subscriber.subscription,
                         destination,
@@ -101,7 +101,7 @@ pub(super) async fn deliver_session_queue(
                         redelivered: delivery.redelivered,
                     });
                 }
-                acked == 0
+                acking.is_empty()
             })
         };
         match settled_now {
@@ -131,7 +131,7 @@ impl SessionState {
         redelivered: bool,
         max_held: u32,
     ) {
-        if needs_ack && self.unacked.len() >= max_held as usize {
+        if needs_ack && self.acks.len() >= max_held as usize {
             tracing::debug!(%subscription, "too many unacknowledged messages; one dropped");
             return;
         }
@@ -140,7 +140,7 @@ impl SessionState {
                 destination: destination.clone(),
                 message: message.clone(),
             };
-            self.expect_ack(subscription, held)
+            self.acks.hold(subscription, held)
         });
         // A full outbox has told its session to close.
         let _ = self.outbox.offer(Delivery {
@@ -200,11 +200,8 @@ pub(super) async fn deliver_dedicated(
             let mut sessions = lock(&inner.sessions);
             sessions.get_mut(&session).map(|state| {
                 let ack = subscriber.needs_ack.then(|| {
-                    let held = Held::Amqp {
-                        acker: delivery.acker.clone(),
-                        group: None,
-                    };
-                    state.expect_ack(&subscriber.subscription, held)
+                    let held = Held::Amqp(delivery.acker.clone());
+                    state.acks.hold(&subscriber.subscription, held)
                 });
                 let _ = state.outbox.offer(Delivery {
                     subscription: subscriber.subscription.clone(),

@@ -58,7 +58,7 @@ use super::{
     AckTag, Broker, BrokerError, Delivery, DispatchOutcome, DispatchRequest, Message, Outbox,
     PublishTarget, SessionId, Settlement, SubscriptionSpec,
 };
-use acks::{Held, Unacked, settle_one};
+use acks::{Held, Ledger, settle_at_source};
 use connection::{ChannelSlot, open_channel, unavailable, watch_connection};
 use consumers::{Shown, fan_out_node_queue, subscriber_of};
 use topology::{Existing, KNOWN_EXCHANGES, exclusive_queue};
@@ -118,8 +118,7 @@ struct SessionState {
     outbox: Outbox,
     /// Index of this session's consumer channel.
     channel: usize,
-    next_tag: u64,
-    unacked: HashMap<AckTag, Unacked>,
+    acks: Ledger,
     session_queue: Option<SessionQueue>,
     dedicated: HashMap<Arc<str>, DedicatedConsumer>,
 }
@@ -243,8 +242,7 @@ impl Broker for AmqpBroker {
             SessionState {
                 outbox,
                 channel,
-                next_tag: 0,
-                unacked: HashMap::new(),
+                acks: Ledger::default(),
                 session_queue: None,
                 dedicated: HashMap::new(),
             },
@@ -256,7 +254,7 @@ impl Broker for AmqpBroker {
         let inner = &self.inner;
         // Removed first: deliveries that still arrive find no session and
         // are given back at once.
-        let Some(state) = lock(&inner.sessions).remove(&session) else {
+        let Some(mut state) = lock(&inner.sessions).remove(&session) else {
             return;
         };
         for consumer in state.dedicated.values() {
@@ -264,8 +262,8 @@ impl Broker for AmqpBroker {
         }
         // After the cancels, so that RabbitMQ does not hand the requeued
         // messages straight back to this session's consumers.
-        for unacked in state.unacked.into_values() {
-            settle_one(unacked, Settlement::Nack).await;
+        for released in state.acks.release(None) {
+            settle_at_source(released).await;
         }
         for consumer in state.dedicated.values() {
             if let Some(queue) = &consumer.own_queue {
@@ -489,25 +487,23 @@ impl Broker for AmqpBroker {
         settlement: Settlement,
     ) -> Result<(), BrokerError> {
         let inner = &self.inner;
-        let settled: Vec<Unacked> = {
+        let settled = {
             let mut sessions = lock(&inner.sessions);
             let Some(state) = sessions.get_mut(&session) else {
                 return Ok(());
             };
-            tags.iter()
-                .filter_map(|tag| state.unacked.remove(tag))
-                .collect()
+            state.acks.settle(tags, settlement)
         };
         let mut redeliver = Vec::new();
-        for unacked in settled {
-            match unacked.held {
+        for settled in settled {
+            match settled.held {
                 Held::Relay {
                     destination,
                     message,
-                } if settlement == Settlement::Nack => {
-                    redeliver.push((unacked.subscription, destination, message));
+                } if settled.settlement == Settlement::Nack => {
+                    redeliver.push((settled.subscription, destination, message));
                 }
-                _ => settle_one(unacked, settlement).await,
+                _ => settle_at_source(settled).await,
             }
         }
         // A NACKed topic message goes back to its subscription, if that

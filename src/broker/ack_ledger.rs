@@ -1,0 +1,273 @@
+//! The deliveries of one session that await the client's ACK or NACK, kept
+//! the same way by both brokers: an [`AckTag`] per MESSAGE, what settles
+//! it at its source, and the rules STOMP and AMQP impose between the two.
+//!
+//! - A message shown to several subscriptions of the session (several
+//!   matching subscriptions on one session queue) came from one source
+//!   delivery: that delivery is acknowledged once every one of its MESSAGEs
+//!   is, and given back at the first NACK, so that RabbitMQ never sees a
+//!   delivery settled twice.
+//! - A subscription that ends, or a session that leaves, gives back what it
+//!   left unacknowledged, as a NACK would.
+//!
+//! What a held delivery is (an AMQP acker, a message to redeliver, a queue
+//! to return it to) belongs to each broker; the ledger only says when and
+//! how to settle it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::{AckTag, Settlement};
+
+/// One session's unacknowledged deliveries, each holding an `H`: what its
+/// broker needs to settle it at its source. Lives inside the broker's
+/// per-session state, behind the broker's lock.
+#[derive(Debug)]
+pub struct AckLedger<H> {
+    next_tag: u64,
+    next_group: u64,
+    entries: BTreeMap<AckTag, Entry<H>>,
+    groups: HashMap<u64, Group>,
+}
+
+#[derive(Debug)]
+struct Entry<H> {
+    subscription: Arc<str>,
+    held: H,
+    group: Option<u64>,
+}
+
+/// The MESSAGEs of one source delivery, shown to several subscriptions.
+#[derive(Debug)]
+struct Group {
+    /// Members neither acknowledged nor given back yet.
+    unsettled: usize,
+    /// The source delivery has been settled (all acked, or one NACKed).
+    settled: bool,
+}
+
+/// A delivery whose source must now be settled: the client ACKed or NACKed
+/// it, or its subscription or session ended (then as a NACK).
+#[derive(Debug)]
+pub struct Settled<H> {
+    pub subscription: Arc<str>,
+    pub held: H,
+    pub settlement: Settlement,
+}
+
+impl<H> Default for AckLedger<H> {
+    fn default() -> AckLedger<H> {
+        AckLedger {
+            next_tag: 0,
+            next_group: 0,
+            entries: BTreeMap::new(),
+            groups: HashMap::new(),
+        }
+    }
+}
+
+impl<H> AckLedger<H> {
+    /// Records a delivery to `subscription` that awaits the client's ACK.
+    pub fn hold(&mut self, subscription: &Arc<str>, held: H) -> AckTag {
+        self.insert(subscription, held, None)
+    }
+
+    /// Records one source delivery shown to several subscriptions, one tag
+    /// each, in the order given. With more than one, they are settled at the
+    /// source together, as the module says.
+    pub fn hold_shared(&mut self, subscriptions: &[Arc<str>], held: H) -> Vec<AckTag>
+    where
+        H: Clone,
+    {
+        let group = (subscriptions.len() > 1).then(|| {
+            self.next_group += 1;
+            self.groups.insert(
+                self.next_group,
+                Group {
+                    unsettled: subscriptions.len(),
+                    settled: false,
+                },
+            );
+            self.next_group
+        });
+        subscriptions
+            .iter()
+            .map(|subscription| self.insert(subscription, held.clone(), group))
+            .collect()
+    }
+
+    fn insert(&mut self, subscription: &Arc<str>, held: H, group: Option<u64>) -> AckTag {
+        self.next_tag += 1;
+        let tag = AckTag(self.next_tag);
+        self.entries.insert(
+            tag,
+            Entry {
+                subscription: subscription.clone(),
+                held,
+                group,
+            },
+        );
+        tag
+    }
+
+    /// Deliveries awaiting an ACK.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Settles what the client named. Tags it does not hold (settled
+    /// already, or never given) are ignored. Returns, in tag order, the
+    /// deliveries whose source must be settled now; a member of a shared
+    /// delivery whose source waits for the others, or was settled already,
+    /// is forgotten without being returned.
+    pub fn settle(&mut self, tags: &[AckTag], settlement: Settlement) -> Vec<Settled<H>> {
+        let mut tags = tags.to_vec();
+        tags.sort_unstable();
+        tags.dedup();
+        tags.into_iter()
+            .filter_map(|tag| self.take(tag, settlement))
+            .collect()
+    }
+
+    /// Takes back a delivery recorded a moment ago that never reached the
+    /// client (its outbox refused it), to be given back by the caller.
+    pub fn withdraw(&mut self, tag: AckTag) -> Option<Settled<H>> {
+        self.take(tag, Settlement::Nack)
+    }
+
+    /// Gives back, as NACKs, everything `subscription` (or, with `None`, the
+    /// whole session) left unacknowledged; returned in tag order.
+    pub fn release(&mut self, subscription: Option<&str>) -> Vec<Settled<H>> {
+        let tags: Vec<AckTag> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| subscription.is_none_or(|wanted| &*entry.subscription == wanted))
+            .map(|(tag, _)| *tag)
+            .collect();
+        tags.into_iter()
+            .filter_map(|tag| self.take(tag, Settlement::Nack))
+            .collect()
+    }
+
+    fn take(&mut self, tag: AckTag, settlement: Settlement) -> Option<Settled<H>> {
+        let entry = self.entries.remove(&tag)?;
+        let settles_source = match entry.group {
+            None => true,
+            Some(id) => {
+                let group = self.groups.get_mut(&id)?;
+                group.unsettled = group.unsettled.saturating_sub(1);
+                let fire = !group.settled
+                    && match settlement {
+                        Settlement::Ack => group.unsettled == 0,
+                        Settlement::Nack => true,
+                    };
+                group.settled |= fire;
+                if group.unsettled == 0 {
+                    self.groups.remove(&id);
+                }
+                fire
+            }
+        };
+        settles_source.then_some(Settled {
+            subscription: entry.subscription,
+            held: entry.held,
+            settlement,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(id: &str) -> Arc<str> {
+        Arc::from(id)
+    }
+
+    fn helds(settled: Vec<Settled<&'static str>>) -> Vec<(&'static str, Settlement)> {
+        settled
+            .into_iter()
+            .map(|settled| (settled.held, settled.settlement))
+            .collect()
+    }
+
+    #[test]
+    fn each_delivery_settles_once_with_what_the_client_said() {
+        let mut ledger = AckLedger::default();
+        let a = ledger.hold(&subscription("s"), "a");
+        let b = ledger.hold(&subscription("s"), "b");
+        assert!(a < b);
+        assert_eq!(ledger.len(), 2);
+        assert_eq!(
+            helds(ledger.settle(&[b, a, b], Settlement::Ack)),
+            vec![("a", Settlement::Ack), ("b", Settlement::Ack)]
+        );
+        assert!(ledger.settle(&[a], Settlement::Nack).is_empty());
+        assert!(ledger.is_empty());
+    }
+
+    #[test]
+    fn a_shared_delivery_is_acked_at_its_source_when_every_message_is() {
+        let mut ledger = AckLedger::default();
+        let tags = ledger.hold_shared(&[subscription("x"), subscription("y")], "m");
+        assert!(ledger.settle(&tags[..1], Settlement::Ack).is_empty());
+        assert_eq!(
+            helds(ledger.settle(&tags[1..], Settlement::Ack)),
+            vec![("m", Settlement::Ack)]
+        );
+        assert!(ledger.groups.is_empty());
+    }
+
+    #[test]
+    fn a_shared_delivery_is_given_back_at_the_first_nack_and_only_then() {
+        let mut ledger = AckLedger::default();
+        let tags = ledger.hold_shared(
+            &[subscription("x"), subscription("y"), subscription("z")],
+            "m",
+        );
+        assert!(ledger.settle(&tags[..1], Settlement::Ack).is_empty());
+        assert_eq!(
+            helds(ledger.settle(&tags[1..2], Settlement::Nack)),
+            vec![("m", Settlement::Nack)]
+        );
+        assert!(ledger.settle(&tags[2..], Settlement::Ack).is_empty());
+        assert!(ledger.is_empty() && ledger.groups.is_empty());
+    }
+
+    #[test]
+    fn an_ended_subscription_gives_back_only_its_own_deliveries_in_order() {
+        let mut ledger = AckLedger::default();
+        ledger.hold(&subscription("x"), "x1");
+        let y = ledger.hold(&subscription("y"), "y1");
+        ledger.hold(&subscription("x"), "x2");
+        let released = ledger.release(Some("x"));
+        assert!(released.iter().all(|settled| &*settled.subscription == "x"));
+        assert_eq!(
+            helds(released),
+            vec![("x1", Settlement::Nack), ("x2", Settlement::Nack)]
+        );
+        assert_eq!(ledger.len(), 1);
+        assert_eq!(helds(ledger.release(None)), vec![("y1", Settlement::Nack)]);
+        assert!(ledger.settle(&[y], Settlement::Ack).is_empty());
+    }
+
+    #[test]
+    fn leaving_gives_a_shared_delivery_back_once() {
+        let mut ledger = AckLedger::default();
+        ledger.hold_shared(&[subscription("x"), subscription("y")], "m");
+        assert_eq!(helds(ledger.release(None)), vec![("m", Settlement::Nack)]);
+        assert!(ledger.groups.is_empty());
+    }
+
+    #[test]
+    fn a_withdrawn_delivery_is_no_longer_held() {
+        let mut ledger = AckLedger::default();
+        let tag = ledger.hold(&subscription("s"), "m");
+        assert_eq!(ledger.withdraw(tag).map(|settled| settled.held), Some("m"));
+        assert!(ledger.settle(&[tag], Settlement::Ack).is_empty());
+    }
+}
