@@ -1,0 +1,102 @@
+//! The headers SockJS answers carry: CORS (any page may use an endpoint;
+//! `--allowed-origins` is checked before a request gets here), caching
+//! (session answers never, static ones for a year) and the sticky-session
+//! cookie.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+
+use super::Context;
+use super::reply::status_only;
+use crate::transport::Response;
+
+/// A year, for what may be cached.
+const CACHE_SECONDS: u32 = 31_536_000;
+const NOT_CACHED: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
+
+impl Context<'_> {
+    /// CORS, no caching and, where wanted, the sticky-session cookie.
+    pub(super) fn session_headers(&self, request: &HeaderMap, headers: &mut HeaderMap) {
+        not_cached(headers);
+        cors(request, headers);
+        if self.settings().cookie_needed {
+            let value = jsessionid(request).unwrap_or_else(|| "dummy".to_owned());
+            insert(
+                headers,
+                header::SET_COOKIE,
+                &format!("JSESSIONID={value}; path=/"),
+            );
+        }
+    }
+}
+
+/// The client's `JSESSIONID` cookie, echoed back for sticky sessions.
+fn jsessionid(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|cookie| cookie.trim().strip_prefix("JSESSIONID="))
+        .map(str::to_owned)
+}
+
+/// CORS as SockJS answers it: the request's origin with credentials, or
+/// any origin without.
+pub(super) fn cors(request: &HeaderMap, headers: &mut HeaderMap) {
+    match request.get(header::ORIGIN) {
+        Some(origin) => {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            insert(headers, header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true");
+        }
+        None => insert(headers, header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    }
+}
+
+/// The answer to a CORS preflight (`OPTIONS`), cacheable for a year.
+pub(super) fn preflight<B>(request: &Request<B>, methods: &'static str) -> Response {
+    let mut response = status_only(StatusCode::NO_CONTENT);
+    let headers = response.headers_mut();
+    cacheable(headers);
+    insert(headers, header::ACCESS_CONTROL_ALLOW_METHODS, methods);
+    insert(
+        headers,
+        header::ACCESS_CONTROL_MAX_AGE,
+        &CACHE_SECONDS.to_string(),
+    );
+    if let Some(asked) = request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .filter(|asked| !asked.is_empty())
+    {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+    }
+    cors(request.headers(), headers);
+    response
+}
+
+pub(super) fn cacheable(headers: &mut HeaderMap) {
+    insert(
+        headers,
+        header::CACHE_CONTROL,
+        &format!("public, max-age={CACHE_SECONDS}"),
+    );
+    let expires = std::time::SystemTime::now() + Duration::from_secs(u64::from(CACHE_SECONDS));
+    insert(headers, header::EXPIRES, &httpdate(expires));
+}
+
+pub(super) fn not_cached(headers: &mut HeaderMap) {
+    insert(headers, header::CACHE_CONTROL, NOT_CACHED);
+}
+
+pub(super) fn insert(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// An HTTP date (`Expires`).
+fn httpdate(time: std::time::SystemTime) -> String {
+    httpdate::fmt_http_date(time)
+}

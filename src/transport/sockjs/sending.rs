@@ -1,0 +1,79 @@
+//! `xhr_send` and `jsonp_send`: the client's messages, as a JSON array of
+//! strings in the body (form-encoded as `d=` for `jsonp_send`), passed on
+//! to the session's application.
+
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::Context;
+use super::frame;
+use super::headers::{insert, preflight};
+use super::reply::{method_not_allowed, not_found, status_only, text};
+use crate::transport::{Response, form_value};
+
+impl Context<'_> {
+    /// `xhr_send` and `jsonp_send`: messages from the client.
+    pub(super) async fn client_messages(
+        &self,
+        request: Request<Incoming>,
+        session_id: &str,
+        transport: &str,
+    ) -> Response {
+        if request.method() == Method::OPTIONS && transport == "xhr_send" {
+            return preflight(&request, "OPTIONS, POST");
+        }
+        if request.method() != Method::POST {
+            return method_not_allowed("OPTIONS, POST");
+        }
+        let Some(session) = self.endpoint.sessions.get(session_id) else {
+            return not_found();
+        };
+        let (parts, body) = request.into_parts();
+        let request = Request::from_parts(parts, ());
+        let body = match Limited::new(body, self.settings().max_send).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "text/plain; charset=UTF-8",
+                    "Payload too large.",
+                );
+            }
+        };
+        let payload = if transport == "jsonp_send" && is_form(request.headers()) {
+            form_value(&body, "d").unwrap_or_default()
+        } else {
+            body.to_vec()
+        };
+        let messages = match frame::decode_messages(&payload) {
+            Ok(messages) => messages,
+            Err(error) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=UTF-8",
+                    error.to_string(),
+                );
+            }
+        };
+        if !session.receive_from_client(messages).await {
+            return not_found();
+        }
+        let mut response = if transport == "xhr_send" {
+            status_only(StatusCode::NO_CONTENT)
+        } else {
+            text(StatusCode::OK, "text/plain; charset=UTF-8", "ok")
+        };
+        let headers = response.headers_mut();
+        insert(headers, header::CONTENT_TYPE, "text/plain; charset=UTF-8");
+        self.session_headers(request.headers(), headers);
+        response
+    }
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
+}

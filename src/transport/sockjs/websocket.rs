@@ -1,0 +1,196 @@
+//! Sessions over a WebSocket (`/{server}/{session}/websocket`, with SockJS
+//! framing, on RFC 6455 or [`super::hixie76`]), and the raw WebSocket at
+//! `/websocket` (no SockJS framing: STOMP as on `--ws-path`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::reply::{method_not_allowed, not_found, text};
+use super::session::Session;
+use super::{Application, Context, frame, hixie76};
+use crate::transport::websocket::{self, Socket};
+use crate::transport::{Response, query_parameter};
+
+impl Context<'_> {
+    pub(super) fn raw_websocket(&self, request: Request<Incoming>) -> Response {
+        if !self.settings().websocket {
+            return not_found();
+        }
+        if let Some(refusal) = websocket_refusal(&request) {
+            return refusal;
+        }
+        match self.settings().application {
+            Application::Stomp => websocket::upgrade(
+                request,
+                self.relay.connections.clone(),
+                self.shutdown.clone(),
+            ),
+            application => {
+                websocket::accept(request, self.settings().max_send, None, move |socket| {
+                    raw_test_service(socket, application)
+                })
+            }
+        }
+    }
+    /// `/{server}/{session}/websocket`: a session of its own, carried by
+    /// one WebSocket, with SockJS framing.
+    pub(super) fn session_websocket(&self, request: Request<Incoming>) -> Response {
+        if !self.settings().websocket {
+            return not_found();
+        }
+        if let Some(refusal) = websocket_refusal(&request) {
+            return refusal;
+        }
+        let echo = self.settings().application == Application::Echo;
+        let (session, channel) = Session::open(echo, None);
+        let access_token = query_parameter(request.uri().query(), "access_token");
+        self.start_application(channel.with_access_token(access_token));
+        let heartbeat = self.settings().heartbeat;
+        if hixie76::is_hixie76(&request) {
+            return hixie76::accept(request, move |socket| {
+                carry_session(socket, session, heartbeat)
+            });
+        }
+        websocket::accept(request, self.settings().max_send, None, move |socket| {
+            carry_session(socket, session, heartbeat)
+        })
+    }
+}
+
+/// A connection that carries text frames: a WebSocket, or its 2010 draft.
+pub trait FrameSocket: Send {
+    fn send_text(&mut self, text: String) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// The next text frame; `None` once the connection is closed or broken.
+    fn receive_text(&mut self) -> impl Future<Output = Option<String>> + Send;
+
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+impl FrameSocket for Socket {
+    async fn send_text(&mut self, text: String) -> std::io::Result<()> {
+        self.send(Message::text(text))
+            .await
+            .map_err(std::io::Error::other)
+    }
+
+    async fn receive_text(&mut self) -> Option<String> {
+        loop {
+            match self.next().await?.ok()? {
+                Message::Text(text) => return Some(text.as_str().to_owned()),
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        if SinkExt::close(self).await.is_ok() {
+            await_close_reply(self).await;
+        }
+    }
+}
+
+/// After sending a close frame, waits (briefly) for the client's before
+/// the TCP close, so that the client reads the code and reason rather than
+/// a reset connection.
+async fn await_close_reply(socket: &mut Socket) {
+    let _ = tokio::time::timeout(CLOSE_PATIENCE, async {
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// How long a closing WebSocket waits for the client's close frame.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Runs a SockJS session over a WebSocket: `o`, then frames both ways; a
+/// message that is not a JSON array of strings ends it.
+async fn carry_session(mut socket: impl FrameSocket, session: Arc<Session>, heartbeat: Duration) {
+    if socket.send_text(frame::OPEN.to_owned()).await.is_err() {
+        session.close(frame::INTERRUPTED);
+        return;
+    }
+    loop {
+        tokio::select! {
+            (frame, last) = session.next_frame(heartbeat) => {
+                if socket.send_text(frame).await.is_err() {
+                    session.close(frame::INTERRUPTED);
+                    return;
+                }
+                if last {
+                    socket.close().await;
+                    return;
+                }
+            }
+            text = socket.receive_text() => match text {
+                Some(text) if text.is_empty() => {}
+                Some(text) => match frame::decode_messages(text.as_bytes()) {
+                    Ok(messages) => {
+                        session.receive_from_client(messages).await;
+                    }
+                    Err(_) => {
+                        session.close(frame::INTERRUPTED);
+                        socket.close().await;
+                        return;
+                    }
+                },
+                None => {
+                    session.close(frame::INTERRUPTED);
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// The test suite's services on a raw WebSocket.
+async fn raw_test_service(mut socket: Socket, application: Application) {
+    if application == Application::Close {
+        let close = CloseFrame {
+            code: CloseCode::from(frame::GO_AWAY.code),
+            reason: frame::GO_AWAY.reason.into(),
+        };
+        if socket.close(Some(close)).await.is_ok() {
+            await_close_reply(&mut socket).await;
+        }
+        return;
+    }
+    while let Some(Ok(message)) = socket.next().await {
+        if message.is_close() {
+            return;
+        }
+        let echoed = message.is_text() || message.is_binary();
+        if echoed && socket.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Why a request to a WebSocket path cannot be upgraded, as SockJS servers
+/// answer it.
+fn websocket_refusal<B>(request: &Request<B>) -> Option<Response> {
+    if request.method() != Method::GET {
+        return Some(method_not_allowed("GET"));
+    }
+    if !websocket::is_upgrade(request) {
+        return Some(text(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=UTF-8",
+            "Can \"Upgrade\" only to \"WebSocket\".",
+        ));
+    }
+    None
+}
