@@ -237,6 +237,37 @@ impl<'a> UserKey<'a> {
     }
 }
 
+/// The temporary reply queue `name` of a session (`reply-to:/temp-queue/{name}`
+/// on a SEND): a user destination of the session, and the address a
+/// responder replies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempQueue {
+    /// `/temp-queue/{name}`: the subscription id and destination its
+    /// replies arrive with, as with RabbitMQ.
+    pub text: String,
+    /// The user-destination name it listens on.
+    pub user_name: String,
+    /// `/reply-queue/{user key}`: what the responder sees in `reply-to`.
+    pub reply_address: String,
+}
+
+impl TempQueue {
+    /// `None` when `name` cannot name a queue.
+    pub fn new(name: &str, session: Uuid) -> Option<TempQueue> {
+        let user_name = format!("{TEMP_QUEUE_PREFIX}{name}");
+        Destination::parse(&format!("/user/queue/{user_name}")).ok()?;
+        let key = UserKey {
+            name: &user_name,
+            session,
+        };
+        Some(TempQueue {
+            text: format!("/temp-queue/{name}"),
+            reply_address: format!("/reply-queue/{key}"),
+            user_name,
+        })
+    }
+}
+
 impl fmt::Display for UserKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-user{}", self.name, self.session)

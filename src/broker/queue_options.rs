@@ -5,6 +5,8 @@
 
 use stomp_parser::Headers;
 
+use super::destination::is_reserved_queue;
+
 /// The numeric queue arguments a SUBSCRIBE may set.
 const NUMBER_ARGUMENTS: &[&str] = &[
     "x-max-length",
@@ -42,9 +44,51 @@ pub struct QueueOptions {
     pub arguments: Vec<(String, QueueArgument)>,
 }
 
+/// A SUBSCRIBE header the queue cannot be declared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidQueueHeader {
+    pub header: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
 impl QueueOptions {
+    /// The queue of subscription `id` of `owner` (`None`: anonymous), as
+    /// its SUBSCRIBE headers ask: a durable one without `x-queue-name` is
+    /// named from its owner and id, so that the owner finds it again, and a
+    /// client may not name the relay's or RabbitMQ's own queues.
+    pub fn for_subscription(
+        headers: &Headers,
+        owner: Option<&str>,
+        id: &str,
+    ) -> Result<QueueOptions, InvalidQueueHeader> {
+        let mut options =
+            QueueOptions::from_headers(headers).map_err(|(header, value)| InvalidQueueHeader {
+                header,
+                value,
+                reason: "expected a non-negative number",
+            })?;
+        if let Some(name) = options
+            .name
+            .as_deref()
+            .filter(|name| is_reserved_queue(name))
+        {
+            return Err(InvalidQueueHeader {
+                header: "x-queue-name",
+                value: name.to_owned(),
+                reason: "names starting with stomp. or amq. are reserved",
+            });
+        }
+        if options.durable && options.name.is_none() {
+            // The owner's length keeps "a.b" + "c" apart from "a" + "b.c".
+            let owner = owner.unwrap_or("anonymous");
+            options.name = Some(format!("stomp.durable.{}.{owner}.{id}", owner.len()));
+        }
+        Ok(options)
+    }
+
     /// Reads the SUBSCRIBE headers; the error names the header at fault.
-    pub fn from_headers(headers: &Headers) -> Result<QueueOptions, (&'static str, String)> {
+    fn from_headers(headers: &Headers) -> Result<QueueOptions, (&'static str, String)> {
         let flag = |name| headers.get(name) == Some("true");
         let mut options = QueueOptions {
             durable: flag("durable") || flag("persistent"),
@@ -104,6 +148,23 @@ mod tests {
         );
         let persistent: Headers = [("persistent", "true")].into_iter().collect();
         assert!(QueueOptions::from_headers(&persistent).unwrap().durable);
+    }
+
+    #[test]
+    fn durable_queues_are_named_by_owner_and_id_and_reserved_names_refused() {
+        let durable: Headers = [("durable", "true")].into_iter().collect();
+        let named = |owner, id| {
+            QueueOptions::for_subscription(&durable, owner, id)
+                .unwrap()
+                .name
+                .unwrap()
+        };
+        assert_eq!(named(Some("a.b"), "c"), "stomp.durable.3.a.b.c");
+        assert_ne!(named(Some("a.b"), "c"), named(Some("a"), "b.c"));
+        assert_eq!(named(None, "x"), "stomp.durable.9.anonymous.x");
+        let reserved: Headers = [("x-queue-name", "stomp.session.x")].into_iter().collect();
+        let refused = QueueOptions::for_subscription(&reserved, None, "x").unwrap_err();
+        assert_eq!(refused.header, "x-queue-name");
     }
 
     #[test]

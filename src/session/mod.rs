@@ -34,9 +34,7 @@ pub use settings::{SessionContext, SessionSettings};
 
 use crate::auth::Identity;
 use crate::auth::acl::Action;
-use crate::broker::destination::{
-    Destination, DestinationError, TEMP_QUEUE_PREFIX, UserKey, is_reserved_queue,
-};
+use crate::broker::destination::{Destination, DestinationError, TempQueue};
 use crate::broker::queue_options::QueueOptions;
 use crate::broker::{AckMode, Delivery, Message, SessionId, Settlement, SubscriptionSpec};
 use crate::dispatch::WhenOffline;
@@ -567,27 +565,14 @@ impl Session {
         if self.subscriptions.len() >= max {
             return Err(SessionError::TooManySubscriptions(max));
         }
-        let mut queue = QueueOptions::from_headers(&frame.headers).map_err(|(header, value)| {
-            SessionError::InvalidHeader {
-                header,
-                value,
-                reason: "expected a non-negative number",
-            }
-        })?;
-        if let Some(name) = queue.name.as_deref().filter(|name| is_reserved_queue(name)) {
-            return Err(SessionError::InvalidHeader {
-                header: "x-queue-name",
-                value: name.to_owned(),
-                reason: "names starting with stomp. or amq. are reserved",
-            });
-        }
-        if queue.durable && queue.name.is_none() {
-            // Named from the user and the id, so the same user finds it
-            // again; the owner's length keeps "a.b" + "c" apart from "a" +
-            // "b.c".
-            let owner = self.user().unwrap_or("anonymous");
-            queue.name = Some(format!("stomp.durable.{}.{owner}.{id}", owner.len()));
-        }
+        let queue =
+            QueueOptions::for_subscription(&frame.headers, self.user(), id).map_err(|invalid| {
+                SessionError::InvalidHeader {
+                    header: invalid.header,
+                    value: invalid.value,
+                    reason: invalid.reason,
+                }
+            })?;
         let spec = SubscriptionSpec {
             id: Arc::from(id),
             destination_text: Arc::from(destination_text),
@@ -723,21 +708,18 @@ impl Session {
     /// first use: replies sent to it arrive as MESSAGEs whose `subscription`
     /// and `destination` are `/temp-queue/{name}`, as with RabbitMQ.
     fn temp_queue(&mut self, name: &str) -> Result<String, SessionError> {
-        let text = format!("/temp-queue/{name}");
-        let user_name = format!("{TEMP_QUEUE_PREFIX}{name}");
-        if Destination::parse(&format!("/user/queue/{user_name}")).is_err() {
-            return Err(DestinationError::Unknown(text).into());
-        }
-        if !self.subscriptions.contains(&text) {
+        let temp = TempQueue::new(name, self.id)
+            .ok_or_else(|| DestinationError::Unknown(format!("/temp-queue/{name}")))?;
+        if !self.subscriptions.contains(&temp.text) {
             let max = self.context.settings.max_subscriptions;
             if self.subscriptions.len() >= max {
                 return Err(SessionError::TooManySubscriptions(max));
             }
             let spec = SubscriptionSpec {
-                id: Arc::from(text.as_str()),
-                destination_text: Arc::from(text.as_str()),
+                id: Arc::from(temp.text.as_str()),
+                destination_text: Arc::from(temp.text.as_str()),
                 destination: Destination::OwnUser {
-                    name: user_name.clone(),
+                    name: temp.user_name,
                 },
                 ack: AckMode::Auto,
                 prefetch: None,
@@ -746,11 +728,7 @@ impl Session {
             self.subscriptions.insert(spec.clone());
             self.give(Command::Subscribe(spec));
         }
-        let key = UserKey {
-            name: &user_name,
-            session: self.id,
-        };
-        Ok(format!("/reply-queue/{key}"))
+        Ok(temp.reply_address)
     }
 
     fn settle(&mut self, frame: &Frame, settlement: Settlement) -> Result<(), SessionError> {

@@ -350,6 +350,9 @@ pub struct StompClient {
     pub subprotocol: Option<String>,
     /// Whether the last message received was binary.
     pub last_was_binary: bool,
+    /// MESSAGEs that arrived while a RECEIPT was awaited: STOMP does not
+    /// order a RECEIPT before the messages its SEND causes.
+    early: std::collections::VecDeque<Frame>,
 }
 
 impl StompClient {
@@ -389,6 +392,7 @@ impl StompClient {
             version: Version::V1_2,
             subprotocol,
             last_was_binary: false,
+            early: Default::default(),
         }
     }
 
@@ -487,6 +491,9 @@ impl StompClient {
     }
 
     async fn next_frame(&mut self) -> Option<Frame> {
+        if let Some(frame) = self.early.pop_front() {
+            return Some(frame);
+        }
         loop {
             match self
                 .decoder
@@ -579,7 +586,15 @@ impl StompClient {
     }
 
     pub async fn expect_receipt(&mut self, receipt: &str) {
-        let frame = self.recv().await;
+        let mut early = Vec::new();
+        let frame = loop {
+            let frame = self.recv().await;
+            if frame.command != Command::Message {
+                break frame;
+            }
+            early.push(frame);
+        };
+        self.early.extend(early);
         assert_eq!(frame.command, Command::Receipt, "{frame:?}");
         assert_eq!(frame.get("receipt-id"), Some(receipt));
     }
