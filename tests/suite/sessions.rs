@@ -651,3 +651,59 @@ async fn replies_to_a_temp_queue_reach_the_asking_session() {
         .await;
     service.expect_error_then_close().await;
 }
+
+#[tokio::test]
+async fn sends_in_flight_keep_their_order_and_receipts_follow_them() {
+    const COUNT: usize = 300;
+    let relay = start();
+    let queue = relay.queue("in-flight");
+    let mut reader = StompClient::connect(&relay, Some("reader")).await;
+    reader.subscribe("q", &queue, "auto").await;
+    reader.subscribe("u", "/user/queue/in-flight", "auto").await;
+    let mut sender = StompClient::connect(&relay, Some("sender")).await;
+    // Every SEND goes out without waiting for anything: hundreds are in
+    // flight at once, to a shared queue and through dispatch to a user.
+    for n in 0..COUNT {
+        for destination in [queue.as_str(), "/user/reader/queue/in-flight"] {
+            let mut send = frame(Command::Send, &[("destination", destination)]).body(n.to_string());
+            if n == COUNT / 2 && destination == queue {
+                send = send.header("receipt", "middle");
+            }
+            sender.send(send).await;
+        }
+    }
+    sender
+        .send(frame(Command::Disconnect, &[("receipt", "end")]))
+        .await;
+    sender.expect_receipt("middle").await;
+    sender.expect_receipt("end").await;
+    sender.expect_closed().await;
+
+    let mut received: [Vec<String>; 2] = Default::default();
+    for _ in 0..2 * COUNT {
+        let message = reader.recv().await;
+        let slot = usize::from(message.get("subscription") == Some("u"));
+        received[slot].push(String::from_utf8_lossy(&message.body).into_owned());
+    }
+    let expected: Vec<String> = (0..COUNT).map(|n| n.to_string()).collect();
+    assert_eq!(received[0], expected, "the queue's messages in the order sent");
+    assert_eq!(received[1], expected, "the user's messages in the order sent");
+    reader.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn a_send_right_after_a_subscribe_is_heard_by_it() {
+    let relay = start();
+    let mut client = StompClient::connect(&relay, None).await;
+    // No receipt in between: the SEND must wait for the SUBSCRIBE before it.
+    client
+        .send(frame(
+            Command::Subscribe,
+            &[("id", "s"), ("destination", "/topic/echo.me")],
+        ))
+        .await;
+    client
+        .send(frame(Command::Send, &[("destination", "/topic/echo.me")]).body("hello".to_owned()))
+        .await;
+    assert_eq!(client.recv_body().await, "hello");
+}
