@@ -1,22 +1,28 @@
 //! Cluster mode as RabbitMQ, Redis and other AMQP clients see it: header
 //! mapping both ways with a plain AMQP client, cleanup after a disconnect,
-//! two nodes sharing one RabbitMQ, and node-queue bindings that follow the
-//! subscriptions. Needs RabbitMQ on 127.0.0.1:5672 and Redis on
-//! 127.0.0.1:6379; fails without them.
+//! two nodes sharing one RabbitMQ, node-queue bindings that follow the
+//! subscriptions, and the AMQP broker's pipelined, ordered publishing.
+//! Needs RabbitMQ on 127.0.0.1:5672 and Redis on 127.0.0.1:6379; fails
+//! without them.
 
 mod support;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::future::try_join_all;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel};
+use lapin::{BasicProperties, Channel, ExchangeKind};
 use redis::AsyncCommands;
-use stomp_parser::{Command, Frame};
-use support::{Mode, REDIS_URL, StompClient, TestRelay, amqp, queue_exists};
+use stomp_parser::{Command, Frame, Headers};
+use stomp_relay::broker::amqp::{AmqpBroker, AmqpSettings};
+use stomp_relay::broker::{Broker, Message, OrderKey, PublishTarget};
+use support::{AMQP_URL, Mode, PATIENCE, REDIS_URL, StompClient, TestRelay, amqp, queue_exists};
 
 /// Publishes to `amq.topic`; true when RabbitMQ found a queue for it.
 async fn publish_topic(
@@ -534,4 +540,190 @@ async fn a_login_on_another_node_replaces_the_older_session() {
     new.publish(&format!("/user/{user}/queue/n"), "still connected")
         .await;
     assert_eq!(new.recv_body().await, "still connected");
+}
+
+/// An AMQP broker of its own, for tests that drive the `Broker` trait
+/// directly; its node queue goes with its connection.
+async fn amqp_broker() -> AmqpBroker {
+    AmqpBroker::connect(AMQP_URL, &unique("test-broker"), AmqpSettings::default())
+        .await
+        .expect("RabbitMQ answers on 127.0.0.1:5672")
+}
+
+fn text(body: String) -> Message {
+    Message {
+        headers: Headers::default(),
+        body: Bytes::from(body),
+    }
+}
+
+/// A queue of the test's, which RabbitMQ removes a minute after its last
+/// use should the test fail before deleting it.
+async fn declare_test_queue(channel: &Channel, queue: &str) {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-expires".into(), AMQPValue::LongInt(60_000));
+    channel
+        .queue_declare(queue.into(), QueueDeclareOptions::default(), arguments)
+        .await
+        .expect("the test queue is declared");
+}
+
+/// A topic exchange of the test's, with `queue` bound to it by `key`, so
+/// that no other test's subscriber sees what is published there. It goes
+/// with its last binding, so with the queue should the test fail.
+async fn declare_test_exchange(channel: &Channel, exchange: &str, queue: &str, key: &str) {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                auto_delete: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("the test exchange is declared");
+    declare_test_queue(channel, queue).await;
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("the test queue is bound");
+}
+
+async fn delete_test_queue(channel: &Channel, queue: &str) {
+    channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await
+        .expect("the test queue is deleted");
+}
+
+async fn delete_test_exchange(channel: &Channel, exchange: &str, queue: &str) {
+    delete_test_queue(channel, queue).await;
+    channel
+        .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+        .await
+        .expect("the test exchange is deleted");
+}
+
+#[tokio::test]
+async fn publishes_with_one_order_key_arrive_in_order_while_their_confirms_are_outstanding() {
+    let broker = amqp_broker().await;
+    let (_connection, channel) = amqp().await;
+    let queue = unique("stomp-test.order");
+    declare_test_queue(&channel, &queue).await;
+
+    let order = OrderKey::of(&queue);
+    let mut confirms = Vec::new();
+    for n in 0..1000 {
+        let target = PublishTarget::Queue {
+            name: queue.clone(),
+            declare: false,
+        };
+        let confirm = broker
+            .publish(order, target, text(n.to_string()))
+            .await
+            .expect("the publish is handed over");
+        confirms.push(confirm);
+    }
+    try_join_all(confirms)
+        .await
+        .expect("RabbitMQ confirms every publish");
+
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "order-check".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("the test queue is consumed");
+    for n in 0..1000 {
+        let delivery = tokio::time::timeout(PATIENCE, consumer.next())
+            .await
+            .expect("every message arrives in time")
+            .expect("the consumer goes on")
+            .expect("a delivery");
+        assert_eq!(
+            String::from_utf8_lossy(&delivery.data),
+            n.to_string(),
+            "messages arrive in the order they were handed over"
+        );
+    }
+    delete_test_queue(&channel, &queue).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mandatory_publish_to_an_unbound_key_confirms_false() {
+    let broker = amqp_broker().await;
+    let (_connection, channel) = amqp().await;
+    let exchange = unique("stomp-test.routes");
+    let queue = unique("stomp-test.routed");
+    declare_test_exchange(&channel, &exchange, &queue, "listened.to").await;
+    let order = OrderKey(1);
+
+    let unbound = broker
+        .publish_routed(order, &exchange, "nobody.listens", text("lost".into()))
+        .await
+        .expect("the publish is handed over");
+    let bound = broker
+        .publish_routed(order, &exchange, "listened.to", text("taken".into()))
+        .await
+        .expect("the publish is handed over");
+    assert!(!unbound.await.expect("RabbitMQ confirms it"));
+    assert!(bound.await.expect("RabbitMQ confirms it"));
+
+    delete_test_exchange(&channel, &exchange, &queue).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn pipelined_mandatory_publishes_each_learn_whether_they_were_routed() {
+    let broker = amqp_broker().await;
+    let (_connection, channel) = amqp().await;
+    let exchange = unique("stomp-test.routes");
+    let queue = unique("stomp-test.routed");
+    declare_test_exchange(&channel, &exchange, &queue, "bound.*").await;
+    // RabbitMQ confirms pipelined publishes many at a time; each must still
+    // learn its own fate, not that of a neighbour.
+    let routed = |n: usize| n.is_multiple_of(3) || n.is_multiple_of(7);
+    let order = OrderKey(7);
+
+    let mut confirms = Vec::new();
+    for n in 0..600 {
+        let key = if routed(n) {
+            format!("bound.{n}")
+        } else {
+            format!("unbound.{n}")
+        };
+        let confirm = broker
+            .publish_routed(order, &exchange, &key, text(n.to_string()))
+            .await
+            .expect("the publish is handed over");
+        confirms.push(confirm);
+    }
+    let answers = try_join_all(confirms)
+        .await
+        .expect("RabbitMQ confirms every publish");
+    for (n, answer) in answers.into_iter().enumerate() {
+        assert_eq!(
+            answer,
+            routed(n),
+            "publish {n} learns whether it was routed"
+        );
+    }
+
+    delete_test_exchange(&channel, &exchange, &queue).await;
+    broker.shutdown().await;
 }

@@ -16,8 +16,8 @@ use super::ack_ledger::{AckLedger, Settled};
 use super::destination::{Destination, INBOUND_EXCHANGE, TOPIC_EXCHANGE};
 use super::router::{ExchangeKind, Router, Subscriber};
 use super::{
-    AckTag, Broker, BrokerError, Delivery, Message, Outbox, PublishTarget, SessionId, Settlement,
-    SubscriptionSpec,
+    AckTag, Broker, BrokerError, Confirm, Delivery, Message, OrderKey, Outbox, PublishTarget,
+    SessionId, Settlement, SubscriptionSpec,
 };
 
 /// Bounds of the embedded broker.
@@ -400,7 +400,14 @@ impl Broker for EmbeddedBroker {
         Ok(())
     }
 
-    async fn publish(&self, target: PublishTarget, message: Message) -> Result<(), BrokerError> {
+    async fn publish(
+        &self,
+        _order: OrderKey,
+        target: PublishTarget,
+        message: Message,
+    ) -> Result<Confirm<()>, BrokerError> {
+        // Delivered at once, in the order of the calls: nothing to confirm
+        // later.
         let message = Arc::new(message);
         let mut state = self.state();
         match target {
@@ -428,15 +435,16 @@ impl Broker for EmbeddedBroker {
                 state.pump(&name);
             }
         }
-        Ok(())
+        Ok(Confirm::ready(()))
     }
 
     async fn publish_routed(
         &self,
+        _order: OrderKey,
         exchange: &str,
         routing_key: &str,
         message: Message,
-    ) -> Result<bool, BrokerError> {
+    ) -> Result<Confirm<bool>, BrokerError> {
         if exchange_kind(exchange).is_none() {
             return Err(BrokerError::NotFound(format!("exchange {exchange:?}")));
         }
@@ -447,7 +455,7 @@ impl Broker for EmbeddedBroker {
             .subscribers
             .is_empty();
         state.publish_to_exchange(exchange, routing_key, Arc::new(message));
-        Ok(routed)
+        Ok(Confirm::ready(routed))
     }
 
     async fn settle(

@@ -15,7 +15,11 @@ pub mod queue_options;
 pub mod router;
 pub mod topic_pattern;
 
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -92,6 +96,74 @@ pub enum PublishTarget {
     /// A queue, declared first when `declare` (`/queue/`) or required to
     /// exist (`/amq/queue/`).
     Queue { name: String, declare: bool },
+}
+
+/// Which publishes must reach the broker in the order they were handed
+/// over: those that share a key (a session's SENDs, which STOMP delivers
+/// in order) go through one channel; publishes with other keys may overtake
+/// them. Sessions use a hash of their session id ([`OrderKey::of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OrderKey(pub u64);
+
+impl OrderKey {
+    /// The key of whatever `value` names (a session id, a destination).
+    pub fn of(value: &impl Hash) -> OrderKey {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        value.hash(&mut hasher);
+        OrderKey(hasher.finish())
+    }
+}
+
+/// The broker's answer to one publish, to await once the publish was handed
+/// over: publishes are handed over in order and confirmed later, so that a
+/// sender has many in flight rather than one round trip each. Resolves when
+/// the broker has taken the message (the publisher confirm, for RabbitMQ).
+#[must_use = "a publish is known to have reached the broker only once its Confirm resolves"]
+pub struct Confirm<T>(Answer<T>);
+
+enum Answer<T> {
+    Ready(Option<Result<T, BrokerError>>),
+    Later(Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send>>),
+}
+
+impl<T> Confirm<T> {
+    /// A confirm that has already come (a broker that takes a message when
+    /// it is handed over).
+    pub fn ready(value: T) -> Confirm<T> {
+        Confirm(Answer::Ready(Some(Ok(value))))
+    }
+
+    /// A confirm that `answer` will give.
+    pub fn later(
+        answer: impl Future<Output = Result<T, BrokerError>> + Send + 'static,
+    ) -> Confirm<T> {
+        Confirm(Answer::Later(Box::pin(answer)))
+    }
+}
+
+impl<T: Unpin> Future for Confirm<T> {
+    type Output = Result<T, BrokerError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Answer::Ready(value) => Poll::Ready(
+                value
+                    .take()
+                    .expect("a Confirm is not polled again once it has resolved"),
+            ),
+            Answer::Later(answer) => answer.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Confirm<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.0 {
+            Answer::Ready(_) => "ready",
+            Answer::Later(_) => "later",
+        };
+        f.debug_tuple("Confirm").field(&state).finish()
+    }
 }
 
 /// Names one delivery that awaits an ACK or NACK, within its session.
@@ -255,19 +327,28 @@ pub trait Broker: Send + Sync + 'static {
         discard: bool,
     ) -> Result<(), BrokerError>;
 
-    /// Publishes, returning once the broker has taken the message (after
-    /// the publisher confirm, for RabbitMQ).
-    async fn publish(&self, target: PublishTarget, message: Message) -> Result<(), BrokerError>;
+    /// Hands a message over to the broker, returning once it is on its way
+    /// after every earlier publish with the same `order` (for RabbitMQ:
+    /// written to the connection; a `/queue/` target is declared first).
+    /// The [`Confirm`] resolves when the broker has taken it.
+    async fn publish(
+        &self,
+        order: OrderKey,
+        target: PublishTarget,
+        message: Message,
+    ) -> Result<Confirm<()>, BrokerError>;
 
-    /// Publishes to an exchange as AMQP's `mandatory` does, answering
-    /// whether anything took the message (for dispatch: a false means the
-    /// session does not listen there, or is gone).
+    /// Publishes to an exchange as AMQP's `mandatory` does, handed over as
+    /// [`Broker::publish`] does; the [`Confirm`] answers whether anything
+    /// took the message (for dispatch: a false means the session does not
+    /// listen there, or is gone).
     async fn publish_routed(
         &self,
+        order: OrderKey,
         exchange: &str,
         routing_key: &str,
         message: Message,
-    ) -> Result<bool, BrokerError>;
+    ) -> Result<Confirm<bool>, BrokerError>;
 
     /// Settles deliveries of a session.
     async fn settle(
@@ -299,5 +380,26 @@ pub trait Broker: Send + Sync + 'static {
     /// Whether the broker is usable now (for `/readyz`).
     fn is_ready(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_confirm_gives_what_the_broker_answered() {
+        assert!(Confirm::ready(true).await.expect("ready"));
+        let later = Confirm::later(async { Ok(7) });
+        assert_eq!(later.await.expect("answered"), 7);
+        let refused: Confirm<()> = Confirm::later(async { Err(BrokerError::Refused("no".into())) });
+        assert!(refused.await.is_err());
+    }
+
+    #[test]
+    fn one_value_always_has_one_order_key() {
+        let session = Uuid::new_v4();
+        assert_eq!(OrderKey::of(&session), OrderKey::of(&session));
+        assert_ne!(OrderKey::of(&session), OrderKey::of(&Uuid::new_v4()));
     }
 }

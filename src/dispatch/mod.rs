@@ -1,18 +1,24 @@
 //! Delivery to users: a user's live sessions from the registry, then one
 //! publish per session to its user-destination routing key on `amq.topic`,
 //! `mandatory` and confirmed, so that the answer says which sessions took
-//! it. No broadcast to every node, and nothing reaches a session of anyone
-//! else. A message that reaches none of its user's sessions is kept in the
+//! it. Every publish of a dispatch is handed over before any confirm is
+//! awaited, so a dispatch to many sessions (or many users) waits for one
+//! confirm round trip, not one per session. No broadcast to every node, and
+//! nothing reaches a session of anyone else. A message that reaches none of its user's sessions is kept in the
 //! [`offline`] store when it asks to be, and dropped (and counted) when not.
 
 pub mod offline;
 
+use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::future::try_join_all;
 use tokio::sync::mpsc;
 
 use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE, UserKey};
-use crate::broker::{Broker, BrokerError, DispatchOutcome, DispatchRequest, Message, SessionId};
+use crate::broker::{
+    Broker, BrokerError, Confirm, DispatchOutcome, DispatchRequest, Message, OrderKey, SessionId,
+};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
 use offline::{OfflineError, OfflineStore};
@@ -119,29 +125,71 @@ impl Dispatcher {
         message: Message,
         when_offline: WhenOffline,
     ) -> Result<DispatchReport, DispatchError> {
-        let mut report = DispatchReport::default();
+        let mut dispatches = Vec::with_capacity(users.len());
         for user in users {
-            let sessions = self.registry.locate(user).await?;
-            let reached = self
-                .to_sessions(sessions.iter().map(|found| found.session), name, &message)
+            let sessions = self.locate(user).await?;
+            let dispatch = self
+                .hand_over_to(user, &sessions, name, message.clone(), when_offline)
                 .await?;
-            report.sessions += reached;
+            dispatches.push(dispatch);
+        }
+        let reports = try_join_all(dispatches).await?;
+        Ok(reports
+            .into_iter()
+            .fold(DispatchReport::default(), |sum, report| DispatchReport {
+                sessions: sum.sessions + report.sessions,
+                offline_users: sum.offline_users + report.offline_users,
+                kept: sum.kept + report.kept,
+            }))
+    }
+
+    /// The live sessions of `user`, for [`Dispatcher::hand_over_to`].
+    pub async fn locate(&self, user: &str) -> Result<Vec<SessionId>, DispatchError> {
+        let sessions = self.registry.locate(user).await?;
+        Ok(sessions.into_iter().map(|found| found.session).collect())
+    }
+
+    /// Hands `message` over to the user destination `name` of `sessions`,
+    /// the live sessions of `user`, without waiting for the broker. The
+    /// answer completes the dispatch once the broker confirms: it keeps the
+    /// message for the user when it reached no session and `when_offline`
+    /// asks, and reports what happened.
+    pub async fn hand_over_to(
+        &self,
+        user: &str,
+        sessions: &[SessionId],
+        name: &str,
+        message: Message,
+        when_offline: WhenOffline,
+    ) -> Result<
+        impl Future<Output = Result<DispatchReport, DispatchError>> + Send + 'static,
+        DispatchError,
+    > {
+        let confirms = self
+            .hand_over(sessions.iter().copied(), name, &message)
+            .await?;
+        let (dispatcher, user, name) = (self.clone(), user.to_owned(), name.to_owned());
+        Ok(async move {
+            let reached = reached(confirms).await?;
+            let mut report = DispatchReport {
+                sessions: reached,
+                ..DispatchReport::default()
+            };
             if reached == 0 {
-                report.offline_users += 1;
+                report.offline_users = 1;
                 if when_offline == WhenOffline::Keep {
-                    self.offline.keep(user, name, &message).await?;
-                    report.kept += 1;
+                    dispatcher.offline.keep(&user, &name, &message).await?;
+                    report.kept = 1;
                 }
             }
-        }
-        self.metrics.offline_kept.inc_by(report.kept as u64);
-        self.metrics
-            .dispatched_sessions
-            .inc_by(report.sessions as u64);
-        self.metrics
-            .dispatched_offline_users
-            .inc_by(report.offline_users as u64);
-        Ok(report)
+            let metrics = &dispatcher.metrics;
+            metrics.offline_kept.inc_by(report.kept as u64);
+            metrics.dispatched_sessions.inc_by(report.sessions as u64);
+            metrics
+                .dispatched_offline_users
+                .inc_by(report.offline_users as u64);
+            Ok(report)
+        })
     }
 
     /// Sends `message` to the user destination `name` of every live session
@@ -152,9 +200,10 @@ impl Dispatcher {
         message: Message,
     ) -> Result<DispatchReport, DispatchError> {
         let sessions = self.registry.all_sessions().await?;
-        let reached = self
-            .to_sessions(sessions.iter().map(|record| record.session), name, &message)
+        let confirms = self
+            .hand_over(sessions.iter().map(|record| record.session), name, &message)
             .await?;
+        let reached = reached(confirms).await?;
         self.metrics.dispatched_sessions.inc_by(reached as u64);
         Ok(DispatchReport {
             sessions: reached,
@@ -212,26 +261,38 @@ impl Dispatcher {
         }
     }
 
-    /// Publishes to each session's user key; answers how many took it.
-    async fn to_sessions(
+    /// Hands a publish to each session's user key over to the broker,
+    /// without waiting for their confirms.
+    async fn hand_over(
         &self,
         sessions: impl Iterator<Item = SessionId>,
         name: &str,
         message: &Message,
-    ) -> Result<usize, DispatchError> {
-        let mut reached = 0;
+    ) -> Result<Vec<Confirm<bool>>, BrokerError> {
+        let mut confirms = Vec::new();
         for session in sessions {
             let routing_key = UserKey { name, session }.to_string();
-            if self
+            // Keyed by the receiving session, so that what it is sent keeps
+            // its order, and one dispatch spreads over the channels.
+            let confirm = self
                 .broker
-                .publish_routed(TOPIC_EXCHANGE, &routing_key, message.clone())
-                .await?
-            {
-                reached += 1;
-            }
+                .publish_routed(
+                    OrderKey::of(&session),
+                    TOPIC_EXCHANGE,
+                    &routing_key,
+                    message.clone(),
+                )
+                .await?;
+            confirms.push(confirm);
         }
-        Ok(reached)
+        Ok(confirms)
     }
+}
+
+/// How many of the sessions a dispatch was handed over to took it.
+async fn reached(confirms: Vec<Confirm<bool>>) -> Result<usize, BrokerError> {
+    let routed = try_join_all(confirms).await?;
+    Ok(routed.into_iter().filter(|&routed| routed).count())
 }
 
 /// The lane of a request: by its first user (broadcasts share lane 0).

@@ -31,8 +31,8 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::auth::{Authenticator, Credentials};
-use crate::broker::Message;
 use crate::broker::destination::Destination;
+use crate::broker::{Message, OrderKey};
 use crate::dispatch::{DispatchError, DispatchReport, WhenOffline, user_destination};
 use crate::relay::Relay;
 
@@ -457,9 +457,12 @@ async fn send_to_topic(key: String, relay: Arc<Relay>, body: Bytes) -> Result<Re
         .publish_target()
         .ok_or_else(|| invalid(format!("{destination} is not a topic")))?;
     let message = message(request.body, request.headers)?;
+    // Publishes to one topic keep their order among themselves.
     relay
         .broker
-        .publish(target, message)
+        .publish(OrderKey::of(&destination), target, message)
+        .await
+        .map_err(unavailable)?
         .await
         .map_err(unavailable)?;
     Ok(warp::reply::json(&serde_json::json!({ "published": true })).into_response())

@@ -24,7 +24,8 @@
 //! Sessions share a few channels: never a connection or channel per
 //! session. Delivery tags are per channel, so acks settle one delivery at a
 //! time (never `multiple`), which keeps a cumulative STOMP ack from touching
-//! another session's deliveries. Publishes wait for the publisher confirm.
+//! another session's deliveries. Publishes are pipelined: handed over in
+//! order per [`OrderKey`], confirmed later.
 //!
 //! By concern: `connection` (the connection and its channel slots),
 //! `topology` (declares, binds, existence checks, session queues),
@@ -42,7 +43,7 @@ mod publisher;
 mod topology;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -55,12 +56,13 @@ use super::destination::{Destination, INBOUND_EXCHANGE, TOPIC_EXCHANGE, UserKey}
 use super::queue_options::QueueOptions;
 use super::router::{self, BindingKey, Router};
 use super::{
-    AckTag, Broker, BrokerError, Delivery, DispatchOutcome, DispatchRequest, Message, Outbox,
-    PublishTarget, SessionId, Settlement, SubscriptionSpec,
+    AckTag, Broker, BrokerError, Confirm, Delivery, DispatchOutcome, DispatchRequest, Message,
+    OrderKey, Outbox, PublishTarget, SessionId, Settlement, SubscriptionSpec,
 };
 use acks::{Held, Ledger, settle_at_source};
 use connection::{ChannelSlot, open_channel, unavailable, watch_connection};
 use consumers::{Shown, fan_out_node_queue, subscriber_of};
+use publisher::{PublisherLane, confirmed};
 use topology::{Existing, KNOWN_EXCHANGES, exclusive_queue};
 
 /// Tunables of the AMQP broker.
@@ -97,8 +99,8 @@ struct Inner {
     node_queue: String,
     /// Declares, binds and deletes.
     admin: ChannelSlot,
-    publishers: Vec<ChannelSlot>,
-    next_publisher: AtomicUsize,
+    /// Publisher lanes; an [`OrderKey`] picks one.
+    publishers: Vec<PublisherLane>,
     consumers: Vec<ChannelSlot>,
     /// Fan-out of the node queue.
     router: Mutex<Router>,
@@ -158,8 +160,11 @@ impl AmqpBroker {
         let events = connection.events_listener();
         let admin = ChannelSlot::open(&connection, false).await?;
         let mut publishers = Vec::new();
+        let mut lanes = Vec::new();
         for _ in 0..settings.publisher_channels.max(1) {
-            publishers.push(ChannelSlot::open(&connection, true).await?);
+            let (publisher, lane) = PublisherLane::open(&connection).await?;
+            publishers.push(publisher);
+            lanes.push(lane);
         }
         let mut consumers = Vec::new();
         for _ in 0..settings.consumer_channels.max(1) {
@@ -213,7 +218,6 @@ impl AmqpBroker {
             node_queue,
             admin,
             publishers,
-            next_publisher: AtomicUsize::new(0),
             consumers,
             router: Mutex::default(),
             binding: tokio::sync::Mutex::new(()),
@@ -224,6 +228,9 @@ impl AmqpBroker {
             lost: tokio::sync::watch::Sender::new(None),
         });
         tokio::spawn(watch_connection(Arc::downgrade(&inner), events));
+        for lane in lanes {
+            tokio::spawn(lane.run(Arc::downgrade(&inner)));
+        }
         tokio::spawn(fan_out_node_queue(
             Arc::downgrade(&inner),
             node_consumer,
@@ -433,7 +440,12 @@ impl Broker for AmqpBroker {
         Ok(())
     }
 
-    async fn publish(&self, target: PublishTarget, message: Message) -> Result<(), BrokerError> {
+    async fn publish(
+        &self,
+        order: OrderKey,
+        target: PublishTarget,
+        message: Message,
+    ) -> Result<Confirm<()>, BrokerError> {
         let inner = &self.inner;
         let (exchange, routing_key) = match target {
             PublishTarget::Exchange {
@@ -460,24 +472,31 @@ impl Broker for AmqpBroker {
                 (String::new(), name)
             }
         };
-        inner
-            .confirmed_publish(&exchange, &routing_key, false, &message)
-            .await
-            .map(|_| ())
+        let answer = inner
+            .publisher(order)
+            .publish(&exchange, &routing_key, false, message)
+            .await?;
+        Ok(Confirm::later(async move {
+            confirmed(answer).await.map(|_| ())
+        }))
     }
 
     async fn publish_routed(
         &self,
+        order: OrderKey,
         exchange: &str,
         routing_key: &str,
         message: Message,
-    ) -> Result<bool, BrokerError> {
+    ) -> Result<Confirm<bool>, BrokerError> {
         self.inner
             .check_exists(Existing::Exchange(exchange))
             .await?;
-        self.inner
-            .confirmed_publish(exchange, routing_key, true, &message)
-            .await
+        let answer = self
+            .inner
+            .publisher(order)
+            .publish(exchange, routing_key, true, message)
+            .await?;
+        Ok(Confirm::later(confirmed(answer)))
     }
 
     async fn settle(

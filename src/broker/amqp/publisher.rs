@@ -1,44 +1,349 @@
-//! Publishing on the confirm-mode channels.
+//! Publishing on confirm-mode channels, pipelined and in order.
+//!
+//! Each publisher channel is a lane, owned by one task: publishes handed to
+//! a lane are written to RabbitMQ in the order they arrive, and the caller
+//! gets the publisher confirm to await later, so that one session (or one
+//! dispatch) has many publishes in flight instead of one round trip each.
+//! Publishes with one [`OrderKey`](crate::broker::OrderKey) always use one
+//! lane.
+//!
+//! A lane also answers what lapin cannot with many confirms outstanding:
+//! which mandatory publish RabbitMQ returned as unroutable. lapin hands a
+//! returned message to whichever confirm its acknowledgement resolves
+//! first, and one `basic.ack` with `multiple` resolves many at once, in no
+//! set order. RabbitMQ sends a message's `basic.return` before any
+//! acknowledgement that covers it, so by the time every publish up to a
+//! given one has been confirmed, its return (if any) has reached one of
+//! the confirms resolved so far. The lane answers confirms in publish
+//! order, and before answering one it collects the returns of every
+//! confirm that has resolved, matching them to publishes by exchange and
+//! routing key (two outstanding publishes to one key may swap answers,
+//! which says the same thing of the same destination).
 
-use std::sync::atomic::Ordering;
+use std::collections::VecDeque;
+use std::sync::Weak;
 
+use futures_util::FutureExt;
 use lapin::options::BasicPublishOptions;
 
-use super::connection::unavailable;
-use super::{BrokerError, Inner, Message, properties};
+use lapin::types::ShortString;
+use lapin::{Channel, Confirmation, Connection, PublisherConfirm};
+use tokio::sync::{mpsc, oneshot};
 
-impl Inner {
-    /// Publishes on a confirm channel and waits for RabbitMQ's confirm.
-    /// With `mandatory`, answers whether a queue took the message.
-    pub(super) async fn confirmed_publish(
+use super::connection::{open_channel, unavailable};
+use super::{BrokerError, Inner, Message, OrderKey, properties};
+
+/// Publishes that may wait for a busy lane before their callers wait too.
+const LANE_BACKLOG: usize = 256;
+
+/// The sending end of one publisher lane.
+pub(super) struct PublisherLane {
+    requests: mpsc::Sender<Publish>,
+}
+
+/// One publish handed to a lane.
+struct Publish {
+    exchange: ShortString,
+    routing_key: ShortString,
+    mandatory: bool,
+    message: Message,
+    /// Told once the message is written to the connection, or why not.
+    handed_over: oneshot::Sender<Result<(), BrokerError>>,
+    confirmed: oneshot::Sender<Result<bool, BrokerError>>,
+}
+
+/// RabbitMQ's answer to one publish, once it comes: whether a queue took
+/// the message (always true when it was not mandatory).
+pub(super) type Answer = oneshot::Receiver<Result<bool, BrokerError>>;
+
+impl PublisherLane {
+    /// Opens the lane's channel in confirm mode; the returned task must be
+    /// spawned (once the broker's state exists) for the lane to publish.
+    pub(super) async fn open(
+        connection: &Connection,
+    ) -> Result<(PublisherLane, LaneTask), BrokerError> {
+        let channel = open_channel(connection, true).await?;
+        let (requests, received) = mpsc::channel(LANE_BACKLOG);
+        let task = LaneTask {
+            channel,
+            requests: received,
+            window: Window::default(),
+        };
+        Ok((PublisherLane { requests }, task))
+    }
+
+    /// Hands a message to the lane, returning once it is written to the
+    /// connection after every publish handed to this lane before it.
+    pub(super) async fn publish(
         &self,
         exchange: &str,
         routing_key: &str,
         mandatory: bool,
-        message: &Message,
-    ) -> Result<bool, BrokerError> {
-        let index = self.next_publisher.fetch_add(1, Ordering::Relaxed) % self.publishers.len();
-        let channel = self.publishers[index].get(&self.connection).await?;
-        let confirmation = channel
+        message: Message,
+    ) -> Result<Answer, BrokerError> {
+        let (handed_over, handover) = oneshot::channel();
+        let (confirmed, answer) = oneshot::channel();
+        let publish = Publish {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            mandatory,
+            message,
+            handed_over,
+            confirmed,
+        };
+        if self.requests.send(publish).await.is_err() {
+            return Err(lane_gone());
+        }
+        handover.await.map_err(|_| lane_gone())??;
+        Ok(answer)
+    }
+}
+
+impl Inner {
+    /// The lane of every publish with this key.
+    pub(super) fn publisher(&self, order: OrderKey) -> &PublisherLane {
+        let index = order.0 % self.publishers.len() as u64;
+        &self.publishers[index as usize]
+    }
+}
+
+/// Waits for a lane's answer to one publish.
+pub(super) async fn confirmed(answer: Answer) -> Result<bool, BrokerError> {
+    answer.await.map_err(|_| lane_gone())?
+}
+
+/// The answer a lane that stopped gives.
+pub(super) fn lane_gone() -> BrokerError {
+    BrokerError::Unavailable("the publisher channel is closed".into())
+}
+
+/// The task that owns a lane's channel: it publishes, and answers
+/// confirms in publish order.
+pub(super) struct LaneTask {
+    channel: Channel,
+    requests: mpsc::Receiver<Publish>,
+    window: Window,
+}
+
+impl LaneTask {
+    /// Runs until the broker is dropped, then answers what is outstanding.
+    /// `inner` reopens the channel when RabbitMQ has closed it.
+    pub(super) async fn run(mut self, inner: Weak<Inner>) {
+        loop {
+            tokio::select! {
+                // Answers first, so that callers hear as soon as possible.
+                biased;
+                () = self.window.front_resolved(), if !self.window.is_empty() => {
+                    self.window.answer_resolved();
+                }
+                request = self.requests.recv() => match request {
+                    Some(publish) => self.publish(publish, &inner).await,
+                    None => break,
+                },
+            }
+        }
+        while !self.window.is_empty() {
+            self.window.front_resolved().await;
+            self.window.answer_resolved();
+        }
+    }
+
+    async fn publish(&mut self, publish: Publish, inner: &Weak<Inner>) {
+        if !self.channel.status().connected() {
+            let reopened = match inner.upgrade() {
+                Some(inner) => open_channel(&inner.connection, true).await,
+                None => Err(lane_gone()),
+            };
+            match reopened {
+                Ok(channel) => self.channel = channel,
+                Err(error) => {
+                    let _ = publish.handed_over.send(Err(error));
+                    return;
+                }
+            }
+        }
+        let written = self
+            .channel
             .basic_publish(
-                exchange.into(),
-                routing_key.into(),
+                publish.exchange.clone(),
+                publish.routing_key.clone(),
                 BasicPublishOptions {
-                    mandatory,
+                    mandatory: publish.mandatory,
                     ..BasicPublishOptions::default()
                 },
-                &message.body,
-                properties::to_amqp(&message.headers),
+                &publish.message.body,
+                properties::to_amqp(&publish.message.headers),
             )
-            .await
-            .map_err(unavailable)?
-            .await
-            .map_err(unavailable)?;
-        if confirmation.is_nack() {
-            return Err(BrokerError::Refused(
-                "RabbitMQ did not accept the message".into(),
-            ));
+            .await;
+        match written {
+            Ok(confirm) => {
+                // Recorded before the next publish takes its delivery tag,
+                // so that the window is in the order of the tags.
+                self.window.push(Outstanding {
+                    confirm,
+                    outcome: None,
+                    seen_by: 0,
+                    returnable: publish
+                        .mandatory
+                        .then_some((publish.exchange, publish.routing_key)),
+                    answer: publish.confirmed,
+                });
+                let _ = publish.handed_over.send(Ok(()));
+            }
+            Err(error) => {
+                let _ = publish.handed_over.send(Err(unavailable(error)));
+            }
         }
-        Ok(confirmation.take_message().is_none())
+    }
+}
+
+/// A publish whose confirm has not been answered yet.
+struct Outstanding {
+    confirm: PublisherConfirm,
+    /// Its confirm, once resolved.
+    outcome: Option<Outcome>,
+    /// The scan by the end of which it was seen resolved.
+    seen_by: u64,
+    /// Where a return of it would say it went: set for mandatory publishes.
+    returnable: Option<(ShortString, ShortString)>,
+    answer: oneshot::Sender<Result<bool, BrokerError>>,
+}
+
+enum Outcome {
+    Ack,
+    Nack,
+    Failed(lapin::Error),
+}
+
+/// A lane's outstanding publishes, oldest first, and the returns not yet
+/// matched to one of them.
+#[derive(Default)]
+struct Window {
+    outstanding: VecDeque<Outstanding>,
+    /// Exchange and routing key of each returned message not yet matched.
+    returned: Vec<(ShortString, ShortString)>,
+    /// Scans of the window completed.
+    scans: u64,
+    /// The latest scan by which every publish answered so far (and the one
+    /// to answer next) was seen resolved.
+    horizon: u64,
+}
+
+impl Window {
+    fn is_empty(&self) -> bool {
+        self.outstanding.is_empty()
+    }
+
+    fn push(&mut self, outstanding: Outstanding) {
+        self.outstanding.push_back(outstanding);
+    }
+
+    /// Completes when the oldest outstanding confirm has resolved.
+    async fn front_resolved(&mut self) {
+        std::future::poll_fn(|cx| {
+            let Some(front) = self.outstanding.front_mut() else {
+                return std::task::Poll::Ready(());
+            };
+            if front.outcome.is_some() {
+                return std::task::Poll::Ready(());
+            }
+            match front.confirm.poll_unpin(cx) {
+                std::task::Poll::Ready(result) => {
+                    // Resolved before the next scan starts.
+                    front.seen_by = self.scans;
+                    let outcome = outcome_of(result, &mut self.returned);
+                    front.outcome = Some(outcome);
+                    std::task::Poll::Ready(())
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Answers, oldest first, every resolved publish that can be answered.
+    fn answer_resolved(&mut self) {
+        loop {
+            let Some(front) = self.outstanding.front() else {
+                if !self.returned.is_empty() {
+                    // Every return belongs to a publish of the window: one
+                    // left over would wrongly answer a later publish.
+                    tracing::debug!(
+                        left = self.returned.len(),
+                        "returned messages matched no publish"
+                    );
+                    self.returned.clear();
+                }
+                return;
+            };
+            if front.outcome.is_none() {
+                return;
+            }
+            self.horizon = self.horizon.max(front.seen_by);
+            if self.scans <= self.horizon {
+                // A scan that starts after this publish and every earlier
+                // one resolved sees every return that can be theirs.
+                self.scan();
+            }
+            let Some(done) = self.outstanding.pop_front() else {
+                return;
+            };
+            let answer = match done.outcome {
+                Some(Outcome::Ack) => Ok(match &done.returnable {
+                    Some(target) => !self.take_returned(target),
+                    None => true,
+                }),
+                Some(Outcome::Nack) => Err(BrokerError::Refused(
+                    "RabbitMQ did not accept the message".into(),
+                )),
+                Some(Outcome::Failed(error)) => Err(unavailable(error)),
+                None => Err(lane_gone()),
+            };
+            // A caller that stopped waiting needs no answer.
+            let _ = done.answer.send(answer);
+        }
+    }
+
+    /// Records every outstanding confirm that has resolved since the last
+    /// scan, with its return.
+    fn scan(&mut self) {
+        self.scans += 1;
+        for entry in self.outstanding.iter_mut() {
+            if entry.outcome.is_some() {
+                continue;
+            }
+            if let Some(result) = (&mut entry.confirm).now_or_never() {
+                entry.seen_by = self.scans;
+                entry.outcome = Some(outcome_of(result, &mut self.returned));
+            }
+        }
+    }
+
+    fn take_returned(&mut self, target: &(ShortString, ShortString)) -> bool {
+        match self.returned.iter().position(|returned| returned == target) {
+            Some(index) => {
+                self.returned.swap_remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A resolved confirm, whose returned message (whoever it belongs to) goes
+/// to `returned`.
+fn outcome_of(
+    result: lapin::Result<Confirmation>,
+    returned: &mut Vec<(ShortString, ShortString)>,
+) -> Outcome {
+    match result {
+        Ok(confirmation) => {
+            let acked = !confirmation.is_nack();
+            if let Some(message) = confirmation.take_message() {
+                returned.push((message.delivery.exchange, message.delivery.routing_key));
+            }
+            if acked { Outcome::Ack } else { Outcome::Nack }
+        }
+        Err(error) => Outcome::Failed(error),
     }
 }

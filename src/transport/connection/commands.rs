@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::StreamExt;
+use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
 
 use super::local::LocalSessions;
 use crate::auth::{Authenticator, Credentials};
-use crate::broker::{Broker, Message, Outbox, PublishTarget, SessionId};
+use crate::broker::{Broker, Message, OrderKey, Outbox, PublishTarget, SessionId};
 use crate::dispatch::{DispatchError, Dispatcher, WhenOffline};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SessionRecord, unix_millis};
@@ -283,7 +284,7 @@ impl CommandRunner {
                 }
                 Command::Publish { target, message } => {
                     let send = Outbound::Publish { target, message };
-                    run_send(&services, session, send).await
+                    run_send(services.clone(), session, send).await
                 }
                 Command::SendToUser {
                     user,
@@ -297,7 +298,7 @@ impl CommandRunner {
                         message,
                         when_offline,
                     };
-                    run_send(&services, session, send).await
+                    run_send(services.clone(), session, send).await
                 }
             }
         }
@@ -320,42 +321,68 @@ enum Outbound {
 }
 
 /// Hands a batch of SENDs to the broker, in order; each comes back with
-/// what awaits its confirm.
+/// what awaits its confirm. The users the batch writes to are located
+/// together first (the registry's requests share its connection, so
+/// they cost about one round trip).
 async fn hand_over(
     services: Arc<SessionServices>,
     session: SessionId,
     batch: Vec<(CommandId, Outbound)>,
 ) -> Vec<(CommandId, Confirming)> {
+    let dispatcher = &services.dispatcher;
+    let located = join_all(batch.iter().map(|(_, send)| async move {
+        match send {
+            Outbound::ToUser { user, .. } => dispatcher.locate(user).await,
+            Outbound::Publish { .. } => Ok(Vec::new()),
+        }
+    }))
+    .await;
+    let order = OrderKey::of(&session);
     let mut handed = Vec::with_capacity(batch.len());
-    for (id, send) in batch {
-        let event = run_send(&services, session, send).await;
-        let confirm: Confirming = Box::pin(std::future::ready(event));
+    for ((id, send), sessions) in batch.into_iter().zip(located) {
+        let confirm: Confirming = match (send, sessions) {
+            (Outbound::Publish { target, message }, _) => {
+                match services.broker.publish(order, target, message).await {
+                    Ok(confirm) => Box::pin(async move { done(confirm.await) }),
+                    Err(error) => failed(error),
+                }
+            }
+            (
+                Outbound::ToUser {
+                    user,
+                    name,
+                    message,
+                    when_offline,
+                },
+                sessions,
+            ) => match sessions {
+                Err(error) => failed(error),
+                Ok(sessions) => match dispatcher
+                    .hand_over_to(&user, &sessions, &name, message, when_offline)
+                    .await
+                {
+                    Ok(dispatch) => Box::pin(async move { done(dispatch.await.map(|_| ())) }),
+                    Err(error) => failed(error),
+                },
+            },
+        };
         handed.push((id, confirm));
     }
     handed
 }
 
 /// One SEND, from handing over to the confirm.
-async fn run_send(services: &SessionServices, _session: SessionId, send: Outbound) -> Event {
-    let result = match send {
-        Outbound::Publish { target, message } => services
-            .broker
-            .publish(target, message)
-            .await
-            .map_err(rejection),
-        Outbound::ToUser {
-            user,
-            name,
-            message,
-            when_offline,
-        } => services
-            .dispatcher
-            .to_user(&user, &name, message, when_offline)
-            .await
-            .map(|_| ())
-            .map_err(rejection),
-    };
-    Event::Done(result)
+async fn run_send(services: Arc<SessionServices>, session: SessionId, send: Outbound) -> Event {
+    let mut handed = hand_over(services, session, vec![(0, send)]).await;
+    match handed.pop() {
+        Some((_, confirm)) => confirm.await,
+        None => Event::Done(Ok(())),
+    }
+}
+
+/// A SEND refused before it was handed over.
+fn failed(error: impl Into<SessionError>) -> Confirming {
+    Box::pin(std::future::ready(Event::Done(Err(rejection(error)))))
 }
 
 /// Ends the other sessions of `user`, wherever they are. A failure leaves
