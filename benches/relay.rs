@@ -63,7 +63,15 @@ enum Mode {
 fn start_relay(mode: Mode) -> NodeProcess {
     let node_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
     // Thousands of sessions come from this one address.
-    let flags = ["--heart-beat", "0,0", "--max-connections-per-ip", "0"];
+    let flags = [
+        "--heart-beat",
+        "0,0",
+        "--max-connections-per-ip",
+        "0",
+        // One sender writes thousands of frames a second.
+        "--max-frames-per-second",
+        "0",
+    ];
     match mode {
         Mode::Embedded => NodeProcess::start(&node_id, &flags),
         Mode::Cluster => NodeProcess::start_clustered(&node_id, &format!("{node_id}:"), &flags),

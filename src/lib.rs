@@ -9,6 +9,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod dispatch;
+pub mod error;
 pub mod metrics;
 pub mod registry;
 pub mod relay;

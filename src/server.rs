@@ -53,9 +53,10 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot use RabbitMQ: {0}")]
+    // The cause is the source, which the caller's report lists below.
+    #[error("cannot use RabbitMQ")]
     Broker(#[from] BrokerError),
-    #[error("cannot use Redis: {0}")]
+    #[error("cannot use Redis")]
     Registry(#[from] RegistryError),
     #[error("authentication: {0}")]
     Auth(#[from] AuthSetupError),

@@ -344,7 +344,7 @@ impl Broker for EmbeddedBroker {
             }
             Destination::Exchange { exchange, key } => {
                 let kind = exchange_kind(exchange)
-                    .ok_or_else(|| BrokerError::NotFound(format!("exchange {exchange:?}")))?;
+                    .ok_or_else(|| BrokerError::not_found(format!("exchange {exchange:?}")))?;
                 state.router.bind(exchange, kind, key, subscriber);
             }
             Destination::OwnUser { name } => {
@@ -353,7 +353,7 @@ impl Broker for EmbeddedBroker {
             Destination::Queue { name } | Destination::AmqQueue { name } => {
                 let declare = matches!(spec.destination, Destination::Queue { .. });
                 if !declare && !state.queues.contains_key(name) {
-                    return Err(BrokerError::NotFound(format!("queue {name:?}")));
+                    return Err(BrokerError::not_found(format!("queue {name:?}")));
                 }
                 let prefetch = spec.prefetch.unwrap_or(self.limits.default_prefetch).max(1);
                 state
@@ -372,7 +372,7 @@ impl Broker for EmbeddedBroker {
                 state.pump(name);
             }
             Destination::User { .. } | Destination::App { .. } | Destination::ReplyQueue { .. } => {
-                return Err(BrokerError::Refused(format!(
+                return Err(BrokerError::refused(format!(
                     "cannot subscribe to {}",
                     spec.destination_text
                 )));
@@ -416,13 +416,13 @@ impl Broker for EmbeddedBroker {
                 routing_key,
             } => {
                 if exchange_kind(&exchange).is_none() {
-                    return Err(BrokerError::NotFound(format!("exchange {exchange:?}")));
+                    return Err(BrokerError::not_found(format!("exchange {exchange:?}")));
                 }
                 state.publish_to_exchange(&exchange, &routing_key, message);
             }
             PublishTarget::Queue { name, declare } => {
                 if !declare && !state.queues.contains_key(&name) {
-                    return Err(BrokerError::NotFound(format!("queue {name:?}")));
+                    return Err(BrokerError::not_found(format!("queue {name:?}")));
                 }
                 let queue = state.queues.entry(name.clone()).or_default();
                 queue.messages.push_back(Queued {
@@ -446,7 +446,7 @@ impl Broker for EmbeddedBroker {
         message: Message,
     ) -> Result<Confirm<bool>, BrokerError> {
         if exchange_kind(exchange).is_none() {
-            return Err(BrokerError::NotFound(format!("exchange {exchange:?}")));
+            return Err(BrokerError::not_found(format!("exchange {exchange:?}")));
         }
         let mut state = self.state();
         let routed = !state

@@ -15,6 +15,7 @@ pub mod queue_options;
 pub mod router;
 pub mod topic_pattern;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
@@ -27,6 +28,7 @@ use stomp_parser::Headers;
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
+use crate::error::{ClientText, ErrorSource};
 use destination::Destination;
 use queue_options::QueueOptions;
 
@@ -289,16 +291,68 @@ pub enum DispatchOutcome {
     Invalid,
 }
 
-/// Why the broker refused an operation; the message goes into the client's
-/// ERROR frame.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why the broker refused or failed an operation. Its `Display`, with the
+/// sources below it (see [`crate::error::Chain`]), is for the log;
+/// [`BrokerError::client_text`] is what a client may be shown.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Refused(String),
-    #[error("the message broker is unavailable: {0}")]
-    Unavailable(String),
+    /// An exchange or queue the client named does not exist (`what` names
+    /// it as the client did).
+    #[error("{what} not found")]
+    NotFound {
+        what: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
+    /// The broker will not do what the client asked, for a reason the
+    /// client can act on.
+    #[error("{reason}")]
+    Refused {
+        reason: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
+    /// The broker could not be reached, or failed, while it tried to `what`.
+    #[error("the message broker could not {what}")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        source: Option<ErrorSource>,
+    },
+}
+
+impl BrokerError {
+    /// `what` (`queue "q"`) does not exist.
+    pub fn not_found(what: impl Into<String>) -> BrokerError {
+        BrokerError::NotFound {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// Refused, for `reason`, with no cause below it.
+    pub fn refused(reason: impl Into<String>) -> BrokerError {
+        BrokerError::Refused {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// The short text a client may be shown: what it named or asked for,
+    /// never what the broker or the network said.
+    pub fn client_text(&self) -> Cow<'_, str> {
+        match self {
+            BrokerError::NotFound { what, .. } => Cow::Owned(format!("{what} not found")),
+            BrokerError::Refused { reason, .. } => Cow::Borrowed(reason),
+            BrokerError::Unavailable { .. } => Cow::Borrowed("the message broker is unavailable"),
+        }
+    }
+}
+
+impl ClientText for BrokerError {
+    fn client_text(&self) -> Cow<'_, str> {
+        BrokerError::client_text(self)
+    }
 }
 
 /// What sessions need from a message broker.
@@ -392,8 +446,24 @@ mod tests {
         assert!(Confirm::ready(true).await.expect("ready"));
         let later = Confirm::later(async { Ok(7) });
         assert_eq!(later.await.expect("answered"), 7);
-        let refused: Confirm<()> = Confirm::later(async { Err(BrokerError::Refused("no".into())) });
+        let refused: Confirm<()> = Confirm::later(async { Err(BrokerError::refused("no")) });
         assert!(refused.await.is_err());
+    }
+
+    #[test]
+    fn a_client_is_told_that_the_broker_is_unavailable_and_the_log_why() {
+        let error = BrokerError::Unavailable {
+            what: "publish",
+            source: crate::error::source_of(std::io::Error::other("connection reset by 10.0.0.7")),
+        };
+        assert_eq!(error.client_text(), "the message broker is unavailable");
+        assert!(!error.to_string().contains("10.0.0.7"));
+        assert_eq!(
+            crate::error::Chain(&error).to_string(),
+            "the message broker could not publish: connection reset by 10.0.0.7"
+        );
+        let missing = BrokerError::not_found("queue \"jobs\"");
+        assert_eq!(missing.client_text(), "queue \"jobs\" not found");
     }
 
     #[test]

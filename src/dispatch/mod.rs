@@ -9,6 +9,7 @@
 
 pub mod offline;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE, 
 use crate::broker::{
     Broker, BrokerError, Confirm, DispatchOutcome, DispatchRequest, Message, OrderKey, SessionId,
 };
+use crate::error::{Chain, ClientText};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
 use offline::{OfflineError, OfflineStore};
@@ -68,7 +70,7 @@ pub struct DispatchReport {
 }
 
 /// Why a dispatch failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DispatchError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -76,6 +78,17 @@ pub enum DispatchError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Offline(#[from] OfflineError),
+}
+
+impl ClientText for DispatchError {
+    fn client_text(&self) -> Cow<'_, str> {
+        match self {
+            DispatchError::Registry(error) => Cow::Borrowed(error.client_text()),
+            DispatchError::Broker(error) => error.client_text(),
+            // Its text carries what Redis said.
+            DispatchError::Offline(_) => Cow::Borrowed("the offline message store is unavailable"),
+        }
+    }
 }
 
 impl Dispatcher {
@@ -251,7 +264,10 @@ impl Dispatcher {
                     match sent {
                         Ok(_) => DispatchOutcome::Dispatched,
                         Err(error) => {
-                            tracing::warn!(%error, "a stomp.dispatch request will be retried");
+                            tracing::warn!(
+                                error = %Chain(&error),
+                                "a stomp.dispatch request will be retried"
+                            );
                             DispatchOutcome::Retry
                         }
                     }

@@ -7,12 +7,14 @@
 pub mod memory;
 pub mod redis;
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::broker::SessionId;
+use crate::error::{ClientText, ErrorSource};
 
 /// One live session, as the registry records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,11 +46,34 @@ pub struct NodeRecord {
     pub sessions: usize,
 }
 
-/// Why the registry could not answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why the registry could not answer. Its `Display`, with the sources
+/// below it (see [`crate::error::Chain`]), is for the log;
+/// [`RegistryError::client_text`] is what a client may be shown.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
-    #[error("the session registry is unavailable: {0}")]
-    Unavailable(String),
+    /// The registry's store could not be reached, or failed, while the
+    /// registry tried to `what`.
+    #[error("the session registry could not {what}")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        source: Option<ErrorSource>,
+    },
+}
+
+impl RegistryError {
+    /// The short text a client may be shown.
+    pub fn client_text(&self) -> &'static str {
+        match self {
+            RegistryError::Unavailable { .. } => "the session registry is unavailable",
+        }
+    }
+}
+
+impl ClientText for RegistryError {
+    fn client_text(&self) -> Cow<'_, str> {
+        Cow::Borrowed(RegistryError::client_text(self))
+    }
 }
 
 /// What sessions and dispatch need from the registry.
@@ -95,4 +120,22 @@ pub fn unix_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_told_that_the_registry_is_unavailable_and_the_log_why() {
+        let error = RegistryError::Unavailable {
+            what: "register a session",
+            source: crate::error::source_of(std::io::Error::other("READONLY replica")),
+        };
+        assert_eq!(error.client_text(), "the session registry is unavailable");
+        assert_eq!(
+            crate::error::Chain(&error).to_string(),
+            "the session registry could not register a session: READONLY replica"
+        );
+    }
 }

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use super::{NodeRecord, Registry, RegistryError, SessionLocation, SessionRecord};
 use crate::broker::SessionId;
+use crate::error::{Chain, source_of};
 
 /// How a node keeps itself known.
 #[derive(Debug, Clone)]
@@ -69,8 +70,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Evictions waiting to be carried out; more wait in Redis's socket.
 const EVICTION_BACKLOG: usize = 256;
 
-fn unavailable(error: redis::RedisError) -> RegistryError {
-    RegistryError::Unavailable(error.to_string())
+/// The error of a Redis command that failed while the registry tried to
+/// `what`.
+fn unavailable(what: &'static str) -> impl FnOnce(redis::RedisError) -> RegistryError {
+    move |error| RegistryError::Unavailable {
+        what,
+        source: source_of(error),
+    }
 }
 
 impl RedisRegistry {
@@ -80,11 +86,14 @@ impl RedisRegistry {
         prefix: &str,
         liveness: NodeLiveness,
     ) -> Result<RedisRegistry, RegistryError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
+        let client = redis::Client::open(url).map_err(unavailable("open a Redis client"))?;
         let redis = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager())
             .await
-            .map_err(|_| RegistryError::Unavailable(format!("no answer from {url} within 10 s")))?
-            .map_err(unavailable)?;
+            .map_err(|elapsed| RegistryError::Unavailable {
+                what: "connect to Redis within 10 s",
+                source: source_of(elapsed),
+            })?
+            .map_err(unavailable("connect to Redis"))?;
         let (evicted, evictions) = mpsc::channel(EVICTION_BACKLOG);
         let registry = RedisRegistry {
             redis,
@@ -144,7 +153,7 @@ impl RedisRegistry {
             .arg(ttl)
             .query_async::<()>(&mut redis)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable("refresh this node's key"))
     }
 
     /// Heartbeat three times per TTL; sweep dead nodes' sessions every few
@@ -158,13 +167,13 @@ impl RedisRegistry {
                 return;
             }
             if let Err(error) = self.heartbeat().await {
-                tracing::warn!(%error, "cannot refresh this node's key in Redis");
+                tracing::warn!(error = %Chain(&error), "cannot refresh this node's key in Redis");
             }
             beats += 1;
             if beats.is_multiple_of(9)
                 && let Err(error) = self.sweep().await
             {
-                tracing::warn!(%error, "the registry janitor failed");
+                tracing::warn!(error = %Chain(&error), "the registry janitor failed");
             }
         }
     }
@@ -173,10 +182,12 @@ impl RedisRegistry {
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, RegistryError> {
         let mut redis = self.redis.clone();
         let mut keys = Vec::new();
-        let mut iter: redis::AsyncIter<String> =
-            redis.scan_match(pattern).await.map_err(unavailable)?;
+        let mut iter: redis::AsyncIter<String> = redis
+            .scan_match(pattern)
+            .await
+            .map_err(unavailable("scan its keys"))?;
         while let Some(key) = iter.next_item().await {
-            keys.push(key.map_err(unavailable)?);
+            keys.push(key.map_err(unavailable("scan its keys"))?);
         }
         Ok(keys)
     }
@@ -217,7 +228,7 @@ impl RedisRegistry {
         let alive: Vec<bool> = pipe
             .query_async(&mut self.redis.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("check which nodes are alive"))?;
         let mut seen = lock(&self.seen_alive);
         for (node, alive) in unknown.into_iter().zip(alive) {
             if alive {
@@ -247,8 +258,10 @@ impl RedisRegistry {
                     .arg("node")
                     .arg("connected-at");
             }
-            let owners: Vec<SessionOwner> =
-                pipe.query_async(&mut redis).await.map_err(unavailable)?;
+            let owners: Vec<SessionOwner> = pipe
+                .query_async(&mut redis)
+                .await
+                .map_err(unavailable("read the sessions"))?;
             entries.extend(chunk.iter().cloned().zip(owners));
         }
         let live = self
@@ -280,15 +293,21 @@ impl RedisRegistry {
             cleanup
                 .query_async::<()>(&mut self.redis.clone())
                 .await
-                .map_err(unavailable)?;
+                .map_err(unavailable("forget dead nodes' sessions"))?;
         }
         Ok(removed)
     }
 }
 
 async fn subscribe(client: &redis::Client, channel: &str) -> Result<PubSub, RegistryError> {
-    let mut pubsub = client.get_async_pubsub().await.map_err(unavailable)?;
-    pubsub.subscribe(channel).await.map_err(unavailable)?;
+    let mut pubsub = client
+        .get_async_pubsub()
+        .await
+        .map_err(unavailable("subscribe to evictions"))?;
+    pubsub
+        .subscribe(channel)
+        .await
+        .map_err(unavailable("subscribe to evictions"))?;
     Ok(pubsub)
 }
 
@@ -329,7 +348,9 @@ async fn listen_for_evictions(
         }
         match subscribe(&client, &channel).await {
             Ok(subscribed) => pubsub = Some(subscribed),
-            Err(error) => tracing::warn!(%channel, %error, "cannot subscribe to evictions"),
+            Err(error) => {
+                tracing::warn!(%channel, error = %Chain(&error), "cannot subscribe to evictions")
+            }
         }
     }
 }
@@ -355,7 +376,7 @@ impl Registry for RedisRegistry {
         .ignore();
         pipe.query_async::<()>(&mut self.redis.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("register a session"))?;
         self.sessions.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -367,7 +388,7 @@ impl Registry for RedisRegistry {
         pipe.del(self.session_key(&session)).ignore();
         pipe.query_async::<()>(&mut self.redis.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("unregister a session"))?;
         self.sessions.fetch_sub(1, Ordering::Relaxed);
         Ok(())
     }
@@ -384,7 +405,7 @@ impl Registry for RedisRegistry {
         let connected_at: Vec<Option<u64>> = pipe
             .query_async(&mut self.redis.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("read when a user's sessions connected"))?;
         let mut records: Vec<SessionRecord> = located
             .into_iter()
             .zip(connected_at)
@@ -404,7 +425,7 @@ impl Registry for RedisRegistry {
         let sessions: HashMap<String, String> = redis
             .hgetall(self.user_key(user))
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("read a user's sessions"))?;
         let live = self
             .live_nodes(sessions.values().map(String::as_str))
             .await?;
@@ -420,7 +441,7 @@ impl Registry for RedisRegistry {
             cleanup
                 .query_async::<()>(&mut redis)
                 .await
-                .map_err(unavailable)?;
+                .map_err(unavailable("forget a user's sessions on dead nodes"))?;
         }
         Ok(alive
             .into_iter()
@@ -455,7 +476,10 @@ impl Registry for RedisRegistry {
         let mut nodes = Vec::new();
         for key in keys {
             // A key may expire between the scan and the read.
-            let value: Option<String> = redis.get(&key).await.map_err(unavailable)?;
+            let value: Option<String> = redis
+                .get(&key)
+                .await
+                .map_err(unavailable("read a node key"))?;
             let Some(value) = value else { continue };
             let fields: serde_json::Value = serde_json::from_str(&value).unwrap_or_default();
             nodes.push(NodeRecord {
@@ -474,7 +498,7 @@ impl Registry for RedisRegistry {
         redis
             .publish::<_, _, ()>(self.eviction_channel(node), session.to_string())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable("ask a node to end a session"))
     }
 
     fn evictions(&self) -> Option<mpsc::Receiver<SessionId>> {

@@ -157,7 +157,7 @@ mod tests {
         let request = ConnectRequest::read(&connect(&[])).unwrap();
         assert_eq!(request.version, Version::V1_0);
         let error = ConnectRequest::read(&connect(&[("accept-version", "2.0")])).unwrap_err();
-        assert_eq!(error, SessionError::UnsupportedVersion("2.0".into()));
+        assert!(matches!(error, SessionError::UnsupportedVersion(v) if v == "2.0"));
     }
 
     #[test]
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn bad_heart_beats_are_refused() {
-        assert_eq!(parse_heart_beat("0,1000"), Ok((0, 1000)));
+        assert_eq!(parse_heart_beat("0,1000").ok(), Some((0, 1000)));
         for bad in ["", "10", "a,b", "-1,0", "1,2,3"] {
             assert!(parse_heart_beat(bad).is_err(), "{bad}");
         }

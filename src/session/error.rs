@@ -4,10 +4,7 @@ use stomp_parser::{Command, Frame, ParseError};
 
 use crate::auth::AuthError;
 use crate::auth::acl::Action;
-use crate::broker::BrokerError;
 use crate::broker::destination::DestinationError;
-use crate::dispatch::DispatchError;
-use crate::registry::RegistryError;
 
 /// Everything that makes the relay send ERROR and close the connection, as
 /// STOMP requires after an ERROR frame.
@@ -52,12 +49,11 @@ pub enum SessionError {
     TooManyTransactions(usize),
     #[error("a transaction may hold at most {0} frames")]
     TransactionTooLarge(usize),
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
-    #[error(transparent)]
-    Dispatch(#[from] DispatchError),
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
+    /// A service the session needed failed (the client's frame was fine).
+    /// The client reads `text`, short and stable; the cause goes to the
+    /// log where the failure is seen, never to the client.
+    #[error("{text}")]
+    Service { service: Service, text: String },
     #[error("no CONNECT frame within {0} seconds")]
     ConnectTimeout(u64),
     #[error("nothing received for {0} ms, past the negotiated heart-beat")]
@@ -84,6 +80,15 @@ pub enum SessionError {
         action: Action,
         destination: String,
     },
+}
+
+/// Which of the node's services failed a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The message broker, or dispatch through it.
+    Broker,
+    /// The session registry.
+    Registry,
 }
 
 fn user_text(user: &Option<String>) -> String {
@@ -115,8 +120,14 @@ impl SessionError {
             SessionError::TooManyTransactions(_) | SessionError::TransactionTooLarge(_) => {
                 "transaction limit"
             }
-            SessionError::Broker(_) | SessionError::Dispatch(_) => "broker error",
-            SessionError::Registry(_) => "registry error",
+            SessionError::Service {
+                service: Service::Broker,
+                ..
+            } => "broker error",
+            SessionError::Service {
+                service: Service::Registry,
+                ..
+            } => "registry error",
             SessionError::ConnectTimeout(_) => "connect timeout",
             SessionError::HeartBeatTimeout(_) => "heart-beat timeout",
             SessionError::SlowConsumer(_) => "slow consumer",

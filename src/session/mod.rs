@@ -29,7 +29,7 @@ use std::sync::Arc;
 use stomp_parser::{Frame, Version};
 
 pub use command::{Command, CommandId, Event, Output};
-pub use error::SessionError;
+pub use error::{Service, SessionError};
 pub use settings::{SessionContext, SessionSettings};
 
 use crate::auth::Identity;

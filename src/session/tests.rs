@@ -343,7 +343,10 @@ fn a_failed_command_ends_the_session_at_once_with_the_frame_s_receipt() {
     ));
     harness.frame(send("/topic/t", "later"));
     let commands = harness.commands();
-    let error = SessionError::Broker(crate::broker::BrokerError::NotFound("queue".into()));
+    let error = SessionError::Service {
+        service: Service::Broker,
+        text: "queue missing not found".into(),
+    };
     harness.complete(commands[0].0, Event::Done(Err(error.into())));
     let outputs = harness.outputs();
     let [Output::Close(Some(rejection))] = &outputs[..] else {

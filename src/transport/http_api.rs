@@ -34,6 +34,7 @@ use crate::auth::{Authenticator, Credentials};
 use crate::broker::destination::Destination;
 use crate::broker::{Message, OrderKey};
 use crate::dispatch::{DispatchError, DispatchReport, WhenOffline, user_destination};
+use crate::error::{Chain, ClientText};
 use crate::relay::Relay;
 
 /// The OpenAPI description of these routes, served at
@@ -178,9 +179,11 @@ struct ApiError {
 
 impl warp::reject::Reject for ApiError {}
 
-/// The refusal when the registry or the broker cannot answer.
-fn unavailable(error: impl std::fmt::Display) -> Rejection {
-    refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+/// The refusal when the registry or the broker cannot answer: the caller
+/// is told the error's client text, the log the whole chain of causes.
+fn unavailable<E: std::error::Error + ClientText + 'static>(error: E) -> Rejection {
+    tracing::warn!(error = %Chain(&error), "an API request could not be served");
+    refuse(StatusCode::SERVICE_UNAVAILABLE, error.client_text())
 }
 
 fn refuse(status: StatusCode, message: impl Into<String>) -> Rejection {

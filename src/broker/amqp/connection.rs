@@ -10,6 +10,7 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection};
 
 use super::{BrokerError, Inner, SessionId};
+use crate::error::source_of;
 
 /// A channel that is replaced when RabbitMQ closes it (a refused declare or
 /// publish closes the channel it ran on).
@@ -52,18 +53,26 @@ pub(super) async fn open_channel(
     connection: &Connection,
     confirms: bool,
 ) -> Result<Channel, BrokerError> {
-    let channel = connection.create_channel().await.map_err(unavailable)?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(unavailable("open a channel"))?;
     if confirms {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("put a channel in confirm mode"))?;
     }
     Ok(channel)
 }
 
-pub(super) fn unavailable(error: lapin::Error) -> BrokerError {
-    BrokerError::Unavailable(error.to_string())
+/// The error of an AMQP operation that failed while the broker tried to
+/// `what`.
+pub(super) fn unavailable(what: &'static str) -> impl FnOnce(lapin::Error) -> BrokerError {
+    move |error| BrokerError::Unavailable {
+        what,
+        source: source_of(error),
+    }
 }
 
 /// Records the first connection error, which ends this node's usefulness:

@@ -235,7 +235,7 @@ impl Inner {
         let index = lock(&self.sessions)
             .get(&session)
             .map(|state| state.channel)
-            .ok_or_else(|| BrokerError::Refused("the session is not attached".into()))?;
+            .ok_or_else(|| BrokerError::refused("the session is not attached"))?;
         let consumer_tag = format!(
             "{session}.{}",
             self.next_consumer.fetch_add(1, Ordering::Relaxed)
@@ -245,7 +245,7 @@ impl Inner {
         channel
             .basic_qos(prefetch, BasicQosOptions { global: false })
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("set a prefetch count"))?;
         let consumer = channel
             .basic_consume(
                 queue.into(),
@@ -257,7 +257,7 @@ impl Inner {
                 FieldTable::default(),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("start a consumer"))?;
         Ok((consumer, consumer_tag))
     }
 

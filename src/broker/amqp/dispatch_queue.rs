@@ -109,7 +109,7 @@ impl Inner {
                 FieldTable::default(),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("declare the stomp.dispatch exchange"))?;
         if inner.check_exists(Existing::Queue(DISPATCH)).await.is_err() {
             // A quorum queue, so that dispatch survives the loss of a broker
             // node in a RabbitMQ cluster.
@@ -132,7 +132,7 @@ impl Inner {
         consuming
             .basic_qos(DISPATCH_PREFETCH, BasicQosOptions { global: false })
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("set the stomp.dispatch prefetch count"))?;
         let consumer = consuming
             .basic_consume(
                 DISPATCH.into(),
@@ -141,7 +141,7 @@ impl Inner {
                 FieldTable::default(),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("consume stomp.dispatch"))?;
         let (requests, received) = mpsc::channel(usize::from(DISPATCH_PREFETCH));
         tokio::spawn(read_dispatch_requests(consumer, consuming, requests));
         Ok(received)

@@ -156,7 +156,7 @@ impl AmqpBroker {
             .with_connection_name(format!("stomp-relay {node_id}").into());
         let connection = Connection::connect(url, properties)
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("connect"))?;
         let events = connection.events_listener();
         let admin = ChannelSlot::open(&connection, false).await?;
         let mut publishers = Vec::new();
@@ -180,7 +180,7 @@ impl AmqpBroker {
                     FieldTable::default(),
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(unavailable("declare the node queue"))?;
             let durable = ExchangeDeclareOptions {
                 durable: true,
                 ..ExchangeDeclareOptions::default()
@@ -193,7 +193,7 @@ impl AmqpBroker {
                     FieldTable::default(),
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(unavailable("declare the inbound exchange"))?;
         }
         let fan_out_channel = open_channel(&connection, false).await?;
         let node_consumer = fan_out_channel
@@ -207,7 +207,7 @@ impl AmqpBroker {
                 FieldTable::default(),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("consume the node queue"))?;
         let mut known: HashSet<String> = KNOWN_EXCHANGES
             .iter()
             .map(|e| format!("exchange:{e}"))
@@ -371,7 +371,7 @@ impl Broker for AmqpBroker {
                     .await
             }
             Destination::User { .. } | Destination::App { .. } | Destination::ReplyQueue { .. } => {
-                Err(BrokerError::Refused(format!(
+                Err(BrokerError::refused(format!(
                     "cannot subscribe to {}",
                     spec.destination_text
                 )))
@@ -580,6 +580,6 @@ fn with_session_router<T>(
     let queue = sessions
         .get_mut(&session)
         .and_then(|state| state.session_queue.as_mut())
-        .ok_or_else(|| BrokerError::Refused("the session is not attached".into()))?;
+        .ok_or_else(|| BrokerError::refused("the session is not attached"))?;
     Ok(change(&mut queue.router))
 }

@@ -114,7 +114,10 @@ pub(super) async fn confirmed(answer: Answer) -> Result<bool, BrokerError> {
 
 /// The answer a lane that stopped gives.
 pub(super) fn lane_gone() -> BrokerError {
-    BrokerError::Unavailable("the publisher channel is closed".into())
+    BrokerError::Unavailable {
+        what: "publish (its publisher channel has stopped)",
+        source: None,
+    }
 }
 
 /// The task that owns a lane's channel: it publishes, and answers
@@ -191,7 +194,7 @@ impl LaneTask {
                 let _ = publish.handed_over.send(Ok(()));
             }
             Err(error) => {
-                let _ = publish.handed_over.send(Err(unavailable(error)));
+                let _ = publish.handed_over.send(Err(unavailable("publish")(error)));
             }
         }
     }
@@ -293,10 +296,10 @@ impl Window {
                     Some(target) => !self.take_returned(target),
                     None => true,
                 }),
-                Some(Outcome::Nack) => Err(BrokerError::Refused(
-                    "RabbitMQ did not accept the message".into(),
+                Some(Outcome::Nack) => Err(BrokerError::refused(
+                    "the message broker did not accept the message",
                 )),
-                Some(Outcome::Failed(error)) => Err(unavailable(error)),
+                Some(Outcome::Failed(error)) => Err(unavailable("confirm a publish")(error)),
                 None => Err(lane_gone()),
             };
             // A caller that stopped waiting needs no answer.

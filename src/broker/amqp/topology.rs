@@ -9,6 +9,7 @@ use lapin::ExchangeKind;
 use lapin::options::{
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
 
 use super::connection::{open_channel, unavailable};
@@ -16,6 +17,7 @@ use super::consumers::deliver_session_queue;
 use super::{BrokerError, Inner, SessionId, SessionQueue, lock};
 use crate::broker::queue_options::{QueueArgument, QueueOptions};
 use crate::broker::router::{BindingKey, Router};
+use crate::error::source_of;
 
 /// Exchanges every RabbitMQ has, plus the relay's own.
 pub(super) const KNOWN_EXCHANGES: &[&str] = &[
@@ -90,7 +92,14 @@ impl Inner {
                 lock(&self.known).insert(key);
                 Ok(())
             }
-            Err(_) => Err(BrokerError::NotFound(key.replace(':', " "))),
+            // RabbitMQ's answer about the object (NOT_FOUND, or the
+            // RESOURCE_LOCKED of another connection's exclusive queue) means
+            // the client cannot use it; anything else is the broker's trouble.
+            Err(error) if error.is_amqp_soft_error() => Err(BrokerError::NotFound {
+                what: key.replace(':', " "),
+                source: source_of(error),
+            }),
+            Err(error) => Err(unavailable("check that an exchange or queue exists")(error)),
         }
     }
 
@@ -133,8 +142,12 @@ impl Inner {
         let channel = open_channel(&self.connection, false).await?;
         let declared = channel.queue_declare(name.into(), options, arguments).await;
         let _ = channel.close(200, "declared".into()).await;
-        declared.map(|_| ()).map_err(|error| {
-            BrokerError::Refused(format!("cannot declare queue {name:?}: {error}"))
+        declared.map(|_| ()).map_err(|error| match refusal(&error) {
+            Some(why) => BrokerError::Refused {
+                reason: format!("cannot declare queue {name:?}: {why}"),
+                source: source_of(error),
+            },
+            None => unavailable("declare a queue")(error),
         })
     }
 
@@ -149,7 +162,7 @@ impl Inner {
                 FieldTable::default(),
             )
             .await
-            .map_err(unavailable)
+            .map_err(unavailable("bind a queue"))
     }
 
     pub(super) async fn unbind(&self, queue: &str, key: &BindingKey) {
@@ -198,12 +211,12 @@ impl Inner {
         channel
             .queue_declare(name.as_str().into(), exclusive_queue(), arguments)
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("declare a session queue"))?;
         {
             let mut sessions = lock(&self.sessions);
             let state = sessions
                 .get_mut(&session)
-                .ok_or_else(|| BrokerError::Refused("the session is not attached".into()))?;
+                .ok_or_else(|| BrokerError::refused("the session is not attached"))?;
             state.session_queue = Some(SessionQueue {
                 name: name.clone(),
                 router: Router::default(),
@@ -218,5 +231,25 @@ impl Inner {
             consumer,
         ));
         Ok(name)
+    }
+}
+
+/// What a client may be told of RabbitMQ refusing a declare, in words of
+/// its own rather than the server's reply; `None` when the broker failed
+/// rather than refused.
+fn refusal(error: &lapin::Error) -> Option<&'static str> {
+    let lapin::ErrorKind::ProtocolError(amqp) = error.kind() else {
+        return None;
+    };
+    match amqp.kind() {
+        AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) => {
+            Some("it exists with other arguments")
+        }
+        AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => Some("access refused"),
+        AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED) => {
+            Some("it is exclusive to another connection")
+        }
+        AMQPErrorKind::Soft(_) => Some("refused by the message broker"),
+        _ => None,
     }
 }

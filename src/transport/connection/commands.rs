@@ -24,11 +24,14 @@ use tokio::sync::Notify;
 
 use super::local::LocalSessions;
 use crate::auth::{Authenticator, Credentials};
+use crate::broker::BrokerError;
 use crate::broker::{Broker, Message, OrderKey, Outbox, PublishTarget, SessionId};
 use crate::dispatch::{DispatchError, Dispatcher, WhenOffline};
+use crate::error::{Chain, ClientText};
 use crate::metrics::Metrics;
+use crate::registry::RegistryError;
 use crate::registry::{Registry, SessionRecord, unix_millis};
-use crate::session::{Command, CommandId, Event, Rejection, SessionError};
+use crate::session::{Command, CommandId, Event, Rejection, Service, SessionError};
 
 /// SENDs handed to the broker together, at most.
 const MAX_BATCH: usize = 256;
@@ -381,7 +384,7 @@ async fn run_send(services: Arc<SessionServices>, session: SessionId, send: Outb
 }
 
 /// A SEND refused before it was handed over.
-fn failed(error: impl Into<SessionError>) -> Confirming {
+fn failed(error: impl Failure) -> Confirming {
     Box::pin(std::future::ready(Event::Done(Err(rejection(error)))))
 }
 
@@ -405,10 +408,33 @@ async fn replace_older(services: &SessionServices, session: SessionId, user: &st
     }
 }
 
-fn done<E: Into<SessionError>>(result: Result<(), E>) -> Event {
+/// A failure of one of the node's services, as its session sees it.
+trait Failure: std::error::Error + ClientText + 'static {
+    const SERVICE: Service;
+}
+
+impl Failure for BrokerError {
+    const SERVICE: Service = Service::Broker;
+}
+
+impl Failure for DispatchError {
+    const SERVICE: Service = Service::Broker;
+}
+
+impl Failure for RegistryError {
+    const SERVICE: Service = Service::Registry;
+}
+
+fn done<E: Failure>(result: Result<(), E>) -> Event {
     Event::Done(result.map_err(rejection))
 }
 
-fn rejection(error: impl Into<SessionError>) -> Rejection {
-    Rejection::from(error.into())
+/// Logs a service failure with its whole cause and tells the client the
+/// short, stable text.
+fn rejection<E: Failure>(error: E) -> Rejection {
+    tracing::warn!(error = %Chain(&error), "a session's command failed");
+    Rejection::from(SessionError::Service {
+        service: E::SERVICE,
+        text: error.client_text().into_owned(),
+    })
 }
