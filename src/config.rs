@@ -47,6 +47,7 @@ pub struct Cli {
     /// Also mount the services the SockJS protocol test suite
     /// (sockjs-protocol.py) expects: /echo, /disabled_websocket_echo,
     /// /cookie_needed_echo and /close. For conformance testing only.
+    #[cfg(feature = "sockjs-protocol-test")]
     #[arg(long, env = "STOMP_RELAY_SOCKJS_PROTOCOL_TEST")]
     pub sockjs_protocol_test: bool,
 
@@ -347,6 +348,8 @@ pub struct Config {
     pub api_token: Option<String>,
     pub node_ttl: Duration,
     pub sockjs_path: String,
+    /// `--sockjs-protocol-test`, which only test builds have.
+    #[cfg(feature = "sockjs-protocol-test")]
     pub sockjs_protocol_test: bool,
     pub second_login: SecondLogin,
     pub offline: OfflineLimits,
@@ -417,6 +420,7 @@ impl From<Cli> for Config {
             api_token: cli.api_token.filter(|token| !token.is_empty()),
             node_ttl: Duration::from_secs(cli.node_ttl),
             sockjs_path: cli.sockjs_path,
+            #[cfg(feature = "sockjs-protocol-test")]
             sockjs_protocol_test: cli.sockjs_protocol_test,
             second_login: cli.second_login,
             max_connections: cli.max_connections,

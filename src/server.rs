@@ -402,22 +402,26 @@ fn destination_rules(config: &AuthConfig, authenticated: bool) -> Result<Acl, Au
     }
 }
 
-/// The SockJS endpoint of STOMP and, for conformance tests, the protocol
-/// test suite's services.
+/// The SockJS endpoint of STOMP and, in test builds asked for them, the
+/// protocol test suite's services.
 fn sockjs_endpoints(config: &Config) -> Arc<[SockJsEndpoint]> {
-    let mut endpoints = vec![EndpointSettings {
+    let stomp = EndpointSettings {
         max_sessions: config.max_sockjs_sessions,
         max_sessions_per_address: config.max_connections_per_ip,
         max_send: config.limits.max_frame_size,
         ..EndpointSettings::new(&config.sockjs_path, Application::Stomp)
-    }];
+    };
+    #[cfg(feature = "sockjs-protocol-test")]
     if config.sockjs_protocol_test {
         tracing::warn!(
             "--sockjs-protocol-test: serving the SockJS test services /echo, /disabled_websocket_echo, /cookie_needed_echo and /close"
         );
-        endpoints.extend(EndpointSettings::protocol_test_services());
+        return std::iter::once(stomp)
+            .chain(EndpointSettings::protocol_test_services())
+            .map(SockJsEndpoint::start)
+            .collect();
     }
-    endpoints.into_iter().map(SockJsEndpoint::start).collect()
+    [SockJsEndpoint::start(stomp)].into()
 }
 
 /// Ends the sessions of this node that other nodes asked to end.

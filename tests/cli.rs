@@ -38,6 +38,32 @@ fn help_lists_every_flag_with_its_environment_variable() {
     assert!(help.contains("0.0.0.0:8080"));
 }
 
+/// The SockJS conformance suite's services (`/echo`, `/close`, ...) are
+/// built only with the `sockjs-protocol-test` feature: a production node
+/// neither offers the flag nor answers on their paths.
+#[cfg(not(feature = "sockjs-protocol-test"))]
+#[tokio::test]
+async fn a_production_build_has_no_sockjs_test_services() {
+    let help = relay().arg("--help").output().unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("sockjs-protocol-test"));
+    // Were the flag known, --version would print and succeed.
+    let flagged = relay()
+        .args(["--sockjs-protocol-test", "--version"])
+        .output()
+        .unwrap();
+    assert!(!flagged.status.success());
+    let node = support::TestRelay::start(support::Mode::Embedded);
+    for service in [
+        "echo",
+        "disabled_websocket_echo",
+        "cookie_needed_echo",
+        "close",
+    ] {
+        let answer = support::http(&node, "GET", &format!("/{service}/info"), &[], "").await;
+        assert_eq!(answer.status, 404, "/{service}/info");
+    }
+}
+
 #[test]
 fn version_prints_the_crate_version() {
     let output = relay().arg("--version").output().unwrap();

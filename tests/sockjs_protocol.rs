@@ -2,6 +2,10 @@
 //! tests, vendored in `tests/sockjs-protocol/`) against a relay started with
 //! `--sockjs-protocol-test`. Every test must pass.
 //!
+//! The flag and the services it mounts are built only with the
+//! `sockjs-protocol-test` feature, which this test requires (Cargo.toml):
+//! `cargo test --features sockjs-protocol-test`, as `.ci/run` runs it.
+//!
 //! The suite needs Python 2.7 (`SOCKJS_PYTHON`, or pyenv's
 //! `~/.pyenv/versions/2.7.18/bin/python`) with `unittest2`,
 //! `websocket-client` and `ws4py`, which this test installs from PyPI into
@@ -76,4 +80,10 @@ fn the_sockjs_protocol_suite_passes_in_full() {
         output.status.success() && report.contains("Ran 68 tests") && report.contains("\nOK"),
         "the SockJS protocol suite failed:\n{report}"
     );
+    // Seen with --nocapture: the suite's own word that it ran.
+    let summary: Vec<&str> = report
+        .lines()
+        .filter(|line| line.starts_with("Ran ") || *line == "OK")
+        .collect();
+    eprintln!("sockjs-protocol.py: {}", summary.join(", "));
 }

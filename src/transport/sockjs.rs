@@ -13,9 +13,10 @@
 //! | `/{server}/{session}/xhr_send`, `jsonp_send` | a session's messages from the client |
 //!
 //! No maintained Rust crate serves SockJS, so this is written here, with the
-//! protocol's own test suite (`sockjs-protocol.py`) as the reference: the
-//! `--sockjs-protocol-test` switch mounts the services it expects (`/echo`,
-//! `/disabled_websocket_echo`, `/cookie_needed_echo`, `/close`).
+//! protocol's own test suite (`sockjs-protocol.py`) as the reference: built
+//! with the `sockjs-protocol-test` feature, the relay has a
+//! `--sockjs-protocol-test` switch that mounts the services the suite
+//! expects ([`protocol_test`]).
 //!
 //! This file holds an endpoint's settings and state, and `/info`. The rest,
 //! one concern a file:
@@ -27,12 +28,15 @@
 //!   WebSocket;
 //! - [`pages`]: the iframe page and the `htmlfile` prelude;
 //! - [`headers`]: CORS and caching; [`reply`]: the plain answers;
+//! - `protocol_test`: the suite's services, in test builds only;
 //! - [`session`]: what outlives a request; [`frame`]: the frames.
 
 pub mod frame;
 mod headers;
 pub mod hixie76;
 mod pages;
+#[cfg(feature = "sockjs-protocol-test")]
+mod protocol_test;
 mod receiving;
 mod reply;
 mod routing;
@@ -63,9 +67,25 @@ pub enum Application {
     /// STOMP sessions of the relay.
     Stomp,
     /// The test suite's `echo`: every message comes back.
+    #[cfg(feature = "sockjs-protocol-test")]
     Echo,
     /// The test suite's `close`: every session is closed at once.
+    #[cfg(feature = "sockjs-protocol-test")]
     Close,
+}
+
+impl Application {
+    /// Whether the endpoint's sessions send back what their clients send,
+    /// with no application behind them.
+    fn echoes(self) -> bool {
+        match self {
+            Application::Stomp => false,
+            #[cfg(feature = "sockjs-protocol-test")]
+            Application::Echo => true,
+            #[cfg(feature = "sockjs-protocol-test")]
+            Application::Close => false,
+        }
+    }
 }
 
 /// How an endpoint behaves; the defaults are SockJS's own.
@@ -110,27 +130,6 @@ impl EndpointSettings {
             max_sessions: 100_000,
             max_sessions_per_address: 1_000,
         }
-    }
-
-    /// The four services `sockjs-protocol.py` expects, with its 4096-byte
-    /// streaming limit.
-    pub fn protocol_test_services() -> Vec<EndpointSettings> {
-        let service = |prefix: &str, application| EndpointSettings {
-            response_limit: 4096,
-            ..EndpointSettings::new(prefix, application)
-        };
-        vec![
-            service("/echo", Application::Echo),
-            EndpointSettings {
-                websocket: false,
-                ..service("/disabled_websocket_echo", Application::Echo)
-            },
-            EndpointSettings {
-                cookie_needed: true,
-                ..service("/cookie_needed_echo", Application::Echo)
-            },
-            service("/close", Application::Close),
-        ]
     }
 }
 
@@ -222,7 +221,9 @@ impl Context<'_> {
                 ));
             }
             // Echo sessions answer as messages arrive (see Session::echo).
+            #[cfg(feature = "sockjs-protocol-test")]
             Application::Echo => drop(channel),
+            #[cfg(feature = "sockjs-protocol-test")]
             Application::Close => channel.close(),
         }
     }

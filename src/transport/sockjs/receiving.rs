@@ -12,12 +12,12 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
+use super::Context;
 use super::frame;
 use super::headers::{insert, preflight};
 use super::pages::htmlfile_prelude;
 use super::reply::{method_not_allowed, text};
 use super::session::{Attach, Session};
-use super::{Application, Context};
 use crate::transport::http_api::PeerAddr;
 use crate::transport::{BoxError, Response, form_value, query_parameter};
 
@@ -108,7 +108,7 @@ impl Context<'_> {
                 "GET"
             });
         }
-        let echo = self.settings().application == Application::Echo;
+        let echo = self.settings().application.echoes();
         let peer = request
             .extensions()
             .get::<PeerAddr>()

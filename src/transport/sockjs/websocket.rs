@@ -10,8 +10,6 @@ use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::reply::{method_not_allowed, not_found, text};
 use super::session::Session;
@@ -33,9 +31,10 @@ impl Context<'_> {
                 self.relay.connections.clone(),
                 self.shutdown.clone(),
             ),
+            #[cfg(feature = "sockjs-protocol-test")]
             application => {
                 websocket::accept(request, self.settings().max_send, None, move |socket| {
-                    raw_test_service(socket, application)
+                    super::protocol_test::raw_service(socket, application)
                 })
             }
         }
@@ -49,8 +48,7 @@ impl Context<'_> {
         if let Some(refusal) = websocket_refusal(&request) {
             return refusal;
         }
-        let echo = self.settings().application == Application::Echo;
-        let (session, channel) = Session::open(echo, None);
+        let (session, channel) = Session::open(self.settings().application.echoes(), None);
         let access_token = query_parameter(request.uri().query(), "access_token");
         self.start_application(channel.with_access_token(access_token));
         let heartbeat = self.settings().heartbeat;
@@ -102,7 +100,7 @@ impl FrameSocket for Socket {
 /// After sending a close frame, waits (briefly) for the client's before
 /// the TCP close, so that the client reads the code and reason rather than
 /// a reset connection.
-async fn await_close_reply(socket: &mut Socket) {
+pub(super) async fn await_close_reply(socket: &mut Socket) {
     let _ = tokio::time::timeout(CLOSE_PATIENCE, async {
         while let Some(Ok(message)) = socket.next().await {
             if message.is_close() {
@@ -152,29 +150,6 @@ async fn carry_session(mut socket: impl FrameSocket, session: Arc<Session>, hear
                     return;
                 }
             },
-        }
-    }
-}
-
-/// The test suite's services on a raw WebSocket.
-async fn raw_test_service(mut socket: Socket, application: Application) {
-    if application == Application::Close {
-        let close = CloseFrame {
-            code: CloseCode::from(frame::GO_AWAY.code),
-            reason: frame::GO_AWAY.reason.into(),
-        };
-        if socket.close(Some(close)).await.is_ok() {
-            await_close_reply(&mut socket).await;
-        }
-        return;
-    }
-    while let Some(Ok(message)) = socket.next().await {
-        if message.is_close() {
-            return;
-        }
-        let echoed = message.is_text() || message.is_binary();
-        if echoed && socket.send(message).await.is_err() {
-            return;
         }
     }
 }
