@@ -2,12 +2,12 @@
 //! route, and shuts down in order: stop accepting, tell every client, wait
 //! for the sessions to end.
 //!
-//! Connections are accepted here and served by hyper; WebSocket upgrades on
-//! `--ws-path` are answered by [`websocket`], everything else by warp's
-//! filters. Owning the accept loop keeps every connection in view, for
-//! graceful shutdown now and per-address limits later.
+//! Connections are accepted here and served by hyper, each request by the
+//! node's one routing table ([`routes::table`]) through warp's service
+//! adapter. Owning the accept loop keeps every connection in view: for
+//! admission (limits in all and per address), the header-read timeout, and
+//! graceful shutdown.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -21,9 +21,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower_service::Service;
-use warp::filters::BoxedFilter;
-use warp::reply::Response;
-use warp::{Filter, Reply};
 
 use crate::auth::acl::Acl;
 use crate::auth::{self, AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
@@ -34,12 +31,10 @@ use crate::dispatch::offline::redis::RedisOfflineStore;
 use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::{Relay, Security};
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown;
 use crate::transport::admission::{self, Admission, Refusal};
-use crate::transport::http_api::{self, ApiAccess, PeerAddr};
-use crate::transport::sockjs::{Application, EndpointSettings, SockJsEndpoint};
-use crate::transport::web_demo::WebDemo;
-use crate::transport::{self, websocket};
+use crate::transport::http_api::{ApiAccess, PeerAddr};
+use crate::transport::routes;
 
 /// How long shutdown waits for sessions to send their ERROR and close.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
@@ -69,76 +64,6 @@ pub struct BoundServer {
     listener: TcpListener,
     config: Config,
     relay: Arc<Relay>,
-}
-
-/// Everything a request needs, cloned into each connection.
-#[derive(Clone)]
-struct App {
-    ws_path: Arc<str>,
-    relay: Arc<Relay>,
-    shutdown: Shutdown,
-    routes: BoxedFilter<(Response,)>,
-    /// SockJS endpoints: `/sockjs`, or the protocol test suite's services.
-    sockjs: Arc<[SockJsEndpoint]>,
-    web_demo: Arc<WebDemo>,
-    /// `--allowed-origins`; empty: any.
-    allowed_origins: Arc<[String]>,
-}
-
-impl App {
-    /// Whether a browser page of the request's origin may open sessions:
-    /// any, without `--allowed-origins`; requests without `Origin` come
-    /// from no page (tools, services) and pass.
-    fn origin_allowed<B>(&self, request: &Request<B>) -> bool {
-        if self.allowed_origins.is_empty() {
-            return true;
-        }
-        match request.headers().get(http::header::ORIGIN) {
-            None => true,
-            Some(origin) => origin
-                .to_str()
-                .is_ok_and(|origin| self.allowed_origins.iter().any(|allowed| allowed == origin)),
-        }
-    }
-
-    async fn respond(self, request: Request<Incoming>) -> transport::Response {
-        let path = request.uri().path();
-        let to_sessions =
-            path == &*self.ws_path || self.sockjs.iter().any(|endpoint| endpoint.serves(&request));
-        if to_sessions && !self.origin_allowed(&request) {
-            let mut response = transport::Response::new(transport::full(
-                "this page's origin may not connect to this relay (--allowed-origins)",
-            ));
-            *response.status_mut() = http::StatusCode::FORBIDDEN;
-            return response;
-        }
-        if request.uri().path() == &*self.ws_path {
-            if websocket::is_upgrade(&request) {
-                return websocket::upgrade(request, self.relay.connections.clone(), self.shutdown);
-            }
-            return transport::from_warp(
-                warp::reply::with_status(
-                    "this endpoint speaks STOMP over WebSocket",
-                    http::StatusCode::UPGRADE_REQUIRED,
-                )
-                .into_response(),
-            );
-        }
-        if let Some(endpoint) = self
-            .sockjs
-            .iter()
-            .find(|endpoint| endpoint.serves(&request))
-        {
-            return endpoint.respond(request, &self.relay, &self.shutdown).await;
-        }
-        if let Some(response) = self.web_demo.respond(&request) {
-            return response;
-        }
-        match warp::service(self.routes).call(request).await {
-            Ok(response) => transport::from_warp(response),
-            Err(infallible) => match infallible {},
-        }
-    }
 }
 
 impl BoundServer {
@@ -243,18 +168,12 @@ impl BoundServer {
         }
 
         let (trigger, shutdown) = shutdown::channel();
-        let app = App {
-            ws_path: Arc::from(ws_path.as_str()),
-            relay: self.relay.clone(),
+        let routes = warp::service(routes::table(
+            self.relay.clone(),
             shutdown,
-            routes: routes(
-                self.relay.clone(),
-                api_access(&self.config, &self.relay.auth),
-            ),
-            sockjs: sockjs_endpoints(&self.config),
-            web_demo: Arc::new(WebDemo::new(ws_path, &self.config.sockjs_path)),
-            allowed_origins: self.config.allowed_origins.clone().into(),
-        };
+            &self.config,
+            api_access(&self.config, &self.relay.auth),
+        ));
         let connections = GracefulShutdown::new();
         let mut http = auto::Builder::new(TokioExecutor::new());
         // A request's headers trickled in (HTTP slowloris) or never sent
@@ -298,15 +217,14 @@ impl BoundServer {
                     continue;
                 }
             };
-            let app = app.clone();
+            let routes = routes.clone();
             let request_ticket = ticket.clone();
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(PeerAddr(peer));
                 // An upgraded connection outlives this HTTP connection: its
                 // task keeps the place (see websocket::accept).
                 request.extensions_mut().insert(request_ticket.clone());
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.respond(request).await) }
+                routes.clone().call(request)
             });
             let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let connection = connections.watch(connection.into_owned());
@@ -320,7 +238,9 @@ impl BoundServer {
 
         tracing::info!("shutting down: no new connections; telling connected clients");
         drop(self.listener);
-        drop(app);
+        // The table holds a shutdown receiver: dropped, so that only
+        // sessions keep the trigger waiting.
+        drop(routes);
         trigger.signal();
         if tokio::time::timeout(DRAIN_PATIENCE, connections.shutdown())
             .await
@@ -402,28 +322,6 @@ fn destination_rules(config: &AuthConfig, authenticated: bool) -> Result<Acl, Au
     }
 }
 
-/// The SockJS endpoint of STOMP and, in test builds asked for them, the
-/// protocol test suite's services.
-fn sockjs_endpoints(config: &Config) -> Arc<[SockJsEndpoint]> {
-    let stomp = EndpointSettings {
-        max_sessions: config.max_sockjs_sessions,
-        max_sessions_per_address: config.max_connections_per_ip,
-        max_send: config.limits.max_frame_size,
-        ..EndpointSettings::new(&config.sockjs_path, Application::Stomp)
-    };
-    #[cfg(feature = "sockjs-protocol-test")]
-    if config.sockjs_protocol_test {
-        tracing::warn!(
-            "--sockjs-protocol-test: serving the SockJS test services /echo, /disabled_websocket_echo, /cookie_needed_echo and /close"
-        );
-        return std::iter::once(stomp)
-            .chain(EndpointSettings::protocol_test_services())
-            .map(SockJsEndpoint::start)
-            .collect();
-    }
-    [SockJsEndpoint::start(stomp)].into()
-}
-
 /// Ends the sessions of this node that other nodes asked to end.
 async fn carry_out_evictions(relay: Weak<Relay>, mut evictions: mpsc::Receiver<SessionId>) {
     while let Some(session) = evictions.recv().await {
@@ -467,36 +365,4 @@ fn api_access(config: &Config, auth: &Authenticator) -> ApiAccess {
         (Some(_), _) => {}
     }
     ApiAccess::new(config.api_token.as_deref(), logins)
-}
-
-/// Every HTTP route but the WebSocket endpoint.
-fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> {
-    let api = http_api::routes(relay.clone(), access.clone());
-    let metrics = http_api::metrics_route(relay.clone(), access);
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| healthy().into_response());
-    let readyz = warp::path!("readyz").and(warp::get()).map(move || {
-        if relay.broker.is_ready() {
-            "ready".into_response()
-        } else {
-            warp::reply::with_status(
-                "the message broker is unavailable",
-                http::StatusCode::SERVICE_UNAVAILABLE,
-            )
-            .into_response()
-        }
-    });
-    api.or(metrics)
-        .unify()
-        .or(healthz)
-        .unify()
-        .or(readyz)
-        .unify()
-        .boxed()
-}
-
-/// `/healthz`: the process is up and serving HTTP.
-fn healthy() -> &'static str {
-    "ok"
 }

@@ -1,11 +1,16 @@
 //! Which TCP connections the node lets in: at most so many in all and so
 //! many from one address (`--max-connections`, `--max-connections-per-ip`),
 //! so that one client, or a crowd, cannot take every socket of the node.
-//! A connection past a limit is answered with a 503 and closed.
+//! A connection past a limit is answered with a 503 and closed. And which
+//! pages may open sessions (`--allowed-origins`): others get a 403.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use http::{HeaderMap, StatusCode, header};
+
+use super::{Response, full};
 
 /// The limits (0: none) and the connections counted against them.
 #[derive(Debug)]
@@ -94,9 +99,66 @@ pub fn refusal_response(refusal: Refusal) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The origins whose pages may open sessions (`--allowed-origins`; none
+/// listed: any). A browser names the page's origin in `Origin` on WebSocket
+/// upgrades and cross-origin requests, so a page elsewhere cannot borrow
+/// its visitor's cookies or network position to open sessions here.
+/// Requests without `Origin` come from no page (tools, services) and pass.
+#[derive(Debug, Clone)]
+pub struct AllowedOrigins(Arc<[String]>);
+
+impl AllowedOrigins {
+    pub fn new(origins: &[String]) -> AllowedOrigins {
+        AllowedOrigins(origins.into())
+    }
+
+    /// Whether a request with these headers may open sessions.
+    pub fn allow(&self, headers: &HeaderMap) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
+        match headers.get(header::ORIGIN) {
+            None => true,
+            Some(origin) => origin
+                .to_str()
+                .is_ok_and(|origin| self.0.iter().any(|allowed| allowed == origin)),
+        }
+    }
+
+    /// The 403 for a request whose page may not open sessions; `None` when
+    /// it may.
+    pub fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
+        if self.allow(headers) {
+            return None;
+        }
+        let mut response = Response::new(full(
+            "this page's origin may not connect to this relay (--allowed-origins)",
+        ));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        Some(response)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_listed_origins_or_none_may_open_sessions() {
+        let with_origin = |origin: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ORIGIN, origin.parse().unwrap());
+            headers
+        };
+        let listed = AllowedOrigins::new(&["https://good.example".to_owned()]);
+        assert!(listed.allow(&with_origin("https://good.example")));
+        assert!(listed.allow(&HeaderMap::new()), "no page, no Origin");
+        assert!(!listed.allow(&with_origin("https://evil.example")));
+        let refusal = listed.refusal(&with_origin("https://evil.example"));
+        assert_eq!(refusal.map(|r| r.status()), Some(StatusCode::FORBIDDEN));
+        let any = AllowedOrigins::new(&[]);
+        assert!(any.allow(&with_origin("https://evil.example")));
+    }
 
     #[test]
     fn places_are_counted_per_address_and_in_all_and_freed() {

@@ -17,6 +17,9 @@
 //! `Authorization: Basic` with a users-file login. With no `--api-token`,
 //! loopback clients are let in too. Bodies are JSON, at most 64 KiB;
 //! unknown fields are refused.
+//!
+//! The routes are declared with every other route of the node in
+//! [`super::routes`]; this file answers them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,7 +29,6 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use stomp_parser::Headers;
-use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -201,64 +203,14 @@ fn json_error(status: StatusCode, message: &str) -> Response {
     .into_response()
 }
 
-/// Every API route, with its access rule and its JSON error answers.
-pub fn routes(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> {
-    let relay = warp::any().map(move || relay.clone());
-    let guard = access_guard(access);
-    let body = warp::body::content_length_limit(MAX_BODY).and(warp::body::bytes());
+/// A request's JSON body, read whole, at most [`MAX_BODY`] bytes.
+pub(super) fn json_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(MAX_BODY).and(warp::body::bytes())
+}
 
-    let to_user = warp::path!("v1" / "users" / String / "messages")
-        .and(warp::post())
-        .and(guard.clone())
-        .and(relay.clone())
-        .and(body)
-        .and_then(send_to_user);
-    let to_topic = warp::path!("v1" / "topics" / String / "messages")
-        .and(warp::post())
-        .and(guard.clone())
-        .and(relay.clone())
-        .and(body)
-        .and_then(send_to_topic);
-    let bulk = warp::path!("v1" / "messages")
-        .and(warp::post())
-        .and(guard.clone())
-        .and(relay.clone())
-        .and(body)
-        .and_then(send_to_many);
-    let sessions = warp::path!("v1" / "users" / String / "sessions")
-        .and(warp::get())
-        .and(guard.clone())
-        .and(relay.clone())
-        .and_then(user_sessions);
-    let users = warp::path!("v1" / "users")
-        .and(warp::get())
-        .and(guard.clone())
-        .and(relay.clone())
-        .and_then(online_users);
-    let nodes = warp::path!("v1" / "nodes")
-        .and(warp::get())
-        .and(guard)
-        .and(relay)
-        .and_then(live_nodes);
-    let openapi = warp::path!("v1" / "openapi.json").and(warp::get()).map(|| {
-        warp::reply::with_header(OPENAPI, "content-type", "application/json").into_response()
-    });
-    let api = to_user
-        .or(to_topic)
-        .unify()
-        .or(bulk)
-        .unify()
-        .or(sessions)
-        .unify()
-        .or(users)
-        .unify()
-        .or(nodes)
-        .unify()
-        .or(openapi)
-        .unify();
-    warp::path("api")
-        .and(api.recover(answer_rejection).unify())
-        .boxed()
+/// `GET /api/v1/openapi.json`.
+pub(super) fn openapi() -> Response {
+    warp::reply::with_header(OPENAPI, "content-type", "application/json").into_response()
 }
 
 /// A path segment as the client meant it (`alice%40example.com` is
@@ -276,7 +228,9 @@ fn decoded(segment: &str) -> Result<String, Rejection> {
 }
 
 /// Lets a request through only if `access` allows its client.
-fn access_guard(access: ApiAccess) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+pub(super) fn access_guard(
+    access: ApiAccess,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::ext::optional::<PeerAddr>()
         .and(warp::header::optional::<String>("authorization"))
         .and_then(move |peer: Option<PeerAddr>, authorization: Option<String>| {
@@ -295,24 +249,14 @@ fn access_guard(access: ApiAccess) -> impl Filter<Extract = (), Error = Rejectio
         .untuple_one()
 }
 
-/// `/metrics`: the node's counters as Prometheus text, under the API's
-/// access rule.
-pub fn metrics_route(relay: Arc<Relay>, access: ApiAccess) -> BoxedFilter<(Response,)> {
-    let counters = warp::path::end()
-        .and(warp::get())
-        .and(access_guard(access))
-        .map(move || {
-            warp::reply::with_header(
-                relay.metrics.render(),
-                "content-type",
-                "text/plain; version=0.0.4",
-            )
-            .into_response()
-        });
-    // Refusals are answered only under /metrics, so other routes still match.
-    warp::path("metrics")
-        .and(counters.recover(answer_rejection).unify())
-        .boxed()
+/// `/metrics`: the node's counters as Prometheus text.
+pub(super) fn metrics(relay: &Relay) -> Response {
+    warp::reply::with_header(
+        relay.metrics.render(),
+        "content-type",
+        "text/plain; version=0.0.4",
+    )
+    .into_response()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
@@ -385,7 +329,11 @@ fn sent(report: Result<DispatchReport, DispatchError>) -> Result<Response, Rejec
     Ok(warp::reply::json(&sent).into_response())
 }
 
-async fn send_to_user(user: String, relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
+pub(super) async fn send_to_user(
+    user: String,
+    relay: Arc<Relay>,
+    body: Bytes,
+) -> Result<Response, Rejection> {
     let user = decoded(&user)?;
     let request: UserMessage = parse(&body)?;
     let (name, message) = user_message(&request.destination, request.body, request.headers)?;
@@ -398,7 +346,7 @@ async fn send_to_user(user: String, relay: Arc<Relay>, body: Bytes) -> Result<Re
     )
 }
 
-async fn send_to_many(relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
+pub(super) async fn send_to_many(relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
     let request: BulkMessage = parse(&body)?;
     let (name, message) = user_message(&request.destination, request.body, request.headers)?;
     let when_offline = WhenOffline::from_persist(request.persist);
@@ -447,7 +395,11 @@ fn decoded_users(users: Vec<String>) -> Result<Vec<String>, Rejection> {
     }
 }
 
-async fn send_to_topic(key: String, relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
+pub(super) async fn send_to_topic(
+    key: String,
+    relay: Arc<Relay>,
+    body: Bytes,
+) -> Result<Response, Rejection> {
     let key = decoded(&key)?;
     let request: TopicMessage = parse(&body)?;
     let destination = format!("/topic/{key}");
@@ -471,7 +423,7 @@ async fn send_to_topic(key: String, relay: Arc<Relay>, body: Bytes) -> Result<Re
     Ok(warp::reply::json(&serde_json::json!({ "published": true })).into_response())
 }
 
-async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Response, Rejection> {
+pub(super) async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Response, Rejection> {
     let user = decoded(&user)?;
     let sessions = relay
         .registry
@@ -490,7 +442,7 @@ async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Response, Reje
 }
 
 /// Who is online: every user with a live session, and how many.
-async fn online_users(relay: Arc<Relay>) -> Result<Response, Rejection> {
+pub(super) async fn online_users(relay: Arc<Relay>) -> Result<Response, Rejection> {
     let sessions = relay.registry.all_sessions().await.map_err(unavailable)?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for record in sessions {
@@ -503,13 +455,13 @@ async fn online_users(relay: Arc<Relay>) -> Result<Response, Rejection> {
     Ok(warp::reply::json(&serde_json::json!({ "users": users })).into_response())
 }
 
-async fn live_nodes(relay: Arc<Relay>) -> Result<Response, Rejection> {
+pub(super) async fn live_nodes(relay: Arc<Relay>) -> Result<Response, Rejection> {
     let nodes = relay.registry.nodes().await.map_err(unavailable)?;
     Ok(warp::reply::json(&serde_json::json!({ "nodes": nodes })).into_response())
 }
 
 /// Every refusal under `/api` as JSON with a fitting status.
-async fn answer_rejection(rejection: Rejection) -> Result<Response, Rejection> {
+pub(super) async fn answer_rejection(rejection: Rejection) -> Result<Response, Rejection> {
     if let Some(error) = rejection.find::<ApiError>() {
         return Ok(json_error(error.status, &error.message));
     }

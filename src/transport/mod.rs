@@ -1,38 +1,33 @@
 //! How clients reach the relay: raw WebSocket, SockJS, the HTTP API and the
-//! web demo, all mounted on one listener.
+//! web demo, all mounted on one listener, every route in one table
+//! ([`routes`]).
 
 pub mod admission;
 pub mod connection;
 pub mod http_api;
+pub mod routes;
 pub mod sockjs;
 pub mod web_demo;
 pub mod websocket;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
-/// An error a response body may end with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every answer the node gives: warp's, whose body also carries SockJS's
+/// streams and WebSocket upgrades.
+pub type Response = warp::reply::Response;
 
-/// The body of every answer the node gives: warp's replies, WebSocket
-/// upgrades, and SockJS's streaming responses, which warp's own body type
-/// cannot carry.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+/// The body of a request that a handler reads itself (SockJS's
+/// `xhr_send`), rather than through warp's body filters (see
+/// `whole_request` in [`routes`]). Its error is warp's own, a concrete type: a
+/// boxed `dyn Error` here makes the futures that read it fail to prove
+/// themselves `Send` (the compiler loses the box's `'static`).
+pub type RequestBody = UnsyncBoxBody<Bytes, warp::Error>;
 
-/// Every answer the node gives.
-pub type Response = http::Response<Body>;
-
-/// A whole body of bytes.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// A warp reply as one of the node's answers.
-pub fn from_warp(response: warp::reply::Response) -> Response {
-    response.map(|body| body.map_err(BoxError::from).boxed_unsync())
+/// A whole body of bytes, for [`Response::new`] (warp's body type has no
+/// name outside warp: this lets the compiler find it).
+pub fn full<B: From<Bytes>>(bytes: impl Into<Bytes>) -> B {
+    B::from(bytes.into())
 }
 
 /// The decoded value of `name` in form-encoded `text` (a URL query, or a

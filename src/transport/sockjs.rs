@@ -16,18 +16,18 @@
 //! protocol's own test suite (`sockjs-protocol.py`) as the reference: built
 //! with the `sockjs-protocol-test` feature, the relay has a
 //! `--sockjs-protocol-test` switch that mounts the services the suite
-//! expects ([`protocol_test`]).
+//! expects (`protocol_test`).
 //!
 //! This file holds an endpoint's settings and state, and `/info`. The rest,
 //! one concern a file:
-//! - [`routing`]: which handler answers a URL;
-//! - [`receiving`]: the receiving transports (`xhr`, `xhr_streaming`,
+//! - `routing`: which handler answers a URL;
+//! - `receiving`: the receiving transports (`xhr`, `xhr_streaming`,
 //!   `eventsource`, `htmlfile`, `jsonp`), their bodies and limits;
-//! - [`sending`]: `xhr_send` and `jsonp_send`, the client's messages;
-//! - [`websocket`] and [`hixie76`]: sessions over a WebSocket, and the raw
+//! - `sending`: `xhr_send` and `jsonp_send`, the client's messages;
+//! - `websocket` and [`hixie76`]: sessions over a WebSocket, and the raw
 //!   WebSocket;
-//! - [`pages`]: the iframe page and the `htmlfile` prelude;
-//! - [`headers`]: CORS and caching; [`reply`]: the plain answers;
+//! - `pages`: the iframe page and the `htmlfile` prelude;
+//! - `headers`: CORS and caching; `reply`: the plain answers;
 //! - `protocol_test`: the suite's services, in test builds only;
 //! - [`session`]: what outlives a request; [`frame`]: the frames.
 
@@ -50,11 +50,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
 
-use super::Response;
 use super::admission::Admission;
 use super::connection;
+use super::{RequestBody, Response};
 use crate::relay::Relay;
 use crate::shutdown::Shutdown;
 use headers::{cors, not_cached, preflight};
@@ -188,7 +187,7 @@ impl Context<'_> {
         &self.endpoint.settings
     }
 
-    fn info(&self, request: &Request<Incoming>) -> Response {
+    fn info(&self, request: &Request<RequestBody>) -> Response {
         match *request.method() {
             Method::OPTIONS => preflight(request, "OPTIONS, GET"),
             Method::GET => {

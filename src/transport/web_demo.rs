@@ -4,7 +4,7 @@
 //! and no internet. `config.json` tells the page where this node's
 //! WebSocket and SockJS endpoints are.
 
-use http::{HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use super::{Response, full};
 
@@ -57,8 +57,7 @@ impl WebDemo {
     }
 
     /// The answer for a demo file; `None` for any other path.
-    pub fn respond<B>(&self, request: &Request<B>) -> Option<Response> {
-        let path = request.uri().path();
+    pub fn respond(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
         let (content_type, bytes): (&str, &[u8]) = if path == "/config.json" {
             ("application/json", self.config.as_bytes())
         } else {
@@ -66,7 +65,7 @@ impl WebDemo {
             let asset = ASSETS.iter().find(|asset| asset.path == path)?;
             (asset.content_type, asset.bytes)
         };
-        if request.method() != Method::GET && request.method() != Method::HEAD {
+        if method != Method::GET && method != Method::HEAD {
             let mut response = Response::new(full(""));
             *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             response
@@ -77,8 +76,7 @@ impl WebDemo {
         // Built into the binary: the version's files never change under
         // one ETag, and browsers revalidate rather than keep a stale page.
         let etag = format!("\"{}-{:x}\"", env!("CARGO_PKG_VERSION"), bytes.len());
-        let unchanged = request
-            .headers()
+        let unchanged = headers
             .get(header::IF_NONE_MATCH)
             .is_some_and(|tag| tag.as_bytes() == etag.as_bytes());
         let mut response = if unchanged {

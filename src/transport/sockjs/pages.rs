@@ -3,12 +3,11 @@
 //! prelude of an `htmlfile` stream, which calls back into its parent page.
 
 use http::{Method, Request, StatusCode, header};
-use hyper::body::Incoming;
 
 use super::Context;
 use super::headers::{cacheable, insert};
 use super::reply::{method_not_allowed, status_only, text};
-use crate::transport::Response;
+use crate::transport::{RequestBody, Response};
 
 /// The page of the `htmlfile` transport, before its frames.
 const HTMLFILE_PAGE: &str = r#"<!doctype html>
@@ -60,7 +59,7 @@ pub(super) fn htmlfile_prelude(callback: &str) -> String {
 }
 
 impl Context<'_> {
-    pub(super) fn iframe(&self, request: &Request<Incoming>) -> Response {
+    pub(super) fn iframe(&self, request: &Request<RequestBody>) -> Response {
         if request.method() != Method::GET {
             return method_not_allowed("GET");
         }

@@ -3,13 +3,14 @@
 //! streams; `jsonp` polls), how each wraps the frames in its response body,
 //! and when a stream ends so that the client opens the next one.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Incoming;
+use warp::Reply;
+
 use tokio::sync::mpsc;
 
 use super::Context;
@@ -19,7 +20,7 @@ use super::pages::htmlfile_prelude;
 use super::reply::{method_not_allowed, text};
 use super::session::{Attach, Session};
 use crate::transport::http_api::PeerAddr;
-use crate::transport::{BoxError, Response, form_value, query_parameter};
+use crate::transport::{RequestBody, Response, form_value, query_parameter};
 
 /// How long a new receiving connection waits for the one before to be
 /// noticed gone before it is told another connection is open.
@@ -90,7 +91,7 @@ impl Context<'_> {
     /// session if it is new.
     pub(super) fn receiving(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         session_id: &str,
         receiver: Receiver,
     ) -> Response {
@@ -197,8 +198,7 @@ impl Context<'_> {
                 }
             }
         });
-        let stream = tokio_stream_of(body);
-        let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(stream)));
+        let mut response = warp::reply::stream(tokio_stream_of(body)).into_response();
         *response.status_mut() = StatusCode::OK;
         response
     }
@@ -233,10 +233,6 @@ pub(super) fn callback<B>(request: &Request<B>) -> Result<String, Response> {
 /// A body made of the chunks a task sends, each its own HTTP chunk.
 fn tokio_stream_of(
     mut chunks: mpsc::Receiver<Bytes>,
-) -> impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, BoxError>> + Send + 'static {
-    futures_util::stream::poll_fn(move |cx| {
-        chunks
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
-    })
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + Sync + 'static {
+    futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx).map(|chunk| chunk.map(Ok)))
 }

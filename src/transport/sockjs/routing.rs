@@ -5,19 +5,18 @@
 use std::sync::Arc;
 
 use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
 
 use super::receiving::{Receiver, callback};
 use super::reply::{method_not_allowed, not_found, text};
 use super::{Context, SockJsEndpoint};
 use crate::relay::Relay;
 use crate::shutdown::Shutdown;
-use crate::transport::Response;
+use crate::transport::{RequestBody, Response};
 
 impl SockJsEndpoint {
-    /// Whether `request` is for this endpoint.
-    pub fn serves<B>(&self, request: &Request<B>) -> bool {
-        let path = request.uri().path();
+    /// Whether a request for `path` is for this endpoint: its prefix, or
+    /// anything below it.
+    pub fn serves(&self, path: &str) -> bool {
         path.strip_prefix(self.settings.prefix.as_str())
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
@@ -25,12 +24,14 @@ impl SockJsEndpoint {
     /// Answers a request for this endpoint.
     pub async fn respond(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         relay: &Arc<Relay>,
         shutdown: &Shutdown,
     ) -> Response {
         let path = request.uri().path().to_owned();
-        let rest = &path[self.settings.prefix.len()..];
+        let Some(rest) = path.strip_prefix(self.settings.prefix.as_str()) else {
+            return not_found();
+        };
         let context = Context {
             endpoint: self,
             relay,
@@ -59,7 +60,7 @@ impl Context<'_> {
     /// A request on a session URL, by the transport its last part names.
     async fn session_request(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         session_id: &str,
         transport: &str,
     ) -> Response {

@@ -4,19 +4,18 @@
 
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use super::Context;
 use super::frame;
 use super::headers::{insert, preflight};
 use super::reply::{method_not_allowed, not_found, status_only, text};
-use crate::transport::{Response, form_value};
+use crate::transport::{RequestBody, Response, form_value};
 
 impl Context<'_> {
     /// `xhr_send` and `jsonp_send`: messages from the client.
     pub(super) async fn client_messages(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         session_id: &str,
         transport: &str,
     ) -> Response {

@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
+
 use tokio_tungstenite::tungstenite::Message;
 
 use super::reply::{method_not_allowed, not_found, text};
 use super::session::Session;
 use super::{Application, Context, frame, hixie76};
 use crate::transport::websocket::{self, Socket};
-use crate::transport::{Response, query_parameter};
+use crate::transport::{RequestBody, Response, query_parameter};
 
 impl Context<'_> {
-    pub(super) fn raw_websocket(&self, request: Request<Incoming>) -> Response {
+    pub(super) fn raw_websocket(&self, request: Request<RequestBody>) -> Response {
         if !self.settings().websocket {
             return not_found();
         }
@@ -41,7 +41,7 @@ impl Context<'_> {
     }
     /// `/{server}/{session}/websocket`: a session of its own, carried by
     /// one WebSocket, with SockJS framing.
-    pub(super) fn session_websocket(&self, request: Request<Incoming>) -> Response {
+    pub(super) fn session_websocket(&self, request: Request<RequestBody>) -> Response {
         if !self.settings().websocket {
             return not_found();
         }

@@ -1,0 +1,371 @@
+//! Every route the node serves, in one table ([`table`]), tried in order:
+//!
+//! | route | answered by |
+//! | --- | --- |
+//! | `--ws-path` (`/ws`) | STOMP over WebSocket: [`super::websocket`] |
+//! | `--sockjs-path` (`/sockjs`) and below | STOMP over SockJS: [`super::sockjs`] (its own paths in `sockjs/routing.rs`) |
+//! | `/api/v1/...` | the HTTP API: [`super::http_api`] |
+//! | `/metrics` | Prometheus text, under the API's access rule |
+//! | `/healthz`, `/readyz` | the process serves; the broker is usable |
+//! | `/`, the demo's files, `/config.json` | the web demo: [`super::web_demo`] |
+//!
+//! A test build started with `--sockjs-protocol-test` adds SockJS's test
+//! services (`/echo`, `/disabled_websocket_echo`, `/cookie_needed_echo`,
+//! `/close`) after `--sockjs-path`.
+//!
+//! Every route is a warp filter; the server's own accept loop serves the
+//! table through [`warp::service`], which keeps per-connection admission,
+//! the header-read timeout and graceful shutdown in its hands. The
+//! WebSocket upgrade and SockJS are answered by our own code, handed the
+//! request whole (`whole_request`): warp's `ws` filter answers no
+//! subprotocol and costs 136 KiB per idle connection (see [`super::websocket`]),
+//! and SockJS reads its bodies and streams its answers itself.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Buf;
+use futures_util::StreamExt;
+use futures_util::future::Either;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::upgrade::OnUpgrade;
+use warp::filters::BoxedFilter;
+use warp::filters::path::FullPath;
+use warp::{Filter, Rejection, Reply};
+
+use super::admission::{AllowedOrigins, Ticket};
+use super::http_api::{self, ApiAccess, PeerAddr};
+use super::sockjs::{Application, EndpointSettings, SockJsEndpoint};
+use super::web_demo::WebDemo;
+use super::{RequestBody, Response, websocket};
+use crate::config::Config;
+use crate::relay::Relay;
+use crate::shutdown::Shutdown;
+
+/// The node's routes, in the order they are tried.
+pub fn table(
+    relay: Arc<Relay>,
+    shutdown: Shutdown,
+    config: &Config,
+    access: ApiAccess,
+) -> BoxedFilter<(Response,)> {
+    let sessions = SessionRoutes {
+        relay: relay.clone(),
+        shutdown,
+        origins: AllowedOrigins::new(&config.allowed_origins),
+    };
+
+    // STOMP over WebSocket at --ws-path.
+    let websocket = at(&config.ws_path).and(sessions.answer(|request, relay, shutdown| {
+        std::future::ready(stomp_over_websocket(request, relay, shutdown))
+    }));
+
+    // STOMP over SockJS at --sockjs-path and below.
+    let sockjs = sockjs(
+        EndpointSettings {
+            max_sessions: config.max_sockjs_sessions,
+            max_sessions_per_address: config.max_connections_per_ip,
+            max_send: config.limits.max_frame_size,
+            ..EndpointSettings::new(&config.sockjs_path, Application::Stomp)
+        },
+        &sessions,
+    );
+    #[cfg(feature = "sockjs-protocol-test")]
+    let sockjs = with_protocol_test_services(sockjs, config, &sessions);
+
+    // The HTTP API at /api/v1/..., each route behind the API's access rule.
+    let guard = http_api::access_guard(access);
+    let with_relay = {
+        let relay = relay.clone();
+        warp::any().map(move || relay.clone())
+    };
+    let api = warp::path!("v1" / "users" / String / "messages")
+        .and(warp::post())
+        .and(guard.clone())
+        .and(with_relay.clone())
+        .and(http_api::json_body())
+        .and_then(http_api::send_to_user)
+        .or(warp::path!("v1" / "topics" / String / "messages")
+            .and(warp::post())
+            .and(guard.clone())
+            .and(with_relay.clone())
+            .and(http_api::json_body())
+            .and_then(http_api::send_to_topic))
+        .unify()
+        .or(warp::path!("v1" / "messages")
+            .and(warp::post())
+            .and(guard.clone())
+            .and(with_relay.clone())
+            .and(http_api::json_body())
+            .and_then(http_api::send_to_many))
+        .unify()
+        .or(warp::path!("v1" / "users" / String / "sessions")
+            .and(warp::get())
+            .and(guard.clone())
+            .and(with_relay.clone())
+            .and_then(http_api::user_sessions))
+        .unify()
+        .or(warp::path!("v1" / "users")
+            .and(warp::get())
+            .and(guard.clone())
+            .and(with_relay.clone())
+            .and_then(http_api::online_users))
+        .unify()
+        .or(warp::path!("v1" / "nodes")
+            .and(warp::get())
+            .and(guard.clone())
+            .and(with_relay.clone())
+            .and_then(http_api::live_nodes))
+        .unify()
+        .or(warp::path!("v1" / "openapi.json")
+            .and(warp::get())
+            .map(http_api::openapi))
+        .unify();
+    // Refusals are answered as JSON under /api only, so that other
+    // routes still match.
+    let api = warp::path("api").and(api.recover(http_api::answer_rejection).unify());
+
+    // The node's counters, under the API's access rule.
+    let metrics = warp::path::end()
+        .and(warp::get())
+        .and(guard)
+        .and(with_relay.clone())
+        .map(|relay: Arc<Relay>| http_api::metrics(&relay));
+    let metrics = warp::path("metrics").and(metrics.recover(http_api::answer_rejection).unify());
+
+    // For load balancers and supervisors: serving, and ready.
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| "ok".into_response());
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_relay)
+        .map(|relay: Arc<Relay>| ready(&relay));
+
+    // The web demo: /, its files, and /config.json.
+    let demo = web_demo(WebDemo::new(&config.ws_path, &config.sockjs_path));
+
+    websocket
+        .or(sockjs)
+        .unify()
+        .or(api)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(healthz)
+        .unify()
+        .or(readyz)
+        .unify()
+        .or(demo)
+        .unify()
+        .boxed()
+}
+
+/// What the routes that open STOMP sessions share: the node, and the
+/// origins whose pages may use them.
+#[derive(Clone)]
+struct SessionRoutes {
+    relay: Arc<Relay>,
+    shutdown: Shutdown,
+    origins: AllowedOrigins,
+}
+
+impl SessionRoutes {
+    /// Hands the request whole to `handler`, unless it comes from a page
+    /// whose origin may not open sessions: that gets a 403. Only for a
+    /// route whose path has matched: it takes the body.
+    fn answer<H, F>(
+        &self,
+        handler: H,
+    ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<H, F>
+    where
+        H: Fn(http::Request<RequestBody>, Arc<Relay>, Shutdown) -> F
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        F: Future<Output = Response> + Send + 'static,
+    {
+        let sessions = self.clone();
+        whole_request().then(move |request: http::Request<RequestBody>| {
+            match sessions.origins.refusal(request.headers()) {
+                Some(refusal) => Either::Left(std::future::ready(refusal)),
+                None => Either::Right(handler(
+                    request,
+                    sessions.relay.clone(),
+                    sessions.shutdown.clone(),
+                )),
+            }
+        })
+    }
+}
+
+/// `--ws-path`: STOMP over a WebSocket; anything but an upgrade is told
+/// to upgrade.
+fn stomp_over_websocket(
+    request: http::Request<RequestBody>,
+    relay: Arc<Relay>,
+    shutdown: Shutdown,
+) -> Response {
+    if websocket::is_upgrade(&request) {
+        return websocket::upgrade(request, relay.connections.clone(), shutdown);
+    }
+    warp::reply::with_status(
+        "this endpoint speaks STOMP over WebSocket",
+        StatusCode::UPGRADE_REQUIRED,
+    )
+    .into_response()
+}
+
+/// A SockJS endpoint: its prefix and every path below it.
+fn sockjs(settings: EndpointSettings, sessions: &SessionRoutes) -> BoxedFilter<(Response,)> {
+    let endpoint = Arc::new(SockJsEndpoint::start(settings));
+    let serves = endpoint.clone();
+    path_where(move |path| serves.serves(path))
+        .and(sessions.answer(move |request, relay, shutdown| {
+            let endpoint = endpoint.clone();
+            async move { endpoint.respond(request, &relay, &shutdown).await }
+        }))
+        .boxed()
+}
+
+/// `sockjs` and, when `--sockjs-protocol-test` asks for them, the SockJS
+/// protocol suite's services.
+#[cfg(feature = "sockjs-protocol-test")]
+fn with_protocol_test_services(
+    sockjs: BoxedFilter<(Response,)>,
+    config: &Config,
+    sessions: &SessionRoutes,
+) -> BoxedFilter<(Response,)> {
+    if !config.sockjs_protocol_test {
+        return sockjs;
+    }
+    tracing::warn!(
+        "--sockjs-protocol-test: serving the SockJS test services /echo, /disabled_websocket_echo, /cookie_needed_echo and /close"
+    );
+    EndpointSettings::protocol_test_services()
+        .into_iter()
+        .fold(sockjs, |routes, service| {
+            routes.or(self::sockjs(service, sessions)).unify().boxed()
+        })
+}
+
+/// `/readyz`: whether the broker can take messages.
+fn ready(relay: &Relay) -> Response {
+    if relay.broker.is_ready() {
+        "ready".into_response()
+    } else {
+        warp::reply::with_status(
+            "the message broker is unavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .into_response()
+    }
+}
+
+/// `/`, the demo's files and `/config.json`; other paths are not the
+/// demo's.
+fn web_demo(demo: WebDemo) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let demo = Arc::new(demo);
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and_then(move |method: Method, path: FullPath, headers: HeaderMap| {
+            let answer = demo.respond(&method, path.as_str(), &headers);
+            async move { answer.ok_or_else(warp::reject::not_found) }
+        })
+}
+
+/// Requests for exactly `path`, a configured path that may span several
+/// segments.
+fn at(path: &str) -> impl Filter<Extract = (), Error = Rejection> + Clone + use<> {
+    let path: Arc<str> = Arc::from(path);
+    path_where(move |requested| requested == &*path)
+}
+
+/// Requests whose whole path `matches` accepts: for the paths the flags
+/// configure, which warp's segment-by-segment filters cannot express.
+fn path_where<M>(matches: M) -> impl Filter<Extract = (), Error = Rejection> + Clone
+where
+    M: Fn(&str) -> bool + Clone + Send + Sync + 'static,
+{
+    warp::path::full()
+        .and_then(move |path: FullPath| {
+            let matched = matches(path.as_str());
+            std::future::ready(if matched {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            })
+        })
+        .untuple_one()
+}
+
+/// The request whole, for the handlers that answer it themselves (the
+/// WebSocket upgrade, SockJS): warp's filters take a request apart, these
+/// need it together. Of its extensions, those these handlers read are
+/// carried over: the client's address and the connection's place, which
+/// the accept loop put there (an upgraded connection keeps the place), and
+/// hyper's pending upgrade. Takes the body, so it belongs after a path
+/// filter, on a route that answers whatever follows.
+fn whole_request() -> impl Filter<Extract = (http::Request<RequestBody>,), Error = Rejection> + Clone
+{
+    let query = warp::query::raw()
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<PeerAddr>())
+        .and(warp::ext::optional::<Arc<Ticket>>())
+        .and(warp::ext::optional::<OnUpgrade>())
+        .and(warp::body::stream().map(request_body))
+        .and_then(
+            |method: Method,
+             path: FullPath,
+             query: Option<String>,
+             headers: HeaderMap,
+             peer: Option<PeerAddr>,
+             ticket: Option<Arc<Ticket>>,
+             upgrade: Option<OnUpgrade>,
+             body: RequestBody| async move {
+                let uri = match query {
+                    Some(query) => format!("{}?{query}", path.as_str()),
+                    None => path.as_str().to_owned(),
+                };
+                // hyper parsed this URI already: parsing it again fails
+                // only if that one was not one.
+                let uri: Uri = uri.parse().map_err(|_| warp::reject::not_found())?;
+                let mut request = http::Request::new(body);
+                *request.method_mut() = method;
+                *request.uri_mut() = uri;
+                *request.headers_mut() = headers;
+                let extensions = request.extensions_mut();
+                if let Some(peer) = peer {
+                    extensions.insert(peer);
+                }
+                if let Some(ticket) = ticket {
+                    extensions.insert(ticket);
+                }
+                if let Some(upgrade) = upgrade {
+                    extensions.insert(upgrade);
+                }
+                Ok::<_, Rejection>(request)
+            },
+        )
+}
+
+/// A request's body as warp hands it over, as a body a handler can read.
+fn request_body<S, B>(chunks: S) -> RequestBody
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    let frames = chunks.map(|chunk| {
+        chunk.map(|mut data| http_body::Frame::data(data.copy_to_bytes(data.remaining())))
+    });
+    BodyExt::boxed_unsync(StreamBody::new(frames))
+}
