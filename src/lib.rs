@@ -2,8 +2,10 @@
 //!
 //! The binary (`main.rs`) reads a [`config::Config`] and hands it to
 //! [`server::BoundServer`]. The layers, as `ARCHITECTURE.md` draws them:
-//! [`transport`] (WebSocket) -> [`session`] (the STOMP state machine) ->
-//! [`broker`] and [`registry`], with [`dispatch`] delivering to users.
+//! [`transport`] (routes, WebSocket, SockJS, the HTTP API, and the driver of
+//! each connection) runs a [`session`] (the STOMP state machine, without
+//! I/O) and carries out its commands on the [`broker`], the [`registry`]
+//! and [`dispatch`], which delivers to users.
 
 pub mod auth;
 pub mod broker;
