@@ -101,26 +101,9 @@ impl CommandRunner {
 
     pub fn start(&mut self, id: CommandId, command: Command) {
         self.in_flight += 1;
-        match command {
-            Command::Publish { target, message } => {
-                self.sends
-                    .push_back((id, Outbound::Publish { target, message }));
-            }
-            Command::SendToUser {
-                user,
-                name,
-                message,
-                when_offline,
-            } => self.sends.push_back((
-                id,
-                Outbound::ToUser {
-                    user,
-                    name,
-                    message,
-                    when_offline,
-                },
-            )),
-            ordered => self.ordered.push_back((id, ordered)),
+        match Outbound::try_from(command) {
+            Ok(send) => self.sends.push_back((id, send)),
+            Err(ordered) => self.ordered.push_back((id, ordered)),
         }
     }
 
@@ -285,23 +268,11 @@ impl CommandRunner {
                     }
                     Event::Done(Ok(()))
                 }
-                Command::Publish { target, message } => {
-                    let send = Outbound::Publish { target, message };
-                    run_send(services.clone(), session, send).await
-                }
-                Command::SendToUser {
-                    user,
-                    name,
-                    message,
-                    when_offline,
-                } => {
-                    let send = Outbound::ToUser {
-                        user,
-                        name,
-                        message,
-                        when_offline,
-                    };
-                    run_send(services.clone(), session, send).await
+                send @ (Command::Publish { .. } | Command::SendToUser { .. }) => {
+                    match Outbound::try_from(send) {
+                        Ok(send) => run_send(services.clone(), session, send).await,
+                        Err(_) => Event::Done(Ok(())),
+                    }
                 }
             }
         }
@@ -321,6 +292,29 @@ enum Outbound {
         message: Message,
         when_offline: WhenOffline,
     },
+}
+
+impl TryFrom<Command> for Outbound {
+    /// Any other command, given back.
+    type Error = Command;
+
+    fn try_from(command: Command) -> Result<Outbound, Command> {
+        match command {
+            Command::Publish { target, message } => Ok(Outbound::Publish { target, message }),
+            Command::SendToUser {
+                user,
+                name,
+                message,
+                when_offline,
+            } => Ok(Outbound::ToUser {
+                user,
+                name,
+                message,
+                when_offline,
+            }),
+            other => Err(other),
+        }
+    }
 }
 
 /// Hands a batch of SENDs to the broker, in order; each comes back with
