@@ -1,0 +1,240 @@
+//! The command line: one subcommand per scenario against a server given by
+//! URL, and `compare`, which starts relays itself and measures them beside
+//! RabbitMQ Web-STOMP.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::AckMode;
+use crate::destination::ServerKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stomp-bench",
+    about = "Drives a STOMP-over-WebSocket server (stomp-relay, RabbitMQ Web-STOMP, ...) and prints what it measured as JSON, one object per run",
+    after_help = "Examples:\n  stomp-bench per-user --url ws://127.0.0.1:8080/ws --pid relay=1234\n  stomp-bench fan-out --server rabbitmq --url ws://127.0.0.1:15674/ws --login guest --passcode guest\n  stomp-bench compare --relay-bin target/release/stomp-relay --scenario per-user"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub connection: Connection,
+
+    #[command(flatten)]
+    pub sizes: Sizes,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// One publisher, --subscribers subscribers of one topic, --messages messages.
+    FanOut,
+    /// --receivers receivers each on its own destination, --senders senders, --rounds rounds.
+    PerUser,
+    /// Per-user delivery through the relay's HTTP API (relay only; --batch for POST /api/v1/messages).
+    Api,
+    /// --clients sessions CONNECT and SUBSCRIBE (with receipt), --concurrency at a time.
+    Connect,
+    /// --sessions idle sessions, each subscribed; memory per session of each --pid.
+    Idle,
+    /// Starts relays (embedded and cluster mode) and measures them beside RabbitMQ Web-STOMP.
+    Compare(Box<CompareArgs>),
+}
+
+/// Which server, and how clients reach and log in to it.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The server's STOMP-over-WebSocket URL.
+    #[arg(long, global = true, default_value = "ws://127.0.0.1:8080/ws")]
+    pub url: String,
+
+    /// What kind of server it is: decides the per-user destinations.
+    #[arg(long, global = true, value_enum, default_value_t = ServerKind::Relay)]
+    pub server: ServerKind,
+
+    /// CONNECT's login (the relay's per-user receivers log in as their user instead).
+    #[arg(long, global = true, default_value = "bench")]
+    pub login: String,
+
+    /// CONNECT's passcode.
+    #[arg(long, global = true)]
+    pub passcode: Option<String>,
+
+    /// CONNECT's host header (RabbitMQ: the virtual host).
+    #[arg(long, global = true, default_value = "/")]
+    pub host: String,
+
+    /// A server process to account CPU and memory to, as name=pid (repeatable).
+    #[arg(long = "pid", global = true, value_parser = parse_named_pid)]
+    pub pids: Vec<(String, u32)>,
+
+    /// Connections are spread over the source addresses 127.0.0.1 .. 127.0.0.N.
+    #[arg(long, global = true, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub source_addresses: u8,
+
+    /// What the reports call the server (default: its URL).
+    #[arg(long, global = true)]
+    pub label: Option<String>,
+
+    /// Seconds a phase (setting up, receiving) may take before the run fails.
+    #[arg(long, global = true, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+/// How big each scenario is; each uses the options it names.
+#[derive(Debug, Clone, Args)]
+pub struct Sizes {
+    /// fan-out: subscribers of the topic.
+    #[arg(long, global = true, default_value_t = 1000)]
+    pub subscribers: usize,
+
+    /// fan-out: messages published.
+    #[arg(long, global = true, default_value_t = 200)]
+    pub messages: usize,
+
+    /// fan-out: how subscribers acknowledge (client: a cumulative ACK every 50 messages).
+    #[arg(long, global = true, value_enum, default_value_t = AckMode::Auto)]
+    pub ack: AckMode,
+
+    /// Bytes of each message body (at least 20: the send time is in it).
+    #[arg(long, global = true, default_value_t = 100)]
+    pub body_bytes: usize,
+
+    /// per-user, api: receivers, each on its own destination.
+    #[arg(long, global = true, default_value_t = 1000)]
+    pub receivers: usize,
+
+    /// per-user, api: messages each receiver gets.
+    #[arg(long, global = true, default_value_t = 10)]
+    pub rounds: usize,
+
+    /// per-user: sender sessions, the receivers split between them.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub senders: usize,
+
+    /// api: users per POST /api/v1/messages (without it: one POST /api/v1/users/{user}/messages per user).
+    #[arg(long, global = true)]
+    pub batch: Option<usize>,
+
+    /// api: HTTP requests in flight at once (each on its own kept-alive connection).
+    #[arg(long, global = true, default_value_t = 8)]
+    pub http_connections: usize,
+
+    /// connect: sessions to set up.
+    #[arg(long, global = true, default_value_t = 1000)]
+    pub clients: usize,
+
+    /// connect, idle: sessions being set up at once.
+    #[arg(long, global = true, default_value_t = 50)]
+    pub concurrency: usize,
+
+    /// connect, idle: subscribe to one shared topic instead of a destination per session.
+    #[arg(long, global = true)]
+    pub topic: bool,
+
+    /// idle: sessions held.
+    #[arg(long, global = true, default_value_t = 15_000)]
+    pub sessions: usize,
+}
+
+/// The scenarios `compare` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    FanOut,
+    PerUser,
+    Api,
+    Connect,
+    Idle,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] = [
+        Scenario::FanOut,
+        Scenario::PerUser,
+        Scenario::Api,
+        Scenario::Connect,
+        Scenario::Idle,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::FanOut => "fan-out",
+            Scenario::PerUser => "per-user",
+            Scenario::Api => "api",
+            Scenario::Connect => "connect",
+            Scenario::Idle => "idle",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The relay binary to start (build it with cargo build --release).
+    #[arg(long)]
+    pub relay_bin: PathBuf,
+
+    /// A scenario to run (repeatable; default: all five).
+    #[arg(long = "scenario", value_enum)]
+    pub scenarios: Vec<Scenario>,
+
+    /// One more flag for every relay started, e.g. --relay-arg=--max-in-flight=1024 (repeatable).
+    #[arg(long = "relay-arg", allow_hyphen_values = true)]
+    pub relay_args: Vec<String>,
+
+    /// RabbitMQ for cluster mode.
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+
+    /// Redis for cluster mode.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// RabbitMQ Web-STOMP, measured beside the relays.
+    #[arg(long, default_value = "ws://127.0.0.1:15674/ws")]
+    pub web_stomp_url: String,
+
+    #[arg(long, default_value = "guest")]
+    pub web_stomp_login: String,
+
+    #[arg(long, default_value = "guest")]
+    pub web_stomp_passcode: String,
+
+    /// Which of the three to measure (repeatable; default: all).
+    #[arg(long = "only", value_enum)]
+    pub only: Vec<Contender>,
+}
+
+/// The servers `compare` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Contender {
+    RelayEmbedded,
+    RelayCluster,
+    WebStomp,
+}
+
+impl Contender {
+    pub const ALL: [Contender; 3] = [
+        Contender::RelayEmbedded,
+        Contender::RelayCluster,
+        Contender::WebStomp,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Contender::RelayEmbedded => "relay-embedded",
+            Contender::RelayCluster => "relay-cluster",
+            Contender::WebStomp => "web-stomp",
+        }
+    }
+}
+
+fn parse_named_pid(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| "expected name=pid, e.g. relay=1234".to_owned())?;
+    let pid = pid
+        .parse()
+        .map_err(|_| format!("{pid:?} is not a process id"))?;
+    Ok((name.to_owned(), pid))
+}
