@@ -339,7 +339,11 @@ fn ratio_rows(results: &[(Variant, Contender, Report)]) -> Vec<RatioRow> {
             if embedded.or(cluster).or(web_stomp).is_none() {
                 continue;
             }
-            let over = |relay: Option<f64>| Some(relay? / web_stomp.filter(|w| *w != 0.0)?);
+            // The API's requests are a few at a time (closed loop), the
+            // STOMP senders' a burst: their latencies are not comparable.
+            let comparable = reference == name || !metric.contains("latency");
+            let over =
+                |relay: Option<f64>| Some(relay? / web_stomp.filter(|w| *w != 0.0 && comparable)?);
             rows.push(RatioRow {
                 scenario: name.to_owned(),
                 metric,
