@@ -88,6 +88,13 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_AMQP_PREFETCH", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
     pub amqp_prefetch: u16,
 
+    /// What a session's user-destination routing keys ({name}-user{session}
+    /// on amq.topic) are bound to (cluster mode): node, the node's queue,
+    /// delivered in-process (one binding per key, no queue per session);
+    /// session, a queue and a consumer per session.
+    #[arg(long, env = "STOMP_RELAY_ROUTING", value_enum, default_value_t = Routing::Node)]
+    pub routing: Routing,
+
     /// Bearer token the HTTP API requires. Without one, the API answers
     /// loopback clients only.
     #[arg(long, env = "STOMP_RELAY_API_TOKEN", hide_env_values = true)]
@@ -301,6 +308,16 @@ pub struct AuthConfig {
     pub api_role: String,
 }
 
+/// What a session's user-destination keys are bound to (`--routing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Routing {
+    /// The node's queue, delivered in-process.
+    #[default]
+    Node,
+    /// A queue per session.
+    Session,
+}
+
 /// What a full outbox does to a slow client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum SlowConsumer {
@@ -345,6 +362,7 @@ pub struct Config {
     pub heart_beat: (u32, u32),
     pub connect_timeout: Duration,
     pub amqp_prefetch: u16,
+    pub routing: Routing,
     pub api_token: Option<String>,
     pub node_ttl: Duration,
     pub sockjs_path: String,
@@ -417,6 +435,7 @@ impl From<Cli> for Config {
             heart_beat: cli.heart_beat,
             connect_timeout: Duration::from_secs(cli.connect_timeout),
             amqp_prefetch: cli.amqp_prefetch,
+            routing: cli.routing,
             api_token: cli.api_token.filter(|token| !token.is_empty()),
             node_ttl: Duration::from_secs(cli.node_ttl),
             sockjs_path: cli.sockjs_path,

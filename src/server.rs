@@ -24,9 +24,9 @@ use tower_service::Service;
 
 use crate::auth::acl::Acl;
 use crate::auth::{self, AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
-use crate::broker::amqp::{AmqpBroker, AmqpSettings};
+use crate::broker::amqp::{AmqpBroker, AmqpSettings, UserKeyBinding};
 use crate::broker::{BrokerError, SessionId};
-use crate::config::{AuthConfig, AuthMode, Config, Mode};
+use crate::config::{AuthConfig, AuthMode, Config, Mode, Routing};
 use crate::dispatch::offline::redis::RedisOfflineStore;
 use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
@@ -100,6 +100,10 @@ impl BoundServer {
             } => {
                 let amqp_settings = AmqpSettings {
                     default_prefetch: config.amqp_prefetch,
+                    user_keys: match config.routing {
+                        Routing::Node => UserKeyBinding::NodeQueue,
+                        Routing::Session => UserKeyBinding::SessionQueue,
+                    },
                     ..AmqpSettings::default()
                 };
                 let broker = AmqpBroker::connect(amqp_url, &node_id, amqp_settings).await?;

@@ -178,42 +178,103 @@ async fn a_stomp_send_reaches_a_plain_amqp_consumer_with_its_headers() {
 }
 
 #[tokio::test]
-async fn a_disconnected_session_leaves_no_queue_and_no_redis_entry() {
+async fn a_disconnected_session_leaves_no_binding_and_no_redis_entry() {
+    for routing in ["node", "session"] {
+        let relay = TestRelay::start_with(Mode::Cluster, &["--routing", routing]);
+        let (mut client, session) =
+            StompClient::connect_with_session(&relay, "carol", "secret").await;
+        client.subscribe("p", "/user/queue/private", "auto").await;
+
+        let mut redis = redis::Client::open(REDIS_URL)
+            .expect("a Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis answers on 127.0.0.1:6379");
+        let user_key = format!("{}user:carol", relay.redis_prefix);
+        let session_key = format!("{}session:{session}", relay.redis_prefix);
+        let sessions: std::collections::HashMap<String, String> =
+            redis.hgetall(&user_key).await.unwrap();
+        assert!(sessions.contains_key(&session), "{sessions:?}");
+        let user: Option<String> = redis.hget(&session_key, "user").await.unwrap();
+        assert_eq!(user.as_deref(), Some("carol"));
+        let queue = format!("stomp.session.{session}");
+        assert_eq!(
+            queue_exists(&queue).await,
+            routing == "session",
+            "a session queue exists while connected only with --routing session"
+        );
+        let (_connection, channel) = amqp().await;
+        let key = format!("private-user{session}");
+        assert!(publish_topic(&channel, &key, b"here", BasicProperties::default()).await);
+        assert_eq!(client.recv_body().await, "here");
+
+        client
+            .send(Frame::new(Command::Disconnect).header("receipt", "bye"))
+            .await;
+        client.expect_receipt("bye").await;
+        client.expect_closed().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!queue_exists(&queue).await, "no session queue is left");
+        assert!(
+            !publish_topic(&channel, &key, b"gone", BasicProperties::default()).await,
+            "a message for the session that left is unroutable ({routing})"
+        );
+        let user_exists: bool = redis.exists(&user_key).await.unwrap();
+        let session_exists: bool = redis.exists(&session_key).await.unwrap();
+        assert!(
+            !user_exists && !session_exists,
+            "the Redis entries are gone"
+        );
+    }
+}
+
+/// With `--routing session` a NACK goes back to the session queue, and
+/// RabbitMQ gives it again to every subscription of the session that matches
+/// it; with keys on the node queue the relay holds each subscription's
+/// delivery and gives it again to that one alone.
+#[tokio::test]
+async fn user_destinations_ack_and_redeliver_per_subscription() {
     let relay = TestRelay::start(Mode::Cluster);
-    let (mut client, session) = StompClient::connect_with_session(&relay, "carol", "secret").await;
-    client.subscribe("p", "/user/queue/private", "auto").await;
-
-    let mut redis = redis::Client::open(REDIS_URL)
-        .expect("a Redis URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis answers on 127.0.0.1:6379");
-    let user_key = format!("{}user:carol", relay.redis_prefix);
-    let session_key = format!("{}session:{session}", relay.redis_prefix);
-    let sessions: std::collections::HashMap<String, String> =
-        redis.hgetall(&user_key).await.unwrap();
-    assert!(sessions.contains_key(&session), "{sessions:?}");
-    let user: Option<String> = redis.hget(&session_key, "user").await.unwrap();
-    assert_eq!(user.as_deref(), Some("carol"));
-    let queue = format!("stomp.session.{session}");
-    assert!(
-        queue_exists(&queue).await,
-        "the session queue exists while connected"
-    );
-
-    client
-        .send(Frame::new(Command::Disconnect).header("receipt", "bye"))
+    let (mut alice, session) = StompClient::connect_with_session(&relay, "alice", "secret").await;
+    alice
+        .subscribe("acked", "/user/queue/jobs", "client-individual")
         .await;
-    client.expect_receipt("bye").await;
-    client.expect_closed().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!queue_exists(&queue).await, "the session queue is gone");
-    let user_exists: bool = redis.exists(&user_key).await.unwrap();
-    let session_exists: bool = redis.exists(&session_key).await.unwrap();
-    assert!(
-        !user_exists && !session_exists,
-        "the Redis entries are gone"
-    );
+    alice.subscribe("plain", "/user/queue/jobs", "auto").await;
+    let mut other = StompClient::connect(&relay, Some("alice")).await;
+    other
+        .subscribe("acked", "/user/queue/jobs", "client-individual")
+        .await;
+
+    let (_connection, channel) = amqp().await;
+    let key = format!("jobs-user{session}");
+    assert!(publish_topic(&channel, &key, b"job 1", BasicProperties::default()).await);
+    let mut acked = None;
+    for _ in 0..2 {
+        let message = alice.recv().await;
+        assert_eq!(&message.body[..], b"job 1");
+        assert_eq!(message.get("destination"), Some("/user/queue/jobs"));
+        if message.get("subscription") == Some("acked") {
+            acked = Some(message.get("ack").expect("an ack id").to_owned());
+        }
+    }
+    let acked = acked.expect("the acking subscription got it");
+    alice
+        .send(Frame::new(Command::Nack).header("id", &acked))
+        .await;
+    let again = alice.recv().await;
+    assert_eq!(again.get("subscription"), Some("acked"));
+    assert_eq!(again.get("redelivered"), Some("true"));
+    let id = again.get("ack").expect("an ack id").to_owned();
+    alice
+        .send(
+            Frame::new(Command::Ack)
+                .header("id", &id)
+                .header("receipt", "done"),
+        )
+        .await;
+    alice.expect_receipt("done").await;
+    alice.expect_nothing().await;
+    other.expect_nothing().await;
 }
 
 /// Whether RabbitMQ has a queue of this name.

@@ -46,8 +46,21 @@ pub struct BindingKey {
 
 /// Who a routed message goes to, and the `destination` their MESSAGE shows.
 pub struct Route<'a> {
+    /// Empty for a user destination, whose MESSAGEs show what each
+    /// subscriber subscribed to ([`Route::destination_for`]).
     pub destination: Arc<str>,
     pub subscribers: Vec<&'a Subscriber>,
+}
+
+impl Route<'_> {
+    /// The `destination` the MESSAGE to `subscriber` shows.
+    pub fn destination_for(&self, subscriber: &Subscriber) -> Arc<str> {
+        if self.destination.is_empty() {
+            subscriber.destination.clone()
+        } else {
+            self.destination.clone()
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -241,15 +254,8 @@ impl Router {
         let route = self.route(exchange, routing_key);
         route
             .subscribers
-            .into_iter()
-            .map(|subscriber| {
-                let destination = if route.destination.is_empty() {
-                    subscriber.destination.clone()
-                } else {
-                    route.destination.clone()
-                };
-                (subscriber.clone(), destination)
-            })
+            .iter()
+            .map(|&subscriber| (subscriber.clone(), route.destination_for(subscriber)))
             .collect()
     }
 

@@ -23,8 +23,9 @@ use super::{
 use crate::broker::destination::{TOPIC_EXCHANGE, UserKey};
 use crate::broker::router::{BindingKey, Subscriber};
 
-/// Delivers the node queue's messages to this node's topic subscriptions,
-/// holding those that await a client ack. Keeps `channel` open as long as
+/// Delivers the node queue's messages to this node's topic subscriptions
+/// and user destinations bound there, holding those that await a client
+/// ack. Keeps `channel` open as long as
 /// it consumes.
 pub(super) async fn fan_out_node_queue(
     inner: Weak<Inner>,
@@ -39,12 +40,12 @@ pub(super) async fn fan_out_node_queue(
         let router = lock(&inner.router);
         let route = router.route(delivery.exchange.as_str(), delivery.routing_key.as_str());
         let mut sessions = lock(&inner.sessions);
-        for subscriber in route.subscribers {
+        for &subscriber in &route.subscribers {
             if let Some(state) = sessions.get_mut(&subscriber.session) {
                 state.hold_and_offer(
                     &subscriber.subscription,
                     subscriber.needs_ack,
-                    route.destination.clone(),
+                    route.destination_for(subscriber),
                     message.clone(),
                     false,
                     inner.settings.session_queue_length,

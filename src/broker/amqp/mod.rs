@@ -74,8 +74,25 @@ pub struct AmqpSettings {
     pub publisher_channels: usize,
     /// Unacknowledged deliveries per consumer when SUBSCRIBE names none.
     pub default_prefetch: u16,
-    /// Messages a session queue holds before dropping its oldest.
+    /// Messages a session queue holds before dropping its oldest; also the
+    /// most messages the relay holds for a session until their ACKs.
     pub session_queue_length: u32,
+    /// What a session's user-destination keys are bound to.
+    pub user_keys: UserKeyBinding,
+}
+
+/// What a session's user-destination routing keys (`{name}-user{session}`
+/// on `amq.topic`) are bound to. Either way a message for a session that is
+/// gone comes back unroutable, client acks and redelivery work per
+/// subscription, and a key reaches only the session it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKeyBinding {
+    /// The node queue, delivered in-process: a binding per key, no queue or
+    /// consumer per session. RabbitMQ routes every user message into one
+    /// queue per node.
+    NodeQueue,
+    /// A queue per session, with its own consumer.
+    SessionQueue,
 }
 
 impl Default for AmqpSettings {
@@ -85,6 +102,7 @@ impl Default for AmqpSettings {
             publisher_channels: 4,
             default_prefetch: 100,
             session_queue_length: 10_000,
+            user_keys: UserKeyBinding::NodeQueue,
         }
     }
 }
@@ -316,24 +334,28 @@ impl Broker for AmqpBroker {
                     .await
             }
             Destination::Topic { key } => {
-                let _binding = inner.binding.lock().await;
-                let first = lock(&inner.router).bind(
-                    TOPIC_EXCHANGE,
-                    router::ExchangeKind::Topic,
-                    key,
-                    subscriber,
-                );
-                if first {
-                    let binding = BindingKey {
-                        exchange: TOPIC_EXCHANGE.to_owned(),
-                        key: key.clone(),
-                    };
-                    if let Err(error) = inner.bind(&inner.node_queue, &binding).await {
-                        lock(&inner.router).unbind(session, &spec.id);
-                        return Err(error);
-                    }
-                }
-                Ok(())
+                let binding = BindingKey {
+                    exchange: TOPIC_EXCHANGE.to_owned(),
+                    key: key.clone(),
+                };
+                inner
+                    .bind_node_queue(session, &spec.id, binding, |router| {
+                        router.bind(TOPIC_EXCHANGE, router::ExchangeKind::Topic, key, subscriber)
+                    })
+                    .await
+            }
+            Destination::OwnUser { name }
+                if inner.settings.user_keys == UserKeyBinding::NodeQueue =>
+            {
+                let binding = BindingKey {
+                    exchange: TOPIC_EXCHANGE.to_owned(),
+                    key: UserKey { name, session }.to_string(),
+                };
+                inner
+                    .bind_node_queue(session, &spec.id, binding, |router| {
+                        router.bind_user(name, subscriber)
+                    })
+                    .await
             }
             Destination::OwnUser { name } => {
                 let queue = inner.ensure_session_queue(session).await?;
@@ -393,11 +415,12 @@ impl Broker for AmqpBroker {
             );
         match &spec.destination {
             Destination::Topic { .. } if !durable => {
-                let _binding = inner.binding.lock().await;
-                let unused = lock(&inner.router).unbind(session, &spec.id);
-                if let Some(key) = unused {
-                    inner.unbind(&inner.node_queue, &key).await;
-                }
+                inner.unbind_node_queue(session, &spec.id).await
+            }
+            Destination::OwnUser { .. }
+                if inner.settings.user_keys == UserKeyBinding::NodeQueue =>
+            {
+                inner.unbind_node_queue(session, &spec.id).await
             }
             Destination::OwnUser { .. } => {
                 let (queue, unused) = {
@@ -567,6 +590,37 @@ impl Broker for AmqpBroker {
             .connection
             .close(200, "stomp-relay shutting down".into())
             .await;
+    }
+}
+
+impl Inner {
+    /// Adds a subscription to the node queue's router with `add` (true when
+    /// its key is new on this node), binding the node queue with `binding`
+    /// when it is.
+    async fn bind_node_queue(
+        &self,
+        session: SessionId,
+        subscription: &str,
+        binding: BindingKey,
+        add: impl FnOnce(&mut Router) -> bool,
+    ) -> Result<(), BrokerError> {
+        let _binding = self.binding.lock().await;
+        let first = add(&mut lock(&self.router));
+        if first && let Err(error) = self.bind(&self.node_queue, &binding).await {
+            lock(&self.router).unbind(session, subscription);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Removes a subscription from the node queue's router, unbinding its key
+    /// when no other subscription of the node uses it.
+    async fn unbind_node_queue(&self, session: SessionId, subscription: &str) {
+        let _binding = self.binding.lock().await;
+        let unused = lock(&self.router).unbind(session, subscription);
+        if let Some(key) = unused {
+            self.unbind(&self.node_queue, &key).await;
+        }
     }
 }
 
