@@ -383,8 +383,9 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Hands a message over to the broker, returning once it is on its way
     /// after every earlier publish with the same `order` (for RabbitMQ:
-    /// written to the connection; a `/queue/` target is declared first).
-    /// The [`Confirm`] resolves when the broker has taken it.
+    /// queued for the connection behind them, which writes many at once; a
+    /// `/queue/` target is declared first). The [`Confirm`] resolves when
+    /// the broker has taken it.
     async fn publish(
         &self,
         order: OrderKey,

@@ -1,11 +1,11 @@
 //! Publishing on confirm-mode channels, pipelined and in order.
 //!
 //! Each publisher channel is a lane, owned by one task: publishes handed to
-//! a lane are written to RabbitMQ in the order they arrive, and the caller
-//! gets the publisher confirm to await later, so that one session (or one
-//! dispatch) has many publishes in flight instead of one round trip each.
-//! Publishes with one [`OrderKey`](crate::broker::OrderKey) always use one
-//! lane.
+//! a lane are queued on the connection in the order they arrive, without
+//! waiting for one to be written before the next is queued, so that the
+//! connection writes many in one go; the caller gets the publisher confirm
+//! to await later. Publishes with one [`OrderKey`](crate::broker::OrderKey)
+//! always use one lane.
 //!
 //! A lane also answers what lapin cannot with many confirms outstanding:
 //! which mandatory publish RabbitMQ returned as unroutable. lapin hands a
@@ -21,7 +21,10 @@
 //! which says the same thing of the same destination).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Weak;
+use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
 use lapin::options::BasicPublishOptions;
@@ -36,6 +39,14 @@ use super::{BrokerError, Inner, Message, OrderKey, properties};
 /// Publishes that may wait for a busy lane before their callers wait too.
 const LANE_BACKLOG: usize = 256;
 
+/// Publishes a lane has queued on the connection and not yet had
+/// confirmed, at most: past it, the lane takes no more until RabbitMQ
+/// catches up, and its callers wait.
+const MAX_UNCONFIRMED: usize = 4096;
+
+/// Publishes a lane takes from its backlog in one go.
+const TAKE_AT_ONCE: usize = 64;
+
 /// The sending end of one publisher lane.
 pub(super) struct PublisherLane {
     requests: mpsc::Sender<Publish>,
@@ -47,8 +58,6 @@ struct Publish {
     routing_key: ShortString,
     mandatory: bool,
     message: Message,
-    /// Told once the message is written to the connection, or why not.
-    handed_over: oneshot::Sender<Result<(), BrokerError>>,
     confirmed: oneshot::Sender<Result<bool, BrokerError>>,
 }
 
@@ -67,13 +76,14 @@ impl PublisherLane {
         let task = LaneTask {
             channel,
             requests: received,
+            writing: VecDeque::new(),
             window: Window::default(),
         };
         Ok((PublisherLane { requests }, task))
     }
 
-    /// Hands a message to the lane, returning once it is written to the
-    /// connection after every publish handed to this lane before it.
+    /// Hands a message to the lane, after every publish handed to this lane
+    /// before it; waits only while the lane's backlog is full.
     pub(super) async fn publish(
         &self,
         exchange: &str,
@@ -81,20 +91,17 @@ impl PublisherLane {
         mandatory: bool,
         message: Message,
     ) -> Result<Answer, BrokerError> {
-        let (handed_over, handover) = oneshot::channel();
         let (confirmed, answer) = oneshot::channel();
         let publish = Publish {
             exchange: exchange.into(),
             routing_key: routing_key.into(),
             mandatory,
             message,
-            handed_over,
             confirmed,
         };
         if self.requests.send(publish).await.is_err() {
             return Err(lane_gone());
         }
-        handover.await.map_err(|_| lane_gone())??;
         Ok(answer)
     }
 }
@@ -120,11 +127,22 @@ pub(super) fn lane_gone() -> BrokerError {
     }
 }
 
+/// A publish queued on the connection: its confirm comes once lapin has
+/// written it.
+struct Writing {
+    written: Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send>>,
+    returnable: Option<(ShortString, ShortString)>,
+    answer: oneshot::Sender<Result<bool, BrokerError>>,
+}
+
 /// The task that owns a lane's channel: it publishes, and answers
 /// confirms in publish order.
 pub(super) struct LaneTask {
     channel: Channel,
     requests: mpsc::Receiver<Publish>,
+    /// Queued on the connection, oldest first (the order of their delivery
+    /// tags); each joins the window once written.
+    writing: VecDeque<Writing>,
     window: Window,
 }
 
@@ -133,24 +151,35 @@ impl LaneTask {
     /// `inner` reopens the channel when RabbitMQ has closed it.
     pub(super) async fn run(mut self, inner: Weak<Inner>) {
         loop {
+            let room = self.writing.len() + self.window.len() < MAX_UNCONFIRMED;
             tokio::select! {
                 // Answers first, so that callers hear as soon as possible.
                 biased;
-                () = self.window.front_resolved(), if !self.window.is_empty() => {
+                () = std::future::poll_fn(|cx| poll_progress(&mut self.writing, &mut self.window, cx)) => {
                     self.window.answer_resolved();
                 }
-                request = self.requests.recv() => match request {
-                    Some(publish) => self.publish(publish, &inner).await,
+                request = self.requests.recv(), if room => match request {
+                    Some(publish) => {
+                        self.publish(publish, &inner).await;
+                        for _ in 1..TAKE_AT_ONCE {
+                            let Ok(publish) = self.requests.try_recv() else {
+                                break;
+                            };
+                            self.publish(publish, &inner).await;
+                        }
+                    }
                     None => break,
                 },
             }
         }
-        while !self.window.is_empty() {
-            self.window.front_resolved().await;
+        while !self.writing.is_empty() || !self.window.is_empty() {
+            std::future::poll_fn(|cx| poll_progress(&mut self.writing, &mut self.window, cx))
+                .await;
             self.window.answer_resolved();
         }
     }
 
+    /// Queues a publish on the connection, behind every earlier one.
     async fn publish(&mut self, publish: Publish, inner: &Weak<Inner>) {
         if !self.channel.status().connected() {
             let reopened = match inner.upgrade() {
@@ -160,43 +189,81 @@ impl LaneTask {
             match reopened {
                 Ok(channel) => self.channel = channel,
                 Err(error) => {
-                    let _ = publish.handed_over.send(Err(error));
+                    let _ = publish.confirmed.send(Err(error));
                     return;
                 }
             }
         }
-        let written = self
-            .channel
-            .basic_publish(
-                publish.exchange.clone(),
-                publish.routing_key.clone(),
-                BasicPublishOptions {
-                    mandatory: publish.mandatory,
-                    ..BasicPublishOptions::default()
-                },
-                &publish.message.body,
-                properties::to_amqp(&publish.message.headers),
-            )
-            .await;
+        let channel = self.channel.clone();
+        let (exchange, routing_key) = (publish.exchange.clone(), publish.routing_key.clone());
+        let options = BasicPublishOptions {
+            mandatory: publish.mandatory,
+            ..BasicPublishOptions::default()
+        };
+        let properties = properties::to_amqp(&publish.message.headers);
+        let body = publish.message.body;
+        let mut written: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+            channel
+                .basic_publish(exchange, routing_key, options, &body, properties)
+                .await
+        });
+        // Polled once now: that takes its delivery tag and queues its frames
+        // on the connection, before the next publish's; lapin resolves it
+        // once they are written.
+        if let Poll::Ready(result) =
+            std::future::poll_fn(|cx| Poll::Ready(written.as_mut().poll(cx))).await
+        {
+            written = Box::pin(std::future::ready(result));
+        }
+        self.writing.push_back(Writing {
+            written,
+            returnable: publish
+                .mandatory
+                .then_some((publish.exchange, publish.routing_key)),
+            answer: publish.confirmed,
+        });
+    }
+}
+
+/// Moves the publishes written since the last call into the window, and
+/// is ready once that moved any or the window's oldest confirm has
+/// resolved.
+fn poll_progress(
+    writing: &mut VecDeque<Writing>,
+    window: &mut Window,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let mut progressed = false;
+    // lapin writes a connection's publishes in the order they were queued,
+    // so the oldest is written first.
+    while let Some(front) = writing.front_mut() {
+        let Poll::Ready(written) = front.written.as_mut().poll(cx) else {
+            break;
+        };
+        let Some(Writing {
+            returnable, answer, ..
+        }) = writing.pop_front()
+        else {
+            break;
+        };
         match written {
-            Ok(confirm) => {
-                // Recorded before the next publish takes its delivery tag,
-                // so that the window is in the order of the tags.
-                self.window.push(Outstanding {
-                    confirm,
-                    outcome: None,
-                    seen_by: 0,
-                    returnable: publish
-                        .mandatory
-                        .then_some((publish.exchange, publish.routing_key)),
-                    answer: publish.confirmed,
-                });
-                let _ = publish.handed_over.send(Ok(()));
-            }
+            Ok(confirm) => window.push(Outstanding {
+                confirm,
+                outcome: None,
+                seen_by: 0,
+                returnable,
+                answer,
+            }),
             Err(error) => {
-                let _ = publish.handed_over.send(Err(unavailable("publish")(error)));
+                let _ = answer.send(Err(unavailable("publish")(error)));
             }
         }
+        progressed = true;
+    }
+    if window.poll_front_resolved(cx).is_ready() || progressed {
+        Poll::Ready(())
+    } else {
+        Poll::Pending
     }
 }
 
@@ -241,27 +308,28 @@ impl Window {
         self.outstanding.push_back(outstanding);
     }
 
-    /// Completes when the oldest outstanding confirm has resolved.
-    async fn front_resolved(&mut self) {
-        std::future::poll_fn(|cx| {
-            let Some(front) = self.outstanding.front_mut() else {
-                return std::task::Poll::Ready(());
-            };
-            if front.outcome.is_some() {
-                return std::task::Poll::Ready(());
+    fn len(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// Ready once the oldest outstanding confirm has resolved; pending while
+    /// there is none.
+    fn poll_front_resolved(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(front) = self.outstanding.front_mut() else {
+            return Poll::Pending;
+        };
+        if front.outcome.is_some() {
+            return Poll::Ready(());
+        }
+        match front.confirm.poll_unpin(cx) {
+            Poll::Ready(result) => {
+                // Resolved before the next scan starts.
+                front.seen_by = self.scans;
+                front.outcome = Some(outcome_of(result, &mut self.returned));
+                Poll::Ready(())
             }
-            match front.confirm.poll_unpin(cx) {
-                std::task::Poll::Ready(result) => {
-                    // Resolved before the next scan starts.
-                    front.seen_by = self.scans;
-                    let outcome = outcome_of(result, &mut self.returned);
-                    front.outcome = Some(outcome);
-                    std::task::Poll::Ready(())
-                }
-                std::task::Poll::Pending => std::task::Poll::Pending,
-            }
-        })
-        .await
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Answers, oldest first, every resolved publish that can be answered.
