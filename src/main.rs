@@ -6,6 +6,13 @@ use stomp_relay::config::{Cli, Config, LogFormat};
 use stomp_relay::server::{BoundServer, Stopped};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than the system allocator: the relay allocates many
+/// small, short-lived buffers per message across threads, where glibc's
+/// malloc spent a fifth of the relay's CPU (perf, one sender to 1 000
+/// users), and it keeps idle sessions smaller.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from(Cli::parse());
