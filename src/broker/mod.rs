@@ -200,7 +200,7 @@ pub struct Delivery {
 /// a delivery that needs no ACK is dropped and counted.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    sender: mpsc::Sender<Delivery>,
+    sender: flume::Sender<Delivery>,
     overflow: Arc<Notify>,
     when_full: WhenFull,
 }
@@ -232,8 +232,11 @@ impl Outbox {
     pub fn channel(
         capacity: usize,
         when_full: WhenFull,
-    ) -> (Outbox, mpsc::Receiver<Delivery>, OutboxOverflow) {
-        let (sender, receiver) = mpsc::channel(capacity.max(1));
+    ) -> (Outbox, flume::Receiver<Delivery>, OutboxOverflow) {
+        // flume's queue grows as deliveries come and holds nothing while
+        // empty; tokio's bounded channel allocates a block of 32 deliveries
+        // up front, 2 KiB for every idle session.
+        let (sender, receiver) = flume::bounded(capacity.max(1));
         let overflow = Arc::new(Notify::new());
         let signal = OutboxOverflow(overflow.clone());
         let outbox = Outbox {
@@ -249,7 +252,7 @@ impl Outbox {
     pub fn offer(&self, delivery: Delivery) -> Result<(), Delivery> {
         match self.sender.try_send(delivery) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(delivery)) => {
+            Err(flume::TrySendError::Full(delivery)) => {
                 match &self.when_full {
                     WhenFull::Drop(dropped) if delivery.ack.is_none() => {
                         dropped.inc();
@@ -258,7 +261,7 @@ impl Outbox {
                 }
                 Err(delivery)
             }
-            Err(mpsc::error::TrySendError::Closed(delivery)) => Err(delivery),
+            Err(flume::TrySendError::Disconnected(delivery)) => Err(delivery),
         }
     }
 }

@@ -223,7 +223,7 @@ impl Session {
 
     /// The next frame or command, in the order they were given.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.output.pop_front()
+        pop_front_releasing(&mut self.output)
     }
 
     /// Handles one frame from the client. A `receipt` header is answered
@@ -356,7 +356,7 @@ impl Session {
             if oldest_in_flight.is_some_and(|oldest| oldest < mark) {
                 return;
             }
-            let Some((_, held)) = self.held.pop_front() else {
+            let Some((_, held)) = pop_front_releasing(&mut self.held) else {
                 return;
             };
             match held {
@@ -858,4 +858,15 @@ fn ack_id(frame: &Frame) -> Result<&str, SessionError> {
         .get("id")
         .or_else(|| frame.get("message-id"))
         .ok_or_else(|| missing(frame.command, "id"))
+}
+
+/// Pops the front of a queue and gives its buffer back once it is empty:
+/// an idle session would otherwise keep, for as long as it lives, the
+/// capacity its busiest moment (the CONNECT's burst) grew.
+fn pop_front_releasing<T>(queue: &mut VecDeque<T>) -> Option<T> {
+    let front = queue.pop_front();
+    if queue.is_empty() && queue.capacity() > 0 {
+        *queue = VecDeque::new();
+    }
+    front
 }

@@ -173,8 +173,7 @@ impl LaneTask {
             }
         }
         while !self.writing.is_empty() || !self.window.is_empty() {
-            std::future::poll_fn(|cx| poll_progress(&mut self.writing, &mut self.window, cx))
-                .await;
+            std::future::poll_fn(|cx| poll_progress(&mut self.writing, &mut self.window, cx)).await;
             self.window.answer_resolved();
         }
     }

@@ -125,7 +125,7 @@ pub async fn serve<T: Transport>(
         false => WhenFull::Close,
         true => WhenFull::Drop(metrics.messages_dropped.clone()),
     };
-    let (outbox, mut inbox, overflow) = Outbox::channel(settings.outbox_capacity, when_full);
+    let (outbox, inbox, overflow) = Outbox::channel(settings.outbox_capacity, when_full);
     let id = Uuid::new_v4();
     let mut session = Session::new(id, context.session.clone(), transport.access_token());
     let mut runner = CommandRunner::new(id, context.services.clone(), outbox);
@@ -207,7 +207,7 @@ pub async fn serve<T: Transport>(
                     frames_waiting = true;
                 }
             },
-            Some(delivery) = inbox.recv(), if room_to_write => session.deliver(delivery),
+            Ok(delivery) = inbox.recv_async(), if room_to_write => session.deliver(delivery),
             (command, event) = runner.next(), if runner.in_flight() > 0 => {
                 session.complete(command, event);
             }
