@@ -138,9 +138,10 @@ impl Dispatcher {
         message: Message,
         when_offline: WhenOffline,
     ) -> Result<DispatchReport, DispatchError> {
+        let names: Vec<&str> = users.iter().map(String::as_str).collect();
+        let located = self.locate_many(&names).await?;
         let mut dispatches = Vec::with_capacity(users.len());
-        for user in users {
-            let sessions = self.locate(user).await?;
+        for (user, sessions) in users.iter().zip(located) {
             let dispatch = self
                 .hand_over_to(user, &sessions, name, message.clone(), when_offline)
                 .await?;
@@ -156,10 +157,14 @@ impl Dispatcher {
             }))
     }
 
-    /// The live sessions of `user`, for [`Dispatcher::hand_over_to`].
-    pub async fn locate(&self, user: &str) -> Result<Vec<SessionId>, DispatchError> {
-        let sessions = self.registry.locate(user).await?;
-        Ok(sessions.into_iter().map(|found| found.session).collect())
+    /// The live sessions of each of `users`, in their order, read in one
+    /// round trip, for [`Dispatcher::hand_over_to`].
+    pub async fn locate_many(&self, users: &[&str]) -> Result<Vec<Vec<SessionId>>, DispatchError> {
+        let located = self.registry.locate_many(users).await?;
+        Ok(located
+            .into_iter()
+            .map(|sessions| sessions.into_iter().map(|found| found.session).collect())
+            .collect())
     }
 
     /// Hands `message` over to the user destination `name` of `sessions`,

@@ -90,6 +90,19 @@ pub trait Registry: Send + Sync + 'static {
     /// dispatch needs, with less to read than [`Registry::sessions_of`].
     async fn locate(&self, user: &str) -> Result<Vec<SessionLocation>, RegistryError>;
 
+    /// [`Registry::locate`] for each of `users`, in their order, in one
+    /// round trip where the registry is remote.
+    async fn locate_many(
+        &self,
+        users: &[&str],
+    ) -> Result<Vec<Vec<SessionLocation>>, RegistryError> {
+        let mut found = Vec::with_capacity(users.len());
+        for user in users {
+            found.push(self.locate(user).await?);
+        }
+        Ok(found)
+    }
+
     /// Every live session of every user, on every node.
     async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError>;
 

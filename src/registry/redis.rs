@@ -421,37 +421,49 @@ impl Registry for RedisRegistry {
     }
 
     async fn locate(&self, user: &str) -> Result<Vec<SessionLocation>, RegistryError> {
+        let mut found = self.locate_many(&[user]).await?;
+        Ok(found.pop().unwrap_or_default())
+    }
+
+    async fn locate_many(
+        &self,
+        users: &[&str],
+    ) -> Result<Vec<Vec<SessionLocation>>, RegistryError> {
         let mut redis = self.redis.clone();
-        let sessions: HashMap<String, String> = redis
-            .hgetall(self.user_key(user))
+        let mut read = redis::pipe();
+        for user in users {
+            read.hgetall(self.user_key(user));
+        }
+        let sessions: Vec<HashMap<String, String>> = read
+            .query_async(&mut redis)
             .await
-            .map_err(unavailable("read a user's sessions"))?;
+            .map_err(unavailable("read users' sessions"))?;
         let live = self
-            .live_nodes(sessions.values().map(String::as_str))
+            .live_nodes(sessions.iter().flat_map(|s| s.values().map(String::as_str)))
             .await?;
-        let (alive, dead): (Vec<_>, Vec<_>) = sessions
-            .into_iter()
-            .partition(|(_, node)| live.contains(node));
-        if !dead.is_empty() {
-            let mut cleanup = redis::pipe();
-            for (session, _) in &dead {
-                cleanup.hdel(self.user_key(user), session).ignore();
-                cleanup.del(self.session_key(session)).ignore();
+        let mut cleanup = redis::pipe();
+        let mut any_dead = false;
+        let mut found = Vec::with_capacity(users.len());
+        for (user, sessions) in users.iter().zip(sessions) {
+            let mut alive = Vec::with_capacity(sessions.len());
+            for (session, node) in sessions {
+                if !live.contains(&node) {
+                    cleanup.hdel(self.user_key(user), &session).ignore();
+                    cleanup.del(self.session_key(&session)).ignore();
+                    any_dead = true;
+                } else if let Ok(session) = SessionId::try_parse(&session) {
+                    alive.push(SessionLocation { session, node });
+                }
             }
+            found.push(alive);
+        }
+        if any_dead {
             cleanup
                 .query_async::<()>(&mut redis)
                 .await
-                .map_err(unavailable("forget a user's sessions on dead nodes"))?;
+                .map_err(unavailable("forget users' sessions on dead nodes"))?;
         }
-        Ok(alive
-            .into_iter()
-            .filter_map(|(session, node)| {
-                Some(SessionLocation {
-                    session: SessionId::try_parse(&session).ok()?,
-                    node,
-                })
-            })
-            .collect())
+        Ok(found)
     }
 
     async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError> {

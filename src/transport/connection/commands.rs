@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::StreamExt;
-use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
 
@@ -319,43 +318,50 @@ impl TryFrom<Command> for Outbound {
 
 /// Hands a batch of SENDs to the broker, in order; each comes back with
 /// what awaits its confirm. The users the batch writes to are located
-/// together first (the registry's requests share its connection, so
-/// they cost about one round trip).
+/// together first, in one round trip to the registry.
 async fn hand_over(
     services: Arc<SessionServices>,
     session: SessionId,
     batch: Vec<(CommandId, Outbound)>,
 ) -> Vec<(CommandId, Confirming)> {
     let dispatcher = &services.dispatcher;
-    let located = join_all(batch.iter().map(|(_, send)| async move {
-        match send {
-            Outbound::ToUser { user, .. } => dispatcher.locate(user).await,
-            Outbound::Publish { .. } => Ok(Vec::new()),
-        }
-    }))
-    .await;
+    let users: Vec<&str> = batch
+        .iter()
+        .filter_map(|(_, send)| match send {
+            Outbound::ToUser { user, .. } => Some(user.as_str()),
+            Outbound::Publish { .. } => None,
+        })
+        .collect();
+    let mut located = match users.is_empty() {
+        true => Ok(Vec::new()),
+        false => dispatcher.locate_many(&users).await,
+    }
+    .map(Vec::into_iter);
     let order = OrderKey::of(&session);
     let mut handed = Vec::with_capacity(batch.len());
-    for ((id, send), sessions) in batch.into_iter().zip(located) {
-        let confirm: Confirming = match (send, sessions) {
-            (Outbound::Publish { target, message }, _) => {
+    for (id, send) in batch {
+        let confirm: Confirming = match send {
+            Outbound::Publish { target, message } => {
                 match services.broker.publish(order, target, message).await {
                     Ok(confirm) => Box::pin(async move { done(confirm.await) }),
                     Err(error) => failed(error),
                 }
             }
-            (
-                Outbound::ToUser {
-                    user,
-                    name,
-                    message,
-                    when_offline,
-                },
-                sessions,
-            ) => match sessions {
-                Err(error) => failed(error),
-                Ok(sessions) => match dispatcher
-                    .hand_over_to(&user, &sessions, &name, message, when_offline)
+            Outbound::ToUser {
+                user,
+                name,
+                message,
+                when_offline,
+            } => match &mut located {
+                Err(error) => failed(error.clone()),
+                Ok(located) => match dispatcher
+                    .hand_over_to(
+                        &user,
+                        &located.next().unwrap_or_default(),
+                        &name,
+                        message,
+                        when_offline,
+                    )
                     .await
                 {
                     Ok(dispatch) => Box::pin(async move { done(dispatch.await.map(|_| ())) }),
