@@ -251,7 +251,9 @@ pub async fn serve<T: Transport>(
         write_task.abort();
     }
     let teardown = session.close();
-    runner.finish(teardown).await;
+    // Boxed: kept inline, the teardown's state would make every idle
+    // connection's task half as large again (its largest await).
+    Box::pin(runner.finish(teardown)).await;
     metrics.connections.dec();
 }
 
