@@ -29,6 +29,9 @@ pub struct Metrics {
     pub dispatched_sessions: Counter,
     /// Addressed users a dispatched message reached in no session.
     pub dispatched_offline_users: Counter,
+    /// Messages to everyone published (by this node; every node delivers
+    /// them, uncounted here).
+    pub dispatched_to_everyone: Counter,
     /// Messages kept for offline users, and kept messages delivered later.
     pub offline_kept: Counter,
     pub offline_delivered: Counter,
@@ -47,6 +50,7 @@ impl Default for Metrics {
             errors: Family::default(),
             dispatched_sessions: Counter::default(),
             dispatched_offline_users: Counter::default(),
+            dispatched_to_everyone: Counter::default(),
             offline_kept: Counter::default(),
             offline_delivered: Counter::default(),
         };
@@ -89,6 +93,11 @@ impl Default for Metrics {
             "dispatched_offline_users",
             "Users that dispatched messages reached in no session",
             metrics.dispatched_offline_users.clone(),
+        );
+        registry.register(
+            "dispatched_to_everyone",
+            "Messages to everyone published, one each whatever the number of nodes and sessions",
+            metrics.dispatched_to_everyone.clone(),
         );
         registry.register(
             "offline_kept",

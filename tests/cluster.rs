@@ -22,7 +22,9 @@ use redis::AsyncCommands;
 use stomp_parser::{Command, Frame, Headers};
 use stomp_relay::broker::amqp::{AmqpBroker, AmqpSettings};
 use stomp_relay::broker::{Broker, Message, OrderKey, PublishTarget};
-use support::{AMQP_URL, Mode, PATIENCE, REDIS_URL, StompClient, TestRelay, amqp, queue_exists};
+use support::{
+    AMQP_URL, Mode, PATIENCE, REDIS_URL, StompClient, TestRelay, amqp, http, queue_exists,
+};
 
 /// Publishes to `amq.topic`; true when RabbitMQ found a queue for it.
 async fn publish_topic(
@@ -314,6 +316,85 @@ async fn two_nodes_deliver_a_topic_message_to_every_subscriber_exactly_once() {
     }
     assert_eq!(wildcard.recv_body().await, "breaking");
     wildcard.expect_nothing().await;
+}
+
+/// A message to everyone is one publish: each node gives it to its own
+/// sessions subscribed to that user destination, once per subscription,
+/// whether user keys are bound to the node queue or to session queues, and
+/// whether it came through the HTTP API or `stomp.dispatch`.
+#[tokio::test]
+async fn two_nodes_deliver_a_message_to_everyone_once_per_subscription() {
+    for routing in ["node", "session"] {
+        let flags = ["--routing", routing];
+        let first = TestRelay::start_with(Mode::Cluster, &flags);
+        let second = TestRelay::start_beside_with(&first, &flags);
+        // Every node on this RabbitMQ gets messages to everyone, those of
+        // other tests too: a name of this test's own.
+        let name = unique("news");
+        let destination = format!("/user/queue/{name}");
+        let mut listeners = Vec::new();
+        for relay in [&first, &second] {
+            let mut client = StompClient::connect(relay, Some(&unique("fan"))).await;
+            client.subscribe("n", &destination, "auto").await;
+            listeners.push(client);
+        }
+        let mut acking = StompClient::connect(&second, Some(&unique("ack"))).await;
+        acking
+            .subscribe("n", &destination, "client-individual")
+            .await;
+        let mut elsewhere = StompClient::connect(&first, Some(&unique("other"))).await;
+        elsewhere
+            .subscribe("y", &format!("{destination}.y"), "auto")
+            .await;
+        let mut wide = StompClient::connect(&second, Some("eve")).await;
+        wide.subscribe("all", "/topic/#", "auto").await;
+
+        let request =
+            serde_json::json!({"destination": destination, "body": "by api", "all": true});
+        let json = ("content-type", "application/json");
+        let answer = http(
+            &first,
+            "POST",
+            "/api/v1/messages",
+            &[json],
+            &request.to_string(),
+        )
+        .await;
+        assert_eq!(answer.json(), serde_json::json!({"published": true}));
+        let (_connection, channel) = amqp().await;
+        let mut headers = FieldTable::default();
+        for (header, value) in [("stomp-all", "true"), ("stomp-destination", name.as_str())] {
+            headers.insert(header.into(), AMQPValue::LongString(value.into()));
+        }
+        let properties = BasicProperties::default().with_headers(headers);
+        assert!(publish_mandatory(&channel, "stomp.dispatch", "", b"by amqp", properties).await);
+
+        for client in &mut listeners {
+            let mut bodies = [client.recv_body().await, client.recv_body().await];
+            bodies.sort();
+            assert_eq!(bodies, ["by amqp", "by api"], "{routing}");
+            client.expect_nothing().await;
+        }
+        let mut bodies = Vec::new();
+        let mut nacked = None;
+        for _ in 0..2 {
+            let message = acking.recv().await;
+            bodies.push(String::from_utf8(message.body.to_vec()).unwrap());
+            nacked = message.get("ack").map(str::to_owned);
+        }
+        bodies.sort();
+        assert_eq!(bodies, ["by amqp", "by api"], "{routing}");
+        // A NACK gives it again to that subscription.
+        let nacked = nacked.expect("an ack id");
+        acking
+            .send(Frame::new(Command::Nack).header("id", &nacked))
+            .await;
+        let again = acking.recv().await;
+        assert_eq!(again.get("redelivered"), Some("true"), "{routing}");
+        acking.expect_nothing().await;
+        elsewhere.expect_nothing().await;
+        wide.expect_nothing().await;
+    }
 }
 
 #[tokio::test]

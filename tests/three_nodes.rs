@@ -137,11 +137,16 @@ async fn an_offline_user_gets_kept_messages_later_in_order_on_any_node() {
 async fn broadcasts_and_topics_reach_every_client_on_every_node_exactly_once() {
     let cluster = Cluster::start(3, &[]);
     let topic = unique("scores");
+    // Every node on this RabbitMQ gets messages to everyone, those of other
+    // tests too: a name of this test's own.
+    let news = unique("news");
     let mut clients = Vec::new();
     for node in &cluster.nodes {
         for _ in 0..2 {
             let mut client = StompClient::connect(node, Some(&unique("fan"))).await;
-            client.subscribe("n", "/user/queue/news", "auto").await;
+            client
+                .subscribe("n", &format!("/user/queue/{news}"), "auto")
+                .await;
             client
                 .subscribe("t", &format!("/topic/{topic}"), "auto")
                 .await;
@@ -149,9 +154,9 @@ async fn broadcasts_and_topics_reach_every_client_on_every_node_exactly_once() {
         }
     }
     let before = delivered(&cluster).await;
-    let everyone = serde_json::json!({"destination": "news", "body": "to all", "all": true});
+    let everyone = serde_json::json!({"destination": news, "body": "to all", "all": true});
     let sent = post(&cluster.nodes[1], "/api/v1/messages", everyone).await;
-    assert!(sent["sessions"].as_u64() >= Some(6), "{sent}");
+    assert_eq!(sent, serde_json::json!({"published": true}));
     let on_topic = serde_json::json!({"body": "goal"});
     post(
         &cluster.nodes[2],

@@ -10,6 +10,12 @@ use uuid::Uuid;
 pub const TOPIC_EXCHANGE: &str = "amq.topic";
 /// Where `/app/...` SENDs go, for backend services to consume.
 pub const INBOUND_EXCHANGE: &str = "stomp.inbound";
+/// Where a message to everyone goes: one publish, with the user-destination
+/// name as its routing key, that every node receives (a fanout exchange its
+/// node queue is bound to) and gives to each of its sessions subscribed to
+/// that user destination. Only dispatch publishes here; no client may name
+/// it, or any client could write to every user.
+pub const EVERYONE_EXCHANGE: &str = "stomp.everyone";
 /// Queue name prefixes clients may not name: `stomp.` is the relay's own
 /// (session, node and dispatch queues; another session's queue named here
 /// would hand its private messages to the client), `amq.` RabbitMQ's.
@@ -99,8 +105,9 @@ impl Destination {
             } else {
                 named(key)?
             };
-            // The default exchange would reach any queue by name.
-            if exchange == "amq.default" {
+            // The default exchange would reach any queue by name, and the
+            // everyone exchange every user.
+            if exchange == "amq.default" || exchange == EVERYONE_EXCHANGE {
                 return Err(DestinationError::Reserved(text.to_owned()));
             }
             return Ok(Destination::Exchange {
@@ -356,6 +363,10 @@ mod tests {
             (
                 "/queue/a\u{7}",
                 DestinationError::ControlCharacter("/queue/a\u{7}".into()),
+            ),
+            (
+                "/exchange/stomp.everyone/news",
+                DestinationError::Reserved("/exchange/stomp.everyone/news".into()),
             ),
         ] {
             assert_eq!(Destination::parse(text), Err(expected));

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::ack_ledger::{AckLedger, Settled};
-use super::destination::{Destination, INBOUND_EXCHANGE, TOPIC_EXCHANGE};
+use super::destination::{Destination, EVERYONE_EXCHANGE, INBOUND_EXCHANGE, TOPIC_EXCHANGE};
 use super::router::{ExchangeKind, Router, Subscriber};
 use super::{
     AckTag, Broker, BrokerError, Confirm, Delivery, Message, OrderKey, Outbox, PublishTarget,
@@ -456,6 +456,19 @@ impl Broker for EmbeddedBroker {
             .is_empty();
         state.publish_to_exchange(exchange, routing_key, Arc::new(message));
         Ok(Confirm::ready(routed))
+    }
+
+    async fn publish_to_everyone(
+        &self,
+        _order: OrderKey,
+        name: &str,
+        message: Message,
+    ) -> Result<Confirm<()>, BrokerError> {
+        // Not an exchange clients can name (see `exchange_kind`): the router
+        // gives it to every user subscription of `name`.
+        self.state()
+            .publish_to_exchange(EVERYONE_EXCHANGE, name, Arc::new(message));
+        Ok(Confirm::ready(()))
     }
 
     async fn settle(

@@ -408,6 +408,18 @@ pub trait Broker: Send + Sync + 'static {
         message: Message,
     ) -> Result<Confirm<bool>, BrokerError>;
 
+    /// Publishes `message` once for every node, each giving it to its own
+    /// sessions subscribed to the user destination `name` (as the
+    /// destination each subscribed to), handed over as [`Broker::publish`]
+    /// does. The [`Confirm`] says that the broker took it, not who received
+    /// it: no node counts the sessions of the others.
+    async fn publish_to_everyone(
+        &self,
+        order: OrderKey,
+        name: &str,
+        message: Message,
+    ) -> Result<Confirm<()>, BrokerError>;
+
     /// Settles deliveries of a session.
     async fn settle(
         &self,

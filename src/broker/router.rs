@@ -5,13 +5,16 @@
 //! The embedded broker routes every exchange publish through it; the AMQP
 //! broker routes what arrives on its node queue through it, binding the node
 //! queue once per distinct key ([`Router::bind`] says when a key is new, and
-//! [`Router::unbind`] when one is no longer used).
+//! [`Router::unbind`] when one is no longer used). A message to everyone
+//! (on [`EVERYONE_EXCHANGE`], keyed by a user-destination name) reaches every
+//! user subscription of that name on the node.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 
 use super::SessionId;
-use super::destination::{TOPIC_EXCHANGE, UserKey};
+use super::destination::{EVERYONE_EXCHANGE, TOPIC_EXCHANGE, UserKey};
 use super::topic_pattern::TopicPattern;
 
 /// How an exchange matches routing keys to binding keys, as in AMQP.
@@ -84,8 +87,10 @@ enum Location {
 #[derive(Debug, Default)]
 pub struct Router {
     exchanges: HashMap<String, ExchangeBindings>,
-    /// User destinations: (session, name) -> that session's subscriptions.
-    users: HashMap<(SessionId, String), Vec<Subscriber>>,
+    /// User destinations: name -> session -> that session's subscriptions.
+    /// By name first, so that a message to everyone finds all of a name's
+    /// subscriptions with one lookup, and a user key one session's with two.
+    users: HashMap<String, HashMap<SessionId, Vec<Subscriber>>>,
     locations: HashMap<(SessionId, Arc<str>), Location>,
 }
 
@@ -136,7 +141,12 @@ impl Router {
             (session, subscriber.subscription.clone()),
             Location::User(name.to_owned()),
         );
-        let list = self.users.entry((session, name.to_owned())).or_default();
+        let list = self
+            .users
+            .entry(name.to_owned())
+            .or_default()
+            .entry(session)
+            .or_default();
         list.push(subscriber);
         list.len() == 1
     }
@@ -148,12 +158,13 @@ impl Router {
         let is_it = |s: &Subscriber| s.session == session && &*s.subscription == subscription;
         match location {
             Location::User(name) => {
-                let list = self.users.get_mut(&(session, name.clone()))?;
-                list.retain(|s| !is_it(s));
-                if !list.is_empty() {
+                let sessions = self.users.get_mut(&name)?;
+                if !remove_from(sessions, &session, is_it) {
                     return None;
                 }
-                self.users.remove(&(session, name.clone()));
+                if sessions.is_empty() {
+                    self.users.remove(&name);
+                }
                 let key = UserKey {
                     name: &name,
                     session,
@@ -206,14 +217,28 @@ impl Router {
     ///
     /// The user-key guard: a user-destination key on `amq.topic` reaches the
     /// session it names and nothing else, whatever wildcards others bound.
+    /// A message to everyone reaches user subscriptions only, never a topic
+    /// subscription.
     pub fn route(&self, exchange: &str, routing_key: &str) -> Route<'_> {
         if exchange == TOPIC_EXCHANGE
             && let Some(user_key) = UserKey::parse(routing_key)
         {
             let subscribers = self
                 .users
-                .get(&(user_key.session, user_key.name.to_owned()))
+                .get(user_key.name)
+                .and_then(|sessions| sessions.get(&user_key.session))
                 .map(|list| list.iter().collect())
+                .unwrap_or_default();
+            return Route {
+                destination: Arc::from(""),
+                subscribers,
+            };
+        }
+        if exchange == EVERYONE_EXCHANGE {
+            let subscribers = self
+                .users
+                .get(routing_key)
+                .map(|sessions| sessions.values().flatten().collect())
                 .unwrap_or_default();
             return Route {
                 destination: Arc::from(""),
@@ -268,9 +293,9 @@ impl Router {
 
 /// Removes the subscriber from `key`'s list; true when the list emptied
 /// (and was dropped).
-fn remove_from(
-    map: &mut HashMap<String, Vec<Subscriber>>,
-    key: &str,
+fn remove_from<K: Eq + Hash>(
+    map: &mut HashMap<K, Vec<Subscriber>>,
+    key: &K,
     is_it: impl Fn(&Subscriber) -> bool,
 ) -> bool {
     let Some(list) = map.get_mut(key) else {
@@ -418,6 +443,41 @@ mod tests {
         }
         .to_string();
         assert!(reached(&router, TOPIC_EXCHANGE, &other).is_empty());
+    }
+
+    #[test]
+    fn a_message_to_everyone_reaches_every_user_subscription_of_its_name_only() {
+        let mut router = Router::default();
+        let (ann, ben, cy) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        for (session, id, name) in [
+            (ann, "x1", "x"),
+            (ann, "x2", "x"),
+            (ben, "bx", "x"),
+            (cy, "cy", "y"),
+        ] {
+            let mut subscription = subscriber(session, id);
+            subscription.destination = Arc::from(format!("/user/topic/{name}"));
+            router.bind_user(name, subscription);
+        }
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "#",
+            subscriber(cy, "wide"),
+        );
+        assert_eq!(reached(&router, EVERYONE_EXCHANGE, "x"), ["bx", "x1", "x2"]);
+        let route = router.route(EVERYONE_EXCHANGE, "x");
+        assert_eq!(
+            &*route.destination_for(route.subscribers[0]),
+            "/user/topic/x"
+        );
+        assert!(reached(&router, EVERYONE_EXCHANGE, "z").is_empty());
+
+        assert_eq!(router.unbind(ann, "x1"), None);
+        assert!(router.unbind(ann, "x2").is_some());
+        assert_eq!(reached(&router, EVERYONE_EXCHANGE, "x"), ["bx"]);
+        router.unbind_session(ben);
+        assert!(reached(&router, EVERYONE_EXCHANGE, "x").is_empty());
     }
 
     #[test]

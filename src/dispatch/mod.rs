@@ -3,9 +3,16 @@
 //! `mandatory` and confirmed, so that the answer says which sessions took
 //! it. Every publish of a dispatch is handed over before any confirm is
 //! awaited, so a dispatch to many sessions (or many users) waits for one
-//! confirm round trip, not one per session. No broadcast to every node, and
-//! nothing reaches a session of anyone else. A message that reaches none of its user's sessions is kept in the
-//! [`offline`] store when it asks to be, and dropped (and counted) when not.
+//! confirm round trip, not one per session. Nothing reaches a session of
+//! anyone else. A message that reaches none of its user's sessions is kept
+//! in the [`offline`] store when it asks to be, and dropped (and counted)
+//! when not.
+//!
+//! A message to everyone is the exception: one publish, with no registry
+//! read, that every node receives and gives to its own sessions subscribed
+//! to that user destination ([`Broker::publish_to_everyone`]). It cannot say
+//! how many sessions took it, and it is never kept: it is for those
+//! connected now.
 
 pub mod offline;
 
@@ -211,22 +218,17 @@ impl Dispatcher {
     }
 
     /// Sends `message` to the user destination `name` of every live session
-    /// of every user.
-    pub async fn to_everyone(
-        &self,
-        name: &str,
-        message: Message,
-    ) -> Result<DispatchReport, DispatchError> {
-        let sessions = self.registry.all_sessions().await?;
-        let confirms = self
-            .hand_over(sessions.iter().map(|record| record.session), name, &message)
+    /// of every user that subscribes there, in one publish that every node
+    /// fans out; returns once the broker has taken it.
+    pub async fn to_everyone(&self, name: &str, message: Message) -> Result<(), DispatchError> {
+        // Keyed by the name, so that messages to everyone at one destination
+        // keep their order.
+        self.broker
+            .publish_to_everyone(OrderKey::of(&name), name, message)
+            .await?
             .await?;
-        let reached = reached(confirms).await?;
-        self.metrics.dispatched_sessions.inc_by(reached as u64);
-        Ok(DispatchReport {
-            sessions: reached,
-            ..DispatchReport::default()
-        })
+        self.metrics.dispatched_to_everyone.inc();
+        Ok(())
     }
 
     /// Carries out the requests services put on `stomp.dispatch` until the
@@ -265,6 +267,7 @@ impl Dispatcher {
                         let when_offline = WhenOffline::from_persist(request.persist);
                         self.to_users(&request.users, &name, request.message, when_offline)
                             .await
+                            .map(|_| ())
                     };
                     match sent {
                         Ok(_) => DispatchOutcome::Dispatched,

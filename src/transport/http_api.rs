@@ -4,7 +4,7 @@
 //! | route | what it does |
 //! | --- | --- |
 //! | `POST /api/v1/users/{user}/messages` | a message to every live session of a user |
-//! | `POST /api/v1/messages` | the same to `"users": [...]`, or to everyone with `"all": true` |
+//! | `POST /api/v1/messages` | the same to `"users": [...]`, or to everyone with `"all": true` (one publish that every node fans out: answered `{"published": true}`, uncounted) |
 //! | `POST /api/v1/topics/{key}/messages` | a message to `/topic/{key}` |
 //! | `GET /api/v1/users` | who is online: every user with a live session, and how many |
 //! | `GET /api/v1/users/{user}/sessions` | the user's live sessions, with node and connect time |
@@ -370,7 +370,16 @@ pub(super) async fn send_to_many(relay: Arc<Relay>, body: Bytes) -> Result<Respo
                 "persist keeps messages for named users; \"all\" means those connected now",
             ));
         }
-        (None, true) => relay.dispatcher.to_everyone(&name, message).await,
+        (None, true) => {
+            // Every node gives it to its own sessions: this one cannot count
+            // the others', so the answer says only that it was published.
+            relay
+                .dispatcher
+                .to_everyone(&name, message)
+                .await
+                .map_err(unavailable)?;
+            return Ok(published());
+        }
         _ => {
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
@@ -420,7 +429,12 @@ pub(super) async fn send_to_topic(
         .map_err(unavailable)?
         .await
         .map_err(unavailable)?;
-    Ok(warp::reply::json(&serde_json::json!({ "published": true })).into_response())
+    Ok(published())
+}
+
+/// The answer to a publish whose receivers no node counts (a topic, everyone).
+fn published() -> Response {
+    warp::reply::json(&serde_json::json!({ "published": true })).into_response()
 }
 
 pub(super) async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Response, Rejection> {

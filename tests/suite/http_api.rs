@@ -172,7 +172,7 @@ async fn a_message_to_several_users_or_to_everyone() {
     let body = r#"{"destination": "/user/queue/news", "body": "everyone", "all": true}"#;
     let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], body).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.json()["sessions"], 3);
+    assert_eq!(answer.json(), serde_json::json!({"published": true}));
     for client in &mut clients {
         assert_eq!(client.recv_body().await, "everyone");
     }
@@ -180,6 +180,55 @@ async fn a_message_to_several_users_or_to_everyone() {
     let neither = r#"{"destination": "news", "body": "?"}"#;
     let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], neither).await;
     assert_eq!(answer.status, 400);
+}
+
+#[tokio::test]
+async fn a_message_to_everyone_reaches_each_subscription_of_its_destination_once() {
+    let relay = start();
+    // Every node on this RabbitMQ gets messages to everyone: a name of this
+    // test's own keeps other tests' sessions out of it.
+    let name = format!("news.{}", uuid::Uuid::new_v4().simple());
+    let mut listeners = Vec::new();
+    for (user, destination) in [
+        ("lea", format!("/user/queue/{name}")),
+        ("lea", format!("/user/topic/{name}")),
+        ("max", format!("/user/queue/{name}")),
+    ] {
+        let mut client = StompClient::connect(&relay, Some(user)).await;
+        client.subscribe("n", &destination, "auto").await;
+        listeners.push((client, destination));
+    }
+    let mut twice = StompClient::connect(&relay, Some("ned")).await;
+    twice.subscribe("a", &format!("/user/queue/{name}"), "auto").await;
+    twice.subscribe("b", &format!("/user/queue/{name}"), "client").await;
+    let mut deaf = StompClient::connect(&relay, Some("ola")).await;
+    let mut elsewhere = StompClient::connect(&relay, Some("pat")).await;
+    elsewhere.subscribe("y", &format!("/user/queue/{name}.y"), "auto").await;
+    let mut wide = StompClient::connect(&relay, Some("quin")).await;
+    wide.subscribe("all", "/topic/#", "auto").await;
+
+    let body = serde_json::json!({"destination": format!("/user/queue/{name}"), "body": "to all", "all": true});
+    let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], &body.to_string()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json(), serde_json::json!({"published": true}));
+    for (client, destination) in &mut listeners {
+        let message = client.recv().await;
+        assert_eq!(&message.body[..], b"to all");
+        assert_eq!(message.get("destination"), Some(destination.as_str()), "as subscribed");
+        client.expect_nothing().await;
+    }
+    let mut subscriptions = Vec::new();
+    for _ in 0..2 {
+        let message = twice.recv().await;
+        assert_eq!(&message.body[..], b"to all");
+        subscriptions.push(message.get("subscription").map(str::to_owned));
+    }
+    subscriptions.sort();
+    assert_eq!(subscriptions, [Some("a".to_owned()), Some("b".to_owned())], "one copy per subscription");
+    twice.expect_nothing().await;
+    deaf.expect_nothing().await;
+    elsewhere.expect_nothing().await;
+    wide.expect_nothing().await;
 }
 
 #[tokio::test]

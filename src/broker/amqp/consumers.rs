@@ -18,15 +18,15 @@ use super::connection::unavailable;
 use super::topology::Existing;
 use super::{
     BrokerError, DedicatedConsumer, Delivery, Inner, Message, SessionId, SessionState,
-    SubscriptionSpec, lock, properties,
+    SubscriptionSpec, UserKeyBinding, lock, properties,
 };
-use crate::broker::destination::{TOPIC_EXCHANGE, UserKey};
+use crate::broker::destination::{EVERYONE_EXCHANGE, TOPIC_EXCHANGE, UserKey};
 use crate::broker::router::{BindingKey, Subscriber};
 
 /// Delivers the node queue's messages to this node's topic subscriptions
-/// and user destinations bound there, holding those that await a client
-/// ack. Keeps `channel` open as long as
-/// it consumes.
+/// and user destinations bound there, and messages to everyone to every
+/// user subscription of their name, holding those that await a client ack.
+/// Keeps `channel` open as long as it consumes.
 pub(super) async fn fan_out_node_queue(
     inner: Weak<Inner>,
     mut consumer: Consumer,
@@ -50,6 +50,30 @@ pub(super) async fn fan_out_node_queue(
                     false,
                     inner.settings.session_queue_length,
                 );
+            }
+        }
+        // With `--routing session` user subscriptions are bound in their
+        // session queue's router, not the node's.
+        if delivery.exchange.as_str() == EVERYONE_EXCHANGE
+            && inner.settings.user_keys == UserKeyBinding::SessionQueue
+        {
+            for state in sessions.values_mut() {
+                let Some(queue) = &state.session_queue else {
+                    continue;
+                };
+                let targets = queue
+                    .router
+                    .targets(EVERYONE_EXCHANGE, delivery.routing_key.as_str());
+                for (subscriber, destination) in targets {
+                    state.hold_and_offer(
+                        &subscriber.subscription,
+                        subscriber.needs_ack,
+                        destination,
+                        message.clone(),
+                        false,
+                        inner.settings.session_queue_length,
+                    );
+                }
             }
         }
     }

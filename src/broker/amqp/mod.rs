@@ -57,7 +57,9 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::mpsc;
 
-use super::destination::{Destination, INBOUND_EXCHANGE, TOPIC_EXCHANGE, UserKey};
+use super::destination::{
+    Destination, EVERYONE_EXCHANGE, INBOUND_EXCHANGE, TOPIC_EXCHANGE, UserKey,
+};
 use super::queue_options::QueueOptions;
 use super::router::{self, BindingKey, Router};
 use super::{
@@ -68,7 +70,7 @@ use acks::{Held, Ledger, settle_at_source};
 use connection::{ChannelSlot, open_channel, unavailable, watch_connection};
 use consumers::{Shown, fan_out_node_queue, subscriber_of};
 use publisher::{PublisherLane, confirmed};
-use topology::{Existing, KNOWN_EXCHANGES, exclusive_queue};
+use topology::{Existing, KNOWN_EXCHANGES, exclusive_queue, receive_messages_to_everyone};
 
 /// Tunables of the AMQP broker.
 #[derive(Debug, Clone, Copy)]
@@ -217,6 +219,7 @@ impl AmqpBroker {
                 )
                 .await
                 .map_err(unavailable("declare the inbound exchange"))?;
+            receive_messages_to_everyone(&channel, &node_queue).await?;
         }
         let fan_out_channel = open_channel(&connection, false).await?;
         let node_consumer = fan_out_channel
@@ -236,6 +239,7 @@ impl AmqpBroker {
             .map(|e| format!("exchange:{e}"))
             .collect();
         known.insert(format!("exchange:{INBOUND_EXCHANGE}"));
+        known.insert(format!("exchange:{EVERYONE_EXCHANGE}"));
         let inner = Arc::new(Inner {
             connection,
             node_queue,
@@ -527,6 +531,19 @@ impl Broker for AmqpBroker {
         Ok(Confirm::later(confirmed(answer)))
     }
 
+    async fn publish_to_everyone(
+        &self,
+        order: OrderKey,
+        name: &str,
+        message: Message,
+    ) -> Result<Confirm<()>, BrokerError> {
+        let target = PublishTarget::Exchange {
+            exchange: EVERYONE_EXCHANGE.to_owned(),
+            routing_key: name.to_owned(),
+        };
+        self.publish(order, target, message).await
+    }
+
     async fn settle(
         &self,
         session: SessionId,
@@ -556,9 +573,17 @@ impl Broker for AmqpBroker {
         // A NACKed topic message goes back to its subscription, if that
         // still exists (the router is locked before the sessions, always).
         let router = lock(&inner.router);
-        redeliver.retain(|(subscription, _, _)| router.is_bound(session, subscription));
         let mut sessions = lock(&inner.sessions);
         if let Some(state) = sessions.get_mut(&session) {
+            // With `--routing session` a message to everyone came to a
+            // subscription of the session queue's router.
+            redeliver.retain(|(subscription, _, _)| {
+                router.is_bound(session, subscription)
+                    || state
+                        .session_queue
+                        .as_ref()
+                        .is_some_and(|queue| queue.router.is_bound(session, subscription))
+            });
             for (subscription, destination, message) in redeliver {
                 let max = inner.settings.session_queue_length;
                 state.hold_and_offer(&subscription, true, destination, message, true, max);

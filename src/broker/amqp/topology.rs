@@ -5,16 +5,17 @@
 
 use std::sync::Arc;
 
-use lapin::ExchangeKind;
 use lapin::options::{
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
 
 use super::connection::{open_channel, unavailable};
 use super::consumers::deliver_session_queue;
 use super::{BrokerError, Inner, SessionId, SessionQueue, lock};
+use crate::broker::destination::EVERYONE_EXCHANGE;
 use crate::broker::queue_options::{QueueArgument, QueueOptions};
 use crate::broker::router::{BindingKey, Router};
 use crate::error::source_of;
@@ -35,6 +36,39 @@ pub(super) fn exclusive_queue() -> QueueDeclareOptions {
         auto_delete: true,
         ..QueueDeclareOptions::default()
     }
+}
+
+/// Declares the durable fanout exchange of messages to everyone and binds
+/// the node queue to it, once at connect: every node then gets one copy of
+/// each such message and gives it to its own sessions (the node queue's
+/// router matches it to user subscriptions by the routing key, their name).
+pub(super) async fn receive_messages_to_everyone(
+    channel: &Channel,
+    node_queue: &str,
+) -> Result<(), BrokerError> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            EVERYONE_EXCHANGE.into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable("declare the exchange of messages to everyone"))?;
+    channel
+        .queue_bind(
+            node_queue.into(),
+            EVERYONE_EXCHANGE.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable("bind the node queue to messages to everyone"))
 }
 
 /// An exchange or queue that must exist before it is used.
