@@ -13,8 +13,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::try_join_all;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
@@ -23,7 +23,8 @@ use stomp_parser::{Command, Frame, Headers};
 use stomp_relay::broker::amqp::{AmqpBroker, AmqpSettings};
 use stomp_relay::broker::{Broker, Message, OrderKey, PublishTarget};
 use support::{
-    AMQP_URL, Mode, PATIENCE, REDIS_URL, StompClient, TestRelay, amqp, http, queue_exists,
+    AMQP_URL, Mode, PATIENCE, REDIS_URL, StompClient, TestRelay, amqp, http, publish_mandatory,
+    queue_exists,
 };
 
 /// Publishes to `amq.topic`; true when RabbitMQ found a queue for it.
@@ -34,33 +35,6 @@ async fn publish_topic(
     properties: BasicProperties,
 ) -> bool {
     publish_mandatory(channel, "amq.topic", key, body, properties).await
-}
-
-/// Publishes with the mandatory flag and waits for the confirm; true when
-/// RabbitMQ found a queue for it.
-async fn publish_mandatory(
-    channel: &Channel,
-    exchange: &str,
-    key: &str,
-    body: &[u8],
-    properties: BasicProperties,
-) -> bool {
-    let confirmation = channel
-        .basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
-            body,
-            properties,
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
-    confirmation.take_message().is_none()
 }
 
 fn unique(name: &str) -> String {

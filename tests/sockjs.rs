@@ -46,7 +46,7 @@ fn sockjs_message(frame: &str) -> String {
 
 /// A client that stops polling is taken for gone after the disconnect
 /// delay (5 s): its STOMP session ends, and with it its registry entry and,
-/// in cluster mode, its session queue.
+/// in cluster mode, its user-destination binding.
 async fn an_abandoned_sockjs_session_is_cleaned_up(mode: Mode) {
     let relay = TestRelay::start(mode);
     let sockjs_session = uuid::Uuid::new_v4().simple().to_string();
@@ -74,11 +74,11 @@ async fn an_abandoned_sockjs_session_is_cleaned_up(mode: Mode) {
         sessions(support::http(&relay, "GET", &presence_path, &[], "").await),
         1
     );
-    let queue = format!("stomp.session.{stomp_session}");
+    let key = format!("inbox-user{stomp_session}");
     if mode == Mode::Cluster {
         assert!(
-            support::queue_exists(&queue).await,
-            "{queue} exists while the client polls"
+            support::topic_key_is_routed(&key).await,
+            "{key} is bound while the client polls"
         );
     }
 
@@ -96,7 +96,10 @@ async fn an_abandoned_sockjs_session_is_cleaned_up(mode: Mode) {
         "not before the delay"
     );
     if mode == Mode::Cluster {
-        assert!(!support::queue_exists(&queue).await, "{queue} was deleted");
+        assert!(
+            !support::topic_key_is_routed(&key).await,
+            "{key} was unbound"
+        );
     }
     // The SockJS session answers its close frame, then is forgotten.
     let closed = xhr(&relay, &sockjs_session, "xhr", "").await;

@@ -301,6 +301,49 @@ pub async fn amqp() -> (lapin::Connection, lapin::Channel) {
     (connection, channel)
 }
 
+/// Publishes with the mandatory flag and waits for the confirm; true when
+/// RabbitMQ found a queue for it.
+pub async fn publish_mandatory(
+    channel: &lapin::Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    properties: lapin::BasicProperties,
+) -> bool {
+    let confirmation = channel
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            lapin::options::BasicPublishOptions {
+                mandatory: true,
+                ..lapin::options::BasicPublishOptions::default()
+            },
+            body,
+            properties,
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    confirmation.take_message().is_none()
+}
+
+/// Whether a message published to `amq.topic` with `key` finds a queue (a
+/// session's user-destination key does while the session lives).
+pub async fn topic_key_is_routed(key: &str) -> bool {
+    let (connection, channel) = amqp().await;
+    let routed = publish_mandatory(
+        &channel,
+        "amq.topic",
+        key,
+        b"probe",
+        lapin::BasicProperties::default(),
+    )
+    .await;
+    let _ = connection.close(200, "checked".into()).await;
+    routed
+}
+
 /// Whether RabbitMQ has the queue `name` (exclusive to another connection
 /// or not).
 pub async fn queue_exists(name: &str) -> bool {
