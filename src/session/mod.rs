@@ -863,7 +863,7 @@ fn ack_id(frame: &Frame) -> Result<&str, SessionError> {
 /// Pops the front of a queue and gives its buffer back once it is empty:
 /// an idle session would otherwise keep, for as long as it lives, the
 /// capacity its busiest moment (the CONNECT's burst) grew.
-fn pop_front_releasing<T>(queue: &mut VecDeque<T>) -> Option<T> {
+pub fn pop_front_releasing<T>(queue: &mut VecDeque<T>) -> Option<T> {
     let front = queue.pop_front();
     if queue.is_empty() && queue.capacity() > 0 {
         *queue = VecDeque::new();

@@ -26,7 +26,9 @@ pub struct Subscription {
 /// unacknowledged message belongs to.
 #[derive(Debug, Default)]
 pub struct Subscriptions {
-    by_id: HashMap<Arc<str>, Subscription>,
+    /// Boxed: a table keeps room for more entries than it holds, and most
+    /// sessions hold one or two subscriptions.
+    by_id: HashMap<Arc<str>, Box<Subscription>>,
     /// Message id -> subscription id, for ACK and NACK.
     awaiting_ack: HashMap<String, Arc<str>>,
 }
@@ -52,10 +54,10 @@ impl Subscriptions {
     pub fn insert(&mut self, spec: SubscriptionSpec) {
         self.by_id.insert(
             spec.id.clone(),
-            Subscription {
+            Box::new(Subscription {
                 spec,
                 unacked: VecDeque::new(),
-            },
+            }),
         );
     }
 

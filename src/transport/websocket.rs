@@ -36,8 +36,10 @@ use crate::shutdown::Shutdown;
 /// (a message may also carry several small frames and heart-beats).
 const MESSAGE_SLACK: usize = 64 * 1024;
 /// Bytes read from the socket at a time; messages larger than this still
-/// arrive whole, the buffer grows for them.
-const READ_BUFFER: usize = 4 * 1024;
+/// arrive whole, the buffer grows for them. Every connection holds this
+/// much for as long as it lives, idle or not, so it is sized for the small
+/// frames browsers send: a burst of them still takes a few per read.
+const READ_BUFFER: usize = 1024;
 /// Bytes of queued messages written in one go: the writer feeds every
 /// ready frame and flushes once, so a burst costs one syscall per this much
 /// rather than one per frame. An idle connection's buffer stays empty.

@@ -30,7 +30,9 @@ use crate::error::{Chain, ClientText};
 use crate::metrics::Metrics;
 use crate::registry::RegistryError;
 use crate::registry::{Registry, SessionRecord, unix_millis};
-use crate::session::{Command, CommandId, Event, Rejection, Service, SessionError};
+use crate::session::{
+    Command, CommandId, Event, Rejection, Service, SessionError, pop_front_releasing,
+};
 
 /// SENDs handed to the broker together, at most.
 const MAX_BATCH: usize = 256;
@@ -126,7 +128,7 @@ impl CommandRunner {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(CommandId, Event)> {
         loop {
             if self.ordered_running.is_none()
-                && let Some((id, command)) = self.ordered.pop_front()
+                && let Some((id, command)) = pop_front_releasing(&mut self.ordered)
             {
                 let running = self.run_ordered(command);
                 self.ordered_running = Some((id, Box::pin(async move { (id, running.await) })));
@@ -172,7 +174,7 @@ impl CommandRunner {
             && let Some((id, _)) = self.sends.front()
             && barrier.is_none_or(|barrier| *id < barrier)
         {
-            batch.extend(self.sends.pop_front());
+            batch.extend(pop_front_releasing(&mut self.sends));
         }
         if !batch.is_empty() {
             let services = self.services.clone();

@@ -112,13 +112,27 @@ const HEART_BEAT_GRACE: u32 = 2;
 const WRITE_QUEUE_LIMIT: usize = 256;
 
 /// Serves one client until it leaves, is refused, or the node shuts down.
-pub async fn serve<T: Transport>(
+pub fn serve<T: Transport>(
     transport: T,
+    context: Arc<ConnectionContext>,
+    shutdown: Shutdown,
+) -> impl Future<Output = ()> + Send {
+    // Split before the session's future exists, so that an idle session's
+    // task holds the two halves only, not the whole transport beside them.
+    let access_token = transport.access_token();
+    let (reader, writer) = transport.split();
+    serve_halves(reader, writer, access_token, context, shutdown)
+}
+
+async fn serve_halves<R: TransportReader, W: TransportWriter>(
+    mut reader: R,
+    writer: W,
+    access_token: Option<String>,
     context: Arc<ConnectionContext>,
     mut shutdown: Shutdown,
 ) {
     let settings = &context.settings;
-    let metrics = context.metrics.clone();
+    let metrics = &context.metrics;
     metrics.connections_total.inc();
     metrics.connections.inc();
     let when_full = match settings.drop_when_full {
@@ -127,10 +141,9 @@ pub async fn serve<T: Transport>(
     };
     let (outbox, inbox, overflow) = Outbox::channel(settings.outbox_capacity, when_full);
     let id = Uuid::new_v4();
-    let mut session = Session::new(id, context.session.clone(), transport.access_token());
+    let mut session = Session::new(id, context.session.clone(), access_token);
     let mut runner = CommandRunner::new(id, context.services.clone(), outbox);
     let eviction = runner.eviction();
-    let (mut reader, writer) = transport.split();
     let outgoing = Outgoing::default();
     let mut write_task = tokio::spawn(writer::run(writer, outgoing.clone()));
     let mut decoder = FrameDecoder::new(settings.limits);
@@ -142,6 +155,8 @@ pub async fn serve<T: Transport>(
     // Whole frames wait in the decoder while the session takes none.
     let mut frames_waiting = false;
     let mut was_reading = true;
+    let timer = sleep_until(started + settings.connect_timeout);
+    tokio::pin!(timer);
 
     let rejection = 'session: loop {
         // Hand the session every whole frame it takes now.
@@ -168,11 +183,11 @@ pub async fn serve<T: Transport>(
                 }
                 Err(malformed) => session.abort(SessionError::Malformed(malformed)),
             }
-            if let Some(close) = carry_out(&mut session, &mut runner, &outgoing, &metrics) {
+            if let Some(close) = carry_out(&mut session, &mut runner, &outgoing, metrics) {
                 break 'session close;
             }
         }
-        if let Some(close) = carry_out(&mut session, &mut runner, &outgoing, &metrics) {
+        if let Some(close) = carry_out(&mut session, &mut runner, &outgoing, metrics) {
             break 'session close;
         }
         outgoing.set_heart_beat(session.heart_beat().outgoing);
@@ -196,6 +211,15 @@ pub async fn serve<T: Transport>(
         let frame_deadline = frame_begun
             .filter(|_| reading)
             .map(|begun| begun + settings.frame_timeout);
+        // One timer for both deadlines, kept across turns of the loop and
+        // moved only when the deadline does: a timer made afresh on every
+        // turn would be registered and dropped once per delivery.
+        let deadline = read_deadline.into_iter().chain(frame_deadline).min();
+        if let Some(deadline) = deadline
+            && timer.deadline() != deadline
+        {
+            timer.as_mut().reset(deadline);
+        }
         let room_to_write = outgoing.waiting() < WRITE_QUEUE_LIMIT;
 
         tokio::select! {
@@ -216,16 +240,15 @@ pub async fn serve<T: Transport>(
             () = overflow.notified() => {
                 session.abort(SessionError::SlowConsumer(settings.outbox_capacity));
             }
-            () = sleep_until_some(read_deadline) => {
-                let error = if session.is_connected() {
+            () = &mut timer, if deadline.is_some() => {
+                let error = if frame_deadline == deadline {
+                    SessionError::FrameTimeout(settings.frame_timeout.as_secs())
+                } else if session.is_connected() {
                     SessionError::HeartBeatTimeout(last_received.elapsed().as_millis())
                 } else {
                     SessionError::ConnectTimeout(settings.connect_timeout.as_secs())
                 };
                 session.abort(error);
-            }
-            () = sleep_until_some(frame_deadline) => {
-                session.abort(SessionError::FrameTimeout(settings.frame_timeout.as_secs()));
             }
             () = shutdown.recv() => session.abort(SessionError::ShuttingDown),
             () = eviction.notified() => {
