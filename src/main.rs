@@ -20,7 +20,13 @@ async fn main() -> anyhow::Result<()> {
     let server = BoundServer::bind(config)
         .await
         .context("stomp-relay could not start")?;
-    match server.run(shutdown_signal()).await {
+    // On a worker rather than the main thread: an accepted connection's
+    // task then starts on the worker that accepted it, not on another
+    // thread that must be woken for it.
+    let stopped = tokio::spawn(server.run(shutdown_signal()))
+        .await
+        .context("the server stopped abnormally")?;
+    match stopped {
         Stopped::Requested => Ok(()),
         Stopped::BrokerLost(reason) => {
             Err(anyhow::anyhow!("lost the connection to RabbitMQ: {reason}"))
