@@ -289,7 +289,7 @@ fn main() {
         return;
     }
     client_runtime().block_on(async {
-        let cluster = Cluster::start(NODES, &["--heart-beat", "0,0"]);
+        let cluster = Cluster::start(NODES, &[]);
         let epoch = Instant::now();
         let connecting = Instant::now();
         let mut latencies = connect_users(&cluster, epoch).await;

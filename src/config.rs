@@ -15,6 +15,7 @@ use stomp_parser::Limits;
 use crate::dispatch::offline::OfflineLimits;
 use crate::relay::Settings;
 use crate::session::SessionSettings;
+use crate::session::connect::HeartBeatBounds;
 use crate::transport::connection::ConnectionSettings;
 
 /// What `stomp-relay --help` shows. Parsed once in `main`, then resolved into
@@ -77,11 +78,16 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_REDIS_PREFIX", default_value = "stomp:")]
     pub redis_prefix: String,
 
-    /// STOMP heart-beats the server offers, in ms: how often it sends, how
-    /// often it wants to hear from clients (0 = never). Each direction runs
-    /// at the slower of the two sides' numbers.
-    #[arg(long, env = "STOMP_RELAY_HEART_BEAT", default_value = "10000,10000", value_parser = parse_heart_beat)]
-    pub heart_beat: (u32, u32),
+    /// Heart-beats run as each client's CONNECT asks (none where it says
+    /// 0), but never more often than this, in ms, either way.
+    #[arg(long, env = "STOMP_RELAY_HEART_BEAT_MIN", default_value_t = 1_000)]
+    pub heart_beat_min: u32,
+
+    /// The relay sends something at least this often, in ms, to clients
+    /// that asked for heart-beats less often (0 = no cap); behind a load
+    /// balancer, set it below the balancer's idle timeout.
+    #[arg(long, env = "STOMP_RELAY_HEART_BEAT_MAX", default_value_t = 0)]
+    pub heart_beat_max: u32,
 
     /// Unacknowledged messages RabbitMQ may push to one consumer when
     /// SUBSCRIBE gives no `prefetch-count` (cluster mode).
@@ -359,7 +365,7 @@ pub struct Config {
     pub node_id: String,
     pub redis_prefix: String,
     pub log_format: LogFormat,
-    pub heart_beat: (u32, u32),
+    pub heart_beat: HeartBeatBounds,
     pub connect_timeout: Duration,
     pub amqp_prefetch: u16,
     pub routing: Routing,
@@ -432,7 +438,10 @@ impl From<Cli> for Config {
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             redis_prefix: cli.redis_prefix,
             log_format: cli.log_format,
-            heart_beat: cli.heart_beat,
+            heart_beat: HeartBeatBounds {
+                min: cli.heart_beat_min,
+                max: cli.heart_beat_max,
+            },
             connect_timeout: Duration::from_secs(cli.connect_timeout),
             amqp_prefetch: cli.amqp_prefetch,
             routing: cli.routing,
@@ -488,10 +497,6 @@ impl From<Cli> for Config {
 
 fn as_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
-}
-
-fn parse_heart_beat(value: &str) -> Result<(u32, u32), String> {
-    crate::session::connect::parse_heart_beat(value).map_err(|error| error.to_string())
 }
 
 fn parse_ws_path(path: &str) -> Result<String, String> {
@@ -561,10 +566,15 @@ mod tests {
         assert!(parse(&["--listen", "nowhere"]).is_err());
         assert!(parse(&["--log-format", "xml"]).is_err());
         assert_eq!(parse(&["--ws-path", "/stomp/"]).unwrap().ws_path, "/stomp");
-        assert!(parse(&["--heart-beat", "1000"]).is_err());
+        assert!(parse(&["--heart-beat-min", "-1"]).is_err());
         assert_eq!(
-            parse(&["--heart-beat", "0,5000"]).unwrap().heart_beat,
-            (0, 5000)
+            parse(&["--heart-beat-min", "200", "--heart-beat-max", "50000"])
+                .unwrap()
+                .heart_beat,
+            HeartBeatBounds {
+                min: 200,
+                max: 50000
+            }
         );
         assert!(parse(&["--connect-timeout", "0"]).is_err());
     }

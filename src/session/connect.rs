@@ -12,6 +12,24 @@ pub const SERVER: &str = concat!("stomp-relay/", env!("CARGO_PKG_VERSION"));
 /// The longest user name taken from `login`.
 const MAX_USER_LEN: usize = 256;
 
+/// The bounds the relay puts on the heart-beats clients ask for, in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartBeatBounds {
+    /// No heart-beat, either way, runs more often than this: a client that
+    /// asks for less gets this.
+    pub min: u32,
+    /// The relay sends something at least this often, even to a client that
+    /// asked for less often (0: no cap). Behind a load balancer, set it
+    /// below the balancer's idle timeout.
+    pub max: u32,
+}
+
+impl Default for HeartBeatBounds {
+    fn default() -> HeartBeatBounds {
+        HeartBeatBounds { min: 1_000, max: 0 }
+    }
+}
+
 /// The heart-beats agreed for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HeartBeat {
@@ -22,22 +40,37 @@ pub struct HeartBeat {
 }
 
 impl HeartBeat {
-    /// STOMP's rule: each direction runs at the slower of what one side can
-    /// send and the other wants, and not at all when either says 0.
-    pub fn negotiate(client: (u32, u32), server: (u32, u32)) -> HeartBeat {
-        let interval = |can_send: u32, wants: u32| {
-            (can_send != 0 && wants != 0)
-                .then(|| Duration::from_millis(u64::from(can_send.max(wants))))
-        };
+    /// The heart-beats a CONNECT's `cx,cy` asks for, as the relay runs them:
+    /// each direction as the client asks, none where it says 0, as
+    /// RabbitMQ's STOMP plugin does, within `bounds`. The cap applies to
+    /// the relay's own heart-beats only: it cannot ask a client to send
+    /// more often than the client said it can.
+    pub fn negotiate(client: (u32, u32), bounds: HeartBeatBounds) -> HeartBeat {
+        let (can_send, wants) = client;
+        let floor = |ms: u32| ms.max(bounds.min);
+        let outgoing = (wants != 0).then(|| match bounds.max {
+            0 => floor(wants),
+            cap => floor(wants.min(cap)),
+        });
+        let incoming = (can_send != 0).then(|| floor(can_send));
+        let duration = |ms: u32| Duration::from_millis(u64::from(ms));
         HeartBeat {
-            outgoing: interval(server.0, client.1),
-            incoming: interval(client.0, server.1),
+            outgoing: outgoing.map(duration),
+            incoming: incoming.map(duration),
         }
+    }
+
+    /// CONNECTED's `heart-beat`: the intervals this session runs, so that
+    /// the client's reckoning (each direction at the larger of its number
+    /// and ours) comes to what the relay does.
+    pub fn header(&self) -> String {
+        let ms = |interval: Option<Duration>| interval.map_or(0, |d| d.as_millis());
+        format!("{},{}", ms(self.outgoing), ms(self.incoming))
     }
 }
 
 /// Reads a `heart-beat` header: two non-negative integers.
-pub fn parse_heart_beat(value: &str) -> Result<(u32, u32), SessionError> {
+fn parse_heart_beat(value: &str) -> Result<(u32, u32), SessionError> {
     let invalid = |reason| SessionError::InvalidHeader {
         header: "heart-beat",
         value: value.to_owned(),
@@ -104,17 +137,14 @@ impl ConnectRequest {
 pub fn connected_frame(
     version: Version,
     session: &str,
-    server_heart_beat: (u32, u32),
+    heart_beat: HeartBeat,
     user: Option<&str>,
 ) -> Frame {
     let mut frame = Frame::new(Command::Connected)
         .header("version", version.as_str())
         .header("session", session)
         .header("server", SERVER)
-        .header(
-            "heart-beat",
-            format!("{},{}", server_heart_beat.0, server_heart_beat.1),
-        );
+        .header("heart-beat", heart_beat.header());
     if let Some(user) = user {
         frame = frame.header("user-name", user);
     }
@@ -133,19 +163,40 @@ mod tests {
             })
     }
 
+    fn ms(ms: u64) -> Option<Duration> {
+        Some(Duration::from_millis(ms))
+    }
+
     #[test]
-    fn heart_beats_run_at_the_slower_side_or_not_at_all() {
-        let agreed = HeartBeat::negotiate((5000, 20000), (10000, 10000));
-        assert_eq!(agreed.outgoing, Some(Duration::from_millis(20000)));
-        assert_eq!(agreed.incoming, Some(Duration::from_millis(10000)));
-        assert_eq!(
-            HeartBeat::negotiate((0, 0), (10000, 10000)),
-            HeartBeat::default()
-        );
-        assert_eq!(
-            HeartBeat::negotiate((1000, 1000), (0, 0)),
-            HeartBeat::default()
-        );
+    fn heart_beats_run_as_the_client_asks_within_the_bounds() {
+        let bounds = HeartBeatBounds { min: 1000, max: 0 };
+        let agreed = HeartBeat::negotiate((5000, 20000), bounds);
+        assert_eq!((agreed.outgoing, agreed.incoming), (ms(20000), ms(5000)));
+        assert_eq!(agreed.header(), "20000,5000");
+        let agreed = HeartBeat::negotiate((1000, 1000), bounds);
+        assert_eq!(agreed.header(), "1000,1000");
+        // Never more often than the floor...
+        let agreed = HeartBeat::negotiate((100, 10), bounds);
+        assert_eq!((agreed.outgoing, agreed.incoming), (ms(1000), ms(1000)));
+        // ...and not at all where the client says 0.
+        let none = HeartBeat::negotiate((0, 0), bounds);
+        assert_eq!(none, HeartBeat::default());
+        assert_eq!(none.header(), "0,0");
+        let agreed = HeartBeat::negotiate((0, 3000), bounds);
+        assert_eq!(agreed.header(), "3000,0");
+    }
+
+    #[test]
+    fn the_cap_bounds_the_relays_heart_beats_only() {
+        let bounds = HeartBeatBounds {
+            min: 1000,
+            max: 30000,
+        };
+        let agreed = HeartBeat::negotiate((120000, 120000), bounds);
+        assert_eq!((agreed.outgoing, agreed.incoming), (ms(30000), ms(120000)));
+        // A cap under the floor gives way to it.
+        let bounds = HeartBeatBounds { min: 1000, max: 10 };
+        assert_eq!(HeartBeat::negotiate((0, 5000), bounds).outgoing, ms(1000));
     }
 
     #[test]
@@ -180,7 +231,8 @@ mod tests {
 
     #[test]
     fn connected_names_version_session_server_and_user() {
-        let frame = connected_frame(Version::V1_2, "s-1", (10000, 10000), Some("alice"));
+        let heart_beat = HeartBeat::negotiate((10000, 10000), HeartBeatBounds::default());
+        let frame = connected_frame(Version::V1_2, "s-1", heart_beat, Some("alice"));
         assert_eq!(frame.get("version"), Some("1.2"));
         assert_eq!(frame.get("session"), Some("s-1"));
         assert_eq!(frame.get("server"), Some(SERVER));

@@ -488,7 +488,7 @@ impl Session {
         let frame = connected_frame(
             version,
             &self.id.to_string(),
-            self.context.settings.heart_beat,
+            heart_beat,
             identity.as_ref().map(|identity| identity.user.as_str()),
         );
         let connected = Connected {

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
+use super::connect::HeartBeatBounds;
 use crate::auth::acl::Acl;
 
 /// The limits and choices of a STOMP session, from the configuration.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
-    /// The server's heart-beat offer, in ms: how often it can send, how
-    /// often it wants to hear from the client (CONNECTED's `heart-beat`).
-    pub heart_beat: (u32, u32),
+    /// What the relay allows of the heart-beats clients ask for.
+    pub heart_beat: HeartBeatBounds,
     pub max_subscriptions: usize,
     /// Messages a session may hold delivered and unacknowledged.
     pub max_unacked: usize,
@@ -25,7 +25,7 @@ pub struct SessionSettings {
 impl Default for SessionSettings {
     fn default() -> SessionSettings {
         SessionSettings {
-            heart_beat: (10_000, 10_000),
+            heart_beat: HeartBeatBounds::default(),
             max_subscriptions: 256,
             max_unacked: 1000,
             max_transactions: 16,

@@ -12,11 +12,9 @@ use crate::http::HttpClient;
 
 /// Flags every relay gets. The bench connects thousands of sessions from a
 /// few addresses, one sender writes thousands of frames a second, and a
-/// fan-out subscriber may have every message of a run waiting at once;
-/// heart-beats off, as the clients ask for none.
+/// fan-out subscriber may have every message of a run waiting at once.
+/// (Heart-beats are off because the clients ask for none.)
 const BENCH_FLAGS: &[&str] = &[
-    "--heart-beat",
-    "0,0",
     "--max-connections",
     "0",
     "--max-connections-per-ip",

@@ -2,6 +2,7 @@
 // tests/stompjs.rs starts a relay and runs this file with RELAY_WS_URL set.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
 
@@ -80,9 +81,70 @@ test('connects with STOMP 1.2 over the v12.stomp subprotocol', async () => {
   assert.equal(client.webSocket.protocol, 'v12.stomp');
 });
 
-test('negotiates heart-beats', async () => {
-  const { connected } = await connect(null, { heartbeatIncoming: 20000, heartbeatOutgoing: 20000 });
-  assert.equal(connected.headers['heart-beat'], '10000,10000');
+test('heart-beats run as the client asks, and none when it asks none', async () => {
+  for (const [asked, agreed] of [[20000, '20000,20000'], [1000, '1000,1000'], [0, '0,0']]) {
+    const { connected } = await connect(null, { heartbeatIncoming: asked, heartbeatOutgoing: asked });
+    assert.equal(connected.headers['heart-beat'], agreed);
+  }
+});
+
+/** A TCP relay in front of the relay under test whose `silence()` stops
+ * every byte from the relay to the client, as a stalled server or a dead
+ * link would, while the connection stays open. */
+async function silencingProxy() {
+  const target = new URL(url);
+  const sockets = [];
+  let silent = false;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    sockets.push(client, upstream);
+    client.on('data', (chunk) => upstream.write(chunk));
+    upstream.on('data', (chunk) => { if (!silent) client.write(chunk); });
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const proxied = new URL(url);
+  proxied.port = String(server.address().port);
+  return {
+    url: proxied.toString(),
+    silence: () => { silent = true; },
+    close: () => { sockets.forEach((socket) => socket.destroy()); server.close(); },
+  };
+}
+
+test('a client asking for 1 s heart-beats keeps a live relay and notices a silent one within seconds', async () => {
+  const proxy = await silencingProxy();
+  let lost;
+  const heartbeatLost = new Promise((resolve) => { lost = resolve; });
+  try {
+    const client = new Client({
+      webSocketFactory: () => new WebSocket(proxy.url, ['v12.stomp']),
+      reconnectDelay: 0,
+      heartbeatIncoming: 1000,
+      heartbeatOutgoing: 1000,
+      onHeartbeatLost: () => lost(Date.now()),
+    });
+    clients.push(client);
+    const connected = await new Promise((resolve, reject) => {
+      client.onConnect = resolve;
+      client.onStompError = (frame) => reject(new Error(`ERROR: ${frame.headers.message}`));
+      client.activate();
+    });
+    assert.equal(connected.headers['heart-beat'], '1000,1000');
+    // The relay's heart-beats keep it alive past two intervals and more.
+    const healthy = await Promise.race([
+      heartbeatLost.then(() => false),
+      new Promise((resolve) => setTimeout(() => resolve(true), 3500)),
+    ]);
+    assert.ok(healthy, 'STOMP.js gave up on a relay that was sending heart-beats');
+    const silenced = Date.now();
+    proxy.silence();
+    const noticed = await withTimeout(heartbeatLost, 'the heart-beat loss', 6000);
+    assert.ok(noticed - silenced < 5000, `noticed after ${noticed - silenced} ms`);
+  } finally {
+    proxy.close();
+  }
 });
 
 test('a topic message reaches every subscriber, wildcards included', async () => {

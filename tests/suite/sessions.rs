@@ -39,7 +39,8 @@ async fn connect_negotiates_version_heart_beat_and_user() {
         let connected = client.recv().await;
         assert_eq!(connected.command, Command::Connected);
         assert_eq!(connected.get("version"), Some(expected));
-        assert_eq!(connected.get("heart-beat"), Some("10000,10000"));
+        // Asked for none, it runs none, and says so.
+        assert_eq!(connected.get("heart-beat"), Some("0,0"));
         assert_eq!(connected.get("user-name"), Some("alice"));
         assert!(connected.get("server").unwrap().starts_with("stomp-relay/"));
         assert!(uuid::Uuid::parse_str(connected.get("session").unwrap()).is_ok());
@@ -506,8 +507,29 @@ async fn binary_bodies_go_out_as_binary_messages() {
 }
 
 #[tokio::test]
+async fn heart_beats_run_as_the_client_asks_but_not_below_the_floor() {
+    let relay = start();
+    for (asked, agreed) in [
+        ("1000,1000", "1000,1000"),
+        ("5000,20000", "20000,5000"),
+        ("0,200", "1000,0"),
+        ("300,0", "0,1000"),
+    ] {
+        let mut client = StompClient::open(&relay).await;
+        client
+            .send(frame(
+                Command::Connect,
+                &[("accept-version", "1.2"), ("heart-beat", asked)],
+            ))
+            .await;
+        let connected = client.recv().await;
+        assert_eq!(connected.get("heart-beat"), Some(agreed), "asked {asked}");
+    }
+}
+
+#[tokio::test]
 async fn heart_beats_flow_both_ways_and_a_silent_client_is_dropped() {
-    let relay = start_with(&["--heart-beat", "200,200"]);
+    let relay = start_with(&["--heart-beat-min", "100"]);
     let mut client = StompClient::open(&relay).await;
     client
         .send(frame(
@@ -526,12 +548,12 @@ async fn heart_beats_flow_both_ways_and_a_silent_client_is_dropped() {
 
 #[tokio::test]
 async fn a_client_that_keeps_its_heart_beat_stays() {
-    let relay = start_with(&["--heart-beat", "0,200"]);
+    let relay = start_with(&["--heart-beat-min", "100"]);
     let mut client = StompClient::open(&relay).await;
     client
         .send(frame(
             Command::Connect,
-            &[("accept-version", "1.2"), ("heart-beat", "100,0")],
+            &[("accept-version", "1.2"), ("heart-beat", "200,0")],
         ))
         .await;
     client.recv().await;
