@@ -821,9 +821,9 @@ impl Session {
             self.subscriptions
                 .expect_ack(subscription, message_id, pending);
         }
-        if redelivered {
-            frame = frame.header("redelivered", "true");
-        }
+        // On every MESSAGE, false included, as RabbitMQ's STOMP plugin
+        // writes it.
+        frame = frame.header("redelivered", if redelivered { "true" } else { "false" });
         for (name, value) in message.headers.iter() {
             frame.headers.push(name, value);
         }

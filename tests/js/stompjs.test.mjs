@@ -190,6 +190,7 @@ test('a nacked queue message comes back, an acked one does not', async () => {
   }, { ack: 'client-individual' });
   await publish(consumer, workQueue, 'task');
   await withTimeout(done, 'the redelivery');
+  assert.equal(received[0].headers.redelivered, 'false');
   assert.equal(received[1].body, 'task');
   assert.equal(received[1].headers.redelivered, 'true');
 });

@@ -224,7 +224,7 @@ async fn a_nack_redelivers_to_a_client_individual_subscription() {
 
     let first = consumer.recv().await;
     let ack_id = first.get("ack").expect("an ack header in 1.2").to_owned();
-    assert_eq!(first.get("redelivered"), None);
+    assert_eq!(first.get("redelivered"), Some("false"));
     consumer
         .send(frame(Command::Nack, &[("id", &ack_id)]))
         .await;
@@ -282,6 +282,7 @@ async fn unacked_queue_messages_go_to_another_consumer_after_a_disconnect() {
     );
     let second = staying.recv().await;
     assert_eq!(&second.body[..], b"two");
+    assert_eq!(second.get("redelivered"), Some("true"));
 }
 
 #[tokio::test]
