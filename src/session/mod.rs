@@ -445,7 +445,7 @@ impl Session {
                 Destination::parse(text)?.check_send(text)?;
                 self.authorize(Action::Send, text)
             }
-            StompCommand::Ack | StompCommand::Nack => ack_id(frame).map(|_| ()),
+            StompCommand::Ack | StompCommand::Nack => ack_id(frame, self.version()).map(|_| ()),
             other => Err(SessionError::ServerCommand(other)),
         }
     }
@@ -732,7 +732,7 @@ impl Session {
     }
 
     fn settle(&mut self, frame: &Frame, settlement: Settlement) -> Result<(), SessionError> {
-        let id = ack_id(frame)?;
+        let id = ack_id(frame, self.version())?;
         let settled = self
             .subscriptions
             .settle(id)
@@ -852,12 +852,14 @@ fn required<'a>(frame: &'a Frame, header: &'static str) -> Result<&'a str, Sessi
         .ok_or_else(|| missing(frame.command, header))
 }
 
-/// The message an ACK or NACK names: `id` in 1.2, `message-id` before.
-fn ack_id(frame: &Frame) -> Result<&str, SessionError> {
-    frame
-        .get("id")
-        .or_else(|| frame.get("message-id"))
-        .ok_or_else(|| missing(frame.command, "id"))
+/// The message an ACK or NACK names: `id` in 1.2, `message-id` before,
+/// each version's header only, as RabbitMQ's STOMP plugin reads them.
+fn ack_id(frame: &Frame, version: Version) -> Result<&str, SessionError> {
+    let header = match version {
+        Version::V1_2 => "id",
+        Version::V1_0 | Version::V1_1 => "message-id",
+    };
+    required(frame, header)
 }
 
 /// Pops the front of a queue and gives its buffer back once it is empty:

@@ -632,6 +632,25 @@ async fn stomp_1_1_acks_by_message_id_and_escapes_headers() {
 }
 
 #[tokio::test]
+async fn a_stomp_1_2_ack_names_its_message_by_id_only() {
+    let relay = start();
+    let mut client = StompClient::connect(&relay, None).await;
+    client.subscribe("s", "/topic/acks", "client-individual").await;
+    client.publish("/topic/acks", "x").await;
+    let message = client.recv().await;
+    let message_id = message.get("message-id").unwrap().to_owned();
+    client
+        .send(frame(
+            Command::Ack,
+            &[("message-id", &message_id), ("subscription", "s")],
+        ))
+        .await;
+    let error = client.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("missing header"));
+    assert!(String::from_utf8_lossy(&error.body).contains("'id'"), "{error:?}");
+}
+
+#[tokio::test]
 async fn shutdown_tells_clients_then_closes() {
     let mut relay = start();
     let mut client = StompClient::connect(&relay, None).await;
