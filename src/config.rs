@@ -185,12 +185,9 @@ pub struct Cli {
     pub max_connections_per_ip: usize,
 
     /// STOMP frames a session may send per second, in bursts of as many;
-    /// past it the session gets an ERROR and is closed (0: no limit).
-    #[arg(
-        long,
-        env = "STOMP_RELAY_MAX_FRAMES_PER_SECOND",
-        default_value_t = 1_000
-    )]
+    /// past it the session gets an ERROR and is closed (0: no limit, as in
+    /// RabbitMQ: a burst is slowed down by --max-in-flight instead).
+    #[arg(long, env = "STOMP_RELAY_MAX_FRAMES_PER_SECOND", default_value_t = 0)]
     pub max_frames_per_second: u32,
 
     /// Bytes of a whole STOMP frame (command, headers, body); also the

@@ -632,6 +632,22 @@ async fn stomp_1_1_acks_by_message_id_and_escapes_headers() {
 }
 
 #[tokio::test]
+async fn a_burst_of_sends_is_slowed_down_not_refused() {
+    let relay = start();
+    let mut sender = StompClient::connect(&relay, None).await;
+    let mut burst = Vec::new();
+    for n in 0..10_000 {
+        let mut send = frame(Command::Send, &[("destination", "/topic/burst")]).body(n.to_string());
+        if n == 9_999 {
+            send = send.header("receipt", "last");
+        }
+        burst.extend(stomp_parser::encoded_frame(&send, Version::V1_2).expect("a frame"));
+    }
+    sender.send_raw(&burst).await;
+    sender.expect_receipt("last").await;
+}
+
+#[tokio::test]
 async fn a_stomp_1_2_ack_names_its_message_by_id_only() {
     let relay = start();
     let mut client = StompClient::connect(&relay, None).await;

@@ -87,7 +87,7 @@ impl Default for ConnectionSettings {
             drop_when_full: false,
             frame_timeout: Duration::from_secs(30),
             limits: Limits::default(),
-            max_frames_per_second: 1_000,
+            max_frames_per_second: 0,
             max_in_flight: 256,
         }
     }
