@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! frame      = command EOL *( header EOL ) EOL body NUL
-//! heart-beat = EOL                      (between frames)
+//! heart-beat = EOL | NUL                (between frames; a stray NUL is
+//!                                        skipped, as RabbitMQ skips it)
 //! EOL        = [CR] LF
 //! header     = name ":" value           (split at the first ':')
 //! body       = content-length octets    (may contain NUL)
@@ -37,7 +38,8 @@ use crate::version::Version;
 pub enum Parsed {
     /// A whole frame, and how many input bytes it used.
     Frame { frame: Frame, len: usize },
-    /// An end-of-line between frames (a heart-beat), and its length (1 or 2).
+    /// An end-of-line (a heart-beat) or a stray NUL between frames, and its
+    /// length (1 or 2).
     HeartBeat { len: usize },
     /// The input is the beginning of a frame; more bytes are needed.
     Incomplete,
@@ -205,7 +207,7 @@ impl FrameDecoder {
         if bytes.is_empty() || bytes.len() < self.progress.min_len {
             return Ok(None);
         }
-        let at_heart_beat = matches!(bytes[0], b'\n' | b'\r');
+        let at_heart_beat = matches!(bytes[0], b'\n' | b'\r' | 0);
         if !at_heart_beat && !self.progress.head.worth_parsing(bytes, &self.limits) {
             return Ok(None);
         }
@@ -293,6 +295,9 @@ fn scan(
         min_len,
         nul_searched_to,
     };
+    if input.first() == Some(&0) {
+        return Ok(Scan::HeartBeat { len: 1 });
+    }
     match eol(input) {
         Ok((after, ())) => {
             return Ok(Scan::HeartBeat {
@@ -635,6 +640,19 @@ mod tests {
         assert_eq!(found.headers.iter().collect::<Vec<_>>(), [("a", "b")]);
         assert_eq!(found.body, 10..12);
         assert_eq!(found.len, 13);
+    }
+
+    #[test]
+    fn a_stray_nul_between_frames_is_skipped() {
+        let mut decoder = FrameDecoder::new(Limits::default());
+        decoder.push(Bytes::from_static(b"\0SEND\n\na\0\0\n\0SEND\n\nb\0"));
+        let mut bodies = Vec::new();
+        while let Some(decoded) = decoder.decode().expect("no error") {
+            if let Decoded::Frame(frame) = decoded {
+                bodies.push(frame.body);
+            }
+        }
+        assert_eq!(bodies, [&b"a"[..], &b"b"[..]]);
     }
 
     #[test]

@@ -478,6 +478,15 @@ async fn frames_split_across_messages_and_packed_in_one_work() {
         .await;
     assert_eq!(listener.recv_body().await, "three");
     assert_eq!(listener.recv_body().await, "four");
+    // Stray NULs and EOLs between frames are skipped, as RabbitMQ skips them.
+    sender
+        .send_raw(b"\0\r\n\0SEND\ndestination:/topic/pieces\n\nfive\0\0\n")
+        .await;
+    assert_eq!(listener.recv_body().await, "five");
+    sender
+        .send(frame(Command::Disconnect, &[("receipt", "bye")]))
+        .await;
+    sender.expect_receipt("bye").await;
 }
 
 #[tokio::test]
