@@ -234,11 +234,12 @@ impl Session {
             return;
         }
         let receipt: Option<Arc<str>> = frame.get("receipt").map(Arc::from);
-        // CONNECT has no RECEIPT; DISCONNECT places its own.
+        // CONNECT has no RECEIPT; DISCONNECT places its own, and so does a
+        // frame held in a transaction, when the transaction ends.
         let answers_receipt = !matches!(
             frame.command,
             StompCommand::Connect | StompCommand::Stomp | StompCommand::Disconnect
-        );
+        ) && !held_in_transaction(&frame);
         self.current_receipt = receipt.clone();
         let handled = self.handle_command(frame);
         self.current_receipt = None;
@@ -405,12 +406,25 @@ impl Session {
                 self.transactions
                     .begin(required(&frame, "transaction")?, max)
             }
+            // The receipts of the frames held come now, as RabbitMQ's
+            // plugin sends them: each once its frame is carried out (or
+            // dropped, at ABORT).
             StompCommand::Commit => {
                 let held = self.transactions.end(required(&frame, "transaction")?)?;
-                held.into_iter().try_for_each(|frame| self.execute(frame))
+                held.into_iter().try_for_each(|frame| {
+                    let receipt = frame.get("receipt").map(str::to_owned);
+                    self.execute(frame)?;
+                    if let Some(receipt) = receipt {
+                        self.hold_receipt(&receipt);
+                    }
+                    Ok(())
+                })
             }
             StompCommand::Abort => {
-                self.transactions.end(required(&frame, "transaction")?)?;
+                let held = self.transactions.end(required(&frame, "transaction")?)?;
+                for receipt in held.iter().filter_map(|frame| frame.get("receipt")) {
+                    self.hold_receipt(receipt);
+                }
                 Ok(())
             }
             _ => match frame.get("transaction") {
@@ -850,6 +864,14 @@ fn required<'a>(frame: &'a Frame, header: &'static str) -> Result<&'a str, Sessi
     frame
         .get(header)
         .ok_or_else(|| missing(frame.command, header))
+}
+
+/// True for a frame that a transaction holds until it ends.
+fn held_in_transaction(frame: &Frame) -> bool {
+    matches!(
+        frame.command,
+        StompCommand::Send | StompCommand::Ack | StompCommand::Nack
+    ) && frame.get("transaction").is_some()
 }
 
 /// The message an ACK or NACK names: `id` in 1.2, `message-id` before,

@@ -324,24 +324,33 @@ async fn a_transaction_holds_sends_until_commit_and_drops_them_on_abort() {
         .send(frame(Command::Begin, &[("transaction", "t1")]))
         .await;
     for body in ["a", "b"] {
+        let receipt = format!("{body}-sent");
         sender
             .send(
                 frame(
                     Command::Send,
-                    &[("destination", "/topic/tx"), ("transaction", "t1")],
+                    &[
+                        ("destination", "/topic/tx"),
+                        ("transaction", "t1"),
+                        ("receipt", &receipt),
+                    ],
                 )
                 .body(body),
             )
             .await;
     }
     listener.expect_nothing().await;
+    // Their receipts wait for the COMMIT too, as RabbitMQ's do.
+    sender.expect_nothing().await;
     sender
         .send(frame(
             Command::Commit,
             &[("transaction", "t1"), ("receipt", "c")],
         ))
         .await;
-    sender.expect_receipt("c").await;
+    for receipt in ["a-sent", "b-sent", "c"] {
+        sender.expect_receipt(receipt).await;
+    }
     assert_eq!(listener.recv_body().await, "a");
     assert_eq!(listener.recv_body().await, "b");
 
@@ -352,17 +361,23 @@ async fn a_transaction_holds_sends_until_commit_and_drops_them_on_abort() {
         .send(
             frame(
                 Command::Send,
-                &[("destination", "/topic/tx"), ("transaction", "t2")],
+                &[
+                    ("destination", "/topic/tx"),
+                    ("transaction", "t2"),
+                    ("receipt", "dropped"),
+                ],
             )
             .body("never"),
         )
         .await;
+    sender.expect_nothing().await;
     sender
         .send(frame(
             Command::Abort,
             &[("transaction", "t2"), ("receipt", "a")],
         ))
         .await;
+    sender.expect_receipt("dropped").await;
     sender.expect_receipt("a").await;
     listener.expect_nothing().await;
 }
