@@ -21,6 +21,19 @@ pub const EVERYONE_EXCHANGE: &str = "stomp.everyone";
 /// would hand its private messages to the client), `amq.` RabbitMQ's.
 pub const RESERVED_QUEUE_PREFIXES: &[&str] = &["stomp.", "amq."];
 
+/// The destination a MESSAGE names for what was published to `exchange`
+/// with `routing_key`, as RabbitMQ's STOMP plugin names it: a topic for
+/// `amq.topic`, and the bare exchange when there is no routing key.
+pub fn published_destination(exchange: &str, routing_key: &str) -> String {
+    if exchange == TOPIC_EXCHANGE {
+        format!("/topic/{routing_key}")
+    } else if routing_key.is_empty() {
+        format!("/exchange/{exchange}")
+    } else {
+        format!("/exchange/{exchange}/{routing_key}")
+    }
+}
+
 /// Whether a client may not name this queue.
 pub fn is_reserved_queue(name: &str) -> bool {
     RESERVED_QUEUE_PREFIXES

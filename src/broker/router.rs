@@ -14,7 +14,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use super::SessionId;
-use super::destination::{EVERYONE_EXCHANGE, TOPIC_EXCHANGE, UserKey};
+use super::destination::{EVERYONE_EXCHANGE, TOPIC_EXCHANGE, UserKey, published_destination};
 use super::topic_pattern::TopicPattern;
 
 /// How an exchange matches routing keys to binding keys, as in AMQP.
@@ -245,13 +245,7 @@ impl Router {
                 subscribers,
             };
         }
-        let destination: Arc<str> = if exchange == TOPIC_EXCHANGE {
-            Arc::from(format!("/topic/{routing_key}"))
-        } else if routing_key.is_empty() {
-            Arc::from(format!("/exchange/{exchange}"))
-        } else {
-            Arc::from(format!("/exchange/{exchange}/{routing_key}"))
-        };
+        let destination: Arc<str> = Arc::from(published_destination(exchange, routing_key));
         let mut subscribers = Vec::new();
         if let Some(bindings) = self.exchanges.get(exchange) {
             if let Some(list) = bindings.exact.get(routing_key) {

@@ -656,6 +656,23 @@ async fn stomp_1_1_acks_by_message_id_and_escapes_headers() {
 }
 
 #[tokio::test]
+async fn an_exchange_without_a_routing_key_round_trips_unchanged() {
+    let relay = start();
+    let mut client = StompClient::connect(&relay, None).await;
+    client.subscribe("f", "/exchange/amq.fanout", "auto").await;
+    let body = format!("fanout {}", relay.id);
+    client.publish("/exchange/amq.fanout", &body).await;
+    // amq.fanout is the broker's, so other runs' messages may pass by too.
+    loop {
+        let message = client.recv().await;
+        if message.body == body.as_bytes() {
+            assert_eq!(message.get("destination"), Some("/exchange/amq.fanout"));
+            break;
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_burst_of_sends_is_slowed_down_not_refused() {
     let relay = start();
     let mut sender = StompClient::connect(&relay, None).await;

@@ -20,7 +20,9 @@ use super::{
     BrokerError, DedicatedConsumer, Delivery, Inner, Message, SessionId, SessionState,
     SubscriptionSpec, UserKeyBinding, lock, properties,
 };
-use crate::broker::destination::{EVERYONE_EXCHANGE, TOPIC_EXCHANGE, UserKey};
+use crate::broker::destination::{
+    EVERYONE_EXCHANGE, TOPIC_EXCHANGE, UserKey, published_destination,
+};
 use crate::broker::router::{BindingKey, Subscriber};
 
 /// Delivers the node queue's messages to this node's topic subscriptions
@@ -213,12 +215,10 @@ pub(super) async fn deliver_dedicated(
         }
         let destination: Arc<str> = match &shown {
             Shown::Subscribed => subscriber.destination.clone(),
-            Shown::Exchange(exchange) if exchange == TOPIC_EXCHANGE => {
-                Arc::from(format!("/topic/{}", delivery.routing_key))
-            }
-            Shown::Exchange(exchange) => {
-                Arc::from(format!("/exchange/{exchange}/{}", delivery.routing_key))
-            }
+            Shown::Exchange(exchange) => Arc::from(published_destination(
+                exchange,
+                delivery.routing_key.as_str(),
+            )),
         };
         let message = Arc::new(properties::from_amqp(&delivery.properties, delivery.data));
         let delivered = {
