@@ -491,7 +491,7 @@ async fn eavesdroppers_hear_no_private_messages(relay: &TestRelay, watcher_sessi
     direct.send(subscribe_frame("x", &key, "auto")).await;
     expect_refusal(
         &mut direct,
-        "invalid destination",
+        "Invalid destination",
         "a user key named outright",
     )
     .await;

@@ -85,6 +85,8 @@ pub enum DestinationError {
     TooLong(String),
     #[error("destination {0:?} contains a control character")]
     ControlCharacter(String),
+    #[error("destination {0:?} has a '/' in a queue, exchange or topic name")]
+    Slash(String),
     #[error("destination {0:?} cannot be used with {1}")]
     WrongCommand(String, &'static str),
     #[error("routing key {0:?} is another session's private key")]
@@ -108,15 +110,26 @@ impl Destination {
                 Ok(name.to_owned())
             }
         };
+        // One level below the kind, as RabbitMQ's STOMP plugin reads them:
+        // `/queue/a/b`, `/topic/a/b`, `/exchange/a/b/c` are refused.
+        let unnested = |name: &str| -> Result<String, DestinationError> {
+            if name.contains('/') {
+                Err(DestinationError::Slash(text.to_owned()))
+            } else {
+                named(name)
+            }
+        };
         if let Some(key) = text.strip_prefix("/topic/") {
-            return Ok(Destination::Topic { key: named(key)? });
+            return Ok(Destination::Topic {
+                key: unnested(key)?,
+            });
         }
         if let Some(rest) = text.strip_prefix("/exchange/") {
             let (exchange, key) = rest.split_once('/').unwrap_or((rest, ""));
             let key = if key.is_empty() {
                 String::new()
             } else {
-                named(key)?
+                unnested(key)?
             };
             // The default exchange would reach any queue by name, and the
             // everyone exchange every user.
@@ -132,7 +145,7 @@ impl Destination {
             if is_reserved_queue(name) {
                 Err(DestinationError::Reserved(text.to_owned()))
             } else {
-                named(name)
+                unnested(name)
             }
         };
         if let Some(name) = text.strip_prefix("/queue/") {
@@ -381,6 +394,17 @@ mod tests {
                 "/exchange/stomp.everyone/news",
                 DestinationError::Reserved("/exchange/stomp.everyone/news".into()),
             ),
+            ("/queue/a/b", DestinationError::Slash("/queue/a/b".into())),
+            ("/topic/a/b", DestinationError::Slash("/topic/a/b".into())),
+            (
+                "/exchange/a/b/c",
+                DestinationError::Slash("/exchange/a/b/c".into()),
+            ),
+            (
+                "/exchange/",
+                DestinationError::EmptyName("/exchange/".into()),
+            ),
+            ("/queue/", DestinationError::EmptyName("/queue/".into())),
         ] {
             assert_eq!(Destination::parse(text), Err(expected));
         }

@@ -106,10 +106,16 @@ impl SessionError {
             SessionError::NotConnected(_) | SessionError::AlreadyConnected => "protocol error",
             SessionError::ServerCommand(_) => "unexpected frame",
             SessionError::UnsupportedVersion(_) => "unsupported version",
+            // The destination errors say what RabbitMQ's STOMP plugin says.
+            SessionError::MissingHeader {
+                header: "destination",
+                ..
+            } => "Missing destination",
             SessionError::MissingHeader { .. } => "missing header",
             SessionError::InvalidHeader { .. } => "invalid header",
             SessionError::Destination(DestinationError::Reserved(_)) => "access refused",
-            SessionError::Destination(_) => "invalid destination",
+            SessionError::Destination(DestinationError::Unknown(_)) => "Unknown destination",
+            SessionError::Destination(_) => "Invalid destination",
             SessionError::DuplicateSubscription(_) => "duplicate subscription id",
             SessionError::UnknownSubscription(_) => "unknown subscription",
             SessionError::TooManySubscriptions(_) => "too many subscriptions",
@@ -168,7 +174,7 @@ mod tests {
         };
         let frame = error.to_frame(Some("r-1"));
         assert_eq!(frame.command, Command::Error);
-        assert_eq!(frame.get("message"), Some("missing header"));
+        assert_eq!(frame.get("message"), Some("Missing destination"));
         assert_eq!(frame.get("receipt-id"), Some("r-1"));
         assert_eq!(&frame.body[..], b"SEND needs a 'destination' header\n");
         assert_eq!(frame.get("content-length"), Some("34"));

@@ -330,7 +330,7 @@ fn an_error_for_a_bad_frame_follows_the_work_before_it() {
         panic!("{outputs:?}");
     };
     assert_eq!(receipt.get("receipt-id"), Some("1"));
-    assert_eq!(rejection.error.summary(), "invalid destination");
+    assert_eq!(rejection.error.summary(), "Unknown destination");
     assert_eq!(rejection.receipt_id.as_deref(), Some("2"));
 }
 

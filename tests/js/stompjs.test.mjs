@@ -222,7 +222,7 @@ test('an invalid destination gets an ERROR and the connection closes', async () 
   const closed = new Promise((resolve) => { client.onWebSocketClose = resolve; });
   client.subscribe('/nowhere/at/all', () => {});
   const frame = await withTimeout(error, 'the ERROR frame');
-  assert.equal(frame.headers.message, 'invalid destination');
+  assert.equal(frame.headers.message, 'Unknown destination');
   assert.match(frame.body, /\/nowhere\/at\/all/);
   await withTimeout(closed, 'the close');
 });

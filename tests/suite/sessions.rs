@@ -424,8 +424,12 @@ async fn error_cases_close_only_the_offending_connection() {
     let cases: Vec<(Vec<u8>, &str, &str)> = vec![
         (b"SEND\ndestination:/topic/x\n\n\0".to_vec(), "protocol error", "first frame must be CONNECT"),
         (b"CONNECT\naccept-version:1.2\n\n\0HELLO\n\n\0".to_vec(), "malformed frame received", "unknown command"),
-        (b"CONNECT\naccept-version:1.2\n\n\0SEND\n\nno destination\0".to_vec(), "missing header", "destination"),
-        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/nowhere\n\n\0".to_vec(), "invalid destination", "/nowhere"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\n\nno destination\0".to_vec(), "Missing destination", "destination"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/nowhere\n\n\0".to_vec(), "Unknown destination", "/nowhere"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/queue/a/b\n\n\0".to_vec(), "Invalid destination", "/queue/a/b"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a/b\n\n\0".to_vec(), "Invalid destination", "/topic/a/b"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/exchange/amq.topic/b/c\n\n\0".to_vec(), "Invalid destination", "/exchange/amq.topic/b/c"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/queue/\n\n\0".to_vec(), "Invalid destination", "/queue/"),
         (
             b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0SUBSCRIBE\nid:1\ndestination:/topic/b\n\n\0".to_vec(),
             "duplicate subscription id",
