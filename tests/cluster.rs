@@ -843,3 +843,66 @@ async fn pipelined_mandatory_publishes_each_learn_whether_they_were_routed() {
     delete_test_exchange(&channel, &exchange, &queue).await;
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_nack_without_requeue_dead_letters_where_the_queue_says() {
+    use lapin::options::BasicGetOptions;
+    let relay = TestRelay::start(Mode::Cluster);
+    let (source, dead) = (unique("dlx-source"), unique("dlx-dead"));
+    let (_connection, channel) = amqp().await;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    arguments.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(dead.as_str().into()),
+    );
+    for (queue, arguments) in [(&source, arguments), (&dead, FieldTable::default())] {
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::default(),
+                arguments,
+            )
+            .await
+            .expect("a queue");
+    }
+    let destination = format!("/amq/queue/{source}");
+    let mut client = StompClient::connect(&relay, None).await;
+    client
+        .subscribe("q", &destination, "client-individual")
+        .await;
+    client.publish(&destination, "unwanted").await;
+    let message = client.recv().await;
+    let ack = message.get("ack").expect("an ack header").to_owned();
+    client
+        .send(
+            Frame::new(Command::Nack)
+                .header("id", &ack)
+                .header("requeue", "false"),
+        )
+        .await;
+    let dead_lettered = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let got = channel
+                .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .expect("basic.get");
+            if let Some(message) = got {
+                return message.delivery.data;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the message is dead-lettered");
+    assert_eq!(dead_lettered, b"unwanted");
+    client.expect_nothing().await;
+    for queue in [&source, &dead] {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+}

@@ -42,8 +42,12 @@ struct Entry<H> {
 struct Group {
     /// Members neither acknowledged nor given back yet.
     unsettled: usize,
-    /// The source delivery has been settled (all acked, or one NACKed).
+    /// The source delivery has been settled (all acked or discarded, or one
+    /// NACKed).
     settled: bool,
+    /// A member was acknowledged: when the last one is discarded, the
+    /// source is still acknowledged, since a subscription took it.
+    acked: bool,
 }
 
 /// A delivery whose source must now be settled: the client ACKed or NACKed
@@ -86,6 +90,7 @@ impl<H> AckLedger<H> {
                 Group {
                     unsettled: subscriptions.len(),
                     settled: false,
+                    acked: false,
                 },
             );
             self.next_group
@@ -155,24 +160,29 @@ impl<H> AckLedger<H> {
 
     fn take(&mut self, tag: AckTag, settlement: Settlement) -> Option<Settled<H>> {
         let entry = self.entries.remove(&tag)?;
-        let settles_source = match entry.group {
-            None => true,
+        let at_source = match entry.group {
+            None => Some(settlement),
             Some(id) => {
                 let group = self.groups.get_mut(&id)?;
                 group.unsettled = group.unsettled.saturating_sub(1);
+                group.acked |= settlement == Settlement::Ack;
                 let fire = !group.settled
                     && match settlement {
-                        Settlement::Ack => group.unsettled == 0,
+                        Settlement::Ack | Settlement::Discard => group.unsettled == 0,
                         Settlement::Nack => true,
                     };
                 group.settled |= fire;
+                let acked = group.acked;
                 if group.unsettled == 0 {
                     self.groups.remove(&id);
                 }
-                fire
+                fire.then_some(match settlement {
+                    Settlement::Discard if acked => Settlement::Ack,
+                    other => other,
+                })
             }
         };
-        settles_source.then_some(Settled {
+        at_source.map(|settlement| Settled {
             subscription: entry.subscription,
             held: entry.held,
             settlement,
@@ -235,6 +245,25 @@ mod tests {
             vec![("m", Settlement::Nack)]
         );
         assert!(ledger.settle(&tags[2..], Settlement::Ack).is_empty());
+        assert!(ledger.is_empty() && ledger.groups.is_empty());
+    }
+
+    #[test]
+    fn a_shared_delivery_is_discarded_only_when_no_message_of_it_was_acked() {
+        let mut ledger = AckLedger::default();
+        let subscriptions = [subscription("x"), subscription("y")];
+        let tags = ledger.hold_shared(&subscriptions, "dropped");
+        assert!(ledger.settle(&tags[..1], Settlement::Discard).is_empty());
+        assert_eq!(
+            helds(ledger.settle(&tags[1..], Settlement::Discard)),
+            vec![("dropped", Settlement::Discard)]
+        );
+        let tags = ledger.hold_shared(&subscriptions, "taken");
+        assert!(ledger.settle(&tags[..1], Settlement::Ack).is_empty());
+        assert_eq!(
+            helds(ledger.settle(&tags[1..], Settlement::Discard)),
+            vec![("taken", Settlement::Ack)]
+        );
         assert!(ledger.is_empty() && ledger.groups.is_empty());
     }
 

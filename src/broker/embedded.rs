@@ -490,7 +490,9 @@ impl Broker for EmbeddedBroker {
         } in settled
         {
             match (held, settlement) {
-                (Unacked::Queue { queue, .. }, Settlement::Ack) => {
+                // Discarded: gone, as RabbitMQ drops a message rejected
+                // without requeue from a queue with no dead-letter exchange.
+                (Unacked::Queue { queue, .. }, Settlement::Ack | Settlement::Discard) => {
                     if let Some(consumer) = state.queues.get_mut(&queue).and_then(|q| {
                         q.consumers
                             .iter_mut()
@@ -504,7 +506,7 @@ impl Broker for EmbeddedBroker {
                     state.requeue(&queue, &subscription, session, message);
                     to_pump.push(queue);
                 }
-                (Unacked::Topic { .. }, Settlement::Ack) => {}
+                (Unacked::Topic { .. }, Settlement::Ack | Settlement::Discard) => {}
                 (
                     Unacked::Topic {
                         destination,

@@ -179,6 +179,9 @@ pub enum Settlement {
     /// Give it back: redelivered, to this session (topics) or to any
     /// consumer (queues).
     Nack,
+    /// Drop it (a NACK with `requeue:false`): a queue that has a
+    /// dead-letter exchange dead-letters it.
+    Discard,
 }
 
 /// One message for one subscription of a session.

@@ -446,7 +446,13 @@ impl Session {
         match frame.command {
             StompCommand::Send => self.send(frame),
             StompCommand::Ack => self.settle(&frame, Settlement::Ack),
-            StompCommand::Nack => self.settle(&frame, Settlement::Nack),
+            StompCommand::Nack => {
+                let settlement = match frame.get("requeue") {
+                    Some("false") => Settlement::Discard,
+                    _ => Settlement::Nack,
+                };
+                self.settle(&frame, settlement)
+            }
             other => Err(SessionError::ServerCommand(other)),
         }
     }
@@ -761,8 +767,9 @@ impl Session {
         if !tags.is_empty() {
             self.give(Command::Settle { tags, settlement });
         }
-        // A NACKed kept message stays kept, to be delivered next time.
-        if settlement == Settlement::Ack
+        // A NACKed kept message stays kept, to be delivered next time; a
+        // discarded one is forgotten.
+        if settlement != Settlement::Nack
             && !kept.is_empty()
             && let Some(user) = self.user()
         {

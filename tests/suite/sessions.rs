@@ -243,6 +243,39 @@ async fn a_nack_redelivers_to_a_client_individual_subscription() {
 }
 
 #[tokio::test]
+async fn a_nack_without_requeue_discards_the_message() {
+    let relay = start();
+    let mut consumer = StompClient::connect(&relay, None).await;
+    let queue = relay.queue("discard");
+    consumer
+        .subscribe("q", queue.as_str(), "client-individual")
+        .await;
+    consumer.subscribe("t", "/topic/discard", "client").await;
+    let mut sender = StompClient::connect(&relay, None).await;
+    for body in ["drop me", "keep me"] {
+        sender.publish(queue.as_str(), body).await;
+    }
+    sender.publish("/topic/discard", "drop this too").await;
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        let message = consumer.recv().await;
+        let body = String::from_utf8_lossy(&message.body).into_owned();
+        let ack = message.get("ack").unwrap().to_owned();
+        let (command, headers) = if body == "keep me" {
+            (Command::Ack, vec![("id", ack.as_str())])
+        } else {
+            (Command::Nack, vec![("id", ack.as_str()), ("requeue", "false")])
+        };
+        consumer.send(frame(command, &headers)).await;
+        received.push(body);
+    }
+    received.sort();
+    assert_eq!(received, ["drop me", "drop this too", "keep me"]);
+    // Neither discarded message comes back.
+    consumer.expect_nothing().await;
+}
+
+#[tokio::test]
 async fn a_topic_nack_redelivers_to_the_same_subscription() {
     let relay = start();
     let mut consumer = StompClient::connect(&relay, None).await;

@@ -57,12 +57,19 @@ pub(super) async fn settle_at_source(settled: Settled<Held>) {
     let _ = match settled.settlement {
         Settlement::Ack => acker.ack(BasicAckOptions::default()).await,
         Settlement::Nack => acker.nack(requeue()).await,
+        Settlement::Discard => acker.nack(nack(false)).await,
     };
 }
 
 pub(super) fn requeue() -> BasicNackOptions {
+    nack(true)
+}
+
+/// One delivery's `basic.nack`: given back to its queue, or (without
+/// `requeue`) dropped or dead-lettered.
+fn nack(requeue: bool) -> BasicNackOptions {
     BasicNackOptions {
         multiple: false,
-        requeue: true,
+        requeue,
     }
 }
