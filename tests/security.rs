@@ -191,7 +191,7 @@ async fn hostile_clients_are_refused_while_bystanders_keep_receiving() {
     refused_raw(
         &relay,
         b"CONNECT\naccept-version:1.2\nlogin:a\0b\n\n\0",
-        "invalid header",
+        "Invalid header",
     )
     .await;
     let mut escaper = connected_then_raw(
@@ -367,7 +367,7 @@ async fn hostile_clients_are_refused_while_bystanders_keep_receiving() {
         .await;
     expect_refusal(
         &mut thief,
-        "unknown subscription",
+        "No subscription found",
         "UNSUBSCRIBE of another's",
     )
     .await;
@@ -407,7 +407,7 @@ async fn hostile_clients_are_refused_while_bystanders_keep_receiving() {
                     "x-queue-name",
                     format!("stomp.session.{}", bystanders.watcher_session),
                 ),
-            "invalid header",
+            "Invalid header",
         ),
     ] {
         let mut client = StompClient::connect(&relay, Some("intruder")).await;

@@ -18,10 +18,17 @@ pub enum SessionError {
     AlreadyConnected,
     #[error("{0} is a server frame; a client cannot send it")]
     ServerCommand(Command),
-    #[error("supported protocol versions are 1.0 1.1 1.2, the client accepts {0:?}")]
+    /// The body RabbitMQ's STOMP plugin writes; what the client accepted
+    /// goes to the log.
+    #[error("Supported versions are 1.0,1.1,1.2")]
     UnsupportedVersion(String),
     #[error("{command} needs a '{header}' header")]
     MissingHeader {
+        command: Command,
+        header: &'static str,
+    },
+    #[error("'{header}' is not allowed on '{command}'.")]
+    NotAllowedHeader {
         command: Command,
         header: &'static str,
     },
@@ -33,7 +40,8 @@ pub enum SessionError {
     },
     #[error(transparent)]
     Destination(#[from] DestinationError),
-    #[error("a subscription with id {0:?} already exists in this session")]
+    /// RabbitMQ's body, naming the subscription by its consumer tag.
+    #[error("A subscription identified by 'T_{0}' already exists.")]
     DuplicateSubscription(String),
     #[error("there is no subscription with id {0:?} in this session")]
     UnknownSubscription(String),
@@ -105,19 +113,21 @@ impl SessionError {
             SessionError::Malformed(_) => "malformed frame received",
             SessionError::NotConnected(_) | SessionError::AlreadyConnected => "protocol error",
             SessionError::ServerCommand(_) => "unexpected frame",
-            SessionError::UnsupportedVersion(_) => "unsupported version",
-            // The destination errors say what RabbitMQ's STOMP plugin says.
+            SessionError::UnsupportedVersion(_) => "Version mismatch",
+            // Where RabbitMQ's STOMP plugin has the same error, its words.
             SessionError::MissingHeader {
                 header: "destination",
                 ..
             } => "Missing destination",
-            SessionError::MissingHeader { .. } => "missing header",
-            SessionError::InvalidHeader { .. } => "invalid header",
+            SessionError::MissingHeader { .. } => "Missing header",
+            SessionError::InvalidHeader { .. } | SessionError::NotAllowedHeader { .. } => {
+                "Invalid header"
+            }
             SessionError::Destination(DestinationError::Reserved(_)) => "access refused",
             SessionError::Destination(DestinationError::Unknown(_)) => "Unknown destination",
             SessionError::Destination(_) => "Invalid destination",
-            SessionError::DuplicateSubscription(_) => "duplicate subscription id",
-            SessionError::UnknownSubscription(_) => "unknown subscription",
+            SessionError::DuplicateSubscription(_) => "Duplicated subscription identifier",
+            SessionError::UnknownSubscription(_) => "No subscription found",
             SessionError::TooManySubscriptions(_) => "too many subscriptions",
             SessionError::UnknownAck(_) => "unknown message id",
             SessionError::DuplicateTransaction(_) | SessionError::UnknownTransaction(_) => {

@@ -461,6 +461,7 @@ impl Session {
     fn check_held(&self, frame: &Frame) -> Result<(), SessionError> {
         match frame.command {
             StompCommand::Send => {
+                refuse_message_id(frame)?;
                 let text = required(frame, "destination")?;
                 Destination::parse(text)?.check_send(text)?;
                 self.authorize(Action::Send, text)
@@ -678,6 +679,7 @@ impl Session {
 
     fn send(&mut self, mut frame: Frame) -> Result<(), SessionError> {
         let body = std::mem::take(&mut frame.body);
+        refuse_message_id(&frame)?;
         let text = required(&frame, "destination")?;
         let destination = Destination::parse(text)?;
         destination.check_send(text)?;
@@ -871,6 +873,18 @@ fn required<'a>(frame: &'a Frame, header: &'static str) -> Result<&'a str, Sessi
     frame
         .get(header)
         .ok_or_else(|| missing(frame.command, header))
+}
+
+/// A SEND may not name a message id, which only the server gives, as
+/// RabbitMQ's STOMP plugin refuses it.
+fn refuse_message_id(frame: &Frame) -> Result<(), SessionError> {
+    match frame.get("message-id") {
+        Some(_) => Err(SessionError::NotAllowedHeader {
+            command: frame.command,
+            header: "message-id",
+        }),
+        None => Ok(()),
+    }
 }
 
 /// True for a frame that a transaction holds until it ends.

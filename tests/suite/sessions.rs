@@ -69,8 +69,8 @@ async fn an_unsupported_version_gets_an_error_then_the_close() {
         .send(frame(Command::Connect, &[("accept-version", "2.0,3.1")]))
         .await;
     let error = client.expect_error_then_close().await;
-    assert_eq!(error.get("message"), Some("unsupported version"));
-    assert!(String::from_utf8_lossy(&error.body).contains("1.0 1.1 1.2"));
+    assert_eq!(error.get("message"), Some("Version mismatch"));
+    assert_eq!(&error.body[..], b"Supported versions are 1.0,1.1,1.2\n");
 }
 
 #[tokio::test]
@@ -465,16 +465,17 @@ async fn error_cases_close_only_the_offending_connection() {
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/queue/\n\n\0".to_vec(), "Invalid destination", "/queue/"),
         (
             b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0SUBSCRIBE\nid:1\ndestination:/topic/b\n\n\0".to_vec(),
-            "duplicate subscription id",
-            "\"1\"",
+            "Duplicated subscription identifier",
+            "A subscription identified by 'T_1' already exists.",
         ),
         (b"CONNECT\naccept-version:1.2\n\n\0MESSAGE\n\n\0".to_vec(), "unexpected frame", "MESSAGE"),
         (b"CONNECT\naccept-version:1.2\n\n\0CONNECT\naccept-version:1.2\n\n\0".to_vec(), "protocol error", "already connected"),
         (b"CONNECT\naccept-version:1.2\n\n\0ACK\nid:nope\n\n\0".to_vec(), "unknown message id", "nope"),
         (b"CONNECT\naccept-version:1.2\n\n\0COMMIT\ntransaction:t\n\n\0".to_vec(), "invalid transaction", "\"t\""),
-        (b"CONNECT\naccept-version:1.2\n\n\0UNSUBSCRIBE\nid:9\n\n\0".to_vec(), "unknown subscription", "\"9\""),
+        (b"CONNECT\naccept-version:1.2\n\n\0UNSUBSCRIBE\nid:9\n\n\0".to_vec(), "No subscription found", "\"9\""),
         (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/amq/queue/absent\n\n\0".to_vec(), "broker error", "absent"),
-        (b"CONNECT\naccept-version:1.2\nheart-beat:x\n\n\0".to_vec(), "invalid header", "heart-beat"),
+        (b"CONNECT\naccept-version:1.2\nheart-beat:x\n\n\0".to_vec(), "Invalid header", "heart-beat"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a\nmessage-id:1\n\n\0".to_vec(), "Invalid header", "'message-id' is not allowed on 'SEND'."),
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a\nbad\\qescape:1\n\n\0".to_vec(), "malformed frame received", "escape"),
     ];
     for (n, (wire, summary, detail)) in cases.into_iter().enumerate() {
@@ -740,7 +741,7 @@ async fn a_stomp_1_2_ack_names_its_message_by_id_only() {
         ))
         .await;
     let error = client.expect_error_then_close().await;
-    assert_eq!(error.get("message"), Some("missing header"));
+    assert_eq!(error.get("message"), Some("Missing header"));
     assert!(String::from_utf8_lossy(&error.body).contains("'id'"), "{error:?}");
 }
 
