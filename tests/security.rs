@@ -836,7 +836,7 @@ async fn forged_tokens_and_refused_destinations_leave_bystanders_undisturbed() {
                     .header("passcode", &passcode),
             )
             .await;
-        let error = expect_refusal(&mut client, "authentication failed", what).await;
+        let error = expect_refusal(&mut client, "Bad CONNECT", what).await;
         assert!(
             String::from_utf8_lossy(&error.body).contains(what),
             "{what}: {error:?}"

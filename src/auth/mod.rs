@@ -60,8 +60,10 @@ impl Identity {
 pub enum AuthError {
     #[error("login and passcode are required")]
     MissingPassword,
-    #[error("unknown user or wrong passcode")]
-    BadPassword,
+    /// Unknown user or wrong passcode, in the words of RabbitMQ's STOMP
+    /// plugin (which does not say which either).
+    #[error("Access refused for user '{0}'")]
+    BadPassword(String),
     #[error("a token is required (Authorization: Bearer, passcode, or ?access_token=)")]
     MissingToken,
     #[error("the token was refused: {0}")]
@@ -114,11 +116,11 @@ impl Authenticator {
                     return Err(AuthError::MissingPassword);
                 };
                 let users = users.clone();
-                let (login, passcode) = (login.to_owned(), passcode.to_owned());
+                let (user, passcode) = (login.to_owned(), passcode.to_owned());
                 // Password hashes are slow on purpose: off the async workers.
-                tokio::task::spawn_blocking(move || users.verify(&login, &passcode))
+                tokio::task::spawn_blocking(move || users.verify(&user, &passcode))
                     .await
-                    .unwrap_or(Err(AuthError::BadPassword))
+                    .unwrap_or_else(|_| Err(AuthError::BadPassword(login.to_owned())))
                     .map(Some)
             }
             Authenticator::Jwt(verifier) => {

@@ -68,7 +68,8 @@ impl UsersFile {
 
     /// The user, when `passcode` matches the user's hash.
     pub(super) fn verify(&self, user: &str, passcode: &str) -> Result<Identity, AuthError> {
-        let entry = self.users.get(user).ok_or(AuthError::BadPassword)?;
+        let refused = || AuthError::BadPassword(user.to_owned());
+        let entry = self.users.get(user).ok_or_else(refused)?;
         let matches = if is_bcrypt(&entry.hash) {
             bcrypt::verify(passcode, &entry.hash).unwrap_or(false)
         } else {
@@ -85,7 +86,7 @@ impl UsersFile {
                 roles: entry.roles.clone(),
             })
         } else {
-            Err(AuthError::BadPassword)
+            Err(refused())
         }
     }
 
@@ -127,6 +128,9 @@ mod tests {
         let identity = users.verify("dora", "secret").unwrap();
         assert_eq!(identity.user, "dora");
         assert!(identity.has_role("admin"));
-        assert_eq!(users.verify("dora", "wrong"), Err(AuthError::BadPassword));
+        assert_eq!(
+            users.verify("dora", "wrong"),
+            Err(AuthError::BadPassword("dora".to_owned()))
+        );
     }
 }

@@ -149,7 +149,7 @@ impl SessionError {
             SessionError::SlowConsumer(_) => "slow consumer",
             SessionError::ShuttingDown => "server shutting down",
             SessionError::Replaced(_) => "session replaced",
-            SessionError::Auth(_) => "authentication failed",
+            SessionError::Auth(_) => "Bad CONNECT",
             SessionError::TooManyFrames(_) => "too many frames",
             SessionError::TooManyUnacked(_) => "too many unacknowledged messages",
             SessionError::FrameTimeout(_) => "frame timeout",

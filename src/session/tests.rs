@@ -151,13 +151,15 @@ fn a_refused_login_is_an_error_and_leaves_nothing_to_undo() {
     let (authenticate, _) = harness.only_command();
     harness.complete(
         authenticate,
-        Event::Authenticated(Err(crate::auth::AuthError::BadPassword)),
+        Event::Authenticated(Err(crate::auth::AuthError::BadPassword(
+            "mallory".to_owned(),
+        ))),
     );
     let outputs = harness.outputs();
     let [Output::Close(Some(rejection))] = &outputs[..] else {
         panic!("{outputs:?}");
     };
-    assert_eq!(rejection.error.summary(), "authentication failed");
+    assert_eq!(rejection.error.summary(), "Bad CONNECT");
     assert!(harness.session.close().is_empty());
 }
 
