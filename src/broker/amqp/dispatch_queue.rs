@@ -4,8 +4,7 @@
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-    ExchangeDeclareOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer, ExchangeKind};
@@ -13,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::acks::requeue;
 use super::connection::{open_channel, unavailable};
-use super::topology::Existing;
+use super::topology::{Existing, declare_durable_exchange};
 use super::{BrokerError, DispatchOutcome, DispatchRequest, Inner, Message, properties};
 use crate::broker::queue_options::{QueueArgument, QueueOptions};
 use crate::broker::router::BindingKey;
@@ -97,19 +96,13 @@ impl Inner {
     ) -> Result<mpsc::Receiver<DispatchRequest>, BrokerError> {
         let inner = self;
         let channel = inner.admin.get(&inner.connection).await?;
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        channel
-            .exchange_declare(
-                DISPATCH.into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable("declare the stomp.dispatch exchange"))?;
+        declare_durable_exchange(
+            &channel,
+            DISPATCH,
+            ExchangeKind::Fanout,
+            "declare the stomp.dispatch exchange",
+        )
+        .await?;
         if inner.check_exists(Existing::Queue(DISPATCH)).await.is_err() {
             // A quorum queue, so that dispatch survives the loss of a broker
             // node in a RabbitMQ cluster.

@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use lapin::options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::mpsc;
@@ -70,7 +70,10 @@ use acks::{Held, Ledger, settle_at_source};
 use connection::{ChannelSlot, open_channel, unavailable, watch_connection};
 use consumers::{Shown, fan_out_node_queue, subscriber_of};
 use publisher::{PublisherLane, confirmed};
-use topology::{Existing, KNOWN_EXCHANGES, exclusive_queue, receive_messages_to_everyone};
+use topology::{
+    Existing, KNOWN_EXCHANGES, declare_durable_exchange, exclusive_queue,
+    receive_messages_to_everyone,
+};
 
 /// Tunables of the AMQP broker.
 #[derive(Debug, Clone, Copy)]
@@ -206,19 +209,13 @@ impl AmqpBroker {
                 )
                 .await
                 .map_err(unavailable("declare the node queue"))?;
-            let durable = ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            };
-            channel
-                .exchange_declare(
-                    INBOUND_EXCHANGE.into(),
-                    ExchangeKind::Topic,
-                    durable,
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(unavailable("declare the inbound exchange"))?;
+            declare_durable_exchange(
+                &channel,
+                INBOUND_EXCHANGE,
+                ExchangeKind::Topic,
+                "declare the inbound exchange",
+            )
+            .await?;
             receive_messages_to_everyone(&channel, &node_queue).await?;
         }
         let fan_out_channel = open_channel(&connection, false).await?;

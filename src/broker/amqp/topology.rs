@@ -38,6 +38,24 @@ pub(super) fn exclusive_queue() -> QueueDeclareOptions {
     }
 }
 
+/// Declares one of the relay's own exchanges, durable so that it outlives
+/// the nodes (and what services bound to it), `what` naming it in errors.
+pub(super) async fn declare_durable_exchange(
+    channel: &Channel,
+    exchange: &str,
+    kind: ExchangeKind,
+    what: &'static str,
+) -> Result<(), BrokerError> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(exchange.into(), kind, durable, FieldTable::default())
+        .await
+        .map_err(unavailable(what))
+}
+
 /// Declares the durable fanout exchange of messages to everyone and binds
 /// the node queue to it, once at connect: every node then gets one copy of
 /// each such message and gives it to its own sessions (the node queue's
@@ -46,19 +64,13 @@ pub(super) async fn receive_messages_to_everyone(
     channel: &Channel,
     node_queue: &str,
 ) -> Result<(), BrokerError> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    channel
-        .exchange_declare(
-            EVERYONE_EXCHANGE.into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(unavailable("declare the exchange of messages to everyone"))?;
+    declare_durable_exchange(
+        channel,
+        EVERYONE_EXCHANGE,
+        ExchangeKind::Fanout,
+        "declare the exchange of messages to everyone",
+    )
+    .await?;
     channel
         .queue_bind(
             node_queue.into(),
