@@ -18,8 +18,8 @@ pub enum SessionError {
     AlreadyConnected,
     #[error("{0} is a server frame; a client cannot send it")]
     ServerCommand(Command),
-    /// The body RabbitMQ's STOMP plugin writes; what the client accepted
-    /// goes to the log.
+    /// The body RabbitMQ's STOMP plugin writes; what the client accepted is
+    /// kept here, not shown.
     #[error("Supported versions are 1.0,1.1,1.2")]
     UnsupportedVersion(String),
     #[error("{command} needs a '{header}' header")]

@@ -427,17 +427,16 @@ impl Session {
                 }
                 Ok(())
             }
-            _ => match frame.get("transaction") {
-                Some(transaction) => {
-                    let transaction = transaction.to_owned();
-                    let max = settings.max_transaction_frames;
-                    // Checked now, so that a bad frame is refused when sent,
-                    // not when committed.
-                    self.check_held(&frame)?;
-                    self.transactions.hold(&transaction, frame, max)
-                }
-                None => self.execute(frame),
-            },
+            // The same test that defers the frame's receipt (handle_frame).
+            _ if held_in_transaction(&frame) => {
+                let transaction = required(&frame, "transaction")?.to_owned();
+                let max = settings.max_transaction_frames;
+                // Checked now, so that a bad frame is refused when sent, not
+                // when committed.
+                self.check_held(&frame)?;
+                self.transactions.hold(&transaction, frame, max)
+            }
+            _ => self.execute(frame),
         }
     }
 
