@@ -900,9 +900,5 @@ async fn a_nack_without_requeue_dead_letters_where_the_queue_says() {
     .expect("the message is dead-lettered");
     assert_eq!(dead_lettered, b"unwanted");
     client.expect_nothing().await;
-    for queue in [&source, &dead] {
-        let _ = channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
+    support::delete_queues(&[source, dead]).await;
 }
