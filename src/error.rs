@@ -21,6 +21,12 @@ pub fn source_of(error: impl Error + Send + Sync + 'static) -> Option<ErrorSourc
 /// The short, stable text of an error that a client may be shown.
 pub trait ClientText {
     fn client_text(&self) -> Cow<'_, str>;
+
+    /// The ERROR frame's `message` for it, where it has one of its own (as
+    /// RabbitMQ's `not_found`); otherwise the failing service names it.
+    fn client_summary(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Displays an error and each of its sources, `: `-separated, for the log.

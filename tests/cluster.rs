@@ -740,7 +740,7 @@ async fn publishes_with_one_order_key_arrive_in_order_while_their_confirms_are_o
     for n in 0..1000 {
         let target = PublishTarget::Queue {
             name: queue.clone(),
-            declare: false,
+            declare: None,
         };
         let confirm = broker
             .publish(order, target, text(n.to_string()))
@@ -901,4 +901,51 @@ async fn a_nack_without_requeue_dead_letters_where_the_queue_says() {
     assert_eq!(dead_lettered, b"unwanted");
     client.expect_nothing().await;
     support::delete_queues(&[source, dead]).await;
+}
+
+#[tokio::test]
+async fn a_send_declares_its_queue_with_the_arguments_it_carries() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let queue = unique("send-args");
+    let mut client = StompClient::connect(&relay, None).await;
+    let receipt = "declared";
+    client
+        .send(
+            Frame::new(Command::Send)
+                .header("destination", format!("/queue/{queue}"))
+                .header("x-max-length", "10")
+                .header("x-queue-type", "classic")
+                .header("receipt", receipt)
+                .body("first"),
+        )
+        .await;
+    client.expect_receipt(receipt).await;
+    let declare = |max_length: i64| {
+        let queue = queue.clone();
+        async move {
+            let (connection, channel) = amqp().await;
+            let mut arguments = FieldTable::default();
+            arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(max_length));
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("classic".into()),
+            );
+            let durable = QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            };
+            let declared = channel
+                .queue_declare(queue.as_str().into(), durable, arguments)
+                .await
+                .map(|queue| queue.message_count());
+            let _ = connection.close(200, "checked".into()).await;
+            declared
+        }
+    };
+    assert_eq!(declare(10).await.expect("the same arguments agree"), 1);
+    assert!(
+        declare(11).await.is_err(),
+        "other arguments are refused: the queue has the SEND's"
+    );
+    support::delete_queues(&[queue]).await;
 }

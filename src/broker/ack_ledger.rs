@@ -9,15 +9,20 @@
 //!   delivery settled twice.
 //! - A subscription that ends, or a session that leaves, gives back what it
 //!   left unacknowledged, as a NACK would.
+//! - A subscription fed by the relay's own fan-out (topics, exchanges, user
+//!   destinations) with a `prefetch-count` has a window: at most that many
+//!   of its deliveries await an ACK, and the rest wait in the ledger, in
+//!   order, until an ACK or NACK makes room, as they would wait in the
+//!   subscription's own queue on RabbitMQ.
 //!
 //! What a held delivery is (an AMQP acker, a message to redeliver, a queue
 //! to return it to) belongs to each broker; the ledger only says when and
 //! how to settle it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::{AckTag, Settlement};
+use super::{AckTag, Delivery, Message, Outbox, Settlement};
 
 /// One session's unacknowledged deliveries, each holding an `H`: what its
 /// broker needs to settle it at its source. Lives inside the broker's
@@ -28,6 +33,27 @@ pub struct AckLedger<H> {
     next_group: u64,
     entries: BTreeMap<AckTag, Entry<H>>,
     groups: HashMap<u64, Group>,
+    /// Only subscriptions with a prefetch window have an entry.
+    windows: HashMap<Arc<str>, Window<H>>,
+}
+
+/// The deliveries one subscription may have awaiting an ACK, and those
+/// waiting for room.
+#[derive(Debug)]
+struct Window<H> {
+    limit: usize,
+    outstanding: usize,
+    /// What waits, with whether it is a redelivery; past `capacity` the
+    /// oldest is dropped, as a capped queue drops it.
+    waiting: VecDeque<(H, bool)>,
+    capacity: usize,
+}
+
+/// What a broker holds of a delivery, as far as the ledger needs to show it
+/// again: only what the relay fanned out itself waits in a window.
+pub trait Showable {
+    /// The `destination` and message of a delivery the relay fanned out.
+    fn fanned_out(&self) -> Option<(Arc<str>, Arc<Message>)>;
 }
 
 #[derive(Debug)]
@@ -66,6 +92,7 @@ impl<H> Default for AckLedger<H> {
             next_group: 0,
             entries: BTreeMap::new(),
             groups: HashMap::new(),
+            windows: HashMap::new(),
         }
     }
 }
@@ -74,6 +101,78 @@ impl<H> AckLedger<H> {
     /// Records a delivery to `subscription` that awaits the client's ACK.
     pub fn hold(&mut self, subscription: &Arc<str>, held: H) -> AckTag {
         self.insert(subscription, held, None)
+    }
+
+    /// Gives `subscription` a window of `limit` unacknowledged deliveries,
+    /// with at most `capacity` more waiting.
+    pub fn limit(&mut self, subscription: &Arc<str>, limit: u32, capacity: usize) {
+        let window = Window {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX).max(1),
+            outstanding: 0,
+            waiting: VecDeque::new(),
+            capacity: capacity.max(1),
+        };
+        self.windows.insert(subscription.clone(), window);
+    }
+
+    /// Holds a delivery as [`AckLedger::hold`] does when its subscription's
+    /// window has room (or it has none); otherwise it waits, a redelivery
+    /// ahead of the rest, and `None` says that it is not to be shown yet.
+    pub fn hold_or_wait(
+        &mut self,
+        subscription: &Arc<str>,
+        held: H,
+        redelivered: bool,
+    ) -> Option<AckTag> {
+        match self.windows.get_mut(subscription) {
+            Some(window) if window.outstanding >= window.limit => {
+                if redelivered {
+                    window.waiting.push_front((held, true));
+                } else {
+                    window.waiting.push_back((held, false));
+                }
+                if window.waiting.len() > window.capacity {
+                    tracing::debug!(%subscription, "too many messages wait for acks; the oldest dropped");
+                    window.waiting.pop_front();
+                }
+                None
+            }
+            _ => Some(self.hold(subscription, held)),
+        }
+    }
+
+    /// Shows through `outbox` what waited in windows that now have room.
+    pub fn offer_ready(&mut self, outbox: &Outbox)
+    where
+        H: Showable,
+    {
+        while let Some((subscription, (held, redelivered))) =
+            self.windows.iter_mut().find_map(|(subscription, window)| {
+                if window.outstanding >= window.limit {
+                    return None;
+                }
+                window
+                    .waiting
+                    .pop_front()
+                    .map(|waiting| (subscription.clone(), waiting))
+            })
+        {
+            let Some((destination, message)) = held.fanned_out() else {
+                continue;
+            };
+            let tag = self.hold(&subscription, held);
+            let delivery = Delivery {
+                subscription,
+                destination,
+                message,
+                ack: Some(tag),
+                redelivered,
+            };
+            if outbox.offer(delivery).is_err() {
+                // Its session has been told to close.
+                return;
+            }
+        }
     }
 
     /// Records one source delivery shown to several subscriptions, one tag
@@ -102,6 +201,9 @@ impl<H> AckLedger<H> {
     }
 
     fn insert(&mut self, subscription: &Arc<str>, held: H, group: Option<u64>) -> AckTag {
+        if let Some(window) = self.windows.get_mut(subscription) {
+            window.outstanding += 1;
+        }
         self.next_tag += 1;
         let tag = AckTag(self.next_tag);
         self.entries.insert(
@@ -145,8 +247,15 @@ impl<H> AckLedger<H> {
     }
 
     /// Gives back, as NACKs, everything `subscription` (or, with `None`, the
-    /// whole session) left unacknowledged; returned in tag order.
+    /// whole session) left unacknowledged; returned in tag order. What
+    /// waited in its window is forgotten with the window.
     pub fn release(&mut self, subscription: Option<&str>) -> Vec<Settled<H>> {
+        match subscription {
+            Some(subscription) => {
+                self.windows.remove(subscription);
+            }
+            None => self.windows.clear(),
+        }
         let tags: Vec<AckTag> = self
             .entries
             .iter()
@@ -160,6 +269,9 @@ impl<H> AckLedger<H> {
 
     fn take(&mut self, tag: AckTag, settlement: Settlement) -> Option<Settled<H>> {
         let entry = self.entries.remove(&tag)?;
+        if let Some(window) = self.windows.get_mut(&entry.subscription) {
+            window.outstanding = window.outstanding.saturating_sub(1);
+        }
         let at_source = match entry.group {
             None => Some(settlement),
             Some(id) => {
@@ -290,6 +402,60 @@ mod tests {
         ledger.hold_shared(&[subscription("x"), subscription("y")], "m");
         assert_eq!(helds(ledger.release(None)), vec![("m", Settlement::Nack)]);
         assert!(ledger.groups.is_empty());
+    }
+
+    impl Showable for &'static str {
+        fn fanned_out(&self) -> Option<(Arc<str>, Arc<Message>)> {
+            let message = Message {
+                headers: stomp_parser::Headers::new(),
+                body: bytes::Bytes::from_static(self.as_bytes()),
+            };
+            Some((Arc::from("/topic/t"), Arc::new(message)))
+        }
+    }
+
+    /// What `offer_ready` shows now: bodies, tags and redelivered flags.
+    fn shown(ledger: &mut AckLedger<&'static str>) -> Vec<(String, AckTag, bool)> {
+        let (outbox, deliveries, _) = Outbox::channel(16, super::super::WhenFull::Close);
+        ledger.offer_ready(&outbox);
+        deliveries
+            .drain()
+            .map(|delivery| {
+                let body = String::from_utf8_lossy(&delivery.message.body).into_owned();
+                (body, delivery.ack.unwrap(), delivery.redelivered)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_shows_at_most_its_limit_and_the_rest_in_order_as_room_comes() {
+        let mut ledger = AckLedger::default();
+        let s = subscription("s");
+        ledger.limit(&s, 2, 3);
+        let first = ledger.hold_or_wait(&s, "1", false).unwrap();
+        let second = ledger.hold_or_wait(&s, "2", false).unwrap();
+        for waiting in ["3", "4", "5", "6"] {
+            assert_eq!(ledger.hold_or_wait(&s, waiting, false), None);
+        }
+        assert!(shown(&mut ledger).is_empty());
+        // "3" was dropped: only three may wait.
+        ledger.settle(&[first], Settlement::Ack);
+        let ready = shown(&mut ledger);
+        assert_eq!(ready, [("4".to_owned(), AckTag(3), false)]);
+        // A NACKed message goes back ahead of those that wait.
+        let nacked = ledger.settle(&[second], Settlement::Nack).remove(0);
+        assert_eq!(ledger.hold_or_wait(&s, nacked.held, true), Some(AckTag(4)));
+        ledger.settle(&[ready[0].1], Settlement::Ack);
+        assert_eq!(shown(&mut ledger), [("5".to_owned(), AckTag(5), false)]);
+        // Another subscription has no window.
+        assert!(
+            ledger
+                .hold_or_wait(&subscription("t"), "t", false)
+                .is_some()
+        );
+        ledger.release(Some("s"));
+        ledger.settle(&[AckTag(4), AckTag(5)], Settlement::Ack);
+        assert!(shown(&mut ledger).is_empty());
     }
 
     #[test]

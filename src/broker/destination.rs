@@ -6,6 +6,8 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use super::queue_options::QueueOptions;
+
 /// The exchange that topics, user destinations and dispatch share.
 pub const TOPIC_EXCHANGE: &str = "amq.topic";
 /// Where `/app/...` SENDs go, for backend services to consume.
@@ -44,6 +46,18 @@ pub fn is_reserved_queue(name: &str) -> bool {
 /// Longest name or routing key AMQP allows (a short string).
 pub const MAX_NAME_LEN: usize = 255;
 
+/// The destination kinds, as RabbitMQ's plugin names them in errors, and
+/// their prefixes.
+const KINDS: &[(&str, &str)] = &[
+    ("topic", "/topic/"),
+    ("exchange", "/exchange/"),
+    ("queue", "/queue/"),
+    ("amqqueue", "/amq/queue/"),
+    ("app", "/app/"),
+    ("reply_queue", "/reply-queue/"),
+    ("user", "/user/"),
+];
+
 /// A parsed destination.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Destination {
@@ -75,18 +89,19 @@ pub const TEMP_QUEUE_PREFIX: &str = "temp-queue.";
 /// Why a destination was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DestinationError {
+    /// RabbitMQ's words, with the relay's own kinds added.
     #[error(
-        "unknown destination {0:?}: use /topic/, /queue/, /exchange/, /amq/queue/, /user/, /app/ or /reply-queue/"
+        "'{0}' is not a valid destination.\nValid destination types are: /temp-queue, /exchange, /topic, /queue, /amq/queue, /reply-queue/, /user/, /app/."
     )]
     Unknown(String),
-    #[error("destination {0:?} has an empty name")]
-    EmptyName(String),
+    /// An empty name, or one nested below its kind (`/queue/a/b`): RabbitMQ's
+    /// words, naming what follows the kind (`/a/b`) and the kind.
+    #[error("'{rest}' is not a valid {kind} destination")]
+    Invalid { kind: &'static str, rest: String },
     #[error("destination {0:?} is longer than {MAX_NAME_LEN} bytes")]
     TooLong(String),
     #[error("destination {0:?} contains a control character")]
     ControlCharacter(String),
-    #[error("destination {0:?} has a '/' in a queue, exchange or topic name")]
-    Slash(String),
     #[error("destination {0:?} cannot be used with {1}")]
     WrongCommand(String, &'static str),
     #[error("routing key {0:?} is another session's private key")]
@@ -99,9 +114,19 @@ pub enum DestinationError {
 
 impl Destination {
     pub fn parse(text: &str) -> Result<Destination, DestinationError> {
+        let Some((kind, rest)) = KINDS
+            .iter()
+            .find_map(|&(kind, prefix)| Some((kind, text.strip_prefix(prefix)?)))
+        else {
+            return Err(DestinationError::Unknown(text.to_owned()));
+        };
+        let invalid = || DestinationError::Invalid {
+            kind,
+            rest: format!("/{rest}"),
+        };
         let named = |name: &str| -> Result<String, DestinationError> {
             if name.is_empty() {
-                Err(DestinationError::EmptyName(text.to_owned()))
+                Err(invalid())
             } else if name.len() > MAX_NAME_LEN {
                 Err(DestinationError::TooLong(text.to_owned()))
             } else if name.chars().any(char::is_control) {
@@ -114,33 +139,11 @@ impl Destination {
         // `/queue/a/b`, `/topic/a/b`, `/exchange/a/b/c` are refused.
         let unnested = |name: &str| -> Result<String, DestinationError> {
             if name.contains('/') {
-                Err(DestinationError::Slash(text.to_owned()))
+                Err(invalid())
             } else {
                 named(name)
             }
         };
-        if let Some(key) = text.strip_prefix("/topic/") {
-            return Ok(Destination::Topic {
-                key: unnested(key)?,
-            });
-        }
-        if let Some(rest) = text.strip_prefix("/exchange/") {
-            let (exchange, key) = rest.split_once('/').unwrap_or((rest, ""));
-            let key = if key.is_empty() {
-                String::new()
-            } else {
-                unnested(key)?
-            };
-            // The default exchange would reach any queue by name, and the
-            // everyone exchange every user.
-            if exchange == "amq.default" || exchange == EVERYONE_EXCHANGE {
-                return Err(DestinationError::Reserved(text.to_owned()));
-            }
-            return Ok(Destination::Exchange {
-                exchange: named(exchange)?,
-                key,
-            });
-        }
         let queue = |name: &str| -> Result<String, DestinationError> {
             if is_reserved_queue(name) {
                 Err(DestinationError::Reserved(text.to_owned()))
@@ -148,32 +151,46 @@ impl Destination {
                 unnested(name)
             }
         };
-        if let Some(name) = text.strip_prefix("/queue/") {
-            return Ok(Destination::Queue { name: queue(name)? });
-        }
-        if let Some(name) = text.strip_prefix("/amq/queue/") {
-            return Ok(Destination::AmqQueue { name: queue(name)? });
-        }
-        if let Some(key) = text.strip_prefix("/app/") {
-            return Ok(Destination::App { key: named(key)? });
-        }
-        if let Some(key) = text.strip_prefix("/reply-queue/") {
-            return Ok(Destination::ReplyQueue { key: named(key)? });
-        }
-        if let Some(rest) = text.strip_prefix("/user/") {
-            if let Some(name) = user_kind_suffix(rest) {
-                return Ok(Destination::OwnUser { name: named(name)? });
+        match kind {
+            "topic" => Ok(Destination::Topic {
+                key: unnested(rest)?,
+            }),
+            "exchange" => {
+                let (exchange, key) = rest.split_once('/').unwrap_or((rest, ""));
+                let key = if key.is_empty() {
+                    String::new()
+                } else {
+                    unnested(key)?
+                };
+                // The default exchange would reach any queue by name, and the
+                // everyone exchange every user.
+                if exchange == "amq.default" || exchange == EVERYONE_EXCHANGE {
+                    return Err(DestinationError::Reserved(text.to_owned()));
+                }
+                Ok(Destination::Exchange {
+                    exchange: named(exchange)?,
+                    key,
+                })
             }
-            if let Some((user, rest)) = rest.split_once('/')
-                && let Some(name) = user_kind_suffix(rest)
-            {
-                return Ok(Destination::User {
-                    user: named(user)?,
-                    name: named(name)?,
-                });
+            "queue" => Ok(Destination::Queue { name: queue(rest)? }),
+            "amqqueue" => Ok(Destination::AmqQueue { name: queue(rest)? }),
+            "app" => Ok(Destination::App { key: named(rest)? }),
+            "reply_queue" => Ok(Destination::ReplyQueue { key: named(rest)? }),
+            _ => {
+                if let Some(name) = user_kind_suffix(rest) {
+                    return Ok(Destination::OwnUser { name: named(name)? });
+                }
+                if let Some((user, rest)) = rest.split_once('/')
+                    && let Some(name) = user_kind_suffix(rest)
+                {
+                    return Ok(Destination::User {
+                        user: named(user)?,
+                        name: named(name)?,
+                    });
+                }
+                Err(DestinationError::Unknown(text.to_owned()))
             }
         }
-        Err(DestinationError::Unknown(text.to_owned()))
     }
 
     /// Whether a client may SUBSCRIBE here, and if not, why.
@@ -232,11 +249,11 @@ impl Destination {
             Destination::ReplyQueue { key } => Some(exchange(TOPIC_EXCHANGE, key)),
             Destination::Queue { name } => Some(PublishTarget::Queue {
                 name: name.clone(),
-                declare: true,
+                declare: Some(QueueOptions::default()),
             }),
             Destination::AmqQueue { name } => Some(PublishTarget::Queue {
                 name: name.clone(),
-                declare: false,
+                declare: None,
             }),
             Destination::OwnUser { .. } | Destination::User { .. } => None,
         }
@@ -376,11 +393,34 @@ mod tests {
         );
     }
 
+    fn invalid(kind: &'static str, rest: &str) -> DestinationError {
+        DestinationError::Invalid {
+            kind,
+            rest: rest.to_owned(),
+        }
+    }
+
+    #[test]
+    fn refusals_are_told_in_rabbitmq_s_words() {
+        let refused = |text| Destination::parse(text).unwrap_err().to_string();
+        assert_eq!(
+            refused("/queue/a/b"),
+            "'/a/b' is not a valid queue destination"
+        );
+        assert_eq!(
+            refused("/amq/queue/"),
+            "'/' is not a valid amqqueue destination"
+        );
+        assert!(refused("/nowhere").starts_with(
+            "'/nowhere' is not a valid destination.\nValid destination types are: /temp-queue, /exchange, /topic, /queue, /amq/queue, /reply-queue/"
+        ));
+    }
+
     #[test]
     fn bad_destinations_say_why() {
         for (text, expected) in [
             ("/nowhere/x", DestinationError::Unknown("/nowhere/x".into())),
-            ("/topic/", DestinationError::EmptyName("/topic/".into())),
+            ("/topic/", invalid("topic", "/")),
             ("queue/x", DestinationError::Unknown("queue/x".into())),
             (
                 "/user/alice/inbox",
@@ -394,17 +434,11 @@ mod tests {
                 "/exchange/stomp.everyone/news",
                 DestinationError::Reserved("/exchange/stomp.everyone/news".into()),
             ),
-            ("/queue/a/b", DestinationError::Slash("/queue/a/b".into())),
-            ("/topic/a/b", DestinationError::Slash("/topic/a/b".into())),
-            (
-                "/exchange/a/b/c",
-                DestinationError::Slash("/exchange/a/b/c".into()),
-            ),
-            (
-                "/exchange/",
-                DestinationError::EmptyName("/exchange/".into()),
-            ),
-            ("/queue/", DestinationError::EmptyName("/queue/".into())),
+            ("/queue/a/b", invalid("queue", "/a/b")),
+            ("/topic/a/b", invalid("topic", "/a/b")),
+            ("/exchange/a/b/c", invalid("exchange", "/a/b/c")),
+            ("/exchange/", invalid("exchange", "/")),
+            ("/queue/", invalid("queue", "/")),
         ] {
             assert_eq!(Destination::parse(text), Err(expected));
         }

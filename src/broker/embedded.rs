@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::ack_ledger::{AckLedger, Settled};
+use super::ack_ledger::{AckLedger, Settled, Showable};
 use super::destination::{Destination, EVERYONE_EXCHANGE, INBOUND_EXCHANGE, TOPIC_EXCHANGE};
 use super::router::{ExchangeKind, Router, Subscriber};
 use super::{
-    AckTag, Broker, BrokerError, Confirm, Delivery, Message, OrderKey, Outbox, PublishTarget,
-    SessionId, Settlement, SubscriptionSpec,
+    AckTag, Broker, BrokerError, Confirm, Delivery, Message, Missing, OrderKey, Outbox,
+    PublishTarget, SessionId, Settlement, SubscriptionSpec,
 };
 
 /// Bounds of the embedded broker.
@@ -86,6 +86,18 @@ enum Unacked {
     },
 }
 
+impl Showable for Unacked {
+    fn fanned_out(&self) -> Option<(Arc<str>, Arc<Message>)> {
+        match self {
+            Unacked::Topic {
+                destination,
+                message,
+            } => Some((destination.clone(), message.clone())),
+            Unacked::Queue { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct SharedQueue {
     messages: VecDeque<Queued>,
@@ -142,7 +154,14 @@ impl State {
         let Some(state) = self.sessions.get_mut(&session) else {
             return false;
         };
-        let ack = unacked.map(|unacked| state.acks.hold(subscription, unacked));
+        let ack = match unacked {
+            Some(unacked) => match state.acks.hold_or_wait(subscription, unacked, redelivered) {
+                Some(tag) => Some(tag),
+                // Its prefetch window is full: shown when an ACK makes room.
+                None => return true,
+            },
+            None => None,
+        };
         let delivery = Delivery {
             subscription: subscription.clone(),
             destination: destination.clone(),
@@ -336,6 +355,21 @@ impl Broker for EmbeddedBroker {
             needs_ack: spec.ack.needs_ack(),
         };
         let mut state = self.state();
+        // Every destination but a queue is fanned out by the router, which
+        // has no queue to keep what a full prefetch window holds back.
+        let routed = !matches!(
+            spec.destination,
+            Destination::Queue { .. } | Destination::AmqQueue { .. }
+        );
+        if let (Some(prefetch), true, Some(session_state)) = (
+            spec.prefetch,
+            routed && spec.ack.needs_ack(),
+            state.sessions.get_mut(&session),
+        ) {
+            session_state
+                .acks
+                .limit(&spec.id, prefetch, self.limits.max_queue_length);
+        }
         match &spec.destination {
             Destination::Topic { key } => {
                 state
@@ -344,7 +378,7 @@ impl Broker for EmbeddedBroker {
             }
             Destination::Exchange { exchange, key } => {
                 let kind = exchange_kind(exchange)
-                    .ok_or_else(|| BrokerError::not_found(format!("exchange {exchange:?}")))?;
+                    .ok_or_else(|| BrokerError::not_found(Missing::Exchange, exchange.as_str()))?;
                 state.router.bind(exchange, kind, key, subscriber);
             }
             Destination::OwnUser { name } => {
@@ -353,7 +387,7 @@ impl Broker for EmbeddedBroker {
             Destination::Queue { name } | Destination::AmqQueue { name } => {
                 let declare = matches!(spec.destination, Destination::Queue { .. });
                 if !declare && !state.queues.contains_key(name) {
-                    return Err(BrokerError::not_found(format!("queue {name:?}")));
+                    return Err(BrokerError::not_found(Missing::Queue, name.as_str()));
                 }
                 let prefetch = spec.prefetch.unwrap_or(self.limits.default_prefetch).max(1);
                 state
@@ -416,13 +450,13 @@ impl Broker for EmbeddedBroker {
                 routing_key,
             } => {
                 if exchange_kind(&exchange).is_none() {
-                    return Err(BrokerError::not_found(format!("exchange {exchange:?}")));
+                    return Err(BrokerError::not_found(Missing::Exchange, exchange.as_str()));
                 }
                 state.publish_to_exchange(&exchange, &routing_key, message);
             }
             PublishTarget::Queue { name, declare } => {
-                if !declare && !state.queues.contains_key(&name) {
-                    return Err(BrokerError::not_found(format!("queue {name:?}")));
+                if declare.is_none() && !state.queues.contains_key(&name) {
+                    return Err(BrokerError::not_found(Missing::Queue, name.as_str()));
                 }
                 let queue = state.queues.entry(name.clone()).or_default();
                 queue.messages.push_back(Queued {
@@ -446,7 +480,7 @@ impl Broker for EmbeddedBroker {
         message: Message,
     ) -> Result<Confirm<bool>, BrokerError> {
         if exchange_kind(exchange).is_none() {
-            return Err(BrokerError::not_found(format!("exchange {exchange:?}")));
+            return Err(BrokerError::not_found(Missing::Exchange, exchange));
         }
         let mut state = self.state();
         let routed = !state
@@ -530,6 +564,9 @@ impl Broker for EmbeddedBroker {
                     }
                 }
             }
+        }
+        if let Some(session_state) = state.sessions.get_mut(&session) {
+            session_state.acks.offer_ready(&session_state.outbox);
         }
         to_pump.sort();
         to_pump.dedup();

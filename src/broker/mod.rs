@@ -95,9 +95,12 @@ pub enum PublishTarget {
         exchange: String,
         routing_key: String,
     },
-    /// A queue, declared first when `declare` (`/queue/`) or required to
-    /// exist (`/amq/queue/`).
-    Queue { name: String, declare: bool },
+    /// A queue, declared first with these options when absent (`/queue/`),
+    /// or, with `None`, required to exist (`/amq/queue/`).
+    Queue {
+        name: String,
+        declare: Option<QueueOptions>,
+    },
 }
 
 /// Which publishes must reach the broker in the order they were handed
@@ -302,11 +305,11 @@ pub enum DispatchOutcome {
 /// [`BrokerError::client_text`] is what a client may be shown.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
-    /// An exchange or queue the client named does not exist (`what` names
-    /// it as the client did).
-    #[error("{what} not found")]
+    /// An exchange or queue the client named does not exist.
+    #[error("no {kind} {name:?}")]
     NotFound {
-        what: String,
+        kind: Missing,
+        name: String,
         #[source]
         source: Option<ErrorSource>,
     },
@@ -327,11 +330,28 @@ pub enum BrokerError {
     },
 }
 
+/// What kind of thing a client named that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Exchange,
+    Queue,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Missing::Exchange => "exchange",
+            Missing::Queue => "queue",
+        })
+    }
+}
+
 impl BrokerError {
-    /// `what` (`queue "q"`) does not exist.
-    pub fn not_found(what: impl Into<String>) -> BrokerError {
+    /// The `kind` named `name` does not exist.
+    pub fn not_found(kind: Missing, name: impl Into<String>) -> BrokerError {
         BrokerError::NotFound {
-            what: what.into(),
+            kind,
+            name: name.into(),
             source: None,
         }
     }
@@ -345,10 +365,13 @@ impl BrokerError {
     }
 
     /// The short text a client may be shown: what it named or asked for,
-    /// never what the broker or the network said.
+    /// never what the broker or the network said. A missing exchange or
+    /// queue is told in RabbitMQ's words (the relay has one virtual host).
     pub fn client_text(&self) -> Cow<'_, str> {
         match self {
-            BrokerError::NotFound { what, .. } => Cow::Owned(format!("{what} not found")),
+            BrokerError::NotFound { kind, name, .. } => {
+                Cow::Owned(format!("NOT_FOUND - no {kind} '{name}' in vhost '/'"))
+            }
             BrokerError::Refused { reason, .. } => Cow::Borrowed(reason),
             BrokerError::Unavailable { .. } => Cow::Borrowed("the message broker is unavailable"),
         }
@@ -358,6 +381,13 @@ impl BrokerError {
 impl ClientText for BrokerError {
     fn client_text(&self) -> Cow<'_, str> {
         BrokerError::client_text(self)
+    }
+
+    fn client_summary(&self) -> Option<&'static str> {
+        match self {
+            BrokerError::NotFound { .. } => Some("not_found"),
+            _ => None,
+        }
     }
 }
 
@@ -481,8 +511,11 @@ mod tests {
             crate::error::Chain(&error).to_string(),
             "the message broker could not publish: connection reset by 10.0.0.7"
         );
-        let missing = BrokerError::not_found("queue \"jobs\"");
-        assert_eq!(missing.client_text(), "queue \"jobs\" not found");
+        let missing = BrokerError::not_found(Missing::Queue, "jobs");
+        assert_eq!(
+            missing.client_text(),
+            "NOT_FOUND - no queue 'jobs' in vhost '/'"
+        );
     }
 
     #[test]

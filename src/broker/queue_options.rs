@@ -1,7 +1,8 @@
 //! What RabbitMQ's STOMP SUBSCRIBE headers ask of a queue the relay
 //! declares: `durable:true` (or `persistent:true`) for a subscription that
 //! outlives its session, `x-queue-name`, and queue arguments such as
-//! `x-max-length` and `x-message-ttl`, as RabbitMQ's plugin honours them.
+//! `x-max-length` and `x-message-ttl`, as RabbitMQ's plugin honours them on
+//! SUBSCRIBE and on a SEND to a queue it declares.
 
 use stomp_parser::Headers;
 
@@ -62,12 +63,7 @@ impl QueueOptions {
         owner: Option<&str>,
         id: &str,
     ) -> Result<QueueOptions, InvalidQueueHeader> {
-        let mut options =
-            QueueOptions::from_headers(headers).map_err(|(header, value)| InvalidQueueHeader {
-                header,
-                value,
-                reason: "expected a non-negative number",
-            })?;
+        let mut options = QueueOptions::from_headers(headers)?;
         if let Some(name) = options
             .name
             .as_deref()
@@ -87,35 +83,51 @@ impl QueueOptions {
         Ok(options)
     }
 
-    /// Reads the SUBSCRIBE headers; the error names the header at fault.
-    fn from_headers(headers: &Headers) -> Result<QueueOptions, (&'static str, String)> {
+    /// The queue a SEND to `/queue/{name}` declares when it is absent: with
+    /// the queue arguments among the SEND's headers, as RabbitMQ's plugin
+    /// declares it, so that a client declaring it later with the same
+    /// arguments is not refused.
+    pub fn for_send(headers: &Headers) -> Result<QueueOptions, InvalidQueueHeader> {
+        Ok(QueueOptions {
+            arguments: arguments(headers)?,
+            ..QueueOptions::default()
+        })
+    }
+
+    /// Reads the SUBSCRIBE headers.
+    fn from_headers(headers: &Headers) -> Result<QueueOptions, InvalidQueueHeader> {
         let flag = |name| headers.get(name) == Some("true");
-        let mut options = QueueOptions {
+        Ok(QueueOptions {
             durable: flag("durable") || flag("persistent"),
             name: headers.get("x-queue-name").map(str::to_owned),
-            arguments: Vec::new(),
-        };
-        for &name in NUMBER_ARGUMENTS {
-            if let Some(value) = headers.get(name) {
-                let number = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or((name, value.to_owned()))?;
-                options
-                    .arguments
-                    .push((name.to_owned(), QueueArgument::Number(number)));
-            }
-        }
-        for &name in TEXT_ARGUMENTS {
-            if let Some(value) = headers.get(name) {
-                options
-                    .arguments
-                    .push((name.to_owned(), QueueArgument::Text(value.to_owned())));
-            }
-        }
-        Ok(options)
+            arguments: arguments(headers)?,
+        })
     }
+}
+
+/// The queue arguments among a frame's headers.
+fn arguments(headers: &Headers) -> Result<Vec<(String, QueueArgument)>, InvalidQueueHeader> {
+    let mut arguments = Vec::new();
+    for &header in NUMBER_ARGUMENTS {
+        if let Some(value) = headers.get(header) {
+            let number = value
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| InvalidQueueHeader {
+                    header,
+                    value: value.to_owned(),
+                    reason: "expected a non-negative number",
+                })?;
+            arguments.push((header.to_owned(), QueueArgument::Number(number)));
+        }
+    }
+    for &header in TEXT_ARGUMENTS {
+        if let Some(value) = headers.get(header) {
+            arguments.push((header.to_owned(), QueueArgument::Text(value.to_owned())));
+        }
+    }
+    Ok(arguments)
 }
 
 #[cfg(test)]
@@ -170,9 +182,10 @@ mod tests {
     #[test]
     fn a_bad_number_names_its_header() {
         let headers: Headers = [("x-message-ttl", "soon")].into_iter().collect();
+        let invalid = QueueOptions::for_send(&headers).unwrap_err();
         assert_eq!(
-            QueueOptions::from_headers(&headers),
-            Err(("x-message-ttl", "soon".to_owned()))
+            (invalid.header, invalid.value.as_str()),
+            ("x-message-ttl", "soon")
         );
     }
 }

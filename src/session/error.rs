@@ -5,6 +5,7 @@ use stomp_parser::{Command, Frame, ParseError};
 use crate::auth::AuthError;
 use crate::auth::acl::Action;
 use crate::broker::destination::DestinationError;
+use crate::broker::queue_options::InvalidQueueHeader;
 
 /// Everything that makes the relay send ERROR and close the connection, as
 /// STOMP requires after an ERROR frame.
@@ -22,7 +23,7 @@ pub enum SessionError {
     /// kept here, not shown.
     #[error("Supported versions are 1.0,1.1,1.2")]
     UnsupportedVersion(String),
-    #[error("{command} needs a '{header}' header")]
+    #[error("{}", missing_header_text(*.command, .header))]
     MissingHeader {
         command: Command,
         header: &'static str,
@@ -61,7 +62,12 @@ pub enum SessionError {
     /// The client reads `text`, short and stable; the cause goes to the
     /// log where the failure is seen, never to the client.
     #[error("{text}")]
-    Service { service: Service, text: String },
+    Service {
+        service: Service,
+        /// The `message` the failure has of its own, if any.
+        summary: Option<&'static str>,
+        text: String,
+    },
     #[error("no CONNECT frame within {0} seconds")]
     ConnectTimeout(u64),
     #[error("nothing received for {0} ms, past the negotiated heart-beat")]
@@ -90,6 +96,16 @@ pub enum SessionError {
     },
 }
 
+impl From<InvalidQueueHeader> for SessionError {
+    fn from(invalid: InvalidQueueHeader) -> SessionError {
+        SessionError::InvalidHeader {
+            header: invalid.header,
+            value: invalid.value,
+            reason: invalid.reason,
+        }
+    }
+}
+
 /// Which of the node's services failed a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -97,6 +113,14 @@ pub enum Service {
     Broker,
     /// The session registry.
     Registry,
+}
+
+/// RabbitMQ's words for a missing `destination`; ours for the rest.
+fn missing_header_text(command: Command, header: &str) -> String {
+    match header {
+        "destination" => format!("\"{command}\" must include a 'destination' header"),
+        _ => format!("{command} needs a '{header}' header"),
+    }
 }
 
 fn user_text(user: &Option<String>) -> String {
@@ -136,6 +160,10 @@ impl SessionError {
             SessionError::TooManyTransactions(_) | SessionError::TransactionTooLarge(_) => {
                 "transaction limit"
             }
+            SessionError::Service {
+                summary: Some(summary),
+                ..
+            } => summary,
             SessionError::Service {
                 service: Service::Broker,
                 ..
@@ -186,7 +214,10 @@ mod tests {
         assert_eq!(frame.command, Command::Error);
         assert_eq!(frame.get("message"), Some("Missing destination"));
         assert_eq!(frame.get("receipt-id"), Some("r-1"));
-        assert_eq!(&frame.body[..], b"SEND needs a 'destination' header\n");
-        assert_eq!(frame.get("content-length"), Some("34"));
+        assert_eq!(
+            &frame.body[..],
+            b"\"SEND\" must include a 'destination' header\n"
+        );
+        assert_eq!(frame.get("content-length"), Some("43"));
     }
 }

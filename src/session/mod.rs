@@ -36,7 +36,9 @@ use crate::auth::Identity;
 use crate::auth::acl::Action;
 use crate::broker::destination::{Destination, DestinationError, TempQueue};
 use crate::broker::queue_options::QueueOptions;
-use crate::broker::{AckMode, Delivery, Message, SessionId, Settlement, SubscriptionSpec};
+use crate::broker::{
+    AckMode, Delivery, Message, PublishTarget, SessionId, Settlement, SubscriptionSpec,
+};
 use crate::dispatch::WhenOffline;
 use crate::dispatch::offline::KeptMessage;
 use connect::{ConnectRequest, HeartBeat, connected_frame};
@@ -585,14 +587,7 @@ impl Session {
         if self.subscriptions.len() >= max {
             return Err(SessionError::TooManySubscriptions(max));
         }
-        let queue =
-            QueueOptions::for_subscription(&frame.headers, self.user(), id).map_err(|invalid| {
-                SessionError::InvalidHeader {
-                    header: invalid.header,
-                    value: invalid.value,
-                    reason: invalid.reason,
-                }
-            })?;
+        let queue = QueueOptions::for_subscription(&frame.headers, self.user(), id)?;
         let spec = SubscriptionSpec {
             id: Arc::from(id),
             destination_text: Arc::from(destination_text),
@@ -711,7 +706,16 @@ impl Session {
         }
         let message = Message { headers, body };
         let command = match (destination.publish_target(), destination) {
-            (Some(target), _) => Command::Publish { target, message },
+            (Some(mut target), _) => {
+                if let PublishTarget::Queue {
+                    declare: Some(options),
+                    ..
+                } = &mut target
+                {
+                    *options = QueueOptions::for_send(&frame.headers)?;
+                }
+                Command::Publish { target, message }
+            }
             (None, Destination::User { user, name }) => Command::SendToUser {
                 user,
                 name,

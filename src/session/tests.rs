@@ -347,7 +347,8 @@ fn a_failed_command_ends_the_session_at_once_with_the_frame_s_receipt() {
     let commands = harness.commands();
     let error = SessionError::Service {
         service: Service::Broker,
-        text: "queue missing not found".into(),
+        summary: Some("not_found"),
+        text: "NOT_FOUND - no queue 'missing' in vhost '/'".into(),
     };
     harness.complete(commands[0].0, Event::Done(Err(error.into())));
     let outputs = harness.outputs();

@@ -291,6 +291,51 @@ async fn a_topic_nack_redelivers_to_the_same_subscription() {
 }
 
 #[tokio::test]
+async fn a_topic_prefetch_count_bounds_the_unacknowledged_messages() {
+    let relay = start();
+    let topic = format!("/topic/prefetch.{}", uuid::Uuid::new_v4().simple());
+    let mut consumer = StompClient::connect(&relay, None).await;
+    consumer
+        .send(frame(
+            Command::Subscribe,
+            &[
+                ("id", "t"),
+                ("destination", &topic),
+                ("ack", "client-individual"),
+                ("prefetch-count", "5"),
+                ("receipt", "subscribed"),
+            ],
+        ))
+        .await;
+    consumer.expect_receipt("subscribed").await;
+    let mut sender = StompClient::connect(&relay, None).await;
+    for n in 1..=7 {
+        sender.publish(&topic, &n.to_string()).await;
+    }
+    let mut acks = Vec::new();
+    for n in 1..=5 {
+        let message = consumer.recv().await;
+        assert_eq!(&message.body[..], n.to_string().as_bytes());
+        acks.push(message.get("ack").unwrap().to_owned());
+    }
+    consumer.expect_nothing().await;
+    // Each ACK makes room for one more, in order; a NACK's redelivery
+    // comes before the messages that wait.
+    consumer.send(frame(Command::Ack, &[("id", &acks[0])])).await;
+    assert_eq!(consumer.recv_body().await, "6");
+    consumer.send(frame(Command::Nack, &[("id", &acks[1])])).await;
+    let again = consumer.recv().await;
+    assert_eq!(
+        (&again.body[..], again.get("redelivered")),
+        (&b"2"[..], Some("true"))
+    );
+    consumer.expect_nothing().await;
+    consumer.send(frame(Command::Ack, &[("id", &acks[2])])).await;
+    assert_eq!(consumer.recv_body().await, "7");
+    consumer.expect_nothing().await;
+}
+
+#[tokio::test]
 async fn unacked_queue_messages_go_to_another_consumer_after_a_disconnect() {
     let relay = start();
     let mut leaving = StompClient::connect(&relay, None).await;
@@ -458,11 +503,11 @@ async fn error_cases_close_only_the_offending_connection() {
         (b"SEND\ndestination:/topic/x\n\n\0".to_vec(), "protocol error", "first frame must be CONNECT"),
         (b"CONNECT\naccept-version:1.2\n\n\0HELLO\n\n\0".to_vec(), "malformed frame received", "unknown command"),
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\n\nno destination\0".to_vec(), "Missing destination", "destination"),
-        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/nowhere\n\n\0".to_vec(), "Unknown destination", "/nowhere"),
-        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/queue/a/b\n\n\0".to_vec(), "Invalid destination", "/queue/a/b"),
-        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a/b\n\n\0".to_vec(), "Invalid destination", "/topic/a/b"),
-        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/exchange/amq.topic/b/c\n\n\0".to_vec(), "Invalid destination", "/exchange/amq.topic/b/c"),
-        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/queue/\n\n\0".to_vec(), "Invalid destination", "/queue/"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/nowhere\n\n\0".to_vec(), "Unknown destination", "'/nowhere' is not a valid destination."),
+        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/queue/a/b\n\n\0".to_vec(), "Invalid destination", "'/a/b' is not a valid queue destination"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a/b\n\n\0".to_vec(), "Invalid destination", "'/a/b' is not a valid topic destination"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/exchange/amq.topic/b/c\n\n\0".to_vec(), "Invalid destination", "'/amq.topic/b/c' is not a valid exchange destination"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/queue/\n\n\0".to_vec(), "Invalid destination", "'/' is not a valid queue destination"),
         (
             b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0SUBSCRIBE\nid:1\ndestination:/topic/b\n\n\0".to_vec(),
             "Duplicated subscription identifier",
@@ -473,7 +518,8 @@ async fn error_cases_close_only_the_offending_connection() {
         (b"CONNECT\naccept-version:1.2\n\n\0ACK\nid:nope\n\n\0".to_vec(), "unknown message id", "nope"),
         (b"CONNECT\naccept-version:1.2\n\n\0COMMIT\ntransaction:t\n\n\0".to_vec(), "invalid transaction", "\"t\""),
         (b"CONNECT\naccept-version:1.2\n\n\0UNSUBSCRIBE\nid:9\n\n\0".to_vec(), "No subscription found", "\"9\""),
-        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/amq/queue/absent\n\n\0".to_vec(), "broker error", "absent"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/amq/queue/absent\n\n\0".to_vec(), "not_found", "NOT_FOUND - no queue 'absent' in vhost '/'"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/exchange/absent.x/k\n\n\0".to_vec(), "not_found", "NOT_FOUND - no exchange 'absent.x' in vhost '/'"),
         (b"CONNECT\naccept-version:1.2\nheart-beat:x\n\n\0".to_vec(), "Invalid header", "heart-beat"),
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a\nmessage-id:1\n\n\0".to_vec(), "Invalid header", "'message-id' is not allowed on 'SEND'."),
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a\nbad\\qescape:1\n\n\0".to_vec(), "malformed frame received", "escape"),

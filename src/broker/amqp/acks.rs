@@ -9,7 +9,7 @@ use lapin::Acker;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 
 use super::{Inner, Message, SessionId, Settlement, lock};
-use crate::broker::ack_ledger::{AckLedger, Settled};
+use crate::broker::ack_ledger::{AckLedger, Settled, Showable};
 
 /// A session's unacknowledged deliveries in the AMQP broker.
 pub(super) type Ledger = AckLedger<Held>;
@@ -29,6 +29,18 @@ pub(super) enum Held {
         destination: Arc<str>,
         message: Arc<Message>,
     },
+}
+
+impl Showable for Held {
+    fn fanned_out(&self) -> Option<(Arc<str>, Arc<Message>)> {
+        match self {
+            Held::Relay {
+                destination,
+                message,
+            } => Some((destination.clone(), message.clone())),
+            Held::Amqp(_) => None,
+        }
+    }
 }
 
 impl Inner {

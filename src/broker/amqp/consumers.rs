@@ -162,13 +162,19 @@ impl SessionState {
             tracing::debug!(%subscription, "too many unacknowledged messages; one dropped");
             return;
         }
-        let ack = needs_ack.then(|| {
+        let ack = if needs_ack {
             let held = Held::Relay {
                 destination: destination.clone(),
                 message: message.clone(),
             };
-            self.acks.hold(subscription, held)
-        });
+            match self.acks.hold_or_wait(subscription, held, redelivered) {
+                Some(tag) => Some(tag),
+                // Its prefetch window is full: shown when an ACK makes room.
+                None => return,
+            }
+        } else {
+            None
+        };
         // A full outbox has told its session to close.
         let _ = self.outbox.offer(Delivery {
             subscription: subscription.clone(),

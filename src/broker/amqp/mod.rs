@@ -60,7 +60,6 @@ use tokio::sync::mpsc;
 use super::destination::{
     Destination, EVERYONE_EXCHANGE, INBOUND_EXCHANGE, TOPIC_EXCHANGE, UserKey,
 };
-use super::queue_options::QueueOptions;
 use super::router::{self, BindingKey, Router};
 use super::{
     AckTag, Broker, BrokerError, Confirm, Delivery, DispatchOutcome, DispatchRequest, Message,
@@ -318,6 +317,15 @@ impl Broker for AmqpBroker {
     ) -> Result<(), BrokerError> {
         let inner = &self.inner;
         let subscriber = subscriber_of(session, spec);
+        if let Some(prefetch) = spec.prefetch
+            && spec.ack.needs_ack()
+            && inner.fans_out(spec)
+            && let Some(state) = lock(&inner.sessions).get_mut(&session)
+        {
+            // Set before the binding, so that its first delivery counts.
+            let capacity = inner.settings.session_queue_length as usize;
+            state.acks.limit(&spec.id, prefetch, capacity);
+        }
         match &spec.destination {
             Destination::Topic { key } | Destination::Exchange { key, .. }
                 if spec.queue.durable =>
@@ -486,16 +494,14 @@ impl Broker for AmqpBroker {
             }
             PublishTarget::Queue {
                 name,
-                declare: true,
+                declare: Some(options),
             } => {
-                inner
-                    .ensure_shared_queue(&name, &QueueOptions::default())
-                    .await?;
+                inner.ensure_shared_queue(&name, &options).await?;
                 (String::new(), name)
             }
             PublishTarget::Queue {
                 name,
-                declare: false,
+                declare: None,
             } => {
                 inner.check_exists(Existing::Queue(&name)).await?;
                 (String::new(), name)
@@ -585,6 +591,7 @@ impl Broker for AmqpBroker {
                 let max = inner.settings.session_queue_length;
                 state.hold_and_offer(&subscription, true, destination, message, true, max);
             }
+            state.acks.offer_ready(&state.outbox);
         }
         Ok(())
     }
@@ -621,6 +628,17 @@ impl Broker for AmqpBroker {
 }
 
 impl Inner {
+    /// Whether the relay fans a subscription's messages out from the node
+    /// queue, rather than RabbitMQ delivering them from a queue of its own
+    /// (whose consumer's prefetch RabbitMQ applies).
+    fn fans_out(&self, spec: &SubscriptionSpec) -> bool {
+        match spec.destination {
+            Destination::Topic { .. } => !spec.queue.durable,
+            Destination::OwnUser { .. } => self.settings.user_keys == UserKeyBinding::NodeQueue,
+            _ => false,
+        }
+    }
+
     /// Adds a subscription to the node queue's router with `add` (true when
     /// its key is new on this node), binding the node queue with `binding`
     /// when it is.

@@ -15,6 +15,7 @@ use lapin::{Channel, ExchangeKind};
 use super::connection::{open_channel, unavailable};
 use super::consumers::deliver_session_queue;
 use super::{BrokerError, Inner, SessionId, SessionQueue, lock};
+use crate::broker::Missing;
 use crate::broker::destination::EVERYONE_EXCHANGE;
 use crate::broker::queue_options::{QueueArgument, QueueOptions};
 use crate::broker::router::{BindingKey, Router};
@@ -99,10 +100,11 @@ impl Inner {
     /// since a failed check closes the channel it runs on. Remembers what
     /// exists, so each is checked once.
     pub(super) async fn check_exists(&self, what: Existing<'_>) -> Result<(), BrokerError> {
-        let key = match what {
-            Existing::Exchange(exchange) => format!("exchange:{exchange}"),
-            Existing::Queue(queue) => format!("queue:{queue}"),
+        let (kind, name) = match what {
+            Existing::Exchange(exchange) => (Missing::Exchange, exchange),
+            Existing::Queue(queue) => (Missing::Queue, queue),
         };
+        let key = format!("{kind}:{name}");
         if self.is_known(&key) {
             return Ok(());
         }
@@ -142,7 +144,8 @@ impl Inner {
             // RESOURCE_LOCKED of another connection's exclusive queue) means
             // the client cannot use it; anything else is the broker's trouble.
             Err(error) if error.is_amqp_soft_error() => Err(BrokerError::NotFound {
-                what: key.replace(':', " "),
+                kind,
+                name: name.to_owned(),
                 source: source_of(error),
             }),
             Err(error) => Err(unavailable("check that an exchange or queue exists")(error)),

@@ -437,6 +437,7 @@ fn rejection<E: Failure>(error: E) -> Rejection {
     tracing::warn!(error = %Chain(&error), "a session's command failed");
     Rejection::from(SessionError::Service {
         service: E::SERVICE,
+        summary: error.client_summary(),
         text: error.client_text().into_owned(),
     })
 }
