@@ -25,9 +25,12 @@ pub const RESERVED_QUEUE_PREFIXES: &[&str] = &["stomp.", "amq."];
 
 /// The destination a MESSAGE names for what was published to `exchange`
 /// with `routing_key`, as RabbitMQ's STOMP plugin names it: a topic for
-/// `amq.topic`, and the bare exchange when there is no routing key.
+/// `amq.topic`, a queue for the default exchange, and the bare exchange when
+/// there is no routing key.
 pub fn published_destination(exchange: &str, routing_key: &str) -> String {
-    if exchange == TOPIC_EXCHANGE {
+    if exchange.is_empty() {
+        format!("/queue/{routing_key}")
+    } else if exchange == TOPIC_EXCHANGE {
         format!("/topic/{routing_key}")
     } else if routing_key.is_empty() {
         format!("/exchange/{exchange}")

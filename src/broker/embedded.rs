@@ -2,7 +2,10 @@
 //! nothing else installed. It gives the destinations the semantics RabbitMQ
 //! gives them: topic fan-out with wildcards, shared queues whose consumers
 //! compete and whose unacknowledged messages are redelivered, user
-//! destinations behind the user-key guard, client and client-individual acks.
+//! destinations behind the user-key guard, client and client-individual acks,
+//! and queues bound to an exchange: a durable subscription's, kept while the
+//! node runs and shared by the connections that use its id, or one named by
+//! `x-queue-name`, gone with its last consumer.
 //!
 //! All state sits behind one mutex that is never held across an `.await`;
 //! deliveries are handed to sessions' outboxes without waiting.
@@ -13,8 +16,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::ack_ledger::{AckLedger, Settled, Showable};
-use super::destination::{Destination, EVERYONE_EXCHANGE, INBOUND_EXCHANGE, TOPIC_EXCHANGE};
+use super::destination::{
+    Destination, EVERYONE_EXCHANGE, INBOUND_EXCHANGE, TOPIC_EXCHANGE, published_destination,
+};
 use super::router::{ExchangeKind, Router, Subscriber};
+use super::topic_pattern::TopicPattern;
 use super::{
     AckTag, Broker, BrokerError, Confirm, Delivery, Message, Missing, OrderKey, Outbox,
     PublishTarget, SessionId, Settlement, SubscriptionSpec,
@@ -29,6 +35,9 @@ pub struct EmbeddedLimits {
     /// Unacknowledged messages a queue subscription may hold when SUBSCRIBE
     /// gives no `prefetch-count`.
     pub default_prefetch: u32,
+    /// Queues the node holds at most; clients name them, so they are
+    /// bounded like everything else a client controls.
+    pub max_queues: usize,
 }
 
 impl Default for EmbeddedLimits {
@@ -36,6 +45,7 @@ impl Default for EmbeddedLimits {
         EmbeddedLimits {
             max_queue_length: 10_000,
             default_prefetch: 100,
+            max_queues: 10_000,
         }
     }
 }
@@ -46,6 +56,16 @@ fn exchange_kind(exchange: &str) -> Option<ExchangeKind> {
         TOPIC_EXCHANGE | INBOUND_EXCHANGE => Some(ExchangeKind::Topic),
         "amq.direct" | "" => Some(ExchangeKind::Direct),
         "amq.fanout" => Some(ExchangeKind::Fanout),
+        _ => None,
+    }
+}
+
+/// The queue a subscription consumes from, if it has one: a shared queue,
+/// or the queue of a durable or `x-queue-name` subscription.
+fn consumed_queue(spec: &SubscriptionSpec) -> Option<&str> {
+    match &spec.destination {
+        Destination::Queue { name } | Destination::AmqQueue { name } => Some(name),
+        Destination::Topic { .. } | Destination::Exchange { .. } => spec.queue.name.as_deref(),
         _ => None,
     }
 }
@@ -61,7 +81,30 @@ pub struct EmbeddedBroker {
 struct State {
     router: Router,
     queues: HashMap<String, SharedQueue>,
+    /// Queues bound to exchanges, matched on every exchange publish.
+    bindings: Vec<QueueBinding>,
     sessions: HashMap<SessionId, SessionState>,
+}
+
+/// A queue bound to an exchange with a key, as RabbitMQ binds one.
+#[derive(Debug)]
+struct QueueBinding {
+    exchange: String,
+    kind: ExchangeKind,
+    key: String,
+    pattern: TopicPattern,
+    queue: String,
+}
+
+impl QueueBinding {
+    fn matches(&self, exchange: &str, routing_key: &str) -> bool {
+        self.exchange == exchange
+            && match self.kind {
+                ExchangeKind::Fanout => true,
+                ExchangeKind::Direct => self.key == routing_key,
+                ExchangeKind::Topic => self.pattern.matches(routing_key),
+            }
+    }
 }
 
 #[derive(Debug)]
@@ -80,10 +123,7 @@ enum Unacked {
         message: Arc<Message>,
     },
     /// A shared-queue message: a NACK or disconnect returns it to the queue.
-    Queue {
-        queue: String,
-        message: Arc<Message>,
-    },
+    Queue { queue: String, queued: Queued },
 }
 
 impl Showable for Unacked {
@@ -104,12 +144,18 @@ struct SharedQueue {
     consumers: Vec<Consumer>,
     /// Round-robin position among consumers.
     next_consumer: usize,
+    /// Deleted when its last consumer leaves (an `x-queue-name` queue that
+    /// is not durable), as RabbitMQ's auto-delete.
+    auto_delete: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Queued {
     message: Arc<Message>,
     redelivered: bool,
+    /// Where it was published, when that was an exchange; `None` for a
+    /// publish to the queue itself.
+    published_as: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -120,6 +166,10 @@ struct Consumer {
     needs_ack: bool,
     prefetch: u32,
     unacked: u32,
+    /// Its MESSAGEs show where each message was published, as RabbitMQ's
+    /// plugin shows them, rather than what it subscribed to (the consumer
+    /// of a durable or `x-queue-name` subscription's queue).
+    shows_published: bool,
 }
 
 impl EmbeddedBroker {
@@ -128,6 +178,26 @@ impl EmbeddedBroker {
             state: Mutex::default(),
             limits,
         }
+    }
+
+    /// Makes a subscription a consumer of the queue `name`, which exists.
+    fn consume(&self, state: &mut State, session: SessionId, spec: &SubscriptionSpec, name: &str) {
+        let prefetch = spec.prefetch.unwrap_or(self.limits.default_prefetch).max(1);
+        if let Some(queue) = state.queues.get_mut(name) {
+            queue.consumers.push(Consumer {
+                session,
+                subscription: spec.id.clone(),
+                destination: spec.destination_text.clone(),
+                needs_ack: spec.ack.needs_ack(),
+                prefetch,
+                unacked: 0,
+                shows_published: matches!(
+                    spec.destination,
+                    Destination::Topic { .. } | Destination::Exchange { .. }
+                ),
+            });
+        }
+        state.pump(name);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -179,7 +249,30 @@ impl State {
         true
     }
 
-    fn publish_to_exchange(&mut self, exchange: &str, routing_key: &str, message: Arc<Message>) {
+    fn publish_to_exchange(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        message: Arc<Message>,
+        max_length: usize,
+    ) {
+        let bound: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|binding| binding.matches(exchange, routing_key))
+            .map(|binding| binding.queue.clone())
+            .collect();
+        if !bound.is_empty() {
+            let published_as: Arc<str> = Arc::from(published_destination(exchange, routing_key));
+            for queue in bound {
+                let queued = Queued {
+                    message: message.clone(),
+                    redelivered: false,
+                    published_as: Some(published_as.clone()),
+                };
+                self.enqueue(&queue, queued, max_length);
+            }
+        }
         let targets = self.router.targets(exchange, routing_key);
         for (subscriber, destination) in targets {
             let unacked = subscriber.needs_ack.then(|| Unacked::Topic {
@@ -195,6 +288,58 @@ impl State {
                 false,
                 unacked,
             );
+        }
+    }
+
+    /// Adds a message to a queue, dropping its oldest past `max_length` as
+    /// RabbitMQ's `x-max-length` does by default, and delivers what it can.
+    fn enqueue(&mut self, name: &str, queued: Queued, max_length: usize) {
+        let Some(queue) = self.queues.get_mut(name) else {
+            return;
+        };
+        queue.messages.push_back(queued);
+        while queue.messages.len() > max_length {
+            queue.messages.pop_front();
+        }
+        self.pump(name);
+    }
+
+    /// The queue `name`, created (as `auto_delete` says) if absent and the
+    /// node holds fewer than `max_queues`.
+    fn ensure_queue(
+        &mut self,
+        name: &str,
+        auto_delete: bool,
+        max_queues: usize,
+    ) -> Result<&mut SharedQueue, BrokerError> {
+        if !self.queues.contains_key(name) && self.queues.len() >= max_queues {
+            return Err(BrokerError::refused(format!(
+                "the node holds {max_queues} queues, its most"
+            )));
+        }
+        Ok(self
+            .queues
+            .entry(name.to_owned())
+            .or_insert_with(|| SharedQueue {
+                auto_delete,
+                ..SharedQueue::default()
+            }))
+    }
+
+    /// Deletes a queue and its bindings; what it held is gone.
+    fn delete_queue(&mut self, name: &str) {
+        self.queues.remove(name);
+        self.bindings.retain(|binding| binding.queue != name);
+    }
+
+    /// Deletes an auto-delete queue that no consumer is left on.
+    fn delete_if_unused(&mut self, name: &str) {
+        if self
+            .queues
+            .get(name)
+            .is_some_and(|queue| queue.auto_delete && queue.consumers.is_empty())
+        {
+            self.delete_queue(name);
         }
     }
 
@@ -222,14 +367,15 @@ impl State {
                 return;
             };
             let consumer = &mut queue.consumers[index];
-            let (session, subscription, destination) = (
-                consumer.session,
-                consumer.subscription.clone(),
-                consumer.destination.clone(),
-            );
+            let (session, subscription) = (consumer.session, consumer.subscription.clone());
+            let destination = match &queued.published_as {
+                _ if !consumer.shows_published => consumer.destination.clone(),
+                Some(published) => published.clone(),
+                None => Arc::from(published_destination("", name)),
+            };
             let unacked = consumer.needs_ack.then(|| Unacked::Queue {
                 queue: name.to_owned(),
-                message: queued.message.clone(),
+                queued: queued.clone(),
             });
             if unacked.is_some() {
                 consumer.unacked += 1;
@@ -257,13 +403,7 @@ impl State {
     }
 
     /// Returns a queue message left unacknowledged, to be delivered again.
-    fn requeue(
-        &mut self,
-        queue: &str,
-        subscription: &str,
-        session: SessionId,
-        message: Arc<Message>,
-    ) {
+    fn requeue(&mut self, queue: &str, subscription: &str, session: SessionId, queued: Queued) {
         let Some(queue) = self.queues.get_mut(queue) else {
             return;
         };
@@ -275,8 +415,8 @@ impl State {
             consumer.unacked = consumer.unacked.saturating_sub(1);
         }
         queue.messages.push_front(Queued {
-            message,
             redelivered: true,
+            ..queued
         });
     }
 
@@ -290,8 +430,8 @@ impl State {
         let mut queues = Vec::new();
         // Newest first, so that pushing each to the front keeps their order.
         for released in released.into_iter().rev() {
-            if let Unacked::Queue { queue, message } = released.held {
-                self.requeue(&queue, &released.subscription, session, message);
+            if let Unacked::Queue { queue, queued } = released.held {
+                self.requeue(&queue, &released.subscription, session, queued);
                 queues.push(queue);
             }
         }
@@ -335,6 +475,7 @@ impl Broker for EmbeddedBroker {
             .collect();
         for queue in &consumed {
             state.remove_consumer(queue, session, None);
+            state.delete_if_unused(queue);
         }
         state.sessions.remove(&session);
         to_pump.extend(consumed);
@@ -355,12 +496,9 @@ impl Broker for EmbeddedBroker {
             needs_ack: spec.ack.needs_ack(),
         };
         let mut state = self.state();
-        // Every destination but a queue is fanned out by the router, which
-        // has no queue to keep what a full prefetch window holds back.
-        let routed = !matches!(
-            spec.destination,
-            Destination::Queue { .. } | Destination::AmqQueue { .. }
-        );
+        // What no queue holds is fanned out by the router, which has no
+        // queue to keep what a full prefetch window holds back.
+        let routed = consumed_queue(spec).is_none();
         if let (Some(prefetch), true, Some(session_state)) = (
             spec.prefetch,
             routed && spec.ack.needs_ack(),
@@ -371,6 +509,32 @@ impl Broker for EmbeddedBroker {
                 .limit(&spec.id, prefetch, self.limits.max_queue_length);
         }
         match &spec.destination {
+            Destination::Topic { key } | Destination::Exchange { key, .. }
+                if let Some(queue) = &spec.queue.name =>
+            {
+                let (exchange, kind) = match &spec.destination {
+                    Destination::Exchange { exchange, .. } => (
+                        exchange.as_str(),
+                        exchange_kind(exchange)
+                            .ok_or_else(|| BrokerError::not_found(Missing::Exchange, exchange))?,
+                    ),
+                    _ => (TOPIC_EXCHANGE, ExchangeKind::Topic),
+                };
+                state.ensure_queue(queue, !spec.queue.durable, self.limits.max_queues)?;
+                let bound = state.bindings.iter().any(|binding| {
+                    binding.queue == *queue && binding.exchange == exchange && binding.key == *key
+                });
+                if !bound {
+                    state.bindings.push(QueueBinding {
+                        exchange: exchange.to_owned(),
+                        kind,
+                        key: key.clone(),
+                        pattern: TopicPattern::new(key),
+                        queue: queue.clone(),
+                    });
+                }
+                self.consume(&mut state, session, spec, queue);
+            }
             Destination::Topic { key } => {
                 state
                     .router
@@ -384,26 +548,15 @@ impl Broker for EmbeddedBroker {
             Destination::OwnUser { name } => {
                 state.router.bind_user(name, subscriber);
             }
-            Destination::Queue { name } | Destination::AmqQueue { name } => {
-                let declare = matches!(spec.destination, Destination::Queue { .. });
-                if !declare && !state.queues.contains_key(name) {
+            Destination::Queue { name } => {
+                state.ensure_queue(name, false, self.limits.max_queues)?;
+                self.consume(&mut state, session, spec, name);
+            }
+            Destination::AmqQueue { name } => {
+                if !state.queues.contains_key(name) {
                     return Err(BrokerError::not_found(Missing::Queue, name.as_str()));
                 }
-                let prefetch = spec.prefetch.unwrap_or(self.limits.default_prefetch).max(1);
-                state
-                    .queues
-                    .entry(name.clone())
-                    .or_default()
-                    .consumers
-                    .push(Consumer {
-                        session,
-                        subscription: spec.id.clone(),
-                        destination: spec.destination_text.clone(),
-                        needs_ack: spec.ack.needs_ack(),
-                        prefetch,
-                        unacked: 0,
-                    });
-                state.pump(name);
+                self.consume(&mut state, session, spec, name);
             }
             Destination::User { .. } | Destination::App { .. } | Destination::ReplyQueue { .. } => {
                 return Err(BrokerError::refused(format!(
@@ -419,14 +572,19 @@ impl Broker for EmbeddedBroker {
         &self,
         session: SessionId,
         spec: &SubscriptionSpec,
-        _discard: bool,
+        discard: bool,
     ) -> Result<(), BrokerError> {
         let mut state = self.state();
         state.router.unbind(session, &spec.id);
         let mut to_pump = state.release_unacked(session, Some(&spec.id));
-        if let Destination::Queue { name } | Destination::AmqQueue { name } = &spec.destination {
-            state.remove_consumer(name, session, Some(&spec.id));
-            to_pump.push(name.clone());
+        if let Some(queue) = consumed_queue(spec) {
+            state.remove_consumer(queue, session, Some(&spec.id));
+            if discard && spec.queue.durable {
+                state.delete_queue(queue);
+            } else {
+                state.delete_if_unused(queue);
+            }
+            to_pump.push(queue.to_owned());
         }
         for queue in to_pump {
             state.pump(&queue);
@@ -452,21 +610,25 @@ impl Broker for EmbeddedBroker {
                 if exchange_kind(&exchange).is_none() {
                     return Err(BrokerError::not_found(Missing::Exchange, exchange.as_str()));
                 }
-                state.publish_to_exchange(&exchange, &routing_key, message);
+                state.publish_to_exchange(
+                    &exchange,
+                    &routing_key,
+                    message,
+                    self.limits.max_queue_length,
+                );
             }
             PublishTarget::Queue { name, declare } => {
-                if declare.is_none() && !state.queues.contains_key(&name) {
+                if declare.is_some() {
+                    state.ensure_queue(&name, false, self.limits.max_queues)?;
+                } else if !state.queues.contains_key(&name) {
                     return Err(BrokerError::not_found(Missing::Queue, name.as_str()));
                 }
-                let queue = state.queues.entry(name.clone()).or_default();
-                queue.messages.push_back(Queued {
+                let queued = Queued {
                     message,
                     redelivered: false,
-                });
-                while queue.messages.len() > self.limits.max_queue_length {
-                    queue.messages.pop_front();
-                }
-                state.pump(&name);
+                    published_as: None,
+                };
+                state.enqueue(&name, queued, self.limits.max_queue_length);
             }
         }
         Ok(Confirm::ready(()))
@@ -488,7 +650,12 @@ impl Broker for EmbeddedBroker {
             .route(exchange, routing_key)
             .subscribers
             .is_empty();
-        state.publish_to_exchange(exchange, routing_key, Arc::new(message));
+        state.publish_to_exchange(
+            exchange,
+            routing_key,
+            Arc::new(message),
+            self.limits.max_queue_length,
+        );
         Ok(Confirm::ready(routed))
     }
 
@@ -500,8 +667,12 @@ impl Broker for EmbeddedBroker {
     ) -> Result<Confirm<()>, BrokerError> {
         // Not an exchange clients can name (see `exchange_kind`): the router
         // gives it to every user subscription of `name`.
-        self.state()
-            .publish_to_exchange(EVERYONE_EXCHANGE, name, Arc::new(message));
+        self.state().publish_to_exchange(
+            EVERYONE_EXCHANGE,
+            name,
+            Arc::new(message),
+            self.limits.max_queue_length,
+        );
         Ok(Confirm::ready(()))
     }
 
@@ -536,8 +707,8 @@ impl Broker for EmbeddedBroker {
                     }
                     to_pump.push(queue);
                 }
-                (Unacked::Queue { queue, message }, Settlement::Nack) => {
-                    state.requeue(&queue, &subscription, session, message);
+                (Unacked::Queue { queue, queued }, Settlement::Nack) => {
+                    state.requeue(&queue, &subscription, session, queued);
                     to_pump.push(queue);
                 }
                 (Unacked::Topic { .. }, Settlement::Ack | Settlement::Discard) => {}

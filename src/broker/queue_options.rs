@@ -96,13 +96,18 @@ impl QueueOptions {
 
     /// Reads the SUBSCRIBE headers.
     fn from_headers(headers: &Headers) -> Result<QueueOptions, InvalidQueueHeader> {
-        let flag = |name| headers.get(name) == Some("true");
         Ok(QueueOptions {
-            durable: flag("durable") || flag("persistent"),
+            durable: asks_durable(headers),
             name: headers.get("x-queue-name").map(str::to_owned),
             arguments: arguments(headers)?,
         })
     }
+}
+
+/// `durable:true` (or STOMP 1.0's `persistent:true`) on a SUBSCRIBE or
+/// UNSUBSCRIBE.
+pub fn asks_durable(headers: &Headers) -> bool {
+    headers.get("durable") == Some("true") || headers.get("persistent") == Some("true")
 }
 
 /// The queue arguments among a frame's headers.

@@ -28,6 +28,9 @@ pub enum SessionError {
         command: Command,
         header: &'static str,
     },
+    /// RabbitMQ's words: a durable subscription is found again by its id.
+    #[error("Header 'id' is required for durable subscriptions")]
+    DurableWithoutId,
     #[error("'{header}' is not allowed on '{command}'.")]
     NotAllowedHeader {
         command: Command,
@@ -144,6 +147,7 @@ impl SessionError {
                 ..
             } => "Missing destination",
             SessionError::MissingHeader { .. } => "Missing header",
+            SessionError::DurableWithoutId => "Missing Header",
             SessionError::InvalidHeader { .. } | SessionError::NotAllowedHeader { .. } => {
                 "Invalid header"
             }

@@ -35,7 +35,7 @@ pub use settings::{SessionContext, SessionSettings};
 use crate::auth::Identity;
 use crate::auth::acl::Action;
 use crate::broker::destination::{Destination, DestinationError, TempQueue};
-use crate::broker::queue_options::QueueOptions;
+use crate::broker::queue_options::{QueueOptions, asks_durable};
 use crate::broker::{
     AckMode, Delivery, Message, PublishTarget, SessionId, Settlement, SubscriptionSpec,
 };
@@ -549,6 +549,7 @@ impl Session {
     }
 
     fn subscribe(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        refuse_durable_without_id(frame)?;
         let destination_text = required(frame, "destination")?;
         // STOMP 1.0 made `id` optional; RabbitMQ then uses the destination.
         let id = match frame.get("id") {
@@ -656,6 +657,7 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        refuse_durable_without_id(frame)?;
         let id = match (frame.get("id"), self.version()) {
             (Some(id), _) => id,
             (None, Version::V1_0) => required(frame, "destination")?,
@@ -665,8 +667,7 @@ impl Session {
             .subscriptions
             .remove(id)
             .ok_or_else(|| SessionError::UnknownSubscription(id.to_owned()))?;
-        let discard =
-            frame.get("durable") == Some("true") || frame.get("persistent") == Some("true");
+        let discard = asks_durable(&frame.headers);
         self.give(Command::Unsubscribe { spec, discard });
         Ok(())
     }
@@ -891,6 +892,15 @@ fn refuse_message_id(frame: &Frame) -> Result<(), SessionError> {
 }
 
 /// True for a frame that a transaction holds until it ends.
+/// A durable subscription is found again by its `id`, so it must have one,
+/// whatever the version.
+fn refuse_durable_without_id(frame: &Frame) -> Result<(), SessionError> {
+    if asks_durable(&frame.headers) && frame.get("id").is_none() {
+        return Err(SessionError::DurableWithoutId);
+    }
+    Ok(())
+}
+
 fn held_in_transaction(frame: &Frame) -> bool {
     matches!(
         frame.command,

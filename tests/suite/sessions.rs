@@ -518,6 +518,8 @@ async fn error_cases_close_only_the_offending_connection() {
         (b"CONNECT\naccept-version:1.2\n\n\0ACK\nid:nope\n\n\0".to_vec(), "unknown message id", "nope"),
         (b"CONNECT\naccept-version:1.2\n\n\0COMMIT\ntransaction:t\n\n\0".to_vec(), "invalid transaction", "\"t\""),
         (b"CONNECT\naccept-version:1.2\n\n\0UNSUBSCRIBE\nid:9\n\n\0".to_vec(), "No subscription found", "\"9\""),
+        (b"CONNECT\naccept-version:1.0\n\n\0SUBSCRIBE\ndestination:/topic/a\npersistent:true\n\n\0".to_vec(), "Missing Header", "Header 'id' is required for durable subscriptions"),
+        (b"CONNECT\naccept-version:1.2\n\n\0UNSUBSCRIBE\ndestination:/topic/a\ndurable:true\n\n\0".to_vec(), "Missing Header", "Header 'id' is required for durable subscriptions"),
         (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/amq/queue/absent\n\n\0".to_vec(), "not_found", "NOT_FOUND - no queue 'absent' in vhost '/'"),
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/exchange/absent.x/k\n\n\0".to_vec(), "not_found", "NOT_FOUND - no exchange 'absent.x' in vhost '/'"),
         (b"CONNECT\naccept-version:1.2\nheart-beat:x\n\n\0".to_vec(), "Invalid header", "heart-beat"),
@@ -889,4 +891,125 @@ async fn a_send_right_after_a_subscribe_is_heard_by_it() {
         .send(frame(Command::Send, &[("destination", "/topic/echo.me")]).body("hello".to_owned()))
         .await;
     assert_eq!(client.recv_body().await, "hello");
+}
+
+#[tokio::test]
+async fn a_durable_subscription_keeps_messages_and_is_shared_by_its_id() {
+    let relay = start();
+    let key = format!("digest.{}", uuid::Uuid::new_v4().simple());
+    let topic = format!("/topic/{key}");
+    let id = format!("daily-{}", uuid::Uuid::new_v4().simple());
+    let subscribe = |receipt: &str| {
+        frame(
+            Command::Subscribe,
+            &[
+                ("id", &id),
+                ("destination", &topic),
+                ("durable", "true"),
+                ("receipt", receipt),
+            ],
+        )
+    };
+    let mut dave = StompClient::connect(&relay, Some("dave")).await;
+    dave.send(subscribe("s1")).await;
+    dave.expect_receipt("s1").await;
+    dave.send(frame(Command::Disconnect, &[("receipt", "bye")]))
+        .await;
+    dave.expect_receipt("bye").await;
+
+    let mut sender = StompClient::connect(&relay, None).await;
+    sender.publish(&topic, "while you were away").await;
+
+    let mut first = StompClient::connect(&relay, Some("dave")).await;
+    first.send(subscribe("s2")).await;
+    first.expect_receipt("s2").await;
+    let kept = first.recv().await;
+    assert_eq!(&kept.body[..], b"while you were away");
+    assert_eq!(kept.get("destination"), Some(topic.as_str()));
+    // A second connection with the same id shares the subscription's
+    // queue: the two compete for its messages.
+    let mut second = StompClient::connect(&relay, Some("dave")).await;
+    second.send(subscribe("s3")).await;
+    second.expect_receipt("s3").await;
+    for body in ["one", "two"] {
+        sender.publish(&topic, body).await;
+    }
+    let mut bodies = vec![first.recv_body().await, second.recv_body().await];
+    bodies.sort();
+    assert_eq!(bodies, ["one", "two"]);
+
+    // UNSUBSCRIBE with durable:true deletes it: nothing is kept after.
+    for client in [&mut first, &mut second] {
+        client
+            .send(frame(
+                Command::Unsubscribe,
+                &[("id", &id), ("durable", "true"), ("receipt", "gone")],
+            ))
+            .await;
+        client.expect_receipt("gone").await;
+    }
+    sender.publish(&topic, "nobody keeps this").await;
+    first.send(subscribe("s4")).await;
+    first.expect_receipt("s4").await;
+    first.expect_nothing().await;
+    first
+        .send(frame(
+            Command::Unsubscribe,
+            &[("id", &id), ("durable", "true"), ("receipt", "clean")],
+        ))
+        .await;
+    first.expect_receipt("clean").await;
+}
+
+#[tokio::test]
+async fn x_queue_name_gives_a_topic_subscription_a_queue_reachable_by_name() {
+    let relay = start();
+    let key = format!("named.{}", uuid::Uuid::new_v4().simple());
+    let topic = format!("/topic/{key}");
+    let queue = format!("orders-{}", uuid::Uuid::new_v4().simple());
+    let mut consumer = StompClient::connect(&relay, None).await;
+    consumer
+        .send(frame(
+            Command::Subscribe,
+            &[
+                ("id", "named"),
+                ("destination", &topic),
+                ("x-queue-name", &queue),
+                ("receipt", "subscribed"),
+            ],
+        ))
+        .await;
+    consumer.expect_receipt("subscribed").await;
+    let mut sender = StompClient::connect(&relay, None).await;
+    sender.publish(&topic, "by topic").await;
+    let by_topic = consumer.recv().await;
+    assert_eq!(&by_topic.body[..], b"by topic");
+    assert_eq!(by_topic.get("destination"), Some(topic.as_str()));
+    // A publisher that knows only the queue's name reaches it too.
+    sender
+        .publish(&format!("/amq/queue/{queue}"), "by queue name")
+        .await;
+    let by_name = consumer.recv().await;
+    assert_eq!(&by_name.body[..], b"by queue name");
+    let queue_destination = format!("/queue/{queue}");
+    assert_eq!(
+        by_name.get("destination"),
+        Some(queue_destination.as_str())
+    );
+    // The queue goes with its last consumer.
+    consumer
+        .send(frame(
+            Command::Unsubscribe,
+            &[("id", "named"), ("receipt", "left")],
+        ))
+        .await;
+    consumer.expect_receipt("left").await;
+    sender
+        .send(frame(
+            Command::Subscribe,
+            &[("id", "late"), ("destination", &format!("/amq/queue/{queue}"))],
+        ))
+        .await;
+    let error = sender.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("not_found"));
 }

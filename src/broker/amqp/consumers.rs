@@ -186,13 +186,13 @@ impl SessionState {
     }
 }
 
-/// What a dedicated consumer delivers, and as which `destination`.
-#[derive(Clone)]
+/// What a dedicated consumer's MESSAGEs show as their `destination`.
+#[derive(Clone, Copy)]
 pub(super) enum Shown {
     /// The subscription's own destination (queues).
     Subscribed,
-    /// `/exchange/{exchange}/{routing key}`.
-    Exchange(String),
+    /// Where each message was published, as RabbitMQ's plugin shows it.
+    Published,
 }
 
 /// Delivers a dedicated queue's messages to its one subscription.
@@ -221,8 +221,8 @@ pub(super) async fn deliver_dedicated(
         }
         let destination: Arc<str> = match &shown {
             Shown::Subscribed => subscriber.destination.clone(),
-            Shown::Exchange(exchange) => Arc::from(published_destination(
-                exchange,
+            Shown::Published => Arc::from(published_destination(
+                delivery.exchange.as_str(),
                 delivery.routing_key.as_str(),
             )),
         };
@@ -336,9 +336,11 @@ impl Inner {
         Ok(())
     }
 
-    /// A subscription with a queue of its own (durable, or on an
-    /// `/exchange/`): declared, bound to `exchange` with `key`, consumed.
-    /// Only the non-durable kind is deleted when the subscription ends.
+    /// A subscription with a queue of its own (durable, named by
+    /// `x-queue-name`, or on an `/exchange/`): declared, bound to `exchange`
+    /// with `key`, consumed. An exclusive one is deleted when the
+    /// subscription ends; RabbitMQ deletes a shared auto-delete one when its
+    /// last consumer leaves.
     pub(super) async fn subscribe_own_queue(
         self: &Arc<Self>,
         session: SessionId,
@@ -355,8 +357,7 @@ impl Inner {
             key: key.to_owned(),
         };
         self.bind(queue, &binding).await?;
-        let shown = Shown::Exchange(exchange.to_owned());
-        self.consume_dedicated(session, spec, queue, !options.durable, shown)
+        self.consume_dedicated(session, spec, queue, options.exclusive, Shown::Published)
             .await
     }
 }

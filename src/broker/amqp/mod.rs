@@ -328,23 +328,28 @@ impl Broker for AmqpBroker {
         }
         match &spec.destination {
             Destination::Topic { key } | Destination::Exchange { key, .. }
-                if spec.queue.durable =>
+                if let Some(queue) = &spec.queue.name =>
             {
                 let exchange = match &spec.destination {
                     Destination::Exchange { exchange, .. } => exchange.as_str(),
                     _ => TOPIC_EXCHANGE,
                 };
-                let queue = spec
-                    .queue
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("stomp.durable.{session}.{}", spec.id));
-                let durable = QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
+                // As RabbitMQ's plugin declares them: a durable queue; or
+                // one that goes with its last consumer, which on a topic
+                // other connections may share by name.
+                let options = match spec.destination {
+                    _ if spec.queue.durable => QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    Destination::Topic { .. } => QueueDeclareOptions {
+                        auto_delete: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    _ => exclusive_queue(),
                 };
                 inner
-                    .subscribe_own_queue(session, spec, &queue, durable, exchange, key)
+                    .subscribe_own_queue(session, spec, queue, options, exchange, key)
                     .await
             }
             Destination::Topic { key } => {
@@ -392,16 +397,14 @@ impl Broker for AmqpBroker {
                     .await
             }
             Destination::AmqQueue { name } => {
-                inner.check_exists(Existing::Queue(name)).await?;
+                inner.verify_exists(Existing::Queue(name)).await?;
                 inner
                     .consume_dedicated(session, spec, name, false, Shown::Subscribed)
                     .await
             }
             Destination::Exchange { exchange, key } => {
-                let queue = spec.queue.name.clone().unwrap_or_else(|| {
-                    let n = inner.next_consumer.fetch_add(1, Ordering::Relaxed);
-                    format!("stomp.subscription.{session}.{n}")
-                });
+                let n = inner.next_consumer.fetch_add(1, Ordering::Relaxed);
+                let queue = format!("stomp.subscription.{session}.{n}");
                 inner
                     .subscribe_own_queue(session, spec, &queue, exclusive_queue(), exchange, key)
                     .await
@@ -422,13 +425,13 @@ impl Broker for AmqpBroker {
         discard: bool,
     ) -> Result<(), BrokerError> {
         let inner = &self.inner;
-        let durable = spec.queue.durable
+        let own_queue = spec.queue.name.is_some()
             && matches!(
                 spec.destination,
                 Destination::Topic { .. } | Destination::Exchange { .. }
             );
         match &spec.destination {
-            Destination::Topic { .. } if !durable => {
+            Destination::Topic { .. } if !own_queue => {
                 inner.unbind_node_queue(session, &spec.id).await
             }
             Destination::OwnUser { .. }
@@ -465,7 +468,8 @@ impl Broker for AmqpBroker {
                     }
                 }
                 if discard
-                    && durable
+                    && own_queue
+                    && spec.queue.durable
                     && let Some(queue) = &spec.queue.name
                 {
                     inner.delete_queue(queue).await;
@@ -633,7 +637,7 @@ impl Inner {
     /// (whose consumer's prefetch RabbitMQ applies).
     fn fans_out(&self, spec: &SubscriptionSpec) -> bool {
         match spec.destination {
-            Destination::Topic { .. } => !spec.queue.durable,
+            Destination::Topic { .. } => spec.queue.name.is_none(),
             Destination::OwnUser { .. } => self.settings.user_keys == UserKeyBinding::NodeQueue,
             _ => false,
         }

@@ -91,23 +91,41 @@ pub(super) enum Existing<'a> {
     Queue(&'a str),
 }
 
+impl Existing<'_> {
+    /// How [`Inner`] remembers that it exists.
+    fn key(&self) -> String {
+        match self {
+            Existing::Exchange(exchange) => format!("{}:{exchange}", Missing::Exchange),
+            Existing::Queue(queue) => format!("{}:{queue}", Missing::Queue),
+        }
+    }
+}
+
 impl Inner {
     fn is_known(&self, what: &str) -> bool {
         lock(&self.known).contains(what)
     }
 
-    /// Checks that an exchange or queue exists, on a channel of its own,
-    /// since a failed check closes the channel it runs on. Remembers what
-    /// exists, so each is checked once.
+    /// Checks that an exchange or queue exists, as [`Inner::verify_exists`]
+    /// does, once: what exists is remembered. A publish to a queue deleted
+    /// since is dropped, as RabbitMQ drops it.
     pub(super) async fn check_exists(&self, what: Existing<'_>) -> Result<(), BrokerError> {
+        if self.is_known(&what.key()) {
+            return Ok(());
+        }
+        self.verify_exists(what).await
+    }
+
+    /// Asks RabbitMQ whether an exchange or queue exists, on a channel of
+    /// its own, since a failed check closes the channel it runs on. Before
+    /// a consumer starts, whatever was remembered: a consume of a missing
+    /// queue would close the consumer channel that sessions share.
+    pub(super) async fn verify_exists(&self, what: Existing<'_>) -> Result<(), BrokerError> {
         let (kind, name) = match what {
             Existing::Exchange(exchange) => (Missing::Exchange, exchange),
             Existing::Queue(queue) => (Missing::Queue, queue),
         };
-        let key = format!("{kind}:{name}");
-        if self.is_known(&key) {
-            return Ok(());
-        }
+        let key = what.key();
         let channel = open_channel(&self.connection, false).await?;
         let outcome = match what {
             Existing::Exchange(exchange) => channel
@@ -167,7 +185,7 @@ impl Inner {
             ..QueueDeclareOptions::default()
         };
         self.declare(name, durable, options).await?;
-        lock(&self.known).insert(format!("queue:{name}"));
+        lock(&self.known).insert(Existing::Queue(name).key());
         Ok(())
     }
 
@@ -230,6 +248,7 @@ impl Inner {
     }
 
     pub(super) async fn delete_queue(&self, queue: &str) {
+        lock(&self.known).remove(&Existing::Queue(queue).key());
         if let Ok(channel) = self.admin.get(&self.connection).await {
             let _ = channel
                 .queue_delete(queue.into(), QueueDeleteOptions::default())
