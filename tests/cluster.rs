@@ -54,10 +54,21 @@ async fn a_plain_amqp_publish_reaches_stomp_subscribers_with_its_headers() {
     let mut headers = FieldTable::default();
     headers.insert("x-team".into(), AMQPValue::LongString("blue".into()));
     headers.insert("x-count".into(), AMQPValue::LongInt(3));
+    headers.insert("x-big".into(), AMQPValue::LongLongInt(1 << 40));
+    headers.insert("x-flag".into(), AMQPValue::Boolean(true));
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
+        .with_content_encoding("identity".into())
         .with_correlation_id("c-42".into())
         .with_delivery_mode(2)
+        .with_priority(4)
+        .with_expiration("60000".into())
+        .with_message_id("m-1".into())
+        .with_timestamp(1_700_000_000)
+        .with_type("order.created".into())
+        .with_user_id("guest".into())
+        .with_app_id("billing".into())
+        .with_reply_to("amq.rabbitmq.reply-to.abc".into())
         .with_headers(headers);
     assert!(publish_topic(&channel, &key, br#"{"hello":"stomp"}"#, properties).await);
 
@@ -73,6 +84,71 @@ async fn a_plain_amqp_publish_reaches_stomp_subscribers_with_its_headers() {
     assert_eq!(message.get("persistent"), Some("true"));
     assert_eq!(message.get("x-team"), Some("blue"));
     assert_eq!(message.get("x-count"), Some("3"));
+    for (header, value) in [
+        ("content-encoding", "identity"),
+        ("priority", "4"),
+        ("expiration", "60000"),
+        ("amqp-message-id", "m-1"),
+        ("timestamp", "1700000000"),
+        ("type", "order.created"),
+        ("user-id", "guest"),
+        ("app-id", "billing"),
+        ("x-big", "1099511627776"),
+        // An AMQP client's reply queue, which a STOMP client can answer.
+        ("reply-to", "/reply-queue/amq.rabbitmq.reply-to.abc"),
+    ] {
+        assert_eq!(message.get(header), Some(value), "{header}");
+    }
+    assert_eq!(message.get("x-flag"), None, "RabbitMQ leaves booleans out");
+    assert_ne!(message.get("message-id"), Some("m-1"));
+}
+
+#[tokio::test]
+async fn a_stomp_reply_reaches_the_queue_an_amqp_requester_named() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let (_connection, channel) = amqp().await;
+    let replies = unique("replies");
+    channel
+        .queue_declare(
+            replies.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("a reply queue");
+    let key = unique("rpc");
+    let mut service = StompClient::connect(&relay, None).await;
+    service
+        .subscribe("s", &format!("/topic/{key}"), "auto")
+        .await;
+    let request = BasicProperties::default().with_reply_to(replies.as_str().into());
+    assert!(publish_topic(&channel, &key, b"ping", request).await);
+    let asked = service.recv().await;
+    let reply_to = asked.get("reply-to").expect("a reply-to").to_owned();
+    assert_eq!(reply_to, format!("/reply-queue/{replies}"));
+    service.publish(&reply_to, "pong").await;
+    let reply = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let got = channel
+                .basic_get(
+                    replies.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await
+                .expect("basic.get");
+            if let Some(message) = got {
+                return message.delivery.data;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the reply arrives");
+    assert_eq!(reply, b"pong");
 }
 
 #[tokio::test]
@@ -122,6 +198,15 @@ async fn a_stomp_send_reaches_a_plain_amqp_consumer_with_its_headers() {
                 .header("destination", format!("/topic/{key}"))
                 .header("content-type", "text/plain")
                 .header("priority", "7")
+                .header("persistent", "true")
+                .header("correlation-id", "c-7")
+                .header("reply-to", "/queue/answers")
+                .header("expiration", "60000")
+                .header("amqp-message-id", "m-7")
+                .header("timestamp", "1700000000")
+                .header("type", "order.placed")
+                .header("app-id", "shop")
+                .header("user-id", "alice")
                 .header("x-trace", "t-1")
                 .body("order 1"),
         )
@@ -138,6 +223,21 @@ async fn a_stomp_send_reaches_a_plain_amqp_consumer_with_its_headers() {
         Some("text/plain")
     );
     assert_eq!(properties.priority(), &Some(7));
+    assert_eq!(properties.delivery_mode(), &Some(2));
+    assert_eq!(properties.timestamp(), &Some(1_700_000_000));
+    let property = |value: &Option<ShortString>| value.as_ref().map(|v| v.as_str().to_owned());
+    assert_eq!(
+        property(properties.correlation_id()).as_deref(),
+        Some("c-7")
+    );
+    assert_eq!(
+        property(properties.reply_to()).as_deref(),
+        Some("/queue/answers")
+    );
+    assert_eq!(property(properties.expiration()).as_deref(), Some("60000"));
+    assert_eq!(property(properties.message_id()).as_deref(), Some("m-7"));
+    assert_eq!(property(properties.kind()).as_deref(), Some("order.placed"));
+    assert_eq!(property(properties.app_id()).as_deref(), Some("shop"));
     let headers = properties.headers().as_ref().expect("a header table");
     let text = |name: &str| match headers.inner().get(name) {
         Some(AMQPValue::LongString(value)) => {
@@ -146,6 +246,9 @@ async fn a_stomp_send_reaches_a_plain_amqp_consumer_with_its_headers() {
         _ => None,
     };
     assert_eq!(text("x-trace").as_deref(), Some("t-1"));
+    // The relay's AMQP user is not the client: the login it checked goes
+    // as a header, which RabbitMQ does not check against the connection.
+    assert_eq!(text("user-id").as_deref(), Some("alice"));
     assert_eq!(
         text("user-name").as_deref(),
         Some("alice"),
@@ -948,4 +1051,78 @@ async fn a_send_declares_its_queue_with_the_arguments_it_carries() {
         "other arguments are refused: the queue has the SEND's"
     );
     support::delete_queues(&[queue]).await;
+}
+
+/// Whether RabbitMQ has `queue` as a durable queue of `kind`: declaring it
+/// again with another type fails.
+async fn queue_is_of_type(queue: &str, kind: &str) -> bool {
+    let (connection, channel) = amqp().await;
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString(kind.into()));
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let same = channel
+        .queue_declare(queue.into(), durable, arguments)
+        .await
+        .is_ok();
+    let _ = connection.close(200, "checked".into()).await;
+    same
+}
+
+#[tokio::test]
+async fn quorum_and_stream_queues_are_declared_and_read_as_subscribers_ask() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let (quorum, stream) = (unique("quorum"), unique("stream"));
+    let mut client = StompClient::connect(&relay, None).await;
+    client
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "q")
+                .header("destination", format!("/queue/{quorum}"))
+                .header("x-queue-type", "quorum")
+                .header("ack", "client-individual")
+                .header("receipt", "q"),
+        )
+        .await;
+    client.expect_receipt("q").await;
+    client
+        .publish(&format!("/queue/{quorum}"), "to quorum")
+        .await;
+    assert_eq!(client.recv_body().await, "to quorum");
+    assert!(queue_is_of_type(&quorum, "quorum").await);
+
+    // A stream keeps what was sent before anyone subscribed, and a
+    // subscriber reads it from where x-stream-offset says.
+    for body in ["first", "second"] {
+        let receipt = format!("sent-{body}");
+        client
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", format!("/queue/{stream}"))
+                    .header("x-queue-type", "stream")
+                    .header("receipt", &receipt)
+                    .body(body),
+            )
+            .await;
+        client.expect_receipt(&receipt).await;
+    }
+    assert!(queue_is_of_type(&stream, "stream").await);
+    let mut reader = StompClient::connect(&relay, None).await;
+    reader
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "s")
+                .header("destination", format!("/queue/{stream}"))
+                .header("ack", "client")
+                .header("prefetch-count", "10")
+                .header("x-stream-offset", "first")
+                .header("receipt", "s"),
+        )
+        .await;
+    reader.expect_receipt("s").await;
+    assert_eq!(reader.recv_body().await, "first");
+    assert_eq!(reader.recv_body().await, "second");
+    support::delete_queues(&[quorum, stream]).await;
 }

@@ -39,6 +39,10 @@ pub fn published_destination(exchange: &str, routing_key: &str) -> String {
     }
 }
 
+/// RabbitMQ's direct reply-to pseudo-queues, which an AMQP client names as
+/// its `reply-to`.
+pub const DIRECT_REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to";
+
 /// Whether a client may not name this queue.
 pub fn is_reserved_queue(name: &str) -> bool {
     RESERVED_QUEUE_PREFIXES
@@ -81,7 +85,8 @@ pub enum Destination {
     /// `/app/{key}` (SEND): to backend services on `stomp.inbound`.
     App { key: String },
     /// `/reply-queue/{key}` (SEND): a reply to a session that sent with
-    /// `reply-to:/temp-queue/...`; `key` is the user key the relay gave it.
+    /// `reply-to:/temp-queue/...` (`key` is the user key the relay gave it),
+    /// or to the queue an AMQP client named as its `reply-to`.
     ReplyQueue { key: String },
 }
 
@@ -223,11 +228,18 @@ impl Destination {
             {
                 Err(DestinationError::UserKey(key.clone()))
             }
-            Destination::ReplyQueue { key }
-                if !UserKey::parse(key).is_some_and(|k| k.name.starts_with(TEMP_QUEUE_PREFIX)) =>
-            {
-                Err(DestinationError::Unknown(text.to_owned()))
-            }
+            // A user key only as the reply address of a temp queue; a queue
+            // of the relay's or RabbitMQ's only as RabbitMQ's direct
+            // reply-to address.
+            Destination::ReplyQueue { key } => match UserKey::parse(key) {
+                Some(user_key) if !user_key.name.starts_with(TEMP_QUEUE_PREFIX) => {
+                    Err(DestinationError::Unknown(text.to_owned()))
+                }
+                None if is_reserved_queue(key) && !key.starts_with(DIRECT_REPLY_TO_PREFIX) => {
+                    Err(DestinationError::Reserved(text.to_owned()))
+                }
+                _ => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -249,7 +261,13 @@ impl Destination {
                 key,
             } => Some(exchange(name, key)),
             Destination::App { key } => Some(exchange(INBOUND_EXCHANGE, key)),
-            Destination::ReplyQueue { key } => Some(exchange(TOPIC_EXCHANGE, key)),
+            // A temp queue's reply address is its session's user key; any
+            // other names the queue an AMQP client asked replies on, which
+            // the default exchange reaches, as with RabbitMQ.
+            Destination::ReplyQueue { key } if UserKey::parse(key).is_some() => {
+                Some(exchange(TOPIC_EXCHANGE, key))
+            }
+            Destination::ReplyQueue { key } => Some(exchange("", key)),
             Destination::Queue { name } => Some(PublishTarget::Queue {
                 name: name.clone(),
                 declare: Some(QueueOptions::default()),
@@ -490,13 +508,28 @@ mod tests {
     }
 
     #[test]
-    fn reply_queues_reach_temp_queues_only() {
+    fn reply_queues_reach_temp_queues_and_amqp_reply_queues_only() {
         let session = Uuid::new_v4();
         let reply = format!("/reply-queue/temp-queue.answers-user{session}");
         assert!(parse(&reply).check_send(&reply).is_ok());
         assert!(parse(&reply).check_subscribe(&reply).is_err());
         let user = format!("/reply-queue/private-user{session}");
         assert!(parse(&user).check_send(&user).is_err());
+        for (text, allowed) in [
+            ("/reply-queue/amq.rabbitmq.reply-to.g1h2", true),
+            ("/reply-queue/billing.replies", true),
+            ("/reply-queue/stomp.node.n1", false),
+            ("/reply-queue/amq.gen-abc", false),
+        ] {
+            assert_eq!(parse(text).check_send(text).is_ok(), allowed, "{text}");
+        }
+        assert_eq!(
+            parse("/reply-queue/billing.replies").publish_target(),
+            Some(crate::broker::PublishTarget::Exchange {
+                exchange: String::new(),
+                routing_key: "billing.replies".into()
+            })
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! declares: `durable:true` (or `persistent:true`) for a subscription that
 //! outlives its session, `x-queue-name`, and queue arguments such as
 //! `x-max-length` and `x-message-ttl`, as RabbitMQ's plugin honours them on
-//! SUBSCRIBE and on a SEND to a queue it declares.
+//! SUBSCRIBE and on a SEND to a queue it declares; and `x-stream-offset`,
+//! where a consumer of a stream queue starts.
 
 use stomp_parser::Headers;
 
@@ -43,6 +44,39 @@ pub struct QueueOptions {
     /// durable subscription).
     pub name: Option<String>,
     pub arguments: Vec<(String, QueueArgument)>,
+    /// Where a consumer of a stream queue starts reading.
+    pub stream_offset: Option<StreamOffset>,
+}
+
+/// `x-stream-offset` on SUBSCRIBE, as RabbitMQ's plugin reads it; other
+/// values are ignored, as it ignores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOffset {
+    First,
+    Last,
+    Next,
+    /// `offset=N`
+    Offset(i64),
+    /// `timestamp=T`, in seconds since the epoch.
+    Timestamp(u64),
+}
+
+impl StreamOffset {
+    fn parse(value: &str) -> Option<StreamOffset> {
+        match value {
+            "first" => Some(StreamOffset::First),
+            "last" => Some(StreamOffset::Last),
+            "next" => Some(StreamOffset::Next),
+            _ => {
+                if let Some(offset) = value.strip_prefix("offset=") {
+                    offset.parse().ok().map(StreamOffset::Offset)
+                } else {
+                    let timestamp = value.strip_prefix("timestamp=")?;
+                    timestamp.parse().ok().map(StreamOffset::Timestamp)
+                }
+            }
+        }
+    }
 }
 
 /// A SUBSCRIBE header the queue cannot be declared with.
@@ -100,6 +134,7 @@ impl QueueOptions {
             durable: asks_durable(headers),
             name: headers.get("x-queue-name").map(str::to_owned),
             arguments: arguments(headers)?,
+            stream_offset: headers.get("x-stream-offset").and_then(StreamOffset::parse),
         })
     }
 }
@@ -182,6 +217,21 @@ mod tests {
         let reserved: Headers = [("x-queue-name", "stomp.session.x")].into_iter().collect();
         let refused = QueueOptions::for_subscription(&reserved, None, "x").unwrap_err();
         assert_eq!(refused.header, "x-queue-name");
+    }
+
+    #[test]
+    fn stream_offsets_are_read_as_rabbitmq_reads_them() {
+        for (value, expected) in [
+            ("first", Some(StreamOffset::First)),
+            ("last", Some(StreamOffset::Last)),
+            ("next", Some(StreamOffset::Next)),
+            ("offset=5000", Some(StreamOffset::Offset(5000))),
+            ("timestamp=1000", Some(StreamOffset::Timestamp(1000))),
+            ("foo", None),
+            ("offset=x", None),
+        ] {
+            assert_eq!(StreamOffset::parse(value), expected, "{value}");
+        }
     }
 
     #[test]

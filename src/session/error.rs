@@ -28,6 +28,15 @@ pub enum SessionError {
         command: Command,
         header: &'static str,
     },
+    /// RabbitMQ's words: a SEND may not claim to come from another user.
+    #[error(
+        "PRECONDITION_FAILED - user_id property set to '{claimed}' but authenticated user was '{}'",
+        .user.as_deref().unwrap_or_default()
+    )]
+    UserIdMismatch {
+        claimed: String,
+        user: Option<String>,
+    },
     /// RabbitMQ's words: a durable subscription is found again by its id.
     #[error("Header 'id' is required for durable subscriptions")]
     DurableWithoutId,
@@ -148,6 +157,7 @@ impl SessionError {
             } => "Missing destination",
             SessionError::MissingHeader { .. } => "Missing header",
             SessionError::DurableWithoutId => "Missing Header",
+            SessionError::UserIdMismatch { .. } => "precondition_failed",
             SessionError::InvalidHeader { .. } | SessionError::NotAllowedHeader { .. } => {
                 "Invalid header"
             }

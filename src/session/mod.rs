@@ -675,6 +675,14 @@ impl Session {
     fn send(&mut self, mut frame: Frame) -> Result<(), SessionError> {
         let body = std::mem::take(&mut frame.body);
         refuse_message_id(&frame)?;
+        if let Some(claimed) = frame.get("user-id")
+            && Some(claimed) != self.user()
+        {
+            return Err(SessionError::UserIdMismatch {
+                claimed: claimed.to_owned(),
+                user: self.user().map(str::to_owned),
+            });
+        }
         let text = required(&frame, "destination")?;
         let destination = Destination::parse(text)?;
         destination.check_send(text)?;

@@ -519,6 +519,7 @@ async fn error_cases_close_only_the_offending_connection() {
         (b"CONNECT\naccept-version:1.2\n\n\0COMMIT\ntransaction:t\n\n\0".to_vec(), "invalid transaction", "\"t\""),
         (b"CONNECT\naccept-version:1.2\n\n\0UNSUBSCRIBE\nid:9\n\n\0".to_vec(), "No subscription found", "\"9\""),
         (b"CONNECT\naccept-version:1.0\n\n\0SUBSCRIBE\ndestination:/topic/a\npersistent:true\n\n\0".to_vec(), "Missing Header", "Header 'id' is required for durable subscriptions"),
+        (b"CONNECT\naccept-version:1.2\nlogin:alice\n\n\0SEND\ndestination:/topic/a\nuser-id:bob\n\n\0".to_vec(), "precondition_failed", "user_id property set to 'bob' but authenticated user was 'alice'"),
         (b"CONNECT\naccept-version:1.2\n\n\0UNSUBSCRIBE\ndestination:/topic/a\ndurable:true\n\n\0".to_vec(), "Missing Header", "Header 'id' is required for durable subscriptions"),
         (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/amq/queue/absent\n\n\0".to_vec(), "not_found", "NOT_FOUND - no queue 'absent' in vhost '/'"),
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/exchange/absent.x/k\n\n\0".to_vec(), "not_found", "NOT_FOUND - no exchange 'absent.x' in vhost '/'"),
@@ -1012,4 +1013,27 @@ async fn x_queue_name_gives_a_topic_subscription_a_queue_reachable_by_name() {
         .await;
     let error = sender.expect_error_then_close().await;
     assert_eq!(error.get("message"), Some("not_found"));
+}
+
+#[tokio::test]
+async fn a_send_may_name_its_own_user_as_user_id() {
+    let relay = start();
+    let topic = format!("/topic/user-id.{}", uuid::Uuid::new_v4().simple());
+    let mut alice = StompClient::connect(&relay, Some("alice")).await;
+    alice.subscribe("t", &topic, "auto").await;
+    let receipt = "sent";
+    alice
+        .send(frame(
+            Command::Send,
+            &[
+                ("destination", &topic),
+                ("user-id", "alice"),
+                ("receipt", receipt),
+            ],
+        ))
+        .await;
+    alice.expect_receipt(receipt).await;
+    let message = alice.recv().await;
+    assert_eq!(message.get("user-id"), Some("alice"));
+    assert_eq!(message.get("user-name"), Some("alice"));
 }

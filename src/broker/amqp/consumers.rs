@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Consumer};
 
 use super::acks::{Held, requeue};
@@ -23,6 +23,7 @@ use super::{
 use crate::broker::destination::{
     EVERYONE_EXCHANGE, TOPIC_EXCHANGE, UserKey, published_destination,
 };
+use crate::broker::queue_options::StreamOffset;
 use crate::broker::router::{BindingKey, Subscriber};
 
 /// Delivers the node queue's messages to this node's topic subscriptions
@@ -262,6 +263,7 @@ impl Inner {
         queue: &str,
         no_ack: bool,
         prefetch: u16,
+        arguments: FieldTable,
     ) -> Result<(Consumer, String), BrokerError> {
         let index = lock(&self.sessions)
             .get(&session)
@@ -285,7 +287,7 @@ impl Inner {
                     no_ack,
                     ..BasicConsumeOptions::default()
                 },
-                FieldTable::default(),
+                arguments,
             )
             .await
             .map_err(unavailable("start a consumer"))?;
@@ -313,8 +315,12 @@ impl Inner {
             .prefetch
             .and_then(|count| u16::try_from(count).ok())
             .unwrap_or(self.settings.default_prefetch);
+        let mut arguments = FieldTable::default();
+        if let Some(offset) = spec.queue.stream_offset {
+            arguments.insert("x-stream-offset".into(), stream_offset(offset));
+        }
         let (consumer, consumer_tag) = self
-            .consume(session, queue, !spec.ack.needs_ack(), prefetch)
+            .consume(session, queue, !spec.ack.needs_ack(), prefetch, arguments)
             .await?;
         if let Some(state) = lock(&self.sessions).get_mut(&session) {
             state.dedicated.insert(
@@ -359,6 +365,17 @@ impl Inner {
         self.bind(queue, &binding).await?;
         self.consume_dedicated(session, spec, queue, options.exclusive, Shown::Published)
             .await
+    }
+}
+
+/// A stream offset as RabbitMQ takes it in `basic.consume`'s arguments.
+fn stream_offset(offset: StreamOffset) -> AMQPValue {
+    match offset {
+        StreamOffset::First => AMQPValue::LongString("first".into()),
+        StreamOffset::Last => AMQPValue::LongString("last".into()),
+        StreamOffset::Next => AMQPValue::LongString("next".into()),
+        StreamOffset::Offset(offset) => AMQPValue::LongLongInt(offset),
+        StreamOffset::Timestamp(seconds) => AMQPValue::Timestamp(seconds),
     }
 }
 

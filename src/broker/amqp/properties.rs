@@ -5,10 +5,19 @@
 //! | STOMP header | AMQP |
 //! | --- | --- |
 //! | `content-type`, `content-encoding` | the properties of those names |
-//! | `persistent:true` | `delivery-mode` 2 |
+//! | `persistent:true` | `delivery-mode` 2 (and back; `delivery-mode` 1 shows nothing) |
 //! | `priority`, `correlation-id`, `reply-to`, `expiration`, `type`, `app-id`, `timestamp` | the properties of those names |
 //! | `amqp-message-id` | `message-id` |
-//! | anything else | an entry of the `headers` table (a long string) |
+//! | `user-id` | the `user-id` property from AMQP; to AMQP an entry of the `headers` table (see below) |
+//! | anything else | an entry of the `headers` table: a long string to AMQP; from AMQP, long strings and 32- and 64-bit integers, the rest left out |
+//!
+//! A `reply-to` from AMQP that is not a STOMP destination (an AMQP client's
+//! reply queue) shows as `/reply-queue/{queue}`, which a STOMP client can
+//! SEND its reply to.
+//!
+//! RabbitMQ checks the `user-id` property against the connection's user,
+//! which for the relay is its own, not the client's: the session checks it
+//! against the client's login instead, and it travels as a header.
 
 use bytes::Bytes;
 use lapin::BasicProperties;
@@ -26,8 +35,9 @@ pub fn to_amqp(headers: &Headers) -> BasicProperties {
         properties = match name {
             "content-type" => properties.with_content_type(short()),
             "content-encoding" => properties.with_content_encoding(short()),
-            "persistent" => properties.with_delivery_mode(if value == "true" { 2 } else { 1 }),
-            "priority" => match value.parse() {
+            "persistent" if matches!(value, "true" | "True") => properties.with_delivery_mode(2),
+            "persistent" => properties,
+            "priority" => match value.trim().parse() {
                 Ok(priority) => properties.with_priority(priority),
                 Err(_) => properties,
             },
@@ -37,7 +47,7 @@ pub fn to_amqp(headers: &Headers) -> BasicProperties {
             "amqp-message-id" => properties.with_message_id(short()),
             "type" => properties.with_type(short()),
             "app-id" => properties.with_app_id(short()),
-            "timestamp" => match value.parse() {
+            "timestamp" => match value.trim().parse() {
                 Ok(timestamp) => properties.with_timestamp(timestamp),
                 Err(_) => properties,
             },
@@ -68,14 +78,24 @@ pub fn from_amqp(properties: &BasicProperties, body: Vec<u8>) -> Message {
     text("content-type", properties.content_type());
     text("content-encoding", properties.content_encoding());
     text("correlation-id", properties.correlation_id());
-    text("reply-to", properties.reply_to());
     text("expiration", properties.expiration());
     text("amqp-message-id", properties.message_id());
     text("type", properties.kind());
     text("app-id", properties.app_id());
     text("user-id", properties.user_id());
-    if let Some(mode) = properties.delivery_mode() {
-        headers.push("persistent", if *mode == 2 { "true" } else { "false" });
+    if let Some(reply_to) = properties.reply_to() {
+        let reply_to = reply_to.as_str();
+        if STOMP_PREFIXES
+            .iter()
+            .any(|prefix| reply_to.starts_with(prefix))
+        {
+            headers.push("reply-to", reply_to);
+        } else {
+            headers.push("reply-to", &format!("/reply-queue/{reply_to}"));
+        }
+    }
+    if properties.delivery_mode() == &Some(2) {
+        headers.push("persistent", "true");
     }
     if let Some(priority) = properties.priority() {
         headers.push("priority", &priority.to_string());
@@ -96,23 +116,24 @@ pub fn from_amqp(properties: &BasicProperties, body: Vec<u8>) -> Message {
     }
 }
 
-/// A header-table value as text; nested tables and arrays are left out, as
-/// RabbitMQ's plugin leaves them out.
+/// The destination prefixes a `reply-to` from AMQP may already have.
+const STOMP_PREFIXES: &[&str] = &[
+    "/exchange/",
+    "/topic/",
+    "/queue/",
+    "/amq/queue/",
+    "/temp-queue/",
+    "/reply-queue/",
+];
+
+/// A header-table value as text, for the types RabbitMQ's plugin shows
+/// (long strings, 32- and 64-bit signed integers); the rest are left out,
+/// as it leaves them out.
 fn header_text(value: &AMQPValue) -> Option<String> {
     Some(match value {
         AMQPValue::LongString(text) => String::from_utf8_lossy(text.as_bytes()).into_owned(),
-        AMQPValue::ShortString(text) => text.as_str().to_owned(),
-        AMQPValue::Boolean(flag) => flag.to_string(),
-        AMQPValue::ShortShortInt(n) => n.to_string(),
-        AMQPValue::ShortShortUInt(n) => n.to_string(),
-        AMQPValue::ShortInt(n) => n.to_string(),
-        AMQPValue::ShortUInt(n) => n.to_string(),
         AMQPValue::LongInt(n) => n.to_string(),
-        AMQPValue::LongUInt(n) => n.to_string(),
         AMQPValue::LongLongInt(n) => n.to_string(),
-        AMQPValue::Float(n) => n.to_string(),
-        AMQPValue::Double(n) => n.to_string(),
-        AMQPValue::Timestamp(n) => n.to_string(),
         _ => return None,
     })
 }
@@ -148,13 +169,34 @@ mod tests {
     }
 
     #[test]
-    fn plain_amqp_header_values_become_text() {
+    fn amqp_header_values_show_as_rabbitmq_s_plugin_shows_them() {
         let mut table = FieldTable::default();
         table.insert("count".into(), AMQPValue::LongInt(42));
+        table.insert("big".into(), AMQPValue::LongLongInt(1 << 40));
         table.insert("flag".into(), AMQPValue::Boolean(true));
-        let properties = BasicProperties::default().with_headers(table);
+        table.insert("ratio".into(), AMQPValue::Double(0.5));
+        let properties = BasicProperties::default()
+            .with_headers(table)
+            .with_delivery_mode(1)
+            .with_reply_to("amq.rabbitmq.reply-to.abc".into())
+            .with_user_id("guest".into());
         let message = from_amqp(&properties, Vec::new());
         assert_eq!(message.headers.get("count"), Some("42"));
-        assert_eq!(message.headers.get("flag"), Some("true"));
+        assert_eq!(message.headers.get("big"), Some("1099511627776"));
+        assert_eq!(message.headers.get("flag"), None);
+        assert_eq!(message.headers.get("ratio"), None);
+        assert_eq!(message.headers.get("persistent"), None);
+        assert_eq!(
+            message.headers.get("reply-to"),
+            Some("/reply-queue/amq.rabbitmq.reply-to.abc")
+        );
+        assert_eq!(message.headers.get("user-id"), Some("guest"));
+        let stomp_reply: Headers = [("reply-to", "/topic/answers"), ("persistent", "false")]
+            .into_iter()
+            .collect();
+        let properties = to_amqp(&stomp_reply);
+        assert_eq!(properties.delivery_mode(), &None);
+        let message = from_amqp(&properties, Vec::new());
+        assert_eq!(message.headers.get("reply-to"), Some("/topic/answers"));
     }
 }

@@ -291,7 +291,13 @@ impl Inner {
             });
         }
         let (consumer, _) = self
-            .consume(session, &name, false, self.settings.default_prefetch)
+            .consume(
+                session,
+                &name,
+                false,
+                self.settings.default_prefetch,
+                FieldTable::default(),
+            )
             .await?;
         tokio::spawn(deliver_session_queue(
             Arc::downgrade(self),
