@@ -1037,3 +1037,35 @@ async fn a_send_may_name_its_own_user_as_user_id() {
     assert_eq!(message.get("user-id"), Some("alice"));
     assert_eq!(message.get("user-name"), Some("alice"));
 }
+
+#[tokio::test]
+async fn a_send_with_queue_arguments_reaches_the_queue() {
+    let relay = start();
+    let queue = relay.queue("with-arguments");
+    let mut client = StompClient::connect(&relay, None).await;
+    client
+        .send(frame(
+            Command::Send,
+            &[
+                ("destination", &queue),
+                ("x-max-length", "10"),
+                ("x-message-ttl", "60000"),
+                ("receipt", "sent"),
+            ],
+        ))
+        .await;
+    client.expect_receipt("sent").await;
+    client.subscribe("q", &queue, "auto").await;
+    let message = client.recv().await;
+    // Queue arguments are forwarded as headers too, as RabbitMQ does.
+    assert_eq!(message.get("x-max-length"), Some("10"));
+    // A bad number is refused, naming the header.
+    client
+        .send(frame(
+            Command::Send,
+            &[("destination", &queue), ("x-max-length", "many")],
+        ))
+        .await;
+    let error = client.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("Invalid header"));
+}
