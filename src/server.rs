@@ -368,5 +368,5 @@ fn api_access(config: &Config, auth: &Authenticator) -> ApiAccess {
         }
         (Some(_), _) => {}
     }
-    ApiAccess::new(config.api_token.as_deref(), logins)
+    ApiAccess::new(config.api_token.as_deref(), logins, &config.allowed_origins)
 }

@@ -68,6 +68,49 @@ pub enum AuthError {
     MissingToken,
     #[error("the token was refused: {0}")]
     BadToken(String),
+    #[error("{0:?} is not a user name: {1}")]
+    BadUserName(String, InvalidUserName),
+}
+
+/// The token of `Authorization: Bearer <token>`, the scheme in any case.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    credentials_of("bearer", authorization)
+}
+
+/// What follows the scheme `scheme` (matched in any case, as HTTP
+/// authentication schemes are) in an `Authorization` value.
+pub fn credentials_of<'a>(scheme: &str, authorization: &'a str) -> Option<&'a str> {
+    let (given, rest) = authorization.trim().split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+/// The longest user name the relay takes, in characters.
+pub const MAX_USER_NAME: usize = 256;
+
+/// Why a text cannot be a user name. One rule wherever a name comes from (a
+/// STOMP login, a JWT's `sub`, the HTTP API's path and body), since names
+/// key the registry, the offline store and ACL rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUserName {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is longer than {MAX_USER_NAME} characters")]
+    TooLong,
+    #[error("it contains a control character")]
+    ControlCharacter,
+}
+
+/// Whether `name` may be a user name (see [`InvalidUserName`]).
+pub fn check_user_name(name: &str) -> Result<(), InvalidUserName> {
+    if name.is_empty() {
+        Err(InvalidUserName::Empty)
+    } else if name.chars().count() > MAX_USER_NAME {
+        Err(InvalidUserName::TooLong)
+    } else if name.chars().any(char::is_control) {
+        Err(InvalidUserName::ControlCharacter)
+    } else {
+        Ok(())
+    }
 }
 
 /// Why the configured authentication cannot be used; the node does not
@@ -108,6 +151,15 @@ impl Authenticator {
         &self,
         credentials: Credentials<'_>,
     ) -> Result<Option<Identity>, AuthError> {
+        let identity = self.identify(credentials).await?;
+        if let Some(identity) = &identity {
+            check_user_name(&identity.user)
+                .map_err(|invalid| AuthError::BadUserName(identity.user.clone(), invalid))?;
+        }
+        Ok(identity)
+    }
+
+    async fn identify(&self, credentials: Credentials<'_>) -> Result<Option<Identity>, AuthError> {
         match self {
             Authenticator::None => Ok(credentials.login.map(Identity::named)),
             Authenticator::Users(users) => {
@@ -126,7 +178,7 @@ impl Authenticator {
             Authenticator::Jwt(verifier) => {
                 let token = credentials
                     .authorization
-                    .and_then(|value| value.strip_prefix("Bearer "))
+                    .and_then(bearer_token)
                     .or(credentials
                         .passcode
                         .filter(|passcode| looks_like_jwt(passcode)))
@@ -166,6 +218,35 @@ pub fn read_text_file(path: &Path) -> Result<String, AuthSetupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_rule_for_user_names() {
+        assert_eq!(check_user_name("alice@example.com"), Ok(()));
+        assert_eq!(check_user_name(&"é".repeat(MAX_USER_NAME)), Ok(()));
+        assert_eq!(check_user_name(""), Err(InvalidUserName::Empty));
+        assert_eq!(
+            check_user_name(&"x".repeat(MAX_USER_NAME + 1)),
+            Err(InvalidUserName::TooLong)
+        );
+        for control in ["a\nb", "nul\0", "bell\u{7}", "c1\u{85}"] {
+            assert_eq!(
+                check_user_name(control),
+                Err(InvalidUserName::ControlCharacter),
+                "{control:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_login_that_is_no_user_name_is_refused_whatever_the_authenticator() {
+        let refused = Authenticator::None
+            .authenticate(Credentials {
+                login: Some("a\u{1}b"),
+                ..Credentials::default()
+            })
+            .await;
+        assert!(matches!(refused, Err(AuthError::BadUserName(..))));
+    }
 
     #[test]
     fn a_token_is_taken_from_the_header_the_passcode_or_the_url() {

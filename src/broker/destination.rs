@@ -53,6 +53,10 @@ pub fn is_reserved_queue(name: &str) -> bool {
 /// Longest name or routing key AMQP allows (a short string).
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Longest user-destination name: its routing key, `{name}-user{session}`,
+/// must fit in [`MAX_NAME_LEN`].
+pub const MAX_USER_DESTINATION_LEN: usize = MAX_NAME_LEN - "-user".len() - 36;
+
 /// The destination kinds, as RabbitMQ's plugin names them in errors, and
 /// their prefixes.
 const KINDS: &[(&str, &str)] = &[
@@ -106,7 +110,7 @@ pub enum DestinationError {
     /// words, naming what follows the kind (`/a/b`) and the kind.
     #[error("'{rest}' is not a valid {kind} destination")]
     Invalid { kind: &'static str, rest: String },
-    #[error("destination {0:?} is longer than {MAX_NAME_LEN} bytes")]
+    #[error("destination {0:?} has a name longer than AMQP allows")]
     TooLong(String),
     #[error("destination {0:?} contains a control character")]
     ControlCharacter(String),
@@ -185,15 +189,24 @@ impl Destination {
             "app" => Ok(Destination::App { key: named(rest)? }),
             "reply_queue" => Ok(Destination::ReplyQueue { key: named(rest)? }),
             _ => {
+                let user_named = |name: &str| {
+                    if name.len() > MAX_USER_DESTINATION_LEN {
+                        Err(DestinationError::TooLong(text.to_owned()))
+                    } else {
+                        named(name)
+                    }
+                };
                 if let Some(name) = user_kind_suffix(rest) {
-                    return Ok(Destination::OwnUser { name: named(name)? });
+                    return Ok(Destination::OwnUser {
+                        name: user_named(name)?,
+                    });
                 }
                 if let Some((user, rest)) = rest.split_once('/')
                     && let Some(name) = user_kind_suffix(rest)
                 {
                     return Ok(Destination::User {
                         user: named(user)?,
-                        name: named(name)?,
+                        name: user_named(name)?,
                     });
                 }
                 Err(DestinationError::Unknown(text.to_owned()))
@@ -464,6 +477,14 @@ mod tests {
             assert_eq!(Destination::parse(text), Err(expected));
         }
         let long = format!("/queue/{}", "x".repeat(256));
+        assert_eq!(
+            Destination::parse(&long),
+            Err(DestinationError::TooLong(long))
+        );
+        // A user destination's routing key adds its session to the name.
+        let name = "x".repeat(MAX_USER_DESTINATION_LEN);
+        assert!(Destination::parse(&format!("/user/queue/{name}")).is_ok());
+        let long = format!("/user/queue/{name}x");
         assert_eq!(
             Destination::parse(&long),
             Err(DestinationError::TooLong(long))

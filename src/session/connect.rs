@@ -5,12 +5,10 @@ use std::time::Duration;
 use stomp_parser::{Command, Frame, Version};
 
 use super::SessionError;
+use crate::auth::{AuthError, check_user_name};
 
 /// What this relay tells clients its name is.
 pub const SERVER: &str = concat!("stomp-relay/", env!("CARGO_PKG_VERSION"));
-
-/// The longest user name taken from `login`.
-const MAX_USER_LEN: usize = 256;
 
 /// The bounds the relay puts on the heart-beats clients ask for, in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,14 +112,13 @@ impl ConnectRequest {
             .unwrap_or((0, 0));
         let login = match frame.get("login") {
             None | Some("") => None,
-            Some(login) if login.len() > MAX_USER_LEN || login.chars().any(char::is_control) => {
-                return Err(SessionError::InvalidHeader {
-                    header: "login",
-                    value: login.chars().take(64).collect(),
-                    reason: "a user name is at most 256 characters, none of them control characters",
-                });
+            Some(login) => {
+                check_user_name(login).map_err(|invalid| {
+                    let shown = login.chars().take(64).collect();
+                    SessionError::Auth(AuthError::BadUserName(shown, invalid))
+                })?;
+                Some(login.to_owned())
             }
-            Some(login) => Some(login.to_owned()),
         };
         Ok(ConnectRequest {
             version,

@@ -48,8 +48,8 @@ use transactions::Transactions;
 type StompCommand = stomp_parser::Command;
 
 /// Headers of a SEND that belong to the protocol, not to the message, and
-/// headers only the relay may set on a MESSAGE.
-const NOT_FORWARDED: &[&str] = &[
+/// headers only the relay may set on a MESSAGE (the HTTP API refuses them).
+pub const NOT_FORWARDED: &[&str] = &[
     "destination",
     "transaction",
     "receipt",

@@ -15,36 +15,57 @@
 //! (compared in constant time), or, with `--auth users|jwt`, as a user
 //! holding the API role (`--api-role`): `Authorization: Bearer <JWT>` or
 //! `Authorization: Basic` with a users-file login. With no `--api-token`,
-//! loopback clients are let in too. Bodies are JSON, at most 64 KiB;
-//! unknown fields are refused.
+//! loopback clients are let in too, unless a web page sent the request (an
+//! `Origin` that `--allowed-origins` does not list): no page open in a
+//! browser on the relay's machine may drive the API. `/metrics` has the
+//! same rule.
 //!
-//! The routes are declared with every other route of the node in
-//! [`super::routes`]; this file answers them.
+//! A request is answered in this order: an unknown path 404; no access 401
+//! (with `WWW-Authenticate`); a method the route does not answer 405 (with
+//! `Allow`; HEAD wherever GET); a body that is not `application/json` 415,
+//! larger than 64 KiB 413 (chunked or not), not a JSON object, with unknown
+//! fields or with headers no STOMP version can carry, 400. A message's
+//! recipients are counted only once it was handed to them: nothing is
+//! refused after it was sent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Serialize};
 use stomp_parser::Headers;
-use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::Reply;
 
-use crate::auth::{Authenticator, Credentials};
+use super::{RequestBody, Response};
+use crate::auth::{Authenticator, Credentials, bearer_token, check_user_name, credentials_of};
 use crate::broker::destination::Destination;
 use crate::broker::{Message, OrderKey};
 use crate::dispatch::{DispatchError, DispatchReport, WhenOffline, user_destination};
 use crate::error::{Chain, ClientText};
 use crate::relay::Relay;
+use crate::session::NOT_FORWARDED;
 
 /// The OpenAPI description of these routes, served at
-/// `/api/v1/openapi.json` (a test checks it against the routes).
+/// `/api/v1/openapi.json` (a test checks it against [`ROUTES`]).
 const OPENAPI: &str = include_str!("openapi.json");
 
 /// Largest request body the API reads.
-const MAX_BODY: u64 = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024;
+
+/// The API's routes as its OpenAPI document writes them, with the method
+/// each answers (and HEAD wherever GET).
+pub const ROUTES: &[(&str, Method)] = &[
+    ("/api/v1/users/{user}/messages", Method::POST),
+    ("/api/v1/messages", Method::POST),
+    ("/api/v1/topics/{key}/messages", Method::POST),
+    ("/api/v1/users/{user}/sessions", Method::GET),
+    ("/api/v1/users", Method::GET),
+    ("/api/v1/nodes", Method::GET),
+    ("/api/v1/openapi.json", Method::GET),
+];
 
 /// The address of the client that sent a request, put in the request's
 /// extensions by the server for the API's loopback rule.
@@ -59,23 +80,45 @@ pub struct ApiAccess {
     /// With authentication on: how logins are checked, and the role that
     /// opens the API.
     logins: Option<(Authenticator, Arc<str>)>,
+    /// `--allowed-origins`: the pages that may use the loopback rule.
+    origins: Arc<[String]>,
+}
+
+/// Whether a request may use the API, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Granted,
+    /// No credentials the API takes, and not a loopback client.
+    Unauthenticated,
+    /// A loopback client, but sent by a web page whose origin is not listed.
+    CrossSite,
 }
 
 impl ApiAccess {
-    pub fn new(token: Option<&str>, logins: Option<(Authenticator, String)>) -> ApiAccess {
+    pub fn new(
+        token: Option<&str>,
+        logins: Option<(Authenticator, String)>,
+        origins: &[String],
+    ) -> ApiAccess {
         ApiAccess {
             token: token.map(Arc::from),
             logins: logins.map(|(auth, role)| (auth, Arc::from(role))),
+            origins: origins.into(),
         }
     }
 
-    /// Whether a request with this peer and `Authorization` header is let in.
-    pub async fn allows(&self, peer: Option<SocketAddr>, authorization: Option<&str>) -> bool {
-        let bearer = authorization.and_then(|value| value.strip_prefix("Bearer "));
-        if let (Some(token), Some(offered)) = (&self.token, bearer)
-            && constant_time_eq::constant_time_eq(offered.trim().as_bytes(), token.as_bytes())
+    /// Whether a request from `peer` with these headers is let in.
+    pub async fn check(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Access {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|value: &HeaderValue| value.to_str().ok())
+        };
+        let authorization = text(header::AUTHORIZATION);
+        if let (Some(token), Some(offered)) = (&self.token, authorization.and_then(bearer_token))
+            && constant_time_eq::constant_time_eq(offered.as_bytes(), token.as_bytes())
         {
-            return true;
+            return Access::Granted;
         }
         if let (Some((auth, role)), Some(value)) = (&self.logins, authorization) {
             let basic = basic_credentials(value);
@@ -93,19 +136,29 @@ impl ApiAccess {
             if let Ok(Some(identity)) = auth.authenticate(credentials).await
                 && identity.has_role(role)
             {
-                return true;
+                return Access::Granted;
             }
         }
-        self.token.is_none() && peer.is_some_and(|peer| peer.ip().is_loopback())
+        if self.token.is_some() || !peer.is_some_and(|peer| peer.ip().is_loopback()) {
+            return Access::Unauthenticated;
+        }
+        // A page's request carries its Origin; a listed origin is one the
+        // operator trusts (a wildcard would trust every page).
+        match text(header::ORIGIN) {
+            Some(origin) if !self.origins.iter().any(|allowed| allowed == origin) => {
+                Access::CrossSite
+            }
+            _ => Access::Granted,
+        }
     }
 }
 
 /// The user and password of `Authorization: Basic ...`.
 fn basic_credentials(authorization: &str) -> Option<(String, String)> {
     use base64::Engine;
-    let encoded = authorization.strip_prefix("Basic ")?;
+    let encoded = credentials_of("basic", authorization)?;
     let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
+        .decode(encoded)
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
@@ -172,50 +225,207 @@ struct SessionView {
     connected_at: u64,
 }
 
-/// A refusal, answered as `{"error": "..."}` with its status.
+/// A refusal, answered as `{"error": "..."}` with its status and headers.
 #[derive(Debug)]
 struct ApiError {
     status: StatusCode,
     message: String,
+    /// `Allow` on a 405, `WWW-Authenticate` on a 401.
+    header: Option<(header::HeaderName, HeaderValue)>,
 }
 
-impl warp::reject::Reject for ApiError {}
+impl ApiError {
+    fn into_response(self) -> Response {
+        let mut response = warp::reply::with_status(
+            warp::reply::json(&serde_json::json!({ "error": self.message })),
+            self.status,
+        )
+        .into_response();
+        if let Some((name, value)) = self.header {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
 
 /// The refusal when the registry or the broker cannot answer: the caller
 /// is told the error's client text, the log the whole chain of causes.
-fn unavailable<E: std::error::Error + ClientText + 'static>(error: E) -> Rejection {
+fn unavailable<E: std::error::Error + ClientText + 'static>(error: E) -> ApiError {
     tracing::warn!(error = %Chain(&error), "an API request could not be served");
     refuse(StatusCode::SERVICE_UNAVAILABLE, error.client_text())
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Rejection {
-    warp::reject::custom(ApiError {
+fn refuse(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError {
         status,
         message: message.into(),
-    })
+        header: None,
+    }
 }
 
-fn json_error(status: StatusCode, message: &str) -> Response {
-    warp::reply::with_status(
-        warp::reply::json(&serde_json::json!({ "error": message })),
-        status,
-    )
-    .into_response()
+type Answer = Result<Response, ApiError>;
+
+/// What a request under `/api` (or `/metrics`) asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    UserMessages(String),
+    Messages,
+    TopicMessages(String),
+    UserSessions(String),
+    Users,
+    Nodes,
+    OpenApi,
+    Metrics,
 }
 
-/// A request's JSON body, read whole, at most [`MAX_BODY`] bytes.
-pub(super) fn json_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(MAX_BODY).and(warp::body::bytes())
+impl Route {
+    /// The route of a path, its segments percent-decoded; `None` for a path
+    /// the API does not have.
+    fn of(path: &str) -> Option<Result<Route, ApiError>> {
+        if path == "/metrics" {
+            return Some(Ok(Route::Metrics));
+        }
+        let segments: Vec<&str> = path.strip_prefix("/api/v1/")?.split('/').collect();
+        let named = |segment: &str, route: fn(String) -> Route| decoded(segment).map(route);
+        Some(match segments[..] {
+            ["users", user, "messages"] => named(user, Route::UserMessages),
+            ["messages"] => Ok(Route::Messages),
+            ["topics", key, "messages"] => named(key, Route::TopicMessages),
+            ["users", user, "sessions"] => named(user, Route::UserSessions),
+            ["users"] => Ok(Route::Users),
+            ["nodes"] => Ok(Route::Nodes),
+            ["openapi.json"] => Ok(Route::OpenApi),
+            _ => return None,
+        })
+    }
+
+    fn method(&self) -> Method {
+        match self {
+            Route::UserMessages(_) | Route::Messages | Route::TopicMessages(_) => Method::POST,
+            _ => Method::GET,
+        }
+    }
+
+    fn answers(&self, method: &Method) -> bool {
+        let own = self.method();
+        *method == own || (own == Method::GET && *method == Method::HEAD)
+    }
 }
 
-/// `GET /api/v1/openapi.json`.
-pub(super) fn openapi() -> Response {
-    warp::reply::with_header(OPENAPI, "content-type", "application/json").into_response()
+/// Answers every request under `/api` and `/metrics`.
+pub async fn respond(
+    request: http::Request<RequestBody>,
+    relay: Arc<Relay>,
+    access: ApiAccess,
+) -> Response {
+    answer(request, &relay, &access)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn answer(request: http::Request<RequestBody>, relay: &Relay, access: &ApiAccess) -> Answer {
+    let route = Route::of(request.uri().path())
+        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such API route"))??;
+    if route != Route::OpenApi {
+        let peer = request.extensions().get::<PeerAddr>().map(|peer| peer.0);
+        match access.check(peer, request.headers()).await {
+            Access::Granted => {}
+            Access::Unauthenticated => {
+                return Err(ApiError {
+                    header: Some((
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"stomp-relay\""),
+                    )),
+                    ..refuse(
+                        StatusCode::UNAUTHORIZED,
+                        "a valid 'Authorization' is required: Bearer with the API token, or a login holding the API role (with no --api-token, loopback clients need none)",
+                    )
+                });
+            }
+            Access::CrossSite => {
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "a web page may not use the API unless its origin is in --allowed-origins or it holds a token",
+                ));
+            }
+        }
+    }
+    if !route.answers(request.method()) {
+        let allow = match route.method() {
+            Method::GET => "GET, HEAD",
+            _ => "POST",
+        };
+        return Err(ApiError {
+            header: Some((header::ALLOW, HeaderValue::from_static(allow))),
+            ..refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("this route answers {allow}"),
+            )
+        });
+    }
+    let body = match route.method() {
+        Method::POST => json_body(request).await?,
+        _ => Bytes::new(),
+    };
+    match route {
+        Route::UserMessages(user) => send_to_user(&user, relay, &body).await,
+        Route::Messages => send_to_many(relay, &body).await,
+        Route::TopicMessages(key) => send_to_topic(&key, relay, &body).await,
+        Route::UserSessions(user) => user_sessions(user, relay).await,
+        Route::Users => online_users(relay).await,
+        Route::Nodes => live_nodes(relay).await,
+        Route::OpenApi => Ok(
+            warp::reply::with_header(OPENAPI, "content-type", "application/json").into_response(),
+        ),
+        Route::Metrics => Ok(warp::reply::with_header(
+            relay.metrics.render(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
+        .into_response()),
+    }
+}
+
+/// A request's body: `application/json`, at most [`MAX_BODY`] bytes,
+/// whether its length was given or it came chunked.
+async fn json_body(request: http::Request<RequestBody>) -> Result<Bytes, ApiError> {
+    let headers = request.headers();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be sent as 'Content-Type: application/json'",
+        ));
+    }
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "the body could not be read whole",
+        )),
+    }
 }
 
 /// A path segment as the client meant it (`alice%40example.com` is
 /// `alice@example.com`).
-fn decoded(segment: &str) -> Result<String, Rejection> {
+fn decoded(segment: &str) -> Result<String, ApiError> {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8()
         .map(|text| text.into_owned())
@@ -227,39 +437,18 @@ fn decoded(segment: &str) -> Result<String, Rejection> {
         })
 }
 
-/// Lets a request through only if `access` allows its client.
-pub(super) fn access_guard(
-    access: ApiAccess,
-) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::ext::optional::<PeerAddr>()
-        .and(warp::header::optional::<String>("authorization"))
-        .and_then(move |peer: Option<PeerAddr>, authorization: Option<String>| {
-            let access = access.clone();
-            async move {
-                if access.allows(peer.map(|p| p.0), authorization.as_deref()).await {
-                    Ok(())
-                } else {
-                    Err(refuse(
-                        StatusCode::UNAUTHORIZED,
-                        "a valid 'Authorization' is required: Bearer with the API token, or a login holding the API role (with no --api-token, loopback clients need none)",
-                    ))
-                }
-            }
-        })
-        .untuple_one()
-}
-
-/// `/metrics`: the node's counters as Prometheus text.
-pub(super) fn metrics(relay: &Relay) -> Response {
-    warp::reply::with_header(
-        relay.metrics.render(),
-        "content-type",
-        "text/plain; version=0.0.4",
-    )
-    .into_response()
-}
-
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
+/// A body as `T`: a JSON object, nothing else (serde would read a struct
+/// from an array by position).
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let first = body
+        .iter()
+        .find(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid JSON body: expected an object",
+        ));
+    }
     serde_json::from_slice(body).map_err(|error| {
         refuse(
             StatusCode::BAD_REQUEST,
@@ -268,18 +457,35 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
     })
 }
 
+/// A user name from the path or a body, checked by the one rule every
+/// user name follows.
+fn user_name(name: &str) -> Result<(), ApiError> {
+    check_user_name(name).map_err(|invalid| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            format!("{name:?} is not a user name: {invalid}"),
+        )
+    })
+}
+
 /// The STOMP message for an API body: a JSON string is sent as its text,
 /// any other JSON value as its JSON text with `content-type: application/json`.
+/// Headers that a STOMP version could not carry are refused here, before
+/// anything is sent; those the relay sets (`content-length`, `destination`,
+/// ...) are left for it to set.
 fn message(
     body: serde_json::Value,
     headers: BTreeMap<String, String>,
-) -> Result<Message, Rejection> {
+) -> Result<Message, ApiError> {
     let mut stomp_headers = Headers::new();
     for (name, value) in &headers {
-        if name.is_empty() || name.contains(['\n', '\r']) || value.contains(['\n', '\r']) {
+        if NOT_FORWARDED.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some(reason) = stomp_parser::portable_header_problem(name, value) {
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
-                format!("header {name:?} cannot be sent"),
+                format!("header {name:?} cannot be sent: {reason}"),
             ));
         }
         stomp_headers.push(name, value);
@@ -300,7 +506,7 @@ fn message(
 }
 
 /// The user-destination name an API `destination` names.
-fn user_destination_name(destination: &str) -> Result<String, Rejection> {
+fn user_destination_name(destination: &str) -> Result<String, ApiError> {
     user_destination(destination).map_err(|_| {
         refuse(
             StatusCode::BAD_REQUEST,
@@ -314,12 +520,12 @@ fn user_message(
     destination: &str,
     body: serde_json::Value,
     headers: BTreeMap<String, String>,
-) -> Result<(String, Message), Rejection> {
+) -> Result<(String, Message), ApiError> {
     Ok((user_destination_name(destination)?, message(body, headers)?))
 }
 
 /// A dispatch's answer, or why it could not be made.
-fn sent(report: Result<DispatchReport, DispatchError>) -> Result<Response, Rejection> {
+fn sent(report: Result<DispatchReport, DispatchError>) -> Answer {
     let report = report.map_err(unavailable)?;
     let sent = Sent {
         sessions: report.sessions,
@@ -329,30 +535,26 @@ fn sent(report: Result<DispatchReport, DispatchError>) -> Result<Response, Rejec
     Ok(warp::reply::json(&sent).into_response())
 }
 
-pub(super) async fn send_to_user(
-    user: String,
-    relay: Arc<Relay>,
-    body: Bytes,
-) -> Result<Response, Rejection> {
-    let user = decoded(&user)?;
-    let request: UserMessage = parse(&body)?;
+async fn send_to_user(user: &str, relay: &Relay, body: &Bytes) -> Answer {
+    user_name(user)?;
+    let request: UserMessage = parse(body)?;
     let (name, message) = user_message(&request.destination, request.body, request.headers)?;
     let when_offline = WhenOffline::from_persist(request.persist);
     sent(
         relay
             .dispatcher
-            .to_user(&user, &name, message, when_offline)
+            .to_user(user, &name, message, when_offline)
             .await,
     )
 }
 
-pub(super) async fn send_to_many(relay: Arc<Relay>, body: Bytes) -> Result<Response, Rejection> {
-    let request: BulkMessage = parse(&body)?;
+async fn send_to_many(relay: &Relay, body: &Bytes) -> Answer {
+    let request: BulkMessage = parse(body)?;
     let (name, message) = user_message(&request.destination, request.body, request.headers)?;
     let when_offline = WhenOffline::from_persist(request.persist);
     let report = match (request.users, request.all) {
         (Some(users), false) if users.len() <= MAX_USERS => {
-            let users = decoded_users(users)?;
+            let users = distinct_users(users)?;
             relay
                 .dispatcher
                 .to_users(&users, &name, message, when_offline)
@@ -390,27 +592,21 @@ pub(super) async fn send_to_many(relay: Arc<Relay>, body: Bytes) -> Result<Respo
     sent(report)
 }
 
-/// User names from a JSON body, checked as the registry keys them.
-fn decoded_users(users: Vec<String>) -> Result<Vec<String>, Rejection> {
-    match users
-        .iter()
-        .find(|user| user.is_empty() || user.chars().any(char::is_control))
-    {
-        Some(bad) => Err(refuse(
-            StatusCode::BAD_REQUEST,
-            format!("{bad:?} is not a user name"),
-        )),
-        None => Ok(users),
+/// The users a body names, each checked and each once, in the order given.
+fn distinct_users(users: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let mut seen = HashSet::with_capacity(users.len());
+    let mut distinct = Vec::with_capacity(users.len());
+    for user in users {
+        user_name(&user)?;
+        if seen.insert(user.clone()) {
+            distinct.push(user);
+        }
     }
+    Ok(distinct)
 }
 
-pub(super) async fn send_to_topic(
-    key: String,
-    relay: Arc<Relay>,
-    body: Bytes,
-) -> Result<Response, Rejection> {
-    let key = decoded(&key)?;
-    let request: TopicMessage = parse(&body)?;
+async fn send_to_topic(key: &str, relay: &Relay, body: &Bytes) -> Answer {
+    let request: TopicMessage = parse(body)?;
     let destination = format!("/topic/{key}");
     let invalid = |reason: String| refuse(StatusCode::BAD_REQUEST, reason);
     let parsed = Destination::parse(&destination).map_err(|error| invalid(error.to_string()))?;
@@ -437,8 +633,8 @@ fn published() -> Response {
     warp::reply::json(&serde_json::json!({ "published": true })).into_response()
 }
 
-pub(super) async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Response, Rejection> {
-    let user = decoded(&user)?;
+async fn user_sessions(user: String, relay: &Relay) -> Answer {
+    user_name(&user)?;
     let sessions = relay
         .registry
         .sessions_of(&user)
@@ -456,7 +652,7 @@ pub(super) async fn user_sessions(user: String, relay: Arc<Relay>) -> Result<Res
 }
 
 /// Who is online: every user with a live session, and how many.
-pub(super) async fn online_users(relay: Arc<Relay>) -> Result<Response, Rejection> {
+async fn online_users(relay: &Relay) -> Answer {
     let sessions = relay.registry.all_sessions().await.map_err(unavailable)?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for record in sessions {
@@ -469,79 +665,90 @@ pub(super) async fn online_users(relay: Arc<Relay>) -> Result<Response, Rejectio
     Ok(warp::reply::json(&serde_json::json!({ "users": users })).into_response())
 }
 
-pub(super) async fn live_nodes(relay: Arc<Relay>) -> Result<Response, Rejection> {
+async fn live_nodes(relay: &Relay) -> Answer {
     let nodes = relay.registry.nodes().await.map_err(unavailable)?;
     Ok(warp::reply::json(&serde_json::json!({ "nodes": nodes })).into_response())
-}
-
-/// Every refusal under `/api` as JSON with a fitting status.
-pub(super) async fn answer_rejection(rejection: Rejection) -> Result<Response, Rejection> {
-    if let Some(error) = rejection.find::<ApiError>() {
-        return Ok(json_error(error.status, &error.message));
-    }
-    if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        return Ok(json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is larger than {MAX_BODY} bytes"),
-        ));
-    }
-    if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        return Ok(json_error(
-            StatusCode::LENGTH_REQUIRED,
-            "a Content-Length is required",
-        ));
-    }
-    if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        return Ok(json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed here",
-        ));
-    }
-    if rejection.is_not_found() {
-        return Ok(json_error(StatusCode::NOT_FOUND, "no such API route"));
-    }
-    Err(rejection)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_token_is_required_when_one_is_set() {
-        let access = ApiAccess::new(Some("s3cret"), None);
-        let peer = Some("127.0.0.1:1".parse().unwrap());
-        assert!(access.allows(peer, Some("Bearer s3cret")).await);
-        assert!(!access.allows(peer, Some("Bearer wrong")).await);
-        assert!(!access.allows(peer, Some("s3cret")).await);
-        assert!(!access.allows(peer, None).await);
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.clone(), HeaderValue::from_str(value).unwrap()))
+            .collect()
     }
 
     #[tokio::test]
-    async fn without_a_token_only_loopback_clients_are_answered() {
-        let access = ApiAccess::new(None, None);
-        assert!(
+    async fn a_token_is_required_when_one_is_set() {
+        let access = ApiAccess::new(Some("s3cret"), None, &[]);
+        let peer = Some("127.0.0.1:1".parse().unwrap());
+        let with = |value: &str| headers(&[(header::AUTHORIZATION, value)]);
+        assert_eq!(
+            access.check(peer, &with("Bearer s3cret")).await,
+            Access::Granted
+        );
+        assert_eq!(
+            access.check(peer, &with("bearer  s3cret")).await,
+            Access::Granted
+        );
+        for refused in ["Bearer wrong", "s3cret", "Basic s3cret"] {
+            assert_eq!(
+                access.check(peer, &with(refused)).await,
+                Access::Unauthenticated,
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            access.check(peer, &HeaderMap::new()).await,
+            Access::Unauthenticated
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_token_only_loopback_clients_not_sent_by_a_web_page_are_answered() {
+        let access = ApiAccess::new(None, None, &["https://ops.example".to_owned()]);
+        let none = HeaderMap::new();
+        let loopback = Some("127.0.0.1:1".parse().unwrap());
+        assert_eq!(access.check(loopback, &none).await, Access::Granted);
+        assert_eq!(
+            access.check(Some("[::1]:1".parse().unwrap()), &none).await,
+            Access::Granted
+        );
+        assert_eq!(
             access
-                .allows(Some("127.0.0.1:1".parse().unwrap()), None)
-                .await
+                .check(Some("192.0.2.7:1".parse().unwrap()), &none)
+                .await,
+            Access::Unauthenticated
         );
-        assert!(access.allows(Some("[::1]:1".parse().unwrap()), None).await);
-        assert!(
-            !access
-                .allows(Some("192.0.2.7:1".parse().unwrap()), None)
-                .await
+        assert_eq!(access.check(None, &none).await, Access::Unauthenticated);
+        let page = |origin: &str| headers(&[(header::ORIGIN, origin)]);
+        assert_eq!(
+            access.check(loopback, &page("https://evil.example")).await,
+            Access::CrossSite
         );
-        assert!(!access.allows(None, None).await);
+        assert_eq!(
+            access.check(loopback, &page("https://ops.example")).await,
+            Access::Granted
+        );
     }
 
     #[test]
-    fn basic_credentials_are_read_from_base64() {
+    fn credentials_are_read_whatever_the_scheme_s_case() {
         assert_eq!(
             basic_credentials("Basic YWxpY2U6cGE6c3M="),
             Some(("alice".into(), "pa:ss".into()))
         );
+        assert_eq!(
+            basic_credentials("BASIC YWxpY2U6cGE6c3M="),
+            Some(("alice".into(), "pa:ss".into()))
+        );
         assert_eq!(basic_credentials("Basic !!"), None);
         assert_eq!(basic_credentials("Bearer x"), None);
+        assert_eq!(bearer_token("BeArEr abc "), Some("abc"));
+        assert_eq!(bearer_token("Bearerabc"), None);
     }
 
     #[test]
@@ -552,5 +759,106 @@ mod tests {
         let json = message(serde_json::json!({"n": 1}), BTreeMap::new()).unwrap();
         assert_eq!(&json.body[..], br#"{"n":1}"#);
         assert_eq!(json.headers.get("content-type"), Some("application/json"));
+    }
+
+    #[test]
+    fn headers_stomp_cannot_carry_are_refused_and_the_relay_s_own_left_to_it() {
+        for (name, value) in [
+            ("a:b", "c"),
+            ("x", "line\nbreak"),
+            ("x", "trailing\r"),
+            ("\rx", "leading CR"),
+            ("x", "nul\0"),
+            ("", "empty"),
+        ] {
+            let headers = BTreeMap::from([(name.to_owned(), value.to_owned())]);
+            let refused = message(serde_json::json!("x"), headers).unwrap_err();
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{name:?}");
+        }
+        let headers: BTreeMap<String, String> = [
+            ("content-length", "2"),
+            ("destination", "/topic/x"),
+            ("message-id", "m"),
+            ("x-kind", "a:b\\c"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        let message = message(serde_json::json!("hello"), headers).unwrap();
+        assert_eq!(
+            message.headers.iter().collect::<Vec<_>>(),
+            [("x-kind", "a:b\\c")]
+        );
+    }
+
+    #[test]
+    fn only_json_objects_are_bodies() {
+        for body in [
+            r#"["notifications","hi",{},true]"#,
+            "[null]",
+            "1",
+            r#""x""#,
+            "",
+        ] {
+            let parsed: Result<TopicMessage, ApiError> = parse(&Bytes::from(body));
+            assert!(parsed.is_err(), "{body}");
+        }
+        let parsed: Result<TopicMessage, ApiError> = parse(&Bytes::from(r#" {"body": 1}"#));
+        assert!(parsed.is_ok());
+    }
+
+    #[test]
+    fn repeated_users_are_named_once_and_every_name_is_checked() {
+        let users = ["zed", "amy", "zed", "zed"].map(String::from).to_vec();
+        assert_eq!(distinct_users(users).unwrap(), ["zed", "amy"]);
+        for bad in ["", "a\nb", "nul\0", &"x".repeat(257)] {
+            assert!(distinct_users(vec![bad.to_owned()]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn paths_name_their_routes() {
+        assert_eq!(
+            Route::of("/api/v1/users/alice%40example.com/messages").map(Result::unwrap),
+            Some(Route::UserMessages("alice@example.com".into()))
+        );
+        assert_eq!(
+            Route::of("/api/v1/topics/chat.general/messages").map(Result::unwrap),
+            Some(Route::TopicMessages("chat.general".into()))
+        );
+        assert_eq!(Route::of("/api/v1/users/").map(|r| r.is_ok()), None);
+        assert_eq!(Route::of("/api/v2/users").map(|r| r.is_ok()), None);
+        assert!(Route::Users.answers(&Method::HEAD));
+        assert!(!Route::Messages.answers(&Method::GET));
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, operations) in document["paths"].as_object().unwrap() {
+            for method in operations.as_object().unwrap().keys() {
+                documented.push((path.clone(), method.to_uppercase()));
+            }
+        }
+        documented.sort();
+        let mut routed: Vec<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|(path, method)| {
+                let mut methods = vec![(path.to_string(), method.to_string())];
+                if *method == Method::GET {
+                    methods.push((path.to_string(), "HEAD".to_owned()));
+                }
+                methods
+            })
+            .collect();
+        routed.sort();
+        assert_eq!(documented, routed);
+        // And each route's path reaches the route that answers it.
+        for (path, method) in ROUTES {
+            let concrete = path.replace("{user}", "u").replace("{key}", "k");
+            let route = Route::of(&concrete).unwrap().unwrap();
+            assert_eq!(&route.method(), method, "{path}");
+        }
     }
 }

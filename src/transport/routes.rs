@@ -4,8 +4,7 @@
 //! | --- | --- |
 //! | `--ws-path` (`/ws`) | STOMP over WebSocket: [`super::websocket`] |
 //! | `--sockjs-path` (`/sockjs`) and below | STOMP over SockJS: [`super::sockjs`] (its own paths in `sockjs/routing.rs`) |
-//! | `/api/v1/...` | the HTTP API: [`super::http_api`] |
-//! | `/metrics` | Prometheus text, under the API's access rule |
+//! | `/api/...`, `/metrics` | the HTTP API and Prometheus text, under the API's access rule: [`super::http_api`] |
 //! | `/healthz`, `/readyz` | the process serves; the broker is usable |
 //! | `/`, the demo's files, `/config.json` | the web demo: [`super::web_demo`] |
 //!
@@ -74,65 +73,15 @@ pub fn table(
     #[cfg(feature = "sockjs-protocol-test")]
     let sockjs = with_protocol_test_services(sockjs, config, &sessions);
 
-    // The HTTP API at /api/v1/..., each route behind the API's access rule.
-    let guard = http_api::access_guard(access);
-    let with_relay = {
+    // The HTTP API at /api/..., and the node's counters at /metrics, each
+    // behind the API's access rule.
+    let api = {
         let relay = relay.clone();
-        warp::any().map(move || relay.clone())
+        path_where(|path| path.starts_with("/api/") || path == "/metrics")
+            .and(whole_request())
+            .then(move |request| http_api::respond(request, relay.clone(), access.clone()))
     };
-    let api = warp::path!("v1" / "users" / String / "messages")
-        .and(warp::post())
-        .and(guard.clone())
-        .and(with_relay.clone())
-        .and(http_api::json_body())
-        .and_then(http_api::send_to_user)
-        .or(warp::path!("v1" / "topics" / String / "messages")
-            .and(warp::post())
-            .and(guard.clone())
-            .and(with_relay.clone())
-            .and(http_api::json_body())
-            .and_then(http_api::send_to_topic))
-        .unify()
-        .or(warp::path!("v1" / "messages")
-            .and(warp::post())
-            .and(guard.clone())
-            .and(with_relay.clone())
-            .and(http_api::json_body())
-            .and_then(http_api::send_to_many))
-        .unify()
-        .or(warp::path!("v1" / "users" / String / "sessions")
-            .and(warp::get())
-            .and(guard.clone())
-            .and(with_relay.clone())
-            .and_then(http_api::user_sessions))
-        .unify()
-        .or(warp::path!("v1" / "users")
-            .and(warp::get())
-            .and(guard.clone())
-            .and(with_relay.clone())
-            .and_then(http_api::online_users))
-        .unify()
-        .or(warp::path!("v1" / "nodes")
-            .and(warp::get())
-            .and(guard.clone())
-            .and(with_relay.clone())
-            .and_then(http_api::live_nodes))
-        .unify()
-        .or(warp::path!("v1" / "openapi.json")
-            .and(warp::get())
-            .map(http_api::openapi))
-        .unify();
-    // Refusals are answered as JSON under /api only, so that other
-    // routes still match.
-    let api = warp::path("api").and(api.recover(http_api::answer_rejection).unify());
-
-    // The node's counters, under the API's access rule.
-    let metrics = warp::path::end()
-        .and(warp::get())
-        .and(guard)
-        .and(with_relay.clone())
-        .map(|relay: Arc<Relay>| http_api::metrics(&relay));
-    let metrics = warp::path("metrics").and(metrics.recover(http_api::answer_rejection).unify());
+    let with_relay = warp::any().map(move || relay.clone());
 
     // For load balancers and supervisors: serving, and ready.
     let healthz = warp::path!("healthz")
@@ -150,8 +99,6 @@ pub fn table(
         .or(sockjs)
         .unify()
         .or(api)
-        .unify()
-        .or(metrics)
         .unify()
         .or(healthz)
         .unify()

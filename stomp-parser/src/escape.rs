@@ -14,6 +14,19 @@ use crate::error::ParseError;
 use crate::frame::Command;
 use crate::version::Version;
 
+/// Why some STOMP version could not carry this header on a MESSAGE, if one
+/// could not: 1.0, which escapes nothing, is the strictest. A relay checks
+/// a message's headers with this where the message enters, rather than
+/// find out when writing it to a 1.0 subscriber.
+pub fn portable_header_problem(name: &str, value: &str) -> Option<&'static str> {
+    if name.contains('\0') || value.contains('\0') {
+        return Some("a header cannot hold NUL");
+    }
+    Escaping::None
+        .name_problem(name)
+        .or_else(|| Escaping::None.value_problem(value))
+}
+
 /// Which escaping rule applies to the headers of one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escaping {

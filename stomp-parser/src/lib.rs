@@ -25,6 +25,7 @@ pub mod version;
 
 pub use encode::{encode_frame, encoded_frame};
 pub use error::{EncodeError, ParseError};
+pub use escape::portable_header_problem;
 pub use frame::{Command, Frame, Headers};
 pub use limits::Limits;
 pub use parse::{Decoded, FrameDecoder, Parsed, parse_frame};

@@ -104,7 +104,13 @@ async fn bad_requests_get_a_clear_refusal() {
         ("POST", "/api/v1/users/a/messages", r#"{"destination": "/topic/x", "body": "b"}"#, 400, "is not /user/queue/"),
         ("POST", "/api/v1/messages", r#"{"destination": "x", "body": "b", "all": true, "persist": true}"#, 400, "persist keeps messages for named users"),
         ("POST", "/api/v1/topics/x/messages", r#"{"body": "b", "destination": "y"}"#, 400, "unknown field"),
-        ("GET", "/api/v1/users/a/messages", "", 405, "method"),
+        ("GET", "/api/v1/users/a/messages", "", 405, "answers POST"),
+        ("POST", "/api/v1/users/a/messages", r#"["notifications", "hi", {}, true]"#, 400, "expected an object"),
+        ("POST", "/api/v1/topics/x/messages", "[null]", 400, "expected an object"),
+        ("POST", "/api/v1/users/%0A/messages", r#"{"destination": "x", "body": "b", "persist": true}"#, 400, "not a user name"),
+        ("POST", "/api/v1/users/%00/messages", r#"{"destination": "x", "body": "b", "persist": true}"#, 400, "not a user name"),
+        ("GET", "/api/v1/users/%07/sessions", "", 400, "not a user name"),
+        ("POST", "/api/v1/users/a/messages", r#"{"destination": "x", "body": "b", "headers": {"a:b": "c"}}"#, 400, "cannot be sent"),
         ("GET", "/api/v1/nowhere", "", 404, "no such API route"),
     ];
     for (method, path, body, status, says) in cases {
@@ -237,7 +243,7 @@ async fn the_openapi_description_matches_the_routes() {
     let answer = http(&relay, "GET", "/api/v1/openapi.json", &[], "").await;
     assert_eq!(answer.status, 200);
     let description = answer.json();
-    assert_eq!(description["openapi"], "3.0.3");
+    assert_eq!(description["openapi"], "3.1.0");
     let paths = description["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, operations) in paths {
@@ -251,6 +257,10 @@ async fn the_openapi_description_matches_the_routes() {
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/users"),
         ("GET", "/api/v1/users/{user}/sessions"),
+        ("HEAD", "/api/v1/nodes"),
+        ("HEAD", "/api/v1/openapi.json"),
+        ("HEAD", "/api/v1/users"),
+        ("HEAD", "/api/v1/users/{user}/sessions"),
         ("POST", "/api/v1/messages"),
         ("POST", "/api/v1/topics/{key}/messages"),
         ("POST", "/api/v1/users/{user}/messages"),
@@ -287,4 +297,78 @@ async fn metrics_count_what_the_node_did() {
     }
     // The other routes still answer.
     assert_eq!(http(&relay, "GET", "/healthz", &[], "").await.status, 200);
+}
+
+#[tokio::test]
+async fn http_is_answered_as_clients_expect() {
+    let relay = start_with(&["--api-token", "s3cret"]);
+    let token = ("authorization", "bearer s3cret");
+    // Authentication comes first, and says how to authenticate.
+    let anonymous = http(&relay, "TRACE", "/api/v1/users", &[], "").await;
+    assert_eq!(anonymous.status, 401);
+    assert!(anonymous.header("www-authenticate").unwrap().starts_with("Bearer"));
+    // A method the route does not answer: 405, saying which it does.
+    let trace = http(&relay, "TRACE", "/api/v1/users", &[token], "").await;
+    assert_eq!(trace.status, 405);
+    assert_eq!(trace.header("allow"), Some("GET, HEAD"));
+    let get = http(&relay, "GET", "/api/v1/messages", &[token], "").await;
+    assert_eq!(get.header("allow"), Some("POST"));
+    // HEAD wherever GET.
+    let head = http(&relay, "HEAD", "/api/v1/users", &[token], "").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.body, "");
+    // Bodies are JSON, said so, chunked or not.
+    let body = r#"{"body": "b"}"#;
+    let untyped = http(&relay, "POST", "/api/v1/topics/t/messages", &[token], body).await;
+    assert_eq!(untyped.status, 415, "{}", untyped.body);
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let form = http(&relay, "POST", "/api/v1/topics/t/messages", &[token, form], body).await;
+    assert_eq!(form.status, 415);
+    let chunked = format!(
+        "POST /api/v1/topics/t/messages HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nauthorization: Bearer s3cret\r\ncontent-type: application/json; charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    let answer = support::http_raw(&relay, &chunked).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let huge = format!("{{\"body\": \"{}\"}}", "x".repeat(70_000));
+    let chunked = format!(
+        "POST /api/v1/topics/t/messages HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nauthorization: Bearer s3cret\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{huge}\r\n0\r\n\r\n",
+        huge.len()
+    );
+    assert_eq!(support::http_raw(&relay, &chunked).await.status, 413);
+}
+
+#[tokio::test]
+async fn no_web_page_drives_the_api_of_a_node_without_a_token() {
+    let relay = start();
+    let body = r#"{"destination": "x", "body": "b", "all": true}"#;
+    let page = ("origin", "https://evil.example");
+    let forged = http(&relay, "POST", "/api/v1/messages", &[JSON, page], body).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let simple = ("content-type", "text/plain");
+    let simple = http(&relay, "POST", "/api/v1/messages", &[simple], body).await;
+    assert_eq!(simple.status, 415, "a CORS simple request is refused too");
+    let tool = http(&relay, "POST", "/api/v1/messages", &[JSON], body).await;
+    assert_eq!(tool.status, 200, "{}", tool.body);
+}
+
+#[tokio::test]
+async fn what_a_message_says_it_did_it_did() {
+    let relay = start();
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    ann.subscribe("n", "/user/queue/n", "auto").await;
+    // The relay's own headers are the relay's: a wrong content-length
+    // cannot make the frame unsendable after the answer counted it.
+    let body = r#"{"destination": "n", "body": "hello", "headers": {"content-length": "2", "x-kind": "greeting"}}"#;
+    let answer = http(&relay, "POST", "/api/v1/users/ann/messages", &[JSON], body).await;
+    assert_eq!(answer.json()["sessions"], 1, "{}", answer.body);
+    let message = ann.recv().await;
+    assert_eq!(&message.body[..], b"hello");
+    assert_eq!(message.get("x-kind"), Some("greeting"));
+    // A user named many times gets one copy.
+    let many = serde_json::json!({"destination": "n", "body": "once", "users": vec!["ann"; 1000]});
+    let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], &many.to_string()).await;
+    assert_eq!(answer.json()["sessions"], 1, "{}", answer.body);
+    assert_eq!(ann.recv_body().await, "once");
+    ann.expect_nothing().await;
 }

@@ -657,10 +657,22 @@ impl StompClient {
     }
 }
 
-/// An HTTP answer: status and body.
+/// An HTTP answer: status, head and body.
 pub struct HttpAnswer {
     pub status: u16,
+    /// The status line and headers, as sent.
+    pub head: String,
     pub body: String,
+}
+
+impl HttpAnswer {
+    /// The value of header `name` (in any case), if the answer has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
 }
 
 impl HttpAnswer {
@@ -678,16 +690,22 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> HttpAnswer {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(relay.addr())
-        .await
-        .expect("the relay accepts");
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    http_raw(relay, &request).await
+}
+
+/// Sends `request` as it is (it should ask `connection: close`) and reads
+/// the answer.
+pub async fn http_raw(relay: &impl RelayAddress, request: &str) -> HttpAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(relay.addr())
+        .await
+        .expect("the relay accepts");
     stream
         .write_all(request.as_bytes())
         .await
@@ -712,7 +730,11 @@ pub async fn http(
     } else {
         body.to_owned()
     };
-    HttpAnswer { status, body }
+    HttpAnswer {
+        status,
+        head: head.to_owned(),
+        body,
+    }
 }
 
 /// The body of a `Transfer-Encoding: chunked` answer.
