@@ -269,6 +269,16 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_OFFLINE_MAX_MESSAGES", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub offline_max_messages: u64,
 
+    /// Messages the embedded node keeps for offline users in all; past it
+    /// the node's oldest go (counted in stomp_relay_offline_dropped_total).
+    #[arg(long, env = "STOMP_RELAY_OFFLINE_MAX_NODE_MESSAGES", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub offline_max_node_messages: u64,
+
+    /// Bytes of kept messages (bodies, headers, destination names) the
+    /// embedded node holds in all; past it the node's oldest go.
+    #[arg(long, env = "STOMP_RELAY_OFFLINE_MAX_NODE_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub offline_max_node_bytes: u64,
+
     /// Seconds an offline user's messages are kept after the last one came.
     #[arg(long, env = "STOMP_RELAY_OFFLINE_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub offline_ttl: u64,
@@ -485,8 +495,10 @@ impl From<Cli> for Config {
                 api_role: cli.api_role,
             },
             offline: OfflineLimits {
-                max_messages: usize::try_from(cli.offline_max_messages).unwrap_or(usize::MAX),
+                max_messages: as_usize(cli.offline_max_messages),
                 ttl: Duration::from_secs(cli.offline_ttl),
+                max_node_messages: as_usize(cli.offline_max_node_messages),
+                max_node_bytes: as_usize(cli.offline_max_node_bytes),
             },
         }
     }

@@ -35,6 +35,8 @@ pub struct Metrics {
     /// Messages kept for offline users, and kept messages delivered later.
     pub offline_kept: Counter,
     pub offline_delivered: Counter,
+    /// Kept messages dropped to stay within the store's bounds.
+    pub offline_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -53,6 +55,7 @@ impl Default for Metrics {
             dispatched_to_everyone: Counter::default(),
             offline_kept: Counter::default(),
             offline_delivered: Counter::default(),
+            offline_dropped: Counter::default(),
         };
         registry.register(
             "connections",
@@ -108,6 +111,11 @@ impl Default for Metrics {
             "offline_delivered",
             "Kept messages delivered when their user subscribed",
             metrics.offline_delivered.clone(),
+        );
+        registry.register(
+            "offline_dropped",
+            "Kept messages dropped, oldest first, to stay within the per-user and node bounds (embedded mode)",
+            metrics.offline_dropped.clone(),
         );
         Metrics {
             registry: std::sync::Arc::new(registry),

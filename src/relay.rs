@@ -54,8 +54,8 @@ impl Relay {
         offline: Arc<dyn OfflineStore>,
         settings: Settings,
         security: Security,
+        metrics: Metrics,
     ) -> Relay {
-        let metrics = Metrics::default();
         let dispatcher =
             Dispatcher::new(registry.clone(), broker.clone(), offline, metrics.clone());
         let services = SessionServices {
@@ -94,13 +94,16 @@ impl Relay {
         security: Security,
     ) -> Relay {
         let registry = MemoryRegistry::new(&node_id, address);
+        let metrics = Metrics::default();
+        let offline = MemoryOfflineStore::new(offline, metrics.offline_dropped.clone());
         Relay::new(
             node_id,
             Arc::new(EmbeddedBroker::new(EmbeddedLimits::default())),
             Arc::new(registry),
-            Arc::new(MemoryOfflineStore::new(offline)),
+            Arc::new(offline),
             settings,
             security,
+            metrics,
         )
     }
 

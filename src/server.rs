@@ -28,6 +28,7 @@ use crate::broker::amqp::{AmqpBroker, AmqpSettings, UserKeyBinding};
 use crate::broker::{BrokerError, SessionId};
 use crate::config::{AuthConfig, AuthMode, Config, Mode, Routing};
 use crate::dispatch::offline::redis::RedisOfflineStore;
+use crate::metrics::Metrics;
 use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::{Relay, Security};
@@ -129,6 +130,7 @@ impl BoundServer {
                     Arc::new(offline),
                     config.relay_settings(),
                     security,
+                    Metrics::default(),
                 )
             }
         };

@@ -28,6 +28,11 @@ pub struct OfflineLimits {
     pub max_messages: usize,
     /// A user's messages are dropped this long after the last one was kept.
     pub ttl: Duration,
+    /// Messages, and bytes of them, the embedded node's store keeps in all;
+    /// past either the node's oldest is dropped. (Redis bounds its own
+    /// memory: `maxmemory`.)
+    pub max_node_messages: usize,
+    pub max_node_bytes: usize,
 }
 
 impl Default for OfflineLimits {
@@ -35,6 +40,8 @@ impl Default for OfflineLimits {
         OfflineLimits {
             max_messages: 1000,
             ttl: Duration::from_secs(24 * 60 * 60),
+            max_node_messages: 100_000,
+            max_node_bytes: 64 * 1024 * 1024,
         }
     }
 }
