@@ -45,6 +45,39 @@ pub struct Message {
     pub body: Bytes,
 }
 
+/// Headers no message carries from where it came: the relay writes them on
+/// each MESSAGE frame, or they belonged to the SEND that carried it.
+pub const FRAME_HEADERS: &[&str] = &[
+    "destination",
+    "subscription",
+    "message-id",
+    "ack",
+    "redelivered",
+    "content-length",
+    "transaction",
+    "receipt",
+];
+
+/// Headers that say who sent a message, which the relay stamps on what its
+/// clients send (and which travel with the message between nodes).
+pub const SENDER_HEADERS: &[&str] = &["user-name", "session"];
+
+/// Whether a client may not set this header on what it sends.
+pub fn is_relay_header(name: &str) -> bool {
+    FRAME_HEADERS.contains(&name) || SENDER_HEADERS.contains(&name)
+}
+
+impl Message {
+    /// A header of this message that some STOMP version could not carry,
+    /// with why: such a message is refused where it enters, rather than
+    /// dropped on its way to a 1.0 subscriber.
+    pub fn unportable_header(&self) -> Option<(&str, &'static str)> {
+        self.headers.iter().find_map(|(name, value)| {
+            stomp_parser::portable_header_problem(name, value).map(|reason| (name, reason))
+        })
+    }
+}
+
 /// How a subscription acknowledges, from SUBSCRIBE's `ack` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckMode {
@@ -516,6 +549,17 @@ mod tests {
             missing.client_text(),
             "NOT_FOUND - no queue 'jobs' in vhost '/'"
         );
+    }
+
+    #[test]
+    fn a_message_says_which_header_not_every_stomp_version_can_carry() {
+        let message = |name: &str, value: &str| Message {
+            headers: [(name, value)].into_iter().collect(),
+            body: Bytes::new(),
+        };
+        assert_eq!(message("x-kind", "a:b\\c").unportable_header(), None);
+        assert_eq!(message("a:b", "c").unportable_header().unwrap().0, "a:b");
+        assert!(message("x", "two\nlines").unportable_header().is_some());
     }
 
     #[test]

@@ -260,6 +260,14 @@ impl Dispatcher {
                     tracing::warn!(%error, "a stomp.dispatch request was dropped");
                     DispatchOutcome::Invalid
                 }
+                Ok(_) if let Some((header, reason)) = request.message.unportable_header() => {
+                    tracing::warn!(
+                        header,
+                        reason,
+                        "a stomp.dispatch request was dropped: a header that not every STOMP version can carry"
+                    );
+                    DispatchOutcome::Invalid
+                }
                 Ok(name) => {
                     let sent = if request.all {
                         self.to_everyone(&name, request.message).await

@@ -40,6 +40,8 @@ pub enum SessionError {
     /// RabbitMQ's words: a durable subscription is found again by its id.
     #[error("Header 'id' is required for durable subscriptions")]
     DurableWithoutId,
+    #[error("header {name:?} cannot be sent to every STOMP version: {reason}")]
+    UnportableHeader { name: String, reason: &'static str },
     #[error("'{header}' is not allowed on '{command}'.")]
     NotAllowedHeader {
         command: Command,
@@ -158,9 +160,9 @@ impl SessionError {
             SessionError::MissingHeader { .. } => "Missing header",
             SessionError::DurableWithoutId => "Missing Header",
             SessionError::UserIdMismatch { .. } => "precondition_failed",
-            SessionError::InvalidHeader { .. } | SessionError::NotAllowedHeader { .. } => {
-                "Invalid header"
-            }
+            SessionError::InvalidHeader { .. }
+            | SessionError::NotAllowedHeader { .. }
+            | SessionError::UnportableHeader { .. } => "Invalid header",
             SessionError::Destination(DestinationError::Reserved(_)) => "access refused",
             SessionError::Destination(DestinationError::Unknown(_)) => "Unknown destination",
             SessionError::Destination(_) => "Invalid destination",

@@ -37,7 +37,8 @@ use crate::auth::acl::Action;
 use crate::broker::destination::{Destination, DestinationError, TempQueue};
 use crate::broker::queue_options::{QueueOptions, asks_durable};
 use crate::broker::{
-    AckMode, Delivery, Message, PublishTarget, SessionId, Settlement, SubscriptionSpec,
+    AckMode, Delivery, FRAME_HEADERS, Message, PublishTarget, SENDER_HEADERS, SessionId,
+    Settlement, SubscriptionSpec,
 };
 use crate::dispatch::WhenOffline;
 use crate::dispatch::offline::KeptMessage;
@@ -46,21 +47,6 @@ use subscriptions::{Pending, Subscriptions};
 use transactions::Transactions;
 
 type StompCommand = stomp_parser::Command;
-
-/// Headers of a SEND that belong to the protocol, not to the message, and
-/// headers only the relay may set on a MESSAGE (the HTTP API refuses them).
-pub const NOT_FORWARDED: &[&str] = &[
-    "destination",
-    "transaction",
-    "receipt",
-    "content-length",
-    "subscription",
-    "message-id",
-    "ack",
-    "redelivered",
-    "user-name",
-    "session",
-];
 
 /// The SEND header asking that a message to `/user/{name}/...` be kept
 /// while that user is offline.
@@ -688,7 +674,7 @@ impl Session {
         destination.check_send(text)?;
         self.authorize(Action::Send, text)?;
         let mut headers = frame.headers.clone();
-        for name in NOT_FORWARDED {
+        for name in FRAME_HEADERS.iter().chain(SENDER_HEADERS) {
             headers.remove(name);
         }
         // `persist` asks dispatch to keep a message for an offline user; it
@@ -714,6 +700,16 @@ impl Session {
             headers.set("reply-to", &reply_queue);
         }
         let message = Message { headers, body };
+        // A message for users is counted as delivered once it is handed to
+        // their sessions: it must be one that every session can be sent.
+        if let (Destination::User { .. }, Some((name, reason))) =
+            (&destination, message.unportable_header())
+        {
+            return Err(SessionError::UnportableHeader {
+                name: name.to_owned(),
+                reason,
+            });
+        }
         let command = match (destination.publish_target(), destination) {
             (Some(mut target), _) => {
                 if let PublishTarget::Queue {

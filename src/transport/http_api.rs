@@ -42,11 +42,10 @@ use warp::Reply;
 use super::{RequestBody, Response};
 use crate::auth::{Authenticator, Credentials, bearer_token, check_user_name, credentials_of};
 use crate::broker::destination::Destination;
-use crate::broker::{Message, OrderKey};
+use crate::broker::{Message, OrderKey, is_relay_header};
 use crate::dispatch::{DispatchError, DispatchReport, WhenOffline, user_destination};
 use crate::error::{Chain, ClientText};
 use crate::relay::Relay;
-use crate::session::NOT_FORWARDED;
 
 /// The OpenAPI description of these routes, served at
 /// `/api/v1/openapi.json` (a test checks it against [`ROUTES`]).
@@ -142,15 +141,41 @@ impl ApiAccess {
         if self.token.is_some() || !peer.is_some_and(|peer| peer.ip().is_loopback()) {
             return Access::Unauthenticated;
         }
-        // A page's request carries its Origin; a listed origin is one the
-        // operator trusts (a wildcard would trust every page).
+        // A page's request carries its Origin: the relay's own pages (the
+        // demo) and listed origins, which the operator trusts, may use it.
         match text(header::ORIGIN) {
-            Some(origin) if !self.origins.iter().any(|allowed| allowed == origin) => {
+            Some(origin)
+                if !self.origins.iter().any(|allowed| allowed == origin)
+                    && !is_own_loopback_origin(origin, text(header::HOST)) =>
+            {
                 Access::CrossSite
             }
             _ => Access::Granted,
         }
     }
+}
+
+/// Whether `origin` is the relay itself, reached on a loopback name: a page
+/// it served. A name that only resolves to loopback (DNS rebinding) is
+/// another site, however it reached the relay.
+fn is_own_loopback_origin(origin: &str, host: Option<&str>) -> bool {
+    let Some(authority) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    if !host.is_some_and(|host| host.eq_ignore_ascii_case(authority)) {
+        return false;
+    }
+    let name = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The user and password of `Authorization: Basic ...`.
@@ -479,16 +504,9 @@ fn message(
 ) -> Result<Message, ApiError> {
     let mut stomp_headers = Headers::new();
     for (name, value) in &headers {
-        if NOT_FORWARDED.contains(&name.as_str()) {
-            continue;
+        if !is_relay_header(name) {
+            stomp_headers.push(name, value);
         }
-        if let Some(reason) = stomp_parser::portable_header_problem(name, value) {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                format!("header {name:?} cannot be sent: {reason}"),
-            ));
-        }
-        stomp_headers.push(name, value);
     }
     let body = match body {
         serde_json::Value::String(text) => Bytes::from(text),
@@ -499,10 +517,17 @@ fn message(
             Bytes::from(other.to_string())
         }
     };
-    Ok(Message {
+    let message = Message {
         headers: stomp_headers,
         body,
-    })
+    };
+    if let Some((name, reason)) = message.unportable_header() {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("header {name:?} cannot be sent: {reason}"),
+        ));
+    }
+    Ok(message)
 }
 
 /// The user-destination name an API `destination` names.
@@ -733,6 +758,29 @@ mod tests {
             access.check(loopback, &page("https://ops.example")).await,
             Access::Granted
         );
+        // The relay's own pages (the demo), reached on a loopback name.
+        let own =
+            |origin: &str, host: &str| headers(&[(header::ORIGIN, origin), (header::HOST, host)]);
+        for (origin, host) in [
+            ("http://127.0.0.1:8080", "127.0.0.1:8080"),
+            ("http://localhost:8080", "localhost:8080"),
+            ("http://[::1]:8080", "[::1]:8080"),
+        ] {
+            assert_eq!(
+                access.check(loopback, &own(origin, host)).await,
+                Access::Granted
+            );
+        }
+        for (origin, host) in [
+            ("http://rebound.example:8080", "rebound.example:8080"),
+            ("http://localhost:9999", "localhost:8080"),
+        ] {
+            assert_eq!(
+                access.check(loopback, &own(origin, host)).await,
+                Access::CrossSite,
+                "{origin}"
+            );
+        }
     }
 
     #[test]

@@ -521,6 +521,7 @@ async fn error_cases_close_only_the_offending_connection() {
         (b"CONNECT\naccept-version:1.0\n\n\0SUBSCRIBE\ndestination:/topic/a\npersistent:true\n\n\0".to_vec(), "Missing Header", "Header 'id' is required for durable subscriptions"),
         (b"CONNECT\naccept-version:1.2\nlogin:alice\n\n\0SEND\ndestination:/topic/a\nuser-id:bob\n\n\0".to_vec(), "precondition_failed", "user_id property set to 'bob' but authenticated user was 'alice'"),
         (b"CONNECT\naccept-version:1.2\nlogin:a\x01b\n\n\0".to_vec(), "Bad CONNECT", "is not a user name: it contains a control character"),
+        (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/user/bob/queue/x\na\\cb:v\n\n\0".to_vec(), "Invalid header", "cannot be sent to every STOMP version"),
         (b"CONNECT\naccept-version:1.2\n\n\0UNSUBSCRIBE\ndestination:/topic/a\ndurable:true\n\n\0".to_vec(), "Missing Header", "Header 'id' is required for durable subscriptions"),
         (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/amq/queue/absent\n\n\0".to_vec(), "not_found", "NOT_FOUND - no queue 'absent' in vhost '/'"),
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/exchange/absent.x/k\n\n\0".to_vec(), "not_found", "NOT_FOUND - no exchange 'absent.x' in vhost '/'"),

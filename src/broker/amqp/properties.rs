@@ -24,7 +24,7 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use stomp_parser::Headers;
 
-use crate::broker::Message;
+use crate::broker::{FRAME_HEADERS, Message};
 
 /// The AMQP properties for a STOMP message's headers.
 pub fn to_amqp(headers: &Headers) -> BasicProperties {
@@ -104,7 +104,12 @@ pub fn from_amqp(properties: &BasicProperties, body: Vec<u8>) -> Message {
         headers.push("timestamp", &timestamp.to_string());
     }
     if let Some(table) = properties.headers() {
-        for (name, value) in table.inner() {
+        // The relay writes those on each MESSAGE itself.
+        let own = table
+            .inner()
+            .iter()
+            .filter(|(name, _)| !FRAME_HEADERS.contains(&name.as_str()));
+        for (name, value) in own {
             if let Some(value) = header_text(value) {
                 headers.push(name.as_str(), &value);
             }
@@ -182,6 +187,15 @@ mod tests {
             .with_user_id("guest".into());
         let message = from_amqp(&properties, Vec::new());
         assert_eq!(message.headers.get("count"), Some("42"));
+        let mut table = FieldTable::default();
+        for own in ["content-length", "destination", "message-id", "ack"] {
+            table.insert(own.into(), AMQPValue::LongString("forged".into()));
+        }
+        let forged = from_amqp(&BasicProperties::default().with_headers(table), Vec::new());
+        assert!(
+            forged.headers.is_empty(),
+            "the relay's own headers are its own"
+        );
         assert_eq!(message.headers.get("big"), Some("1099511627776"));
         assert_eq!(message.headers.get("flag"), None);
         assert_eq!(message.headers.get("ratio"), None);
