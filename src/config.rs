@@ -107,7 +107,8 @@ pub struct Cli {
     pub api_token: Option<String>,
 
     /// Seconds a new connection may take to send CONNECT before it is
-    /// closed; also how long an HTTP request's headers may take to arrive.
+    /// closed; also how long a connection may take to send its first
+    /// request, and an HTTP request its headers.
     #[arg(long, env = "STOMP_RELAY_CONNECT_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub connect_timeout: u64,
 
@@ -170,6 +171,12 @@ pub struct Cli {
     /// Requests from other origins get a 403.
     #[arg(long, env = "STOMP_RELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Also serve HTTP/2 (cleartext, with prior knowledge) beside
+    /// HTTP/1.1. Browsers' WebSockets and SockJS use HTTP/1.1, so the node
+    /// serves only that unless asked.
+    #[arg(long, env = "STOMP_RELAY_HTTP2")]
+    pub http2: bool,
 
     /// TCP connections the node accepts in all (0: no limit); past it new
     /// ones get a 503.
@@ -385,6 +392,7 @@ pub struct Config {
     pub second_login: SecondLogin,
     pub offline: OfflineLimits,
     pub auth: AuthConfig,
+    pub http2: bool,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_frames_per_second: u32,
@@ -460,6 +468,7 @@ impl From<Cli> for Config {
             second_login: cli.second_login,
             max_connections: cli.max_connections,
             max_connections_per_ip: cli.max_connections_per_ip,
+            http2: cli.http2,
             max_frames_per_second: cli.max_frames_per_second,
             limits: Limits {
                 max_frame_size: cli.max_frame_size,

@@ -182,11 +182,13 @@ impl BoundServer {
         ));
         let connections = GracefulShutdown::new();
         let mut http = auto::Builder::new(TokioExecutor::new());
+        let http2 = self.config.http2;
         // A request's headers trickled in (HTTP slowloris) or never sent
         // hold a connection's place: they get as long as a CONNECT does.
+        let connect_timeout = self.config.connect_timeout;
         http.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.config.connect_timeout);
+            .header_read_timeout(connect_timeout);
 
         let admission = Admission::new(
             self.config.max_connections,
@@ -232,10 +234,23 @@ impl BoundServer {
                 request.extensions_mut().insert(request_ticket.clone());
                 routes.clone().call(request)
             });
-            let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let connection = connections.watch(connection.into_owned());
+            let http = http.clone();
+            let watcher = connections.watcher();
             tokio::spawn(async move {
-                if let Err(error) = connection.await {
+                match opening(&stream, connect_timeout).await {
+                    Opening::Http1 => {}
+                    Opening::Http2 if http2 => {}
+                    Opening::Http2 => {
+                        tracing::debug!(%peer, "closed an HTTP/2 connection (serve it with --http2)");
+                        return;
+                    }
+                    Opening::None => {
+                        tracing::debug!(%peer, "closed a connection that sent no request in time");
+                        return;
+                    }
+                }
+                let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                if let Err(error) = watcher.watch(connection.into_owned()).await {
                     tracing::debug!(%peer, %error, "HTTP connection ended with an error");
                 }
                 drop(ticket);
@@ -262,6 +277,46 @@ impl BoundServer {
         tracing::info!("stomp-relay stopped");
         stopped
     }
+}
+
+/// The beginning of HTTP/2's connection preface.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a new connection opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    Http1,
+    /// HTTP/2's preface (prior knowledge).
+    Http2,
+    /// Nothing in time, or the client went away.
+    None,
+}
+
+/// Waits, at most `patience`, until a new connection has sent enough for
+/// its protocol to be told: HTTP/2's whole preface, or anything that is not
+/// its beginning. hyper's reading of it has no timeout of its own (and
+/// serves HTTP/2 whatever it is told, on connections that may upgrade), so
+/// a connection that sends nothing, or half a preface, would otherwise hold
+/// its place for ever.
+async fn opening(stream: &tokio::net::TcpStream, patience: Duration) -> Opening {
+    let mut opening = [0u8; HTTP2_PREFACE.len()];
+    tokio::time::timeout(patience, async {
+        loop {
+            match stream.peek(&mut opening).await {
+                Ok(0) | Err(_) => return Opening::None,
+                Ok(read) if read == opening.len() && opening == HTTP2_PREFACE => {
+                    return Opening::Http2;
+                }
+                Ok(read) if read == opening.len() || opening[..read] != HTTP2_PREFACE[..read] => {
+                    return Opening::Http1;
+                }
+                // Part of the preface: peeking again at once would spin.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .unwrap_or(Opening::None)
 }
 
 /// How this node checks logins, from `--auth` and its files.

@@ -1,6 +1,7 @@
 //! Limits on what one client controls, each enforced while everyone else
-//! is served: frames per second, connections per address, HTTP headers
-//! that never finish, and the origins whose pages may connect.
+//! is served: frames per second, connections per address, connections that
+//! never send a request, HTTP headers that never finish, WebSocket messages
+//! over the size limit, and the origins whose pages may connect.
 
 mod support;
 
@@ -128,4 +129,83 @@ async fn only_allowed_origins_may_open_sessions() {
     )
     .await;
     assert_eq!(sockjs.status, 403);
+}
+
+/// How long the relay took to close `stream` after it sent `opening`.
+async fn closed_after(relay: &TestRelay, opening: &[u8]) -> Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(relay.addr)
+        .await
+        .expect("the relay accepts");
+    stream.write_all(opening).await.expect("written");
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(6), stream.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "the relay closed the connection that sent {opening:?}"
+    );
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_closed_after_the_connect_timeout() {
+    let relay = TestRelay::start_with(Mode::Embedded, &["--connect-timeout", "1"]);
+    for opening in [&b""[..], b"PRI * HTTP/2.0\r\n", b"P"] {
+        let waited = closed_after(&relay, opening).await;
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+            "{opening:?}: {waited:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn http_2_is_served_only_when_asked_for() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+    for (flags, speaks_http2) in [(&[][..], false), (&["--http2"][..], true)] {
+        let relay = TestRelay::start_with(Mode::Embedded, flags);
+        let mut stream = tokio::net::TcpStream::connect(relay.addr)
+            .await
+            .expect("the relay accepts");
+        stream.write_all(PREFACE).await.expect("written");
+        stream.write_all(SETTINGS).await.expect("written");
+        let mut answer = [0u8; 9];
+        let read = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut answer)).await;
+        let answered_settings = matches!(read, Ok(Ok(n)) if n >= 4 && answer[3] == 4);
+        assert_eq!(answered_settings, speaks_http2, "{flags:?}: {answer:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_message_over_the_limit_gets_an_error_then_close_1009() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let relay = TestRelay::start_with(Mode::Embedded, &["--max-frame-size", "1024"]);
+    let mut bystander = StompClient::connect(&relay, None).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(relay.ws_url())
+        .await
+        .expect("a WebSocket");
+    socket
+        .send(Message::text("CONNECT\naccept-version:1.2\n\n\0"))
+        .await
+        .expect("sent");
+    let connected = socket.next().await.expect("an answer").expect("a message");
+    assert!(connected.to_text().unwrap().starts_with("CONNECTED"));
+    let huge = format!("SEND\ndestination:/topic/x\n\n{}\0", "x".repeat(200_000));
+    socket.send(Message::text(huge)).await.expect("sent");
+    let error = socket.next().await.expect("an answer").expect("a message");
+    let error = error.to_text().expect("text");
+    assert!(error.starts_with("ERROR\n"), "{error}");
+    assert!(error.contains("message:frame too large"), "{error}");
+    assert!(error.contains("1024-byte frame limit"), "{error}");
+    match socket.next().await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Size),
+        other => panic!("expected a close with code 1009, got {other:?}"),
+    }
+    bystander.publish("/topic/y", "others are served").await;
 }

@@ -191,7 +191,7 @@ async fn hostile_clients_are_refused_while_bystanders_keep_receiving() {
     refused_raw(
         &relay,
         b"CONNECT\naccept-version:1.2\nlogin:a\0b\n\n\0",
-        "Invalid header",
+        "Bad CONNECT",
     )
     .await;
     let mut escaper = connected_then_raw(

@@ -94,6 +94,8 @@ pub enum SessionError {
     TooManyFrames(u32),
     #[error("more than {0} messages delivered and not acknowledged; ACK them before more can come")]
     TooManyUnacked(usize),
+    #[error("a WebSocket message was larger than the {0}-byte frame limit (--max-frame-size)")]
+    MessageTooLarge(usize),
     #[error("a frame was begun and not finished within {0} seconds")]
     FrameTimeout(u64),
     #[error("authentication failed: {0}")]
@@ -197,6 +199,7 @@ impl SessionError {
             SessionError::TooManyFrames(_) => "too many frames",
             SessionError::TooManyUnacked(_) => "too many unacknowledged messages",
             SessionError::FrameTimeout(_) => "frame timeout",
+            SessionError::MessageTooLarge(_) => "frame too large",
             SessionError::AccessRefused { .. } => "access refused",
         }
     }

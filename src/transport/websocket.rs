@@ -20,16 +20,22 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use stomp_parser::Version;
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::admission::Ticket;
 use super::{Response, query_parameter};
 
-use super::connection::writer::TransportWriter;
-use super::connection::{self, ConnectionContext, Transport, TransportClosed, TransportReader};
+use super::connection::writer::{Closing, TransportWriter};
+use super::connection::{
+    self, ConnectionContext, Lingering, ReceiveEnd, Transport, TransportClosed, TransportReader,
+};
 use crate::shutdown::Shutdown;
 
 /// Room above the largest frame for the WebSocket message that carries it
@@ -218,18 +224,50 @@ where
     fn access_token(&self) -> Option<String> {
         self.access_token.clone()
     }
+
+    fn linger(reader: Self::Reader, writer: Self::Writer) -> Lingering {
+        Box::pin(async move {
+            let Ok(mut socket) = reader.reunite(writer) else {
+                return;
+            };
+            // Past the message that was too large the bytes are no
+            // WebSocket frames the parser could read: drop them raw.
+            let io = socket.get_mut();
+            let mut sink = [0u8; 8 * 1024];
+            let mut left = LINGER_BYTES;
+            let _ = tokio::time::timeout(LINGER_TIME, async {
+                while left > 0 {
+                    match io.read(&mut sink).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => left = left.saturating_sub(read),
+                    }
+                }
+            })
+            .await;
+        })
+    }
 }
+
+/// How long, and for how many bytes, a connection closed for a message too
+/// large reads on (see [`Transport::linger`]).
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
 
 impl<S> TransportReader for SplitStream<WebSocketStream<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
-    async fn receive(&mut self) -> Option<Bytes> {
+    async fn receive(&mut self) -> Result<Bytes, ReceiveEnd> {
         loop {
-            match self.next().await?.ok()? {
-                Message::Text(text) => return Some(Bytes::from(text)),
-                Message::Binary(bytes) => return Some(bytes),
-                Message::Close(_) => return None,
+            let message = match self.next().await {
+                Some(Ok(message)) => message,
+                Some(Err(WsError::Capacity(_))) => return Err(ReceiveEnd::TooLarge),
+                Some(Err(_)) | None => return Err(ReceiveEnd::Closed),
+            };
+            match message {
+                Message::Text(text) => return Ok(Bytes::from(text)),
+                Message::Binary(bytes) => return Ok(bytes),
+                Message::Close(_) => return Err(ReceiveEnd::Closed),
                 // Pings are answered by tungstenite; pongs need nothing.
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             }
@@ -253,7 +291,14 @@ where
         self.flush().await.map_err(|_| TransportClosed)
     }
 
-    async fn close(&mut self) {
+    async fn close(&mut self, why: Closing) {
+        if why == Closing::TooLarge {
+            let frame = CloseFrame {
+                code: CloseCode::Size,
+                reason: "message too large".into(),
+            };
+            let _ = SinkExt::send(self, Message::Close(Some(frame))).await;
+        }
         let _ = SinkExt::close(self).await;
     }
 }

@@ -15,6 +15,7 @@ pub mod local;
 pub mod writer;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::session::{Output, Rejection, Session, SessionContext, SessionError};
 use crate::shutdown::Shutdown;
 use commands::{CommandRunner, SessionServices};
-use writer::{Outgoing, TransportWriter};
+use writer::{Closing, Outgoing, TransportWriter};
 
 /// A client connection as the driver sees it: a reading half and a
 /// writing half that run apart.
@@ -42,12 +43,34 @@ pub trait Transport: Send + 'static {
     fn access_token(&self) -> Option<String> {
         None
     }
+
+    /// After the relay closed the connection because the client sent too
+    /// much: reads and drops what the client is still sending, for a
+    /// while, so that the ERROR and the close reach it (a socket closed
+    /// with bytes unread is reset, and the client loses what it had not
+    /// read yet).
+    fn linger(reader: Self::Reader, writer: Self::Writer) -> Lingering {
+        drop((reader, writer));
+        Box::pin(std::future::ready(()))
+    }
 }
+
+/// What [`Transport::linger`] does, run on a task of its own.
+pub type Lingering = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How a transport reads.
 pub trait TransportReader: Send {
-    /// The next bytes from the client; `None` once it has gone.
-    fn receive(&mut self) -> impl Future<Output = Option<Bytes>> + Send;
+    /// The next bytes from the client, or why there are none.
+    fn receive(&mut self) -> impl Future<Output = Result<Bytes, ReceiveEnd>> + Send;
+}
+
+/// Why a transport gives no more of what its client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveEnd {
+    /// The client has gone.
+    Closed,
+    /// The client sent a message over the transport's size limit.
+    TooLarge,
 }
 
 /// The client went away while the relay was writing to it.
@@ -121,12 +144,13 @@ pub fn serve<T: Transport>(
     // task holds the two halves only, not the whole transport beside them.
     let access_token = transport.access_token();
     let (reader, writer) = transport.split();
-    serve_halves(reader, writer, access_token, context, shutdown)
+    serve_halves(reader, writer, T::linger, access_token, context, shutdown)
 }
 
 async fn serve_halves<R: TransportReader, W: TransportWriter>(
     mut reader: R,
     writer: W,
+    linger: fn(R, W) -> Lingering,
     access_token: Option<String>,
     context: Arc<ConnectionContext>,
     mut shutdown: Shutdown,
@@ -157,6 +181,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
     let mut was_reading = true;
     let timer = sleep_until(started + settings.connect_timeout);
     tokio::pin!(timer);
+    let mut closing = Closing::Normal;
 
     let rejection = 'session: loop {
         // Hand the session every whole frame it takes now.
@@ -224,8 +249,12 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
 
         tokio::select! {
             chunk = reader.receive(), if reading => match chunk {
-                None => break 'session None,
-                Some(chunk) => {
+                Err(ReceiveEnd::Closed) => break 'session None,
+                Err(ReceiveEnd::TooLarge) => {
+                    closing = Closing::TooLarge;
+                    session.abort(SessionError::MessageTooLarge(settings.limits.max_frame_size));
+                }
+                Ok(chunk) => {
                     last_received = Instant::now();
                     decoder.push(chunk);
                     frames_waiting = true;
@@ -264,14 +293,18 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
         // An ERROR is always followed by closing the connection.
         push_frame(&outgoing, &rejection.to_frame(), session.version(), id);
     }
-    outgoing.finish();
+    outgoing.finish(closing);
     // The close waits until what was queued is flushed, or not long for a
     // client that does not read.
-    if tokio::time::timeout(CLOSE_PATIENCE, &mut write_task)
-        .await
-        .is_err()
-    {
-        write_task.abort();
+    let writer = match tokio::time::timeout(CLOSE_PATIENCE, &mut write_task).await {
+        Ok(written) => written.ok(),
+        Err(_) => {
+            write_task.abort();
+            None
+        }
+    };
+    if let (Closing::TooLarge, Some(writer)) = (closing, writer) {
+        tokio::spawn(linger(reader, writer));
     }
     let teardown = session.close();
     // Boxed: kept inline, the teardown's state would make every idle

@@ -30,8 +30,20 @@ pub trait TransportWriter: Send + 'static {
         frames: Vec<Bytes>,
     ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
 
-    /// Closes the connection once what was sent is flushed.
-    fn close(&mut self) -> impl Future<Output = ()> + Send;
+    /// Closes the connection once what was sent is flushed, saying why
+    /// where the transport can.
+    fn close(&mut self, why: Closing) -> impl Future<Output = ()> + Send;
+}
+
+/// Why the relay closes a connection, for transports that say it (a
+/// WebSocket close code).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Closing {
+    /// The session ended: DISCONNECT, an ERROR, shutdown.
+    #[default]
+    Normal,
+    /// The client sent a message over the size limit.
+    TooLarge,
 }
 
 /// What the driver has queued for the writer; cloning shares it.
@@ -55,8 +67,8 @@ struct Shared {
 struct Queue {
     frames: Vec<Bytes>,
     heart_beat: Option<Duration>,
-    /// Close once the queue is written.
-    finish: bool,
+    /// Close once the queue is written, and why.
+    finish: Option<Closing>,
     gone: bool,
 }
 
@@ -98,14 +110,15 @@ impl Outgoing {
     }
 
     /// Writes what is queued, then closes the connection.
-    pub fn finish(&self) {
-        self.shared.queue.lock().finish = true;
+    pub fn finish(&self, why: Closing) {
+        self.shared.queue.lock().finish = Some(why);
         self.shared.ready.notify_one();
     }
 }
 
-/// Writes what `outgoing` queues until it is finished or the client goes.
-pub async fn run<W: TransportWriter>(mut writer: W, outgoing: Outgoing) {
+/// Writes what `outgoing` queues until it is finished or the client goes;
+/// gives the writer back.
+pub async fn run<W: TransportWriter>(mut writer: W, outgoing: Outgoing) -> W {
     let shared = &outgoing.shared;
     let mut last_write = Instant::now();
     loop {
@@ -127,14 +140,16 @@ pub async fn run<W: TransportWriter>(mut writer: W, outgoing: Outgoing) {
             if writer.send(frames).await.is_err() {
                 shared.queue.lock().gone = true;
                 shared.gone.notify_one();
-                return;
+                return writer;
             }
             last_write = Instant::now();
         }
         // What was queued while that write ran goes out before the close.
-        if finish && shared.queue.lock().frames.is_empty() {
-            writer.close().await;
-            return;
+        if let Some(why) = finish
+            && shared.queue.lock().frames.is_empty()
+        {
+            writer.close(why).await;
+            return writer;
         }
     }
 }

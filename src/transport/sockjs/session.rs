@@ -20,8 +20,8 @@ use tokio::sync::{Notify, mpsc};
 
 use super::frame::{self, CloseReason};
 use crate::transport::admission::{Refusal, Ticket};
-use crate::transport::connection::writer::TransportWriter;
-use crate::transport::connection::{Transport, TransportClosed, TransportReader};
+use crate::transport::connection::writer::{Closing, TransportWriter};
+use crate::transport::connection::{ReceiveEnd, Transport, TransportClosed, TransportReader};
 
 /// Messages a client may send ahead of its application.
 const INCOMING_BACKLOG: usize = 256;
@@ -294,8 +294,8 @@ impl Transport for Channel {
 }
 
 impl TransportReader for mpsc::Receiver<String> {
-    async fn receive(&mut self) -> Option<Bytes> {
-        self.recv().await.map(Bytes::from)
+    async fn receive(&mut self) -> Result<Bytes, ReceiveEnd> {
+        self.recv().await.map(Bytes::from).ok_or(ReceiveEnd::Closed)
     }
 }
 
@@ -315,7 +315,7 @@ impl TransportWriter for Arc<Session> {
         Ok(())
     }
 
-    async fn close(&mut self) {
+    async fn close(&mut self, _why: Closing) {
         Session::close(self, frame::GO_AWAY);
     }
 }
