@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
+use ipnet::IpNet;
 use stomp_parser::Limits;
 
 use crate::dispatch::offline::OfflineLimits;
@@ -17,6 +18,7 @@ use crate::relay::Settings;
 use crate::session::SessionSettings;
 use crate::session::connect::HeartBeatBounds;
 use crate::transport::connection::ConnectionSettings;
+use crate::transport::forwarded::parse_network;
 
 /// What `stomp-relay --help` shows. Parsed once in `main`, then resolved into
 /// a [`Config`].
@@ -183,13 +185,19 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
 
-    /// TCP connections one client address may hold (0: no limit).
-    #[arg(
-        long,
-        env = "STOMP_RELAY_MAX_CONNECTIONS_PER_IP",
-        default_value_t = 1_000
-    )]
+    /// TCP connections one client address may hold (0: no limit, the
+    /// default). Behind a load balancer every client arrives from its
+    /// address: name it in --trusted-proxies, so that this limit counts
+    /// the forwarded client addresses instead.
+    #[arg(long, env = "STOMP_RELAY_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: usize,
+
+    /// Proxies and load balancers (addresses or networks, comma-separated)
+    /// whose Forwarded or X-Forwarded-For headers name the client: the
+    /// per-address limits, the HTTP API's loopback rule and the logs then
+    /// use the client's address. Anyone else's such headers are ignored.
+    #[arg(long, env = "STOMP_RELAY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<IpNet>,
 
     /// STOMP frames a session may send per second, in bursts of as many;
     /// past it the session gets an ERROR and is closed (0: no limit, as in
@@ -395,6 +403,7 @@ pub struct Config {
     pub http2: bool,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub trusted_proxies: Vec<IpNet>,
     pub max_frames_per_second: u32,
     pub allowed_origins: Vec<String>,
     pub limits: Limits,
@@ -468,6 +477,7 @@ impl From<Cli> for Config {
             second_login: cli.second_login,
             max_connections: cli.max_connections,
             max_connections_per_ip: cli.max_connections_per_ip,
+            trusted_proxies: cli.trusted_proxies,
             http2: cli.http2,
             max_frames_per_second: cli.max_frames_per_second,
             limits: Limits {

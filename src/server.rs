@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,7 +34,8 @@ use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::{Relay, Security};
 use crate::shutdown;
-use crate::transport::admission::{self, Admission, Refusal};
+use crate::transport::admission::{self, Admission, Refusal, refused};
+use crate::transport::forwarded::TrustedProxies;
 use crate::transport::http_api::{ApiAccess, PeerAddr};
 use crate::transport::routes;
 
@@ -194,6 +196,7 @@ impl BoundServer {
             self.config.max_connections,
             self.config.max_connections_per_ip,
         );
+        let proxies = TrustedProxies::new(&self.config.trusted_proxies);
         tokio::pin!(stop);
         let broker = self.relay.broker.clone();
         let lost = broker.lost();
@@ -216,7 +219,12 @@ impl BoundServer {
                     break Stopped::BrokerLost(reason);
                 }
             };
-            let ticket = match admission.admit(peer.ip()) {
+            let admitted = if proxies.trusts(peer.ip()) {
+                admission.admit_proxy()
+            } else {
+                admission.admit(peer.ip())
+            };
+            let ticket = match admitted {
                 Ok(ticket) => Arc::new(ticket),
                 Err(refusal) => {
                     tracing::debug!(%peer, %refusal, "connection turned away");
@@ -227,12 +235,29 @@ impl BoundServer {
             };
             let routes = routes.clone();
             let request_ticket = ticket.clone();
+            let (proxies, admission) = (proxies.clone(), admission.clone());
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(PeerAddr(peer));
+                // Through a trusted proxy, the request counts, and is
+                // logged, for the client it was forwarded for.
+                let client = proxies.client_of(peer.ip(), request.headers());
+                if client != peer.ip() {
+                    match admission.admit_forwarded(client) {
+                        Ok(forwarded) => {
+                            request.extensions_mut().insert(Arc::new(forwarded));
+                        }
+                        Err(refusal) => {
+                            tracing::debug!(%peer, %client, %refusal, "forwarded request turned away");
+                            return Either::Left(std::future::ready(Ok(refused(refusal))));
+                        }
+                    }
+                }
+                request
+                    .extensions_mut()
+                    .insert(PeerAddr(SocketAddr::new(client, peer.port())));
                 // An upgraded connection outlives this HTTP connection: its
                 // task keeps the place (see websocket::accept).
                 request.extensions_mut().insert(request_ticket.clone());
-                routes.clone().call(request)
+                Either::Right(routes.clone().call(request))
             });
             let http = http.clone();
             let watcher = connections.watcher();

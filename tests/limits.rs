@@ -209,3 +209,76 @@ async fn a_websocket_message_over_the_limit_gets_an_error_then_close_1009() {
     }
     bystander.publish("/topic/y", "others are served").await;
 }
+
+/// Opens a WebSocket as if forwarded for `client` by a proxy; the HTTP
+/// status it was refused with, if it was.
+async fn open_forwarded(
+    relay: &TestRelay,
+    client: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    u16,
+> {
+    let mut request = relay.ws_url().into_client_request().expect("a request");
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", client.parse().expect("a header"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_count_each_forwarded_client() {
+    let relay = TestRelay::start_with(
+        Mode::Embedded,
+        &[
+            "--max-connections-per-ip",
+            "1",
+            "--trusted-proxies",
+            "127.0.0.1",
+        ],
+    );
+    let first = open_forwarded(&relay, "203.0.113.1")
+        .await
+        .expect("admitted");
+    let _second = open_forwarded(&relay, "203.0.113.2")
+        .await
+        .expect("admitted");
+    assert_eq!(open_forwarded(&relay, "203.0.113.1").await.err(), Some(503));
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(socket) = open_forwarded(&relay, "203.0.113.1").await {
+            again = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a freed place is given again");
+    // The API's loopback rule is for the forwarded client, not the proxy.
+    let forwarded = [("x-forwarded-for", "203.0.113.9")];
+    let api = support::http(&relay, "GET", "/api/v1/users", &forwarded, "").await;
+    assert_eq!(api.status, 401);
+    let local = support::http(&relay, "GET", "/api/v1/users", &[], "").await;
+    assert_eq!(local.status, 200);
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_anyone_else_are_ignored() {
+    let relay = TestRelay::start_with(Mode::Embedded, &["--max-connections-per-ip", "1"]);
+    let _first = open_forwarded(&relay, "203.0.113.1")
+        .await
+        .expect("admitted");
+    assert_eq!(open_forwarded(&relay, "203.0.113.2").await.err(), Some(503));
+    // And with no limit set, none applies: it is off by default.
+    let relay = TestRelay::start(Mode::Embedded);
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        open.push(StompClient::connect(&relay, None).await);
+    }
+}

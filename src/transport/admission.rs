@@ -1,8 +1,11 @@
 //! Which TCP connections the node lets in: at most so many in all and so
 //! many from one address (`--max-connections`, `--max-connections-per-ip`),
 //! so that one client, or a crowd, cannot take every socket of the node.
-//! A connection past a limit is answered with a 503 and closed. And which
-//! pages may open sessions (`--allowed-origins`): others get a 403.
+//! A connection past a limit is answered with a 503 and closed. A trusted
+//! proxy's connections count in all only: each request through it counts
+//! for the client it was forwarded for instead, while it lasts (an upgraded
+//! WebSocket, for its session). And which pages may open sessions
+//! (`--allowed-origins`): others get a 403.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,8 +42,16 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct Ticket {
     admission: Arc<Admission>,
-    address: IpAddr,
+    /// Counted in all.
+    total: bool,
+    /// Counted for this address.
+    address: Option<IpAddr>,
 }
+
+/// The place of the client a trusted proxy forwarded a request for, held
+/// beside the proxy connection's [`Ticket`].
+#[derive(Debug)]
+pub struct ForwardedTicket(pub Ticket);
 
 impl Admission {
     pub fn new(max_total: usize, max_per_address: usize) -> Arc<Admission> {
@@ -59,18 +70,38 @@ impl Admission {
 
     /// A place for a connection from `address`, if the limits allow one.
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Ticket, Refusal> {
+        self.take(true, Some(address))
+    }
+
+    /// A place for a trusted proxy's connection: in all only, since every
+    /// client behind it shares its address.
+    pub fn admit_proxy(self: &Arc<Self>) -> Result<Ticket, Refusal> {
+        self.take(true, None)
+    }
+
+    /// A place for the client a trusted proxy forwarded a request for.
+    pub fn admit_forwarded(self: &Arc<Self>, client: IpAddr) -> Result<ForwardedTicket, Refusal> {
+        self.take(false, Some(client)).map(ForwardedTicket)
+    }
+
+    fn take(self: &Arc<Self>, total: bool, address: Option<IpAddr>) -> Result<Ticket, Refusal> {
         let mut open = self.open();
-        if self.max_total != 0 && open.total >= self.max_total {
+        if total && self.max_total != 0 && open.total >= self.max_total {
             return Err(Refusal::Total);
         }
-        let from_address = open.by_address.get(&address).copied().unwrap_or(0);
-        if self.max_per_address != 0 && from_address >= self.max_per_address {
-            return Err(Refusal::PerAddress);
+        if let Some(address) = address {
+            let from_address = open.by_address.get(&address).copied().unwrap_or(0);
+            if self.max_per_address != 0 && from_address >= self.max_per_address {
+                return Err(Refusal::PerAddress);
+            }
+            open.by_address.insert(address, from_address + 1);
         }
-        open.total += 1;
-        open.by_address.insert(address, from_address + 1);
+        if total {
+            open.total += 1;
+        }
         Ok(Ticket {
             admission: self.clone(),
+            total,
             address,
         })
     }
@@ -79,14 +110,28 @@ impl Admission {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut open = self.admission.open();
-        open.total = open.total.saturating_sub(1);
-        if let Some(count) = open.by_address.get_mut(&self.address) {
+        if self.total {
+            open.total = open.total.saturating_sub(1);
+        }
+        if let Some(address) = &self.address
+            && let Some(count) = open.by_address.get_mut(address)
+        {
             *count -= 1;
             if *count == 0 {
-                open.by_address.remove(&self.address);
+                open.by_address.remove(address);
             }
         }
     }
+}
+
+/// The answer to a request turned away (one a proxy forwarded).
+pub fn refused(refusal: Refusal) -> Response {
+    let mut response = Response::new(full(format!("{refusal}\n")));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    response
 }
 
 /// The whole answer to a connection turned away.
@@ -172,5 +217,25 @@ mod tests {
         drop(first);
         assert!(admission.admit(a).is_ok());
         assert!(Admission::new(0, 0).admit(a).is_ok(), "0 is no limit");
+    }
+
+    #[test]
+    fn a_proxy_counts_in_all_and_its_clients_each_for_their_own_address() {
+        let (proxy, client): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "203.0.113.9".parse().unwrap());
+        let admission = Admission::new(3, 1);
+        let first = admission.admit_proxy().unwrap();
+        let _second = admission.admit_proxy().unwrap();
+        let forwarded = admission.admit_forwarded(client).unwrap();
+        assert_eq!(
+            admission.admit_forwarded(client).unwrap_err(),
+            Refusal::PerAddress
+        );
+        assert!(
+            admission.admit(proxy).is_ok(),
+            "forwarded clients are not in the total"
+        );
+        drop((first, forwarded));
+        assert!(admission.admit_forwarded(client).is_ok());
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod connection;
+pub mod forwarded;
 pub mod http_api;
 pub mod routes;
 pub mod sockjs;

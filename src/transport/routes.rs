@@ -33,7 +33,7 @@ use warp::filters::BoxedFilter;
 use warp::filters::path::FullPath;
 use warp::{Filter, Rejection, Reply};
 
-use super::admission::{AllowedOrigins, Ticket};
+use super::admission::{AllowedOrigins, ForwardedTicket, Ticket};
 use super::http_api::{self, ApiAccess, PeerAddr};
 use super::sockjs::{Application, EndpointSettings, SockJsEndpoint};
 use super::web_demo::WebDemo;
@@ -268,6 +268,7 @@ fn whole_request() -> impl Filter<Extract = (http::Request<RequestBody>,), Error
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<PeerAddr>())
         .and(warp::ext::optional::<Arc<Ticket>>())
+        .and(warp::ext::optional::<Arc<ForwardedTicket>>())
         .and(warp::ext::optional::<OnUpgrade>())
         .and(warp::body::stream().map(request_body))
         .and_then(
@@ -277,6 +278,7 @@ fn whole_request() -> impl Filter<Extract = (http::Request<RequestBody>,), Error
              headers: HeaderMap,
              peer: Option<PeerAddr>,
              ticket: Option<Arc<Ticket>>,
+             forwarded: Option<Arc<ForwardedTicket>>,
              upgrade: Option<OnUpgrade>,
              body: RequestBody| async move {
                 let uri = match query {
@@ -296,6 +298,9 @@ fn whole_request() -> impl Filter<Extract = (http::Request<RequestBody>,), Error
                 }
                 if let Some(ticket) = ticket {
                     extensions.insert(ticket);
+                }
+                if let Some(forwarded) = forwarded {
+                    extensions.insert(forwarded);
                 }
                 if let Some(upgrade) = upgrade {
                     extensions.insert(upgrade);

@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::admission::Ticket;
+use super::admission::{ForwardedTicket, Ticket};
 use super::{Response, query_parameter};
 
 use super::connection::writer::{Closing, TransportWriter};
@@ -136,6 +136,7 @@ where
     let accept = derive_accept_key(key.as_bytes());
     // The connection keeps its place among the node's connections.
     let ticket = request.extensions().get::<Arc<Ticket>>().cloned();
+    let forwarded = request.extensions().get::<Arc<ForwardedTicket>>().cloned();
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BATCH)
@@ -153,7 +154,7 @@ where
                 )
                 .await;
                 serve(socket).await;
-                drop(ticket);
+                drop((ticket, forwarded));
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }

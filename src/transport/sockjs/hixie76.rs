@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::FrameSocket;
-use crate::transport::admission::Ticket;
+use crate::transport::admission::{ForwardedTicket, Ticket};
 use crate::transport::{Response, full};
 
 /// Whether a WebSocket request is a hixie-76 one.
@@ -70,6 +70,7 @@ where
         .to_owned();
     let location = format!("ws://{host}{}", request.uri().path());
     let ticket = request.extensions().get::<Arc<Ticket>>().cloned();
+    let forwarded = request.extensions().get::<Arc<ForwardedTicket>>().cloned();
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -89,7 +90,7 @@ where
             received: Vec::new(),
         })
         .await;
-        drop(ticket);
+        drop((ticket, forwarded));
     });
 
     let mut response = Response::new(full(bytes::Bytes::new()));
