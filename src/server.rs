@@ -29,6 +29,7 @@ use crate::broker::amqp::{AmqpBroker, AmqpSettings, UserKeyBinding};
 use crate::broker::{BrokerError, SessionId};
 use crate::config::{AuthConfig, AuthMode, Config, Mode, Routing};
 use crate::dispatch::offline::redis::RedisOfflineStore;
+use crate::error::Chain;
 use crate::metrics::Metrics;
 use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
@@ -58,6 +59,8 @@ pub enum ServerError {
     Registry(#[from] RegistryError),
     #[error("authentication: {0}")]
     Auth(#[from] AuthSetupError),
+    #[error("{what}: {reason}")]
+    Url { what: &'static str, reason: String },
 }
 
 /// A node whose listener is bound but which serves nothing yet. Binding
@@ -109,7 +112,22 @@ impl BoundServer {
                     },
                     ..AmqpSettings::default()
                 };
-                let broker = AmqpBroker::connect(amqp_url, &node_id, amqp_settings).await?;
+                // A mistyped URL is said at once; an unreachable broker is
+                // waited for.
+                amqp_url
+                    .parse::<lapin::uri::AMQPUri>()
+                    .map_err(|reason| ServerError::Url {
+                        what: "--amqp-url",
+                        reason,
+                    })?;
+                redis::Client::open(redis_url.as_str()).map_err(|error| ServerError::Url {
+                    what: "--redis-url",
+                    reason: error.to_string(),
+                })?;
+                let broker = until_reachable("RabbitMQ", || {
+                    AmqpBroker::connect(amqp_url, &node_id, amqp_settings)
+                })
+                .await;
                 let liveness = NodeLiveness {
                     node: node_id.clone(),
                     address: listener
@@ -118,8 +136,10 @@ impl BoundServer {
                         .unwrap_or_default(),
                     ttl: config.node_ttl,
                 };
-                let registry =
-                    RedisRegistry::connect(redis_url, &config.redis_prefix, liveness).await?;
+                let registry = until_reachable("Redis", || {
+                    RedisRegistry::connect(redis_url, &config.redis_prefix, liveness.clone())
+                })
+                .await;
                 let offline = RedisOfflineStore::new(
                     registry.connection(),
                     &config.redis_prefix,
@@ -342,6 +362,38 @@ async fn opening(stream: &tokio::net::TcpStream, patience: Duration) -> Opening 
     })
     .await
     .unwrap_or(Opening::None)
+}
+
+/// The first wait before trying a service again at start, and the longest.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LONGEST_RETRY: Duration = Duration::from_secs(30);
+
+/// What `attempt` gives, once it gives it: a node started before RabbitMQ
+/// or Redis waits for them rather than exit. The waits double from
+/// [`FIRST_RETRY`] to [`LONGEST_RETRY`], each made 50 to 150% as long at
+/// random, so that nodes started together do not knock together.
+async fn until_reachable<T, E, F, Fut>(service: &'static str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::error::Error + 'static,
+{
+    let mut wait = FIRST_RETRY;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(error) => {
+                let jittered = wait.mul_f64(0.5 + fastrand::f64());
+                tracing::warn!(
+                    error = %Chain(&error),
+                    retry_in = ?jittered,
+                    "waiting for {service}: not reachable yet"
+                );
+                tokio::time::sleep(jittered).await;
+                wait = (wait * 2).min(LONGEST_RETRY);
+            }
+        }
+    }
 }
 
 /// How this node checks logins, from `--auth` and its files.
