@@ -74,3 +74,91 @@ async fn a_node_started_before_rabbitmq_and_redis_waits_for_them() {
     node.kill();
     support::delete_redis_keys(&prefix).await;
 }
+
+/// A Redis server of the test's own, on its own port, keeping nothing on
+/// disk: restarting it empties it, as a restart of the shared one would.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnRedis { port, child }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// How many sessions `/api/v1/users/{user}/sessions` lists, or the status
+/// it answered instead.
+async fn sessions_of(node: &NodeProcess, user: &str) -> Result<usize, u16> {
+    let path = format!("/api/v1/users/{user}/sessions");
+    let answer = support::http(node, "GET", &path, &[], "").await;
+    if answer.status != 200 {
+        return Err(answer.status);
+    }
+    Ok(answer.json()["sessions"].as_array().map_or(0, Vec::len))
+}
+
+#[tokio::test]
+async fn after_redis_restarts_empty_the_node_registers_its_sessions_again() {
+    let mut redis = OwnRedis::start(free_port());
+    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
+    let node = {
+        let redis_url = redis_url.clone();
+        tokio::task::spawn_blocking(move || {
+            NodeProcess::start(
+                "redis-restart",
+                &["--amqp-url", support::AMQP_URL, "--redis-url", &redis_url],
+            )
+        })
+        .await
+        .expect("the node starts")
+    };
+    let mut alice = StompClient::connect(&node, Some("alice")).await;
+    alice.subscribe("n", "/user/queue/n", "auto").await;
+    assert_eq!(sessions_of(&node, "alice").await, Ok(1));
+
+    redis.stop();
+    // While Redis is away, a message for alice is refused, not lost.
+    let body = r#"{"destination": "n", "body": "during"}"#;
+    let json = [("content-type", "application/json")];
+    let refused = support::http(&node, "POST", "/api/v1/users/alice/messages", &json, body).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+
+    let redis = OwnRedis::start(redis.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sessions_of(&node, "alice").await != Ok(1) {
+        assert!(
+            Instant::now() < deadline,
+            "alice's session was not registered again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = r#"{"destination": "n", "body": "after"}"#;
+    let sent = support::http(&node, "POST", "/api/v1/users/alice/messages", &json, body).await;
+    assert_eq!(sent.json()["sessions"], 1, "{}", sent.body);
+    assert_eq!(alice.recv_body().await, "after");
+    drop(redis);
+}

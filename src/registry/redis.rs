@@ -18,7 +18,6 @@
 //! atomic, so the same code works on Redis Cluster.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,7 +47,9 @@ pub struct RedisRegistry {
     redis: ConnectionManager,
     prefix: Arc<str>,
     liveness: Arc<NodeLiveness>,
-    sessions: Arc<AtomicUsize>,
+    /// This node's registered sessions, written again whenever Redis is
+    /// found to have lost them (a restart: it may keep nothing on disk).
+    registered: Arc<Mutex<HashMap<SessionId, SessionRecord>>>,
     started_at: u64,
     /// Sessions of this node that others asked to end, until the server
     /// takes them.
@@ -56,6 +57,9 @@ pub struct RedisRegistry {
     /// Other nodes found alive, and when.
     seen_alive: Arc<Mutex<HashMap<String, Instant>>>,
 }
+
+/// How soon a node tries Redis again after a heartbeat failed.
+const RETRY_BEAT: Duration = Duration::from_millis(500);
 
 /// Another node found alive is remembered as alive for this fraction of the
 /// node TTL (1 s of the default 15 s).
@@ -99,7 +103,7 @@ impl RedisRegistry {
             redis,
             prefix: Arc::from(prefix),
             liveness: Arc::new(liveness),
-            sessions: Arc::new(AtomicUsize::new(0)),
+            registered: Arc::default(),
             started_at: super::unix_millis(),
             evictions: Arc::new(Mutex::new(Some(evictions))),
             seen_alive: Arc::default(),
@@ -136,45 +140,85 @@ impl RedisRegistry {
         format!("{}session:{session}", self.prefix)
     }
 
-    /// Refreshes this node's key.
+    /// Refreshes this node's key. Had Redis lost it (restarted empty, or
+    /// the node stalled past its TTL and others swept its sessions), the
+    /// node's sessions are written again at once.
     async fn heartbeat(&self) -> Result<(), RegistryError> {
+        let records: Vec<SessionRecord> = lock(&self.registered).values().cloned().collect();
         let value = serde_json::json!({
             "address": self.liveness.address,
             "started_at": self.started_at,
-            "sessions": self.sessions.load(Ordering::Relaxed),
+            "sessions": records.len(),
         })
         .to_string();
         let mut redis = self.redis.clone();
         let ttl = self.liveness.ttl.as_millis().max(1) as u64;
-        redis::cmd("SET")
+        let before: Option<String> = redis::cmd("SET")
             .arg(self.node_key(&self.liveness.node))
             .arg(value)
             .arg("PX")
             .arg(ttl)
-            .query_async::<()>(&mut redis)
+            .arg("GET")
+            .query_async(&mut redis)
             .await
-            .map_err(unavailable("refresh this node's key"))
+            .map_err(unavailable("refresh this node's key"))?;
+        if before.is_none() && !records.is_empty() {
+            let mut pipe = redis::pipe();
+            for record in &records {
+                self.write_session(&mut pipe, record);
+            }
+            pipe.query_async::<()>(&mut redis)
+                .await
+                .map_err(unavailable("register this node's sessions again"))?;
+            tracing::warn!(
+                sessions = records.len(),
+                "Redis had lost this node's key: its sessions are registered again"
+            );
+        }
+        Ok(())
     }
 
-    /// Heartbeat three times per TTL; sweep dead nodes' sessions every few
-    /// TTLs. Stops when the last handle of the registry is dropped.
+    /// Adds one session's keys to `pipe`.
+    fn write_session(&self, pipe: &mut redis::Pipeline, record: &SessionRecord) {
+        let session = record.session.to_string();
+        pipe.hset(self.user_key(&record.user), &session, &record.node)
+            .ignore();
+        pipe.hset_multiple(
+            self.session_key(&session),
+            &[
+                ("user", record.user.clone()),
+                ("node", record.node.clone()),
+                ("connected-at", record.connected_at.to_string()),
+            ],
+        )
+        .ignore();
+    }
+
+    /// Heartbeat three times per TTL, and every half second while Redis does
+    /// not answer, so that it gets this node's sessions back as soon as it
+    /// does; sweep dead nodes' sessions every few TTLs. Stops when the last
+    /// handle of the registry is dropped.
     async fn keep_alive(self) {
-        let mut beat = tokio::time::interval(self.liveness.ttl / 3);
+        let every = self.liveness.ttl / 3;
         let mut beats: u64 = 0;
         loop {
-            beat.tick().await;
             if Arc::strong_count(&self.liveness) == 1 {
                 return;
             }
-            if let Err(error) = self.heartbeat().await {
-                tracing::warn!(error = %Chain(&error), "cannot refresh this node's key in Redis");
-            }
+            let pause = match self.heartbeat().await {
+                Ok(()) => every,
+                Err(error) => {
+                    tracing::warn!(error = %Chain(&error), "cannot refresh this node's key in Redis");
+                    RETRY_BEAT.min(every)
+                }
+            };
             beats += 1;
             if beats.is_multiple_of(9)
                 && let Err(error) = self.sweep().await
             {
                 tracing::warn!(error = %Chain(&error), "the registry janitor failed");
             }
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -361,27 +405,19 @@ type SessionOwner = (Option<String>, Option<String>, Option<u64>);
 #[async_trait]
 impl Registry for RedisRegistry {
     async fn register(&self, record: &SessionRecord) -> Result<(), RegistryError> {
-        let session = record.session.to_string();
         let mut pipe = redis::pipe();
-        pipe.hset(self.user_key(&record.user), &session, &record.node)
-            .ignore();
-        pipe.hset_multiple(
-            self.session_key(&session),
-            &[
-                ("user", record.user.clone()),
-                ("node", record.node.clone()),
-                ("connected-at", record.connected_at.to_string()),
-            ],
-        )
-        .ignore();
+        self.write_session(&mut pipe, record);
         pipe.query_async::<()>(&mut self.redis.clone())
             .await
             .map_err(unavailable("register a session"))?;
-        self.sessions.fetch_add(1, Ordering::Relaxed);
+        lock(&self.registered).insert(record.session, record.clone());
         Ok(())
     }
 
     async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+        // Forgotten here whatever Redis answers, so that a recovery does
+        // not bring it back.
+        lock(&self.registered).remove(&record.session);
         let session = record.session.to_string();
         let mut pipe = redis::pipe();
         pipe.hdel(self.user_key(&record.user), &session).ignore();
@@ -389,7 +425,6 @@ impl Registry for RedisRegistry {
         pipe.query_async::<()>(&mut self.redis.clone())
             .await
             .map_err(unavailable("unregister a session"))?;
-        self.sessions.fetch_sub(1, Ordering::Relaxed);
         Ok(())
     }
 
