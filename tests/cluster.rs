@@ -37,6 +37,27 @@ async fn publish_topic(
     publish_mandatory(channel, "amq.topic", key, body, properties).await
 }
 
+/// The body of the next message on `queue`, taken with `basic.get`.
+async fn next_body(channel: &Channel, queue: &str) -> Vec<u8> {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let got = channel
+                .basic_get(
+                    queue.into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await
+                .expect("basic.get");
+            if let Some(message) = got {
+                return message.delivery.data;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("a message on {queue} within {PATIENCE:?}"))
+}
+
 fn unique(name: &str) -> String {
     format!("{name}.{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
@@ -131,24 +152,7 @@ async fn a_stomp_reply_reaches_the_queue_an_amqp_requester_named() {
     let reply_to = asked.get("reply-to").expect("a reply-to").to_owned();
     assert_eq!(reply_to, format!("/reply-queue/{replies}"));
     service.publish(&reply_to, "pong").await;
-    let reply = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let got = channel
-                .basic_get(
-                    replies.as_str().into(),
-                    lapin::options::BasicGetOptions { no_ack: true },
-                )
-                .await
-                .expect("basic.get");
-            if let Some(message) = got {
-                return message.delivery.data;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the reply arrives");
-    assert_eq!(reply, b"pong");
+    assert_eq!(next_body(&channel, &replies).await, b"pong");
 }
 
 #[tokio::test]
@@ -949,7 +953,6 @@ async fn pipelined_mandatory_publishes_each_learn_whether_they_were_routed() {
 
 #[tokio::test]
 async fn a_nack_without_requeue_dead_letters_where_the_queue_says() {
-    use lapin::options::BasicGetOptions;
     let relay = TestRelay::start(Mode::Cluster);
     let (source, dead) = (unique("dlx-source"), unique("dlx-dead"));
     let (_connection, channel) = amqp().await;
@@ -987,21 +990,7 @@ async fn a_nack_without_requeue_dead_letters_where_the_queue_says() {
                 .header("requeue", "false"),
         )
         .await;
-    let dead_lettered = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let got = channel
-                .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: true })
-                .await
-                .expect("basic.get");
-            if let Some(message) = got {
-                return message.delivery.data;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the message is dead-lettered");
-    assert_eq!(dead_lettered, b"unwanted");
+    assert_eq!(next_body(&channel, &dead).await, b"unwanted");
     client.expect_nothing().await;
     support::delete_queues(&[source, dead]).await;
 }
