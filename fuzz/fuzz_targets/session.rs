@@ -16,9 +16,11 @@ use stomp_relay::auth::acl::Acl;
 use stomp_relay::dispatch::offline::OfflineLimits;
 use stomp_relay::relay::{Relay, Security, Settings};
 use stomp_relay::session::SessionSettings;
-use stomp_relay::transport::connection::writer::TransportWriter;
-use stomp_relay::transport::connection::{self, Transport, TransportClosed, TransportReader};
 use stomp_relay::shutdown::{self, Shutdown, ShutdownTrigger};
+use stomp_relay::transport::connection::writer::{Closing, TransportWriter};
+use stomp_relay::transport::connection::{
+    self, ReceiveEnd, Transport, TransportClosed, TransportReader,
+};
 
 /// A CONNECT that inputs may start with, so that the fuzzer spends its time
 /// past the handshake as well as on it.
@@ -50,6 +52,8 @@ fn node() -> &'static Node {
             let offline = OfflineLimits {
                 max_messages: 4,
                 ttl: std::time::Duration::from_secs(1),
+                max_node_messages: 64,
+                max_node_bytes: 64 * 1024,
             };
             // The defaults of an authenticated node, so that ACL decisions
             // (and wildcard deliveries judged by them) are exercised too.
@@ -89,10 +93,10 @@ impl Transport for Scripted {
 }
 
 impl TransportReader for Scripted {
-    async fn receive(&mut self) -> Option<Bytes> {
+    async fn receive(&mut self) -> Result<Bytes, ReceiveEnd> {
         // Deliveries queued by the previous frame get their turn.
         tokio::task::yield_now().await;
-        self.chunks.pop_front()
+        self.chunks.pop_front().ok_or(ReceiveEnd::Closed)
     }
 }
 
@@ -101,7 +105,7 @@ impl TransportWriter for Discard {
         Ok(())
     }
 
-    async fn close(&mut self) {}
+    async fn close(&mut self, _why: Closing) {}
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -119,7 +123,12 @@ fuzz_target!(|data: &[u8]| {
     let node = node();
     node.runtime.block_on(async {
         let transport = Scripted { chunks };
-        connection::serve(transport, node.relay.connections.clone(), node.shutdown.clone()).await;
+        connection::serve(
+            transport,
+            node.relay.connections.clone(),
+            node.shutdown.clone(),
+        )
+        .await;
         assert_eq!(
             node.relay.metrics.connections.get(),
             0,
