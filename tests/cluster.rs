@@ -1115,3 +1115,54 @@ async fn quorum_and_stream_queues_are_declared_and_read_as_subscribers_ask() {
     assert_eq!(reader.recv_body().await, "second");
     support::delete_queues(&[quorum, stream]).await;
 }
+
+/// Rows of `rabbitmqctl list_{what}` with `columns`, tab-separated.
+fn rabbitmqctl_rows(what: &str, columns: &[&str]) -> Vec<String> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args([&format!("list_{what}"), "-q", "--no-table-headers"])
+        .args(columns)
+        .output()
+        .expect("rabbitmqctl runs (it comes with RabbitMQ)");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_node_queue_is_acknowledged_under_a_prefetch_so_that_lapin_buffers_little() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let queue = format!("stomp.node.test-{}", relay.id);
+    let consumers = rabbitmqctl_rows("consumers", &["queue_name", "ack_required", "prefetch_count"]);
+    let node = consumers
+        .iter()
+        .find(|row| row.starts_with(&format!("{queue}\t")))
+        .unwrap_or_else(|| panic!("no consumer of {queue} in {consumers:?}"));
+    assert_eq!(node, &format!("{queue}\ttrue\t4096"));
+    // Everything fanned out is acknowledged, whole batches and the rest.
+    let key = unique("acked");
+    let mut reader = StompClient::connect(&relay, None).await;
+    reader.subscribe("t", &format!("/topic/{key}"), "auto").await;
+    let mut sender = StompClient::connect(&relay, None).await;
+    for n in 0..300 {
+        sender
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", format!("/topic/{key}"))
+                    .body(n.to_string()),
+            )
+            .await;
+    }
+    for n in 0..300 {
+        assert_eq!(reader.recv_body().await, n.to_string());
+    }
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let queues = rabbitmqctl_rows("queues", &["name", "messages_unacknowledged"]);
+        if queues.contains(&format!("{queue}\t0")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{queues:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

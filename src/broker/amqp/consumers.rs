@@ -11,7 +11,7 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Consumer};
+use lapin::{Acker, Channel, Consumer};
 
 use super::acks::{Held, requeue};
 use super::connection::unavailable;
@@ -26,60 +26,97 @@ use crate::broker::destination::{
 use crate::broker::queue_options::StreamOffset;
 use crate::broker::router::{BindingKey, Subscriber};
 
+/// How many node-queue deliveries one acknowledgement covers, at most; a
+/// quiet moment acknowledges what came before it sooner.
+pub(super) const ACK_EVERY: usize = 256;
+const ACK_WHEN_QUIET: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Delivers the node queue's messages to this node's topic subscriptions
 /// and user destinations bound there, and messages to everyone to every
-/// user subscription of their name, holding those that await a client ack.
-/// Keeps `channel` open as long as it consumes.
+/// user subscription of their name, holding those that await a client ack
+/// (in the relay: RabbitMQ is acknowledged once a message is handed to the
+/// sessions). Keeps `channel` open as long as it consumes.
 pub(super) async fn fan_out_node_queue(
     inner: Weak<Inner>,
     mut consumer: Consumer,
     _channel: Channel,
 ) {
-    while let Some(Ok(delivery)) = consumer.next().await {
+    // The last delivery handed out and not yet acknowledged, and how many
+    // its acknowledgement will cover.
+    let mut pending: Option<(Acker, usize)> = None;
+    loop {
+        let next = match &pending {
+            None => Ok(consumer.next().await),
+            Some(_) => tokio::time::timeout(ACK_WHEN_QUIET, consumer.next()).await,
+        };
+        let delivery = match next {
+            Ok(Some(Ok(delivery))) => delivery,
+            Ok(_) => return,
+            Err(_quiet) => {
+                if let Some((acker, _)) = pending.take() {
+                    let _ = acker.ack(ack_all_before()).await;
+                }
+                continue;
+            }
+        };
         let Some(inner) = inner.upgrade() else {
             return;
         };
         let message = Arc::new(properties::from_amqp(&delivery.properties, delivery.data));
-        let router = lock(&inner.router);
-        let route = router.route(delivery.exchange.as_str(), delivery.routing_key.as_str());
-        let mut sessions = lock(&inner.sessions);
-        for &subscriber in &route.subscribers {
-            if let Some(state) = sessions.get_mut(&subscriber.session) {
+        let (exchange, routing_key) = (delivery.exchange.as_str(), delivery.routing_key.as_str());
+        fan_out_one(&inner, exchange, routing_key, message);
+        let covered = pending.as_ref().map_or(0, |(_, covered)| *covered) + 1;
+        if covered >= ACK_EVERY {
+            pending = None;
+            let _ = delivery.acker.ack(ack_all_before()).await;
+        } else {
+            pending = Some((delivery.acker, covered));
+        }
+    }
+}
+
+/// Hands one node-queue message to every subscription of this node it is
+/// for.
+fn fan_out_one(inner: &Inner, exchange: &str, routing_key: &str, message: Arc<Message>) {
+    let router = lock(&inner.router);
+    let route = router.route(exchange, routing_key);
+    let mut sessions = lock(&inner.sessions);
+    for &subscriber in &route.subscribers {
+        if let Some(state) = sessions.get_mut(&subscriber.session) {
+            state.hold_and_offer(
+                &subscriber.subscription,
+                subscriber.needs_ack,
+                route.destination_for(subscriber),
+                message.clone(),
+                false,
+                inner.settings.session_queue_length,
+            );
+        }
+    }
+    // With `--routing session` user subscriptions are bound in their
+    // session queue's router, not the node's.
+    if exchange == EVERYONE_EXCHANGE && inner.settings.user_keys == UserKeyBinding::SessionQueue {
+        for state in sessions.values_mut() {
+            let Some(queue) = &state.session_queue else {
+                continue;
+            };
+            for (subscriber, destination) in queue.router.targets(EVERYONE_EXCHANGE, routing_key) {
                 state.hold_and_offer(
                     &subscriber.subscription,
                     subscriber.needs_ack,
-                    route.destination_for(subscriber),
+                    destination,
                     message.clone(),
                     false,
                     inner.settings.session_queue_length,
                 );
             }
         }
-        // With `--routing session` user subscriptions are bound in their
-        // session queue's router, not the node's.
-        if delivery.exchange.as_str() == EVERYONE_EXCHANGE
-            && inner.settings.user_keys == UserKeyBinding::SessionQueue
-        {
-            for state in sessions.values_mut() {
-                let Some(queue) = &state.session_queue else {
-                    continue;
-                };
-                let targets = queue
-                    .router
-                    .targets(EVERYONE_EXCHANGE, delivery.routing_key.as_str());
-                for (subscriber, destination) in targets {
-                    state.hold_and_offer(
-                        &subscriber.subscription,
-                        subscriber.needs_ack,
-                        destination,
-                        message.clone(),
-                        false,
-                        inner.settings.session_queue_length,
-                    );
-                }
-            }
-        }
     }
+}
+
+/// One acknowledgement of a delivery and every earlier one of its channel.
+fn ack_all_before() -> BasicAckOptions {
+    BasicAckOptions { multiple: true }
 }
 
 /// Delivers a session queue's messages to the subscriptions of that session

@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::mpsc;
@@ -73,6 +73,10 @@ use topology::{
     Existing, KNOWN_EXCHANGES, declare_durable_exchange, exclusive_queue,
     receive_messages_to_everyone,
 };
+
+/// Node-queue messages RabbitMQ may have handed to this node before it
+/// acknowledges them; the fan-out acknowledges every [`consumers::ACK_EVERY`].
+const NODE_PREFETCH: u16 = 4096;
 
 /// Tunables of the AMQP broker.
 #[derive(Debug, Clone, Copy)]
@@ -218,14 +222,18 @@ impl AmqpBroker {
             receive_messages_to_everyone(&channel, &node_queue).await?;
         }
         let fan_out_channel = open_channel(&connection, false).await?;
+        // Acknowledged (in batches) under a prefetch, so that what the node
+        // has not fanned out yet waits in RabbitMQ, not in lapin's buffer,
+        // which has no bound of its own.
+        fan_out_channel
+            .basic_qos(NODE_PREFETCH, BasicQosOptions { global: false })
+            .await
+            .map_err(unavailable("set the node queue's prefetch count"))?;
         let node_consumer = fan_out_channel
             .basic_consume(
                 node_queue.as_str().into(),
                 format!("node.{node_id}").into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
+                BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
