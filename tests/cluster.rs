@@ -1133,7 +1133,10 @@ fn rabbitmqctl_rows(what: &str, columns: &[&str]) -> Vec<String> {
 async fn the_node_queue_is_acknowledged_under_a_prefetch_so_that_lapin_buffers_little() {
     let relay = TestRelay::start(Mode::Cluster);
     let queue = format!("stomp.node.test-{}", relay.id);
-    let consumers = rabbitmqctl_rows("consumers", &["queue_name", "ack_required", "prefetch_count"]);
+    let consumers = rabbitmqctl_rows(
+        "consumers",
+        &["queue_name", "ack_required", "prefetch_count"],
+    );
     let node = consumers
         .iter()
         .find(|row| row.starts_with(&format!("{queue}\t")))
@@ -1142,7 +1145,9 @@ async fn the_node_queue_is_acknowledged_under_a_prefetch_so_that_lapin_buffers_l
     // Everything fanned out is acknowledged, whole batches and the rest.
     let key = unique("acked");
     let mut reader = StompClient::connect(&relay, None).await;
-    reader.subscribe("t", &format!("/topic/{key}"), "auto").await;
+    reader
+        .subscribe("t", &format!("/topic/{key}"), "auto")
+        .await;
     let mut sender = StompClient::connect(&relay, None).await;
     for n in 0..300 {
         sender
