@@ -58,6 +58,22 @@ async fn next_body(channel: &Channel, queue: &str) -> Vec<u8> {
     .unwrap_or_else(|_| panic!("a message on {queue} within {PATIENCE:?}"))
 }
 
+/// Declares a queue of this connection only (`""`: named by RabbitMQ) and
+/// answers its name.
+async fn exclusive_queue(channel: &Channel, name: &str) -> String {
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(name.into(), exclusive, FieldTable::default())
+        .await
+        .expect("an exclusive queue")
+        .name()
+        .to_string()
+}
+
 fn unique(name: &str) -> String {
     format!("{name}.{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
@@ -128,19 +144,7 @@ async fn a_plain_amqp_publish_reaches_stomp_subscribers_with_its_headers() {
 async fn a_stomp_reply_reaches_the_queue_an_amqp_requester_named() {
     let relay = TestRelay::start(Mode::Cluster);
     let (_connection, channel) = amqp().await;
-    let replies = unique("replies");
-    channel
-        .queue_declare(
-            replies.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("a reply queue");
+    let replies = exclusive_queue(&channel, &unique("replies")).await;
     let key = unique("rpc");
     let mut service = StompClient::connect(&relay, None).await;
     service
@@ -160,21 +164,10 @@ async fn a_stomp_send_reaches_a_plain_amqp_consumer_with_its_headers() {
     let relay = TestRelay::start(Mode::Cluster);
     let key = unique("orders");
     let (_connection, channel) = amqp().await;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("a queue");
+    let queue = exclusive_queue(&channel, "").await;
     channel
         .queue_bind(
-            queue.name().clone(),
+            queue.as_str().into(),
             "amq.topic".into(),
             key.as_str().into(),
             QueueBindOptions::default(),
@@ -184,7 +177,7 @@ async fn a_stomp_send_reaches_a_plain_amqp_consumer_with_its_headers() {
         .expect("bound");
     let mut consumer = channel
         .basic_consume(
-            queue.name().clone(),
+            queue.as_str().into(),
             "test".into(),
             BasicConsumeOptions {
                 no_ack: true,
