@@ -31,7 +31,6 @@ use crate::config::{AuthConfig, AuthMode, Config, Mode, Routing};
 use crate::dispatch::offline::redis::RedisOfflineStore;
 use crate::error::Chain;
 use crate::metrics::Metrics;
-use crate::registry::RegistryError;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::{Relay, Security};
 use crate::shutdown;
@@ -55,8 +54,6 @@ pub enum ServerError {
     // The cause is the source, which the caller's report lists below.
     #[error("cannot use RabbitMQ")]
     Broker(#[from] BrokerError),
-    #[error("cannot use Redis")]
-    Registry(#[from] RegistryError),
     #[error("authentication: {0}")]
     Auth(#[from] AuthSetupError),
     #[error("{what}: {reason}")]

@@ -144,11 +144,11 @@ impl RedisRegistry {
     /// the node stalled past its TTL and others swept its sessions), the
     /// node's sessions are written again at once.
     async fn heartbeat(&self) -> Result<(), RegistryError> {
-        let records: Vec<SessionRecord> = lock(&self.registered).values().cloned().collect();
+        let sessions = lock(&self.registered).len();
         let value = serde_json::json!({
             "address": self.liveness.address,
             "started_at": self.started_at,
-            "sessions": records.len(),
+            "sessions": sessions,
         })
         .to_string();
         let mut redis = self.redis.clone();
@@ -162,7 +162,9 @@ impl RedisRegistry {
             .query_async(&mut redis)
             .await
             .map_err(unavailable("refresh this node's key"))?;
-        if before.is_none() && !records.is_empty() {
+        if before.is_none() && sessions > 0 {
+            // Copied only now, not on every heartbeat.
+            let records: Vec<SessionRecord> = lock(&self.registered).values().cloned().collect();
             let mut pipe = redis::pipe();
             for record in &records {
                 self.write_session(&mut pipe, record);

@@ -895,7 +895,6 @@ fn refuse_message_id(frame: &Frame) -> Result<(), SessionError> {
     }
 }
 
-/// True for a frame that a transaction holds until it ends.
 /// A durable subscription is found again by its `id`, so it must have one,
 /// whatever the version.
 fn refuse_durable_without_id(frame: &Frame) -> Result<(), SessionError> {
@@ -905,6 +904,7 @@ fn refuse_durable_without_id(frame: &Frame) -> Result<(), SessionError> {
     Ok(())
 }
 
+/// True for a frame that a transaction holds until it ends.
 fn held_in_transaction(frame: &Frame) -> bool {
     matches!(
         frame.command,
