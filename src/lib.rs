@@ -15,6 +15,7 @@ pub mod error;
 pub mod metrics;
 pub mod registry;
 pub mod relay;
+pub mod retry;
 pub mod server;
 pub mod session;
 pub mod shutdown;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use stomp_relay::config::{Cli, Config, LogFormat};
-use stomp_relay::server::{BoundServer, Stopped};
+use stomp_relay::server::BoundServer;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than the system allocator: the relay allocates many
@@ -23,15 +23,9 @@ async fn main() -> anyhow::Result<()> {
     // On a worker rather than the main thread: an accepted connection's
     // task then starts on the worker that accepted it, not on another
     // thread that must be woken for it.
-    let stopped = tokio::spawn(server.run(shutdown_signal()))
+    tokio::spawn(server.run(shutdown_signal()))
         .await
-        .context("the server stopped abnormally")?;
-    match stopped {
-        Stopped::Requested => Ok(()),
-        Stopped::BrokerLost(reason) => {
-            Err(anyhow::anyhow!("lost the connection to RabbitMQ: {reason}"))
-        }
-    }
+        .context("the server stopped abnormally")
 }
 
 fn init_logging(format: LogFormat) {

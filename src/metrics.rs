@@ -37,6 +37,11 @@ pub struct Metrics {
     pub offline_delivered: Counter,
     /// Kept messages dropped to stay within the store's bounds.
     pub offline_dropped: Counter,
+    /// 1 while the node's RabbitMQ connection is up with everything on it
+    /// restored, 0 while it is away (cluster mode).
+    pub broker_connected: Gauge,
+    /// Times the node connected to RabbitMQ again after losing it.
+    pub broker_reconnects: Counter,
 }
 
 impl Default for Metrics {
@@ -56,6 +61,8 @@ impl Default for Metrics {
             offline_kept: Counter::default(),
             offline_delivered: Counter::default(),
             offline_dropped: Counter::default(),
+            broker_connected: Gauge::default(),
+            broker_reconnects: Counter::default(),
         };
         registry.register(
             "connections",
@@ -116,6 +123,16 @@ impl Default for Metrics {
             "offline_dropped",
             "Kept messages dropped, oldest first, to stay within the per-user and node bounds (embedded mode)",
             metrics.offline_dropped.clone(),
+        );
+        registry.register(
+            "broker_connected",
+            "1 while the connection to RabbitMQ is up and restored, 0 while it is away",
+            metrics.broker_connected.clone(),
+        );
+        registry.register(
+            "broker_reconnects",
+            "Connections to RabbitMQ made again after one was lost",
+            metrics.broker_reconnects.clone(),
         );
         Metrics {
             registry: std::sync::Arc::new(registry),

@@ -25,7 +25,7 @@ use tower_service::Service;
 
 use crate::auth::acl::Acl;
 use crate::auth::{self, AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
-use crate::broker::amqp::{AmqpBroker, AmqpSettings, UserKeyBinding};
+use crate::broker::amqp::{AmqpBroker, AmqpSettings, LinkMetrics, UserKeyBinding};
 use crate::broker::{BrokerError, SessionId};
 use crate::config::{AuthConfig, AuthMode, Config, Mode, Routing};
 use crate::dispatch::offline::redis::RedisOfflineStore;
@@ -33,6 +33,7 @@ use crate::error::Chain;
 use crate::metrics::Metrics;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::{Relay, Security};
+use crate::retry;
 use crate::shutdown;
 use crate::transport::admission::{self, Admission, Refusal, refused};
 use crate::transport::forwarded::TrustedProxies;
@@ -121,8 +122,13 @@ impl BoundServer {
                     what: "--redis-url",
                     reason: error.to_string(),
                 })?;
+                let metrics = Metrics::default();
+                let link_metrics = LinkMetrics {
+                    connected: metrics.broker_connected.clone(),
+                    reconnects: metrics.broker_reconnects.clone(),
+                };
                 let broker = until_reachable("RabbitMQ", || {
-                    AmqpBroker::connect(amqp_url, &node_id, amqp_settings)
+                    AmqpBroker::connect(amqp_url, &node_id, amqp_settings, link_metrics.clone())
                 })
                 .await;
                 let liveness = NodeLiveness {
@@ -149,7 +155,7 @@ impl BoundServer {
                     Arc::new(offline),
                     config.relay_settings(),
                     security,
-                    Metrics::default(),
+                    metrics,
                 )
             }
         };
@@ -173,8 +179,7 @@ impl BoundServer {
     }
 
     /// Serves until `stop` completes, then shuts down gracefully.
-    /// Returns why it stopped.
-    pub async fn run(self, stop: impl Future<Output = ()>) -> Stopped {
+    pub async fn run(self, stop: impl Future<Output = ()>) {
         let Config {
             node_id,
             mode,
@@ -215,10 +220,7 @@ impl BoundServer {
         );
         let proxies = TrustedProxies::new(&self.config.trusted_proxies);
         tokio::pin!(stop);
-        let broker = self.relay.broker.clone();
-        let lost = broker.lost();
-        tokio::pin!(lost);
-        let stopped = loop {
+        loop {
             let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -230,11 +232,7 @@ impl BoundServer {
                         continue;
                     }
                 },
-                () = &mut stop => break Stopped::Requested,
-                reason = &mut lost => {
-                    tracing::error!(%reason, "lost the connection to RabbitMQ; stopping so that a supervisor can restart this node");
-                    break Stopped::BrokerLost(reason);
-                }
+                () = &mut stop => break,
             };
             let admitted = if proxies.trusts(peer.ip()) {
                 admission.admit_proxy()
@@ -297,7 +295,7 @@ impl BoundServer {
                 }
                 drop(ticket);
             });
-        };
+        }
 
         tracing::info!("shutting down: no new connections; telling connected clients");
         drop(self.listener);
@@ -317,7 +315,6 @@ impl BoundServer {
         self.relay.broker.shutdown().await;
         self.relay.registry.shutdown().await;
         tracing::info!("stomp-relay stopped");
-        stopped
     }
 }
 
@@ -361,33 +358,27 @@ async fn opening(stream: &tokio::net::TcpStream, patience: Duration) -> Opening 
     .unwrap_or(Opening::None)
 }
 
-/// The first wait before trying a service again at start, and the longest.
-const FIRST_RETRY: Duration = Duration::from_millis(500);
-const LONGEST_RETRY: Duration = Duration::from_secs(30);
-
 /// What `attempt` gives, once it gives it: a node started before RabbitMQ
-/// or Redis waits for them rather than exit. The waits double from
-/// [`FIRST_RETRY`] to [`LONGEST_RETRY`], each made 50 to 150% as long at
-/// random, so that nodes started together do not knock together.
+/// or Redis waits for them rather than exit, with [`retry::backoff`]'s
+/// waits between attempts.
 async fn until_reachable<T, E, F, Fut>(service: &'static str, mut attempt: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: std::error::Error + 'static,
 {
-    let mut wait = FIRST_RETRY;
+    let mut waits = retry::backoff();
     loop {
         match attempt().await {
             Ok(value) => return value,
             Err(error) => {
-                let jittered = wait.mul_f64(0.5 + fastrand::f64());
+                let wait = waits.next().unwrap_or(Duration::from_secs(30));
                 tracing::warn!(
                     error = %Chain(&error),
-                    retry_in = ?jittered,
+                    retry_in = ?wait,
                     "waiting for {service}: not reachable yet"
                 );
-                tokio::time::sleep(jittered).await;
-                wait = (wait * 2).min(LONGEST_RETRY);
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -474,15 +465,6 @@ async fn turn_away(mut stream: tokio::net::TcpStream, refusal: Refusal) {
         .write_all(&admission::refusal_response(refusal))
         .await;
     let _ = stream.shutdown().await;
-}
-
-/// Why a node stopped serving.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stopped {
-    /// SIGTERM, Ctrl-C, or the caller's stop signal.
-    Requested,
-    /// The broker became unusable.
-    BrokerLost(String),
 }
 
 /// Who may use the HTTP API, said once at start.

@@ -20,7 +20,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use redis::AsyncCommands;
 use stomp_parser::{Command, Frame, Headers};
-use stomp_relay::broker::amqp::{AmqpBroker, AmqpSettings};
+use stomp_relay::broker::amqp::{AmqpBroker, AmqpSettings, LinkMetrics};
 use stomp_relay::broker::{Broker, Message, OrderKey, PublishTarget};
 use support::{
     AMQP_URL, Mode, PATIENCE, REDIS_URL, StompClient, TestRelay, amqp, http, publish_mandatory,
@@ -641,30 +641,120 @@ async fn sessions_of_dead_nodes_are_skipped_and_swept() {
     assert!(keys.is_empty(), "left behind: {keys:?}");
 }
 
-#[tokio::test]
-async fn a_node_that_loses_rabbitmq_tells_its_clients_and_stops() {
-    let relay = TestRelay::start(Mode::Cluster);
-    let mut client = StompClient::connect(&relay, None).await;
-    // The node's AMQP connection carries its node id in its name.
-    let listed = std::process::Command::new("rabbitmqctl")
-        .args(["list_connections", "pid", "client_properties"])
-        .output()
-        .expect("rabbitmqctl runs where RabbitMQ does");
-    let listed = String::from_utf8_lossy(&listed.stdout);
+/// Closes the node's AMQP connection, as a broker restart or a network
+/// cut would, found by the node id its name carries.
+fn close_amqp_connection_of(relay: &TestRelay) {
     let node = format!("stomp-relay test-{}", relay.id);
-    let pid = listed
-        .lines()
-        .find(|line| line.contains(&node))
-        .and_then(|line| line.split_whitespace().next())
-        .expect("the node's connection is listed")
-        .to_owned();
+    let pid = rabbitmqctl_rows("connections", &["pid", "client_properties"])
+        .iter()
+        .find(|row| row.contains(&node))
+        .and_then(|row| row.split('\t').next().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no connection named {node:?}"));
     let closed = std::process::Command::new("rabbitmqctl")
         .args(["close_connection", &pid, "test: the broker goes away"])
         .output()
         .expect("rabbitmqctl runs");
     assert!(closed.status.success());
-    let error = client.expect_error_then_close().await;
-    assert_eq!(error.get("message"), Some("server shutting down"));
+}
+
+/// A counter or gauge of the node's `/metrics`.
+async fn metric(relay: &TestRelay, name: &str) -> Option<f64> {
+    let text = http(relay, "GET", "/metrics", &[], "").await.body;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn a_node_that_loses_rabbitmq_connects_again_and_its_clients_keep_receiving() {
+    rides_through_a_lost_connection(&[]).await;
+}
+
+#[tokio::test]
+async fn session_queues_are_made_again_after_a_lost_connection() {
+    rides_through_a_lost_connection(&["--routing", "session"]).await;
+}
+
+/// A node started with `flags` loses its connection to RabbitMQ while
+/// clients subscribe to a user destination, a topic, a queue (with a
+/// message awaiting its ACK) and an exchange.
+async fn rides_through_a_lost_connection(flags: &[&str]) {
+    let relay = TestRelay::start_with(Mode::Cluster, flags);
+    let user = unique("rider");
+    let topic = format!("/topic/{}", unique("ride"));
+    let queue = relay.queue("ride");
+    let mut rider = StompClient::connect(&relay, Some(&user)).await;
+    rider.subscribe("n", "/user/queue/n", "auto").await;
+    let mut reader = StompClient::connect(&relay, None).await;
+    reader.subscribe("t", &topic, "auto").await;
+    let mut worker = StompClient::connect(&relay, None).await;
+    worker.subscribe("q", &queue, "client-individual").await;
+    let exchange = format!("/exchange/amq.direct/{}", unique("ride"));
+    let mut listener = StompClient::connect(&relay, None).await;
+    listener.subscribe("x", &exchange, "auto").await;
+    let mut sender = StompClient::connect(&relay, None).await;
+    sender.publish(&queue, "unacknowledged").await;
+    let first = worker.recv().await;
+    assert_eq!(&first.body[..], b"unacknowledged");
+    assert_eq!(first.get("redelivered"), Some("false"));
+    assert_eq!(
+        metric(&relay, "stomp_relay_broker_connected").await,
+        Some(1.0)
+    );
+
+    close_amqp_connection_of(&relay);
+    // What awaited an ACK comes again, marked, once the consumer is back.
+    let again = worker.recv().await;
+    assert_eq!(&again.body[..], b"unacknowledged");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while metric(&relay, "stomp_relay_broker_reconnects_total").await != Some(1.0) {
+        assert!(std::time::Instant::now() < deadline, "no reconnect counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(&relay, "stomp_relay_broker_connected").await,
+        Some(1.0)
+    );
+    let ready = http(&relay, "GET", "/readyz", &[], "").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let dispatching = format!("stomp.dispatch\tdispatch.stomp.node.test-{}", relay.id);
+    let consumers = rabbitmqctl_rows("consumers", &["queue_name", "consumer_tag"]);
+    assert!(consumers.contains(&dispatching), "{consumers:?}");
+
+    // Every kind of subscription receives what is published after.
+    sender.publish(&topic, "topic after").await;
+    assert_eq!(reader.recv_body().await, "topic after");
+    sender.publish(&queue, "queue after").await;
+    assert_eq!(worker.recv_body().await, "queue after");
+    sender.publish(&exchange, "exchange after").await;
+    assert_eq!(listener.recv_body().await, "exchange after");
+    let json = [("content-type", "application/json")];
+    let body = r#"{"destination": "n", "body": "user after"}"#;
+    let path = format!("/api/v1/users/{user}/messages");
+    let sent = http(&relay, "POST", &path, &json, body).await;
+    assert_eq!(sent.json()["sessions"], 1, "{}", sent.body);
+    assert_eq!(rider.recv_body().await, "user after");
+    // A user subscription made after the reconnect is bound too.
+    rider.subscribe("m", "/user/queue/m", "auto").await;
+    sender
+        .publish(&format!("/user/{user}/queue/m"), "new binding")
+        .await;
+    assert_eq!(rider.recv_body().await, "new binding");
+}
+
+#[tokio::test]
+async fn a_subscription_whose_queue_is_deleted_ends_with_rabbitmqs_error() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let queue = relay.queue("deleted");
+    let mut worker = StompClient::connect(&relay, None).await;
+    worker.subscribe("q", &queue, "auto").await;
+    let name = queue.trim_start_matches("/queue/").to_owned();
+    support::delete_queues(&[name]).await;
+    let error = worker.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("Server cancelled subscription"));
+    assert_eq!(error.get("subscription"), Some("q"));
+    let body = String::from_utf8_lossy(&error.body).into_owned();
+    assert!(body.contains(&queue), "{body}");
 }
 
 #[tokio::test]
@@ -761,9 +851,14 @@ async fn a_login_on_another_node_replaces_the_older_session() {
 /// An AMQP broker of its own, for tests that drive the `Broker` trait
 /// directly; its node queue goes with its connection.
 async fn amqp_broker() -> AmqpBroker {
-    AmqpBroker::connect(AMQP_URL, &unique("test-broker"), AmqpSettings::default())
-        .await
-        .expect("RabbitMQ answers on 127.0.0.1:5672")
+    AmqpBroker::connect(
+        AMQP_URL,
+        &unique("test-broker"),
+        AmqpSettings::default(),
+        LinkMetrics::default(),
+    )
+    .await
+    .expect("RabbitMQ answers on 127.0.0.1:5672")
 }
 
 fn text(body: String) -> Message {

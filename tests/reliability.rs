@@ -4,7 +4,11 @@
 mod support;
 
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use stomp_parser::{Command, Frame};
 
 use support::StompClient;
 use support::node_process::NodeProcess;
@@ -15,40 +19,88 @@ fn free_port() -> u16 {
     probe.local_addr().expect("an address").port()
 }
 
-/// After `delay`, forwards every connection to `port` to `target`: a
-/// service that comes up late.
-fn appears_later(port: u16, target: &'static str, delay: Duration) {
-    std::thread::spawn(move || {
-        std::thread::sleep(delay);
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("the port is still free");
-        for client in listener.incoming().flatten() {
-            let Ok(service) = TcpStream::connect(target) else {
-                continue;
-            };
-            let pipe = |mut from: TcpStream, mut to: TcpStream| {
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-            };
-            pipe(
-                client.try_clone().expect("a handle"),
-                service.try_clone().expect("a handle"),
-            );
-            pipe(service, client);
+/// A TCP forwarder to a service, on a port of its own, that the test can
+/// cut (every connection it carries is closed, and new ones are closed as
+/// they come) and mend: the service, as the node sees it, goes away and
+/// comes back.
+struct Forwarder {
+    port: u16,
+    open: Arc<AtomicBool>,
+    carried: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Forwarder {
+    fn start(target: &'static str) -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("an address").port();
+        let open = Arc::new(AtomicBool::new(true));
+        let carried = Arc::new(Mutex::new(Vec::new()));
+        let (is_open, streams) = (open.clone(), carried.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !is_open.load(Ordering::Acquire) {
+                    continue;
+                }
+                let Ok(service) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let handle = |stream: &TcpStream| stream.try_clone().expect("a handle");
+                if let Ok(mut streams) = streams.lock() {
+                    streams.push(handle(&client));
+                    streams.push(handle(&service));
+                }
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                };
+                pipe(handle(&client), handle(&service));
+                pipe(service, client);
+            }
+        });
+        Forwarder {
+            port,
+            open,
+            carried,
         }
-    });
+    }
+
+    /// A forwarder that is cut until `delay` has passed: a service that
+    /// comes up late.
+    fn appearing_after(target: &'static str, delay: Duration) -> Forwarder {
+        let forwarder = Forwarder::start(target);
+        forwarder.cut();
+        let open = forwarder.open.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            open.store(true, Ordering::Release);
+        });
+        forwarder
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::Release);
+        if let Ok(mut streams) = self.carried.lock() {
+            for stream in streams.drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    fn mend(&self) {
+        self.open.store(true, Ordering::Release);
+    }
 }
 
 #[tokio::test]
 async fn a_node_started_before_rabbitmq_and_redis_waits_for_them() {
-    let (amqp, redis) = (free_port(), free_port());
     let delay = Duration::from_secs(2);
-    appears_later(amqp, "127.0.0.1:5672", delay);
-    appears_later(redis, "127.0.0.1:6379", delay);
+    let amqp = Forwarder::appearing_after("127.0.0.1:5672", delay);
+    let redis = Forwarder::appearing_after("127.0.0.1:6379", delay);
     let started = Instant::now();
-    let amqp_url = format!("amqp://guest:guest@127.0.0.1:{amqp}/%2f");
-    let redis_url = format!("redis://127.0.0.1:{redis}");
+    let amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", amqp.port);
+    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let node_prefix = prefix.clone();
     let mut node = tokio::task::spawn_blocking(move || {
@@ -161,4 +213,127 @@ async fn after_redis_restarts_empty_the_node_registers_its_sessions_again() {
     assert_eq!(sent.json()["sessions"], 1, "{}", sent.body);
     assert_eq!(alice.recv_body().await, "after");
     drop(redis);
+}
+
+/// `/readyz`'s status.
+async fn readiness(node: &NodeProcess) -> u16 {
+    support::http(node, "GET", "/readyz", &[], "").await.status
+}
+
+#[tokio::test]
+async fn while_rabbitmq_is_away_the_node_is_not_ready_and_a_send_waits_for_it() {
+    let rabbitmq = Forwarder::start("127.0.0.1:5672");
+    let amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", rabbitmq.port);
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let node_prefix = prefix.clone();
+    let mut node = tokio::task::spawn_blocking(move || {
+        NodeProcess::start(
+            "rabbitmq-away",
+            &[
+                "--amqp-url",
+                &amqp_url,
+                "--redis-url",
+                support::REDIS_URL,
+                "--redis-prefix",
+                &node_prefix,
+            ],
+        )
+    })
+    .await
+    .expect("the node starts");
+    let topic = format!("/topic/away.{}", uuid::Uuid::new_v4().simple());
+    let mut reader = StompClient::connect(&node, None).await;
+    reader.subscribe("t", &topic, "auto").await;
+    let mut sender = StompClient::connect(&node, None).await;
+    assert_eq!(readiness(&node).await, 200);
+
+    rabbitmq.cut();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while readiness(&node).await != 503 {
+        assert!(Instant::now() < deadline, "/readyz still says ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let health = support::http(&node, "GET", "/healthz", &[], "").await;
+    assert_eq!(health.status, 200, "the node itself is healthy");
+    sender
+        .send(
+            Frame::new(Command::Send)
+                .header("destination", topic.as_str())
+                .header("receipt", "away")
+                .body("sent while away"),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(readiness(&node).await, 503);
+
+    rabbitmq.mend();
+    // Published once the broker is back, and only then acknowledged.
+    sender.expect_receipt("away").await;
+    assert_eq!(reader.recv_body().await, "sent while away");
+    assert_eq!(readiness(&node).await, 200);
+    node.kill();
+    support::delete_redis_keys(&prefix).await;
+}
+
+/// A new subscriber of `queue` on `node`, and the body of the first
+/// message it gets, which must be a redelivery; acknowledged.
+async fn redelivered(node: &NodeProcess, queue: &str, ack: &str) -> (StompClient, String) {
+    let mut worker = StompClient::connect(node, None).await;
+    worker.subscribe("q", queue, ack).await;
+    let again = worker.recv().await;
+    assert_eq!(again.get("redelivered"), Some("true"));
+    let id = again.get("ack").expect("an ack id");
+    worker
+        .send(
+            Frame::new(Command::Ack)
+                .header("id", id)
+                .header("receipt", "acked"),
+        )
+        .await;
+    worker.expect_receipt("acked").await;
+    (worker, String::from_utf8_lossy(&again.body).into_owned())
+}
+
+#[tokio::test]
+async fn a_queue_message_left_unacknowledged_comes_again_after_a_disconnect_or_a_killed_node() {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let (first_prefix, second_prefix) = (prefix.clone(), prefix.clone());
+    let mut first = tokio::task::spawn_blocking(move || {
+        NodeProcess::start_clustered("unacked-first", &first_prefix, &[])
+    })
+    .await
+    .expect("the first node starts");
+    let second = tokio::task::spawn_blocking(move || {
+        NodeProcess::start_clustered("unacked-second", &second_prefix, &[])
+    })
+    .await
+    .expect("the second node starts");
+    let name = format!("unacked.{}", uuid::Uuid::new_v4().simple());
+    let queue = format!("/queue/{name}");
+    let mut sender = StompClient::connect(&second, None).await;
+
+    // A client that goes without acknowledging.
+    let mut leaving = StompClient::connect(&first, None).await;
+    leaving.subscribe("q", &queue, "client-individual").await;
+    sender.publish(&queue, "left by a client").await;
+    assert_eq!(leaving.recv_body().await, "left by a client");
+    drop(leaving);
+    let (mut heir, body) = redelivered(&second, &queue, "client-individual").await;
+    assert_eq!(body, "left by a client");
+    let unsubscribe = Frame::new(Command::Unsubscribe)
+        .header("id", "q")
+        .header("receipt", "off");
+    heir.send(unsubscribe).await;
+    heir.expect_receipt("off").await;
+
+    // A node killed while its client had not acknowledged.
+    let mut stranded = StompClient::connect(&first, None).await;
+    stranded.subscribe("q", &queue, "client").await;
+    sender.publish(&queue, "left by a node").await;
+    assert_eq!(stranded.recv_body().await, "left by a node");
+    first.kill();
+    let (_heir, body) = redelivered(&second, &queue, "client").await;
+    assert_eq!(body, "left by a node");
+    support::delete_queues(&[name]).await;
+    support::delete_redis_keys(&prefix).await;
 }

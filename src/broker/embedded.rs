@@ -22,7 +22,7 @@ use super::destination::{
 use super::router::{ExchangeKind, Router, Subscriber};
 use super::topic_pattern::TopicPattern;
 use super::{
-    AckTag, Broker, BrokerError, Confirm, Delivery, Message, Missing, OrderKey, Outbox,
+    AckTag, Alarm, Broker, BrokerError, Confirm, Delivery, Message, Missing, OrderKey, Outbox,
     PublishTarget, SessionId, Settlement, SubscriptionSpec,
 };
 
@@ -327,8 +327,19 @@ impl State {
     }
 
     /// Deletes a queue and its bindings; what it held is gone.
+    /// Deletes a queue; a consumer still on it is cancelled, and its
+    /// session told, as RabbitMQ cancels the consumers of a deleted queue.
     fn delete_queue(&mut self, name: &str) {
-        self.queues.remove(name);
+        if let Some(queue) = self.queues.remove(name) {
+            for consumer in queue.consumers {
+                if let Some(state) = self.sessions.get(&consumer.session) {
+                    state.outbox.raise(Alarm::SubscriptionCancelled {
+                        subscription: consumer.subscription,
+                        destination: consumer.destination,
+                    });
+                }
+            }
+        }
         self.bindings.retain(|binding| binding.queue != name);
     }
 

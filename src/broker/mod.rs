@@ -234,13 +234,13 @@ pub struct Delivery {
 
 /// The way deliveries reach a session: a bounded channel, so that a client
 /// that stops reading cannot make its node buffer without end. A delivery
-/// that finds it full is refused; the session is told, through
-/// [`OutboxOverflow`], to close with a reason, or, with [`WhenFull::Drop`],
+/// that finds it full is refused; the session is told, through an
+/// [`Alarm::Overflow`], to close with a reason, or, with [`WhenFull::Drop`],
 /// a delivery that needs no ACK is dropped and counted.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     sender: flume::Sender<Delivery>,
-    overflow: Arc<Notify>,
+    alarm: Arc<AlarmBell>,
     when_full: WhenFull,
 }
 
@@ -255,32 +255,75 @@ pub enum WhenFull {
     Drop(prometheus_client::metrics::counter::Counter),
 }
 
-/// Wakes a session whose outbox overflowed.
-#[derive(Debug, Clone)]
-pub struct OutboxOverflow(Arc<Notify>);
+/// Why the side that delivers to a session tells it to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alarm {
+    /// Its outbox overflowed.
+    Overflow,
+    /// The broker ended a subscription (its queue was deleted, or could not
+    /// be restored after the connection to the broker was lost).
+    SubscriptionCancelled {
+        subscription: Arc<str>,
+        destination: Arc<str>,
+    },
+}
 
-impl OutboxOverflow {
-    pub async fn notified(&self) {
-        self.0.notified().await
+/// The first alarm raised for a session, and the wake-up that goes with it.
+#[derive(Debug, Default)]
+struct AlarmBell {
+    raised: std::sync::Mutex<Option<Alarm>>,
+    ring: Notify,
+}
+
+/// The session's end of its outbox's alarm.
+#[derive(Debug, Clone)]
+pub struct OutboxAlarm(Arc<AlarmBell>);
+
+impl OutboxAlarm {
+    /// The first alarm raised, once one is.
+    pub async fn raised(&self) -> Alarm {
+        loop {
+            if let Some(alarm) = self.0.current() {
+                return alarm;
+            }
+            self.0.ring.notified().await;
+        }
+    }
+}
+
+impl AlarmBell {
+    fn current(&self) -> Option<Alarm> {
+        self.raised
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn raise(&self, alarm: Alarm) {
+        self.raised
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get_or_insert(alarm);
+        self.ring.notify_one();
     }
 }
 
 impl Outbox {
     /// An outbox holding at most `capacity` deliveries, the receiving end
-    /// and the overflow signal.
+    /// and the alarm.
     pub fn channel(
         capacity: usize,
         when_full: WhenFull,
-    ) -> (Outbox, flume::Receiver<Delivery>, OutboxOverflow) {
+    ) -> (Outbox, flume::Receiver<Delivery>, OutboxAlarm) {
         // flume's queue grows as deliveries come and holds nothing while
         // empty; tokio's bounded channel allocates a block of 32 deliveries
         // up front, 2 KiB for every idle session.
         let (sender, receiver) = flume::bounded(capacity.max(1));
-        let overflow = Arc::new(Notify::new());
-        let signal = OutboxOverflow(overflow.clone());
+        let alarm = Arc::new(AlarmBell::default());
+        let signal = OutboxAlarm(alarm.clone());
         let outbox = Outbox {
             sender,
-            overflow,
+            alarm,
             when_full,
         };
         (outbox, receiver, signal)
@@ -296,12 +339,17 @@ impl Outbox {
                     WhenFull::Drop(dropped) if delivery.ack.is_none() => {
                         dropped.inc();
                     }
-                    _ => self.overflow.notify_one(),
+                    _ => self.alarm.raise(Alarm::Overflow),
                 }
                 Err(delivery)
             }
             Err(flume::TrySendError::Disconnected(delivery)) => Err(delivery),
         }
+    }
+
+    /// Tells the session to end, for `alarm`.
+    pub fn raise(&self, alarm: Alarm) {
+        self.alarm.raise(alarm);
     }
 }
 
@@ -504,13 +552,6 @@ pub trait Broker: Send + Sync + 'static {
         &self,
     ) -> Result<Option<mpsc::Receiver<DispatchRequest>>, BrokerError> {
         Ok(None)
-    }
-
-    /// Completes, with the reason, if the broker becomes unusable (its
-    /// connection is lost); the node then stops so that a supervisor can
-    /// restart it and clients reconnect elsewhere. Never, by default.
-    async fn lost(&self) -> String {
-        std::future::pending().await
     }
 
     /// Whether the broker is usable now (for `/readyz`).

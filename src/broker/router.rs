@@ -278,6 +278,29 @@ impl Router {
             .collect()
     }
 
+    /// Every binding key in use: what a queue whose bindings were lost (with
+    /// the connection that held it) is bound with again.
+    pub fn binding_keys(&self) -> Vec<BindingKey> {
+        let exchange_keys = self.exchanges.iter().flat_map(|(exchange, bindings)| {
+            let keys = bindings
+                .exact
+                .keys()
+                .chain(bindings.patterns.iter().map(|(_, key, _)| key))
+                .chain(bindings.fanout.keys());
+            keys.map(|key| BindingKey {
+                exchange: exchange.clone(),
+                key: key.clone(),
+            })
+        });
+        let user_keys = self.users.iter().flat_map(|(name, sessions)| {
+            sessions.keys().map(|&session| BindingKey {
+                exchange: TOPIC_EXCHANGE.to_owned(),
+                key: UserKey { name, session }.to_string(),
+            })
+        });
+        exchange_keys.chain(user_keys).collect()
+    }
+
     /// Whether a session's subscription is still bound.
     pub fn is_bound(&self, session: SessionId, subscription: &str) -> bool {
         self.locations
@@ -326,6 +349,45 @@ mod tests {
             .collect();
         ids.sort();
         ids
+    }
+
+    #[test]
+    fn binding_keys_are_each_key_in_use_once() {
+        let mut router = Router::default();
+        let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "a.b",
+            subscriber(one, "1"),
+        );
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "a.b",
+            subscriber(two, "2"),
+        );
+        router.bind(
+            TOPIC_EXCHANGE,
+            ExchangeKind::Topic,
+            "a.*",
+            subscriber(one, "3"),
+        );
+        router.bind_user("inbox", subscriber(one, "4"));
+        router.bind_user("inbox", subscriber(one, "5"));
+        let mut keys: Vec<String> = router.binding_keys().into_iter().map(|b| b.key).collect();
+        keys.sort();
+        let user_key = UserKey {
+            name: "inbox",
+            session: one,
+        }
+        .to_string();
+        let mut expected = vec!["a.*".to_owned(), "a.b".to_owned(), user_key];
+        expected.sort();
+        assert_eq!(keys, expected);
+        router.unbind_session(one);
+        router.unbind_session(two);
+        assert!(router.binding_keys().is_empty());
     }
 
     #[test]

@@ -88,6 +88,15 @@ pub enum SessionError {
     HeartBeatTimeout(u128),
     #[error("the client reads too slowly: more than {0} messages waited to be sent")]
     SlowConsumer(usize),
+    /// RabbitMQ's words, when the broker ends a subscription: its queue was
+    /// deleted, or could not be restored after the broker was away.
+    #[error(
+        "The server has canceled a subscription.\nNo more messages will be delivered for {destination:?}."
+    )]
+    SubscriptionCancelled {
+        subscription: String,
+        destination: String,
+    },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("more than {0} frames in a second")]
@@ -193,6 +202,7 @@ impl SessionError {
             SessionError::ConnectTimeout(_) => "connect timeout",
             SessionError::HeartBeatTimeout(_) => "heart-beat timeout",
             SessionError::SlowConsumer(_) => "slow consumer",
+            SessionError::SubscriptionCancelled { .. } => "Server cancelled subscription",
             SessionError::ShuttingDown => "server shutting down",
             SessionError::Replaced(_) => "session replaced",
             SessionError::Auth(_) => "Bad CONNECT",
@@ -214,6 +224,9 @@ impl SessionError {
             .header("content-length", body.len().to_string());
         if let Some(receipt_id) = receipt_id {
             frame = frame.header("receipt-id", receipt_id);
+        }
+        if let SessionError::SubscriptionCancelled { subscription, .. } = self {
+            frame = frame.header("subscription", subscription.as_str());
         }
         frame.body(body)
     }

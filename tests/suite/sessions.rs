@@ -897,6 +897,38 @@ async fn a_send_right_after_a_subscribe_is_heard_by_it() {
 }
 
 #[tokio::test]
+async fn deleting_a_durable_subscription_cancels_whoever_else_consumes_it() {
+    let relay = start();
+    let topic = format!("/topic/shared.{}", uuid::Uuid::new_v4().simple());
+    let id = format!("shared-{}", uuid::Uuid::new_v4().simple());
+    let subscribe = frame(
+        Command::Subscribe,
+        &[
+            ("id", &id),
+            ("destination", &topic),
+            ("durable", "true"),
+            ("receipt", "on"),
+        ],
+    );
+    let mut deleter = StompClient::connect(&relay, Some("erin")).await;
+    let mut bystander = StompClient::connect(&relay, Some("erin")).await;
+    for client in [&mut deleter, &mut bystander] {
+        client.send(subscribe.clone()).await;
+        client.expect_receipt("on").await;
+    }
+    deleter
+        .send(frame(
+            Command::Unsubscribe,
+            &[("id", &id), ("durable", "true"), ("receipt", "gone")],
+        ))
+        .await;
+    deleter.expect_receipt("gone").await;
+    let error = bystander.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("Server cancelled subscription"));
+    assert_eq!(error.get("subscription"), Some(id.as_str()));
+}
+
+#[tokio::test]
 async fn a_durable_subscription_keeps_messages_and_is_shared_by_its_id() {
     let relay = start();
     let key = format!("digest.{}", uuid::Uuid::new_v4().simple());
@@ -941,16 +973,23 @@ async fn a_durable_subscription_keeps_messages_and_is_shared_by_its_id() {
     bodies.sort();
     assert_eq!(bodies, ["one", "two"]);
 
-    // UNSUBSCRIBE with durable:true deletes it: nothing is kept after.
-    for client in [&mut first, &mut second] {
-        client
-            .send(frame(
-                Command::Unsubscribe,
-                &[("id", &id), ("durable", "true"), ("receipt", "gone")],
-            ))
-            .await;
-        client.expect_receipt("gone").await;
-    }
+    // A plain UNSUBSCRIBE leaves it; one with durable:true deletes it, and
+    // nothing is kept after. (Deleted under a subscriber, it would end that
+    // subscriber's session with `Server cancelled subscription`.)
+    second
+        .send(frame(
+            Command::Unsubscribe,
+            &[("id", &id), ("receipt", "left")],
+        ))
+        .await;
+    second.expect_receipt("left").await;
+    first
+        .send(frame(
+            Command::Unsubscribe,
+            &[("id", &id), ("durable", "true"), ("receipt", "gone")],
+        ))
+        .await;
+    first.expect_receipt("gone").await;
     sender.publish(&topic, "nobody keeps this").await;
     first.send(subscribe("s4")).await;
     first.expect_receipt("s4").await;

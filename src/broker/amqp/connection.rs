@@ -1,16 +1,121 @@
-//! The node's one AMQP connection and the few channels every session
-//! shares: channel slots that reopen what RabbitMQ closes, and the watch
-//! that notices when the connection itself is lost.
+//! The node's one AMQP connection, replaced when it is lost (see
+//! `recovery`), and the few channels every session shares: channel slots
+//! that reopen what RabbitMQ closes, on whichever connection is current.
 
 use std::hash::{Hash, Hasher};
-use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use lapin::options::ConfirmSelectOptions;
-use lapin::{Channel, Connection};
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::sync::watch;
 
 use super::{BrokerError, Inner, SessionId};
 use crate::error::source_of;
+
+/// How long an operation waits for a lost connection to come back before
+/// it fails: a SEND in that time is published once the broker is back.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The node's connection to RabbitMQ: the current one, and whether the
+/// relay's topology is in place on it.
+pub(super) struct Link {
+    url: String,
+    name: String,
+    current: RwLock<Arc<Connection>>,
+    /// False from the moment the connection is found lost until a new one
+    /// carries everything the old one did.
+    up: watch::Sender<bool>,
+    /// Set once the node shuts down: the closed connection is not replaced.
+    closing: AtomicBool,
+}
+
+/// A connection's lifecycle events, watched for its loss.
+pub(super) type Events = std::pin::Pin<Box<dyn Stream<Item = lapin::Event> + Send>>;
+
+impl Link {
+    /// Connects, naming the connection after the node (as RabbitMQ's
+    /// management shows it).
+    pub(super) async fn open(url: &str, node_id: &str) -> Result<(Link, Events), BrokerError> {
+        let name = format!("stomp-relay {node_id}");
+        let (connection, events) = connect(url, &name).await?;
+        let link = Link {
+            url: url.to_owned(),
+            name,
+            current: RwLock::new(Arc::new(connection)),
+            up: watch::Sender::new(true),
+            closing: AtomicBool::new(false),
+        };
+        Ok((link, events))
+    }
+
+    /// Makes a new connection the current one (still marked down until its
+    /// topology is restored).
+    pub(super) async fn reconnect(&self) -> Result<Events, BrokerError> {
+        let (connection, events) = connect(&self.url, &self.name).await?;
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(connection),
+        );
+        // Closing it ends its channels and consumers, if the broker had
+        // not already.
+        let _ = old.close(200, "replaced".into()).await;
+        Ok(events)
+    }
+
+    pub(super) fn connection(&self) -> Arc<Connection> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    pub(super) fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+
+    /// Waits, for a while, until the connection is up.
+    pub(super) async fn until_up(&self) -> Result<(), BrokerError> {
+        if self.is_up() {
+            return Ok(());
+        }
+        let mut up = self.up.subscribe();
+        match tokio::time::timeout(PATIENCE, up.wait_for(|up| *up)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(BrokerError::Unavailable {
+                what: "reach RabbitMQ (the connection is lost and not yet back)",
+                source: None,
+            }),
+        }
+    }
+
+    pub(super) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    pub(super) async fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        let _ = self
+            .connection()
+            .close(200, "stomp-relay shutting down".into())
+            .await;
+    }
+}
+
+async fn connect(url: &str, name: &str) -> Result<(Connection, Events), BrokerError> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    let connection = Connection::connect(url, properties)
+        .await
+        .map_err(unavailable("connect"))?;
+    let events = Box::pin(connection.events_listener());
+    Ok((connection, events))
+}
 
 /// A channel that is replaced when RabbitMQ closes it (a refused declare or
 /// publish closes the channel it ran on).
@@ -20,40 +125,36 @@ pub(super) struct ChannelSlot {
 }
 
 impl ChannelSlot {
-    pub(super) async fn open(
-        connection: &Connection,
-        confirms: bool,
-    ) -> Result<ChannelSlot, BrokerError> {
+    pub(super) async fn open(link: &Link, confirms: bool) -> Result<ChannelSlot, BrokerError> {
         Ok(ChannelSlot {
-            channel: tokio::sync::Mutex::new(open_channel(connection, confirms).await?),
+            channel: tokio::sync::Mutex::new(open_channel(link, confirms).await?),
             confirms,
         })
     }
 
-    /// The channel, reopened first if it was closed. The lock is held while
-    /// the caller works on it, so that consumers and their prefetch are set
-    /// up one at a time per channel.
+    /// The channel, reopened first (on the current connection) if it was
+    /// closed. The lock is held while the caller works on it, so that
+    /// consumers and their prefetch are set up one at a time per channel.
     pub(super) async fn lock(
         &self,
-        connection: &Connection,
+        link: &Link,
     ) -> Result<tokio::sync::MutexGuard<'_, Channel>, BrokerError> {
         let mut channel = self.channel.lock().await;
         if !channel.status().connected() {
-            *channel = open_channel(connection, self.confirms).await?;
+            *channel = open_channel(link, self.confirms).await?;
         }
         Ok(channel)
     }
 
-    pub(super) async fn get(&self, connection: &Connection) -> Result<Channel, BrokerError> {
-        Ok(self.lock(connection).await?.clone())
+    pub(super) async fn get(&self, link: &Link) -> Result<Channel, BrokerError> {
+        Ok(self.lock(link).await?.clone())
     }
 }
 
-pub(super) async fn open_channel(
-    connection: &Connection,
-    confirms: bool,
-) -> Result<Channel, BrokerError> {
-    let channel = connection
+/// A new channel on the current connection.
+pub(super) async fn open_channel(link: &Link, confirms: bool) -> Result<Channel, BrokerError> {
+    let channel = link
+        .connection()
         .create_channel()
         .await
         .map_err(unavailable("open a channel"))?;
@@ -75,28 +176,18 @@ pub(super) fn unavailable(what: &'static str) -> impl FnOnce(lapin::Error) -> Br
     }
 }
 
-/// Records the first connection error, which ends this node's usefulness:
-/// exclusive queues, consumers and unacknowledged deliveries die with the
-/// connection.
-pub(super) async fn watch_connection(
-    inner: Weak<Inner>,
-    events: impl futures_util::Stream<Item = lapin::Event>,
-) {
-    futures_util::pin_mut!(events);
+/// Waits until the connection these are the events of is lost, and says
+/// why. A soft error closes one channel (a refused declare, say), which the
+/// channel slots reopen; anything else ends the connection, and with it
+/// the node's exclusive queues, its consumers and its unacknowledged
+/// deliveries.
+pub(super) async fn lost(events: &mut Events) -> String {
     while let Some(event) = events.next().await {
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
         match event {
-            // A soft error closes one channel (a refused declare, say), which
-            // the channel slots reopen; anything else ends the connection.
             lapin::Event::Error(error) if error.is_amqp_soft_error() => {
                 tracing::debug!(%error, "RabbitMQ closed a channel");
             }
-            lapin::Event::Error(error) => {
-                inner.lost.send_replace(Some(error.to_string()));
-                return;
-            }
+            lapin::Event::Error(error) => return error.to_string(),
             lapin::Event::ConnectionBlocked(reason) => {
                 tracing::warn!(%reason, "RabbitMQ blocks publishing (resource alarm)");
             }
@@ -106,6 +197,7 @@ pub(super) async fn watch_connection(
             _ => {}
         }
     }
+    "the connection ended".to_owned()
 }
 
 impl Inner {

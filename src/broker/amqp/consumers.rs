@@ -14,21 +14,26 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Acker, Channel, Consumer};
 
 use super::acks::{Held, requeue};
-use super::connection::unavailable;
+use super::connection::{open_channel, unavailable};
 use super::topology::Existing;
 use super::{
     BrokerError, DedicatedConsumer, Delivery, Inner, Message, SessionId, SessionState,
     SubscriptionSpec, UserKeyBinding, lock, properties,
 };
+use crate::broker::Alarm;
 use crate::broker::destination::{
     EVERYONE_EXCHANGE, TOPIC_EXCHANGE, UserKey, published_destination,
 };
 use crate::broker::queue_options::StreamOffset;
 use crate::broker::router::{BindingKey, Subscriber};
 
+/// Node-queue messages RabbitMQ may have handed to this node before it
+/// acknowledges them; the fan-out acknowledges every [`ACK_EVERY`].
+const NODE_PREFETCH: u16 = 4096;
+
 /// How many node-queue deliveries one acknowledgement covers, at most; a
 /// quiet moment acknowledges what came before it sooner.
-pub(super) const ACK_EVERY: usize = 256;
+const ACK_EVERY: usize = 256;
 const ACK_WHEN_QUIET: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Delivers the node queue's messages to this node's topic subscriptions
@@ -36,11 +41,7 @@ const ACK_WHEN_QUIET: std::time::Duration = std::time::Duration::from_millis(20)
 /// user subscription of their name, holding those that await a client ack
 /// (in the relay: RabbitMQ is acknowledged once a message is handed to the
 /// sessions). Keeps `channel` open as long as it consumes.
-pub(super) async fn fan_out_node_queue(
-    inner: Weak<Inner>,
-    mut consumer: Consumer,
-    _channel: Channel,
-) {
+async fn fan_out_deliveries(inner: Weak<Inner>, mut consumer: Consumer, _channel: Channel) {
     // The last delivery handed out and not yet acknowledged, and how many
     // its acknowledgement will cover.
     let mut pending: Option<(Acker, usize)> = None;
@@ -241,7 +242,19 @@ pub(super) async fn deliver_dedicated(
     shown: Shown,
     mut consumer: Consumer,
 ) {
-    while let Some(Ok(delivery)) = consumer.next().await {
+    loop {
+        let delivery = match consumer.next().await {
+            Some(Ok(delivery)) => delivery,
+            // The channel or connection failed: a new connection makes the
+            // consumer again.
+            Some(Err(_)) => return,
+            None => {
+                if let Some(inner) = inner.upgrade() {
+                    inner.cancelled_by_broker(session, &subscriber, consumer.tag().as_str());
+                }
+                return;
+            }
+        };
         let Some(inner) = inner.upgrade() else {
             return;
         };
@@ -293,6 +306,54 @@ pub(super) async fn deliver_dedicated(
 }
 
 impl Inner {
+    /// Starts the consumer that fans the node queue out, on a channel of its
+    /// own. Acknowledged (in batches) under a prefetch, so that what the
+    /// node has not fanned out yet waits in RabbitMQ, not in lapin's buffer,
+    /// which has no bound of its own.
+    pub(super) async fn fan_out_node_queue(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let channel = open_channel(&self.link, false).await?;
+        channel
+            .basic_qos(NODE_PREFETCH, BasicQosOptions { global: false })
+            .await
+            .map_err(unavailable("set the node queue's prefetch count"))?;
+        let consumer = channel
+            .basic_consume(
+                self.node_queue.as_str().into(),
+                format!("fan-out.{}", self.node_queue).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable("consume the node queue"))?;
+        tokio::spawn(fan_out_deliveries(Arc::downgrade(self), consumer, channel));
+        Ok(())
+    }
+
+    /// A dedicated consumer that RabbitMQ ended (its queue was deleted): the
+    /// session is told, as RabbitMQ's plugin tells it, unless the
+    /// subscription had ended already or the connection is being replaced
+    /// (which makes the consumer again).
+    fn cancelled_by_broker(&self, session: SessionId, subscriber: &Subscriber, consumer_tag: &str) {
+        if !self.link.is_up() {
+            return;
+        }
+        let mut sessions = lock(&self.sessions);
+        let Some(state) = sessions.get_mut(&session) else {
+            return;
+        };
+        let current = state
+            .dedicated
+            .get(&subscriber.subscription)
+            .is_some_and(|consumer| consumer.consumer_tag == consumer_tag);
+        if current {
+            state.dedicated.remove(&subscriber.subscription);
+            state.outbox.raise(Alarm::SubscriptionCancelled {
+                subscription: subscriber.subscription.clone(),
+                destination: subscriber.destination.clone(),
+            });
+        }
+    }
+
     /// Starts a consumer on the session's channel.
     pub(super) async fn consume(
         &self,
@@ -310,7 +371,7 @@ impl Inner {
             "{session}.{}",
             self.next_consumer.fetch_add(1, Ordering::Relaxed)
         );
-        let channel = self.consumers[index].lock(&self.connection).await?;
+        let channel = self.consumers[index].lock(&self.link).await?;
         // Applies to the consumers this channel starts next, one by one.
         channel
             .basic_qos(prefetch, BasicQosOptions { global: false })
@@ -332,7 +393,7 @@ impl Inner {
     }
 
     pub(super) async fn cancel(&self, session_channel: usize, consumer_tag: &str) {
-        if let Ok(channel) = self.consumers[session_channel].get(&self.connection).await {
+        if let Ok(channel) = self.consumers[session_channel].get(&self.link).await {
             let _ = channel
                 .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
                 .await;
@@ -365,6 +426,7 @@ impl Inner {
                 DedicatedConsumer {
                     consumer_tag,
                     own_queue: own_queue.then(|| queue.to_owned()),
+                    spec: spec.clone(),
                 },
             );
         }

@@ -21,7 +21,7 @@ use crate::broker::router::BindingKey;
 const DISPATCH: &str = "stomp.dispatch";
 /// Dispatch requests a node holds unacknowledged: enough to keep every
 /// dispatch lane busy (see `crate::dispatch::DISPATCH_LANES`).
-const DISPATCH_PREFETCH: u16 = 128;
+pub(super) const DISPATCH_PREFETCH: u16 = 128;
 
 /// Turns `stomp.dispatch` deliveries into [`DispatchRequest`]s, and settles
 /// each once dispatch says how it went: acked only after its publishes were
@@ -90,12 +90,13 @@ async fn read_dispatch_requests(
 }
 
 impl Inner {
-    /// Declares `stomp.dispatch` and starts consuming it.
+    /// Declares `stomp.dispatch` and starts consuming it into `requests`.
     pub(super) async fn consume_dispatch_queue(
         &self,
-    ) -> Result<mpsc::Receiver<DispatchRequest>, BrokerError> {
+        requests: mpsc::Sender<DispatchRequest>,
+    ) -> Result<(), BrokerError> {
         let inner = self;
-        let channel = inner.admin.get(&inner.connection).await?;
+        let channel = inner.admin.get(&inner.link).await?;
         declare_durable_exchange(
             &channel,
             DISPATCH,
@@ -121,7 +122,7 @@ impl Inner {
             key: String::new(),
         };
         inner.bind(DISPATCH, &binding).await?;
-        let consuming = open_channel(&inner.connection, false).await?;
+        let consuming = open_channel(&inner.link, false).await?;
         consuming
             .basic_qos(DISPATCH_PREFETCH, BasicQosOptions { global: false })
             .await
@@ -135,8 +136,7 @@ impl Inner {
             )
             .await
             .map_err(unavailable("consume stomp.dispatch"))?;
-        let (requests, received) = mpsc::channel(usize::from(DISPATCH_PREFETCH));
         tokio::spawn(read_dispatch_requests(consumer, consuming, requests));
-        Ok(received)
+        Ok(())
     }
 }

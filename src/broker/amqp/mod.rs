@@ -32,8 +32,13 @@
 //! another session's deliveries. Publishes are pipelined: handed over in
 //! order per [`OrderKey`], confirmed later.
 //!
+//! When the connection is lost the node stays up: it connects again and
+//! restores, from its own state, everything the old connection carried
+//! (`recovery`).
+//!
 //! By concern: `connection` (the connection and its channel slots),
-//! `topology` (declares, binds, existence checks, session queues),
+//! `recovery` (reconnecting and restoring), `topology` (declares, binds,
+//! existence checks, the node and session queues),
 //! `consumers` (node-queue fan-out, session-queue and dedicated delivery),
 //! `acks` (deliveries awaiting a client's ACK), `publisher`, and
 //! `dispatch_queue` (`stomp.dispatch`); this file holds the broker's state
@@ -45,6 +50,7 @@ mod consumers;
 mod dispatch_queue;
 pub mod properties;
 mod publisher;
+mod recovery;
 mod topology;
 
 use std::collections::{HashMap, HashSet};
@@ -52,9 +58,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::QueueDeclareOptions;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 
 use super::destination::{
@@ -66,17 +72,10 @@ use super::{
     OrderKey, Outbox, PublishTarget, SessionId, Settlement, SubscriptionSpec,
 };
 use acks::{Held, Ledger, settle_at_source};
-use connection::{ChannelSlot, open_channel, unavailable, watch_connection};
-use consumers::{Shown, fan_out_node_queue, subscriber_of};
+use connection::{ChannelSlot, Link};
+use consumers::{Shown, subscriber_of};
 use publisher::{PublisherLane, confirmed};
-use topology::{
-    Existing, KNOWN_EXCHANGES, declare_durable_exchange, exclusive_queue,
-    receive_messages_to_everyone,
-};
-
-/// Node-queue messages RabbitMQ may have handed to this node before it
-/// acknowledges them; the fan-out acknowledges every [`consumers::ACK_EVERY`].
-const NODE_PREFETCH: u16 = 4096;
+use topology::{Existing, KNOWN_EXCHANGES, exclusive_queue};
 
 /// Tunables of the AMQP broker.
 #[derive(Debug, Clone, Copy)]
@@ -120,13 +119,23 @@ impl Default for AmqpSettings {
     }
 }
 
+/// What the AMQP broker counts of its connection, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct LinkMetrics {
+    /// 1 while connected with everything restored, 0 while away.
+    pub connected: Gauge,
+    /// Connections made again after one was lost.
+    pub reconnects: Counter,
+}
+
 /// The RabbitMQ-backed broker of a cluster node.
 pub struct AmqpBroker {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    connection: Connection,
+    link: Link,
+    link_metrics: LinkMetrics,
     node_queue: String,
     /// Declares, binds and deletes.
     admin: ChannelSlot,
@@ -143,8 +152,13 @@ struct Inner {
     known: Mutex<HashSet<String>>,
     next_consumer: AtomicU64,
     settings: AmqpSettings,
-    /// Set, with the reason, when the connection fails.
-    lost: tokio::sync::watch::Sender<Option<String>>,
+    /// Taken (to write) while the topology is restored on a new connection,
+    /// and (to read) by what changes it for a session, so that a session's
+    /// subscribe or detach never interleaves with its restoration.
+    topology: tokio::sync::RwLock<()>,
+    /// Where `stomp.dispatch` requests go, once they are asked for: kept,
+    /// so that a new connection's consumer feeds the same dispatcher.
+    dispatch: Mutex<Option<mpsc::Sender<DispatchRequest>>>,
 }
 
 struct SessionState {
@@ -167,6 +181,8 @@ struct DedicatedConsumer {
     consumer_tag: String,
     /// The subscription's own queue, deleted when it ends.
     own_queue: Option<String>,
+    /// What it was made from, to make it again on a new connection.
+    spec: SubscriptionSpec,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -176,68 +192,27 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AmqpBroker {
-    /// Connects, declares the node queue and the inbound exchange, and
-    /// starts fanning out the node queue.
+    /// Connects, declares the node queue and the inbound exchange, starts
+    /// fanning out the node queue, and keeps the connection up from then on.
     pub async fn connect(
         url: &str,
         node_id: &str,
         settings: AmqpSettings,
+        link_metrics: LinkMetrics,
     ) -> Result<AmqpBroker, BrokerError> {
-        let properties = ConnectionProperties::default()
-            .with_connection_name(format!("stomp-relay {node_id}").into());
-        let connection = Connection::connect(url, properties)
-            .await
-            .map_err(unavailable("connect"))?;
-        let events = connection.events_listener();
-        let admin = ChannelSlot::open(&connection, false).await?;
+        let (link, events) = Link::open(url, node_id).await?;
+        let admin = ChannelSlot::open(&link, false).await?;
         let mut publishers = Vec::new();
         let mut lanes = Vec::new();
         for _ in 0..settings.publisher_channels.max(1) {
-            let (publisher, lane) = PublisherLane::open(&connection).await?;
+            let (publisher, lane) = PublisherLane::open(&link).await?;
             publishers.push(publisher);
             lanes.push(lane);
         }
         let mut consumers = Vec::new();
         for _ in 0..settings.consumer_channels.max(1) {
-            consumers.push(ChannelSlot::open(&connection, false).await?);
+            consumers.push(ChannelSlot::open(&link, false).await?);
         }
-        let node_queue = format!("stomp.node.{node_id}");
-        {
-            let channel = admin.get(&connection).await?;
-            channel
-                .queue_declare(
-                    node_queue.as_str().into(),
-                    exclusive_queue(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(unavailable("declare the node queue"))?;
-            declare_durable_exchange(
-                &channel,
-                INBOUND_EXCHANGE,
-                ExchangeKind::Topic,
-                "declare the inbound exchange",
-            )
-            .await?;
-            receive_messages_to_everyone(&channel, &node_queue).await?;
-        }
-        let fan_out_channel = open_channel(&connection, false).await?;
-        // Acknowledged (in batches) under a prefetch, so that what the node
-        // has not fanned out yet waits in RabbitMQ, not in lapin's buffer,
-        // which has no bound of its own.
-        fan_out_channel
-            .basic_qos(NODE_PREFETCH, BasicQosOptions { global: false })
-            .await
-            .map_err(unavailable("set the node queue's prefetch count"))?;
-        let node_consumer = fan_out_channel
-            .basic_consume(
-                node_queue.as_str().into(),
-                format!("node.{node_id}").into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable("consume the node queue"))?;
         let mut known: HashSet<String> = KNOWN_EXCHANGES
             .iter()
             .map(|e| format!("exchange:{e}"))
@@ -245,8 +220,9 @@ impl AmqpBroker {
         known.insert(format!("exchange:{INBOUND_EXCHANGE}"));
         known.insert(format!("exchange:{EVERYONE_EXCHANGE}"));
         let inner = Arc::new(Inner {
-            connection,
-            node_queue,
+            link,
+            link_metrics,
+            node_queue: format!("stomp.node.{node_id}"),
             admin,
             publishers,
             consumers,
@@ -256,17 +232,15 @@ impl AmqpBroker {
             known: Mutex::new(known),
             next_consumer: AtomicU64::new(0),
             settings,
-            lost: tokio::sync::watch::Sender::new(None),
+            topology: tokio::sync::RwLock::new(()),
+            dispatch: Mutex::default(),
         });
-        tokio::spawn(watch_connection(Arc::downgrade(&inner), events));
+        inner.set_up_node().await?;
         for lane in lanes {
             tokio::spawn(lane.run(Arc::downgrade(&inner)));
         }
-        tokio::spawn(fan_out_node_queue(
-            Arc::downgrade(&inner),
-            node_consumer,
-            fan_out_channel,
-        ));
+        inner.link_metrics.connected.set(1);
+        tokio::spawn(recovery::keep_connected(Arc::downgrade(&inner), events));
         Ok(AmqpBroker { inner })
     }
 }
@@ -290,6 +264,7 @@ impl Broker for AmqpBroker {
 
     async fn detach(&self, session: SessionId) {
         let inner = &self.inner;
+        let _topology = inner.topology.read().await;
         // Removed first: deliveries that still arrive find no session and
         // are given back at once.
         let Some(mut state) = lock(&inner.sessions).remove(&session) else {
@@ -324,6 +299,8 @@ impl Broker for AmqpBroker {
         spec: &SubscriptionSpec,
     ) -> Result<(), BrokerError> {
         let inner = &self.inner;
+        inner.link.until_up().await?;
+        let _topology = inner.topology.read().await;
         let subscriber = subscriber_of(session, spec);
         if let Some(prefetch) = spec.prefetch
             && spec.ack.needs_ack()
@@ -335,32 +312,7 @@ impl Broker for AmqpBroker {
             state.acks.limit(&spec.id, prefetch, capacity);
         }
         match &spec.destination {
-            Destination::Topic { key } | Destination::Exchange { key, .. }
-                if let Some(queue) = &spec.queue.name =>
-            {
-                let exchange = match &spec.destination {
-                    Destination::Exchange { exchange, .. } => exchange.as_str(),
-                    _ => TOPIC_EXCHANGE,
-                };
-                // As RabbitMQ's plugin declares them: a durable queue; or
-                // one that goes with its last consumer, which on a topic
-                // other connections may share by name.
-                let options = match spec.destination {
-                    _ if spec.queue.durable => QueueDeclareOptions {
-                        durable: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    Destination::Topic { .. } => QueueDeclareOptions {
-                        auto_delete: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    _ => exclusive_queue(),
-                };
-                inner
-                    .subscribe_own_queue(session, spec, queue, options, exchange, key)
-                    .await
-            }
-            Destination::Topic { key } => {
+            Destination::Topic { key } if spec.queue.name.is_none() => {
                 let binding = BindingKey {
                     exchange: TOPIC_EXCHANGE.to_owned(),
                     key: key.clone(),
@@ -398,31 +350,13 @@ impl Broker for AmqpBroker {
                 }
                 Ok(())
             }
-            Destination::Queue { name } => {
-                inner.ensure_shared_queue(name, &spec.queue).await?;
-                inner
-                    .consume_dedicated(session, spec, name, false, Shown::Subscribed)
-                    .await
-            }
-            Destination::AmqQueue { name } => {
-                inner.verify_exists(Existing::Queue(name)).await?;
-                inner
-                    .consume_dedicated(session, spec, name, false, Shown::Subscribed)
-                    .await
-            }
-            Destination::Exchange { exchange, key } => {
-                let n = inner.next_consumer.fetch_add(1, Ordering::Relaxed);
-                let queue = format!("stomp.subscription.{session}.{n}");
-                inner
-                    .subscribe_own_queue(session, spec, &queue, exclusive_queue(), exchange, key)
-                    .await
-            }
             Destination::User { .. } | Destination::App { .. } | Destination::ReplyQueue { .. } => {
                 Err(BrokerError::refused(format!(
                     "cannot subscribe to {}",
                     spec.destination_text
                 )))
             }
+            _ => inner.subscribe_dedicated(session, spec).await,
         }
     }
 
@@ -433,6 +367,7 @@ impl Broker for AmqpBroker {
         discard: bool,
     ) -> Result<(), BrokerError> {
         let inner = &self.inner;
+        let _topology = inner.topology.read().await;
         let own_queue = spec.queue.name.is_some()
             && matches!(
                 spec.destination,
@@ -496,6 +431,7 @@ impl Broker for AmqpBroker {
         message: Message,
     ) -> Result<Confirm<()>, BrokerError> {
         let inner = &self.inner;
+        inner.link.until_up().await?;
         let (exchange, routing_key) = match target {
             PublishTarget::Exchange {
                 exchange,
@@ -535,6 +471,7 @@ impl Broker for AmqpBroker {
         routing_key: &str,
         message: Message,
     ) -> Result<Confirm<bool>, BrokerError> {
+        self.inner.link.until_up().await?;
         self.inner
             .check_exists(Existing::Exchange(exchange))
             .await?;
@@ -611,35 +548,77 @@ impl Broker for AmqpBroker {
     async fn dispatch_requests(
         &self,
     ) -> Result<Option<mpsc::Receiver<DispatchRequest>>, BrokerError> {
-        self.inner.consume_dispatch_queue().await.map(Some)
-    }
-
-    async fn lost(&self) -> String {
-        let mut lost = self.inner.lost.subscribe();
-        let reason = match lost.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone(),
-            Err(_) => None,
-        };
-        match reason {
-            Some(reason) => reason,
-            None => std::future::pending().await,
-        }
+        let (requests, received) = mpsc::channel(usize::from(dispatch_queue::DISPATCH_PREFETCH));
+        self.inner.consume_dispatch_queue(requests.clone()).await?;
+        *lock(&self.inner.dispatch) = Some(requests);
+        Ok(Some(received))
     }
 
     fn is_ready(&self) -> bool {
-        self.inner.connection.status().connected() && self.inner.lost.borrow().is_none()
+        self.inner.link.is_up()
     }
 
     async fn shutdown(&self) {
-        let _ = self
-            .inner
-            .connection
-            .close(200, "stomp-relay shutting down".into())
-            .await;
+        self.inner.link.close().await;
     }
 }
 
 impl Inner {
+    /// Subscribes with a consumer of the subscription's own: on a shared
+    /// queue, an existing queue, or a queue of its own bound to an exchange.
+    async fn subscribe_dedicated(
+        self: &Arc<Self>,
+        session: SessionId,
+        spec: &SubscriptionSpec,
+    ) -> Result<(), BrokerError> {
+        match &spec.destination {
+            Destination::Topic { key } | Destination::Exchange { key, .. }
+                if let Some(queue) = &spec.queue.name =>
+            {
+                let exchange = match &spec.destination {
+                    Destination::Exchange { exchange, .. } => exchange.as_str(),
+                    _ => TOPIC_EXCHANGE,
+                };
+                // As RabbitMQ's plugin declares them: a durable queue; or
+                // one that goes with its last consumer, which on a topic
+                // other connections may share by name.
+                let options = match spec.destination {
+                    _ if spec.queue.durable => QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    Destination::Topic { .. } => QueueDeclareOptions {
+                        auto_delete: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    _ => exclusive_queue(),
+                };
+                self.subscribe_own_queue(session, spec, queue, options, exchange, key)
+                    .await
+            }
+            Destination::Queue { name } => {
+                self.ensure_shared_queue(name, &spec.queue).await?;
+                self.consume_dedicated(session, spec, name, false, Shown::Subscribed)
+                    .await
+            }
+            Destination::AmqQueue { name } => {
+                self.verify_exists(Existing::Queue(name)).await?;
+                self.consume_dedicated(session, spec, name, false, Shown::Subscribed)
+                    .await
+            }
+            Destination::Exchange { exchange, key } => {
+                let n = self.next_consumer.fetch_add(1, Ordering::Relaxed);
+                let queue = format!("stomp.subscription.{session}.{n}");
+                self.subscribe_own_queue(session, spec, &queue, exclusive_queue(), exchange, key)
+                    .await
+            }
+            _ => Err(BrokerError::refused(format!(
+                "cannot subscribe to {}",
+                spec.destination_text
+            ))),
+        }
+    }
+
     /// Whether the relay fans a subscription's messages out from the node
     /// queue, rather than RabbitMQ delivering them from a queue of its own
     /// (whose consumer's prefetch RabbitMQ applies).

@@ -30,10 +30,10 @@ use futures_util::FutureExt;
 use lapin::options::BasicPublishOptions;
 
 use lapin::types::ShortString;
-use lapin::{Channel, Confirmation, Connection, PublisherConfirm};
+use lapin::{Channel, Confirmation, PublisherConfirm};
 use tokio::sync::{mpsc, oneshot};
 
-use super::connection::{open_channel, unavailable};
+use super::connection::{Link, open_channel, unavailable};
 use super::{BrokerError, Inner, Message, OrderKey, properties};
 
 /// Publishes that may wait for a busy lane before their callers wait too.
@@ -68,10 +68,8 @@ pub(super) type Answer = oneshot::Receiver<Result<bool, BrokerError>>;
 impl PublisherLane {
     /// Opens the lane's channel in confirm mode; the returned task must be
     /// spawned (once the broker's state exists) for the lane to publish.
-    pub(super) async fn open(
-        connection: &Connection,
-    ) -> Result<(PublisherLane, LaneTask), BrokerError> {
-        let channel = open_channel(connection, true).await?;
+    pub(super) async fn open(link: &Link) -> Result<(PublisherLane, LaneTask), BrokerError> {
+        let channel = open_channel(link, true).await?;
         let (requests, received) = mpsc::channel(LANE_BACKLOG);
         let task = LaneTask {
             channel,
@@ -181,8 +179,13 @@ impl LaneTask {
     /// Queues a publish on the connection, behind every earlier one.
     async fn publish(&mut self, publish: Publish, inner: &Weak<Inner>) {
         if !self.channel.status().connected() {
+            // After a lost connection, held back until it is restored (or
+            // for the link's patience): the caller hears either way.
             let reopened = match inner.upgrade() {
-                Some(inner) => open_channel(&inner.connection, true).await,
+                Some(inner) => match inner.link.until_up().await {
+                    Ok(()) => open_channel(&inner.link, true).await,
+                    Err(error) => Err(error),
+                },
                 None => Err(lane_gone()),
             };
             match reopened {

@@ -1,7 +1,7 @@
-//! What the relay declares and binds on RabbitMQ: existence checks of
-//! exchanges and queues (remembered once seen), shared `/queue/` queues,
-//! queues declared with a SUBSCRIBE's arguments, binds and unbinds, and the
-//! session queues.
+//! What the relay declares and binds on RabbitMQ: the node's own queue and
+//! exchanges, existence checks of exchanges and queues (remembered once
+//! seen), shared `/queue/` queues, queues declared with a SUBSCRIBE's
+//! arguments, binds and unbinds, and the session queues.
 
 use std::sync::Arc;
 
@@ -12,11 +12,13 @@ use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
+use futures_util::future::try_join_all;
+
 use super::connection::{open_channel, unavailable};
 use super::consumers::deliver_session_queue;
 use super::{BrokerError, Inner, SessionId, SessionQueue, lock};
 use crate::broker::Missing;
-use crate::broker::destination::EVERYONE_EXCHANGE;
+use crate::broker::destination::{EVERYONE_EXCHANGE, INBOUND_EXCHANGE};
 use crate::broker::queue_options::{QueueArgument, QueueOptions};
 use crate::broker::router::{BindingKey, Router};
 use crate::error::source_of;
@@ -84,6 +86,10 @@ pub(super) async fn receive_messages_to_everyone(
         .map_err(unavailable("bind the node queue to messages to everyone"))
 }
 
+/// Binds sent at once, without waiting for each reply, when many are made
+/// again.
+const BINDS_AT_ONCE: usize = 256;
+
 /// An exchange or queue that must exist before it is used.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Existing<'a> {
@@ -102,6 +108,50 @@ impl Existing<'_> {
 }
 
 impl Inner {
+    /// Puts the node's own topology on the current connection: the node
+    /// queue (exclusive, so that RabbitMQ removes it with the node and
+    /// messages for its sessions come back unroutable), the inbound and
+    /// everyone exchanges, a binding for every key the node's router uses
+    /// (none at start; every subscription's after a reconnect), and the
+    /// consumer that fans the node queue out.
+    pub(super) async fn set_up_node(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let channel = self.admin.get(&self.link).await?;
+        channel
+            .queue_declare(
+                self.node_queue.as_str().into(),
+                exclusive_queue(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable("declare the node queue"))?;
+        declare_durable_exchange(
+            &channel,
+            INBOUND_EXCHANGE,
+            ExchangeKind::Topic,
+            "declare the inbound exchange",
+        )
+        .await?;
+        receive_messages_to_everyone(&channel, &self.node_queue).await?;
+        {
+            let _binding = self.binding.lock().await;
+            let keys = lock(&self.router).binding_keys();
+            self.bind_all(&self.node_queue, &keys).await?;
+        }
+        self.fan_out_node_queue().await
+    }
+
+    /// Binds `queue` with every key, many at a time.
+    pub(super) async fn bind_all(
+        &self,
+        queue: &str,
+        keys: &[BindingKey],
+    ) -> Result<(), BrokerError> {
+        for batch in keys.chunks(BINDS_AT_ONCE) {
+            try_join_all(batch.iter().map(|key| self.bind(queue, key))).await?;
+        }
+        Ok(())
+    }
+
     fn is_known(&self, what: &str) -> bool {
         lock(&self.known).contains(what)
     }
@@ -126,7 +176,7 @@ impl Inner {
             Existing::Queue(queue) => (Missing::Queue, queue),
         };
         let key = what.key();
-        let channel = open_channel(&self.connection, false).await?;
+        let channel = open_channel(&self.link, false).await?;
         let outcome = match what {
             Existing::Exchange(exchange) => channel
                 .exchange_declare(
@@ -206,7 +256,7 @@ impl Inner {
             };
             arguments.insert(argument.as_str().into(), value);
         }
-        let channel = open_channel(&self.connection, false).await?;
+        let channel = open_channel(&self.link, false).await?;
         let declared = channel.queue_declare(name.into(), options, arguments).await;
         let _ = channel.close(200, "declared".into()).await;
         declared.map(|_| ()).map_err(|error| match refusal(&error) {
@@ -219,7 +269,7 @@ impl Inner {
     }
 
     pub(super) async fn bind(&self, queue: &str, key: &BindingKey) -> Result<(), BrokerError> {
-        let channel = self.admin.get(&self.connection).await?;
+        let channel = self.admin.get(&self.link).await?;
         channel
             .queue_bind(
                 queue.into(),
@@ -233,7 +283,7 @@ impl Inner {
     }
 
     pub(super) async fn unbind(&self, queue: &str, key: &BindingKey) {
-        if let Ok(channel) = self.admin.get(&self.connection).await
+        if let Ok(channel) = self.admin.get(&self.link).await
             && let Err(error) = channel
                 .queue_unbind(
                     queue.into(),
@@ -249,7 +299,7 @@ impl Inner {
 
     pub(super) async fn delete_queue(&self, queue: &str) {
         lock(&self.known).remove(&Existing::Queue(queue).key());
-        if let Ok(channel) = self.admin.get(&self.connection).await {
+        if let Ok(channel) = self.admin.get(&self.link).await {
             let _ = channel
                 .queue_delete(queue.into(), QueueDeleteOptions::default())
                 .await;
@@ -268,6 +318,25 @@ impl Inner {
             return Ok(queue.name.clone());
         }
         let name = format!("stomp.session.{session}");
+        self.declare_session_queue(session, &name).await?;
+        let mut sessions = lock(&self.sessions);
+        let state = sessions
+            .get_mut(&session)
+            .ok_or_else(|| BrokerError::refused("the session is not attached"))?;
+        state.session_queue = Some(SessionQueue {
+            name: name.clone(),
+            router: Router::default(),
+        });
+        Ok(name)
+    }
+
+    /// Declares a session's queue (exclusive, capped) and starts delivering
+    /// from it.
+    pub(super) async fn declare_session_queue(
+        self: &Arc<Self>,
+        session: SessionId,
+        name: &str,
+    ) -> Result<(), BrokerError> {
         let mut arguments = FieldTable::default();
         arguments.insert(
             "x-max-length".into(),
@@ -275,25 +344,15 @@ impl Inner {
                 i32::try_from(self.settings.session_queue_length).unwrap_or(i32::MAX),
             ),
         );
-        let channel = self.admin.get(&self.connection).await?;
+        let channel = self.admin.get(&self.link).await?;
         channel
-            .queue_declare(name.as_str().into(), exclusive_queue(), arguments)
+            .queue_declare(name.into(), exclusive_queue(), arguments)
             .await
             .map_err(unavailable("declare a session queue"))?;
-        {
-            let mut sessions = lock(&self.sessions);
-            let state = sessions
-                .get_mut(&session)
-                .ok_or_else(|| BrokerError::refused("the session is not attached"))?;
-            state.session_queue = Some(SessionQueue {
-                name: name.clone(),
-                router: Router::default(),
-            });
-        }
         let (consumer, _) = self
             .consume(
                 session,
-                &name,
+                name,
                 false,
                 self.settings.default_prefetch,
                 FieldTable::default(),
@@ -304,7 +363,7 @@ impl Inner {
             session,
             consumer,
         ));
-        Ok(name)
+        Ok(())
     }
 }
 

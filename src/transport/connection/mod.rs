@@ -24,7 +24,7 @@ use stomp_parser::{Decoded, Frame, FrameDecoder, Limits, Version, encode_frame};
 use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
 
-use crate::broker::{Outbox, WhenFull};
+use crate::broker::{Alarm, Outbox, WhenFull};
 use crate::metrics::Metrics;
 use crate::session::{Output, Rejection, Session, SessionContext, SessionError};
 use crate::shutdown::Shutdown;
@@ -163,7 +163,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
         false => WhenFull::Close,
         true => WhenFull::Drop(metrics.messages_dropped.clone()),
     };
-    let (outbox, inbox, overflow) = Outbox::channel(settings.outbox_capacity, when_full);
+    let (outbox, inbox, alarm) = Outbox::channel(settings.outbox_capacity, when_full);
     let id = Uuid::new_v4();
     let mut session = Session::new(id, context.session.clone(), access_token);
     let mut runner = CommandRunner::new(id, context.services.clone(), outbox);
@@ -266,9 +266,15 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
             }
             () = outgoing.drained(), if !room_to_write => {}
             () = outgoing.gone() => break 'session None,
-            () = overflow.notified() => {
-                session.abort(SessionError::SlowConsumer(settings.outbox_capacity));
-            }
+            alarm = alarm.raised() => session.abort(match alarm {
+                Alarm::Overflow => SessionError::SlowConsumer(settings.outbox_capacity),
+                Alarm::SubscriptionCancelled { subscription, destination } => {
+                    SessionError::SubscriptionCancelled {
+                        subscription: subscription.to_string(),
+                        destination: destination.to_string(),
+                    }
+                }
+            }),
             () = &mut timer, if deadline.is_some() => {
                 let error = if frame_deadline == deadline {
                     SessionError::FrameTimeout(settings.frame_timeout.as_secs())

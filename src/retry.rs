@@ -1,0 +1,35 @@
+//! How long to wait before trying RabbitMQ or Redis again: at start, when a
+//! node comes up before them, and after a connection is lost.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+/// The first wait, and the longest.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LONGEST_RETRY: Duration = Duration::from_secs(30);
+
+/// The waits between attempts, for ever: doubling from half a second to
+/// thirty, each lengthened by up to as much again at random, so that nodes
+/// that lost a service together do not all knock on it at once.
+pub fn backoff() -> impl Iterator<Item = Duration> + Send {
+    ExponentialBuilder::default()
+        .with_min_delay(FIRST_RETRY)
+        .with_max_delay(LONGEST_RETRY)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_grow_to_a_cap_and_never_end() {
+        let waits: Vec<Duration> = backoff().take(20).collect();
+        assert!(waits[0] >= FIRST_RETRY && waits[0] <= FIRST_RETRY * 2);
+        assert!(waits.iter().all(|wait| *wait <= LONGEST_RETRY * 2));
+        assert!(waits[19] >= LONGEST_RETRY);
+    }
+}
