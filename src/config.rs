@@ -96,6 +96,12 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_AMQP_PREFETCH", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
     pub amqp_prefetch: u16,
 
+    /// Messages the node's queue in RabbitMQ holds for this node while it
+    /// falls behind (cluster mode); past them RabbitMQ drops the oldest, so
+    /// that a node that cannot keep up does not fill the broker's memory.
+    #[arg(long, env = "STOMP_RELAY_NODE_QUEUE_LENGTH", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub node_queue_length: u32,
+
     /// What a session's user-destination routing keys ({name}-user{session}
     /// on amq.topic) are bound to (cluster mode): node, the node's queue,
     /// delivered in-process (one binding per key, no queue per session);
@@ -390,6 +396,7 @@ pub struct Config {
     pub heart_beat: HeartBeatBounds,
     pub connect_timeout: Duration,
     pub amqp_prefetch: u16,
+    pub node_queue_length: u32,
     pub routing: Routing,
     pub api_token: Option<String>,
     pub node_ttl: Duration,
@@ -468,6 +475,7 @@ impl From<Cli> for Config {
             },
             connect_timeout: Duration::from_secs(cli.connect_timeout),
             amqp_prefetch: cli.amqp_prefetch,
+            node_queue_length: cli.node_queue_length,
             routing: cli.routing,
             api_token: cli.api_token.filter(|token| !token.is_empty()),
             node_ttl: Duration::from_secs(cli.node_ttl),

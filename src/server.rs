@@ -104,6 +104,7 @@ impl BoundServer {
             } => {
                 let amqp_settings = AmqpSettings {
                     default_prefetch: config.amqp_prefetch,
+                    node_queue_length: config.node_queue_length,
                     user_keys: match config.routing {
                         Routing::Node => UserKeyBinding::NodeQueue,
                         Routing::Session => UserKeyBinding::SessionQueue,

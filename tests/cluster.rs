@@ -1218,7 +1218,7 @@ fn rabbitmqctl_rows(what: &str, columns: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn the_node_queue_is_acknowledged_under_a_prefetch_so_that_lapin_buffers_little() {
+async fn the_node_queue_is_capped_and_acknowledged_under_a_prefetch_so_that_lapin_buffers_little() {
     let relay = TestRelay::start(Mode::Cluster);
     let queue = format!("stomp.node.test-{}", relay.id);
     let consumers = rabbitmqctl_rows(
@@ -1230,6 +1230,16 @@ async fn the_node_queue_is_acknowledged_under_a_prefetch_so_that_lapin_buffers_l
         .find(|row| row.starts_with(&format!("{queue}\t")))
         .unwrap_or_else(|| panic!("no consumer of {queue} in {consumers:?}"));
     assert_eq!(node, &format!("{queue}\ttrue\t4096"));
+    // And RabbitMQ holds a bounded backlog for it.
+    let queues = rabbitmqctl_rows("queues", &["name", "arguments"]);
+    let declared = queues
+        .iter()
+        .find(|row| row.starts_with(&format!("{queue}\t")))
+        .unwrap_or_else(|| panic!("no {queue} in {queues:?}"));
+    assert!(
+        declared.contains("x-max-length") && declared.contains("100000"),
+        "{declared}"
+    );
     // Everything fanned out is acknowledged, whole batches and the rest.
     let key = unique("acked");
     let mut reader = StompClient::connect(&relay, None).await;

@@ -38,6 +38,8 @@ pub enum Command {
     Connect,
     /// --sessions idle sessions, each subscribed; memory per session of each --pid.
     Idle,
+    /// --burst-mib MiB to one topic with --slow subscribers that never read; memory before, at the peak, after.
+    Burst,
     /// Starts relays (embedded and cluster mode) and measures them beside RabbitMQ Web-STOMP.
     Compare(Box<CompareArgs>),
 }
@@ -136,6 +138,18 @@ pub struct Sizes {
     /// idle: sessions held.
     #[arg(long, global = true, default_value_t = 15_000)]
     pub sessions: usize,
+
+    /// burst: MiB published to the topic.
+    #[arg(long, global = true, default_value_t = 1024)]
+    pub burst_mib: usize,
+
+    /// burst: bytes of each message body.
+    #[arg(long, global = true, default_value_t = 65_536)]
+    pub burst_body_bytes: usize,
+
+    /// burst: subscribers that never read.
+    #[arg(long, global = true, default_value_t = 10)]
+    pub slow: usize,
 }
 
 /// The scenarios `compare` can run.
@@ -146,6 +160,9 @@ pub enum Scenario {
     Api,
     Connect,
     Idle,
+    /// Not among [`Scenario::ALL`]: against Web-STOMP, each slow subscriber's
+    /// queue would hold the whole burst in RabbitMQ.
+    Burst,
 }
 
 impl Scenario {
@@ -164,6 +181,7 @@ impl Scenario {
             Scenario::Api => "api",
             Scenario::Connect => "connect",
             Scenario::Idle => "idle",
+            Scenario::Burst => "burst",
         }
     }
 }
@@ -174,7 +192,7 @@ pub struct CompareArgs {
     #[arg(long)]
     pub relay_bin: PathBuf,
 
-    /// A scenario to run (repeatable; default: all five).
+    /// A scenario to run (repeatable; default: all but burst).
     #[arg(long = "scenario", value_enum)]
     pub scenarios: Vec<Scenario>,
 

@@ -52,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api => Scenario::Api,
         Command::Connect => Scenario::Connect,
         Command::Idle => Scenario::Idle,
+        Command::Burst => Scenario::Burst,
     };
     let connection = &cli.connection;
     let target = Target::resolve(&TargetOptions {

@@ -98,6 +98,9 @@ pub struct ProcessUsage {
     /// Growth of resident memory per session, for runs that hold sessions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_per_session_kib: Option<f64>,
+    /// The most resident memory seen during the run, for runs that watch it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_peak_mib: Option<f64>,
 }
 
 /// The server processes of a run, sampled when it began.
@@ -136,9 +139,49 @@ impl ProcessWatch {
                             / 1024.0
                             / sessions.max(1) as f64
                     }),
+                    rss_peak_mib: None,
                 })
             })
             .collect()
+    }
+}
+
+/// How often [`PeakSampler`] reads memory.
+const PEAK_EVERY: Duration = Duration::from_millis(50);
+
+/// The highest resident memory of each process while it runs, read every
+/// [`PEAK_EVERY`].
+pub struct PeakSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Vec<(String, u64)>>,
+}
+
+impl PeakSampler {
+    pub fn start(processes: &[ServerProcess]) -> PeakSampler {
+        let processes = processes.to_vec();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut peaks: Vec<(String, u64)> =
+                processes.iter().map(|p| (p.name.clone(), 0)).collect();
+            loop {
+                for (process, (_, peak)) in processes.iter().zip(&mut peaks) {
+                    if let Some(sample) = process.sample() {
+                        *peak = (*peak).max(sample.rss_bytes);
+                    }
+                }
+                tokio::select! {
+                    _ = &mut stopped => return peaks,
+                    () = tokio::time::sleep(PEAK_EVERY) => {}
+                }
+            }
+        });
+        PeakSampler { stop, task }
+    }
+
+    /// Each process's name and the most bytes it held.
+    pub async fn finish(self) -> Vec<(String, u64)> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
     }
 }
 

@@ -89,6 +89,8 @@ pub struct AmqpSettings {
     /// Messages a session queue holds before dropping its oldest; also the
     /// most messages the relay holds for a session until their ACKs.
     pub session_queue_length: u32,
+    /// Messages the node queue holds before RabbitMQ drops its oldest.
+    pub node_queue_length: u32,
     /// What a session's user-destination keys are bound to.
     pub user_keys: UserKeyBinding,
 }
@@ -114,6 +116,7 @@ impl Default for AmqpSettings {
             publisher_channels: 4,
             default_prefetch: 100,
             session_queue_length: 10_000,
+            node_queue_length: 100_000,
             user_keys: UserKeyBinding::NodeQueue,
         }
     }

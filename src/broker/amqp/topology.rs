@@ -86,6 +86,17 @@ pub(super) async fn receive_messages_to_everyone(
         .map_err(unavailable("bind the node queue to messages to everyone"))
 }
 
+/// The arguments of a queue that holds at most `length` messages, dropping
+/// its oldest past them (RabbitMQ's default overflow).
+fn capped(length: u32) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-max-length".into(),
+        AMQPValue::LongInt(i32::try_from(length).unwrap_or(i32::MAX)),
+    );
+    arguments
+}
+
 /// Binds sent at once, without waiting for each reply, when many are made
 /// again.
 const BINDS_AT_ONCE: usize = 256;
@@ -120,7 +131,7 @@ impl Inner {
             .queue_declare(
                 self.node_queue.as_str().into(),
                 exclusive_queue(),
-                FieldTable::default(),
+                capped(self.settings.node_queue_length),
             )
             .await
             .map_err(unavailable("declare the node queue"))?;
@@ -337,16 +348,13 @@ impl Inner {
         session: SessionId,
         name: &str,
     ) -> Result<(), BrokerError> {
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            "x-max-length".into(),
-            AMQPValue::LongInt(
-                i32::try_from(self.settings.session_queue_length).unwrap_or(i32::MAX),
-            ),
-        );
         let channel = self.admin.get(&self.link).await?;
         channel
-            .queue_declare(name.into(), exclusive_queue(), arguments)
+            .queue_declare(
+                name.into(),
+                exclusive_queue(),
+                capped(self.settings.session_queue_length),
+            )
             .await
             .map_err(unavailable("declare a session queue"))?;
         let (consumer, _) = self

@@ -3,6 +3,7 @@
 //! saw within the run's patience.
 
 pub mod api;
+pub mod burst;
 pub mod connect;
 pub mod fan_out;
 pub mod idle;
@@ -32,6 +33,7 @@ pub async fn run(
         Scenario::Api => api::run(bench, sizes).await,
         Scenario::Connect => connect::run(bench, sizes).await,
         Scenario::Idle => idle::run(bench, sizes).await,
+        Scenario::Burst => burst::run(bench, sizes).await,
     }
 }
 
