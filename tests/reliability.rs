@@ -12,12 +12,7 @@ use stomp_parser::{Command, Frame};
 
 use support::StompClient;
 use support::node_process::NodeProcess;
-
-/// A free loopback port, with nothing listening on it.
-fn free_port() -> u16 {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    probe.local_addr().expect("an address").port()
-}
+use support::own_services::{OwnRedis, free_port};
 
 /// A TCP forwarder to a service, on a port of its own, that the test can
 /// cut (every connection it carries is closed, and new ones are closed as
@@ -127,41 +122,6 @@ async fn a_node_started_before_rabbitmq_and_redis_waits_for_them() {
     support::delete_redis_keys(&prefix).await;
 }
 
-/// A Redis server of the test's own, on its own port, keeping nothing on
-/// disk: restarting it empties it, as a restart of the shared one would.
-struct OwnRedis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> OwnRedis {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs (install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        OwnRedis { port, child }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// How many sessions `/api/v1/users/{user}/sessions` lists, or the status
 /// it answered instead.
 async fn sessions_of(node: &NodeProcess, user: &str) -> Result<usize, u16> {
@@ -199,7 +159,7 @@ async fn after_redis_restarts_empty_the_node_registers_its_sessions_again() {
     let refused = support::http(&node, "POST", "/api/v1/users/alice/messages", &json, body).await;
     assert_eq!(refused.status, 503, "{}", refused.body);
 
-    let redis = OwnRedis::start(redis.port);
+    redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     while sessions_of(&node, "alice").await != Ok(1) {
         assert!(

@@ -11,6 +11,7 @@
 
 pub mod credentials;
 pub mod node_process;
+pub mod own_services;
 
 use std::net::SocketAddr;
 use std::time::Duration;
