@@ -62,9 +62,14 @@ pub const FRAME_HEADERS: &[&str] = &[
 /// clients send (and which travel with the message between nodes).
 pub const SENDER_HEADERS: &[&str] = &["user-name", "session"];
 
+/// The id a message sent with `persist` is kept by in the offline store,
+/// stamped by dispatch on each copy it sends, so that the session that
+/// delivers a copy has the store forget it. Never shown to a client.
+pub const KEPT_HEADER: &str = "stomp-kept-id";
+
 /// Whether a client may not set this header on what it sends.
 pub fn is_relay_header(name: &str) -> bool {
-    FRAME_HEADERS.contains(&name) || SENDER_HEADERS.contains(&name)
+    FRAME_HEADERS.contains(&name) || SENDER_HEADERS.contains(&name) || name == KEPT_HEADER
 }
 
 impl Message {
@@ -268,11 +273,13 @@ pub enum Alarm {
     },
 }
 
-/// The first alarm raised for a session, and the wake-up that goes with it.
+/// The first alarm raised for a session, and the wake-up that goes with it;
+/// and the ask to read the offline store again.
 #[derive(Debug, Default)]
 struct AlarmBell {
     raised: std::sync::Mutex<Option<Alarm>>,
     ring: Notify,
+    read_kept: Notify,
 }
 
 /// The session's end of its outbox's alarm.
@@ -288,6 +295,13 @@ impl OutboxAlarm {
             }
             self.0.ring.notified().await;
         }
+    }
+
+    /// Completes when the broker asks the session to read what is kept for
+    /// its user again: messages on their way to it may have been lost (with
+    /// the broker's connection) while still kept.
+    pub async fn read_kept_again(&self) {
+        self.0.read_kept.notified().await
     }
 }
 
@@ -350,6 +364,11 @@ impl Outbox {
     /// Tells the session to end, for `alarm`.
     pub fn raise(&self, alarm: Alarm) {
         self.alarm.raise(alarm);
+    }
+
+    /// Asks the session to read what is kept for its user again.
+    pub fn ask_to_read_kept_again(&self) {
+        self.alarm.read_kept.notify_one();
     }
 }
 

@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 
 use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE, UserKey};
 use crate::broker::{
-    Broker, BrokerError, Confirm, DispatchOutcome, DispatchRequest, Message, OrderKey, SessionId,
+    Broker, BrokerError, Confirm, DispatchOutcome, DispatchRequest, KEPT_HEADER, Message, OrderKey,
+    SessionId,
 };
 use crate::error::{Chain, ClientText};
 use crate::metrics::Metrics;
@@ -176,9 +177,15 @@ impl Dispatcher {
 
     /// Hands `message` over to the user destination `name` of `sessions`,
     /// the live sessions of `user`, without waiting for the broker. The
-    /// answer completes the dispatch once the broker confirms: it keeps the
-    /// message for the user when it reached no session and `when_offline`
-    /// asks, and reports what happened.
+    /// answer completes the dispatch once the broker confirms, and reports
+    /// what happened.
+    ///
+    /// A message to keep (`when_offline`) is kept before it is sent, and
+    /// each copy names it ([`KEPT_HEADER`]): the store forgets it once a
+    /// session has delivered it (or had it acknowledged). A node or broker
+    /// lost while the message is on its way to the session then costs the
+    /// user nothing: it is still kept when the user comes back. One that
+    /// reached no session simply stays kept.
     pub async fn hand_over_to(
         &self,
         user: &str,
@@ -190,22 +197,39 @@ impl Dispatcher {
         impl Future<Output = Result<DispatchReport, DispatchError>> + Send + 'static,
         DispatchError,
     > {
-        let confirms = self
-            .hand_over(sessions.iter().copied(), name, &message)
-            .await?;
-        let (dispatcher, user, name) = (self.clone(), user.to_owned(), name.to_owned());
+        let kept = match when_offline {
+            WhenOffline::Keep => Some(self.offline.keep(user, name, &message).await?),
+            WhenOffline::Drop => None,
+        };
+        let mut sent = message;
+        if let Some(kept) = &kept {
+            sent.headers.set(KEPT_HEADER, kept);
+        }
+        let handed_over = self.hand_over(sessions.iter().copied(), name, &sent).await;
+        let (dispatcher, user) = (self.clone(), user.to_owned());
         Ok(async move {
-            let reached = reached(confirms).await?;
+            let reached = match handed_over {
+                Ok(confirms) => reached(confirms).await,
+                Err(error) => Err(error),
+            };
+            let reached = match reached {
+                Ok(reached) => reached,
+                Err(error) => {
+                    // Tried again by the caller (or refused to its sender):
+                    // not kept twice.
+                    if let Some(kept) = kept {
+                        let _ = dispatcher.offline.forget(&user, &[kept]).await;
+                    }
+                    return Err(error.into());
+                }
+            };
             let mut report = DispatchReport {
                 sessions: reached,
                 ..DispatchReport::default()
             };
             if reached == 0 {
                 report.offline_users = 1;
-                if when_offline == WhenOffline::Keep {
-                    dispatcher.offline.keep(&user, &name, &message).await?;
-                    report.kept = 1;
-                }
+                report.kept = usize::from(kept.is_some());
             }
             let metrics = &dispatcher.metrics;
             metrics.offline_kept.inc_by(report.kept as u64);

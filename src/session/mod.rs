@@ -16,6 +16,7 @@
 mod command;
 pub mod connect;
 mod error;
+mod kept;
 mod settings;
 mod subscriptions;
 mod transactions;
@@ -37,12 +38,13 @@ use crate::auth::acl::Action;
 use crate::broker::destination::{Destination, DestinationError, TempQueue};
 use crate::broker::queue_options::{QueueOptions, asks_durable};
 use crate::broker::{
-    AckMode, Delivery, FRAME_HEADERS, Message, PublishTarget, SENDER_HEADERS, SessionId,
-    Settlement, SubscriptionSpec,
+    AckMode, Delivery, FRAME_HEADERS, KEPT_HEADER, Message, PublishTarget, SENDER_HEADERS,
+    SessionId, Settlement, SubscriptionSpec,
 };
 use crate::dispatch::WhenOffline;
 use crate::dispatch::offline::KeptMessage;
 use connect::{ConnectRequest, HeartBeat, connected_frame};
+use kept::RecentlyKept;
 use subscriptions::{Pending, Subscriptions};
 use transactions::Transactions;
 
@@ -126,6 +128,8 @@ pub struct Session {
     held: VecDeque<(CommandId, Held)>,
     /// ReadKept commands in flight -> the subscription they are for.
     reading_kept: HashMap<CommandId, Arc<str>>,
+    /// Kept messages delivered lately, so that none is delivered twice.
+    recently_kept: RecentlyKept,
     /// The kept messages to read, for a subscription, once the current
     /// frame's RECEIPT is placed.
     read_after_receipt: Option<(Arc<str>, Command)>,
@@ -154,6 +158,7 @@ impl Session {
             in_flight: BTreeMap::new(),
             held: VecDeque::new(),
             reading_kept: HashMap::new(),
+            recently_kept: RecentlyKept::default(),
             read_after_receipt: None,
             current_receipt: None,
             attached: false,
@@ -602,6 +607,30 @@ impl Session {
         Ok(())
     }
 
+    /// Reads again what is kept for the user at each of its user
+    /// destinations; what was delivered already is not shown again.
+    pub fn read_kept_again(&mut self) {
+        if !matches!(self.state, State::Connected(_)) {
+            return;
+        }
+        let Some(user) = self.user().map(str::to_owned) else {
+            return;
+        };
+        let reads: Vec<(Arc<str>, String)> = self
+            .subscriptions
+            .specs()
+            .filter_map(|spec| match &spec.destination {
+                Destination::OwnUser { name } => Some((spec.id.clone(), name.clone())),
+                _ => None,
+            })
+            .collect();
+        for (subscription, name) in reads {
+            let user = user.clone();
+            let id = self.give(Command::ReadKept { user, name });
+            self.reading_kept.insert(id, subscription);
+        }
+    }
+
     /// The messages kept for this user while it was offline, as MESSAGEs of
     /// subscription `id`, oldest first. With `ack:auto` the store forgets
     /// them now; otherwise when acked. A store that cannot answer costs the
@@ -629,12 +658,16 @@ impl Session {
             message,
         } in kept
         {
+            // Delivered live already (it was kept before it was sent).
+            if !self.recently_kept.first_time(&kept_id) {
+                continue;
+            }
             let pending = needs_ack.then(|| Pending::Kept(kept_id.clone()));
             delivered.push(kept_id);
             let frame = self.message_frame(id, &destination, &message, pending, false);
             self.output.push_back(Output::Frame(frame));
         }
-        if !needs_ack {
+        if !needs_ack && !delivered.is_empty() {
             self.give(Command::ForgetKept {
                 user,
                 ids: delivered,
@@ -674,7 +707,11 @@ impl Session {
         destination.check_send(text)?;
         self.authorize(Action::Send, text)?;
         let mut headers = frame.headers.clone();
-        for name in FRAME_HEADERS.iter().chain(SENDER_HEADERS) {
+        let relay_headers = FRAME_HEADERS
+            .iter()
+            .chain(SENDER_HEADERS)
+            .chain([&KEPT_HEADER]);
+        for name in relay_headers {
             headers.remove(name);
         }
         // `persist` asks dispatch to keep a message for an offline user; it
@@ -772,6 +809,14 @@ impl Session {
             match pending {
                 Pending::Broker(tag) => tags.push(tag),
                 Pending::Kept(id) => kept.push(id),
+                Pending::BrokerAndKept(tag, id) => {
+                    tags.push(tag);
+                    // Given back, it comes again, to be shown again.
+                    if settlement == Settlement::Nack {
+                        self.recently_kept.forget(&id);
+                    }
+                    kept.push(id);
+                }
             }
         }
         if !tags.is_empty() {
@@ -814,19 +859,48 @@ impl Session {
             }
             return;
         }
+        // A message sent with `persist` was kept before it was sent, and is
+        // forgotten once this session has delivered it (or had it ACKed).
+        let kept = delivery.message.headers.get(KEPT_HEADER).map(str::to_owned);
+        if let Some(kept) = &kept
+            && !self.recently_kept.first_time(kept)
+        {
+            // Delivered from the store already.
+            if let Some(tag) = delivery.ack {
+                self.give(Command::Settle {
+                    tags: vec![tag],
+                    settlement: Settlement::Ack,
+                });
+            }
+            return;
+        }
         let max = self.context.settings.max_unacked;
         if delivery.ack.is_some() && self.subscriptions.unacked() >= max {
             // Not delivered: the broker takes it back when the session ends.
             return self.abort(SessionError::TooManyUnacked(max));
         }
+        let pending = match (delivery.ack, &kept) {
+            (Some(tag), Some(kept)) => Some(Pending::BrokerAndKept(tag, kept.clone())),
+            (Some(tag), None) => Some(Pending::Broker(tag)),
+            (None, _) => None,
+        };
         let frame = self.message_frame(
             &delivery.subscription,
             &delivery.destination,
             &delivery.message,
-            delivery.ack.map(Pending::Broker),
+            pending,
             delivery.redelivered,
         );
         self.output.push_back(Output::Frame(frame));
+        if delivery.ack.is_none()
+            && let (Some(kept), Some(user)) = (kept, self.user())
+        {
+            let user = user.to_owned();
+            self.give(Command::ForgetKept {
+                user,
+                ids: vec![kept],
+            });
+        }
     }
 
     /// The MESSAGE frame of one message for one subscription, recording
@@ -856,7 +930,9 @@ impl Session {
         // writes it.
         frame = frame.header("redelivered", if redelivered { "true" } else { "false" });
         for (name, value) in message.headers.iter() {
-            frame.headers.push(name, value);
+            if name != KEPT_HEADER {
+                frame.headers.push(name, value);
+            }
         }
         if !message.headers.contains("content-type") {
             let content_type = match std::str::from_utf8(&message.body) {

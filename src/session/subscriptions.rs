@@ -12,6 +12,9 @@ pub enum Pending {
     Broker(AckTag),
     /// A message kept for the user while offline, by its id in the store.
     Kept(String),
+    /// A broker delivery of a message that is also kept (sent with
+    /// `persist`): the ACK settles both.
+    BrokerAndKept(AckTag, String),
 }
 
 /// One SUBSCRIBE of this session.
@@ -45,6 +48,10 @@ impl Subscriptions {
 
     pub fn contains(&self, id: &str) -> bool {
         self.by_id.contains_key(id)
+    }
+
+    pub fn specs(&self) -> impl Iterator<Item = &SubscriptionSpec> {
+        self.by_id.values().map(|subscription| &subscription.spec)
     }
 
     pub fn get(&self, id: &str) -> Option<&SubscriptionSpec> {

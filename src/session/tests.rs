@@ -422,6 +422,63 @@ fn kept_messages_follow_the_subscribe_receipt() {
 }
 
 #[test]
+fn a_kept_message_is_forgotten_once_delivered_and_never_shown_twice() {
+    let mut harness = Harness::connected();
+    harness.frame(frame(
+        Stomp::Subscribe,
+        &[("id", "s"), ("destination", "/user/queue/inbox")],
+    ));
+    let commands = harness.commands();
+    let (read, _) = commands
+        .iter()
+        .find(|(_, command)| matches!(command, Command::ReadKept { .. }))
+        .expect("the store is read");
+    let live = |kept: &str| Delivery {
+        subscription: Arc::from("s"),
+        destination: Arc::from("/user/queue/inbox"),
+        message: Arc::new(Message {
+            headers: [(KEPT_HEADER, kept)].into_iter().collect(),
+            body: Bytes::from_static(b"persisted"),
+        }),
+        ack: None,
+        redelivered: false,
+    };
+    // Live first: shown without the store's id, then forgotten in the store.
+    harness.session.deliver(live("k1"));
+    let outputs = harness.outputs();
+    let [
+        Output::Frame(message),
+        Output::Command(_, Command::ForgetKept { ids, .. }),
+    ] = &outputs[..]
+    else {
+        panic!("{outputs:?}");
+    };
+    assert_eq!(message.get(KEPT_HEADER), None);
+    assert_eq!(ids, &["k1".to_owned()]);
+    // The store's copy, read meanwhile, is not shown again; nor is a second
+    // live copy.
+    let kept = |id: &str| KeptMessage {
+        id: id.into(),
+        message: Message {
+            headers: Default::default(),
+            body: Bytes::from_static(b"persisted"),
+        },
+    };
+    harness.complete(*read, Event::Kept(Ok(vec![kept("k1"), kept("k2")])));
+    let outputs = harness.outputs();
+    let [
+        Output::Frame(_),
+        Output::Command(_, Command::ForgetKept { ids, .. }),
+    ] = &outputs[..]
+    else {
+        panic!("{outputs:?}");
+    };
+    assert_eq!(ids, &["k2".to_owned()]);
+    harness.session.deliver(live("k2"));
+    assert!(harness.outputs().is_empty());
+}
+
+#[test]
 fn client_acks_settle_through_commands_and_unknown_acks_are_refused() {
     let mut harness = Harness::connected();
     harness.frame(frame(

@@ -85,6 +85,30 @@ async fn a_kept_message_with_client_acks_stays_until_acked() {
 }
 
 #[tokio::test]
+async fn a_persisted_message_stays_kept_until_a_session_has_delivered_it() {
+    let relay = start_with(&[]);
+    let mut uma = StompClient::connect(&relay, Some("uma")).await;
+    uma.subscribe("in", "/user/queue/inbox", "client-individual").await;
+    let answer = post(&relay, "uma", "inbox", "on its way", true).await;
+    assert_eq!(answer, serde_json::json!({"sessions": 1, "offline_users": 0, "kept": 0}));
+    let message = uma.recv().await;
+    assert_eq!(&message.body[..], b"on its way");
+    assert_eq!(message.get("stomp-kept-id"), None, "the store's id is the relay's");
+    // Gone before the client acknowledged it: still kept, as if the node
+    // had died with it.
+    drop(uma);
+    let mut again = StompClient::connect(&relay, Some("uma")).await;
+    again.subscribe("in", "/user/queue/inbox", "auto").await;
+    assert_eq!(again.recv_body().await, "on its way");
+    // Delivered with ack:auto, it is forgotten.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut last = StompClient::connect(&relay, Some("uma")).await;
+    last.subscribe("in", "/user/queue/inbox", "auto").await;
+    last.expect_nothing().await;
+    again.expect_nothing().await;
+}
+
+#[tokio::test]
 async fn a_stomp_send_with_persist_is_kept_for_an_offline_user() {
     let relay = start_with(&[]);
     let mut sam = StompClient::connect(&relay, Some("sam")).await;

@@ -19,6 +19,9 @@ use crate::error::source_of;
 /// it fails: a SEND in that time is published once the broker is back.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long closing a replaced connection may take.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// The node's connection to RabbitMQ: the current one, and whether the
 /// relay's topology is in place on it.
 pub(super) struct Link {
@@ -60,8 +63,9 @@ impl Link {
             Arc::new(connection),
         );
         // Closing it ends its channels and consumers, if the broker had
-        // not already.
-        let _ = old.close(200, "replaced".into()).await;
+        // not already; a connection that no longer answers is not waited
+        // for.
+        let _ = tokio::time::timeout(CLOSE_PATIENCE, old.close(200, "replaced".into())).await;
         Ok(events)
     }
 

@@ -10,8 +10,9 @@
 //!
 //! What the lost connection held cannot all be kept, and is said: messages
 //! that waited in the node's exclusive queues are gone (a publish to a
-//! session's key meanwhile comes back unroutable, so dispatch keeps it for
-//! an offline user who asked for that); deliveries from queues that awaited
+//! session's key meanwhile comes back unroutable); those sent with
+//! `persist` are still kept, and every session reads what is kept for its
+//! user again; deliveries from queues that awaited
 //! a client's ACK are redelivered by RabbitMQ with `redelivered:true`;
 //! publishes not yet confirmed fail, so their RECEIPTs never come and their
 //! senders get an ERROR; publishes made while the broker is away wait for
@@ -115,6 +116,11 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<Events, BrokerError> {
                 }
             }
         }
+    }
+    // What was on its way to a session went with the old connection; what
+    // was kept of it is still kept, and read again.
+    for state in lock(&inner.sessions).values() {
+        state.outbox.ask_to_read_kept_again();
     }
     tracing::info!(
         sessions = sessions.len(),

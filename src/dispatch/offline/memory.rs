@@ -111,7 +111,12 @@ impl MemoryOfflineStore {
 
 #[async_trait]
 impl OfflineStore for MemoryOfflineStore {
-    async fn keep(&self, user: &str, name: &str, message: &Message) -> Result<(), OfflineError> {
+    async fn keep(
+        &self,
+        user: &str,
+        name: &str,
+        message: &Message,
+    ) -> Result<String, OfflineError> {
         let now = Instant::now();
         let mut state = self.state();
         state.next_id += 1;
@@ -168,7 +173,7 @@ impl OfflineStore for MemoryOfflineStore {
         {
             self.dropped.inc();
         }
-        Ok(())
+        Ok(id.to_string())
     }
 
     async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError> {

@@ -63,8 +63,10 @@ pub enum OfflineError {
 /// Where messages for absent users wait.
 #[async_trait]
 pub trait OfflineStore: Send + Sync + 'static {
-    /// Keeps `message` for `user`'s user destination `name`.
-    async fn keep(&self, user: &str, name: &str, message: &Message) -> Result<(), OfflineError>;
+    /// Keeps `message` for `user`'s user destination `name`; answers the id
+    /// it is kept by.
+    async fn keep(&self, user: &str, name: &str, message: &Message)
+    -> Result<String, OfflineError>;
 
     /// What is kept for `user` at `name`, oldest first.
     async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError>;

@@ -75,7 +75,12 @@ fn entry_message(name: &str, fields: &[Vec<u8>]) -> Result<Option<Message>, Offl
 
 #[async_trait]
 impl OfflineStore for RedisOfflineStore {
-    async fn keep(&self, user: &str, name: &str, message: &Message) -> Result<(), OfflineError> {
+    async fn keep(
+        &self,
+        user: &str,
+        name: &str,
+        message: &Message,
+    ) -> Result<String, OfflineError> {
         let key = self.key(user);
         let ttl = self.limits.ttl.as_millis().max(1) as u64;
         let mut redis = self.redis.clone();
@@ -92,13 +97,13 @@ impl OfflineStore for RedisOfflineStore {
             .arg(super::headers_to_json(&message.headers))
             .arg("b")
             .arg(&message.body[..])
-            .ignore()
             .cmd("PEXPIRE")
             .arg(&key)
             .arg(ttl)
             .ignore()
-            .query_async::<()>(&mut redis)
+            .query_async::<(String,)>(&mut redis)
             .await
+            .map(|(id,)| id)
             .map_err(unavailable)
     }
 
