@@ -758,6 +758,43 @@ async fn a_subscription_whose_queue_is_deleted_ends_with_rabbitmqs_error() {
 }
 
 #[tokio::test]
+async fn a_persisted_dispatch_request_carried_out_twice_delivers_once() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let user = unique("once");
+    let (_connection, channel) = amqp().await;
+    let request = |body: &'static [u8], id: &str| {
+        let mut headers = FieldTable::default();
+        for (name, value) in [
+            ("stomp-user", user.as_str()),
+            ("stomp-destination", "inbox"),
+            ("stomp-persist", "true"),
+        ] {
+            headers.insert(name.into(), AMQPValue::LongString(value.into()));
+        }
+        let properties = BasicProperties::default()
+            .with_headers(headers)
+            .with_message_id(id.into());
+        publish_mandatory(&channel, "stomp.dispatch", "", body, properties)
+    };
+    // Kept for an offline user: the request again (as RabbitMQ redelivers
+    // one whose node died) keeps nothing more.
+    let offline_id = unique("request");
+    assert!(request(b"kept once", &offline_id).await);
+    assert!(request(b"kept once", &offline_id).await);
+    let mut reader = StompClient::connect(&relay, Some(&user)).await;
+    reader.subscribe("in", "/user/queue/inbox", "auto").await;
+    assert_eq!(reader.recv_body().await, "kept once");
+    // Delivered live: the request again delivers nothing more.
+    let live_id = unique("request");
+    assert!(request(b"live once", &live_id).await);
+    assert_eq!(reader.recv_body().await, "live once");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(request(b"live once", &live_id).await);
+    reader.expect_nothing().await;
+    support::delete_redis_keys(&relay.redis_prefix).await;
+}
+
+#[tokio::test]
 async fn a_service_dispatches_to_a_user_through_rabbitmq() {
     let relay = TestRelay::start(Mode::Cluster);
     let user = unique("jo");

@@ -466,7 +466,11 @@ async fn dispatch_sender(
         ] {
             headers.insert(name.into(), AMQPValue::LongString(value.into()));
         }
-        let properties = BasicProperties::default().with_headers(headers);
+        // With a message id, as the README asks: a request carried out
+        // again is delivered once.
+        let properties = BasicProperties::default()
+            .with_headers(headers)
+            .with_message_id(id.as_str().into());
         let published = publishing
             .basic_publish(
                 "stomp.dispatch".into(),

@@ -382,6 +382,9 @@ pub struct DispatchRequest {
     pub all: bool,
     /// Kept for named users who are offline (`stomp-persist: true`).
     pub persist: bool,
+    /// The request's AMQP `message_id`, if it has one: a request carried
+    /// out again (redelivered) keeps nothing twice.
+    pub message_id: Option<String>,
     /// `stomp-destination`: `/user/queue/{name}` or `{name}`.
     pub destination: String,
     pub message: Message,

@@ -31,7 +31,7 @@ use crate::broker::{
 use crate::error::{Chain, ClientText};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
-use offline::{OfflineError, OfflineStore};
+use offline::{Keeping, OfflineError, OfflineStore};
 
 /// `stomp.dispatch` requests a node carries out at once.
 pub const DISPATCH_LANES: usize = 32;
@@ -134,24 +134,34 @@ impl Dispatcher {
             name,
             message,
             when_offline,
+            None,
         )
         .await
     }
 
-    /// [`Dispatcher::to_user`] for each of `users`.
+    /// [`Dispatcher::to_user`] for each of `users`; `request` names the
+    /// request it carries out, when asking twice must not keep twice.
     pub async fn to_users(
         &self,
         users: &[String],
         name: &str,
         message: Message,
         when_offline: WhenOffline,
+        request: Option<&str>,
     ) -> Result<DispatchReport, DispatchError> {
         let names: Vec<&str> = users.iter().map(String::as_str).collect();
         let located = self.locate_many(&names).await?;
         let mut dispatches = Vec::with_capacity(users.len());
         for (user, sessions) in users.iter().zip(located) {
             let dispatch = self
-                .hand_over_to(user, &sessions, name, message.clone(), when_offline)
+                .hand_over_to(
+                    user,
+                    &sessions,
+                    name,
+                    message.clone(),
+                    when_offline,
+                    request,
+                )
                 .await?;
             dispatches.push(dispatch);
         }
@@ -185,7 +195,11 @@ impl Dispatcher {
     /// session has delivered it (or had it acknowledged). A node or broker
     /// lost while the message is on its way to the session then costs the
     /// user nothing: it is still kept when the user comes back. One that
-    /// reached no session simply stays kept.
+    /// reached no session simply stays kept. With `request` (a
+    /// `stomp.dispatch` request's message id), a request carried out again
+    /// (its node died before acknowledging it) keeps nothing twice: what is
+    /// still kept is sent again under the same id, which a session that
+    /// showed it already drops, and what was delivered is not sent again.
     pub async fn hand_over_to(
         &self,
         user: &str,
@@ -193,13 +207,28 @@ impl Dispatcher {
         name: &str,
         message: Message,
         when_offline: WhenOffline,
+        request: Option<&str>,
     ) -> Result<
         impl Future<Output = Result<DispatchReport, DispatchError>> + Send + 'static,
         DispatchError,
     > {
-        let kept = match when_offline {
-            WhenOffline::Keep => Some(self.offline.keep(user, name, &message).await?),
-            WhenOffline::Drop => None,
+        let kept = match (when_offline, request) {
+            (WhenOffline::Drop, _) => None,
+            (WhenOffline::Keep, None) => Some(self.offline.keep(user, name, &message).await?),
+            (WhenOffline::Keep, Some(request)) => {
+                match self
+                    .offline
+                    .keep_once(user, name, &message, request)
+                    .await?
+                {
+                    Keeping::Kept(id) => Some(id),
+                    Keeping::Delivered => {
+                        return Ok(futures_util::future::Either::Left(std::future::ready(Ok(
+                            DispatchReport::default(),
+                        ))));
+                    }
+                }
+            }
         };
         let mut sent = message;
         if let Some(kept) = &kept {
@@ -207,7 +236,7 @@ impl Dispatcher {
         }
         let handed_over = self.hand_over(sessions.iter().copied(), name, &sent).await;
         let (dispatcher, user) = (self.clone(), user.to_owned());
-        Ok(async move {
+        Ok(futures_util::future::Either::Right(async move {
             let reached = match handed_over {
                 Ok(confirms) => reached(confirms).await,
                 Err(error) => Err(error),
@@ -238,7 +267,7 @@ impl Dispatcher {
                 .dispatched_offline_users
                 .inc_by(report.offline_users as u64);
             Ok(report)
-        })
+        }))
     }
 
     /// Sends `message` to the user destination `name` of every live session
@@ -297,7 +326,8 @@ impl Dispatcher {
                         self.to_everyone(&name, request.message).await
                     } else {
                         let when_offline = WhenOffline::from_persist(request.persist);
-                        self.to_users(&request.users, &name, request.message, when_offline)
+                        let id = request.message_id.as_deref();
+                        self.to_users(&request.users, &name, request.message, when_offline, id)
                             .await
                             .map(|_| ())
                     };

@@ -582,7 +582,7 @@ async fn send_to_many(relay: &Relay, body: &Bytes) -> Answer {
             let users = distinct_users(users)?;
             relay
                 .dispatcher
-                .to_users(&users, &name, message, when_offline)
+                .to_users(&users, &name, message, when_offline, None)
                 .await
         }
         (Some(_), false) => {

@@ -33,6 +33,11 @@ async fn read_dispatch_requests(
     requests: mpsc::Sender<DispatchRequest>,
 ) {
     while let Some(Ok(delivery)) = consumer.next().await {
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string());
         let mut message = properties::from_amqp(&delivery.properties, delivery.data);
         let take = |message: &mut Message, name: &str| {
             let value = message.headers.get(name).map(str::to_owned);
@@ -68,6 +73,7 @@ async fn read_dispatch_requests(
             users,
             all,
             persist,
+            message_id,
             destination,
             message,
             done,

@@ -60,6 +60,15 @@ pub enum OfflineError {
     Unavailable(String),
 }
 
+/// What keeping a message once for a request found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keeping {
+    /// Kept by this id: newly, or still kept from an earlier try.
+    Kept(String),
+    /// An earlier try kept it and it has been delivered since.
+    Delivered,
+}
+
 /// Where messages for absent users wait.
 #[async_trait]
 pub trait OfflineStore: Send + Sync + 'static {
@@ -67,6 +76,21 @@ pub trait OfflineStore: Send + Sync + 'static {
     /// it is kept by.
     async fn keep(&self, user: &str, name: &str, message: &Message)
     -> Result<String, OfflineError>;
+
+    /// [`OfflineStore::keep`], once per `request` and user: a request
+    /// carried out again finds what its first try kept. A store that no
+    /// request reaches twice (the embedded node's, which has no
+    /// `stomp.dispatch`) keeps it anew.
+    async fn keep_once(
+        &self,
+        user: &str,
+        name: &str,
+        message: &Message,
+        request: &str,
+    ) -> Result<Keeping, OfflineError> {
+        let _ = request;
+        self.keep(user, name, message).await.map(Keeping::Kept)
+    }
 
     /// What is kept for `user` at `name`, oldest first.
     async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError>;

@@ -5,8 +5,10 @@
 //! Each entry holds the user-destination name (`d`), the headers (`h`, see
 //! [`super::headers_to_json`]) and the body (`b`). `XADD ... MAXLEN` caps the
 //! stream and `PEXPIRE`, refreshed with every keep, drops a user's messages
-//! when none has come for the TTL; both run in one `MULTI` on the one key,
-//! so this works on Redis Cluster too.
+//! when none has come for the TTL; both run in one `MULTI` on the one key.
+//! A `stomp.dispatch` request with a message id also records which entry it
+//! kept, under `{prefix}offline-request:{user}:{id}`, in the same script as
+//! the keep (two keys: on Redis Cluster they would need one hash tag).
 
 use std::sync::LazyLock;
 
@@ -14,7 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
 
-use super::{KeptMessage, OfflineError, OfflineLimits, OfflineStore, headers_from_json};
+use super::{Keeping, KeptMessage, OfflineError, OfflineLimits, OfflineStore, headers_from_json};
 use crate::broker::Message;
 
 /// The offline store of a cluster node.
@@ -35,6 +37,30 @@ static FORGET: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"redis.call('XDEL', KEYS[1], unpack(ARGV))
           if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end",
+    )
+});
+
+/// How long a node remembers which `stomp.dispatch` request kept which
+/// message: longer than RabbitMQ takes to redeliver a request whose node
+/// died, short enough that busy dispatch leaves few keys behind.
+const REQUEST_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Keeps a message once per request: what an earlier try kept is answered
+/// (`kept`, its id, while still in the stream; `delivered` once forgotten).
+/// KEYS: the user's stream, the request's key. ARGV: the stream's cap,
+/// the destination name, headers, body, the stream's TTL and the request
+/// key's, in ms.
+static KEEP_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"local prior = redis.call('GET', KEYS[2])
+          if prior then
+            if #redis.call('XRANGE', KEYS[1], prior, prior) > 0 then return {'kept', prior} end
+            return {'delivered', ''}
+          end
+          local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'd', ARGV[2], 'h', ARGV[3], 'b', ARGV[4])
+          redis.call('PEXPIRE', KEYS[1], ARGV[5])
+          redis.call('SET', KEYS[2], id, 'PX', ARGV[6])
+          return {'kept', id}",
     )
 });
 
@@ -105,6 +131,32 @@ impl OfflineStore for RedisOfflineStore {
             .await
             .map(|(id,)| id)
             .map_err(unavailable)
+    }
+
+    async fn keep_once(
+        &self,
+        user: &str,
+        name: &str,
+        message: &Message,
+        request: &str,
+    ) -> Result<Keeping, OfflineError> {
+        let mut redis = self.redis.clone();
+        let (outcome, id): (String, String) = KEEP_ONCE
+            .key(self.key(user))
+            .key(format!("{}offline-request:{user}:{request}", self.prefix))
+            .arg(self.limits.max_messages)
+            .arg(name)
+            .arg(super::headers_to_json(&message.headers))
+            .arg(&message.body[..])
+            .arg(self.limits.ttl.as_millis().max(1) as u64)
+            .arg(REQUEST_MEMORY.as_millis() as u64)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(unavailable)?;
+        Ok(match outcome.as_str() {
+            "delivered" => Keeping::Delivered,
+            _ => Keeping::Kept(id),
+        })
     }
 
     async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError> {

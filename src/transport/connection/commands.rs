@@ -363,6 +363,7 @@ async fn hand_over(
                         &name,
                         message,
                         when_offline,
+                        None,
                     )
                     .await
                 {
