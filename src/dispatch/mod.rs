@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
+use futures_util::future::{Either, try_join_all};
 use tokio::sync::mpsc;
 
 use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE, UserKey};
@@ -222,8 +222,9 @@ impl Dispatcher {
                     .await?
                 {
                     Keeping::Kept(id) => Some(id),
+                    // Nothing to do: a report of nothing.
                     Keeping::Delivered => {
-                        return Ok(futures_util::future::Either::Left(std::future::ready(Ok(
+                        return Ok(Either::Left(std::future::ready(Ok(
                             DispatchReport::default(),
                         ))));
                     }
@@ -235,8 +236,11 @@ impl Dispatcher {
             sent.headers.set(KEPT_HEADER, kept);
         }
         let handed_over = self.hand_over(sessions.iter().copied(), name, &sent).await;
+        // A request tried again finds what this try kept; anything else
+        // would keep it anew.
+        let forget_on_failure = request.is_none();
         let (dispatcher, user) = (self.clone(), user.to_owned());
-        Ok(futures_util::future::Either::Right(async move {
+        Ok(Either::Right(async move {
             let reached = match handed_over {
                 Ok(confirms) => reached(confirms).await,
                 Err(error) => Err(error),
@@ -246,7 +250,7 @@ impl Dispatcher {
                 Err(error) => {
                     // Tried again by the caller (or refused to its sender):
                     // not kept twice.
-                    if let Some(kept) = kept {
+                    if let Some(kept) = kept.filter(|_| forget_on_failure) {
                         let _ = dispatcher.offline.forget(&user, &[kept]).await;
                     }
                     return Err(error.into());
