@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::fan_out::SEND_BATCH;
+use super::fan_out::publish_stamped;
 use super::{Bench, Subscription, gather_while_sending, note, open_subscribed, start_receiving};
 use crate::cli::Sizes;
 use crate::client::AckMode;
@@ -42,31 +42,14 @@ pub async fn run(bench: &Bench, sizes: &Sizes) -> Result<Report, BenchError> {
     };
     let slow = open_subscribed(bench, sizes.slow, 50, subscription).await?;
     let reader = open_subscribed(bench, 1, 1, subscription).await?;
-    let mut publisher = bench.target.open(None).await?;
+    let publisher = bench.target.open(None).await?;
 
     let watch = ProcessWatch::start(&bench.processes);
     let peaks = PeakSampler::start(&bench.processes);
     let clock = RunClock::start();
     let receivers = start_receiving(reader.clients, messages, clock, AckMode::Auto);
     let started = Instant::now();
-    let mut sending = tokio::task::JoinSet::new();
-    let topic_to = topic.clone();
-    sending.spawn(async move {
-        for sent in 1..=messages {
-            let body = clock.stamped_body(body_bytes);
-            publisher
-                .feed(format!(
-                    "SEND\ndestination:{topic_to}\ncontent-length:{}\n\n{body}\0",
-                    body.len()
-                ))
-                .await?;
-            if sent % SEND_BATCH == 0 {
-                publisher.flush().await?;
-            }
-        }
-        publisher.flush().await?;
-        Err(publisher.until_refused().await)
-    });
+    let sending = publish_stamped(publisher, topic.clone(), messages, body_bytes, clock);
     let (latencies, last) = gather_while_sending(receivers, sending, bench.patience).await?;
     // The slow subscribers leave (those the server has not closed already).
     drop(slow.clients);
