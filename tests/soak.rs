@@ -580,6 +580,7 @@ async fn soak() {
         "stomp-relay-soak-{}",
         uuid::Uuid::new_v4().simple()
     ));
+    let data = dir.clone();
     let mut cluster = tokio::task::spawn_blocking(move || {
         let rabbitmq = OwnRabbitMq::start(dir.join("rabbitmq"));
         std::fs::create_dir_all(dir.join("redis")).expect("a directory for Redis");
@@ -684,5 +685,6 @@ async fn soak() {
         .map(|(kind, _)| kind.tag())
         .collect();
     drop(cluster);
+    let _ = std::fs::remove_dir_all(data);
     assert!(failed.is_empty(), "lost or duplicated: {failed:?}");
 }
