@@ -297,3 +297,36 @@ async fn a_queue_message_left_unacknowledged_comes_again_after_a_disconnect_or_a
     support::delete_queues(&[name]).await;
     support::delete_redis_keys(&prefix).await;
 }
+
+#[tokio::test]
+async fn a_persisted_message_whose_node_is_killed_before_the_ack_reaches_its_user_on_another() {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let (first_prefix, second_prefix) = (prefix.clone(), prefix.clone());
+    let mut first = tokio::task::spawn_blocking(move || {
+        NodeProcess::start_clustered("kept-first", &first_prefix, &[])
+    })
+    .await
+    .expect("the first node starts");
+    let second = tokio::task::spawn_blocking(move || {
+        NodeProcess::start_clustered("kept-second", &second_prefix, &[])
+    })
+    .await
+    .expect("the second node starts");
+    let user = format!("vic-{}", uuid::Uuid::new_v4().simple());
+    let mut vic = StompClient::connect(&first, Some(&user)).await;
+    vic.subscribe("in", "/user/queue/inbox", "client-individual")
+        .await;
+    let json = [("content-type", "application/json")];
+    let body = r#"{"destination": "inbox", "body": "in flight", "persist": true}"#;
+    let path = format!("/api/v1/users/{user}/messages");
+    let sent = support::http(&second, "POST", &path, &json, body).await;
+    assert_eq!(sent.json()["sessions"], 1, "{}", sent.body);
+    assert_eq!(vic.recv_body().await, "in flight");
+    first.kill();
+    // The user comes back on the other node: it is there, once.
+    let mut back = StompClient::connect(&second, Some(&user)).await;
+    back.subscribe("in", "/user/queue/inbox", "auto").await;
+    assert_eq!(back.recv_body().await, "in flight");
+    back.expect_nothing().await;
+    support::delete_redis_keys(&prefix).await;
+}
