@@ -29,7 +29,6 @@ use crate::broker::amqp::{AmqpBroker, AmqpSettings, LinkMetrics, UserKeyBinding}
 use crate::broker::{BrokerError, SessionId};
 use crate::config::{AuthConfig, AuthMode, Config, Mode, Routing};
 use crate::dispatch::offline::redis::RedisOfflineStore;
-use crate::error::Chain;
 use crate::metrics::Metrics;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::{Relay, Security};
@@ -128,7 +127,7 @@ impl BoundServer {
                     connected: metrics.broker_connected.clone(),
                     reconnects: metrics.broker_reconnects.clone(),
                 };
-                let broker = until_reachable("RabbitMQ", || {
+                let broker = retry::until_reachable("RabbitMQ", || {
                     AmqpBroker::connect(amqp_url, &node_id, amqp_settings, link_metrics.clone())
                 })
                 .await;
@@ -140,7 +139,7 @@ impl BoundServer {
                         .unwrap_or_default(),
                     ttl: config.node_ttl,
                 };
-                let registry = until_reachable("Redis", || {
+                let registry = retry::until_reachable("Redis", || {
                     RedisRegistry::connect(redis_url, &config.redis_prefix, liveness.clone())
                 })
                 .await;
@@ -357,32 +356,6 @@ async fn opening(stream: &tokio::net::TcpStream, patience: Duration) -> Opening 
     })
     .await
     .unwrap_or(Opening::None)
-}
-
-/// What `attempt` gives, once it gives it: a node started before RabbitMQ
-/// or Redis waits for them rather than exit, with [`retry::backoff`]'s
-/// waits between attempts.
-async fn until_reachable<T, E, F, Fut>(service: &'static str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: std::error::Error + 'static,
-{
-    let mut waits = retry::backoff();
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(error) => {
-                let wait = waits.next().unwrap_or(Duration::from_secs(30));
-                tracing::warn!(
-                    error = %Chain(&error),
-                    retry_in = ?wait,
-                    "waiting for {service}: not reachable yet"
-                );
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
 }
 
 /// How this node checks logins, from `--auth` and its files.

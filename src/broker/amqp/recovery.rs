@@ -58,24 +58,10 @@ pub(super) async fn keep_connected(inner: Weak<Inner>, mut events: Events) {
         inner.link.set_up(false);
         inner.link_metrics.connected.set(0);
         tracing::warn!(%reason, "lost the connection to RabbitMQ; connecting again");
-        let mut waits = retry::backoff();
-        events = loop {
-            match reconnect(&inner).await {
-                Ok(events) => break events,
-                Err(error) => {
-                    let wait = waits.next().unwrap_or(std::time::Duration::from_secs(30));
-                    tracing::warn!(
-                        error = %Chain(&error),
-                        retry_in = ?wait,
-                        "cannot reach RabbitMQ yet"
-                    );
-                    tokio::time::sleep(wait).await;
-                    if inner.link.is_closing() {
-                        return;
-                    }
-                }
-            }
-        };
+        events = retry::until_reachable("RabbitMQ", || reconnect(&inner)).await;
+        if inner.link.is_closing() {
+            return;
+        }
         inner.link.set_up(true);
         inner.link_metrics.connected.set(1);
         inner.link_metrics.reconnects.inc();
