@@ -353,12 +353,7 @@ impl Broker for AmqpBroker {
                 }
                 Ok(())
             }
-            Destination::User { .. } | Destination::App { .. } | Destination::ReplyQueue { .. } => {
-                Err(BrokerError::refused(format!(
-                    "cannot subscribe to {}",
-                    spec.destination_text
-                )))
-            }
+            // The rest has a consumer of its own, or is refused there.
             _ => inner.subscribe_dedicated(session, spec).await,
         }
     }
@@ -615,7 +610,11 @@ impl Inner {
                 self.subscribe_own_queue(session, spec, &queue, exclusive_queue(), exchange, key)
                     .await
             }
-            _ => Err(BrokerError::refused(format!(
+            Destination::Topic { .. }
+            | Destination::OwnUser { .. }
+            | Destination::User { .. }
+            | Destination::App { .. }
+            | Destination::ReplyQueue { .. } => Err(BrokerError::refused(format!(
                 "cannot subscribe to {}",
                 spec.destination_text
             ))),
