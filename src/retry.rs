@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::error::Chain;
@@ -34,12 +36,49 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::error::Error + 'static,
 {
+    loop {
+        // Without a deadline it gives up never: the loop only satisfies
+        // the types.
+        if let Ok(value) = retrying(service, None, &mut attempt).await {
+            return value;
+        }
+    }
+}
+
+/// [`until_reachable`] for up to `patience`, then the last failure: for
+/// work worth finishing late but not for ever.
+pub async fn within<T, E, F, Fut>(
+    service: &'static str,
+    patience: Duration,
+    attempt: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::error::Error + 'static,
+{
+    retrying(service, Some(Instant::now() + patience), attempt).await
+}
+
+async fn retrying<T, E, F, Fut>(
+    service: &'static str,
+    deadline: Option<Instant>,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::error::Error + 'static,
+{
     let mut waits = backoff();
     loop {
         match attempt().await {
-            Ok(value) => return value,
+            Ok(value) => return Ok(value),
             Err(error) => {
                 let wait = waits.next().unwrap_or(LONGEST_RETRY);
+                if deadline.is_some_and(|deadline| Instant::now() + wait > deadline) {
+                    return Err(error);
+                }
                 tracing::warn!(
                     error = %Chain(&error),
                     retry_in = ?wait,
@@ -54,6 +93,29 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("down")]
+    struct Down;
+
+    #[tokio::test(start_paused = true)]
+    async fn within_gives_up_after_its_patience_and_succeeds_before() {
+        let started = Instant::now();
+        let never = within("a service", Duration::from_secs(10), || async {
+            Err::<(), _>(Down)
+        })
+        .await;
+        assert!(never.is_err());
+        assert!(started.elapsed() <= Duration::from_secs(10));
+        let mut failures = 2;
+        let soon = within("a service", Duration::from_secs(10), || {
+            failures -= 1;
+            let result = if failures < 0 { Ok(7) } else { Err(Down) };
+            async move { result }
+        })
+        .await;
+        assert_eq!(soon.ok(), Some(7));
+    }
 
     #[test]
     fn waits_grow_to_a_cap_and_never_end() {

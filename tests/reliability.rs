@@ -321,12 +321,17 @@ async fn a_persisted_message_whose_node_is_killed_before_the_ack_reaches_its_use
     let path = format!("/api/v1/users/{user}/messages");
     let sent = support::http(&second, "POST", &path, &json, body).await;
     assert_eq!(sent.json()["sessions"], 1, "{}", sent.body);
-    assert_eq!(vic.recv_body().await, "in flight");
+    let shown = vic.recv().await;
+    assert_eq!(&shown.body[..], b"in flight");
     first.kill();
-    // The user comes back on the other node: it is there, once.
+    // The user comes back on the other node: it is there, once, saying
+    // that it may have been seen, under the message-id it was shown with.
     let mut back = StompClient::connect(&second, Some(&user)).await;
     back.subscribe("in", "/user/queue/inbox", "auto").await;
-    assert_eq!(back.recv_body().await, "in flight");
+    let again = back.recv().await;
+    assert_eq!(&again.body[..], b"in flight");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    assert_eq!(again.get("message-id"), shown.get("message-id"));
     back.expect_nothing().await;
     support::delete_redis_keys(&prefix).await;
 }

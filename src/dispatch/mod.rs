@@ -212,13 +212,16 @@ impl Dispatcher {
         impl Future<Output = Result<DispatchReport, DispatchError>> + Send + 'static,
         DispatchError,
     > {
+        let sent_live = !sessions.is_empty();
         let kept = match (when_offline, request) {
             (WhenOffline::Drop, _) => None,
-            (WhenOffline::Keep, None) => Some(self.offline.keep(user, name, &message).await?),
+            (WhenOffline::Keep, None) => {
+                Some(self.offline.keep(user, name, &message, sent_live).await?)
+            }
             (WhenOffline::Keep, Some(request)) => {
                 match self
                     .offline
-                    .keep_once(user, name, &message, request)
+                    .keep_once(user, name, &message, request, sent_live)
                     .await?
                 {
                     Keeping::Kept(id) => Some(id),

@@ -656,6 +656,7 @@ impl Session {
         for KeptMessage {
             id: kept_id,
             message,
+            shown,
         } in kept
         {
             // Delivered live already (it was kept before it was sent).
@@ -663,8 +664,9 @@ impl Session {
                 continue;
             }
             let pending = needs_ack.then(|| Pending::Kept(kept_id.clone()));
+            let frame =
+                self.message_frame(id, &destination, &message, Some(&kept_id), pending, shown);
             delivered.push(kept_id);
-            let frame = self.message_frame(id, &destination, &message, pending, false);
             self.output.push_back(Output::Frame(frame));
         }
         if !needs_ack && !delivered.is_empty() {
@@ -888,6 +890,7 @@ impl Session {
             &delivery.subscription,
             &delivery.destination,
             &delivery.message,
+            kept.as_deref(),
             pending,
             delivery.redelivered,
         );
@@ -904,17 +907,27 @@ impl Session {
     }
 
     /// The MESSAGE frame of one message for one subscription, recording
-    /// what settles it when it needs an ACK.
+    /// what settles it when it needs an ACK. A kept message (`kept`, its
+    /// store id) has the same `message-id` wherever and however often it
+    /// is delivered, so that a client can tell it again when it comes back
+    /// (with `redelivered:true`) because its ACK was lost with a connection.
     fn message_frame(
         &mut self,
         subscription: &Arc<str>,
         destination: &str,
         message: &Message,
+        kept: Option<&str>,
         pending: Option<Pending>,
         redelivered: bool,
     ) -> Frame {
-        self.last_message_id += 1;
-        let message_id = self.last_message_id.to_string();
+        // Store ids are never plain numbers like the session's own.
+        let message_id = match kept {
+            Some(kept) => format!("kept-{kept}"),
+            None => {
+                self.last_message_id += 1;
+                self.last_message_id.to_string()
+            }
+        };
         let mut frame = Frame::new(StompCommand::Message)
             .header("subscription", subscription)
             .header("message-id", &message_id)

@@ -407,6 +407,7 @@ fn kept_messages_follow_the_subscribe_receipt() {
             headers: Default::default(),
             body: Bytes::from_static(b"while you were away"),
         },
+        shown: false,
     };
     harness.complete(*read, Event::Kept(Ok(vec![kept])));
     let outputs = harness.outputs();
@@ -418,6 +419,8 @@ fn kept_messages_follow_the_subscribe_receipt() {
         panic!("{outputs:?}");
     };
     assert_eq!(message.get("destination"), Some("/user/queue/inbox"));
+    assert_eq!(message.get("message-id"), Some("kept-k1"));
+    assert_eq!(message.get("redelivered"), Some("false"));
     assert_eq!(ids, &["k1".to_owned()]);
 }
 
@@ -454,25 +457,29 @@ fn a_kept_message_is_forgotten_once_delivered_and_never_shown_twice() {
         panic!("{outputs:?}");
     };
     assert_eq!(message.get(KEPT_HEADER), None);
+    assert_eq!(message.get("message-id"), Some("kept-k1"));
     assert_eq!(ids, &["k1".to_owned()]);
     // The store's copy, read meanwhile, is not shown again; nor is a second
-    // live copy.
+    // live copy. One that may have been shown elsewhere says so.
     let kept = |id: &str| KeptMessage {
         id: id.into(),
         message: Message {
             headers: Default::default(),
             body: Bytes::from_static(b"persisted"),
         },
+        shown: true,
     };
     harness.complete(*read, Event::Kept(Ok(vec![kept("k1"), kept("k2")])));
     let outputs = harness.outputs();
     let [
-        Output::Frame(_),
+        Output::Frame(again),
         Output::Command(_, Command::ForgetKept { ids, .. }),
     ] = &outputs[..]
     else {
         panic!("{outputs:?}");
     };
+    assert_eq!(again.get("message-id"), Some("kept-k2"));
+    assert_eq!(again.get("redelivered"), Some("true"));
     assert_eq!(ids, &["k2".to_owned()]);
     harness.session.deliver(live("k2"));
     assert!(harness.outputs().is_empty());

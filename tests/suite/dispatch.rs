@@ -65,16 +65,21 @@ async fn a_kept_message_with_client_acks_stays_until_acked() {
     let first = pia.recv().await;
     let second = pia.recv().await;
     assert_eq!(&second.body[..], b"second");
+    // Kept for an offline user: never shown before.
+    assert_eq!(second.get("redelivered"), Some("false"));
     let ack = first.get("ack").expect("an ack header").to_owned();
     pia.send(Frame::new(Command::Ack).header("id", &ack).header("receipt", "acked")).await;
     pia.expect_receipt("acked").await;
     drop(pia);
 
-    // The unacknowledged one comes again, and once acked it is gone.
+    // The unacknowledged one comes again, under the same message-id and
+    // saying it may have been seen, and once acked it is gone.
     let mut pia = StompClient::connect(&relay, Some("pia")).await;
     pia.subscribe("in", "/user/queue/inbox", "client").await;
     let again = pia.recv().await;
     assert_eq!(&again.body[..], b"second");
+    assert_eq!(again.get("message-id"), second.get("message-id"));
+    assert_eq!(again.get("redelivered"), Some("true"));
     pia.expect_nothing().await;
     let ack = again.get("ack").expect("an ack header").to_owned();
     pia.send(Frame::new(Command::Ack).header("id", &ack).header("receipt", "acked")).await;
@@ -99,7 +104,11 @@ async fn a_persisted_message_stays_kept_until_a_session_has_delivered_it() {
     drop(uma);
     let mut again = StompClient::connect(&relay, Some("uma")).await;
     again.subscribe("in", "/user/queue/inbox", "auto").await;
-    assert_eq!(again.recv_body().await, "on its way");
+    let kept = again.recv().await;
+    assert_eq!(&kept.body[..], b"on its way");
+    // Sent live when it was kept: it may have been seen.
+    assert_eq!(kept.get("message-id"), message.get("message-id"));
+    assert_eq!(kept.get("redelivered"), Some("true"));
     // Delivered with ack:auto, it is forgotten.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut last = StompClient::connect(&relay, Some("uma")).await;

@@ -50,6 +50,8 @@ struct Kept {
     /// The user-destination name it was sent to.
     name: String,
     message: Message,
+    /// Sent live when kept, or read since: see [`KeptMessage::shown`].
+    shown: bool,
 }
 
 /// What a kept message takes: its body, headers and destination name.
@@ -116,6 +118,7 @@ impl OfflineStore for MemoryOfflineStore {
         user: &str,
         name: &str,
         message: &Message,
+        sent_live: bool,
     ) -> Result<String, OfflineError> {
         let now = Instant::now();
         let mut state = self.state();
@@ -147,6 +150,7 @@ impl OfflineStore for MemoryOfflineStore {
             id,
             name: name.to_owned(),
             message: message.clone(),
+            shown: sent_live,
         };
         state.bytes += size(&kept);
         state.order.insert(id, user.clone());
@@ -178,7 +182,7 @@ impl OfflineStore for MemoryOfflineStore {
 
     async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError> {
         let mut state = self.state();
-        let Some(kept) = state.users.get(user) else {
+        let Some(kept) = state.users.get_mut(user) else {
             return Ok(Vec::new());
         };
         if kept.expires_at <= Instant::now() {
@@ -187,11 +191,12 @@ impl OfflineStore for MemoryOfflineStore {
         }
         Ok(kept
             .messages
-            .iter()
+            .iter_mut()
             .filter(|kept| kept.name == name)
             .map(|kept| KeptMessage {
                 id: kept.id.to_string(),
                 message: kept.message.clone(),
+                shown: std::mem::replace(&mut kept.shown, true),
             })
             .collect())
     }
@@ -228,9 +233,18 @@ mod tests {
     #[tokio::test]
     async fn messages_are_kept_per_destination_in_order_until_forgotten() {
         let store = MemoryOfflineStore::new(OfflineLimits::default(), Counter::default());
-        store.keep("alice", "inbox", &message("1")).await.unwrap();
-        store.keep("alice", "alerts", &message("a")).await.unwrap();
-        store.keep("alice", "inbox", &message("2")).await.unwrap();
+        store
+            .keep("alice", "inbox", &message("1"), false)
+            .await
+            .unwrap();
+        store
+            .keep("alice", "alerts", &message("a"), false)
+            .await
+            .unwrap();
+        store
+            .keep("alice", "inbox", &message("2"), false)
+            .await
+            .unwrap();
         let inbox = store.kept("alice", "inbox").await.unwrap();
         assert_eq!(bodies(&inbox), [b"1", b"2"]);
         assert_eq!(inbox[0].message, message("1"));
@@ -245,6 +259,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_message_sent_live_or_read_before_counts_as_shown() {
+        let store = MemoryOfflineStore::new(OfflineLimits::default(), Counter::default());
+        store
+            .keep("alice", "inbox", &message("offline"), false)
+            .await
+            .unwrap();
+        store
+            .keep("alice", "inbox", &message("live"), true)
+            .await
+            .unwrap();
+        let shown = |kept: Vec<KeptMessage>| kept.iter().map(|kept| kept.shown).collect::<Vec<_>>();
+        assert_eq!(
+            shown(store.kept("alice", "inbox").await.unwrap()),
+            [false, true]
+        );
+        assert_eq!(
+            shown(store.kept("alice", "inbox").await.unwrap()),
+            [true, true]
+        );
+    }
+
+    #[tokio::test]
     async fn the_oldest_message_goes_past_the_cap() {
         let store = MemoryOfflineStore::new(
             OfflineLimits {
@@ -254,7 +290,10 @@ mod tests {
             Counter::default(),
         );
         for body in ["1", "2", "3"] {
-            store.keep("alice", "inbox", &message(body)).await.unwrap();
+            store
+                .keep("alice", "inbox", &message(body), false)
+                .await
+                .unwrap();
         }
         assert_eq!(
             bodies(&store.kept("alice", "inbox").await.unwrap()),
@@ -271,7 +310,10 @@ mod tests {
             },
             Counter::default(),
         );
-        store.keep("alice", "inbox", &message("1")).await.unwrap();
+        store
+            .keep("alice", "inbox", &message("1"), false)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert!(store.kept("alice", "inbox").await.unwrap().is_empty());
     }
@@ -287,7 +329,10 @@ mod tests {
             dropped.clone(),
         );
         for (user, body) in [("ann", "1"), ("bob", "2"), ("ann", "3"), ("cy", "4")] {
-            store.keep(user, "inbox", &message(body)).await.unwrap();
+            store
+                .keep(user, "inbox", &message(body), false)
+                .await
+                .unwrap();
         }
         assert_eq!(dropped.get(), 1);
         assert_eq!(bodies(&store.kept("ann", "inbox").await.unwrap()), [b"3"]);
@@ -303,14 +348,20 @@ mod tests {
             dropped.clone(),
         );
         for (user, body) in [("ann", "one"), ("bob", "two"), ("cy", "six")] {
-            store.keep(user, "inbox", &message(body)).await.unwrap();
+            store
+                .keep(user, "inbox", &message(body), false)
+                .await
+                .unwrap();
         }
         assert_eq!(dropped.get(), 1);
         assert!(store.kept("ann", "inbox").await.unwrap().is_empty());
         // Forgetting gives its room back.
         let kept = store.kept("bob", "inbox").await.unwrap();
         store.forget("bob", &[kept[0].id.clone()]).await.unwrap();
-        store.keep("dee", "inbox", &message("ten")).await.unwrap();
+        store
+            .keep("dee", "inbox", &message("ten"), false)
+            .await
+            .unwrap();
         assert_eq!(dropped.get(), 1);
         assert_eq!(store.state().bytes, 2 * (3 + 2 + 5));
         assert_eq!(store.state().order.len(), 2);

@@ -51,6 +51,10 @@ impl Default for OfflineLimits {
 pub struct KeptMessage {
     pub id: String,
     pub message: Message,
+    /// It may have reached a session before: it was sent to live sessions
+    /// when it was kept, or was read from the store already. A session
+    /// shows it as `redelivered:true` then.
+    pub shown: bool,
 }
 
 /// Why the store could not answer.
@@ -73,9 +77,15 @@ pub enum Keeping {
 #[async_trait]
 pub trait OfflineStore: Send + Sync + 'static {
     /// Keeps `message` for `user`'s user destination `name`; answers the id
-    /// it is kept by.
-    async fn keep(&self, user: &str, name: &str, message: &Message)
-    -> Result<String, OfflineError>;
+    /// it is kept by. `sent_live`: it is also being sent to live sessions
+    /// (so it may have been shown when it is next read).
+    async fn keep(
+        &self,
+        user: &str,
+        name: &str,
+        message: &Message,
+        sent_live: bool,
+    ) -> Result<String, OfflineError>;
 
     /// [`OfflineStore::keep`], once per `request` and user: a request
     /// carried out again finds what its first try kept. A store that no
@@ -87,12 +97,16 @@ pub trait OfflineStore: Send + Sync + 'static {
         name: &str,
         message: &Message,
         request: &str,
+        sent_live: bool,
     ) -> Result<Keeping, OfflineError> {
         let _ = request;
-        self.keep(user, name, message).await.map(Keeping::Kept)
+        self.keep(user, name, message, sent_live)
+            .await
+            .map(Keeping::Kept)
     }
 
-    /// What is kept for `user` at `name`, oldest first.
+    /// What is kept for `user` at `name`, oldest first; what it answers
+    /// counts as shown from then on.
     async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError>;
 
     /// Forgets delivered messages of `user`.

@@ -3,9 +3,12 @@
 //! one node is delivered by whichever node the user comes back to.
 //!
 //! Each entry holds the user-destination name (`d`), the headers (`h`, see
-//! [`super::headers_to_json`]) and the body (`b`). `XADD ... MAXLEN` caps the
-//! stream and `PEXPIRE`, refreshed with every keep, drops a user's messages
-//! when none has come for the TTL; both run in one `MULTI` on the one key.
+//! [`super::headers_to_json`]), the body (`b`) and whether it was sent to
+//! live sessions too (`l`, `1` or `0`). `XADD ... MAXLEN` caps the stream
+//! and `PEXPIRE`, refreshed with every keep, drops a user's messages when
+//! none has come for the TTL; both run in one `MULTI` on the one key. The
+//! ids of entries read already are the set `{prefix}offline-shown:{user}`,
+//! which lives as long as the stream.
 //! A `stomp.dispatch` request with a message id also records which entry it
 //! kept, under `{prefix}offline-request:{user}:{id}`, in the same script as
 //! the keep (two keys: on Redis Cluster they would need one hash tag).
@@ -31,12 +34,46 @@ fn unavailable(error: redis::RedisError) -> OfflineError {
     OfflineError::Unavailable(error.to_string())
 }
 
-/// XDEL, and the stream goes once empty rather than linger until its TTL;
-/// one script, so that a keep in between cannot be lost with it.
+/// XDEL and SREM, and the stream goes once empty rather than linger until
+/// its TTL; one script, so that a keep in between cannot be lost with it.
+/// KEYS: the user's stream, its shown set.
 static FORGET: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"redis.call('XDEL', KEYS[1], unpack(ARGV))
-          if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end",
+          redis.call('SREM', KEYS[2], unpack(ARGV))
+          if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1], KEYS[2]) end",
+    )
+});
+
+/// The entries kept for one destination name, each with whether it may
+/// have been shown (sent live, or read before), marking them read. The
+/// shown set is pruned of entries the cap dropped, and expires with the
+/// stream. KEYS: the user's stream, its shown set. ARGV: the stream's cap,
+/// the destination name.
+static READ: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"local answer, still_shown = {}, {}
+          for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[1])) do
+            local id, fields, name, live = entry[1], entry[2], nil, false
+            for i = 1, #fields, 2 do
+              if fields[i] == 'd' then name = fields[i + 1] end
+              if fields[i] == 'l' then live = fields[i + 1] == '1' end
+            end
+            local before = redis.call('SISMEMBER', KEYS[2], id) == 1
+            if before then still_shown[#still_shown + 1] = id end
+            if name == ARGV[2] then
+              if not before then redis.call('SADD', KEYS[2], id) end
+              answer[#answer + 1] = {id, fields, (live or before) and 1 or 0}
+            end
+          end
+          if redis.call('SCARD', KEYS[2]) > #still_shown + #answer then
+            redis.call('DEL', KEYS[2])
+            for _, entry in ipairs(answer) do redis.call('SADD', KEYS[2], entry[1]) end
+            if #still_shown > 0 then redis.call('SADD', KEYS[2], unpack(still_shown)) end
+          end
+          local ttl = redis.call('PTTL', KEYS[1])
+          if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+          return answer",
     )
 });
 
@@ -49,7 +86,7 @@ const REQUEST_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 /// (`kept`, its id, while still in the stream; `delivered` once forgotten).
 /// KEYS: the user's stream, the request's key. ARGV: the stream's cap,
 /// the destination name, headers, body, the stream's TTL and the request
-/// key's, in ms.
+/// key's, in ms, and whether it is sent live (`1` or `0`).
 static KEEP_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"local prior = redis.call('GET', KEYS[2])
@@ -57,16 +94,16 @@ static KEEP_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
             if #redis.call('XRANGE', KEYS[1], prior, prior) > 0 then return {'kept', prior} end
             return {'delivered', ''}
           end
-          local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'd', ARGV[2], 'h', ARGV[3], 'b', ARGV[4])
+          local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'd', ARGV[2], 'h', ARGV[3], 'b', ARGV[4], 'l', ARGV[7])
           redis.call('PEXPIRE', KEYS[1], ARGV[5])
           redis.call('SET', KEYS[2], id, 'PX', ARGV[6])
           return {'kept', id}",
     )
 });
 
-/// One stream entry as XRANGE returns it: the id and the flat list of
-/// field names and values.
-type StreamEntry = (String, Vec<Vec<u8>>);
+/// One entry as [`READ`] answers it: the id, the flat list of field names
+/// and values, and 1 when it may have been shown.
+type ReadEntry = (String, Vec<Vec<u8>>, u8);
 
 impl RedisOfflineStore {
     pub fn new(redis: ConnectionManager, prefix: &str, limits: OfflineLimits) -> RedisOfflineStore {
@@ -80,6 +117,14 @@ impl RedisOfflineStore {
     fn key(&self, user: &str) -> String {
         format!("{}offline:{user}", self.prefix)
     }
+
+    fn shown_key(&self, user: &str) -> String {
+        format!("{}offline-shown:{user}", self.prefix)
+    }
+}
+
+fn live_flag(sent_live: bool) -> &'static str {
+    if sent_live { "1" } else { "0" }
 }
 
 /// The message of an entry kept for `name`; `None` for another destination.
@@ -106,6 +151,7 @@ impl OfflineStore for RedisOfflineStore {
         user: &str,
         name: &str,
         message: &Message,
+        sent_live: bool,
     ) -> Result<String, OfflineError> {
         let key = self.key(user);
         let ttl = self.limits.ttl.as_millis().max(1) as u64;
@@ -123,6 +169,8 @@ impl OfflineStore for RedisOfflineStore {
             .arg(super::headers_to_json(&message.headers))
             .arg("b")
             .arg(&message.body[..])
+            .arg("l")
+            .arg(live_flag(sent_live))
             .cmd("PEXPIRE")
             .arg(&key)
             .arg(ttl)
@@ -139,6 +187,7 @@ impl OfflineStore for RedisOfflineStore {
         name: &str,
         message: &Message,
         request: &str,
+        sent_live: bool,
     ) -> Result<Keeping, OfflineError> {
         let mut redis = self.redis.clone();
         let (outcome, id): (String, String) = KEEP_ONCE
@@ -150,6 +199,7 @@ impl OfflineStore for RedisOfflineStore {
             .arg(&message.body[..])
             .arg(self.limits.ttl.as_millis().max(1) as u64)
             .arg(REQUEST_MEMORY.as_millis() as u64)
+            .arg(live_flag(sent_live))
             .invoke_async(&mut redis)
             .await
             .map_err(unavailable)?;
@@ -161,19 +211,22 @@ impl OfflineStore for RedisOfflineStore {
 
     async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError> {
         let mut redis = self.redis.clone();
-        let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
-            .arg(self.key(user))
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
+        let entries: Vec<ReadEntry> = READ
+            .key(self.key(user))
+            .key(self.shown_key(user))
             .arg(self.limits.max_messages)
-            .query_async(&mut redis)
+            .arg(name)
+            .invoke_async(&mut redis)
             .await
             .map_err(unavailable)?;
         let mut kept = Vec::new();
-        for (id, fields) in entries {
+        for (id, fields, shown) in entries {
             if let Some(message) = entry_message(name, &fields)? {
-                kept.push(KeptMessage { id, message });
+                kept.push(KeptMessage {
+                    id,
+                    message,
+                    shown: shown == 1,
+                });
             }
         }
         Ok(kept)
@@ -186,6 +239,7 @@ impl OfflineStore for RedisOfflineStore {
         let mut redis = self.redis.clone();
         FORGET
             .key(self.key(user))
+            .key(self.shown_key(user))
             .arg(ids)
             .invoke_async::<()>(&mut redis)
             .await

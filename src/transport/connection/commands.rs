@@ -16,6 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -30,6 +31,7 @@ use crate::error::{Chain, ClientText};
 use crate::metrics::Metrics;
 use crate::registry::RegistryError;
 use crate::registry::{Registry, SessionRecord, unix_millis};
+use crate::retry;
 use crate::session::{
     Command, CommandId, Event, Rejection, Service, SessionError, pop_front_releasing,
 };
@@ -249,11 +251,7 @@ impl CommandRunner {
                     Event::Kept(kept.map_err(|error| rejection(DispatchError::from(error))))
                 }
                 Command::ForgetKept { user, ids } => {
-                    // Not forgotten means delivered again next time: at
-                    // least once, never lost.
-                    if let Err(error) = services.dispatcher.offline().forget(&user, &ids).await {
-                        tracing::warn!(%session, %user, %error, "cannot forget delivered kept messages");
-                    }
+                    forget_kept(&services.dispatcher, session, user, ids).await;
                     Event::Done(Ok(()))
                 }
                 Command::Detach => {
@@ -389,6 +387,30 @@ async fn run_send(services: Arc<SessionServices>, session: SessionId, send: Outb
 /// A SEND refused before it was handed over.
 fn failed(error: impl Failure) -> Confirming {
     Box::pin(std::future::ready(Event::Done(Err(rejection(error)))))
+}
+
+/// How long a node keeps trying to forget delivered kept messages when the
+/// store cannot answer (Redis restarting).
+const FORGET_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Forgets kept messages `session` delivered. One not forgotten comes
+/// again, as redelivered, the next time its user reads the store: at least
+/// once, never lost. So a store that cannot answer now is asked again, for
+/// a while, in the background, rather than the session wait for it.
+async fn forget_kept(dispatcher: &Dispatcher, session: SessionId, user: String, ids: Vec<String>) {
+    if dispatcher.offline().forget(&user, &ids).await.is_ok() {
+        return;
+    }
+    let dispatcher = dispatcher.clone();
+    tokio::spawn(async move {
+        let forgotten = retry::within("Redis", FORGET_PATIENCE, || {
+            dispatcher.offline().forget(&user, &ids)
+        })
+        .await;
+        if let Err(error) = forgotten {
+            tracing::warn!(%session, %user, %error, "cannot forget delivered kept messages: they will come again");
+        }
+    });
 }
 
 /// Ends the other sessions of `user`, wherever they are. A failure leaves
