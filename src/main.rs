@@ -1,8 +1,8 @@
-//! The `stomp-relay` binary: flags -> [`Config`] -> [`BoundServer`].
+//! The `stomp-relay` binary: flags, variables and file -> [`Config`] ->
+//! [`BoundServer`].
 
 use anyhow::Context;
-use clap::Parser;
-use stomp_relay::config::{Cli, Config, LogFormat};
+use stomp_relay::config::{Config, ConfigError, LogFormat};
 use stomp_relay::server::BoundServer;
 use tracing_subscriber::EnvFilter;
 
@@ -15,7 +15,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from(Cli::parse());
+    let config = match Config::from_args(std::env::args_os()) {
+        Ok(config) => config,
+        Err(ConfigError::Arguments(error)) => error.exit(),
+        Err(error @ ConfigError::File(_)) => {
+            eprintln!("error: {error}");
+            std::process::exit(2);
+        }
+    };
     init_logging(config.log_format);
     let server = BoundServer::bind(config)
         .await

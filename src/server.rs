@@ -27,7 +27,7 @@ use crate::auth::acl::Acl;
 use crate::auth::{self, AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
 use crate::broker::amqp::{AmqpBroker, AmqpSettings, LinkMetrics, UserKeyBinding};
 use crate::broker::{BrokerError, SessionId};
-use crate::config::{AuthConfig, AuthMode, Config, Mode, Routing};
+use crate::config::{AuthMode, AuthOptions, Config, Mode, Routing};
 use crate::dispatch::offline::redis::RedisOfflineStore;
 use crate::metrics::Metrics;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
@@ -359,7 +359,7 @@ async fn opening(stream: &tokio::net::TcpStream, patience: Duration) -> Opening 
 }
 
 /// How this node checks logins, from `--auth` and its files.
-fn authenticator(config: &AuthConfig) -> Result<Authenticator, AuthSetupError> {
+fn authenticator(config: &AuthOptions) -> Result<Authenticator, AuthSetupError> {
     match config.mode {
         AuthMode::None => {
             tracing::warn!(
@@ -405,7 +405,7 @@ fn authenticator(config: &AuthConfig) -> Result<Authenticator, AuthSetupError> {
 
 /// Where clients may subscribe and send: `--acl-file`, else the defaults
 /// with authentication on, else everything (`--auth none`).
-fn destination_rules(config: &AuthConfig, authenticated: bool) -> Result<Acl, AuthSetupError> {
+fn destination_rules(config: &AuthOptions, authenticated: bool) -> Result<Acl, AuthSetupError> {
     match &config.acl_file {
         Some(path) => {
             let acl = Acl::load(path)?;

@@ -142,3 +142,47 @@ fn authentication_without_its_keys_is_refused_at_start() {
     let said = String::from_utf8_lossy(&jwt.stderr);
     assert!(said.contains("--jwt-secret"), "{said}");
 }
+
+/// A flag wins over its variable, the variable over the `--config` file:
+/// shown with an invalid value in the weaker place, which must then go
+/// unread. A node whose configuration was read goes on to listen, on a
+/// port taken here, and says it cannot.
+#[test]
+fn flags_win_over_variables_and_variables_over_the_file() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = holder.local_addr().unwrap().to_string();
+    let file = std::env::temp_dir().join(format!("stomp-relay-cli-{}.toml", std::process::id()));
+    std::fs::write(&file, "[connections]\nconnect-timeout = 0\n").unwrap();
+    let run = |env: &[(&str, &std::ffi::OsStr)], args: &[&str]| {
+        let output = relay()
+            .args(["--listen", &listen])
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let config = ["--config", file.to_str().unwrap()];
+    let read = "cannot listen on";
+
+    let alone = run(&[], &config);
+    assert!(
+        alone.contains("line 2: connections.connect-timeout"),
+        "{alone}"
+    );
+    let file_variable = [("STOMP_RELAY_CONFIG", file.as_os_str())];
+    let alone = run(&file_variable, &[]);
+    assert!(alone.contains("connections.connect-timeout"), "{alone}");
+
+    let timeout =
+        |value: &'static str| ("STOMP_RELAY_CONNECT_TIMEOUT", std::ffi::OsStr::new(value));
+    let variable_wins = run(&[timeout("5")], &config);
+    assert!(variable_wins.contains(read), "{variable_wins}");
+    let flag_wins = run(
+        &[timeout("0")],
+        &[&config[..], &["--connect-timeout", "5"]].concat(),
+    );
+    assert!(flag_wins.contains(read), "{flag_wins}");
+    let _ = std::fs::remove_file(&file);
+}

@@ -24,8 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use clap::Parser;
-use stomp_relay::config::{Cli, Config};
+use stomp_relay::config::Config;
 use stomp_relay::server::BoundServer;
 
 /// How long a test waits for something it expects.
@@ -143,7 +142,7 @@ impl TestRelay {
             ]);
         }
         args.extend_from_slice(flags);
-        let config = Config::from(Cli::parse_from(args));
+        let config = Config::from_args(args).expect("the test's flags are valid");
         let queues = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let to_delete = queues.clone();
         // The first node of a test's cluster cleans its Redis prefix up.

@@ -1,15 +1,20 @@
 //! The node's configuration: command-line flags, each also read from a
-//! `STOMP_RELAY_*` environment variable (a flag wins over its variable).
+//! `STOMP_RELAY_*` environment variable and from the `--config` TOML file
+//! (`file`). A flag wins over its variable, the variable over the file.
 //!
-//! Flag names are a public interface: scripts, the Docker files and the docs
-//! rely on them.
+//! Flag names are a public interface: scripts, the Docker files, the
+//! example file and the docs rely on them.
 
+mod file;
+
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, Parser, ValueEnum};
 use ipnet::IpNet;
 use stomp_parser::Limits;
 
@@ -19,9 +24,10 @@ use crate::session::SessionSettings;
 use crate::session::connect::HeartBeatBounds;
 use crate::transport::connection::ConnectionSettings;
 use crate::transport::forwarded::parse_network;
+pub use file::FileError;
 
-/// What `stomp-relay --help` shows. Parsed once in `main`, then resolved into
-/// a [`Config`].
+/// What `stomp-relay --help` shows: the options in groups, each group also
+/// a table of the `--config` file. Read by [`Config::from_args`].
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "stomp-relay",
@@ -31,9 +37,42 @@ use crate::transport::forwarded::parse_network;
 (STOMP 1.0, 1.1, 1.2), RabbitMQ carries messages between nodes and Redis knows who is connected where.\n\n\
 Without --amqp-url and --redis-url the node runs embedded: one node, an in-process broker and an \
 in-memory registry, nothing else to install. With both, it runs in cluster mode.\n\n\
-Every option can also be set by the environment variable shown next to it."
+Every option can also be set by the environment variable shown next to it, or in the --config \
+file, in the table named after its group (for example `[limits]` and `max-frame-size = 65536`). \
+A flag wins over its variable, the variable over the file, the file over the default."
 )]
 pub struct Cli {
+    /// A TOML file of options (see stomp-relay.example.toml): a table per
+    /// group below, keys named as the flags are.
+    #[arg(long, env = "STOMP_RELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub server: ServerOptions,
+
+    #[command(flatten)]
+    pub cluster: ClusterOptions,
+
+    #[command(flatten)]
+    pub auth: AuthOptions,
+
+    #[command(flatten)]
+    pub connections: ConnectionOptions,
+
+    #[command(flatten)]
+    pub limits: LimitOptions,
+
+    #[command(flatten)]
+    pub offline: OfflineOptions,
+
+    #[command(flatten)]
+    pub log: LogOptions,
+}
+
+/// Where clients connect, and the HTTP side of the node.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServerOptions {
     /// Address for everything the node serves: WebSocket, SockJS, HTTP API and web demo.
     #[arg(long, env = "STOMP_RELAY_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -47,13 +86,35 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_SOCKJS_PATH", default_value = "/sockjs", value_parser = parse_ws_path)]
     pub sockjs_path: String,
 
-    /// Also mount the services the SockJS protocol test suite
-    /// (sockjs-protocol.py) expects: /echo, /disabled_websocket_echo,
-    /// /cookie_needed_echo and /close. For conformance testing only.
+    /// Also mount the echo services SockJS protocol tests talk to: /echo,
+    /// /disabled_websocket_echo, /cookie_needed_echo and /close. For
+    /// conformance testing only.
     #[cfg(feature = "sockjs-protocol-test")]
     #[arg(long, env = "STOMP_RELAY_SOCKJS_PROTOCOL_TEST")]
     pub sockjs_protocol_test: bool,
 
+    /// Also serve HTTP/2 (cleartext, with prior knowledge) beside
+    /// HTTP/1.1. Browsers' WebSockets and SockJS use HTTP/1.1, so the node
+    /// serves only that unless asked.
+    #[arg(long, env = "STOMP_RELAY_HTTP2")]
+    pub http2: bool,
+
+    /// Origins whose pages may open WebSocket and SockJS connections, e.g.
+    /// https://app.example.com (comma-separated; none given: any origin).
+    /// Requests from other origins get a 403.
+    #[arg(long, env = "STOMP_RELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Bearer token the HTTP API requires. Without one, the API answers
+    /// loopback clients only.
+    #[arg(long, env = "STOMP_RELAY_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+}
+
+/// RabbitMQ and Redis, and this node's place among the others.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterOptions {
     /// RabbitMQ to use, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (cluster mode; needs --redis-url).
     #[arg(
         long,
@@ -80,17 +141,6 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_REDIS_PREFIX", default_value = "stomp:")]
     pub redis_prefix: String,
 
-    /// Heart-beats run as each client's CONNECT asks (none where it says
-    /// 0), but never more often than this, in ms, either way.
-    #[arg(long, env = "STOMP_RELAY_HEART_BEAT_MIN", default_value_t = 1_000)]
-    pub heart_beat_min: u32,
-
-    /// The relay sends something at least this often, in ms, to clients
-    /// that asked for heart-beats less often (0 = no cap); behind a load
-    /// balancer, set it below the balancer's idle timeout.
-    #[arg(long, env = "STOMP_RELAY_HEART_BEAT_MAX", default_value_t = 0)]
-    pub heart_beat_max: u32,
-
     /// Unacknowledged messages RabbitMQ may push to one consumer when
     /// SUBSCRIBE gives no `prefetch-count` (cluster mode).
     #[arg(long, env = "STOMP_RELAY_AMQP_PREFETCH", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
@@ -109,28 +159,22 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_ROUTING", value_enum, default_value_t = Routing::Node)]
     pub routing: Routing,
 
-    /// Bearer token the HTTP API requires. Without one, the API answers
-    /// loopback clients only.
-    #[arg(long, env = "STOMP_RELAY_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
-
-    /// Seconds a new connection may take to send CONNECT before it is
-    /// closed; also how long a connection may take to send its first
-    /// request, and an HTTP request its headers.
-    #[arg(long, env = "STOMP_RELAY_CONNECT_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub connect_timeout: u64,
-
     /// Seconds after which a node that stopped refreshing its key in Redis
     /// is taken for dead: its sessions leave presence and dispatch skips
     /// them (cluster mode). It refreshes three times per period.
     #[arg(long, env = "STOMP_RELAY_NODE_TTL", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=600))]
     pub node_ttl: u64,
+}
 
+/// Who clients are, and where they may subscribe and send.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Auth")]
+pub struct AuthOptions {
     /// How clients prove who they are at CONNECT: none (development only:
     /// the user is `login`), users (--users-file) or jwt (--jwt-secret,
     /// --jwt-public-key or --jwks-file).
-    #[arg(long, env = "STOMP_RELAY_AUTH", value_enum, default_value_t = AuthMode::None)]
-    pub auth: AuthMode,
+    #[arg(id = "auth", long = "auth", env = "STOMP_RELAY_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub mode: AuthMode,
 
     /// With --auth users: a file of `name:hash` lines (argon2 or bcrypt).
     #[arg(long, env = "STOMP_RELAY_USERS_FILE", required_if_eq("auth", "users"))]
@@ -173,18 +217,33 @@ pub struct Cli {
     /// credentials of the users file) use the HTTP API, as --api-token does.
     #[arg(long, env = "STOMP_RELAY_API_ROLE", default_value = "api")]
     pub api_role: String,
+}
 
-    /// Origins whose pages may open WebSocket and SockJS connections, e.g.
-    /// https://app.example.com (comma-separated; none given: any origin).
-    /// Requests from other origins get a 403.
-    #[arg(long, env = "STOMP_RELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub allowed_origins: Vec<String>,
+/// How long connections may take, and how many there may be.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connections")]
+pub struct ConnectionOptions {
+    /// Seconds a new connection may take to send CONNECT before it is
+    /// closed; also how long a connection may take to send its first
+    /// request, and an HTTP request its headers.
+    #[arg(long, env = "STOMP_RELAY_CONNECT_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout: u64,
 
-    /// Also serve HTTP/2 (cleartext, with prior knowledge) beside
-    /// HTTP/1.1. Browsers' WebSockets and SockJS use HTTP/1.1, so the node
-    /// serves only that unless asked.
-    #[arg(long, env = "STOMP_RELAY_HTTP2")]
-    pub http2: bool,
+    /// Seconds a frame may take to arrive once it has begun; a client that
+    /// trickles one (slowloris) gets an ERROR and the close.
+    #[arg(long, env = "STOMP_RELAY_FRAME_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub frame_timeout: u64,
+
+    /// Heart-beats run as each client's CONNECT asks (none where it says
+    /// 0), but never more often than this, in ms, either way.
+    #[arg(long, env = "STOMP_RELAY_HEART_BEAT_MIN", default_value_t = 1_000)]
+    pub heart_beat_min: u32,
+
+    /// The relay sends something at least this often, in ms, to clients
+    /// that asked for heart-beats less often (0 = no cap); behind a load
+    /// balancer, set it below the balancer's idle timeout.
+    #[arg(long, env = "STOMP_RELAY_HEART_BEAT_MAX", default_value_t = 0)]
+    pub heart_beat_max: u32,
 
     /// TCP connections the node accepts in all (0: no limit); past it new
     /// ones get a 503.
@@ -205,6 +264,27 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
     pub trusted_proxies: Vec<IpNet>,
 
+    /// SockJS sessions the node keeps (0: no limit); per client address
+    /// they are bounded by --max-connections-per-ip. Polling clients hold a
+    /// session without holding a connection.
+    #[arg(
+        long,
+        env = "STOMP_RELAY_MAX_SOCKJS_SESSIONS",
+        default_value_t = 100_000
+    )]
+    pub max_sockjs_sessions: usize,
+
+    /// What a second login of a user already connected does: allow (both
+    /// sessions live, each receives the user's messages) or replace (the
+    /// older sessions get an ERROR saying why and are closed).
+    #[arg(long, env = "STOMP_RELAY_SECOND_LOGIN", value_enum, default_value_t = SecondLogin::Allow)]
+    pub second_login: SecondLogin,
+}
+
+/// What one session may send, hold and ask for.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitOptions {
     /// STOMP frames a session may send per second, in bursts of as many;
     /// past it the session gets an ERROR and is closed (0: no limit, as in
     /// RabbitMQ: a burst is slowed down by --max-in-flight instead).
@@ -264,28 +344,12 @@ pub struct Cli {
     /// no ACK are dropped and counted in stomp_relay_messages_dropped).
     #[arg(long, env = "STOMP_RELAY_SLOW_CONSUMER", value_enum, default_value_t = SlowConsumer::Close)]
     pub slow_consumer: SlowConsumer,
+}
 
-    /// Seconds a frame may take to arrive once it has begun; a client that
-    /// trickles one (slowloris) gets an ERROR and the close.
-    #[arg(long, env = "STOMP_RELAY_FRAME_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub frame_timeout: u64,
-
-    /// SockJS sessions the node keeps (0: no limit); per client address
-    /// they are bounded by --max-connections-per-ip. Polling clients hold a
-    /// session without holding a connection.
-    #[arg(
-        long,
-        env = "STOMP_RELAY_MAX_SOCKJS_SESSIONS",
-        default_value_t = 100_000
-    )]
-    pub max_sockjs_sessions: usize,
-
-    /// What a second login of a user already connected does: allow (both
-    /// sessions live, each receives the user's messages) or replace (the
-    /// older sessions get an ERROR saying why and are closed).
-    #[arg(long, env = "STOMP_RELAY_SECOND_LOGIN", value_enum, default_value_t = SecondLogin::Allow)]
-    pub second_login: SecondLogin,
-
+/// Messages kept for users who are not connected (`persist`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Offline")]
+pub struct OfflineOptions {
     /// Messages kept per offline user (`persist`); past it the oldest go.
     #[arg(long, env = "STOMP_RELAY_OFFLINE_MAX_MESSAGES", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub offline_max_messages: u64,
@@ -303,7 +367,12 @@ pub struct Cli {
     /// Seconds an offline user's messages are kept after the last one came.
     #[arg(long, env = "STOMP_RELAY_OFFLINE_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub offline_ttl: u64,
+}
 
+/// How the node writes its logs.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogOptions {
     /// Log lines as human-readable text or as one JSON object per line.
     /// The level comes from RUST_LOG (default: info).
     #[arg(long, env = "STOMP_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -324,22 +393,6 @@ pub enum AuthMode {
     None,
     Users,
     Jwt,
-}
-
-/// What authentication needs from the configuration.
-#[derive(Debug, Clone, Default)]
-pub struct AuthConfig {
-    pub mode: AuthMode,
-    pub users_file: Option<PathBuf>,
-    pub jwt_secret: Option<String>,
-    pub jwt_public_key: Option<PathBuf>,
-    pub jwks_file: Option<PathBuf>,
-    pub jwt_audience: Option<String>,
-    pub jwt_issuer: Option<String>,
-    pub jwt_roles_claim: String,
-    pub acl_file: Option<PathBuf>,
-    /// The role that opens the HTTP API to a logged-in user.
-    pub api_role: String,
 }
 
 /// What a session's user-destination keys are bound to (`--routing`).
@@ -406,7 +459,7 @@ pub struct Config {
     pub sockjs_protocol_test: bool,
     pub second_login: SecondLogin,
     pub offline: OfflineLimits,
-    pub auth: AuthConfig,
+    pub auth: AuthOptions,
     pub http2: bool,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
@@ -450,9 +503,67 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The configuration from the command line (`args`, the program's name
+    /// first), the `STOMP_RELAY_*` variables and the `--config` file.
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let command = Cli::command();
+        // A first reading, forgiving, for --config and for which options the
+        // command line or the environment already set: those the file must
+        // not override. Help, version and real errors come from the second.
+        let first = command
+            .clone()
+            .ignore_errors(true)
+            .try_get_matches_from(&args);
+        let (Ok(first), Some((program, rest))) = (first, args.split_first()) else {
+            return Ok(Cli::try_parse_from(&args)?.into());
+        };
+        let Some(path) = first.get_one::<PathBuf>("config") else {
+            return Ok(Cli::try_parse_from(&args)?.into());
+        };
+        let set_elsewhere = |id: &str| {
+            matches!(
+                first.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        let from_file = file::arguments(&command, path, set_elsewhere)?;
+        let args = std::iter::once(program.clone())
+            .chain(from_file)
+            .chain(rest.iter().cloned());
+        Ok(Cli::try_parse_from(args)?.into())
+    }
+}
+
+/// Why the node cannot start with the configuration it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A bad flag or variable, or `--help` and `--version`: clap words
+    /// and prints it.
+    #[error(transparent)]
+    Arguments(#[from] clap::Error),
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
 impl From<Cli> for Config {
     fn from(cli: Cli) -> Config {
-        let mode = match (cli.amqp_url, cli.redis_url) {
+        let Cli {
+            config: _,
+            server,
+            cluster,
+            auth,
+            connections,
+            limits,
+            offline,
+            log,
+        } = cli;
+        let mode = match (cluster.amqp_url, cluster.redis_url) {
             (Some(amqp_url), Some(redis_url)) => Mode::Cluster {
                 amqp_url,
                 redis_url,
@@ -461,71 +572,60 @@ impl From<Cli> for Config {
             _ => Mode::Embedded,
         };
         Config {
-            listen: cli.listen,
-            ws_path: cli.ws_path,
+            listen: server.listen,
+            ws_path: server.ws_path,
             mode,
-            node_id: cli
+            node_id: cluster
                 .node_id
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            redis_prefix: cli.redis_prefix,
-            log_format: cli.log_format,
+            redis_prefix: cluster.redis_prefix,
+            log_format: log.log_format,
             heart_beat: HeartBeatBounds {
-                min: cli.heart_beat_min,
-                max: cli.heart_beat_max,
+                min: connections.heart_beat_min,
+                max: connections.heart_beat_max,
             },
-            connect_timeout: Duration::from_secs(cli.connect_timeout),
-            amqp_prefetch: cli.amqp_prefetch,
-            node_queue_length: cli.node_queue_length,
-            routing: cli.routing,
-            api_token: cli.api_token.filter(|token| !token.is_empty()),
-            node_ttl: Duration::from_secs(cli.node_ttl),
-            sockjs_path: cli.sockjs_path,
+            connect_timeout: Duration::from_secs(connections.connect_timeout),
+            amqp_prefetch: cluster.amqp_prefetch,
+            node_queue_length: cluster.node_queue_length,
+            routing: cluster.routing,
+            api_token: server.api_token.filter(|token| !token.is_empty()),
+            node_ttl: Duration::from_secs(cluster.node_ttl),
+            sockjs_path: server.sockjs_path,
             #[cfg(feature = "sockjs-protocol-test")]
-            sockjs_protocol_test: cli.sockjs_protocol_test,
-            second_login: cli.second_login,
-            max_connections: cli.max_connections,
-            max_connections_per_ip: cli.max_connections_per_ip,
-            trusted_proxies: cli.trusted_proxies,
-            http2: cli.http2,
-            max_frames_per_second: cli.max_frames_per_second,
+            sockjs_protocol_test: server.sockjs_protocol_test,
+            second_login: connections.second_login,
+            max_connections: connections.max_connections,
+            max_connections_per_ip: connections.max_connections_per_ip,
+            trusted_proxies: connections.trusted_proxies,
+            http2: server.http2,
+            max_frames_per_second: limits.max_frames_per_second,
             limits: Limits {
-                max_frame_size: cli.max_frame_size,
-                max_headers: cli.max_headers,
-                max_header_line: cli.max_header_size,
-                max_body: cli.max_body_size,
+                max_frame_size: limits.max_frame_size,
+                max_headers: limits.max_headers,
+                max_header_line: limits.max_header_size,
+                max_body: limits.max_body_size,
             },
-            max_subscriptions: cli.max_subscriptions,
-            max_unacked: cli.max_unacked,
-            max_transactions: cli.max_transactions,
-            max_transaction_frames: cli.max_transaction_frames,
-            max_in_flight: cli.max_in_flight,
-            max_pending_messages: cli.max_pending_messages,
-            slow_consumer: cli.slow_consumer,
-            frame_timeout: Duration::from_secs(cli.frame_timeout),
-            max_sockjs_sessions: cli.max_sockjs_sessions,
-            allowed_origins: cli
+            max_subscriptions: limits.max_subscriptions,
+            max_unacked: limits.max_unacked,
+            max_transactions: limits.max_transactions,
+            max_transaction_frames: limits.max_transaction_frames,
+            max_in_flight: limits.max_in_flight,
+            max_pending_messages: limits.max_pending_messages,
+            slow_consumer: limits.slow_consumer,
+            frame_timeout: Duration::from_secs(connections.frame_timeout),
+            max_sockjs_sessions: connections.max_sockjs_sessions,
+            allowed_origins: server
                 .allowed_origins
                 .into_iter()
                 .map(|origin| origin.trim().trim_end_matches('/').to_owned())
                 .filter(|origin| !origin.is_empty())
                 .collect(),
-            auth: AuthConfig {
-                mode: cli.auth,
-                users_file: cli.users_file,
-                jwt_secret: cli.jwt_secret,
-                jwt_public_key: cli.jwt_public_key,
-                jwks_file: cli.jwks_file,
-                jwt_audience: cli.jwt_audience,
-                jwt_issuer: cli.jwt_issuer,
-                jwt_roles_claim: cli.jwt_roles_claim,
-                acl_file: cli.acl_file,
-                api_role: cli.api_role,
-            },
+            auth,
             offline: OfflineLimits {
-                max_messages: as_usize(cli.offline_max_messages),
-                ttl: Duration::from_secs(cli.offline_ttl),
-                max_node_messages: as_usize(cli.offline_max_node_messages),
-                max_node_bytes: as_usize(cli.offline_max_node_bytes),
+                max_messages: as_usize(offline.offline_max_messages),
+                ttl: Duration::from_secs(offline.offline_ttl),
+                max_node_messages: as_usize(offline.offline_max_node_messages),
+                max_node_bytes: as_usize(offline.offline_max_node_bytes),
             },
         }
     }
@@ -613,5 +713,136 @@ mod tests {
             }
         );
         assert!(parse(&["--connect-timeout", "0"]).is_err());
+    }
+
+    /// `Config::from_args` with `text` as the `--config` file, then `args`.
+    fn with_file(text: &str, args: &[&str]) -> Result<Config, ConfigError> {
+        let path = std::env::temp_dir().join(format!(
+            "stomp-relay-config-{}.toml",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let path_arg = path.to_str().unwrap();
+        let result = Config::from_args(
+            ["stomp-relay", "--config", path_arg]
+                .into_iter()
+                .chain(args.iter().copied()),
+        );
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    fn file_error(text: &str) -> String {
+        match with_file(text, &[]) {
+            Err(ConfigError::File(error)) => error.to_string(),
+            other => panic!("{text:?} was not refused as a file error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_file_sets_options_and_flags_win_over_it() {
+        let file = "[limits]\nmax-subscriptions = 7\nmax-unacked = 9\n\n\
+                    [server]\nhttp2 = true\nallowed-origins = [\"https://a.example\", \"https://b.example/\"]\n";
+        let config = with_file(file, &[]).unwrap();
+        assert_eq!(config.max_subscriptions, 7);
+        assert_eq!(config.max_unacked, 9);
+        assert!(config.http2);
+        assert_eq!(
+            config.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        let config = with_file(
+            file,
+            &[
+                "--max-subscriptions",
+                "8",
+                "--allowed-origins",
+                "https://c.example",
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.max_subscriptions, 8);
+        assert_eq!(config.max_unacked, 9);
+        assert_eq!(config.allowed_origins, ["https://c.example"]);
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_naming_the_key_and_its_line() {
+        let error = file_error("[limits]\n\nmax-frame-size = 10\n");
+        assert!(error.contains("line 3: limits.max-frame-size"), "{error}");
+        assert!(error.contains("10 is not in 256.."), "{error}");
+        let error = file_error("[limits]\nmax_frame_size = 1000\n");
+        assert!(error.contains("line 2"), "{error}");
+        assert!(error.contains("max-frame-size"), "{error}");
+        let error = file_error("[server]\nmax-frame-size = 1000\n");
+        assert!(error.contains("it belongs in [limits]"), "{error}");
+        let error = file_error("[nowhere]\nlisten = \"127.0.0.1:1\"\n");
+        assert!(error.contains("belongs in [server]"), "{error}");
+        let error = file_error("[server]\nlisten = [\"127.0.0.1:1\"]\n");
+        assert!(error.contains("not a list"), "{error}");
+        let error = file_error("[server]\nhttp2 = \"yes\"\n");
+        assert!(error.contains("true or false"), "{error}");
+        let error = file_error("[server\n");
+        assert!(error.contains("line 1"), "{error}");
+        let error = file_error("[server]\nconfig = \"other.toml\"\n");
+        assert!(error.contains("unknown key"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_file_is_refused_by_name() {
+        let error =
+            Config::from_args(["stomp-relay", "--config", "/nonexistent/relay.toml"]).unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/relay.toml"),
+            "{error}"
+        );
+    }
+
+    const EXAMPLE: &str = include_str!("../../stomp-relay.example.toml");
+
+    #[test]
+    fn the_example_file_sets_every_option_to_its_default() {
+        let from_example = with_file(EXAMPLE, &["--node-id", "n"]).unwrap();
+        let default = parse(&["--node-id", "n"]).unwrap();
+        assert_eq!(format!("{from_example:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn the_example_file_names_every_option_in_its_table() {
+        let mut table = String::new();
+        let mut named = Vec::new();
+        for line in EXAMPLE.lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                table = name.to_owned();
+            } else if let Some((key, _)) = line.trim_start_matches("# ").split_once(" = ") {
+                named.push(format!("{table}.{key}"));
+            }
+        }
+        let command = Cli::command();
+        let options = command.get_arguments().filter_map(|arg| {
+            let table = arg.get_help_heading()?.to_ascii_lowercase();
+            Some(format!("{table}.{}", arg.get_long()?))
+        });
+        for option in options {
+            if option != "server.sockjs-protocol-test" {
+                assert!(named.contains(&option), "the example lacks {option}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_configuration_reference_is_what_help_prints() {
+        let command = Cli::command();
+        #[cfg(feature = "sockjs-protocol-test")]
+        let command = command.mut_arg("sockjs_protocol_test", |arg| arg.hide(true));
+        let help = command
+            .bin_name("stomp-relay")
+            .render_long_help()
+            .to_string();
+        let reference = include_str!("../../docs/configuration.md");
+        assert!(
+            reference.contains(help.trim_end()),
+            "docs/configuration.md's reference is not what --help prints; put this there:\n{help}"
+        );
     }
 }
