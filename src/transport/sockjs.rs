@@ -12,8 +12,9 @@
 //! | `/{server}/{session}/xhr`, `xhr_streaming`, `eventsource`, `htmlfile`, `jsonp` | a session's receiving connection |
 //! | `/{server}/{session}/xhr_send`, `jsonp_send` | a session's messages from the client |
 //!
-//! No maintained Rust crate serves SockJS, so this is written here, with the
-//! protocol's own test suite (`sockjs-protocol.py`) as the reference: built
+//! No maintained Rust crate serves SockJS, so this is written here, with
+//! our protocol suite (`tests/js/sockjs-protocol.test.mjs`) to hold it to
+//! the protocol: built
 //! with the `sockjs-protocol-test` feature, the relay has a
 //! `--sockjs-protocol-test` switch that mounts the services the suite
 //! expects (`protocol_test`).

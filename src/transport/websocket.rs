@@ -53,16 +53,19 @@ const WRITE_BATCH: usize = 64 * 1024;
 
 /// True for a request that asks to become a WebSocket.
 pub fn is_upgrade<B>(request: &Request<B>) -> bool {
-    let has_token = |name: header::HeaderName, token: &str| {
-        request
-            .headers()
-            .get_all(name)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|part| part.trim().eq_ignore_ascii_case(token))
-    };
-    has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
+    has_token(request, header::CONNECTION, "upgrade")
+        && has_token(request, header::UPGRADE, "websocket")
+}
+
+/// Whether one of the request's `name` headers lists `token` (any case).
+pub fn has_token<B>(request: &Request<B>, name: header::HeaderName, token: &str) -> bool {
+    request
+        .headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|part| part.trim().eq_ignore_ascii_case(token))
 }
 
 /// A WebSocket connection accepted by [`accept`].

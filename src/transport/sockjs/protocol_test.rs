@@ -1,5 +1,6 @@
-//! The services `sockjs-protocol.py`, SockJS's conformance suite, expects
-//! beside an endpoint: `/echo`, `/disabled_websocket_echo`,
+//! The echo services SockJS conformance suites (ours,
+//! `tests/js/sockjs-protocol.test.mjs`, and the protocol's own) expect beside
+//! an endpoint: `/echo`, `/disabled_websocket_echo`,
 //! `/cookie_needed_echo` and `/close`. They exist only in builds with the
 //! `sockjs-protocol-test` feature, mounted by `--sockjs-protocol-test`
 //! (`tests/sockjs_protocol.rs` runs the suite against them): a production
@@ -14,7 +15,7 @@ use super::{Application, EndpointSettings, frame};
 use crate::transport::websocket::Socket;
 
 impl EndpointSettings {
-    /// The four services `sockjs-protocol.py` expects, with its 4096-byte
+    /// The four services the suites expect, with their 4096-byte
     /// streaming limit.
     pub fn protocol_test_services() -> Vec<EndpointSettings> {
         let service = |prefix: &str, application| EndpointSettings {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use http::{Method, Request, StatusCode};
+use http::{Method, Request, StatusCode, header};
 
 use tokio_tungstenite::tungstenite::Message;
 
@@ -160,12 +160,16 @@ fn websocket_refusal<B>(request: &Request<B>) -> Option<Response> {
     if request.method() != Method::GET {
         return Some(method_not_allowed("GET"));
     }
-    if !websocket::is_upgrade(request) {
-        return Some(text(
-            StatusCode::BAD_REQUEST,
-            "text/plain; charset=UTF-8",
-            "Can \"Upgrade\" only to \"WebSocket\".",
-        ));
-    }
-    None
+    let reason = if !websocket::has_token(request, header::UPGRADE, "websocket") {
+        "Can \"Upgrade\" only to \"WebSocket\"."
+    } else if !websocket::has_token(request, header::CONNECTION, "upgrade") {
+        "\"Connection\" must be \"Upgrade\"."
+    } else {
+        return None;
+    };
+    Some(text(
+        StatusCode::BAD_REQUEST,
+        "text/plain; charset=UTF-8",
+        reason,
+    ))
 }
