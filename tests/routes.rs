@@ -26,6 +26,11 @@ async fn every_route_of_the_table_answers_at_its_path() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<html"), "{}", page.body);
     assert_eq!(get("/config.json").await.json()["sockjs_path"], "/sockjs");
+    // The libraries from npm, not the stand-ins of a build without Node.js.
+    let stompjs = get("/vendor/stomp.umd.min.js").await.body;
+    assert!(stompjs.contains("StompJs"), "{stompjs}");
+    let sockjs = get("/vendor/sockjs.min.js").await.body;
+    assert!(sockjs.contains("SockJS"), "{sockjs}");
 
     assert_eq!(get("/nowhere").await.status, 404);
     assert_eq!(get("/sockjs-not").await.status, 404, "not under /sockjs");

@@ -1,7 +1,7 @@
 // The stomp-relay demo: a room chat, private messages, notifications sent
 // through the HTTP API and who is online, over STOMP.js on WebSocket or
 // SockJS. Plain browser JavaScript; STOMP.js and sockjs-client are served
-// by the relay from vendor/.
+// by the relay from vendor/ (see build.rs).
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -207,7 +207,22 @@ async function sendNotification(event) {
   }
 }
 
+/** A relay built without Node.js serves the page without its libraries. */
+function librariesMissing() {
+  const missing = [['StompJs', '@stomp/stompjs'], ['SockJS', 'sockjs-client']]
+    .filter(([global]) => typeof window[global] === 'undefined')
+    .map(([, name]) => name);
+  if (missing.length === 0) return false;
+  setStatus('offline', 'demo unavailable');
+  const note = document.createElement('p');
+  note.className = 'card missing';
+  note.textContent = `This relay was built without ${missing.join(' and ')}: install Node.js and npm on the machine that builds it (Debian: apt-get install nodejs npm), then build it again (cargo build --release). The relay itself works; only this page needs them.`;
+  $('sign-in').replaceWith(note);
+  return true;
+}
+
 document.addEventListener('DOMContentLoaded', async () => {
+  if (librariesMissing()) return;
   await loadConfig();
   if (params.get('transport') === 'sockjs') $('transport').value = 'sockjs';
   $('sign-in').addEventListener('submit', signIn);

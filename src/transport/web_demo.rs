@@ -1,7 +1,7 @@
 //! The web demo at `/` (`web-demo/`): its page, script and style, and the
-//! STOMP.js and sockjs-client bundles it loads, built into the binary so
-//! that `cargo run --release` serves a working page with nothing beside it
-//! and no internet. `config.json` tells the page where this node's
+//! STOMP.js and sockjs-client bundles it loads (from npm, put in place by
+//! `build.rs`), built into the binary so that `cargo run --release` serves
+//! a working page with nothing beside it and no internet. `config.json` tells the page where this node's
 //! WebSocket and SockJS endpoints are.
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -34,12 +34,12 @@ const ASSETS: &[Asset] = &[
     Asset {
         path: "/vendor/stomp.umd.min.js",
         content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web-demo/vendor/stomp.umd.min.js"),
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/stomp.umd.min.js")),
     },
     Asset {
         path: "/vendor/sockjs.min.js",
         content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web-demo/vendor/sockjs.min.js"),
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/sockjs.min.js")),
     },
 ];
 
