@@ -8,8 +8,9 @@
 # The setup makes sure RabbitMQ answers on 127.0.0.1:5672 (guest/guest) and
 # Redis on 127.0.0.1:6379, starting them, and on a Debian machine installing
 # them with apt-get, when they do not; and installs Node.js with the test's
-# pinned npm packages (tests/js), Debian's Chromium and Python 3's venv
-# (schemathesis, pinned in tests/openapi/requirements.txt). Installing needs
+# pinned npm packages (tests/js, web-demo), Debian's Chromium and nginx, and
+# Python 3's venv (schemathesis, pinned in tests/openapi/requirements.txt).
+# Installing needs
 # root; a test whose dependency is still missing fails saying what to
 # install.
 set -euo pipefail
@@ -90,6 +91,9 @@ setup() {
     step "Chromium for the browser tests"
     [ -x /usr/bin/chromium ] || apt_install chromium
     /usr/bin/chromium --version
+
+    step "nginx for the local cluster's front (docker/run-local-cluster.sh)"
+    command -v nginx >/dev/null || apt_install nginx-light || apt_install nginx
 
     step "Python 3 venv for schemathesis (the OpenAPI test installs it)"
     python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv

@@ -8,7 +8,7 @@
 
 mod support;
 
-use support::{Mode, TestRelay};
+use support::{Mode, TestRelay, sockjs_message, sockjs_xhr};
 
 #[test]
 fn sockjs_clients_speak_to_an_embedded_relay() {
@@ -26,24 +26,6 @@ fn run_sockjs_client(mode: Mode) {
     support::run_node_tests("sockjs.test.mjs", &[("RELAY_SOCKJS_URL", url)]);
 }
 
-/// One SockJS xhr request's body (`o`, `a[...]`, `c[...]`, or `h`).
-async fn xhr(relay: &TestRelay, session: &str, transport: &str, body: &str) -> String {
-    let path = format!("/sockjs/000/{session}/{transport}");
-    let answer = support::http(relay, "POST", &path, &[], body).await;
-    assert!(
-        answer.status < 300,
-        "{path}: {} {}",
-        answer.status,
-        answer.body
-    );
-    answer.body
-}
-
-/// A STOMP frame as one SockJS message of an `xhr_send` body.
-fn sockjs_message(frame: &str) -> String {
-    serde_json::to_string(&[format!("{frame}\u{0}")]).expect("JSON")
-}
-
 /// A client that stops polling is taken for gone after the disconnect
 /// delay (5 s): its STOMP session ends, and with it its registry entry and,
 /// in cluster mode, its user-destination binding.
@@ -51,10 +33,10 @@ async fn an_abandoned_sockjs_session_is_cleaned_up(mode: Mode) {
     let relay = TestRelay::start(mode);
     let sockjs_session = uuid::Uuid::new_v4().simple().to_string();
     let user = format!("abandoned-{}", &sockjs_session[..8]);
-    assert_eq!(xhr(&relay, &sockjs_session, "xhr", "").await, "o\n");
+    assert_eq!(sockjs_xhr(&relay, &sockjs_session, "xhr", "").await, "o\n");
     let connect = sockjs_message(&format!("CONNECT\naccept-version:1.2\nlogin:{user}\n\n"));
-    xhr(&relay, &sockjs_session, "xhr_send", &connect).await;
-    let connected = xhr(&relay, &sockjs_session, "xhr", "").await;
+    sockjs_xhr(&relay, &sockjs_session, "xhr_send", &connect).await;
+    let connected = sockjs_xhr(&relay, &sockjs_session, "xhr", "").await;
     assert!(connected.starts_with("a[\"CONNECTED\\n"), "{connected}");
     let stomp_session = connected
         .split("session:")
@@ -63,8 +45,8 @@ async fn an_abandoned_sockjs_session_is_cleaned_up(mode: Mode) {
         .expect("a session header")
         .to_owned();
     let subscribe = sockjs_message("SUBSCRIBE\nid:0\ndestination:/user/queue/inbox\nreceipt:r\n\n");
-    xhr(&relay, &sockjs_session, "xhr_send", &subscribe).await;
-    let receipt = xhr(&relay, &sockjs_session, "xhr", "").await;
+    sockjs_xhr(&relay, &sockjs_session, "xhr_send", &subscribe).await;
+    let receipt = sockjs_xhr(&relay, &sockjs_session, "xhr", "").await;
     assert!(receipt.contains("RECEIPT"), "{receipt}");
 
     let presence_path = format!("/api/v1/users/{user}/sessions");
@@ -102,7 +84,7 @@ async fn an_abandoned_sockjs_session_is_cleaned_up(mode: Mode) {
         );
     }
     // The SockJS session answers its close frame, then is forgotten.
-    let closed = xhr(&relay, &sockjs_session, "xhr", "").await;
+    let closed = sockjs_xhr(&relay, &sockjs_session, "xhr", "").await;
     assert!(closed == "o\n" || closed.starts_with("c["), "{closed}");
 }
 

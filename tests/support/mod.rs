@@ -699,6 +699,30 @@ pub async fn http(
     http_raw(relay, &request).await
 }
 
+/// One SockJS xhr request's body (`o`, `a[...]`, `c[...]`, or `h`) at
+/// `/sockjs/000/{session}/{transport}`.
+pub async fn sockjs_xhr(
+    relay: &impl RelayAddress,
+    session: &str,
+    transport: &str,
+    body: &str,
+) -> String {
+    let path = format!("/sockjs/000/{session}/{transport}");
+    let answer = http(relay, "POST", &path, &[], body).await;
+    assert!(
+        answer.status < 300,
+        "{path}: {} {}",
+        answer.status,
+        answer.body
+    );
+    answer.body
+}
+
+/// A STOMP frame as one SockJS message of an `xhr_send` body.
+pub fn sockjs_message(frame: &str) -> String {
+    serde_json::to_string(&[format!("{frame}\u{0}")]).expect("JSON")
+}
+
 /// Sends `request` as it is (it should ask `connection: close`) and reads
 /// the answer.
 pub async fn http_raw(relay: &impl RelayAddress, request: &str) -> HttpAnswer {
