@@ -1,6 +1,8 @@
 //! The `stomp-relay` binary: flags, variables and file -> [`Config`] ->
 //! [`BoundServer`].
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use stomp_relay::config::{Config, ConfigError, LogFormat};
 use stomp_relay::server::BoundServer;
@@ -37,7 +39,11 @@ async fn main() -> anyhow::Result<()> {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a terminal: a file, journald or `docker logs` gets
+    // plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -186,3 +186,51 @@ fn flags_win_over_variables_and_variables_over_the_file() {
     assert!(flag_wins.contains(read), "{flag_wins}");
     let _ = std::fs::remove_file(&file);
 }
+
+/// With `--log-format json`, one JSON object a line, and the lines logged
+/// for a session carry its id and user in their span.
+#[tokio::test]
+async fn json_log_lines_of_a_session_name_it_and_its_user() {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut node = relay()
+        .args([
+            "--log-format",
+            "json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("RUST_LOG", "stomp_relay=debug")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let started = lines.next().expect("a first log line").unwrap();
+    let first: serde_json::Value = serde_json::from_str(&started).expect("JSON");
+    assert_eq!(first["level"], "WARN", "{first}");
+
+    let mut client =
+        support::StompClient::open_url(&format!("ws://127.0.0.1:{port}/ws"), None).await;
+    client
+        .send_raw(b"CONNECT\naccept-version:1.2\nlogin:alice\n\n\0")
+        .await;
+    let connected = client.recv().await;
+    let session = connected.get("session").expect("a session id").to_owned();
+    client.send_raw(b"BOGUS\n\n\0").await;
+    client.expect_error_then_close().await;
+
+    let refused = lines
+        .map_while(Result::ok)
+        .map(|line| serde_json::from_str::<serde_json::Value>(&line).expect("JSON lines"))
+        .find(|line| line["fields"]["message"] == "refused")
+        .expect("the refusal is logged");
+    let _ = node.kill();
+    let _ = node.wait();
+    assert_eq!(refused["span"]["name"], "session", "{refused}");
+    assert_eq!(refused["span"]["user"], "alice", "{refused}");
+    assert_eq!(refused["span"]["session"], session.as_str(), "{refused}");
+}

@@ -22,6 +22,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use stomp_parser::{Decoded, Frame, FrameDecoder, Limits, Version, encode_frame};
 use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::broker::{Alarm, Outbox, WhenFull};
@@ -144,10 +145,24 @@ pub fn serve<T: Transport>(
     // task holds the two halves only, not the whole transport beside them.
     let access_token = transport.access_token();
     let (reader, writer) = transport.split();
-    serve_halves(reader, writer, T::linger, access_token, context, shutdown)
+    let id = Uuid::new_v4();
+    // Every line logged for the session names it and, once CONNECT has
+    // told, its user.
+    let span = tracing::info_span!("session", session = %id, user = tracing::field::Empty);
+    serve_halves(
+        id,
+        reader,
+        writer,
+        T::linger,
+        access_token,
+        context,
+        shutdown,
+    )
+    .instrument(span)
 }
 
 async fn serve_halves<R: TransportReader, W: TransportWriter>(
+    id: Uuid,
     mut reader: R,
     writer: W,
     linger: fn(R, W) -> Lingering,
@@ -164,12 +179,11 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
         true => WhenFull::Drop(metrics.messages_dropped.clone()),
     };
     let (outbox, inbox, alarm) = Outbox::channel(settings.outbox_capacity, when_full);
-    let id = Uuid::new_v4();
     let mut session = Session::new(id, context.session.clone(), access_token);
     let mut runner = CommandRunner::new(id, context.services.clone(), outbox);
     let eviction = runner.eviction();
     let outgoing = Outgoing::default();
-    let mut write_task = tokio::spawn(writer::run(writer, outgoing.clone()));
+    let mut write_task = tokio::spawn(writer::run(writer, outgoing.clone()).in_current_span());
     let mut decoder = FrameDecoder::new(settings.limits);
     let mut rate = FrameRate::new(settings.max_frames_per_second);
     let started = Instant::now();
@@ -182,6 +196,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
     let timer = sleep_until(started + settings.connect_timeout);
     tokio::pin!(timer);
     let mut closing = Closing::Normal;
+    let mut user_logged = false;
 
     let rejection = 'session: loop {
         // Hand the session every whole frame it takes now.
@@ -216,6 +231,10 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
             break 'session close;
         }
         outgoing.set_heart_beat(session.heart_beat().outgoing);
+        if !user_logged && let Some(user) = session.user() {
+            tracing::Span::current().record("user", user);
+            user_logged = true;
+        }
 
         let reading =
             !frames_waiting && session.accepts_frames() && !saturated(&runner, &outgoing, settings);
@@ -295,7 +314,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
     };
 
     if let Some(rejection) = &rejection {
-        tracing::debug!(session = %id, error = %rejection.error, "refused");
+        tracing::debug!(error = %rejection.error, "refused");
         metrics.error(rejection.error.summary());
         // An ERROR is always followed by closing the connection.
         push_frame(&outgoing, &rejection.to_frame(), session.version(), id);
