@@ -4,27 +4,50 @@
 //! what (a user-targeted message should move only the counters of the node
 //! its user is on).
 
+use std::time::Duration;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use stomp_parser::Command;
+
+/// A metric's labels: name and value pairs.
+type Labels = Vec<(String, String)>;
+
+fn label(name: &str, value: &str) -> Labels {
+    vec![(name.to_owned(), value.to_owned())]
+}
 
 /// The node's counters, shared by its sessions; cloning shares them.
 #[derive(Clone)]
 pub struct Metrics {
     registry: std::sync::Arc<Registry>,
-    /// STOMP sessions open now (WebSocket connections past the upgrade).
-    pub connections: Gauge,
-    pub connections_total: Counter,
-    pub frames_received: Counter,
+    /// Client connections open now and accepted, by transport
+    /// (`websocket`, `sockjs`).
+    connections: Family<Labels, Gauge>,
+    connections_total: Family<Labels, Counter>,
+    /// STOMP sessions past CONNECTED, and the subscriptions they hold.
+    pub sessions: Gauge,
+    pub subscriptions: Gauge,
+    pub frames_received: FrameCounters,
+    pub frames_sent: FrameCounters,
     /// MESSAGE frames written to clients.
     pub messages_delivered: Counter,
     /// Deliveries dropped because their client read too slowly
     /// (`--slow-consumer drop`).
     pub messages_dropped: Counter,
+    /// How long a delivery waited in its session's outbox, from the broker
+    /// handing it over to the session taking it (one in
+    /// [`DELIVERY_SAMPLE`]).
+    pub delivery_seconds: Histogram,
     /// Sessions ended with an ERROR frame, by its `message` header.
-    pub errors: Family<Vec<(String, String)>, Counter>,
+    errors: Family<Labels, Counter>,
+    /// Messages for users, from request to published, and how each ended.
+    pub dispatch_seconds: Histogram,
+    pub dispatch: DispatchOutcomes,
     /// Sessions a dispatched message reached.
     pub dispatched_sessions: Counter,
     /// Addressed users a dispatched message reached in no session.
@@ -37,11 +60,81 @@ pub struct Metrics {
     pub offline_delivered: Counter,
     /// Kept messages dropped to stay within the store's bounds.
     pub offline_dropped: Counter,
-    /// 1 while the node's RabbitMQ connection is up with everything on it
-    /// restored, 0 while it is away (cluster mode).
-    pub broker_connected: Gauge,
-    /// Times the node connected to RabbitMQ again after losing it.
-    pub broker_reconnects: Counter,
+    /// The node's connection to RabbitMQ, and to Redis (cluster mode).
+    pub broker: LinkMetrics,
+    pub redis: LinkMetrics,
+}
+
+/// Deliveries of a session of which one has its wait measured: a histogram
+/// takes a lock, which every delivery of a fan-out would contend for.
+pub const DELIVERY_SAMPLE: u64 = 16;
+
+/// What a node counts of one of its connections to RabbitMQ or Redis.
+#[derive(Debug, Clone, Default)]
+pub struct LinkMetrics {
+    /// 1 while connected (for RabbitMQ: with everything restored), 0 while
+    /// away.
+    pub connected: Gauge,
+    /// Connections made again after one was lost.
+    pub reconnects: Counter,
+}
+
+/// STOMP frames by command, each counter found without a lookup.
+#[derive(Clone)]
+pub struct FrameCounters {
+    family: Family<Labels, Counter>,
+    by_command: [Counter; Command::ALL.len()],
+}
+
+impl FrameCounters {
+    fn new() -> FrameCounters {
+        let family = Family::<Labels, Counter>::default();
+        let by_command = Command::ALL.map(|command| {
+            family
+                .get_or_create(&label("command", command.as_str()))
+                .clone()
+        });
+        FrameCounters { family, by_command }
+    }
+
+    pub fn count(&self, command: Command) {
+        if let Some(index) = Command::ALL.iter().position(|known| *known == command) {
+            self.by_command[index].inc();
+        }
+    }
+}
+
+/// How dispatches (messages for users) ended.
+#[derive(Clone)]
+pub struct DispatchOutcomes {
+    family: Family<Labels, Counter>,
+    /// Reached at least one session.
+    pub delivered: Counter,
+    /// Reached no session and was kept for later (`persist`).
+    pub kept: Counter,
+    /// Reached no session and was not kept.
+    pub offline: Counter,
+    /// Could not be carried out (RabbitMQ or Redis away).
+    pub failed: Counter,
+}
+
+impl DispatchOutcomes {
+    fn new() -> DispatchOutcomes {
+        let family = Family::<Labels, Counter>::default();
+        let outcome = |name: &str| family.get_or_create(&label("outcome", name)).clone();
+        DispatchOutcomes {
+            delivered: outcome("delivered"),
+            kept: outcome("kept"),
+            offline: outcome("offline"),
+            failed: outcome("failed"),
+            family,
+        }
+    }
+}
+
+/// Buckets from 100 µs to about 100 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 4.0, 11))
 }
 
 impl Default for Metrics {
@@ -49,35 +142,56 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("stomp_relay");
         let metrics = Metrics {
             registry: std::sync::Arc::default(),
-            connections: Gauge::default(),
-            connections_total: Counter::default(),
-            frames_received: Counter::default(),
+            connections: Family::default(),
+            connections_total: Family::default(),
+            sessions: Gauge::default(),
+            subscriptions: Gauge::default(),
+            frames_received: FrameCounters::new(),
+            frames_sent: FrameCounters::new(),
             messages_delivered: Counter::default(),
             messages_dropped: Counter::default(),
+            delivery_seconds: latency_histogram(),
             errors: Family::default(),
+            dispatch_seconds: latency_histogram(),
+            dispatch: DispatchOutcomes::new(),
             dispatched_sessions: Counter::default(),
             dispatched_offline_users: Counter::default(),
             dispatched_to_everyone: Counter::default(),
             offline_kept: Counter::default(),
             offline_delivered: Counter::default(),
             offline_dropped: Counter::default(),
-            broker_connected: Gauge::default(),
-            broker_reconnects: Counter::default(),
+            broker: LinkMetrics::default(),
+            redis: LinkMetrics::default(),
         };
         registry.register(
             "connections",
-            "STOMP connections open now",
+            "Client connections open now, by transport",
             metrics.connections.clone(),
         );
         registry.register(
             "connections",
-            "STOMP connections accepted",
+            "Client connections accepted, by transport",
             metrics.connections_total.clone(),
         );
         registry.register(
+            "sessions",
+            "STOMP sessions past CONNECTED open now",
+            metrics.sessions.clone(),
+        );
+        registry.register(
+            "subscriptions",
+            "Subscriptions the open sessions hold",
+            metrics.subscriptions.clone(),
+        );
+        registry.register(
             "frames_received",
-            "STOMP frames received from clients",
-            metrics.frames_received.clone(),
+            "STOMP frames received from clients, by command",
+            metrics.frames_received.family.clone(),
+        );
+        registry.register(
+            "frames_sent",
+            "STOMP frames sent to clients, by command",
+            metrics.frames_sent.family.clone(),
         );
         registry.register(
             "messages_delivered",
@@ -89,10 +203,21 @@ impl Default for Metrics {
             "Deliveries dropped because their client read too slowly",
             metrics.messages_dropped.clone(),
         );
+        registry.register("delivery_seconds", "Time a delivery waited for its session, from the broker handing it over (one delivery in 16 of each session)", metrics.delivery_seconds.clone());
         registry.register(
             "session_errors",
             "Sessions ended by an ERROR frame, by reason",
             metrics.errors.clone(),
+        );
+        registry.register(
+            "dispatch_seconds",
+            "Time a message for users took from request to published",
+            metrics.dispatch_seconds.clone(),
+        );
+        registry.register(
+            "dispatch",
+            "Messages for users, by outcome: delivered, kept, offline, failed",
+            metrics.dispatch.family.clone(),
         );
         registry.register(
             "dispatched_sessions",
@@ -119,26 +244,44 @@ impl Default for Metrics {
             "Kept messages delivered when their user subscribed",
             metrics.offline_delivered.clone(),
         );
-        registry.register(
-            "offline_dropped",
-            "Kept messages dropped, oldest first, to stay within the per-user and node bounds (embedded mode)",
-            metrics.offline_dropped.clone(),
-        );
+        registry.register("offline_dropped", "Kept messages dropped, oldest first, to stay within the per-user and node bounds (embedded mode)", metrics.offline_dropped.clone());
         registry.register(
             "broker_connected",
             "1 while the connection to RabbitMQ is up and restored, 0 while it is away",
-            metrics.broker_connected.clone(),
+            metrics.broker.connected.clone(),
         );
         registry.register(
             "broker_reconnects",
             "Connections to RabbitMQ made again after one was lost",
-            metrics.broker_reconnects.clone(),
+            metrics.broker.reconnects.clone(),
+        );
+        registry.register(
+            "redis_connected",
+            "1 while Redis answers this node, 0 while it does not (cluster mode)",
+            metrics.redis.connected.clone(),
+        );
+        registry.register(
+            "redis_reconnects",
+            "Times Redis was found again after it had stopped answering or had come back empty (a restart)",
+            metrics.redis.reconnects.clone(),
+        );
+        registry.register(
+            "build_info",
+            "Always 1; the version in its label",
+            build_info(),
         );
         Metrics {
             registry: std::sync::Arc::new(registry),
             ..metrics
         }
     }
+}
+
+fn build_info() -> Family<Labels, Gauge> {
+    let info = Family::<Labels, Gauge>::default();
+    info.get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
+        .set(1);
+    info
 }
 
 impl Metrics {
@@ -151,9 +294,20 @@ impl Metrics {
     }
 
     pub fn error(&self, reason: &str) {
-        self.errors
-            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .inc();
+        self.errors.get_or_create(&label("reason", reason)).inc();
+    }
+
+    /// The open-connections gauge and accepted counter of `transport`.
+    pub fn connection_of(&self, transport: &str) -> (Gauge, Counter) {
+        let labels = label("transport", transport);
+        (
+            self.connections.get_or_create(&labels).clone(),
+            self.connections_total.get_or_create(&labels).clone(),
+        )
+    }
+
+    pub fn observe_dispatch(&self, took: Duration) {
+        self.dispatch_seconds.observe(took.as_secs_f64());
     }
 }
 
@@ -164,12 +318,25 @@ mod tests {
     #[test]
     fn counters_render_as_prometheus_text() {
         let metrics = Metrics::default();
-        metrics.connections_total.inc();
-        metrics.connections.inc();
+        let (open, accepted) = metrics.connection_of("websocket");
+        open.inc();
+        accepted.inc();
+        metrics.frames_received.count(Command::Send);
         metrics.error("heart-beat timeout");
         let text = metrics.render();
-        assert!(text.contains("stomp_relay_connections_total 1"), "{text}");
-        assert!(text.contains("stomp_relay_connections 1"), "{text}");
+        assert!(
+            text.contains(r#"stomp_relay_connections_total{transport="websocket"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"stomp_relay_connections{transport="websocket"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"stomp_relay_frames_received_total{command="SEND"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("# HELP stomp_relay_sessions "), "{text}");
         assert!(
             text.contains(r#"stomp_relay_session_errors_total{reason="heart-beat timeout"} 1"#),
             "{text}"

@@ -25,7 +25,7 @@ use tower_service::Service;
 
 use crate::auth::acl::Acl;
 use crate::auth::{self, AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
-use crate::broker::amqp::{AmqpBroker, AmqpSettings, LinkMetrics, UserKeyBinding};
+use crate::broker::amqp::{AmqpBroker, AmqpSettings, UserKeyBinding};
 use crate::broker::{BrokerError, SessionId};
 use crate::config::{AuthMode, AuthOptions, Config, Mode, Routing};
 use crate::dispatch::offline::redis::RedisOfflineStore;
@@ -123,12 +123,8 @@ impl BoundServer {
                     reason: error.to_string(),
                 })?;
                 let metrics = Metrics::default();
-                let link_metrics = LinkMetrics {
-                    connected: metrics.broker_connected.clone(),
-                    reconnects: metrics.broker_reconnects.clone(),
-                };
                 let broker = retry::until_reachable("RabbitMQ", || {
-                    AmqpBroker::connect(amqp_url, &node_id, amqp_settings, link_metrics.clone())
+                    AmqpBroker::connect(amqp_url, &node_id, amqp_settings, metrics.broker.clone())
                 })
                 .await;
                 let liveness = NodeLiveness {
@@ -140,7 +136,12 @@ impl BoundServer {
                     ttl: config.node_ttl,
                 };
                 let registry = retry::until_reachable("Redis", || {
-                    RedisRegistry::connect(redis_url, &config.redis_prefix, liveness.clone())
+                    RedisRegistry::connect(
+                        redis_url,
+                        &config.redis_prefix,
+                        liveness.clone(),
+                        metrics.redis.clone(),
+                    )
                 })
                 .await;
                 let offline = RedisOfflineStore::new(

@@ -20,8 +20,9 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use redis::AsyncCommands;
 use stomp_parser::{Command, Frame, Headers};
-use stomp_relay::broker::amqp::{AmqpBroker, AmqpSettings, LinkMetrics};
+use stomp_relay::broker::amqp::{AmqpBroker, AmqpSettings};
 use stomp_relay::broker::{Broker, Message, OrderKey, PublishTarget};
+use stomp_relay::metrics::LinkMetrics;
 use support::{
     AMQP_URL, Mode, PATIENCE, REDIS_URL, StompClient, TestRelay, amqp, http, publish_mandatory,
     queue_exists,
@@ -600,9 +601,14 @@ async fn sessions_of_dead_nodes_are_skipped_and_swept() {
         address: "127.0.0.1:1".into(),
         ttl: Duration::from_secs(5),
     };
-    let registry = RedisRegistry::connect(REDIS_URL, &prefix, liveness)
-        .await
-        .expect("Redis answers");
+    let registry = RedisRegistry::connect(
+        REDIS_URL,
+        &prefix,
+        liveness,
+        stomp_relay::metrics::LinkMetrics::default(),
+    )
+    .await
+    .expect("Redis answers");
     let record = |node: &str, user: &str| SessionRecord {
         session: uuid::Uuid::new_v4(),
         user: user.into(),

@@ -172,6 +172,10 @@ async fn after_redis_restarts_empty_the_node_registers_its_sessions_again() {
     let sent = support::http(&node, "POST", "/api/v1/users/alice/messages", &json, body).await;
     assert_eq!(sent.json()["sessions"], 1, "{}", sent.body);
     assert_eq!(alice.recv_body().await, "after");
+    assert_eq!(node.metric("stomp_relay_redis_connected").await, 1);
+    assert!(node.metric("stomp_relay_redis_reconnects_total").await >= 1);
+    let failed = r#"stomp_relay_dispatch_total{outcome="failed"}"#;
+    assert!(node.metric(failed).await >= 1);
     drop(redis);
 }
 

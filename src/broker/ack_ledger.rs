@@ -305,6 +305,7 @@ impl<H> AckLedger<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Offered;
 
     fn subscription(id: &str) -> Arc<str> {
         Arc::from(id)
@@ -420,7 +421,7 @@ mod tests {
         ledger.offer_ready(&outbox);
         deliveries
             .drain()
-            .map(|delivery| {
+            .map(|Offered { delivery, .. }| {
                 let body = String::from_utf8_lossy(&delivery.message.body).into_owned();
                 (body, delivery.ack.unwrap(), delivery.redelivered)
             })

@@ -244,9 +244,17 @@ pub struct Delivery {
 /// a delivery that needs no ACK is dropped and counted.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    sender: flume::Sender<Delivery>,
+    sender: flume::Sender<Offered>,
     alarm: Arc<AlarmBell>,
     when_full: WhenFull,
+}
+
+/// A delivery in an outbox, and when it was put there: how long deliveries
+/// wait for their session shows in `/metrics`.
+#[derive(Debug)]
+pub struct Offered {
+    pub delivery: Delivery,
+    pub at: std::time::Instant,
 }
 
 /// What a full outbox does (`--slow-consumer`).
@@ -328,7 +336,7 @@ impl Outbox {
     pub fn channel(
         capacity: usize,
         when_full: WhenFull,
-    ) -> (Outbox, flume::Receiver<Delivery>, OutboxAlarm) {
+    ) -> (Outbox, flume::Receiver<Offered>, OutboxAlarm) {
         // flume's queue grows as deliveries come and holds nothing while
         // empty; tokio's bounded channel allocates a block of 32 deliveries
         // up front, 2 KiB for every idle session.
@@ -346,9 +354,13 @@ impl Outbox {
     /// Hands a delivery over without waiting. On a full outbox the delivery
     /// comes back and the session is told it overflowed.
     pub fn offer(&self, delivery: Delivery) -> Result<(), Delivery> {
-        match self.sender.try_send(delivery) {
+        let offered = Offered {
+            delivery,
+            at: std::time::Instant::now(),
+        };
+        match self.sender.try_send(offered) {
             Ok(()) => Ok(()),
-            Err(flume::TrySendError::Full(delivery)) => {
+            Err(flume::TrySendError::Full(Offered { delivery, .. })) => {
                 match &self.when_full {
                     WhenFull::Drop(dropped) if delivery.ack.is_none() => {
                         dropped.inc();
@@ -357,7 +369,7 @@ impl Outbox {
                 }
                 Err(delivery)
             }
-            Err(flume::TrySendError::Disconnected(delivery)) => Err(delivery),
+            Err(flume::TrySendError::Disconnected(offered)) => Err(offered.delivery),
         }
     }
 

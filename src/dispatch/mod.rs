@@ -178,7 +178,9 @@ impl Dispatcher {
     /// The live sessions of each of `users`, in their order, read in one
     /// round trip, for [`Dispatcher::hand_over_to`].
     pub async fn locate_many(&self, users: &[&str]) -> Result<Vec<Vec<SessionId>>, DispatchError> {
-        let located = self.registry.locate_many(users).await?;
+        let located = self.registry.locate_many(users).await.inspect_err(|_| {
+            self.metrics.dispatch.failed.inc_by(users.len() as u64);
+        })?;
         Ok(located
             .into_iter()
             .map(|sessions| sessions.into_iter().map(|found| found.session).collect())
@@ -201,6 +203,41 @@ impl Dispatcher {
     /// still kept is sent again under the same id, which a session that
     /// showed it already drops, and what was delivered is not sent again.
     pub async fn hand_over_to(
+        &self,
+        user: &str,
+        sessions: &[SessionId],
+        name: &str,
+        message: Message,
+        when_offline: WhenOffline,
+        request: Option<&str>,
+    ) -> Result<
+        impl Future<Output = Result<DispatchReport, DispatchError>> + Send + 'static,
+        DispatchError,
+    > {
+        let started = std::time::Instant::now();
+        let metrics = self.metrics.clone();
+        let handed_over = self
+            .start_hand_over(user, sessions, name, message, when_offline, request)
+            .await
+            .inspect_err(|_| {
+                metrics.dispatch.failed.inc();
+            })?;
+        Ok(async move {
+            let report = handed_over.await;
+            let outcome = match &report {
+                Ok(report) if report.sessions > 0 => &metrics.dispatch.delivered,
+                Ok(report) if report.kept > 0 => &metrics.dispatch.kept,
+                Ok(_) => &metrics.dispatch.offline,
+                Err(_) => &metrics.dispatch.failed,
+            };
+            outcome.inc();
+            metrics.observe_dispatch(started.elapsed());
+            report
+        })
+    }
+
+    /// [`Dispatcher::hand_over_to`], uncounted.
+    async fn start_hand_over(
         &self,
         user: &str,
         sessions: &[SessionId],

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use super::{NodeRecord, Registry, RegistryError, SessionLocation, SessionRecord};
 use crate::broker::SessionId;
 use crate::error::{Chain, source_of};
+use crate::metrics::LinkMetrics;
 
 /// How a node keeps itself known.
 #[derive(Debug, Clone)]
@@ -56,6 +57,18 @@ pub struct RedisRegistry {
     evictions: Arc<Mutex<Option<mpsc::Receiver<SessionId>>>>,
     /// Other nodes found alive, and when.
     seen_alive: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Whether Redis answers the heartbeat, for `/metrics`.
+    link: LinkMetrics,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beat {
+    /// The node's key was there and is refreshed.
+    KeyRefreshed,
+    /// The node's key was gone (the first beat, or Redis lost it) and is
+    /// written again, with the node's sessions.
+    KeyWritten,
 }
 
 /// How soon a node tries Redis again after a heartbeat failed.
@@ -89,6 +102,7 @@ impl RedisRegistry {
         url: &str,
         prefix: &str,
         liveness: NodeLiveness,
+        link: LinkMetrics,
     ) -> Result<RedisRegistry, RegistryError> {
         let client = redis::Client::open(url).map_err(unavailable("open a Redis client"))?;
         let redis = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager())
@@ -107,12 +121,14 @@ impl RedisRegistry {
             started_at: super::unix_millis(),
             evictions: Arc::new(Mutex::new(Some(evictions))),
             seen_alive: Arc::default(),
+            link,
         };
         let channel = registry.eviction_channel(&registry.liveness.node);
         // Subscribed before the node is announced, so that no eviction for
         // it is published into the void.
         let pubsub = subscribe(&client, &channel).await?;
         registry.heartbeat().await?;
+        registry.link.connected.set(1);
         tokio::spawn(registry.clone().keep_alive());
         tokio::spawn(listen_for_evictions(client, channel, pubsub, evicted));
         Ok(registry)
@@ -143,7 +159,7 @@ impl RedisRegistry {
     /// Refreshes this node's key. Had Redis lost it (restarted empty, or
     /// the node stalled past its TTL and others swept its sessions), the
     /// node's sessions are written again at once.
-    async fn heartbeat(&self) -> Result<(), RegistryError> {
+    async fn heartbeat(&self) -> Result<Beat, RegistryError> {
         let sessions = lock(&self.registered).len();
         let value = serde_json::json!({
             "address": self.liveness.address,
@@ -162,7 +178,10 @@ impl RedisRegistry {
             .query_async(&mut redis)
             .await
             .map_err(unavailable("refresh this node's key"))?;
-        if before.is_none() && sessions > 0 {
+        if before.is_none() && sessions == 0 {
+            return Ok(Beat::KeyWritten);
+        }
+        if before.is_none() {
             // Copied only now, not on every heartbeat.
             let records: Vec<SessionRecord> = lock(&self.registered).values().cloned().collect();
             let mut pipe = redis::pipe();
@@ -176,8 +195,9 @@ impl RedisRegistry {
                 sessions = records.len(),
                 "Redis had lost this node's key: its sessions are registered again"
             );
+            return Ok(Beat::KeyWritten);
         }
-        Ok(())
+        Ok(Beat::KeyRefreshed)
     }
 
     /// Adds one session's keys to `pipe`.
@@ -208,8 +228,17 @@ impl RedisRegistry {
                 return;
             }
             let pause = match self.heartbeat().await {
-                Ok(()) => every,
+                Ok(beat) => {
+                    // Away, or back empty from a restart.
+                    let was_away = self.link.connected.set(1) == 0;
+                    if was_away || beat == Beat::KeyWritten {
+                        self.link.reconnects.inc();
+                        tracing::info!("Redis answers this node again");
+                    }
+                    every
+                }
                 Err(error) => {
+                    self.link.connected.set(0);
                     tracing::warn!(error = %Chain(&error), "cannot refresh this node's key in Redis");
                     RETRY_BEAT.min(every)
                 }

@@ -203,6 +203,11 @@ impl Session {
         }
     }
 
+    /// Subscriptions the session holds now.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
     pub fn user(&self) -> Option<&str> {
         self.identity().map(|identity| identity.user.as_str())
     }

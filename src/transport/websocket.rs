@@ -220,6 +220,8 @@ where
     type Reader = SplitStream<WebSocketStream<S>>;
     type Writer = SplitSink<WebSocketStream<S>, Message>;
 
+    const KIND: &'static str = "websocket";
+
     fn split(self) -> (Self::Reader, Self::Writer) {
         let (sink, stream) = self.socket.split();
         (stream, sink)

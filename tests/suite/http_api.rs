@@ -288,12 +288,24 @@ async fn metrics_count_what_the_node_did() {
     let answer = http(&relay, "GET", "/metrics", &[], "").await;
     assert_eq!(answer.status, 200);
     for line in [
-        "stomp_relay_connections 1",
-        "stomp_relay_connections_total 1",
+        r#"stomp_relay_connections{transport="websocket"} 1"#,
+        r#"stomp_relay_connections_total{transport="websocket"} 1"#,
+        "stomp_relay_sessions 1",
+        "stomp_relay_subscriptions 1",
+        r#"stomp_relay_frames_received_total{command="SUBSCRIBE"} 1"#,
+        r#"stomp_relay_frames_sent_total{command="MESSAGE"} 1"#,
         "stomp_relay_messages_delivered_total 1",
+        r#"stomp_relay_dispatch_total{outcome="delivered"} 1"#,
+        "stomp_relay_dispatch_seconds_count 1",
         "stomp_relay_dispatched_sessions_total 1",
     ] {
         assert!(answer.body.lines().any(|l| l == line), "{line:?} missing from:\n{}", answer.body);
+    }
+    for metric in answer.body.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = metric.split(' ').next().unwrap_or_default();
+        assert!(name.starts_with("stomp_"), "{metric}");
+        let help = format!("# HELP {name} ");
+        assert!(answer.body.contains(&help), "{name} has no HELP");
     }
     // The other routes still answer.
     assert_eq!(http(&relay, "GET", "/healthz", &[], "").await.status, 200);

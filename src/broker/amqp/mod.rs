@@ -59,8 +59,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use lapin::options::QueueDeclareOptions;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 
 use super::destination::{
@@ -76,6 +74,8 @@ use connection::{ChannelSlot, Link};
 use consumers::{Shown, subscriber_of};
 use publisher::{PublisherLane, confirmed};
 use topology::{Existing, KNOWN_EXCHANGES, exclusive_queue};
+
+use crate::metrics::LinkMetrics;
 
 /// Tunables of the AMQP broker.
 #[derive(Debug, Clone, Copy)]
@@ -120,15 +120,6 @@ impl Default for AmqpSettings {
             user_keys: UserKeyBinding::NodeQueue,
         }
     }
-}
-
-/// What the AMQP broker counts of its connection, for `/metrics`.
-#[derive(Debug, Clone, Default)]
-pub struct LinkMetrics {
-    /// 1 while connected with everything restored, 0 while away.
-    pub connected: Gauge,
-    /// Connections made again after one was lost.
-    pub reconnects: Counter,
 }
 
 /// The RabbitMQ-backed broker of a cluster node.

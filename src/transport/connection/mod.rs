@@ -25,8 +25,8 @@ use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::broker::{Alarm, Outbox, WhenFull};
-use crate::metrics::Metrics;
+use crate::broker::{Alarm, Offered, Outbox, WhenFull};
+use crate::metrics::{DELIVERY_SAMPLE, Metrics};
 use crate::session::{Output, Rejection, Session, SessionContext, SessionError};
 use crate::shutdown::Shutdown;
 use commands::{CommandRunner, SessionServices};
@@ -37,6 +37,9 @@ use writer::{Closing, Outgoing, TransportWriter};
 pub trait Transport: Send + 'static {
     type Reader: TransportReader;
     type Writer: TransportWriter;
+
+    /// The transport's name in `/metrics`: `websocket` or `sockjs`.
+    const KIND: &'static str;
 
     fn split(self) -> (Self::Reader, Self::Writer);
 
@@ -149,31 +152,42 @@ pub fn serve<T: Transport>(
     // Every line logged for the session names it and, once CONNECT has
     // told, its user.
     let span = tracing::info_span!("session", session = %id, user = tracing::field::Empty);
-    serve_halves(
+    let connection = Connection {
         id,
-        reader,
-        writer,
-        T::linger,
+        transport: T::KIND,
+        linger: T::linger,
         access_token,
-        context,
-        shutdown,
-    )
-    .instrument(span)
+    };
+    serve_halves(connection, reader, writer, context, shutdown).instrument(span)
+}
+
+/// What a connection's session starts from.
+struct Connection<R, W> {
+    id: Uuid,
+    /// Its transport's name in `/metrics`.
+    transport: &'static str,
+    linger: fn(R, W) -> Lingering,
+    access_token: Option<String>,
 }
 
 async fn serve_halves<R: TransportReader, W: TransportWriter>(
-    id: Uuid,
+    connection: Connection<R, W>,
     mut reader: R,
     writer: W,
-    linger: fn(R, W) -> Lingering,
-    access_token: Option<String>,
     context: Arc<ConnectionContext>,
     mut shutdown: Shutdown,
 ) {
+    let Connection {
+        id,
+        transport,
+        linger,
+        access_token,
+    } = connection;
     let settings = &context.settings;
     let metrics = &context.metrics;
-    metrics.connections_total.inc();
-    metrics.connections.inc();
+    let (open_connections, accepted) = metrics.connection_of(transport);
+    accepted.inc();
+    open_connections.inc();
     let when_full = match settings.drop_when_full {
         false => WhenFull::Close,
         true => WhenFull::Drop(metrics.messages_dropped.clone()),
@@ -196,7 +210,11 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
     let timer = sleep_until(started + settings.connect_timeout);
     tokio::pin!(timer);
     let mut closing = Closing::Normal;
-    let mut user_logged = false;
+    // Whether the session is counted as connected, and the subscriptions
+    // it is counted with.
+    let mut counted = false;
+    let mut subscriptions_counted = 0;
+    let mut deliveries: u64 = 0;
 
     let rejection = 'session: loop {
         // Hand the session every whole frame it takes now.
@@ -205,7 +223,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
             match decoder.decode() {
                 Ok(Some(Decoded::Frame(frame))) => {
                     frame_begun = None;
-                    metrics.frames_received.inc();
+                    metrics.frames_received.count(frame.command);
                     if !rate.allow() {
                         session.abort(SessionError::TooManyFrames(rate.per_second));
                     } else {
@@ -231,9 +249,19 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
             break 'session close;
         }
         outgoing.set_heart_beat(session.heart_beat().outgoing);
-        if !user_logged && let Some(user) = session.user() {
-            tracing::Span::current().record("user", user);
-            user_logged = true;
+        if !counted && session.is_connected() {
+            counted = true;
+            metrics.sessions.inc();
+            if let Some(user) = session.user() {
+                tracing::Span::current().record("user", user);
+            }
+        }
+        let subscriptions = session.subscription_count();
+        if subscriptions != subscriptions_counted {
+            metrics
+                .subscriptions
+                .inc_by(subscriptions as i64 - subscriptions_counted as i64);
+            subscriptions_counted = subscriptions;
         }
 
         let reading =
@@ -279,7 +307,13 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
                     frames_waiting = true;
                 }
             },
-            Ok(delivery) = inbox.recv_async(), if room_to_write => session.deliver(delivery),
+            Ok(Offered { delivery, at }) = inbox.recv_async(), if room_to_write => {
+                deliveries += 1;
+                if deliveries.is_multiple_of(DELIVERY_SAMPLE) {
+                    metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
+                }
+                session.deliver(delivery);
+            }
             (command, event) = runner.next(), if runner.in_flight() > 0 => {
                 session.complete(command, event);
             }
@@ -316,6 +350,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
     if let Some(rejection) = &rejection {
         tracing::debug!(error = %rejection.error, "refused");
         metrics.error(rejection.error.summary());
+        metrics.frames_sent.count(stomp_parser::Command::Error);
         // An ERROR is always followed by closing the connection.
         push_frame(&outgoing, &rejection.to_frame(), session.version(), id);
     }
@@ -336,7 +371,11 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
     // Boxed: kept inline, the teardown's state would make every idle
     // connection's task half as large again (its largest await).
     Box::pin(runner.finish(teardown)).await;
-    metrics.connections.dec();
+    metrics.subscriptions.dec_by(subscriptions_counted as i64);
+    if counted {
+        metrics.sessions.dec();
+    }
+    open_connections.dec();
 }
 
 /// Whether the session has as much in flight, or queued for the client,
@@ -357,6 +396,7 @@ fn carry_out(
     while let Some(output) = session.poll_output() {
         match output {
             Output::Frame(frame) => {
+                metrics.frames_sent.count(frame.command);
                 if frame.command == stomp_parser::Command::Message {
                     metrics.messages_delivered.inc();
                 }

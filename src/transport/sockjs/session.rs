@@ -284,6 +284,8 @@ impl Transport for Channel {
     type Reader = mpsc::Receiver<String>;
     type Writer = Arc<Session>;
 
+    const KIND: &'static str = "sockjs";
+
     fn split(self) -> (Self::Reader, Self::Writer) {
         (self.received, self.session)
     }
