@@ -848,16 +848,18 @@ async fn a_service_dispatches_to_a_user_through_rabbitmq() {
     );
     jo.expect_nothing().await;
     eve.expect_nothing().await;
-    // stomp-persist keeps a message for an offline user, on any node.
+    // stomp-persist keeps a message for an offline user, on any node; as
+    // an AMQP boolean too, as Spring's setHeader("stomp-persist", true)
+    // sends it.
     let absent = unique("kay");
     let mut headers = FieldTable::default();
     for (name, value) in [
         ("stomp-user", absent.as_str()),
         ("stomp-destination", "inbox"),
-        ("stomp-persist", "true"),
     ] {
         headers.insert(name.into(), AMQPValue::LongString(value.into()));
     }
+    headers.insert("stomp-persist".into(), AMQPValue::Boolean(true));
     assert!(publish(headers, b"kept for later").await);
     let mut kay = StompClient::connect(&relay, Some(&absent)).await;
     let mut kept = None;

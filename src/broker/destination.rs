@@ -174,9 +174,10 @@ impl Destination {
                 } else {
                     unnested(key)?
                 };
-                // The default exchange would reach any queue by name, and the
-                // everyone exchange every user.
-                if exchange == "amq.default" || exchange == EVERYONE_EXCHANGE {
+                // The default exchange would reach any queue by name; the
+                // relay's own (stomp.everyone, stomp.dispatch, stomp.inbound)
+                // every user, or everything sent to /app/.
+                if exchange == "amq.default" || exchange.starts_with("stomp.") {
                     return Err(DestinationError::Reserved(text.to_owned()));
                 }
                 Ok(Destination::Exchange {
@@ -467,6 +468,10 @@ mod tests {
             (
                 "/exchange/stomp.everyone/news",
                 DestinationError::Reserved("/exchange/stomp.everyone/news".into()),
+            ),
+            (
+                "/exchange/stomp.dispatch/x",
+                DestinationError::Reserved("/exchange/stomp.dispatch/x".into()),
             ),
             ("/queue/a/b", invalid("queue", "/a/b")),
             ("/topic/a/b", invalid("topic", "/a/b")),

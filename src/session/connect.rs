@@ -125,7 +125,12 @@ impl ConnectRequest {
             heart_beat,
             login,
             passcode: frame.get("passcode").map(str::to_owned),
-            authorization: frame.get("authorization").map(str::to_owned),
+            // Header names are case-sensitive, but clients written for
+            // HTTP send `Authorization`.
+            authorization: frame
+                .get("authorization")
+                .or_else(|| frame.get("Authorization"))
+                .map(str::to_owned),
         })
     }
 }

@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Consumer, ExchangeKind};
 use tokio::sync::mpsc;
 
@@ -38,6 +38,19 @@ async fn read_dispatch_requests(
             .message_id()
             .as_ref()
             .map(|id| id.to_string());
+        // A switch may come as the text `true` or as an AMQP boolean (what
+        // Spring's and pika's `true` become); message headers show only
+        // the text.
+        let switched_on = |name: &str| {
+            delivery.properties.headers().as_ref().is_some_and(|table| {
+                table
+                    .inner()
+                    .iter()
+                    .any(|(key, value)| key.as_str() == name && *value == AMQPValue::Boolean(true))
+            })
+        };
+        let all = switched_on("stomp-all");
+        let persist = switched_on("stomp-persist");
         let mut message = properties::from_amqp(&delivery.properties, delivery.data);
         let take = |message: &mut Message, name: &str| {
             let value = message.headers.get(name).map(str::to_owned);
@@ -46,8 +59,8 @@ async fn read_dispatch_requests(
         };
         let user = take(&mut message, "stomp-user");
         let users = take(&mut message, "stomp-users");
-        let all = take(&mut message, "stomp-all").as_deref() == Some("true");
-        let persist = take(&mut message, "stomp-persist").as_deref() == Some("true");
+        let all = take(&mut message, "stomp-all").as_deref() == Some("true") || all;
+        let persist = take(&mut message, "stomp-persist").as_deref() == Some("true") || persist;
         let destination = take(&mut message, "stomp-destination");
         let users: Vec<String> = user
             .into_iter()
