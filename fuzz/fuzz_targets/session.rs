@@ -87,6 +87,8 @@ impl Transport for Scripted {
     type Reader = Scripted;
     type Writer = Discard;
 
+    const KIND: &'static str = "fuzz";
+
     fn split(self) -> (Scripted, Discard) {
         (self, Discard)
     }
@@ -130,7 +132,7 @@ fuzz_target!(|data: &[u8]| {
         )
         .await;
         assert_eq!(
-            node.relay.metrics.connections.get(),
+            node.relay.metrics.connection_of(Scripted::KIND).0.get(),
             0,
             "a connection outlived its client"
         );
