@@ -98,7 +98,7 @@ impl BoundServer {
                 security,
             ),
             Mode::Cluster {
-                amqp_url,
+                amqp_urls,
                 redis_url,
             } => {
                 let amqp_settings = AmqpSettings {
@@ -112,19 +112,21 @@ impl BoundServer {
                 };
                 // A mistyped URL is said at once; an unreachable broker is
                 // waited for.
-                amqp_url
-                    .parse::<lapin::uri::AMQPUri>()
-                    .map_err(|reason| ServerError::Url {
-                        what: "--amqp-url",
-                        reason,
-                    })?;
+                for amqp_url in amqp_urls {
+                    amqp_url
+                        .parse::<lapin::uri::AMQPUri>()
+                        .map_err(|reason| ServerError::Url {
+                            what: "--amqp-url",
+                            reason,
+                        })?;
+                }
                 redis::Client::open(redis_url.as_str()).map_err(|error| ServerError::Url {
                     what: "--redis-url",
                     reason: error.to_string(),
                 })?;
                 let metrics = Metrics::default();
                 let broker = retry::until_reachable("RabbitMQ", || {
-                    AmqpBroker::connect(amqp_url, &node_id, amqp_settings, metrics.broker.clone())
+                    AmqpBroker::connect(amqp_urls, &node_id, amqp_settings, metrics.broker.clone())
                 })
                 .await;
                 let liveness = NodeLiveness {

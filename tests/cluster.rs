@@ -897,7 +897,7 @@ async fn a_login_on_another_node_replaces_the_older_session() {
 /// directly; its node queue goes with its connection.
 async fn amqp_broker() -> AmqpBroker {
     AmqpBroker::connect(
-        AMQP_URL,
+        &[AMQP_URL.to_owned()],
         &unique("test-broker"),
         AmqpSettings::default(),
         LinkMetrics::default(),

@@ -62,3 +62,39 @@ fn the_api_answers_as_its_openapi_document_says() {
     );
     assert!(report.contains("No issues found"), "{report}");
 }
+
+/// docs/http-api.md has a section for every route and method of the
+/// OpenAPI document (HEAD, which every GET route answers, aside), and for
+/// none it lacks.
+#[test]
+fn the_http_api_reference_covers_the_openapi_document() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let document: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("src/transport/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let reference = std::fs::read_to_string(root.join("docs/http-api.md")).unwrap();
+    let mut documented = Vec::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        let methods = operations.as_object().unwrap().keys();
+        for method in methods.filter(|method| *method != "head") {
+            let heading = format!("### {} {path}", method.to_uppercase());
+            assert!(
+                reference.contains(&heading),
+                "docs/http-api.md lacks {heading:?}"
+            );
+            documented.push(heading);
+        }
+    }
+    let routes = reference.lines().filter(|line| {
+        ["### GET ", "### POST ", "### PUT ", "### DELETE "]
+            .iter()
+            .any(|method| line.starts_with(method))
+    });
+    for route in routes {
+        assert!(
+            documented.iter().any(|heading| heading == route),
+            "{route:?} is not in openapi.json"
+        );
+    }
+}

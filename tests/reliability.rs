@@ -339,3 +339,59 @@ async fn a_persisted_message_whose_node_is_killed_before_the_ack_reaches_its_use
     back.expect_nothing().await;
     support::delete_redis_keys(&prefix).await;
 }
+
+/// Given several RabbitMQ addresses (the nodes of a RabbitMQ cluster), a
+/// node connects to the first that answers and, when its broker goes away,
+/// to the next, restoring its topology there: its clients keep receiving.
+/// Two forwarders to one broker stand in for two broker nodes.
+#[tokio::test]
+async fn a_node_given_several_brokers_moves_to_the_next_when_its_own_goes_away() {
+    let first = Forwarder::start("127.0.0.1:5672");
+    let second = Forwarder::start("127.0.0.1:5672");
+    let url =
+        |forwarder: &Forwarder| format!("amqp://guest:guest@127.0.0.1:{}/%2f", forwarder.port);
+    let brokers = format!("{},{}", url(&first), url(&second));
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let start = |name: &'static str| {
+        let (brokers, prefix) = (brokers.clone(), prefix.clone());
+        tokio::task::spawn_blocking(move || {
+            NodeProcess::start(
+                name,
+                &[
+                    "--amqp-url",
+                    &brokers,
+                    "--redis-url",
+                    support::REDIS_URL,
+                    "--redis-prefix",
+                    &prefix,
+                ],
+            )
+        })
+    };
+    let mut node = start("brokers").await.expect("the node starts");
+    let topic = format!("/topic/brokers.{}", uuid::Uuid::new_v4().simple());
+    let mut reader = StompClient::connect(&node, None).await;
+    reader.subscribe("t", &topic, "auto").await;
+    let mut sender = StompClient::connect(&node, None).await;
+    sender.publish(&topic, "before").await;
+    assert_eq!(reader.recv_body().await, "before");
+
+    first.cut();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.metric("stomp_relay_broker_reconnects_total").await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not move to the second broker"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sender.publish(&topic, "after").await;
+    assert_eq!(reader.recv_body().await, "after");
+
+    // A node started while the first broker is away starts on the second.
+    let mut late = start("brokers-late").await.expect("the node starts");
+    assert_eq!(readiness(&late).await, 200);
+    late.kill();
+    node.kill();
+    support::delete_redis_keys(&prefix).await;
+}

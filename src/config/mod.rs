@@ -116,13 +116,17 @@ pub struct ServerOptions {
 #[command(next_help_heading = "Cluster")]
 pub struct ClusterOptions {
     /// RabbitMQ to use, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (cluster mode; needs --redis-url).
+    /// The nodes of a RabbitMQ cluster: several URLs, comma-separated or
+    /// the flag repeated; the node connects to the first that answers and,
+    /// when that one goes away, to the next.
     #[arg(
         long,
         env = "STOMP_RELAY_AMQP_URL",
         requires = "redis_url",
-        hide_env_values = true
+        hide_env_values = true,
+        value_delimiter = ','
     )]
-    pub amqp_url: Option<String>,
+    pub amqp_url: Vec<String>,
 
     /// Redis to use, e.g. redis://127.0.0.1:6379 (cluster mode; needs --amqp-url).
     #[arg(
@@ -434,7 +438,12 @@ pub enum Mode {
     /// One node: in-process broker, in-memory registry.
     Embedded,
     /// Any number of nodes sharing RabbitMQ and Redis.
-    Cluster { amqp_url: String, redis_url: String },
+    Cluster {
+        /// One broker, or the nodes of a RabbitMQ cluster, in the order
+        /// they are tried.
+        amqp_urls: Vec<String>,
+        redis_url: String,
+    },
 }
 
 /// The resolved configuration the server runs with.
@@ -563,9 +572,15 @@ impl From<Cli> for Config {
             offline,
             log,
         } = cli;
-        let mode = match (cluster.amqp_url, cluster.redis_url) {
-            (Some(amqp_url), Some(redis_url)) => Mode::Cluster {
-                amqp_url,
+        let amqp_urls: Vec<String> = cluster
+            .amqp_url
+            .into_iter()
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty())
+            .collect();
+        let mode = match cluster.redis_url {
+            Some(redis_url) if !amqp_urls.is_empty() => Mode::Cluster {
+                amqp_urls,
                 redis_url,
             },
             // clap's `requires` already refused one without the other.
@@ -682,10 +697,23 @@ mod tests {
         assert_eq!(
             config.mode,
             Mode::Cluster {
-                amqp_url: "amqp://a".into(),
+                amqp_urls: vec!["amqp://a".into()],
                 redis_url: "redis://r".into()
             }
         );
+        let brokers = ["amqp://a, amqp://b", "--amqp-url", "amqp://c"];
+        let config = parse(&[
+            "--amqp-url",
+            brokers[0],
+            brokers[1],
+            brokers[2],
+            "--redis-url",
+            "r",
+        ]);
+        let Mode::Cluster { amqp_urls, .. } = config.unwrap().mode else {
+            panic!("cluster mode");
+        };
+        assert_eq!(amqp_urls, ["amqp://a", "amqp://b", "amqp://c"]);
     }
 
     #[test]

@@ -127,10 +127,13 @@ impl NodeProcess {
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
-        // SIGTERM, so that the node withdraws from Redis and RabbitMQ.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        // SIGTERM, so that the node withdraws from Redis and RabbitMQ; a
+        // node the test killed is gone already.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg(self.child.id().to_string())
+                .status();
+        }
         let _ = self.child.wait();
     }
 }

@@ -3,7 +3,7 @@
 //! that reopen what RabbitMQ closes, on whichever connection is current.
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,13 +19,20 @@ use crate::error::source_of;
 /// it fails: a SEND in that time is published once the broker is back.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long connecting to one broker may take.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
+
 /// How long closing a replaced connection may take.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The node's connection to RabbitMQ: the current one, and whether the
 /// relay's topology is in place on it.
 pub(super) struct Link {
-    url: String,
+    /// The brokers to connect to, and which of them the current connection
+    /// is to: a lost connection is replaced by one to the next that
+    /// answers, so that a RabbitMQ node that went away is tried last.
+    urls: Vec<String>,
+    connected_to: AtomicUsize,
     name: String,
     current: RwLock<Arc<Connection>>,
     /// False from the moment the connection is found lost until a new one
@@ -41,11 +48,15 @@ pub(super) type Events = std::pin::Pin<Box<dyn Stream<Item = lapin::Event> + Sen
 impl Link {
     /// Connects, naming the connection after the node (as RabbitMQ's
     /// management shows it).
-    pub(super) async fn open(url: &str, node_id: &str) -> Result<(Link, Events), BrokerError> {
+    pub(super) async fn open(
+        urls: &[String],
+        node_id: &str,
+    ) -> Result<(Link, Events), BrokerError> {
         let name = format!("stomp-relay {node_id}");
-        let (connection, events) = connect(url, &name).await?;
+        let (index, connection, events) = connect_to_any(urls, 0, &name).await?;
         let link = Link {
-            url: url.to_owned(),
+            urls: urls.to_vec(),
+            connected_to: AtomicUsize::new(index),
             name,
             current: RwLock::new(Arc::new(connection)),
             up: watch::Sender::new(true),
@@ -57,7 +68,9 @@ impl Link {
     /// Makes a new connection the current one (still marked down until its
     /// topology is restored).
     pub(super) async fn reconnect(&self) -> Result<Events, BrokerError> {
-        let (connection, events) = connect(&self.url, &self.name).await?;
+        let after = self.connected_to.load(Ordering::Acquire) + 1;
+        let (index, connection, events) = connect_to_any(&self.urls, after, &self.name).await?;
+        self.connected_to.store(index, Ordering::Release);
         let old = std::mem::replace(
             &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
             Arc::new(connection),
@@ -112,10 +125,55 @@ impl Link {
     }
 }
 
+/// A connection to the first of `urls` that answers, trying them in order
+/// from `start` (round the list); its index in `urls` with it. The error is
+/// the last one's.
+async fn connect_to_any(
+    urls: &[String],
+    start: usize,
+    name: &str,
+) -> Result<(usize, Connection, Events), BrokerError> {
+    let mut failure = BrokerError::Unavailable {
+        what: "connect (no --amqp-url given)",
+        source: None,
+    };
+    for index in (0..urls.len()).map(|offset| (start + offset) % urls.len()) {
+        match connect(&urls[index], name).await {
+            Ok((connection, events)) => {
+                if urls.len() > 1 {
+                    tracing::info!(broker = %address_of(&urls[index]), "connected to RabbitMQ");
+                }
+                return Ok((index, connection, events));
+            }
+            Err(error) => {
+                if urls.len() > 1 {
+                    tracing::warn!(broker = %address_of(&urls[index]), error = %crate::error::Chain(&error), "cannot connect to this RabbitMQ; trying the next");
+                }
+                failure = error;
+            }
+        }
+    }
+    Err(failure)
+}
+
+/// A broker URL's host and port, without its credentials, for the logs.
+fn address_of(url: &str) -> String {
+    match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(uri) => format!("{}:{}", uri.authority.host, uri.authority.port),
+        Err(_) => "(an invalid URL)".to_owned(),
+    }
+}
+
 async fn connect(url: &str, name: &str) -> Result<(Connection, Events), BrokerError> {
+    // Each broker tried gets as long as the first did; a node that does not
+    // answer at all must not hold up the next.
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    let connection = Connection::connect(url, properties)
+    let connection = tokio::time::timeout(CONNECT_PATIENCE, Connection::connect(url, properties))
         .await
+        .map_err(|elapsed| BrokerError::Unavailable {
+            what: "connect within 10 s",
+            source: source_of(elapsed),
+        })?
         .map_err(unavailable("connect"))?;
     let events = Box::pin(connection.events_listener());
     Ok((connection, events))

@@ -188,13 +188,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl AmqpBroker {
     /// Connects, declares the node queue and the inbound exchange, starts
     /// fanning out the node queue, and keeps the connection up from then on.
+    /// Connects to the first of `urls` (the nodes of a RabbitMQ cluster, or
+    /// one broker) that answers.
     pub async fn connect(
-        url: &str,
+        urls: &[String],
         node_id: &str,
         settings: AmqpSettings,
         link_metrics: LinkMetrics,
     ) -> Result<AmqpBroker, BrokerError> {
-        let (link, events) = Link::open(url, node_id).await?;
+        let (link, events) = Link::open(urls, node_id).await?;
         let admin = ChannelSlot::open(&link, false).await?;
         let mut publishers = Vec::new();
         let mut lanes = Vec::new();
