@@ -12,7 +12,7 @@ use stomp_parser::{Command, Frame};
 
 use support::StompClient;
 use support::node_process::NodeProcess;
-use support::own_services::{OwnRedis, free_port};
+use support::own_services::{OwnRabbitMq, OwnRedis, free_port};
 
 /// A TCP forwarder to a service, on a port of its own, that the test can
 /// cut (every connection it carries is closed, and new ones are closed as
@@ -394,4 +394,82 @@ async fn a_node_given_several_brokers_moves_to_the_next_when_its_own_goes_away()
     late.kill();
     node.kill();
     support::delete_redis_keys(&prefix).await;
+}
+
+/// A `stomp.dispatch` request that comes while Redis is away is tried
+/// again, not lost: a persisted one reaches its user exactly once when
+/// Redis is back, live, or kept (Redis came back empty: until the node has
+/// written its sessions again the user looks offline) for the next
+/// subscribe. On a RabbitMQ of the test's own, so that no other test's
+/// node takes the request.
+#[tokio::test]
+async fn a_dispatch_request_that_comes_while_redis_is_away_reaches_its_user_when_it_is_back() {
+    let dir = std::env::temp_dir().join(format!(
+        "stomp-relay-rabbitmq-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let rabbitmq = tokio::task::spawn_blocking(move || OwnRabbitMq::start(dir))
+        .await
+        .expect("RabbitMQ starts");
+    let mut redis = OwnRedis::start(free_port());
+    let (amqp_url, redis_url) = (rabbitmq.url(), redis.url());
+    let node = tokio::task::spawn_blocking(move || {
+        NodeProcess::start(
+            "dispatch-redis-away",
+            &["--amqp-url", &amqp_url, "--redis-url", &redis_url],
+        )
+    })
+    .await
+    .expect("the node starts");
+    let mut alice = StompClient::connect(&node, Some("alice")).await;
+    alice.subscribe("n", "/user/queue/n", "auto").await;
+
+    redis.stop();
+    let connection =
+        lapin::Connection::connect(&rabbitmq.url(), lapin::ConnectionProperties::default())
+            .await
+            .expect("the test's RabbitMQ answers");
+    let channel = connection.create_channel().await.expect("a channel");
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let mut headers = lapin::types::FieldTable::default();
+    for (name, value) in [
+        ("stomp-user", "alice"),
+        ("stomp-destination", "n"),
+        ("stomp-persist", "true"),
+    ] {
+        headers.insert(
+            name.into(),
+            lapin::types::AMQPValue::LongString(value.into()),
+        );
+    }
+    let properties = lapin::BasicProperties::default()
+        .with_headers(headers)
+        .with_message_id("away-1".into());
+    let queued =
+        support::publish_mandatory(&channel, "stomp.dispatch", "", b"while away", properties).await;
+    assert!(queued, "stomp.dispatch takes the request");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sessions_of(&node, "alice").await != Ok(1) {
+        assert!(Instant::now() < deadline, "alice was not registered again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivered = match alice.recv_within(Duration::from_secs(3)).await {
+        Some(live) => live,
+        None => {
+            alice
+                .send(Frame::new(Command::Unsubscribe).header("id", "n"))
+                .await;
+            alice.subscribe("m", "/user/queue/n", "auto").await;
+            alice.recv().await
+        }
+    };
+    assert_eq!(&delivered.body[..], b"while away");
+    alice.expect_nothing().await;
+    drop((connection, node, redis, rabbitmq));
 }

@@ -19,6 +19,7 @@ pub mod offline;
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::{Either, try_join_all};
 use tokio::sync::mpsc;
@@ -31,12 +32,18 @@ use crate::broker::{
 use crate::error::{Chain, ClientText};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
+use crate::retry;
 use offline::{Keeping, OfflineError, OfflineStore};
 
 /// `stomp.dispatch` requests a node carries out at once.
 pub const DISPATCH_LANES: usize = 32;
 /// Requests that may wait for a busy lane.
 const LANE_BACKLOG: usize = 4;
+
+/// How long a node tries a `stomp.dispatch` request again while Redis or
+/// RabbitMQ does not answer, before it gives the request back to its queue
+/// (for this node or another to try later).
+const REQUEST_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Publishes messages for users to their sessions.
 #[derive(Clone)]
@@ -366,15 +373,14 @@ impl Dispatcher {
                     DispatchOutcome::Invalid
                 }
                 Ok(name) => {
-                    let sent = if request.all {
-                        self.to_everyone(&name, request.message).await
-                    } else {
-                        let when_offline = WhenOffline::from_persist(request.persist);
-                        let id = request.message_id.as_deref();
-                        self.to_users(&request.users, &name, request.message, when_offline, id)
-                            .await
-                            .map(|_| ())
-                    };
+                    // Tried again here, with growing waits, before it goes
+                    // back to the queue: given back at once it would come
+                    // straight back, as often as a quorum queue's delivery
+                    // limit allows before it drops it.
+                    let sent = retry::within("Redis and RabbitMQ", REQUEST_PATIENCE, || {
+                        self.carry_out(&request, &name)
+                    })
+                    .await;
                     match sent {
                         Ok(_) => DispatchOutcome::Dispatched,
                         Err(error) => {
@@ -389,6 +395,20 @@ impl Dispatcher {
             };
             let _ = request.done.send(outcome);
         }
+    }
+
+    /// One try at a `stomp.dispatch` request for the user destination
+    /// `name`.
+    async fn carry_out(&self, request: &DispatchRequest, name: &str) -> Result<(), DispatchError> {
+        let message = request.message.clone();
+        if request.all {
+            return self.to_everyone(name, message).await;
+        }
+        let when_offline = WhenOffline::from_persist(request.persist);
+        let id = request.message_id.as_deref();
+        self.to_users(&request.users, name, message, when_offline, id)
+            .await
+            .map(|_| ())
     }
 
     /// Hands a publish to each session's user key over to the broker,
