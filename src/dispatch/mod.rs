@@ -222,13 +222,78 @@ impl Dispatcher {
         DispatchError,
     > {
         let started = std::time::Instant::now();
+        // One block, so that a failure anywhere before the hand-over is
+        // counted with those after it.
+        let handed_over: Result<_, DispatchError> = async {
+            let sent_live = !sessions.is_empty();
+            let kept = match (when_offline, request) {
+                (WhenOffline::Drop, _) => None,
+                (WhenOffline::Keep, None) => {
+                    Some(self.offline.keep(user, name, &message, sent_live).await?)
+                }
+                (WhenOffline::Keep, Some(request)) => {
+                    match self
+                        .offline
+                        .keep_once(user, name, &message, request, sent_live)
+                        .await?
+                    {
+                        Keeping::Kept(id) => Some(id),
+                        // Nothing to do: a report of nothing.
+                        Keeping::Delivered => {
+                            return Ok(Either::Left(std::future::ready(Ok(
+                                DispatchReport::default(),
+                            ))));
+                        }
+                    }
+                }
+            };
+            let mut sent = message;
+            if let Some(kept) = &kept {
+                sent.headers.set(KEPT_HEADER, kept);
+            }
+            let handed_over = self.hand_over(sessions.iter().copied(), name, &sent).await;
+            // A request tried again finds what this try kept; anything else
+            // would keep it anew.
+            let forget_on_failure = request.is_none();
+            let (dispatcher, user) = (self.clone(), user.to_owned());
+            Ok(Either::Right(async move {
+                let reached = match handed_over {
+                    Ok(confirms) => reached(confirms).await,
+                    Err(error) => Err(error),
+                };
+                let reached = match reached {
+                    Ok(reached) => reached,
+                    Err(error) => {
+                        // Tried again by the caller (or refused to its sender):
+                        // not kept twice.
+                        if let Some(kept) = kept.filter(|_| forget_on_failure) {
+                            let _ = dispatcher.offline.forget(&user, &[kept]).await;
+                        }
+                        return Err(error.into());
+                    }
+                };
+                let mut report = DispatchReport {
+                    sessions: reached,
+                    ..DispatchReport::default()
+                };
+                if reached == 0 {
+                    report.offline_users = 1;
+                    report.kept = usize::from(kept.is_some());
+                }
+                let metrics = &dispatcher.metrics;
+                metrics.offline_kept.inc_by(report.kept as u64);
+                metrics.dispatched_sessions.inc_by(report.sessions as u64);
+                metrics
+                    .dispatched_offline_users
+                    .inc_by(report.offline_users as u64);
+                Ok(report)
+            }))
+        }
+        .await;
         let metrics = self.metrics.clone();
-        let handed_over = self
-            .start_hand_over(user, sessions, name, message, when_offline, request)
-            .await
-            .inspect_err(|_| {
-                metrics.dispatch.failed.inc();
-            })?;
+        let handed_over = handed_over.inspect_err(|_| {
+            metrics.dispatch.failed.inc();
+        })?;
         Ok(async move {
             let report = handed_over.await;
             let outcome = match &report {
@@ -241,84 +306,6 @@ impl Dispatcher {
             metrics.observe_dispatch(started.elapsed());
             report
         })
-    }
-
-    /// [`Dispatcher::hand_over_to`], uncounted.
-    async fn start_hand_over(
-        &self,
-        user: &str,
-        sessions: &[SessionId],
-        name: &str,
-        message: Message,
-        when_offline: WhenOffline,
-        request: Option<&str>,
-    ) -> Result<
-        impl Future<Output = Result<DispatchReport, DispatchError>> + Send + 'static,
-        DispatchError,
-    > {
-        let sent_live = !sessions.is_empty();
-        let kept = match (when_offline, request) {
-            (WhenOffline::Drop, _) => None,
-            (WhenOffline::Keep, None) => {
-                Some(self.offline.keep(user, name, &message, sent_live).await?)
-            }
-            (WhenOffline::Keep, Some(request)) => {
-                match self
-                    .offline
-                    .keep_once(user, name, &message, request, sent_live)
-                    .await?
-                {
-                    Keeping::Kept(id) => Some(id),
-                    // Nothing to do: a report of nothing.
-                    Keeping::Delivered => {
-                        return Ok(Either::Left(std::future::ready(Ok(
-                            DispatchReport::default(),
-                        ))));
-                    }
-                }
-            }
-        };
-        let mut sent = message;
-        if let Some(kept) = &kept {
-            sent.headers.set(KEPT_HEADER, kept);
-        }
-        let handed_over = self.hand_over(sessions.iter().copied(), name, &sent).await;
-        // A request tried again finds what this try kept; anything else
-        // would keep it anew.
-        let forget_on_failure = request.is_none();
-        let (dispatcher, user) = (self.clone(), user.to_owned());
-        Ok(Either::Right(async move {
-            let reached = match handed_over {
-                Ok(confirms) => reached(confirms).await,
-                Err(error) => Err(error),
-            };
-            let reached = match reached {
-                Ok(reached) => reached,
-                Err(error) => {
-                    // Tried again by the caller (or refused to its sender):
-                    // not kept twice.
-                    if let Some(kept) = kept.filter(|_| forget_on_failure) {
-                        let _ = dispatcher.offline.forget(&user, &[kept]).await;
-                    }
-                    return Err(error.into());
-                }
-            };
-            let mut report = DispatchReport {
-                sessions: reached,
-                ..DispatchReport::default()
-            };
-            if reached == 0 {
-                report.offline_users = 1;
-                report.kept = usize::from(kept.is_some());
-            }
-            let metrics = &dispatcher.metrics;
-            metrics.offline_kept.inc_by(report.kept as u64);
-            metrics.dispatched_sessions.inc_by(report.sessions as u64);
-            metrics
-                .dispatched_offline_users
-                .inc_by(report.offline_users as u64);
-            Ok(report)
-        }))
     }
 
     /// Sends `message` to the user destination `name` of every live session
