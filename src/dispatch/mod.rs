@@ -222,90 +222,85 @@ impl Dispatcher {
         DispatchError,
     > {
         let started = std::time::Instant::now();
-        // One block, so that a failure anywhere before the hand-over is
-        // counted with those after it.
-        let handed_over: Result<_, DispatchError> = async {
-            let sent_live = !sessions.is_empty();
-            let kept = match (when_offline, request) {
-                (WhenOffline::Drop, _) => None,
-                (WhenOffline::Keep, None) => {
-                    Some(self.offline.keep(user, name, &message, sent_live).await?)
-                }
-                (WhenOffline::Keep, Some(request)) => {
-                    match self
-                        .offline
-                        .keep_once(user, name, &message, request, sent_live)
-                        .await?
-                    {
-                        Keeping::Kept(id) => Some(id),
-                        // Nothing to do: a report of nothing.
-                        Keeping::Delivered => {
-                            return Ok(Either::Left(std::future::ready(Ok(
-                                DispatchReport::default(),
-                            ))));
-                        }
+        let sent_live = !sessions.is_empty();
+        let keeping = match (when_offline, request) {
+            (WhenOffline::Drop, _) => Ok(None),
+            (WhenOffline::Keep, None) => self
+                .offline
+                .keep(user, name, &message, sent_live)
+                .await
+                .map(|id| Some(Keeping::Kept(id))),
+            (WhenOffline::Keep, Some(request)) => self
+                .offline
+                .keep_once(user, name, &message, request, sent_live)
+                .await
+                .map(Some),
+        };
+        let kept = match keeping.inspect_err(|_| self.failed(started))? {
+            None => None,
+            Some(Keeping::Kept(id)) => Some(id),
+            // Nothing to do: a report of nothing.
+            Some(Keeping::Delivered) => {
+                return Ok(Either::Left(std::future::ready(Ok(
+                    DispatchReport::default(),
+                ))));
+            }
+        };
+        let mut sent = message;
+        if let Some(kept) = &kept {
+            sent.headers.set(KEPT_HEADER, kept);
+        }
+        let handed_over = self.hand_over(sessions.iter().copied(), name, &sent).await;
+        // A request tried again finds what this try kept; anything else
+        // would keep it anew.
+        let forget_on_failure = request.is_none();
+        let (dispatcher, user) = (self.clone(), user.to_owned());
+        Ok(Either::Right(async move {
+            let reached = match handed_over {
+                Ok(confirms) => reached(confirms).await,
+                Err(error) => Err(error),
+            };
+            let reached = match reached {
+                Ok(reached) => reached,
+                Err(error) => {
+                    // Tried again by the caller (or refused to its sender):
+                    // not kept twice.
+                    if let Some(kept) = kept.filter(|_| forget_on_failure) {
+                        let _ = dispatcher.offline.forget(&user, &[kept]).await;
                     }
+                    dispatcher.failed(started);
+                    return Err(error.into());
                 }
             };
-            let mut sent = message;
-            if let Some(kept) = &kept {
-                sent.headers.set(KEPT_HEADER, kept);
+            let mut report = DispatchReport {
+                sessions: reached,
+                ..DispatchReport::default()
+            };
+            if reached == 0 {
+                report.offline_users = 1;
+                report.kept = usize::from(kept.is_some());
             }
-            let handed_over = self.hand_over(sessions.iter().copied(), name, &sent).await;
-            // A request tried again finds what this try kept; anything else
-            // would keep it anew.
-            let forget_on_failure = request.is_none();
-            let (dispatcher, user) = (self.clone(), user.to_owned());
-            Ok(Either::Right(async move {
-                let reached = match handed_over {
-                    Ok(confirms) => reached(confirms).await,
-                    Err(error) => Err(error),
-                };
-                let reached = match reached {
-                    Ok(reached) => reached,
-                    Err(error) => {
-                        // Tried again by the caller (or refused to its sender):
-                        // not kept twice.
-                        if let Some(kept) = kept.filter(|_| forget_on_failure) {
-                            let _ = dispatcher.offline.forget(&user, &[kept]).await;
-                        }
-                        return Err(error.into());
-                    }
-                };
-                let mut report = DispatchReport {
-                    sessions: reached,
-                    ..DispatchReport::default()
-                };
-                if reached == 0 {
-                    report.offline_users = 1;
-                    report.kept = usize::from(kept.is_some());
-                }
-                let metrics = &dispatcher.metrics;
-                metrics.offline_kept.inc_by(report.kept as u64);
-                metrics.dispatched_sessions.inc_by(report.sessions as u64);
-                metrics
-                    .dispatched_offline_users
-                    .inc_by(report.offline_users as u64);
-                Ok(report)
-            }))
-        }
-        .await;
-        let metrics = self.metrics.clone();
-        let handed_over = handed_over.inspect_err(|_| {
-            metrics.dispatch.failed.inc();
-        })?;
-        Ok(async move {
-            let report = handed_over.await;
-            let outcome = match &report {
-                Ok(report) if report.sessions > 0 => &metrics.dispatch.delivered,
-                Ok(report) if report.kept > 0 => &metrics.dispatch.kept,
-                Ok(_) => &metrics.dispatch.offline,
-                Err(_) => &metrics.dispatch.failed,
+            let metrics = &dispatcher.metrics;
+            metrics.offline_kept.inc_by(report.kept as u64);
+            metrics.dispatched_sessions.inc_by(report.sessions as u64);
+            metrics
+                .dispatched_offline_users
+                .inc_by(report.offline_users as u64);
+            let outcome = match report {
+                DispatchReport { sessions: 1.., .. } => &metrics.dispatch.delivered,
+                DispatchReport { kept: 1.., .. } => &metrics.dispatch.kept,
+                _ => &metrics.dispatch.offline,
             };
             outcome.inc();
             metrics.observe_dispatch(started.elapsed());
-            report
-        })
+            Ok(report)
+        }))
+    }
+
+    /// Counts a dispatch that failed, begun at `started`.
+    fn failed(&self, started: std::time::Instant) {
+        self.metrics.dispatch.failed.inc();
+        self.metrics.observe_dispatch(started.elapsed());
     }
 
     /// Sends `message` to the user destination `name` of every live session
