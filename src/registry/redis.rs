@@ -178,10 +178,10 @@ impl RedisRegistry {
             .query_async(&mut redis)
             .await
             .map_err(unavailable("refresh this node's key"))?;
-        if before.is_none() && sessions == 0 {
-            return Ok(Beat::KeyWritten);
+        if before.is_some() {
+            return Ok(Beat::KeyRefreshed);
         }
-        if before.is_none() {
+        if sessions > 0 {
             // Copied only now, not on every heartbeat.
             let records: Vec<SessionRecord> = lock(&self.registered).values().cloned().collect();
             let mut pipe = redis::pipe();
@@ -195,9 +195,8 @@ impl RedisRegistry {
                 sessions = records.len(),
                 "Redis had lost this node's key: its sessions are registered again"
             );
-            return Ok(Beat::KeyWritten);
         }
-        Ok(Beat::KeyRefreshed)
+        Ok(Beat::KeyWritten)
     }
 
     /// Adds one session's keys to `pipe`.
