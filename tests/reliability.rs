@@ -425,15 +425,7 @@ async fn a_dispatch_request_that_comes_while_redis_is_away_reaches_its_user_when
     alice.subscribe("n", "/user/queue/n", "auto").await;
 
     redis.stop();
-    let connection =
-        lapin::Connection::connect(&rabbitmq.url(), lapin::ConnectionProperties::default())
-            .await
-            .expect("the test's RabbitMQ answers");
-    let channel = connection.create_channel().await.expect("a channel");
-    channel
-        .confirm_select(lapin::options::ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
+    let (connection, channel) = support::amqp_at(&rabbitmq.url()).await;
     let mut headers = lapin::types::FieldTable::default();
     for (name, value) in [
         ("stomp-user", "alice"),

@@ -290,9 +290,14 @@ pub async fn delete_redis_keys(prefix: &str) {
 /// A connection to RabbitMQ as a service would open one, and a channel in
 /// confirm mode.
 pub async fn amqp() -> (lapin::Connection, lapin::Channel) {
-    let connection = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+    amqp_at(AMQP_URL).await
+}
+
+/// [`amqp`] to the RabbitMQ at `url` (one of a test's own).
+pub async fn amqp_at(url: &str) -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
         .await
-        .expect("RabbitMQ answers on 127.0.0.1:5672");
+        .unwrap_or_else(|error| panic!("RabbitMQ answers at {url}: {error}"));
     let channel = connection.create_channel().await.expect("a channel");
     channel
         .confirm_select(lapin::options::ConfirmSelectOptions::default())
