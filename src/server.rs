@@ -30,6 +30,7 @@ use crate::broker::{BrokerError, SessionId};
 use crate::config::{AuthMode, AuthOptions, Config, Mode, Routing};
 use crate::dispatch::offline::redis::RedisOfflineStore;
 use crate::metrics::Metrics;
+use crate::registry::redis::connection::RedisAddress;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
 use crate::relay::{Relay, Security};
 use crate::retry;
@@ -97,10 +98,7 @@ impl BoundServer {
                 config.offline,
                 security,
             ),
-            Mode::Cluster {
-                amqp_urls,
-                redis_url,
-            } => {
+            Mode::Cluster { amqp_urls, redis } => {
                 let amqp_settings = AmqpSettings {
                     default_prefetch: config.amqp_prefetch,
                     node_queue_length: config.node_queue_length,
@@ -120,10 +118,16 @@ impl BoundServer {
                             reason,
                         })?;
                 }
-                redis::Client::open(redis_url.as_str()).map_err(|error| ServerError::Url {
-                    what: "--redis-url",
-                    reason: error.to_string(),
-                })?;
+                let (redis_flag, redis_urls) = match redis {
+                    RedisAddress::Server(url) => ("--redis-url", std::slice::from_ref(url)),
+                    RedisAddress::Cluster(urls) => ("--redis-cluster-nodes", urls.as_slice()),
+                };
+                for redis_url in redis_urls {
+                    redis::Client::open(redis_url.as_str()).map_err(|error| ServerError::Url {
+                        what: redis_flag,
+                        reason: error.to_string(),
+                    })?;
+                }
                 let metrics = Metrics::default();
                 let broker = retry::until_reachable("RabbitMQ", || {
                     AmqpBroker::connect(amqp_urls, &node_id, amqp_settings, metrics.broker.clone())
@@ -139,7 +143,7 @@ impl BoundServer {
                 };
                 let registry = retry::until_reachable("Redis", || {
                     RedisRegistry::connect(
-                        redis_url,
+                        redis,
                         &config.redis_prefix,
                         liveness.clone(),
                         metrics.redis.clone(),

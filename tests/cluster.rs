@@ -267,13 +267,13 @@ async fn a_disconnected_session_leaves_no_binding_and_no_redis_entry() {
             .get_multiplexed_async_connection()
             .await
             .expect("Redis answers on 127.0.0.1:6379");
-        let user_key = format!("{}user:carol", relay.redis_prefix);
-        let session_key = format!("{}session:{session}", relay.redis_prefix);
+        let user_key = format!("{}user:{{carol}}", relay.redis_prefix);
+        let node_key = format!("{}node-sessions:{{test-{}}}", relay.redis_prefix, relay.id);
         let sessions: std::collections::HashMap<String, String> =
             redis.hgetall(&user_key).await.unwrap();
         assert!(sessions.contains_key(&session), "{sessions:?}");
-        let user: Option<String> = redis.hget(&session_key, "user").await.unwrap();
-        assert_eq!(user.as_deref(), Some("carol"));
+        let entry: Option<String> = redis.hget(&node_key, &session).await.unwrap();
+        assert!(entry.is_some_and(|entry| entry.ends_with(" carol")));
         let queue = format!("stomp.session.{session}");
         assert_eq!(
             queue_exists(&queue).await,
@@ -297,11 +297,8 @@ async fn a_disconnected_session_leaves_no_binding_and_no_redis_entry() {
             "a message for the session that left is unroutable ({routing})"
         );
         let user_exists: bool = redis.exists(&user_key).await.unwrap();
-        let session_exists: bool = redis.exists(&session_key).await.unwrap();
-        assert!(
-            !user_exists && !session_exists,
-            "the Redis entries are gone"
-        );
+        let listed: bool = redis.hexists(&node_key, &session).await.unwrap();
+        assert!(!user_exists && !listed, "the Redis entries are gone");
     }
 }
 
@@ -592,6 +589,7 @@ async fn a_durable_subscription_keeps_messages_while_its_user_is_away() {
 
 #[tokio::test]
 async fn sessions_of_dead_nodes_are_skipped_and_swept() {
+    use stomp_relay::registry::redis::connection::RedisAddress;
     use stomp_relay::registry::redis::{NodeLiveness, RedisRegistry};
     use stomp_relay::registry::{Registry, SessionRecord};
 
@@ -602,7 +600,7 @@ async fn sessions_of_dead_nodes_are_skipped_and_swept() {
         ttl: Duration::from_secs(5),
     };
     let registry = RedisRegistry::connect(
-        REDIS_URL,
+        &RedisAddress::Server(REDIS_URL.to_owned()),
         &prefix,
         liveness,
         stomp_relay::metrics::LinkMetrics::default(),
@@ -635,13 +633,15 @@ async fn sessions_of_dead_nodes_are_skipped_and_swept() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let left: bool = redis
-        .exists(format!("{prefix}session:{}", forgotten.session))
-        .await
-        .unwrap();
-    assert!(!left);
+    for key in ["node-sessions:{crashed}", "user:{grace}"] {
+        let left: bool = redis.exists(format!("{prefix}{key}")).await.unwrap();
+        assert!(!left, "{key} is swept");
+    }
 
-    registry.unregister(&live).await.unwrap();
+    // What this registry registered ends before the node withdraws.
+    for r in [&live, &dead, &forgotten] {
+        registry.unregister(r).await.unwrap();
+    }
     registry.shutdown().await;
     let keys: Vec<String> = redis.keys(format!("{prefix}*")).await.unwrap();
     assert!(keys.is_empty(), "left behind: {keys:?}");

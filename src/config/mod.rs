@@ -19,6 +19,7 @@ use ipnet::IpNet;
 use stomp_parser::Limits;
 
 use crate::dispatch::offline::OfflineLimits;
+use crate::registry::redis::connection::RedisAddress;
 use crate::relay::Settings;
 use crate::session::SessionSettings;
 use crate::session::connect::HeartBeatBounds;
@@ -36,7 +37,8 @@ pub use file::FileError;
     long_about = "A clustered STOMP-over-WebSocket relay: browsers connect to any node over WebSocket \
 (STOMP 1.0, 1.1, 1.2), RabbitMQ carries messages between nodes and Redis knows who is connected where.\n\n\
 Without --amqp-url and --redis-url the node runs embedded: one node, an in-process broker and an \
-in-memory registry, nothing else to install. With both, it runs in cluster mode.\n\n\
+in-memory registry, nothing else to install. With both (or --redis-cluster-nodes for a Redis \
+Cluster), it runs in cluster mode.\n\n\
 Every option can also be set by the environment variable shown next to it, or in the --config \
 file, in the table named after its group (for example `[limits]` and `max-frame-size = 65536`). \
 A flag wins over its variable, the variable over the file, the file over the default."
@@ -115,14 +117,15 @@ pub struct ServerOptions {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Cluster")]
 pub struct ClusterOptions {
-    /// RabbitMQ to use, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (cluster mode; needs --redis-url).
-    /// The nodes of a RabbitMQ cluster: several URLs, comma-separated or
-    /// the flag repeated; the node connects to the first that answers and,
-    /// when that one goes away, to the next.
+    /// RabbitMQ to use, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (cluster
+    /// mode; needs --redis-url or --redis-cluster-nodes). The nodes of a
+    /// RabbitMQ cluster: several URLs, comma-separated or the flag
+    /// repeated; the node connects to the first that answers and, when that
+    /// one goes away, to the next.
     #[arg(
         long,
         env = "STOMP_RELAY_AMQP_URL",
-        requires = "redis_url",
+        requires = "redis",
         hide_env_values = true,
         value_delimiter = ','
     )]
@@ -132,17 +135,31 @@ pub struct ClusterOptions {
     #[arg(
         long,
         env = "STOMP_RELAY_REDIS_URL",
+        group = "redis",
         requires = "amqp_url",
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
+
+    /// A Redis Cluster to use instead of --redis-url: some of its nodes,
+    /// e.g. redis://10.0.0.1:6379,redis://10.0.0.2:6379 (comma-separated or
+    /// the flag repeated); the rest of the cluster is learnt from them.
+    #[arg(
+        long,
+        env = "STOMP_RELAY_REDIS_CLUSTER_NODES",
+        group = "redis",
+        requires = "amqp_url",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub redis_cluster_nodes: Vec<String>,
 
     /// This node's id in the cluster [default: a fresh UUID at every start].
     #[arg(long, env = "STOMP_RELAY_NODE_ID", value_parser = parse_node_id)]
     pub node_id: Option<String>,
 
     /// Prefix of every Redis key the node writes.
-    #[arg(long, env = "STOMP_RELAY_REDIS_PREFIX", default_value = "stomp:")]
+    #[arg(long, env = "STOMP_RELAY_REDIS_PREFIX", default_value = "stomp:", value_parser = parse_redis_prefix)]
     pub redis_prefix: String,
 
     /// Unacknowledged messages RabbitMQ may push to one consumer when
@@ -442,7 +459,7 @@ pub enum Mode {
         /// One broker, or the nodes of a RabbitMQ cluster, in the order
         /// they are tried.
         amqp_urls: Vec<String>,
-        redis_url: String,
+        redis: RedisAddress,
     },
 }
 
@@ -572,17 +589,17 @@ impl From<Cli> for Config {
             offline,
             log,
         } = cli;
-        let amqp_urls: Vec<String> = cluster
-            .amqp_url
-            .into_iter()
-            .map(|url| url.trim().to_owned())
-            .filter(|url| !url.is_empty())
-            .collect();
-        let mode = match cluster.redis_url {
-            Some(redis_url) if !amqp_urls.is_empty() => Mode::Cluster {
-                amqp_urls,
-                redis_url,
-            },
+        let amqp_urls = listed(cluster.amqp_url);
+        let redis_cluster_nodes = listed(cluster.redis_cluster_nodes);
+        let redis = match cluster.redis_url {
+            Some(url) => Some(RedisAddress::Server(url)),
+            None if !redis_cluster_nodes.is_empty() => {
+                Some(RedisAddress::Cluster(redis_cluster_nodes))
+            }
+            None => None,
+        };
+        let mode = match redis {
+            Some(redis) if !amqp_urls.is_empty() => Mode::Cluster { amqp_urls, redis },
             // clap's `requires` already refused one without the other.
             _ => Mode::Embedded,
         };
@@ -662,6 +679,24 @@ fn parse_ws_path(path: &str) -> Result<String, String> {
 
 /// Node ids appear in Redis keys and AMQP queue names, so they are kept to
 /// characters that are safe in both.
+/// The URLs of a list flag, trimmed, without empty ones.
+fn listed(urls: Vec<String>) -> Vec<String> {
+    urls.into_iter()
+        .map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
+/// Braces would give the keys a hash tag of the prefix's, and every user's
+/// keys one Redis Cluster slot.
+fn parse_redis_prefix(prefix: &str) -> Result<String, String> {
+    if prefix.contains(['{', '}']) {
+        Err("must not contain '{' or '}' (Redis Cluster hash tags)".to_owned())
+    } else {
+        Ok(prefix.to_owned())
+    }
+}
+
 fn parse_node_id(id: &str) -> Result<String, String> {
     let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if !id.is_empty() && id.len() <= 64 && id.chars().all(safe) {
@@ -698,8 +733,21 @@ mod tests {
             config.mode,
             Mode::Cluster {
                 amqp_urls: vec!["amqp://a".into()],
-                redis_url: "redis://r".into()
+                redis: RedisAddress::Server("redis://r".into())
             }
+        );
+        let config = parse(&[
+            "--amqp-url",
+            "amqp://a",
+            "--redis-cluster-nodes",
+            "redis://r1, redis://r2",
+        ]);
+        let Mode::Cluster { redis, .. } = config.unwrap().mode else {
+            panic!("cluster mode");
+        };
+        assert_eq!(
+            redis,
+            RedisAddress::Cluster(vec!["redis://r1".into(), "redis://r2".into()])
         );
         let brokers = ["amqp://a, amqp://b", "--amqp-url", "amqp://c"];
         let config = parse(&[
@@ -720,6 +768,15 @@ mod tests {
     fn one_url_alone_is_refused() {
         let error = parse(&["--amqp-url", "amqp://a"]).unwrap_err();
         assert!(error.to_string().contains("--redis-url"), "{error}");
+        let both = [
+            "--amqp-url",
+            "amqp://a",
+            "--redis-url",
+            "redis://r",
+            "--redis-cluster-nodes",
+            "redis://r1",
+        ];
+        assert!(parse(&both).is_err());
     }
 
     #[test]
@@ -741,6 +798,7 @@ mod tests {
             }
         );
         assert!(parse(&["--connect-timeout", "0"]).is_err());
+        assert!(parse(&["--redis-prefix", "stomp:{x}:"]).is_err());
     }
 
     /// `Config::from_args` with `text` as the `--config` file, then `args`.

@@ -11,21 +11,23 @@
 //! which lives as long as the stream.
 //! A `stomp.dispatch` request with a message id also records which entry it
 //! kept, under `{prefix}offline-request:{user}:{id}`, in the same script as
-//! the keep (two keys: on Redis Cluster they would need one hash tag).
+//! the keep. The braces are literal: the user is the hash tag of each key,
+//! so that the scripts, which take two keys of one user, run on a Redis
+//! Cluster.
 
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
 
 use super::{Keeping, KeptMessage, OfflineError, OfflineLimits, OfflineStore, headers_from_json};
 use crate::broker::Message;
+use crate::registry::redis::connection::RedisConnection;
 
 /// The offline store of a cluster node.
 #[derive(Clone)]
 pub struct RedisOfflineStore {
-    redis: ConnectionManager,
+    redis: RedisConnection,
     prefix: String,
     limits: OfflineLimits,
 }
@@ -106,7 +108,7 @@ static KEEP_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
 type ReadEntry = (String, Vec<Vec<u8>>, u8);
 
 impl RedisOfflineStore {
-    pub fn new(redis: ConnectionManager, prefix: &str, limits: OfflineLimits) -> RedisOfflineStore {
+    pub fn new(redis: RedisConnection, prefix: &str, limits: OfflineLimits) -> RedisOfflineStore {
         RedisOfflineStore {
             redis,
             prefix: prefix.to_owned(),
@@ -115,11 +117,11 @@ impl RedisOfflineStore {
     }
 
     fn key(&self, user: &str) -> String {
-        format!("{}offline:{user}", self.prefix)
+        format!("{}offline:{{{user}}}", self.prefix)
     }
 
     fn shown_key(&self, user: &str) -> String {
-        format!("{}offline-shown:{user}", self.prefix)
+        format!("{}offline-shown:{{{user}}}", self.prefix)
     }
 }
 
@@ -192,7 +194,10 @@ impl OfflineStore for RedisOfflineStore {
         let mut redis = self.redis.clone();
         let (outcome, id): (String, String) = KEEP_ONCE
             .key(self.key(user))
-            .key(format!("{}offline-request:{user}:{request}", self.prefix))
+            .key(format!(
+                "{}offline-request:{{{user}}}:{request}",
+                self.prefix
+            ))
             .arg(self.limits.max_messages)
             .arg(name)
             .arg(super::headers_to_json(&message.headers))

@@ -1,0 +1,719 @@
+//! The cluster's registry in Redis, with the keys of `ARCHITECTURE.md`
+//! under the configured prefix (default `stomp:`). A name in braces is the
+//! key's hash tag, so that on a Redis Cluster all keys of one user, or of
+//! one node, share a slot:
+//!
+//! | key | type | meaning |
+//! | --- | --- | --- |
+//! | `{prefix}node:{nodeId}` | string with TTL | the node is alive (JSON: address, start time, sessions) |
+//! | `{prefix}node-sessions:{nodeId}` | hash | sessionId -> `{connected-at} {user}`, every session of the node |
+//! | `{prefix}nodes` | set | every node that may still have sessions in Redis |
+//! | `{prefix}user:{user}` | hash | sessionId -> nodeId, every live session of the user |
+//!
+//! Nodes ask each other to end sessions (a newer login replaces an older
+//! one) over the Redis channel `{prefix}evict:{nodeId}`, which each node
+//! subscribes to; the message is the session id.
+//!
+//! Liveness is per node: each node refreshes its key well within the TTL.
+//! Sessions of a node whose key has expired are skipped by lookups and
+//! removed lazily, and a janitor sweeps what lookups never touch, from the
+//! dead node's own list of sessions. No command, pipeline or script here
+//! touches keys of two hash slots, and nothing scans the key space, so the
+//! same code works on one server and on a Redis Cluster: what needs keys of
+//! several users or nodes sends one command per key, all at once on the
+//! multiplexed connection.
+
+pub mod connection;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::PubSub;
+use tokio::sync::mpsc;
+
+use self::connection::{RedisAddress, RedisConnection, Subscriber};
+use super::{NodeRecord, Registry, RegistryError, SessionLocation, SessionRecord};
+use crate::broker::SessionId;
+use crate::error::{Chain, source_of};
+use crate::metrics::LinkMetrics;
+
+/// How a node keeps itself known.
+#[derive(Debug, Clone)]
+pub struct NodeLiveness {
+    pub node: String,
+    /// What the node key's value says the node serves.
+    pub address: String,
+    /// The node key expires this long after its last refresh.
+    pub ttl: Duration,
+}
+
+/// The Redis registry of one node.
+#[derive(Clone)]
+pub struct RedisRegistry {
+    redis: RedisConnection,
+    keys: Keys,
+    liveness: Arc<NodeLiveness>,
+    /// This node's registered sessions, written again whenever Redis is
+    /// found to have lost them (a restart: it may keep nothing on disk).
+    registered: Arc<Mutex<HashMap<SessionId, SessionRecord>>>,
+    started_at: u64,
+    /// Sessions of this node that others asked to end, until the server
+    /// takes them.
+    evictions: Arc<Mutex<Option<mpsc::Receiver<SessionId>>>>,
+    /// Other nodes found alive, and when.
+    seen_alive: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Whether Redis answers the heartbeat, for `/metrics`.
+    link: LinkMetrics,
+    /// Set when the node withdraws; held through each heartbeat, so that
+    /// none lists the node again after it has gone.
+    withdrawn: Arc<tokio::sync::Mutex<bool>>,
+}
+
+/// The registry's key names under one prefix.
+#[derive(Clone)]
+struct Keys {
+    prefix: Arc<str>,
+}
+
+impl Keys {
+    fn node(&self, node: &str) -> String {
+        format!("{}node:{{{node}}}", self.prefix)
+    }
+
+    fn node_sessions(&self, node: &str) -> String {
+        format!("{}node-sessions:{{{node}}}", self.prefix)
+    }
+
+    fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    fn user(&self, user: &str) -> String {
+        format!("{}user:{{{user}}}", self.prefix)
+    }
+
+    fn eviction_channel(&self, node: &str) -> String {
+        format!("{}evict:{node}", self.prefix)
+    }
+}
+
+/// A session's entry in its node's list: `{connected-at} {user}`.
+fn node_entry(record: &SessionRecord) -> String {
+    format!("{} {}", record.connected_at, record.user)
+}
+
+/// The connect time and user of a node-list entry.
+fn parse_node_entry(entry: &str) -> Option<(u64, &str)> {
+    let (connected_at, user) = entry.split_once(' ')?;
+    Some((connected_at.parse().ok()?, user))
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beat {
+    /// The node's key was there and is refreshed.
+    KeyRefreshed,
+    /// The node's key was gone (the first beat, or Redis lost it) and is
+    /// written again, with the node's sessions.
+    KeyWritten,
+}
+
+/// How soon a node tries Redis again after a heartbeat failed.
+const RETRY_BEAT: Duration = Duration::from_millis(500);
+
+/// Another node found alive is remembered as alive for this fraction of the
+/// node TTL (1 s of the default 15 s).
+const LIVENESS_MEMORY: u32 = 15;
+
+/// Commands of one batch in flight at once; a batch of more (the sessions
+/// of a node, written again or swept) goes in waves of this many.
+const BATCH_IN_FLIGHT: usize = 512;
+
+/// Fields of one HSET when a node's sessions are written again.
+const FIELDS_PER_WRITE: usize = 1000;
+
+/// Takes a dead node's list of sessions, unless the node came back: the
+/// node key and the list share the node's hash slot, so one script sees
+/// both. KEYS: the node key, its list. Answers the list, flat.
+static TAKE_DEAD_NODES_SESSIONS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+          local sessions = redis.call('HGETALL', KEYS[2])
+          redis.call('DEL', KEYS[2])
+          return sessions",
+    )
+});
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Evictions waiting to be carried out; more wait in Redis's socket.
+const EVICTION_BACKLOG: usize = 256;
+
+/// The error of a Redis command that failed while the registry tried to
+/// `what`.
+fn unavailable(what: &'static str) -> impl FnOnce(redis::RedisError) -> RegistryError {
+    move |error| RegistryError::Unavailable {
+        what,
+        source: source_of(error),
+    }
+}
+
+impl RedisRegistry {
+    /// Connects, announces the node, and starts its heartbeat and janitor.
+    pub async fn connect(
+        address: &RedisAddress,
+        prefix: &str,
+        liveness: NodeLiveness,
+        link: LinkMetrics,
+    ) -> Result<RedisRegistry, RegistryError> {
+        let (redis, subscriber) = RedisConnection::connect(address).await?;
+        let (evicted, evictions) = mpsc::channel(EVICTION_BACKLOG);
+        let registry = RedisRegistry {
+            redis,
+            keys: Keys {
+                prefix: Arc::from(prefix),
+            },
+            liveness: Arc::new(liveness),
+            registered: Arc::default(),
+            started_at: super::unix_millis(),
+            evictions: Arc::new(Mutex::new(Some(evictions))),
+            seen_alive: Arc::default(),
+            link,
+            withdrawn: Arc::default(),
+        };
+        let channel = registry.keys.eviction_channel(&registry.liveness.node);
+        // Subscribed before the node is announced, so that no eviction for
+        // it is published into the void.
+        let pubsub = subscriber.subscribe(&channel).await?;
+        registry.heartbeat().await?;
+        registry.link.connected.set(1);
+        tokio::spawn(registry.clone().keep_alive());
+        tokio::spawn(listen_for_evictions(subscriber, channel, pubsub, evicted));
+        Ok(registry)
+    }
+
+    /// The connection this registry uses, for the node's other Redis users
+    /// (the offline store).
+    pub fn connection(&self) -> RedisConnection {
+        self.redis.clone()
+    }
+
+    /// Runs `commands` at once, each on keys of one slot, and answers their
+    /// replies in order: one round trip for a batch on one server, and on a
+    /// cluster each command goes to its own shard.
+    async fn each<T: redis::FromRedisValue + Send>(
+        &self,
+        commands: Vec<redis::Cmd>,
+        what: &'static str,
+    ) -> Result<Vec<T>, RegistryError> {
+        let mut replies = Vec::with_capacity(commands.len());
+        for wave in commands.chunks(BATCH_IN_FLIGHT) {
+            let requests = wave.iter().map(|command| {
+                let mut redis = self.redis.clone();
+                async move { command.query_async::<T>(&mut redis).await }
+            });
+            replies.extend(
+                futures_util::future::try_join_all(requests)
+                    .await
+                    .map_err(unavailable(what))?,
+            );
+        }
+        Ok(replies)
+    }
+
+    /// Refreshes this node's key. Had Redis lost it (restarted empty, or
+    /// the node stalled past its TTL and others swept its sessions), the
+    /// node's sessions are written again at once.
+    async fn heartbeat(&self) -> Result<Beat, RegistryError> {
+        let node = &self.liveness.node;
+        let sessions = lock(&self.registered).len();
+        let value = serde_json::json!({
+            "address": self.liveness.address,
+            "started_at": self.started_at,
+            "sessions": sessions,
+        })
+        .to_string();
+        let ttl = self.liveness.ttl.as_millis().max(1) as u64;
+        let mut refresh = redis::cmd("SET");
+        refresh
+            .arg(self.keys.node(node))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl)
+            .arg("GET");
+        // Listed at every beat, not only when the key was gone: a sweep
+        // that found this node dead just before it came back unlists it.
+        let mut listed = redis::cmd("SADD");
+        listed.arg(self.keys.nodes()).arg(node);
+        let (mut before, _) = tokio::try_join!(
+            self.each::<Option<String>>(vec![refresh], "refresh this node's key"),
+            self.each::<()>(vec![listed], "list this node"),
+        )?;
+        if before.pop().flatten().is_some() {
+            return Ok(Beat::KeyRefreshed);
+        }
+        if sessions > 0 {
+            // Copied only now, not on every heartbeat.
+            let records: Vec<SessionRecord> = lock(&self.registered).values().cloned().collect();
+            self.write_again(&records).await?;
+            tracing::warn!(
+                sessions = records.len(),
+                "Redis had lost this node's key: its sessions are registered again"
+            );
+        }
+        Ok(Beat::KeyWritten)
+    }
+
+    /// Writes this node's list of sessions anew, and each session into its
+    /// user's hash.
+    async fn write_again(&self, records: &[SessionRecord]) -> Result<(), RegistryError> {
+        let list = self.keys.node_sessions(&self.liveness.node);
+        // One slot, the node's: the stale list goes in the same MULTI as
+        // the first part of the new one.
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&list).ignore();
+        for chunk in records.chunks(FIELDS_PER_WRITE) {
+            let fields: Vec<(String, String)> = chunk
+                .iter()
+                .map(|record| (record.session.to_string(), node_entry(record)))
+                .collect();
+            pipe.hset_multiple(&list, &fields).ignore();
+        }
+        pipe.query_async::<()>(&mut self.redis.clone())
+            .await
+            .map_err(unavailable("register this node's sessions again"))?;
+        let users = records
+            .iter()
+            .map(|record| {
+                let mut write = redis::cmd("HSET");
+                write
+                    .arg(self.keys.user(&record.user))
+                    .arg(record.session.to_string())
+                    .arg(&record.node);
+                write
+            })
+            .collect();
+        self.each::<()>(users, "register this node's sessions again")
+            .await?;
+        Ok(())
+    }
+
+    /// Heartbeat three times per TTL, and every half second while Redis does
+    /// not answer, so that it gets this node's sessions back as soon as it
+    /// does; sweep dead nodes' sessions every few TTLs. Stops when the last
+    /// handle of the registry is dropped.
+    async fn keep_alive(self) {
+        let every = self.liveness.ttl / 3;
+        let mut beats: u64 = 0;
+        loop {
+            let withdrawn = self.withdrawn.lock().await;
+            if *withdrawn || Arc::strong_count(&self.liveness) == 1 {
+                return;
+            }
+            let beat = self.heartbeat().await;
+            drop(withdrawn);
+            let pause = match beat {
+                Ok(beat) => {
+                    // Away, or back empty from a restart.
+                    let was_away = self.link.connected.set(1) == 0;
+                    if was_away || beat == Beat::KeyWritten {
+                        self.link.reconnects.inc();
+                        tracing::info!("Redis answers this node again");
+                    }
+                    every
+                }
+                Err(error) => {
+                    self.link.connected.set(0);
+                    tracing::warn!(error = %Chain(&error), "cannot refresh this node's key in Redis");
+                    RETRY_BEAT.min(every)
+                }
+            };
+            beats += 1;
+            if beats.is_multiple_of(9)
+                && let Err(error) = self.sweep().await
+            {
+                tracing::warn!(error = %Chain(&error), "the registry janitor failed");
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// The nodes among `nodes` whose keys still exist. This node is alive;
+    /// another node seen alive within [`LIVENESS_MEMORY`] of the TTL is
+    /// taken as still alive without asking Redis again, which spares every
+    /// dispatch a round trip. A node that died in that moment only costs an
+    /// unroutable publish (its session queues went with it).
+    async fn live_nodes<'a>(
+        &self,
+        nodes: impl Iterator<Item = &'a str>,
+    ) -> Result<HashSet<String>, RegistryError> {
+        let now = Instant::now();
+        let memory = self.liveness.ttl / LIVENESS_MEMORY;
+        let mut live = HashSet::new();
+        let mut unknown = Vec::new();
+        {
+            let seen = lock(&self.seen_alive);
+            for node in nodes.collect::<HashSet<_>>() {
+                let recent = seen
+                    .get(node)
+                    .is_some_and(|at| now.duration_since(*at) < memory);
+                if node == self.liveness.node || recent {
+                    live.insert(node.to_owned());
+                } else {
+                    unknown.push(node);
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(live);
+        }
+        let exists = unknown
+            .iter()
+            .map(|node| {
+                let mut exists = redis::cmd("EXISTS");
+                exists.arg(self.keys.node(node));
+                exists
+            })
+            .collect();
+        let alive: Vec<bool> = self.each(exists, "check which nodes are alive").await?;
+        let mut seen = lock(&self.seen_alive);
+        for (node, alive) in unknown.into_iter().zip(alive) {
+            if alive {
+                seen.insert(node.to_owned(), now);
+                live.insert(node.to_owned());
+            } else {
+                seen.remove(node);
+            }
+        }
+        Ok(live)
+    }
+
+    /// Every node listed, and which of them are alive.
+    async fn listed_nodes(&self) -> Result<(Vec<String>, HashSet<String>), RegistryError> {
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(self.keys.nodes());
+        let listed: Vec<String> = self
+            .each::<Vec<String>>(vec![members], "list the nodes")
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let live = self.live_nodes(listed.iter().map(String::as_str)).await?;
+        Ok((listed, live))
+    }
+
+    /// Forgets sessions of dead nodes, from each dead node's own list;
+    /// answers how many no lookup had forgotten yet.
+    pub async fn sweep(&self) -> Result<usize, RegistryError> {
+        let (listed, live) = self.listed_nodes().await?;
+        let mut removed = 0;
+        for node in listed.iter().filter(|node| !live.contains(*node)) {
+            let mut take = TAKE_DEAD_NODES_SESSIONS.prepare_invoke();
+            take.key(self.keys.node(node))
+                .key(self.keys.node_sessions(node));
+            let sessions: Vec<(String, String)> = take
+                .invoke_async(&mut self.redis.clone())
+                .await
+                .map_err(unavailable("take a dead node's sessions"))?;
+            let forget = sessions
+                .iter()
+                .filter_map(|(session, entry)| {
+                    let (_, user) = parse_node_entry(entry)?;
+                    let mut forget = redis::cmd("HDEL");
+                    forget.arg(self.keys.user(user)).arg(session);
+                    Some(forget)
+                })
+                .collect();
+            let forgotten: Vec<usize> = self
+                .each(forget, "forget a dead node's sessions")
+                .await?;
+            let mut unlist = redis::cmd("SREM");
+            unlist.arg(self.keys.nodes()).arg(node);
+            self.each::<()>(vec![unlist], "unlist a dead node").await?;
+            removed += forgotten.iter().sum::<usize>();
+        }
+        Ok(removed)
+    }
+}
+
+/// Passes on the session ids published on this node's eviction channel,
+/// subscribing again whenever the connection drops, until the registry is
+/// gone.
+async fn listen_for_evictions(
+    subscriber: Subscriber,
+    channel: String,
+    pubsub: PubSub,
+    evicted: mpsc::Sender<SessionId>,
+) {
+    let mut pubsub = Some(pubsub);
+    loop {
+        if let Some(subscribed) = pubsub.take() {
+            let mut messages = subscribed.into_on_message();
+            loop {
+                let message = tokio::select! {
+                    () = evicted.closed() => return,
+                    message = messages.next() => message,
+                };
+                let Some(message) = message else { break };
+                let session = message
+                    .get_payload::<String>()
+                    .ok()
+                    .and_then(|text| SessionId::try_parse(&text).ok());
+                if let Some(session) = session
+                    && evicted.send(session).await.is_err()
+                {
+                    return;
+                }
+            }
+            tracing::warn!(%channel, "lost the Redis subscription to evictions; subscribing again");
+        }
+        tokio::select! {
+            () = evicted.closed() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        match subscriber.subscribe(&channel).await {
+            Ok(subscribed) => pubsub = Some(subscribed),
+            Err(error) => {
+                tracing::warn!(%channel, error = %Chain(&error), "cannot subscribe to evictions")
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Registry for RedisRegistry {
+    async fn register(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+        let session = record.session.to_string();
+        let mut listed = redis::cmd("HSET");
+        listed
+            .arg(self.keys.node_sessions(&record.node))
+            .arg(&session)
+            .arg(node_entry(record));
+        let mut located = redis::cmd("HSET");
+        located
+            .arg(self.keys.user(&record.user))
+            .arg(&session)
+            .arg(&record.node);
+        let mut node_listed = redis::cmd("SADD");
+        node_listed.arg(self.keys.nodes()).arg(&record.node);
+        // Listed first: a node that dies in between leaves an entry that
+        // its sweep removes, never a user's session that no sweep finds.
+        self.each::<()>(vec![node_listed, listed], "register a session")
+            .await?;
+        self.each::<()>(vec![located], "register a session").await?;
+        lock(&self.registered).insert(record.session, record.clone());
+        Ok(())
+    }
+
+    async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+        // Forgotten here whatever Redis answers, so that a recovery does
+        // not bring it back.
+        lock(&self.registered).remove(&record.session);
+        let session = record.session.to_string();
+        let mut located = redis::cmd("HDEL");
+        located.arg(self.keys.user(&record.user)).arg(&session);
+        let mut listed = redis::cmd("HDEL");
+        listed
+            .arg(self.keys.node_sessions(&record.node))
+            .arg(&session);
+        self.each::<()>(vec![located, listed], "unregister a session")
+            .await?;
+        Ok(())
+    }
+
+    async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError> {
+        let located = self.locate(user).await?;
+        let connected_at = located
+            .iter()
+            .map(|found| {
+                let mut read = redis::cmd("HGET");
+                read.arg(self.keys.node_sessions(&found.node))
+                    .arg(found.session.to_string());
+                read
+            })
+            .collect();
+        let entries: Vec<Option<String>> = self
+            .each(connected_at, "read when a user's sessions connected")
+            .await?;
+        let mut records: Vec<SessionRecord> = located
+            .into_iter()
+            .zip(entries)
+            .map(|(found, entry)| SessionRecord {
+                session: found.session,
+                user: user.to_owned(),
+                node: found.node,
+                connected_at: entry
+                    .as_deref()
+                    .and_then(parse_node_entry)
+                    .map_or(0, |(connected_at, _)| connected_at),
+            })
+            .collect();
+        records.sort_by_key(|record| record.connected_at);
+        Ok(records)
+    }
+
+    async fn locate(&self, user: &str) -> Result<Vec<SessionLocation>, RegistryError> {
+        let mut found = self.locate_many(&[user]).await?;
+        Ok(found.pop().unwrap_or_default())
+    }
+
+    async fn locate_many(
+        &self,
+        users: &[&str],
+    ) -> Result<Vec<Vec<SessionLocation>>, RegistryError> {
+        let reads = users
+            .iter()
+            .map(|user| {
+                let mut read = redis::cmd("HGETALL");
+                read.arg(self.keys.user(user));
+                read
+            })
+            .collect();
+        let sessions: Vec<HashMap<String, String>> =
+            self.each(reads, "read users' sessions").await?;
+        let live = self
+            .live_nodes(sessions.iter().flat_map(|s| s.values().map(String::as_str)))
+            .await?;
+        let mut cleanup = Vec::new();
+        let mut found = Vec::with_capacity(users.len());
+        for (user, sessions) in users.iter().zip(sessions) {
+            let mut alive = Vec::with_capacity(sessions.len());
+            let mut dead = Vec::new();
+            for (session, node) in sessions {
+                if !live.contains(&node) {
+                    dead.push(session);
+                } else if let Ok(session) = SessionId::try_parse(&session) {
+                    alive.push(SessionLocation { session, node });
+                }
+            }
+            if !dead.is_empty() {
+                let mut forget = redis::cmd("HDEL");
+                forget.arg(self.keys.user(user)).arg(dead);
+                cleanup.push(forget);
+            }
+            found.push(alive);
+        }
+        // The dead nodes' own lists go with the next sweep.
+        self.each::<()>(cleanup, "forget users' sessions on dead nodes")
+            .await?;
+        Ok(found)
+    }
+
+    async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError> {
+        let (listed, live) = self.listed_nodes().await?;
+        let nodes: Vec<&String> = listed.iter().filter(|node| live.contains(*node)).collect();
+        let reads = nodes
+            .iter()
+            .map(|node| {
+                let mut read = redis::cmd("HGETALL");
+                read.arg(self.keys.node_sessions(node));
+                read
+            })
+            .collect();
+        let lists: Vec<HashMap<String, String>> = self.each(reads, "read the sessions").await?;
+        Ok(nodes
+            .into_iter()
+            .zip(lists)
+            .flat_map(|(node, list)| {
+                list.into_iter().filter_map(move |(session, entry)| {
+                    let (connected_at, user) = parse_node_entry(&entry)?;
+                    Some(SessionRecord {
+                        session: SessionId::try_parse(&session).ok()?,
+                        user: user.to_owned(),
+                        node: node.clone(),
+                        connected_at,
+                    })
+                })
+            })
+            .collect())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError> {
+        let (listed, live) = self.listed_nodes().await?;
+        let nodes: Vec<&String> = listed.iter().filter(|node| live.contains(*node)).collect();
+        let reads = nodes
+            .iter()
+            .map(|node| {
+                let mut read = redis::cmd("GET");
+                read.arg(self.keys.node(node));
+                read
+            })
+            .collect();
+        // A key may expire between the check and the read.
+        let values: Vec<Option<String>> = self.each(reads, "read the node keys").await?;
+        let mut records: Vec<NodeRecord> = nodes
+            .into_iter()
+            .zip(values)
+            .filter_map(|(node, value)| {
+                let fields: serde_json::Value = serde_json::from_str(&value?).unwrap_or_default();
+                Some(NodeRecord {
+                    node: node.clone(),
+                    address: fields["address"].as_str().unwrap_or_default().to_owned(),
+                    started_at: fields["started_at"].as_u64().unwrap_or_default(),
+                    sessions: fields["sessions"].as_u64().unwrap_or_default() as usize,
+                })
+            })
+            .collect();
+        records.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(records)
+    }
+
+    async fn evict(&self, session: SessionId, node: &str) -> Result<(), RegistryError> {
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(self.keys.eviction_channel(node))
+            .arg(session.to_string());
+        self.each::<()>(vec![publish], "ask a node to end a session")
+            .await?;
+        Ok(())
+    }
+
+    fn evictions(&self) -> Option<mpsc::Receiver<SessionId>> {
+        lock(&self.evictions).take()
+    }
+
+    async fn shutdown(&self) {
+        *self.withdrawn.lock().await = true;
+        let node = &self.liveness.node;
+        let mut withdraw = vec![redis::cmd("DEL")];
+        withdraw[0].arg(self.keys.node(node));
+        // Sessions still registered are left for a sweep to find.
+        if lock(&self.registered).is_empty() {
+            let mut unlist = redis::cmd("SREM");
+            unlist.arg(self.keys.nodes()).arg(node);
+            withdraw.push(unlist);
+        }
+        let _ = self.each::<()>(withdraw, "withdraw this node").await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_one_user_or_one_node_shares_its_hash_slot() {
+        let keys = Keys {
+            prefix: Arc::from("stomp:"),
+        };
+        let slot = |key: String| redis::cluster_routing::Slot::for_key(key);
+        assert_eq!(slot(keys.user("alice")), slot("{alice}".to_owned()));
+        assert_eq!(slot(keys.node("n1")), slot(keys.node_sessions("n1")));
+        assert_eq!(keys.user("alice"), "stomp:user:{alice}");
+    }
+
+    #[test]
+    fn a_node_list_entry_keeps_a_user_name_with_spaces() {
+        assert_eq!(
+            parse_node_entry("1733222400000 Ada Lovelace"),
+            Some((1_733_222_400_000, "Ada Lovelace"))
+        );
+        assert_eq!(parse_node_entry("garbage"), None);
+    }
+}
