@@ -878,21 +878,6 @@ async fn a_service_dispatches_to_a_user_through_rabbitmq() {
     assert_eq!(kept.get("stomp-persist"), None);
 }
 
-#[tokio::test]
-async fn a_login_on_another_node_replaces_the_older_session() {
-    let first = TestRelay::start_with(Mode::Cluster, &["--second-login", "replace"]);
-    let second = TestRelay::start_beside_with(&first, &["--second-login", "replace"]);
-    let user = unique("lee");
-    let mut old = StompClient::connect(&first, Some(&user)).await;
-    let mut new = StompClient::connect(&second, Some(&user)).await;
-    let error = old.expect_error_then_close().await;
-    assert_eq!(error.get("message"), Some("session replaced"));
-    new.subscribe("n", "/user/queue/n", "auto").await;
-    new.publish(&format!("/user/{user}/queue/n"), "still connected")
-        .await;
-    assert_eq!(new.recv_body().await, "still connected");
-}
-
 /// An AMQP broker of its own, for tests that drive the `Broker` trait
 /// directly; its node queue goes with its connection.
 async fn amqp_broker() -> AmqpBroker {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::own_services::OwnRedisCluster;
 use super::{AMQP_URL, REDIS_URL, RelayAddress, http};
 
 /// Whether RabbitMQ and Redis answer where cluster mode expects them (the
@@ -41,13 +42,26 @@ impl RelayAddress for NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts a node in cluster mode and waits until it answers `/healthz`.
+    /// Starts a node in cluster mode on the shared Redis and waits until it
+    /// answers `/healthz`.
     pub fn start_clustered(node_id: &str, redis_prefix: &str, flags: &[&str]) -> NodeProcess {
+        let redis = ["--redis-url", REDIS_URL];
+        NodeProcess::start_clustered_on(redis, node_id, redis_prefix, flags)
+    }
+
+    /// [`NodeProcess::start_clustered`] on the Redis that `redis` names
+    /// (flag and value).
+    pub fn start_clustered_on(
+        redis: [&str; 2],
+        node_id: &str,
+        redis_prefix: &str,
+        flags: &[&str],
+    ) -> NodeProcess {
         let cluster = [
             "--amqp-url",
             AMQP_URL,
-            "--redis-url",
-            REDIS_URL,
+            redis[0],
+            redis[1],
             "--redis-prefix",
             redis_prefix,
         ];
@@ -142,19 +156,43 @@ impl Drop for NodeProcess {
 pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
     pub redis_prefix: String,
+    /// The Redis Cluster the nodes use instead of the shared Redis.
+    redis_cluster: Option<OwnRedisCluster>,
 }
 
 impl Cluster {
-    /// `count` nodes, each started with `flags`.
+    /// `count` nodes on the shared Redis, each started with `flags`.
     pub fn start(count: usize, flags: &[&str]) -> Cluster {
+        Cluster::launch(None, count, flags)
+    }
+
+    /// `count` nodes on a three-master Redis Cluster of their own.
+    pub fn start_on_redis_cluster(count: usize, flags: &[&str]) -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "stomp-relay-test-redis-cluster-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        Cluster::launch(Some(OwnRedisCluster::start(dir)), count, flags)
+    }
+
+    fn launch(redis_cluster: Option<OwnRedisCluster>, count: usize, flags: &[&str]) -> Cluster {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let redis_prefix = format!("test:{id}:");
+        let cluster_nodes = redis_cluster.as_ref().map(OwnRedisCluster::urls);
+        let redis = match &cluster_nodes {
+            Some(urls) => ["--redis-cluster-nodes", urls.as_str()],
+            None => ["--redis-url", REDIS_URL],
+        };
         let nodes = (0..count)
-            .map(|n| NodeProcess::start_clustered(&format!("test-{id}-{n}"), &redis_prefix, flags))
+            .map(|n| {
+                let node_id = format!("test-{id}-{n}");
+                NodeProcess::start_clustered_on(redis, &node_id, &redis_prefix, flags)
+            })
             .collect();
         Cluster {
             nodes,
             redis_prefix,
+            redis_cluster,
         }
     }
 }
@@ -162,6 +200,9 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.nodes.clear();
+        if self.redis_cluster.take().is_some() {
+            return;
+        }
         let prefix = self.redis_prefix.clone();
         // Drop may run inside a test's runtime, which cannot block on
         // another future; a thread of its own can.

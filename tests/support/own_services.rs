@@ -92,6 +92,87 @@ impl Drop for OwnRedis {
     }
 }
 
+/// A Redis Cluster of the test's own: three masters, no replicas, each
+/// with its own port and cluster bus port, keeping nothing on disk but the
+/// cluster's node tables in `dir`.
+pub struct OwnRedisCluster {
+    pub masters: Vec<OwnRedis>,
+    dir: PathBuf,
+}
+
+impl OwnRedisCluster {
+    pub fn start(dir: PathBuf) -> OwnRedisCluster {
+        std::fs::create_dir_all(&dir).expect("a directory for Redis Cluster");
+        let masters: Vec<OwnRedis> = (0..3)
+            .map(|_| {
+                let port = free_port();
+                let table = dir.join(format!("nodes-{port}.conf"));
+                let clustered = [
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &free_port().to_string(),
+                    "--cluster-config-file",
+                    &table.to_string_lossy(),
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                OwnRedis::launch(port, clustered)
+            })
+            .collect();
+        let addresses: Vec<String> = masters
+            .iter()
+            .map(|master| format!("127.0.0.1:{}", master.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli runs (install redis-tools)");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = OwnRedisCluster { masters, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cluster.is_ok() {
+            assert!(Instant::now() < deadline, "the Redis Cluster did not form");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// Every master says `cluster_state:ok`: all slots are served.
+    fn is_ok(&self) -> bool {
+        self.masters.iter().all(|master| {
+            Command::new("redis-cli")
+                .args(["-p", &master.port.to_string(), "cluster", "info"])
+                .output()
+                .is_ok_and(|info| {
+                    String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok")
+                })
+        })
+    }
+
+    /// `--redis-cluster-nodes`' value: every master.
+    pub fn urls(&self) -> String {
+        self.masters
+            .iter()
+            .map(OwnRedis::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for OwnRedisCluster {
+    fn drop(&mut self) {
+        self.masters.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A RabbitMQ node of the test's own: its own node name, ports, data and
 /// configuration (no plugins), so that stopping it touches nothing else.
 /// Its data stays across [`OwnRabbitMq::stop`] and [`OwnRabbitMq::restart`],

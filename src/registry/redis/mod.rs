@@ -430,9 +430,7 @@ impl RedisRegistry {
                     Some(forget)
                 })
                 .collect();
-            let forgotten: Vec<usize> = self
-                .each(forget, "forget a dead node's sessions")
-                .await?;
+            let forgotten: Vec<usize> = self.each(forget, "forget a dead node's sessions").await?;
             let mut unlist = redis::cmd("SREM");
             unlist.arg(self.keys.nodes()).arg(node);
             self.each::<()>(vec![unlist], "unlist a dead node").await?;

@@ -1,0 +1,279 @@
+// Three relay processes sharing one RabbitMQ and one Redis (or Redis
+// Cluster), clients spread over them: what reaches whom, read from each
+// node's own counters, and what happens when a node dies without a word
+// (SIGKILL). Included by `three_nodes.rs` and `three_nodes_redis_cluster.rs`,
+// which define `start_cluster`.
+
+use std::time::{Duration, Instant};
+
+use support::node_process::NodeProcess;
+use support::{StompClient, http};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+const DELIVERED: &str = "stomp_relay_messages_delivered_total";
+
+/// A user name no other test run uses.
+fn unique(name: &str) -> String {
+    format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// POSTs `request` to `path` on `node`; answers the JSON.
+async fn post(node: &NodeProcess, path: &str, request: serde_json::Value) -> serde_json::Value {
+    let answer = http(node, "POST", path, &[JSON], &request.to_string()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()
+}
+
+/// Each node's count of MESSAGE frames written to clients.
+async fn delivered(cluster: &Cluster) -> Vec<u64> {
+    let mut counts = Vec::new();
+    for node in &cluster.nodes {
+        counts.push(node.metric(DELIVERED).await);
+    }
+    counts
+}
+
+/// What each node delivered since it counted `before`.
+async fn delivered_since(cluster: &Cluster, before: &[u64]) -> Vec<u64> {
+    let now = delivered(cluster).await;
+    now.iter()
+        .zip(before)
+        .map(|(now, before)| now - before)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_user_message_travels_only_to_the_node_of_its_user() {
+    let cluster = start_cluster(3, &[]);
+    let [a, b, c] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let user = unique("carla");
+    let mut carla = StompClient::connect(c, Some(&user)).await;
+    carla
+        .subscribe("n", "/user/queue/notifications", "auto")
+        .await;
+    // Clients on A and B listening to the same destination, as other users.
+    let mut others = Vec::new();
+    for node in [a, b] {
+        let mut other = StompClient::connect(node, Some(&unique("other"))).await;
+        other
+            .subscribe("n", "/user/queue/notifications", "auto")
+            .await;
+        others.push(other);
+    }
+    let before = delivered(&cluster).await;
+
+    let path = format!("/api/v1/users/{user}/messages");
+    let sent = post(
+        a,
+        &path,
+        serde_json::json!({"destination": "notifications", "body": "for carla"}),
+    )
+    .await;
+    assert_eq!(sent["sessions"], 1, "{sent}");
+    assert_eq!(carla.recv_body().await, "for carla");
+    carla.expect_nothing().await;
+    for other in &mut others {
+        other.expect_nothing().await;
+    }
+    assert_eq!(
+        delivered_since(&cluster, &before).await,
+        [0, 0, 1],
+        "only node C delivers it"
+    );
+}
+
+#[tokio::test]
+async fn a_user_on_two_nodes_receives_on_both() {
+    let cluster = start_cluster(3, &[]);
+    let [a, b, c] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let user = unique("dina");
+    let mut tabs = Vec::new();
+    for node in [a, b] {
+        let mut tab = StompClient::connect(node, Some(&user)).await;
+        tab.subscribe("n", "/user/queue/n", "auto").await;
+        tabs.push(tab);
+    }
+    let before = delivered(&cluster).await;
+    // Through a client's SEND on the third node this time.
+    let mut sender = StompClient::connect(c, Some(&unique("sender"))).await;
+    sender
+        .publish(&format!("/user/{user}/queue/n"), "to both tabs")
+        .await;
+    for tab in &mut tabs {
+        assert_eq!(tab.recv_body().await, "to both tabs");
+        tab.expect_nothing().await;
+    }
+    assert_eq!(delivered_since(&cluster, &before).await, [1, 1, 0]);
+}
+
+#[tokio::test]
+async fn an_offline_user_gets_kept_messages_later_in_order_on_any_node() {
+    let cluster = start_cluster(3, &[]);
+    let [a, b, c] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let user = unique("ola");
+    let path = format!("/api/v1/users/{user}/messages");
+    for (n, node) in [a, b, a, c].into_iter().enumerate() {
+        let request =
+            serde_json::json!({"destination": "inbox", "body": format!("m{n}"), "persist": true});
+        assert_eq!(post(node, &path, request).await["kept"], 1);
+    }
+    let mut ola = StompClient::connect(c, Some(&user)).await;
+    ola.subscribe("in", "/user/queue/inbox", "auto").await;
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        bodies.push(ola.recv_body().await);
+    }
+    assert_eq!(bodies, ["m0", "m1", "m2", "m3"]);
+    ola.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn broadcasts_and_topics_reach_every_client_on_every_node_exactly_once() {
+    let cluster = start_cluster(3, &[]);
+    let topic = unique("scores");
+    // Every node on this RabbitMQ gets messages to everyone, those of other
+    // tests too: a name of this test's own.
+    let news = unique("news");
+    let mut clients = Vec::new();
+    for node in &cluster.nodes {
+        for _ in 0..2 {
+            let mut client = StompClient::connect(node, Some(&unique("fan"))).await;
+            client
+                .subscribe("n", &format!("/user/queue/{news}"), "auto")
+                .await;
+            client
+                .subscribe("t", &format!("/topic/{topic}"), "auto")
+                .await;
+            clients.push(client);
+        }
+    }
+    let before = delivered(&cluster).await;
+    let everyone = serde_json::json!({"destination": news, "body": "to all", "all": true});
+    let sent = post(&cluster.nodes[1], "/api/v1/messages", everyone).await;
+    assert_eq!(sent, serde_json::json!({"published": true}));
+    let on_topic = serde_json::json!({"body": "goal"});
+    post(
+        &cluster.nodes[2],
+        &format!("/api/v1/topics/{topic}/messages"),
+        on_topic,
+    )
+    .await;
+    for client in &mut clients {
+        let mut bodies = [client.recv_body().await, client.recv_body().await];
+        bodies.sort();
+        assert_eq!(bodies, ["goal", "to all"]);
+        client.expect_nothing().await;
+    }
+    assert_eq!(
+        delivered_since(&cluster, &before).await,
+        [4, 4, 4],
+        "two clients per node, two messages each"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_presence_within_the_ttl_and_its_users_go_offline() {
+    let cluster_flags = ["--node-ttl", "3"];
+    let mut cluster = start_cluster(3, &cluster_flags);
+    let user = unique("zed");
+    let mut zed = StompClient::connect(&cluster.nodes[2], Some(&user)).await;
+    zed.subscribe("n", "/user/queue/n", "auto").await;
+    let sessions_path = format!("/api/v1/users/{user}/sessions");
+    let presence = http(&cluster.nodes[0], "GET", &sessions_path, &[], "").await;
+    assert_eq!(
+        presence.json()["sessions"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    let killed_at = Instant::now();
+    cluster.nodes[2].kill();
+    drop(zed);
+    let a = &cluster.nodes[0];
+
+    // Its session queue went with its AMQP connection: dispatch finds no
+    // one to take the message, even before the node's key expires.
+    let path = format!("/api/v1/users/{user}/messages");
+    let probe = serde_json::json!({"destination": "n", "body": "anyone?"});
+    let offline = loop {
+        let sent = post(a, &path, probe.clone()).await;
+        if sent["sessions"] == 0 {
+            break sent;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(3),
+            "still delivered: {sent}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(offline["offline_users"], 1);
+
+    // Presence forgets the node's sessions within its TTL (3 s).
+    loop {
+        let presence = http(a, "GET", &sessions_path, &[], "").await;
+        if presence.json()["sessions"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+        {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(5),
+            "the dead node's session is still present: {}",
+            presence.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let nodes = http(a, "GET", "/api/v1/nodes", &[], "").await.json();
+    let listed: Vec<&str> = nodes["nodes"]
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|node| node["node"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !listed.contains(&cluster.nodes[2].node_id.as_str()),
+        "{nodes}"
+    );
+
+    // A kept message waits for the user, who comes back on another node.
+    let keep = serde_json::json!({"destination": "n", "body": "welcome back", "persist": true});
+    let sent = post(a, &path, keep).await;
+    assert_eq!(
+        (sent["sessions"].as_u64(), sent["kept"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let mut zed = StompClient::connect(&cluster.nodes[1], Some(&user)).await;
+    zed.subscribe("n", "/user/queue/n", "auto").await;
+    assert_eq!(zed.recv_body().await, "welcome back");
+}
+
+#[tokio::test]
+async fn a_login_on_another_node_replaces_the_older_session_there() {
+    let cluster = start_cluster(2, &["--second-login", "replace"]);
+    let user = unique("lee");
+    let mut old = StompClient::connect(&cluster.nodes[0], Some(&user)).await;
+    old.subscribe("n", "/user/queue/n", "auto").await;
+    let mut new = StompClient::connect(&cluster.nodes[1], Some(&user)).await;
+    let error = old.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("session replaced"));
+
+    new.subscribe("n", "/user/queue/n", "auto").await;
+    let path = format!("/api/v1/users/{user}/messages");
+    let sent = post(
+        &cluster.nodes[0],
+        &path,
+        serde_json::json!({"destination": "n", "body": "only the new one"}),
+    )
+    .await;
+    assert_eq!(sent["sessions"], 1, "{sent}");
+    assert_eq!(new.recv_body().await, "only the new one");
+}
