@@ -25,9 +25,9 @@ use tower_service::Service;
 
 use crate::auth::acl::Acl;
 use crate::auth::{self, AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
-use crate::broker::amqp::{AmqpBroker, AmqpSettings, UserKeyBinding};
+use crate::broker::amqp::{AmqpBroker, AmqpSettings, DispatchQueueType, UserKeyBinding};
 use crate::broker::{BrokerError, SessionId};
-use crate::config::{AuthMode, AuthOptions, Config, Mode, Routing};
+use crate::config::{AuthMode, AuthOptions, Config, Mode, QueueType, Routing};
 use crate::dispatch::offline::redis::RedisOfflineStore;
 use crate::metrics::Metrics;
 use crate::registry::redis::connection::RedisAddress;
@@ -105,6 +105,10 @@ impl BoundServer {
                     user_keys: match config.routing {
                         Routing::Node => UserKeyBinding::NodeQueue,
                         Routing::Session => UserKeyBinding::SessionQueue,
+                    },
+                    dispatch_queue: match config.dispatch_queue_type {
+                        QueueType::Quorum => DispatchQueueType::Quorum,
+                        QueueType::Classic => DispatchQueueType::Classic,
                     },
                     ..AmqpSettings::default()
                 };

@@ -180,6 +180,12 @@ pub struct ClusterOptions {
     #[arg(long, env = "STOMP_RELAY_ROUTING", value_enum, default_value_t = Routing::Node)]
     pub routing: Routing,
 
+    /// The type stomp.dispatch is declared with when it does not exist yet
+    /// (cluster mode): quorum, replicated over a RabbitMQ cluster's nodes so
+    /// that dispatch survives the loss of one; classic, on one broker node.
+    #[arg(long, env = "STOMP_RELAY_DISPATCH_QUEUE_TYPE", value_enum, default_value_t = QueueType::Quorum)]
+    pub dispatch_queue_type: QueueType,
+
     /// Seconds after which a node that stopped refreshing its key in Redis
     /// is taken for dead: its sessions leave presence and dispatch skips
     /// them (cluster mode). It refreshes three times per period.
@@ -426,6 +432,16 @@ pub enum Routing {
     Session,
 }
 
+/// The type of the `stomp.dispatch` queue (`--dispatch-queue-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum QueueType {
+    /// Replicated over the cluster's broker nodes.
+    #[default]
+    Quorum,
+    /// On one broker node.
+    Classic,
+}
+
 /// What a full outbox does to a slow client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum SlowConsumer {
@@ -477,6 +493,7 @@ pub struct Config {
     pub amqp_prefetch: u16,
     pub node_queue_length: u32,
     pub routing: Routing,
+    pub dispatch_queue_type: QueueType,
     pub api_token: Option<String>,
     pub node_ttl: Duration,
     pub sockjs_path: String,
@@ -620,6 +637,7 @@ impl From<Cli> for Config {
             amqp_prefetch: cluster.amqp_prefetch,
             node_queue_length: cluster.node_queue_length,
             routing: cluster.routing,
+            dispatch_queue_type: cluster.dispatch_queue_type,
             api_token: server.api_token.filter(|token| !token.is_empty()),
             node_ttl: Duration::from_secs(cluster.node_ttl),
             sockjs_path: server.sockjs_path,
@@ -799,6 +817,9 @@ mod tests {
         );
         assert!(parse(&["--connect-timeout", "0"]).is_err());
         assert!(parse(&["--redis-prefix", "stomp:{x}:"]).is_err());
+        let classic = parse(&["--dispatch-queue-type", "classic"]).unwrap();
+        assert_eq!(classic.dispatch_queue_type, QueueType::Classic);
+        assert!(parse(&["--dispatch-queue-type", "stream"]).is_err());
     }
 
     /// `Config::from_args` with `text` as the `--config` file, then `args`.

@@ -180,32 +180,41 @@ impl Drop for OwnRedisCluster {
 pub struct OwnRabbitMq {
     pub port: u16,
     dir: PathBuf,
-    name: String,
+    pub name: String,
     dist_port: u16,
+    /// The Erlang cookie's home, shared by the nodes of one cluster.
+    home: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl OwnRabbitMq {
     pub fn start(dir: PathBuf) -> OwnRabbitMq {
+        let mut rabbitmq = OwnRabbitMq::configure(dir, "", None);
+        rabbitmq.restart();
+        rabbitmq
+    }
+
+    /// Writes the node's configuration, with `extra` lines of
+    /// `rabbitmq.conf`; starts nothing.
+    fn configure(dir: PathBuf, extra: &str, home: Option<PathBuf>) -> OwnRabbitMq {
         std::fs::create_dir_all(&dir).expect("a directory for RabbitMQ");
         let port = free_port();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("writable");
         std::fs::write(
             dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
+            format!("listeners.tcp.local = 127.0.0.1:{port}\n{extra}"),
         )
         .expect("writable");
         std::fs::write(dir.join("rabbitmq-env.conf"), "").expect("writable");
         let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let mut rabbitmq = OwnRabbitMq {
+        OwnRabbitMq {
             port,
             name: format!("test-{}@localhost", &suffix[..8]),
             dist_port: free_port(),
             dir,
+            home,
             child: None,
-        };
-        rabbitmq.restart();
-        rabbitmq
+        }
     }
 
     pub fn url(&self) -> String {
@@ -215,8 +224,14 @@ impl OwnRabbitMq {
     /// Starts it again (after [`OwnRabbitMq::stop`]) and waits until it
     /// takes connections.
     pub fn restart(&mut self) {
+        self.spawn();
+        self.await_started();
+    }
+
+    fn spawn(&mut self) {
         let dir = &self.dir;
-        let child = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        let mut command = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server");
+        command
             .env("RABBITMQ_NODENAME", &self.name)
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
@@ -224,12 +239,19 @@ impl OwnRabbitMq {
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
             .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", dir.join("log"))
-            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            .env("RABBITMQ_PID_FILE", dir.join("pid"));
+        if let Some(home) = &self.home {
+            command.env("HOME", home);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("rabbitmq-server runs (install rabbitmq-server)");
         self.child = Some(child);
+    }
+
+    fn await_started(&self) {
         await_port(self.port, "rabbitmq-server", Duration::from_secs(60));
     }
 
@@ -246,6 +268,96 @@ impl OwnRabbitMq {
         while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A RabbitMQ cluster of three nodes of the test's own, sharing an Erlang
+/// cookie: the first starts alone, the other two join it as they boot
+/// (peer discovery from the first's name), so that once every node takes
+/// AMQP connections the cluster is formed.
+pub struct OwnRabbitMqCluster {
+    pub nodes: Vec<OwnRabbitMq>,
+    dir: PathBuf,
+}
+
+impl OwnRabbitMqCluster {
+    pub fn start(dir: PathBuf) -> OwnRabbitMqCluster {
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).expect("a directory for the cookie");
+        let cookie = home.join(".erlang.cookie");
+        std::fs::write(&cookie, uuid::Uuid::new_v4().simple().to_string()).expect("writable");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400))
+            .expect("the cookie is private");
+        let mut first = OwnRabbitMq::configure(dir.join("node-1"), "", Some(home.clone()));
+        first.restart();
+        let joining = format!(
+            "cluster_formation.peer_discovery_backend = classic_config\n\
+             cluster_formation.classic_config.nodes.1 = {}\n",
+            first.name
+        );
+        let mut others: Vec<OwnRabbitMq> = (2..=3)
+            .map(|n| {
+                OwnRabbitMq::configure(dir.join(format!("node-{n}")), &joining, Some(home.clone()))
+            })
+            .collect();
+        for node in &mut others {
+            node.spawn();
+        }
+        for node in &others {
+            node.await_started();
+        }
+        let mut nodes = vec![first];
+        nodes.extend(others);
+        OwnRabbitMqCluster { nodes, dir }
+    }
+
+    /// `--amqp-url`'s value: every node, the first first.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(OwnRabbitMq::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// What `rabbitmqctl {arguments} --formatter json` prints, asked of
+    /// node `asked`.
+    fn ctl(&self, asked: usize, arguments: &[&str]) -> serde_json::Value {
+        let node = &self.nodes[asked];
+        let output = Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
+            .args(["-n", &node.name])
+            .args(arguments)
+            .args(["--formatter", "json"])
+            .env("HOME", self.dir.join("home"))
+            .env("RABBITMQ_CONF_ENV_FILE", node.dir.join("rabbitmq-env.conf"))
+            .output()
+            .expect("rabbitmqctl runs");
+        serde_json::from_slice(&output.stdout).unwrap_or_default()
+    }
+
+    /// The nodes running in the cluster, as node `asked` sees it.
+    pub fn running_nodes(&self, asked: usize) -> Vec<serde_json::Value> {
+        let status = self.ctl(asked, &["cluster_status"]);
+        status["running_nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The type of the queue `name`, as node `asked` sees it.
+    pub fn queue_type(&self, asked: usize, name: &str) -> Option<String> {
+        let queues = self.ctl(asked, &["list_queues", "name", "type"]);
+        queues.as_array()?.iter().find_map(|queue| {
+            (queue["name"] == name).then(|| queue["type"].as_str().map(str::to_owned))?
+        })
+    }
+}
+
+impl Drop for OwnRabbitMqCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `stomp.dispatch` queue, where any service asks for messages to be
-//! delivered to users: declared (a quorum queue), consumed as a competing
+//! delivered to users: declared (a quorum queue unless configured
+//! otherwise), consumed as a competing
 //! consumer, and each request settled once dispatch says how it went.
 
 use futures_util::StreamExt;
@@ -124,17 +125,18 @@ impl Inner {
         )
         .await?;
         if inner.check_exists(Existing::Queue(DISPATCH)).await.is_err() {
-            // A quorum queue, so that dispatch survives the loss of a broker
-            // node in a RabbitMQ cluster.
-            let quorum = QueueOptions {
-                arguments: vec![("x-queue-type".into(), QueueArgument::Text("quorum".into()))],
+            // A quorum queue by default, so that dispatch survives the loss
+            // of a broker node in a RabbitMQ cluster.
+            let kind = inner.settings.dispatch_queue.x_queue_type();
+            let typed = QueueOptions {
+                arguments: vec![("x-queue-type".into(), QueueArgument::Text(kind.into()))],
                 ..QueueOptions::default()
             };
             let options = QueueDeclareOptions {
                 durable: true,
                 ..QueueDeclareOptions::default()
             };
-            inner.declare(DISPATCH, options, &quorum).await?;
+            inner.declare(DISPATCH, options, &typed).await?;
         }
         let binding = BindingKey {
             exchange: DISPATCH.to_owned(),

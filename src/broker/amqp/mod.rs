@@ -93,6 +93,28 @@ pub struct AmqpSettings {
     pub node_queue_length: u32,
     /// What a session's user-destination keys are bound to.
     pub user_keys: UserKeyBinding,
+    /// The type `stomp.dispatch` is declared with, where it does not exist.
+    pub dispatch_queue: DispatchQueueType,
+}
+
+/// The type of the `stomp.dispatch` queue (`x-queue-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchQueueType {
+    /// Replicated over the broker nodes of a RabbitMQ cluster: dispatch
+    /// survives the loss of one of them.
+    Quorum,
+    /// On one broker node: for a single RabbitMQ that cannot host quorum
+    /// queues.
+    Classic,
+}
+
+impl DispatchQueueType {
+    fn x_queue_type(self) -> &'static str {
+        match self {
+            DispatchQueueType::Quorum => "quorum",
+            DispatchQueueType::Classic => "classic",
+        }
+    }
 }
 
 /// What a session's user-destination routing keys (`{name}-user{session}`
@@ -118,6 +140,7 @@ impl Default for AmqpSettings {
             session_queue_length: 10_000,
             node_queue_length: 100_000,
             user_keys: UserKeyBinding::NodeQueue,
+            dispatch_queue: DispatchQueueType::Quorum,
         }
     }
 }

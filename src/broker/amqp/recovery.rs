@@ -74,10 +74,6 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<Events, BrokerError> {
     // Nothing changes a session's topology while it is restored.
     let _topology = inner.topology.write().await;
     inner.set_up_node().await?;
-    let requests = lock(&inner.dispatch).clone();
-    if let Some(requests) = requests {
-        inner.consume_dispatch_queue(requests).await?;
-    }
     let sessions = session_topologies(inner);
     let mut ended = 0;
     for session in &sessions {
@@ -105,6 +101,12 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<Events, BrokerError> {
     }
     // What was on its way to a session went with the old connection; what
     // was kept of it is still kept, and read again.
+    // Only once every session's keys are bound again: a request taken
+    // before would find its user's routing keys unroutable.
+    let requests = lock(&inner.dispatch).clone();
+    if let Some(requests) = requests {
+        inner.consume_dispatch_queue(requests).await?;
+    }
     for state in lock(&inner.sessions).values() {
         state.outbox.ask_to_read_kept_again();
     }
