@@ -12,6 +12,11 @@ pub fn free_port() -> u16 {
     probe.local_addr().expect("an address").port()
 }
 
+/// A list flag's value.
+fn comma_separated(urls: impl Iterator<Item = String>) -> String {
+    urls.collect::<Vec<_>>().join(",")
+}
+
 /// Waits until something accepts connections on `port`.
 fn await_port(port: u16, what: &str, patience: Duration) {
     let deadline = Instant::now() + patience;
@@ -158,11 +163,7 @@ impl OwnRedisCluster {
 
     /// `--redis-cluster-nodes`' value: every master.
     pub fn urls(&self) -> String {
-        self.masters
-            .iter()
-            .map(OwnRedis::url)
-            .collect::<Vec<_>>()
-            .join(",")
+        comma_separated(self.masters.iter().map(OwnRedis::url))
     }
 }
 
@@ -314,11 +315,7 @@ impl OwnRabbitMqCluster {
 
     /// `--amqp-url`'s value: every node, the first first.
     pub fn urls(&self) -> String {
-        self.nodes
-            .iter()
-            .map(OwnRabbitMq::url)
-            .collect::<Vec<_>>()
-            .join(",")
+        comma_separated(self.nodes.iter().map(OwnRabbitMq::url))
     }
 
     /// What `rabbitmqctl {arguments} --formatter json` prints, asked of

@@ -250,8 +250,7 @@ impl RedisRegistry {
             .arg("GET");
         // Listed at every beat, not only when the key was gone: a sweep
         // that found this node dead just before it came back unlists it.
-        let mut listed = redis::cmd("SADD");
-        listed.arg(self.keys.nodes()).arg(node);
+        let listed = redis::Cmd::sadd(self.keys.nodes(), node);
         let (mut before, _) = tokio::try_join!(
             self.each::<Option<String>>(vec![refresh], "refresh this node's key"),
             self.each::<()>(vec![listed], "list this node"),
@@ -292,12 +291,8 @@ impl RedisRegistry {
         let users = records
             .iter()
             .map(|record| {
-                let mut write = redis::cmd("HSET");
-                write
-                    .arg(self.keys.user(&record.user))
-                    .arg(record.session.to_string())
-                    .arg(&record.node);
-                write
+                let session = record.session.to_string();
+                redis::Cmd::hset(self.keys.user(&record.user), session, &record.node)
             })
             .collect();
         self.each::<()>(users, "register this node's sessions again")
@@ -376,11 +371,7 @@ impl RedisRegistry {
         }
         let exists = unknown
             .iter()
-            .map(|node| {
-                let mut exists = redis::cmd("EXISTS");
-                exists.arg(self.keys.node(node));
-                exists
-            })
+            .map(|node| redis::Cmd::exists(self.keys.node(node)))
             .collect();
         let alive: Vec<bool> = self.each(exists, "check which nodes are alive").await?;
         let mut seen = lock(&self.seen_alive);
@@ -397,8 +388,7 @@ impl RedisRegistry {
 
     /// Every node listed, and which of them are alive.
     async fn listed_nodes(&self) -> Result<(Vec<String>, HashSet<String>), RegistryError> {
-        let mut members = redis::cmd("SMEMBERS");
-        members.arg(self.keys.nodes());
+        let members = redis::Cmd::smembers(self.keys.nodes());
         let listed: Vec<String> = self
             .each::<Vec<String>>(vec![members], "list the nodes")
             .await?
@@ -425,14 +415,11 @@ impl RedisRegistry {
                 .iter()
                 .filter_map(|(session, entry)| {
                     let (_, user) = parse_node_entry(entry)?;
-                    let mut forget = redis::cmd("HDEL");
-                    forget.arg(self.keys.user(user)).arg(session);
-                    Some(forget)
+                    Some(redis::Cmd::hdel(self.keys.user(user), session))
                 })
                 .collect();
             let forgotten: Vec<usize> = self.each(forget, "forget a dead node's sessions").await?;
-            let mut unlist = redis::cmd("SREM");
-            unlist.arg(self.keys.nodes()).arg(node);
+            let unlist = redis::Cmd::srem(self.keys.nodes(), node);
             self.each::<()>(vec![unlist], "unlist a dead node").await?;
             removed += forgotten.iter().sum::<usize>();
         }
@@ -488,18 +475,10 @@ async fn listen_for_evictions(
 impl Registry for RedisRegistry {
     async fn register(&self, record: &SessionRecord) -> Result<(), RegistryError> {
         let session = record.session.to_string();
-        let mut listed = redis::cmd("HSET");
-        listed
-            .arg(self.keys.node_sessions(&record.node))
-            .arg(&session)
-            .arg(node_entry(record));
-        let mut located = redis::cmd("HSET");
-        located
-            .arg(self.keys.user(&record.user))
-            .arg(&session)
-            .arg(&record.node);
-        let mut node_listed = redis::cmd("SADD");
-        node_listed.arg(self.keys.nodes()).arg(&record.node);
+        let node_sessions = self.keys.node_sessions(&record.node);
+        let listed = redis::Cmd::hset(node_sessions, &session, node_entry(record));
+        let located = redis::Cmd::hset(self.keys.user(&record.user), &session, &record.node);
+        let node_listed = redis::Cmd::sadd(self.keys.nodes(), &record.node);
         // Listed first: a node that dies in between leaves an entry that
         // its sweep removes, never a user's session that no sweep finds.
         self.each::<()>(vec![node_listed, listed], "register a session")
@@ -514,12 +493,8 @@ impl Registry for RedisRegistry {
         // not bring it back.
         lock(&self.registered).remove(&record.session);
         let session = record.session.to_string();
-        let mut located = redis::cmd("HDEL");
-        located.arg(self.keys.user(&record.user)).arg(&session);
-        let mut listed = redis::cmd("HDEL");
-        listed
-            .arg(self.keys.node_sessions(&record.node))
-            .arg(&session);
+        let located = redis::Cmd::hdel(self.keys.user(&record.user), &session);
+        let listed = redis::Cmd::hdel(self.keys.node_sessions(&record.node), &session);
         self.each::<()>(vec![located, listed], "unregister a session")
             .await?;
         Ok(())
@@ -530,10 +505,8 @@ impl Registry for RedisRegistry {
         let connected_at = located
             .iter()
             .map(|found| {
-                let mut read = redis::cmd("HGET");
-                read.arg(self.keys.node_sessions(&found.node))
-                    .arg(found.session.to_string());
-                read
+                let list = self.keys.node_sessions(&found.node);
+                redis::Cmd::hget(list, found.session.to_string())
             })
             .collect();
         let entries: Vec<Option<String>> = self
@@ -567,11 +540,7 @@ impl Registry for RedisRegistry {
     ) -> Result<Vec<Vec<SessionLocation>>, RegistryError> {
         let reads = users
             .iter()
-            .map(|user| {
-                let mut read = redis::cmd("HGETALL");
-                read.arg(self.keys.user(user));
-                read
-            })
+            .map(|user| redis::Cmd::hgetall(self.keys.user(user)))
             .collect();
         let sessions: Vec<HashMap<String, String>> =
             self.each(reads, "read users' sessions").await?;
@@ -591,9 +560,7 @@ impl Registry for RedisRegistry {
                 }
             }
             if !dead.is_empty() {
-                let mut forget = redis::cmd("HDEL");
-                forget.arg(self.keys.user(user)).arg(dead);
-                cleanup.push(forget);
+                cleanup.push(redis::Cmd::hdel(self.keys.user(user), dead));
             }
             found.push(alive);
         }
@@ -608,11 +575,7 @@ impl Registry for RedisRegistry {
         let nodes: Vec<&String> = listed.iter().filter(|node| live.contains(*node)).collect();
         let reads = nodes
             .iter()
-            .map(|node| {
-                let mut read = redis::cmd("HGETALL");
-                read.arg(self.keys.node_sessions(node));
-                read
-            })
+            .map(|node| redis::Cmd::hgetall(self.keys.node_sessions(node)))
             .collect();
         let lists: Vec<HashMap<String, String>> = self.each(reads, "read the sessions").await?;
         Ok(nodes
@@ -637,11 +600,7 @@ impl Registry for RedisRegistry {
         let nodes: Vec<&String> = listed.iter().filter(|node| live.contains(*node)).collect();
         let reads = nodes
             .iter()
-            .map(|node| {
-                let mut read = redis::cmd("GET");
-                read.arg(self.keys.node(node));
-                read
-            })
+            .map(|node| redis::Cmd::get(self.keys.node(node)))
             .collect();
         // A key may expire between the check and the read.
         let values: Vec<Option<String>> = self.each(reads, "read the node keys").await?;
@@ -663,10 +622,8 @@ impl Registry for RedisRegistry {
     }
 
     async fn evict(&self, session: SessionId, node: &str) -> Result<(), RegistryError> {
-        let mut publish = redis::cmd("PUBLISH");
-        publish
-            .arg(self.keys.eviction_channel(node))
-            .arg(session.to_string());
+        let channel = self.keys.eviction_channel(node);
+        let publish = redis::Cmd::publish(channel, session.to_string());
         self.each::<()>(vec![publish], "ask a node to end a session")
             .await?;
         Ok(())
@@ -679,13 +636,10 @@ impl Registry for RedisRegistry {
     async fn shutdown(&self) {
         *self.withdrawn.lock().await = true;
         let node = &self.liveness.node;
-        let mut withdraw = vec![redis::cmd("DEL")];
-        withdraw[0].arg(self.keys.node(node));
+        let mut withdraw = vec![redis::Cmd::del(self.keys.node(node))];
         // Sessions still registered are left for a sweep to find.
         if lock(&self.registered).is_empty() {
-            let mut unlist = redis::cmd("SREM");
-            unlist.arg(self.keys.nodes()).arg(node);
-            withdraw.push(unlist);
+            withdraw.push(redis::Cmd::srem(self.keys.nodes(), node));
         }
         let _ = self.each::<()>(withdraw, "withdraw this node").await;
     }
