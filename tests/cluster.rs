@@ -587,66 +587,6 @@ async fn a_durable_subscription_keeps_messages_while_its_user_is_away() {
     );
 }
 
-#[tokio::test]
-async fn sessions_of_dead_nodes_are_skipped_and_swept() {
-    use stomp_relay::registry::redis::connection::RedisAddress;
-    use stomp_relay::registry::redis::{NodeLiveness, RedisRegistry};
-    use stomp_relay::registry::{Registry, SessionRecord};
-
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let liveness = NodeLiveness {
-        node: "alive".into(),
-        address: "127.0.0.1:1".into(),
-        ttl: Duration::from_secs(5),
-    };
-    let registry = RedisRegistry::connect(
-        &RedisAddress::Server(REDIS_URL.to_owned()),
-        &prefix,
-        liveness,
-        stomp_relay::metrics::LinkMetrics::default(),
-    )
-    .await
-    .expect("Redis answers");
-    let record = |node: &str, user: &str| SessionRecord {
-        session: uuid::Uuid::new_v4(),
-        user: user.into(),
-        node: node.into(),
-        connected_at: 1,
-    };
-    let live = record("alive", "frank");
-    let dead = record("crashed", "frank");
-    let forgotten = record("crashed", "grace");
-    for r in [&live, &dead, &forgotten] {
-        registry.register(r).await.unwrap();
-    }
-    // The crashed node never refreshed a key: its sessions do not count.
-    let sessions = registry.sessions_of("frank").await.unwrap();
-    assert_eq!(
-        sessions.iter().map(|r| r.session).collect::<Vec<_>>(),
-        [live.session]
-    );
-    // The janitor finds those no lookup touched.
-    assert_eq!(registry.sweep().await.unwrap(), 1);
-    assert!(registry.sessions_of("grace").await.unwrap().is_empty());
-    let mut redis = redis::Client::open(REDIS_URL)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    for key in ["node-sessions:{crashed}", "user:{grace}"] {
-        let left: bool = redis.exists(format!("{prefix}{key}")).await.unwrap();
-        assert!(!left, "{key} is swept");
-    }
-
-    // What this registry registered ends before the node withdraws.
-    for r in [&live, &dead, &forgotten] {
-        registry.unregister(r).await.unwrap();
-    }
-    registry.shutdown().await;
-    let keys: Vec<String> = redis.keys(format!("{prefix}*")).await.unwrap();
-    assert!(keys.is_empty(), "left behind: {keys:?}");
-}
-
 /// Closes the node's AMQP connection, as a broker restart or a network
 /// cut would, found by the node id its name carries.
 fn close_amqp_connection_of(relay: &TestRelay) {
