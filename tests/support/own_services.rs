@@ -190,22 +190,18 @@ pub struct OwnRabbitMq {
 
 impl OwnRabbitMq {
     pub fn start(dir: PathBuf) -> OwnRabbitMq {
-        let mut rabbitmq = OwnRabbitMq::configure(dir, "", None);
+        let mut rabbitmq = OwnRabbitMq::configure(dir, None);
         rabbitmq.restart();
         rabbitmq
     }
 
-    /// Writes the node's configuration, with `extra` lines of
-    /// `rabbitmq.conf`; starts nothing.
-    fn configure(dir: PathBuf, extra: &str, home: Option<PathBuf>) -> OwnRabbitMq {
+    /// Writes the node's configuration (its own, empty, so that the
+    /// machine's broker's is not read); starts nothing.
+    fn configure(dir: PathBuf, home: Option<PathBuf>) -> OwnRabbitMq {
         std::fs::create_dir_all(&dir).expect("a directory for RabbitMQ");
         let port = free_port();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("writable");
-        std::fs::write(
-            dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.local = 127.0.0.1:{port}\n{extra}"),
-        )
-        .expect("writable");
+        std::fs::write(dir.join("rabbitmq.conf"), "").expect("writable");
         std::fs::write(dir.join("rabbitmq-env.conf"), "").expect("writable");
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         OwnRabbitMq {
@@ -234,6 +230,8 @@ impl OwnRabbitMq {
         let mut command = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server");
         command
             .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
             .env("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf"))
@@ -273,9 +271,8 @@ impl OwnRabbitMq {
 }
 
 /// A RabbitMQ cluster of three nodes of the test's own, sharing an Erlang
-/// cookie: the first starts alone, the other two join it as they boot
-/// (peer discovery from the first's name), so that once every node takes
-/// AMQP connections the cluster is formed.
+/// cookie: started alone, then nodes 2 and 3 joined to node 1 with
+/// `rabbitmqctl join_cluster`.
 pub struct OwnRabbitMqCluster {
     pub nodes: Vec<OwnRabbitMq>,
     dir: PathBuf,
@@ -290,27 +287,23 @@ impl OwnRabbitMqCluster {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400))
             .expect("the cookie is private");
-        let mut first = OwnRabbitMq::configure(dir.join("node-1"), "", Some(home.clone()));
-        first.restart();
-        let joining = format!(
-            "cluster_formation.peer_discovery_backend = classic_config\n\
-             cluster_formation.classic_config.nodes.1 = {}\n",
-            first.name
-        );
-        let mut others: Vec<OwnRabbitMq> = (2..=3)
-            .map(|n| {
-                OwnRabbitMq::configure(dir.join(format!("node-{n}")), &joining, Some(home.clone()))
-            })
+        let mut nodes: Vec<OwnRabbitMq> = (1..=3)
+            .map(|n| OwnRabbitMq::configure(dir.join(format!("node-{n}")), Some(home.clone())))
             .collect();
-        for node in &mut others {
+        for node in &mut nodes {
             node.spawn();
         }
-        for node in &others {
+        for node in &nodes {
             node.await_started();
         }
-        let mut nodes = vec![first];
-        nodes.extend(others);
-        OwnRabbitMqCluster { nodes, dir }
+        let cluster = OwnRabbitMqCluster { nodes, dir };
+        let first = cluster.nodes[0].name.clone();
+        for joining in 1..cluster.nodes.len() {
+            cluster.ctl(joining, &["stop_app"]);
+            cluster.ctl(joining, &["join_cluster", &first]);
+            cluster.ctl(joining, &["start_app"]);
+        }
+        cluster
     }
 
     /// `--amqp-url`'s value: every node, the first first.
@@ -318,24 +311,34 @@ impl OwnRabbitMqCluster {
         comma_separated(self.nodes.iter().map(OwnRabbitMq::url))
     }
 
-    /// What `rabbitmqctl {arguments} --formatter json` prints, asked of
-    /// node `asked`.
-    fn ctl(&self, asked: usize, arguments: &[&str]) -> serde_json::Value {
+    /// Runs `rabbitmqctl {arguments}` against node `asked`; answers what
+    /// it printed, and fails the test when it fails.
+    fn ctl(&self, asked: usize, arguments: &[&str]) -> Vec<u8> {
         let node = &self.nodes[asked];
         let output = Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
             .args(["-n", &node.name])
             .args(arguments)
-            .args(["--formatter", "json"])
             .env("HOME", self.dir.join("home"))
             .env("RABBITMQ_CONF_ENV_FILE", node.dir.join("rabbitmq-env.conf"))
             .output()
             .expect("rabbitmqctl runs");
-        serde_json::from_slice(&output.stdout).unwrap_or_default()
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {arguments:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    }
+
+    /// What `rabbitmqctl {arguments} --formatter json` prints.
+    fn ctl_json(&self, asked: usize, arguments: &[&str]) -> serde_json::Value {
+        let arguments = [arguments, &["--formatter", "json"]].concat();
+        serde_json::from_slice(&self.ctl(asked, &arguments)).unwrap_or_default()
     }
 
     /// The nodes running in the cluster, as node `asked` sees it.
     pub fn running_nodes(&self, asked: usize) -> Vec<serde_json::Value> {
-        let status = self.ctl(asked, &["cluster_status"]);
+        let status = self.ctl_json(asked, &["cluster_status"]);
         status["running_nodes"]
             .as_array()
             .cloned()
@@ -344,7 +347,7 @@ impl OwnRabbitMqCluster {
 
     /// The type of the queue `name`, as node `asked` sees it.
     pub fn queue_type(&self, asked: usize, name: &str) -> Option<String> {
-        let queues = self.ctl(asked, &["list_queues", "name", "type"]);
+        let queues = self.ctl_json(asked, &["list_queues", "name", "type"]);
         queues.as_array()?.iter().find_map(|queue| {
             (queue["name"] == name).then(|| queue["type"].as_str().map(str::to_owned))?
         })
