@@ -120,8 +120,9 @@ pub struct ClusterOptions {
     /// RabbitMQ to use, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (cluster
     /// mode; needs --redis-url or --redis-cluster-nodes). The nodes of a
     /// RabbitMQ cluster: several URLs, comma-separated or the flag
-    /// repeated; the node connects to the first that answers and, when that
-    /// one goes away, to the next.
+    /// repeated; the node starts at a place in the list given by its node
+    /// id, so that nodes given one list spread over it, and connects to the
+    /// first from there that answers; when that one goes away, to the next.
     #[arg(
         long,
         env = "STOMP_RELAY_AMQP_URL",

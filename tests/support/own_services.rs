@@ -336,6 +336,25 @@ impl OwnRabbitMqCluster {
         serde_json::from_slice(&self.ctl(asked, &arguments)).unwrap_or_default()
     }
 
+    /// Which node carries the AMQP connection named `name` (a relay names
+    /// its connection `stomp-relay {node id}`), as node `asked` sees it.
+    pub fn node_carrying(&self, asked: usize, name: &str) -> Option<usize> {
+        let connections = self.ctl_json(asked, &["list_connections", "port", "client_properties"]);
+        let named = |connection: &&serde_json::Value| {
+            connection["client_properties"]
+                .as_array()
+                .is_some_and(|properties| {
+                    properties
+                        .iter()
+                        .any(|property| property[0] == "connection_name" && property[2] == name)
+                })
+        };
+        let port = connections.as_array()?.iter().find(named)?["port"].as_u64()?;
+        self.nodes
+            .iter()
+            .position(|node| u64::from(node.port) == port)
+    }
+
     /// The nodes running in the cluster, as node `asked` sees it.
     pub fn running_nodes(&self, asked: usize) -> Vec<serde_json::Value> {
         let status = self.ctl_json(asked, &["cluster_status"]);

@@ -53,7 +53,8 @@ impl Link {
         node_id: &str,
     ) -> Result<(Link, Events), BrokerError> {
         let name = format!("stomp-relay {node_id}");
-        let (index, connection, events) = connect_to_any(urls, 0, &name).await?;
+        let start = first_broker(node_id, urls.len());
+        let (index, connection, events) = connect_to_any(urls, start, &name).await?;
         let link = Link {
             urls: urls.to_vec(),
             connected_to: AtomicUsize::new(index),
@@ -123,6 +124,17 @@ impl Link {
             .close(200, "stomp-relay shutting down".into())
             .await;
     }
+}
+
+/// Where in a list of `count` brokers the node `node_id` starts: a place
+/// of its own, so that nodes given one list spread their node queues, and
+/// the routing work that goes with them, over the brokers instead of all
+/// landing on the first.
+fn first_broker(node_id: &str, count: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    node_id.hash(&mut hasher);
+    (hasher.finish() % count.max(1) as u64) as usize
 }
 
 /// A connection to the first of `urls` that answers, trying them in order
@@ -269,5 +281,21 @@ impl Inner {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         session.hash(&mut hasher);
         (hasher.finish() % self.consumers.len() as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_broker;
+
+    #[test]
+    fn nodes_given_one_list_of_brokers_start_spread_over_it() {
+        let mut starts = [0; 3];
+        for n in 0..30 {
+            starts[first_broker(&format!("relay-{n}"), 3)] += 1;
+        }
+        assert!(starts.iter().all(|&count| count >= 5), "{starts:?}");
+        assert_eq!(first_broker("relay-1", 3), first_broker("relay-1", 3));
+        assert_eq!(first_broker("relay-1", 1), 0);
     }
 }
