@@ -122,11 +122,11 @@ impl BoundServer {
                             reason,
                         })?;
                 }
-                let (redis_flag, redis_urls) = match redis {
-                    RedisAddress::Server(url) => ("--redis-url", std::slice::from_ref(url)),
-                    RedisAddress::Cluster(urls) => ("--redis-cluster-nodes", urls.as_slice()),
+                let redis_flag = match redis {
+                    RedisAddress::Server(_) => "--redis-url",
+                    RedisAddress::Cluster(_) => "--redis-cluster-nodes",
                 };
-                for redis_url in redis_urls {
+                for redis_url in redis.urls() {
                     redis::Client::open(redis_url.as_str()).map_err(|error| ServerError::Url {
                         what: redis_flag,
                         reason: error.to_string(),

@@ -18,13 +18,9 @@ use stomp_relay::registry::{Registry, SessionRecord};
 use support::REDIS_URL;
 use support::own_services::OwnRedisCluster;
 
-/// A Redis Cluster of three masters, in a directory of its own.
+/// A Redis Cluster of three masters, and its address.
 fn own_cluster() -> (OwnRedisCluster, RedisAddress) {
-    let dir = std::env::temp_dir().join(format!(
-        "stomp-relay-test-redis-cluster-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let cluster = OwnRedisCluster::start(dir);
+    let cluster = OwnRedisCluster::start();
     let urls = cluster.masters.iter().map(|master| master.url()).collect();
     (cluster, RedisAddress::Cluster(urls))
 }

@@ -168,11 +168,7 @@ impl Cluster {
 
     /// `count` nodes on a three-master Redis Cluster of their own.
     pub fn start_on_redis_cluster(count: usize, flags: &[&str]) -> Cluster {
-        let dir = std::env::temp_dir().join(format!(
-            "stomp-relay-test-redis-cluster-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        Cluster::launch(Some(OwnRedisCluster::start(dir)), count, flags)
+        Cluster::launch(Some(OwnRedisCluster::start()), count, flags)
     }
 
     fn launch(redis_cluster: Option<OwnRedisCluster>, count: usize, flags: &[&str]) -> Cluster {

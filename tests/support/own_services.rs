@@ -99,14 +99,18 @@ impl Drop for OwnRedis {
 
 /// A Redis Cluster of the test's own: three masters, no replicas, each
 /// with its own port and cluster bus port, keeping nothing on disk but the
-/// cluster's node tables in `dir`.
+/// cluster's node tables, in a temporary directory of its own.
 pub struct OwnRedisCluster {
     pub masters: Vec<OwnRedis>,
     dir: PathBuf,
 }
 
 impl OwnRedisCluster {
-    pub fn start(dir: PathBuf) -> OwnRedisCluster {
+    pub fn start() -> OwnRedisCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "stomp-relay-test-redis-cluster-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir).expect("a directory for Redis Cluster");
         let masters: Vec<OwnRedis> = (0..3)
             .map(|_| {

@@ -27,6 +27,16 @@ pub enum RedisAddress {
     Cluster(Vec<String>),
 }
 
+impl RedisAddress {
+    /// The URLs it names: the server's, or the cluster nodes'.
+    pub fn urls(&self) -> &[String] {
+        match self {
+            RedisAddress::Server(url) => std::slice::from_ref(url),
+            RedisAddress::Cluster(urls) => urls,
+        }
+    }
+}
+
 /// How long the node waits for Redis to take its first connection.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -43,11 +53,8 @@ impl RedisConnection {
     pub async fn connect(
         address: &RedisAddress,
     ) -> Result<(RedisConnection, Subscriber), RegistryError> {
-        let urls = match address {
-            RedisAddress::Server(url) => std::slice::from_ref(url),
-            RedisAddress::Cluster(urls) => urls.as_slice(),
-        };
-        let clients = urls
+        let clients = address
+            .urls()
             .iter()
             .map(|url| redis::Client::open(url.as_str()))
             .collect::<Result<Vec<_>, _>>()

@@ -205,6 +205,18 @@ impl RedisRegistry {
         self.redis.clone()
     }
 
+    /// Runs one command, on keys of one slot.
+    async fn one<T: redis::FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+        what: &'static str,
+    ) -> Result<T, RegistryError> {
+        command
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(unavailable(what))
+    }
+
     /// Runs `commands` at once, each on keys of one slot, and answers their
     /// replies in order: one round trip for a batch on one server, and on a
     /// cluster each command goes to its own shard.
@@ -215,15 +227,8 @@ impl RedisRegistry {
     ) -> Result<Vec<T>, RegistryError> {
         let mut replies = Vec::with_capacity(commands.len());
         for wave in commands.chunks(BATCH_IN_FLIGHT) {
-            let requests = wave.iter().map(|command| {
-                let mut redis = self.redis.clone();
-                async move { command.query_async::<T>(&mut redis).await }
-            });
-            replies.extend(
-                futures_util::future::try_join_all(requests)
-                    .await
-                    .map_err(unavailable(what))?,
-            );
+            let requests = wave.iter().map(|command| self.one(command, what));
+            replies.extend(futures_util::future::try_join_all(requests).await?);
         }
         Ok(replies)
     }
@@ -251,11 +256,11 @@ impl RedisRegistry {
         // Listed at every beat, not only when the key was gone: a sweep
         // that found this node dead just before it came back unlists it.
         let listed = redis::Cmd::sadd(self.keys.nodes(), node);
-        let (mut before, _) = tokio::try_join!(
-            self.each::<Option<String>>(vec![refresh], "refresh this node's key"),
-            self.each::<()>(vec![listed], "list this node"),
+        let (before, ()) = tokio::try_join!(
+            self.one::<Option<String>>(&refresh, "refresh this node's key"),
+            self.one(&listed, "list this node"),
         )?;
-        if before.pop().flatten().is_some() {
+        if before.is_some() {
             return Ok(Beat::KeyRefreshed);
         }
         if sessions > 0 {
@@ -389,13 +394,26 @@ impl RedisRegistry {
     /// Every node listed, and which of them are alive.
     async fn listed_nodes(&self) -> Result<(Vec<String>, HashSet<String>), RegistryError> {
         let members = redis::Cmd::smembers(self.keys.nodes());
-        let listed: Vec<String> = self
-            .each::<Vec<String>>(vec![members], "list the nodes")
-            .await?
-            .pop()
-            .unwrap_or_default();
+        let listed: Vec<String> = self.one(&members, "list the nodes").await?;
         let live = self.live_nodes(listed.iter().map(String::as_str)).await?;
         Ok((listed, live))
+    }
+
+    /// The listed nodes that are alive, each with its reply to the command
+    /// `on_node` makes for it.
+    async fn ask_live_nodes<T: redis::FromRedisValue + Send>(
+        &self,
+        on_node: impl Fn(&str) -> redis::Cmd,
+        what: &'static str,
+    ) -> Result<Vec<(String, T)>, RegistryError> {
+        let (listed, live) = self.listed_nodes().await?;
+        let nodes: Vec<String> = listed
+            .into_iter()
+            .filter(|node| live.contains(node))
+            .collect();
+        let commands = nodes.iter().map(|node| on_node(node)).collect();
+        let replies = self.each(commands, what).await?;
+        Ok(nodes.into_iter().zip(replies).collect())
     }
 
     /// Forgets sessions of dead nodes, from each dead node's own list;
@@ -420,7 +438,7 @@ impl RedisRegistry {
                 .collect();
             let forgotten: Vec<usize> = self.each(forget, "forget a dead node's sessions").await?;
             let unlist = redis::Cmd::srem(self.keys.nodes(), node);
-            self.each::<()>(vec![unlist], "unlist a dead node").await?;
+            self.one::<()>(&unlist, "unlist a dead node").await?;
             removed += forgotten.iter().sum::<usize>();
         }
         Ok(removed)
@@ -483,7 +501,7 @@ impl Registry for RedisRegistry {
         // its sweep removes, never a user's session that no sweep finds.
         self.each::<()>(vec![node_listed, listed], "register a session")
             .await?;
-        self.each::<()>(vec![located], "register a session").await?;
+        self.one::<()>(&located, "register a session").await?;
         lock(&self.registered).insert(record.session, record.clone());
         Ok(())
     }
@@ -571,16 +589,11 @@ impl Registry for RedisRegistry {
     }
 
     async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError> {
-        let (listed, live) = self.listed_nodes().await?;
-        let nodes: Vec<&String> = listed.iter().filter(|node| live.contains(*node)).collect();
-        let reads = nodes
-            .iter()
-            .map(|node| redis::Cmd::hgetall(self.keys.node_sessions(node)))
-            .collect();
-        let lists: Vec<HashMap<String, String>> = self.each(reads, "read the sessions").await?;
-        Ok(nodes
+        let read = |node: &str| redis::Cmd::hgetall(self.keys.node_sessions(node));
+        let lists: Vec<(String, HashMap<String, String>)> =
+            self.ask_live_nodes(read, "read the sessions").await?;
+        Ok(lists
             .into_iter()
-            .zip(lists)
             .flat_map(|(node, list)| {
                 list.into_iter().filter_map(move |(session, entry)| {
                     let (connected_at, user) = parse_node_entry(&entry)?;
@@ -596,21 +609,16 @@ impl Registry for RedisRegistry {
     }
 
     async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError> {
-        let (listed, live) = self.listed_nodes().await?;
-        let nodes: Vec<&String> = listed.iter().filter(|node| live.contains(*node)).collect();
-        let reads = nodes
-            .iter()
-            .map(|node| redis::Cmd::get(self.keys.node(node)))
-            .collect();
+        let read = |node: &str| redis::Cmd::get(self.keys.node(node));
         // A key may expire between the check and the read.
-        let values: Vec<Option<String>> = self.each(reads, "read the node keys").await?;
-        let mut records: Vec<NodeRecord> = nodes
+        let values: Vec<(String, Option<String>)> =
+            self.ask_live_nodes(read, "read the node keys").await?;
+        let mut records: Vec<NodeRecord> = values
             .into_iter()
-            .zip(values)
             .filter_map(|(node, value)| {
                 let fields: serde_json::Value = serde_json::from_str(&value?).unwrap_or_default();
                 Some(NodeRecord {
-                    node: node.clone(),
+                    node,
                     address: fields["address"].as_str().unwrap_or_default().to_owned(),
                     started_at: fields["started_at"].as_u64().unwrap_or_default(),
                     sessions: fields["sessions"].as_u64().unwrap_or_default() as usize,
@@ -624,9 +632,7 @@ impl Registry for RedisRegistry {
     async fn evict(&self, session: SessionId, node: &str) -> Result<(), RegistryError> {
         let channel = self.keys.eviction_channel(node);
         let publish = redis::Cmd::publish(channel, session.to_string());
-        self.each::<()>(vec![publish], "ask a node to end a session")
-            .await?;
-        Ok(())
+        self.one(&publish, "ask a node to end a session").await
     }
 
     fn evictions(&self) -> Option<mpsc::Receiver<SessionId>> {
