@@ -429,13 +429,10 @@ async fn reached(confirms: Vec<Confirm<bool>>) -> Result<usize, BrokerError> {
 
 /// The lane of a request: by its first user (broadcasts share lane 0).
 fn lane_of(request: &DispatchRequest) -> usize {
-    use std::hash::{Hash, Hasher};
     let Some(user) = request.users.first().filter(|_| !request.all) else {
         return 0;
     };
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    user.hash(&mut hasher);
-    (hasher.finish() % DISPATCH_LANES as u64) as usize
+    (OrderKey::of(user).0 % DISPATCH_LANES as u64) as usize
 }
 
 /// The user-destination name that `destination` means: `/user/queue/{name}`,

@@ -2,7 +2,6 @@
 //! `recovery`), and the few channels every session shares: channel slots
 //! that reopen what RabbitMQ closes, on whichever connection is current.
 
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -13,6 +12,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::watch;
 
 use super::{BrokerError, Inner, SessionId};
+use crate::broker::OrderKey;
 use crate::error::source_of;
 
 /// How long an operation waits for a lost connection to come back before
@@ -131,10 +131,7 @@ impl Link {
 /// the routing work that goes with them, over the brokers instead of all
 /// landing on the first.
 fn first_broker(node_id: &str, count: usize) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    node_id.hash(&mut hasher);
-    (hasher.finish() % count.max(1) as u64) as usize
+    (OrderKey::of(&node_id).0 % count.max(1) as u64) as usize
 }
 
 /// A connection to the first of `urls` that answers, trying them in order
@@ -278,9 +275,7 @@ impl Inner {
     /// Spreads sessions over the consumer channels: all the consumers of a
     /// session are on the channel its id hashes to.
     pub(super) fn session_channel(&self, session: SessionId) -> usize {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        session.hash(&mut hasher);
-        (hasher.finish() % self.consumers.len() as u64) as usize
+        (OrderKey::of(&session).0 % self.consumers.len() as u64) as usize
     }
 }
 
