@@ -696,8 +696,6 @@ fn parse_ws_path(path: &str) -> Result<String, String> {
     }
 }
 
-/// Node ids appear in Redis keys and AMQP queue names, so they are kept to
-/// characters that are safe in both.
 /// The URLs of a list flag, trimmed, without empty ones.
 fn listed(urls: Vec<String>) -> Vec<String> {
     urls.into_iter()
@@ -716,6 +714,8 @@ fn parse_redis_prefix(prefix: &str) -> Result<String, String> {
     }
 }
 
+/// Node ids appear in Redis keys and AMQP queue names, so they are kept to
+/// characters that are safe in both.
 fn parse_node_id(id: &str) -> Result<String, String> {
     let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if !id.is_empty() && id.len() <= 64 && id.chars().all(safe) {
