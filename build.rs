@@ -25,11 +25,19 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed=web-demo/package.json");
     println!("cargo:rerun-if-changed=web-demo/package-lock.json");
-    for (_, installed) in BUNDLES {
-        println!("cargo:rerun-if-changed=web-demo/{installed}");
+    let installed_in = |root: &Path| BUNDLES.iter().all(|(_, path)| root.join(path).is_file());
+    // Only files that exist: cargo takes a missing one for changed and would
+    // run this script, and rebuild the relay, on every build. Before `npm ci`
+    // ran in web-demo/, the folder itself is watched, so that the install is
+    // noticed when it happens.
+    if installed_in(demo) {
+        for (_, installed) in BUNDLES {
+            println!("cargo:rerun-if-changed=web-demo/{installed}");
+        }
+    } else {
+        println!("cargo:rerun-if-changed=web-demo");
     }
 
-    let installed_in = |root: &Path| BUNDLES.iter().all(|(_, path)| root.join(path).is_file());
     let root = if installed_in(demo) {
         Some(demo.to_owned())
     } else {

@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::Either;
@@ -20,25 +20,26 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tower_service::Service;
 
 use crate::auth::acl::Acl;
 use crate::auth::{self, AuthSetupError, Authenticator, JwtVerifier, TokenKeys, UsersFile};
-use crate::broker::amqp::{AmqpBroker, AmqpSettings, DispatchQueueType, UserKeyBinding};
-use crate::broker::{BrokerError, SessionId};
-use crate::config::{AuthMode, AuthOptions, Config, Mode, QueueType, Routing};
+use crate::broker::BrokerError;
+use crate::broker::amqp::AmqpBroker;
+use crate::config::{AuthMode, AuthOptions, ClusterSettings, Config, Mode};
 use crate::dispatch::offline::redis::RedisOfflineStore;
 use crate::metrics::Metrics;
 use crate::registry::redis::connection::RedisAddress;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
-use crate::relay::{Relay, Security};
+use crate::relay::Node;
 use crate::retry;
+use crate::session::SessionContext;
 use crate::shutdown;
 use crate::transport::admission::{self, Admission, Refusal, refused};
+use crate::transport::connection::ConnectionContext;
 use crate::transport::forwarded::TrustedProxies;
 use crate::transport::http_api::{ApiAccess, PeerAddr};
-use crate::transport::routes;
+use crate::transport::routes::{self, RouteSettings};
 
 /// How long shutdown waits for sessions to send their ERROR and close.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
@@ -67,19 +68,21 @@ pub enum ServerError {
 pub struct BoundServer {
     listener: TcpListener,
     config: Config,
-    relay: Arc<Relay>,
+    node: Arc<Node>,
+    /// What its WebSocket and SockJS connections run with.
+    connections: Arc<ConnectionContext>,
 }
 
 impl BoundServer {
-    /// Builds the node's services and binds `config.listen`.
+    /// Builds the node's services and binds `config.listener.listen`.
     pub async fn bind(config: Config) -> Result<BoundServer, ServerError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listen = config.listener.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: listen,
+                source,
+            })?;
         let node_id = config.node_id.clone();
         let address = listener
             .local_addr()
@@ -89,29 +92,16 @@ impl BoundServer {
         // not cost a RabbitMQ connection.
         let auth = authenticator(&config.auth)?;
         let acl = destination_rules(&config.auth, auth.is_enforced())?;
-        let security = Security { auth, acl };
-        let relay = match &config.mode {
-            Mode::Embedded => Relay::embedded(
-                node_id,
-                &address,
-                config.relay_settings(),
-                config.offline,
-                security,
-            ),
-            Mode::Cluster { amqp_urls, redis } => {
-                let amqp_settings = AmqpSettings {
-                    default_prefetch: config.amqp_prefetch,
-                    node_queue_length: config.node_queue_length,
-                    user_keys: match config.routing {
-                        Routing::Node => UserKeyBinding::NodeQueue,
-                        Routing::Session => UserKeyBinding::SessionQueue,
-                    },
-                    dispatch_queue: match config.dispatch_queue_type {
-                        QueueType::Quorum => DispatchQueueType::Quorum,
-                        QueueType::Classic => DispatchQueueType::Classic,
-                    },
-                    ..AmqpSettings::default()
-                };
+        let node = match &config.mode {
+            Mode::Embedded => Node::embedded(node_id, &address, config.offline, auth),
+            Mode::Cluster(cluster) => {
+                let ClusterSettings {
+                    amqp_urls,
+                    amqp: amqp_settings,
+                    redis,
+                    redis_prefix,
+                    node_ttl,
+                } = cluster;
                 // A mistyped URL is said at once; an unreachable broker is
                 // waited for.
                 for amqp_url in amqp_urls {
@@ -134,7 +124,7 @@ impl BoundServer {
                 }
                 let metrics = Metrics::default();
                 let broker = retry::until_reachable("RabbitMQ", || {
-                    AmqpBroker::connect(amqp_urls, &node_id, amqp_settings, metrics.broker.clone())
+                    AmqpBroker::connect(amqp_urls, &node_id, *amqp_settings, metrics.broker.clone())
                 })
                 .await;
                 let liveness = NodeLiveness {
@@ -143,44 +133,46 @@ impl BoundServer {
                         .local_addr()
                         .map(|a| a.to_string())
                         .unwrap_or_default(),
-                    ttl: config.node_ttl,
+                    ttl: *node_ttl,
                 };
                 let registry = retry::until_reachable("Redis", || {
                     RedisRegistry::connect(
                         redis,
-                        &config.redis_prefix,
+                        redis_prefix,
                         liveness.clone(),
                         metrics.redis.clone(),
                     )
                 })
                 .await;
-                let offline = RedisOfflineStore::new(
-                    registry.connection(),
-                    &config.redis_prefix,
-                    config.offline,
-                );
-                Relay::new(
+                let offline =
+                    RedisOfflineStore::new(registry.connection(), redis_prefix, config.offline);
+                Node::new(
                     node_id,
                     Arc::new(broker),
                     Arc::new(registry),
                     Arc::new(offline),
-                    config.relay_settings(),
-                    security,
+                    auth,
                     metrics,
                 )
             }
         };
-        if let Some(requests) = relay.broker.dispatch_requests().await? {
-            tokio::spawn(relay.dispatcher.clone().serve_requests(requests));
+        if let Some(requests) = node.broker.dispatch_requests().await? {
+            tokio::spawn(node.dispatcher.clone().serve_requests(requests));
         }
-        let relay = Arc::new(relay);
-        if let Some(evictions) = relay.registry.evictions() {
-            tokio::spawn(carry_out_evictions(Arc::downgrade(&relay), evictions));
+        let node = Arc::new(node);
+        if let Some(evictions) = node.registry.evictions() {
+            tokio::spawn(Node::carry_out_evictions(Arc::downgrade(&node), evictions));
         }
+        let connections = Arc::new(ConnectionContext {
+            settings: config.connection.clone(),
+            session: SessionContext::new(config.session.clone(), acl),
+            node: node.clone(),
+        });
         Ok(BoundServer {
             listener,
             config,
-            relay,
+            node,
+            connections,
         })
     }
 
@@ -194,12 +186,12 @@ impl BoundServer {
         let Config {
             node_id,
             mode,
-            ws_path,
+            routes: RouteSettings { ws_path, .. },
             ..
         } = &self.config;
         let mode_name = match mode {
             Mode::Embedded => "embedded (in-process broker, in-memory registry)",
-            Mode::Cluster { .. } => "cluster (RabbitMQ and Redis)",
+            Mode::Cluster(_) => "cluster (RabbitMQ and Redis)",
         };
         match self.listener.local_addr() {
             Ok(addr) => {
@@ -210,26 +202,28 @@ impl BoundServer {
 
         let (trigger, shutdown) = shutdown::channel();
         let routes = warp::service(routes::table(
-            self.relay.clone(),
+            &self.config.routes,
+            self.connections.clone(),
+            self.node.clone(),
+            api_access(&self.config, &self.node.auth),
             shutdown,
-            &self.config,
-            api_access(&self.config, &self.relay.auth),
         ));
         let connections = GracefulShutdown::new();
         let mut http = auto::Builder::new(TokioExecutor::new());
-        let http2 = self.config.http2;
+        let listener_settings = &self.config.listener;
+        let http2 = listener_settings.http2;
         // A request's headers trickled in (HTTP slowloris) or never sent
         // hold a connection's place: they get as long as a CONNECT does.
-        let connect_timeout = self.config.connect_timeout;
+        let connect_timeout = self.config.connection.connect_timeout;
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(connect_timeout);
 
         let admission = Admission::new(
-            self.config.max_connections,
-            self.config.max_connections_per_ip,
+            listener_settings.max_connections,
+            listener_settings.max_connections_per_ip,
         );
-        let proxies = TrustedProxies::new(&self.config.trusted_proxies);
+        let proxies = TrustedProxies::new(&listener_settings.trusted_proxies);
         tokio::pin!(stop);
         loop {
             let (stream, peer) = tokio::select! {
@@ -254,7 +248,7 @@ impl BoundServer {
                 Ok(ticket) => Arc::new(ticket),
                 Err(refusal) => {
                     tracing::debug!(%peer, %refusal, "connection turned away");
-                    self.relay.metrics.error(&refusal.to_string());
+                    self.node.metrics.error(&refusal.to_string());
                     tokio::spawn(turn_away(stream, refusal));
                     continue;
                 }
@@ -323,8 +317,8 @@ impl BoundServer {
         if !trigger.wait(DRAIN_PATIENCE).await {
             tracing::warn!("some sessions did not close within {DRAIN_PATIENCE:?}");
         }
-        self.relay.broker.shutdown().await;
-        self.relay.registry.shutdown().await;
+        self.node.broker.shutdown().await;
+        self.node.registry.shutdown().await;
         tracing::info!("stomp-relay stopped");
     }
 }
@@ -433,16 +427,6 @@ fn destination_rules(config: &AuthOptions, authenticated: bool) -> Result<Acl, A
     }
 }
 
-/// Ends the sessions of this node that other nodes asked to end.
-async fn carry_out_evictions(relay: Weak<Relay>, mut evictions: mpsc::Receiver<SessionId>) {
-    while let Some(session) = evictions.recv().await {
-        let Some(relay) = relay.upgrade() else { return };
-        if !relay.sessions().evict(session) {
-            tracing::debug!(%session, "asked to end a session that is not here (any more)");
-        }
-    }
-}
-
 /// Answers a connection past a limit with a 503 and closes it.
 async fn turn_away(mut stream: tokio::net::TcpStream, refusal: Refusal) {
     use tokio::io::AsyncWriteExt;
@@ -466,5 +450,9 @@ fn api_access(config: &Config, auth: &Authenticator) -> ApiAccess {
         }
         (Some(_), _) => {}
     }
-    ApiAccess::new(config.api_token.as_deref(), logins, &config.allowed_origins)
+    ApiAccess::new(
+        config.api_token.as_deref(),
+        logins,
+        &config.routes.allowed_origins,
+    )
 }

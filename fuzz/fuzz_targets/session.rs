@@ -14,40 +14,38 @@ use libfuzzer_sys::fuzz_target;
 use stomp_relay::auth::Authenticator;
 use stomp_relay::auth::acl::Acl;
 use stomp_relay::dispatch::offline::OfflineLimits;
-use stomp_relay::relay::{Relay, Security, Settings};
-use stomp_relay::session::SessionSettings;
+use stomp_relay::relay::Node;
+use stomp_relay::session::{SessionContext, SessionSettings};
 use stomp_relay::shutdown::{self, Shutdown, ShutdownTrigger};
 use stomp_relay::transport::connection::writer::{Closing, TransportWriter};
 use stomp_relay::transport::connection::{
-    self, ReceiveEnd, Transport, TransportClosed, TransportReader,
+    self, ConnectionContext, ConnectionSettings, ReceiveEnd, Transport, TransportClosed,
+    TransportReader,
 };
 
 /// A CONNECT that inputs may start with, so that the fuzzer spends its time
 /// past the handshake as well as on it.
 const CONNECT: &[u8] = b"CONNECT\naccept-version:1.0,1.1,1.2\nlogin:fuzz\nheart-beat:0,0\n\n\0";
 
-struct Node {
+struct Fixture {
     runtime: tokio::runtime::Runtime,
-    relay: Arc<Relay>,
+    connections: Arc<ConnectionContext>,
     shutdown: Shutdown,
     _trigger: ShutdownTrigger,
 }
 
-fn node() -> &'static Node {
-    static NODE: OnceLock<Node> = OnceLock::new();
-    NODE.get_or_init(|| {
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .expect("a runtime");
-        let relay = runtime.block_on(async {
-            let settings = Settings {
-                session: SessionSettings {
-                    max_subscriptions: 16,
-                    max_unacked: 16,
-                    ..SessionSettings::default()
-                },
-                ..Settings::default()
+        let connections = runtime.block_on(async {
+            let settings = SessionSettings {
+                max_subscriptions: 16,
+                max_unacked: 16,
+                ..SessionSettings::default()
             };
             let offline = OfflineLimits {
                 max_messages: 4,
@@ -57,17 +55,17 @@ fn node() -> &'static Node {
             };
             // The defaults of an authenticated node, so that ACL decisions
             // (and wildcard deliveries judged by them) are exercised too.
-            let security = Security {
-                auth: Authenticator::None,
-                acl: Acl::defaults(),
-            };
-            let relay = Relay::embedded("fuzz".into(), "127.0.0.1:0", settings, offline, security);
-            Arc::new(relay)
+            let node = Node::embedded("fuzz".into(), "127.0.0.1:0", offline, Authenticator::None);
+            Arc::new(ConnectionContext {
+                settings: ConnectionSettings::default(),
+                session: SessionContext::new(settings, Acl::defaults()),
+                node: Arc::new(node),
+            })
         });
         let (trigger, shutdown) = shutdown::channel();
-        Node {
+        Fixture {
             runtime,
-            relay,
+            connections,
             shutdown,
             _trigger: trigger,
         }
@@ -122,22 +120,22 @@ fuzz_target!(|data: &[u8]| {
     bytes.extend_from_slice(input);
     let chunks = bytes.chunks(chunk).map(Bytes::copy_from_slice).collect();
 
-    let node = node();
-    node.runtime.block_on(async {
+    let fixture = fixture();
+    fixture.runtime.block_on(async {
         let transport = Scripted { chunks };
         connection::serve(
             transport,
-            node.relay.connections.clone(),
-            node.shutdown.clone(),
+            fixture.connections.clone(),
+            fixture.shutdown.clone(),
         )
         .await;
+        let node = &fixture.connections.node;
         assert_eq!(
-            node.relay.metrics.connection_of(Scripted::KIND).0.get(),
+            node.metrics.connection_of(Scripted::KIND).0.get(),
             0,
             "a connection outlived its client"
         );
         let sessions = node
-            .relay
             .registry
             .all_sessions()
             .await

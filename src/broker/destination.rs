@@ -6,7 +6,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use super::queue_options::QueueOptions;
+use super::queue_options::{QueueOptions, is_reserved_queue};
 
 /// The exchange that topics, user destinations and dispatch share.
 pub const TOPIC_EXCHANGE: &str = "amq.topic";
@@ -18,10 +18,6 @@ pub const INBOUND_EXCHANGE: &str = "stomp.inbound";
 /// that user destination. Only dispatch publishes here; no client may name
 /// it, or any client could write to every user.
 pub const EVERYONE_EXCHANGE: &str = "stomp.everyone";
-/// Queue name prefixes clients may not name: `stomp.` is the relay's own
-/// (session, node and dispatch queues; another session's queue named here
-/// would hand its private messages to the client), `amq.` RabbitMQ's.
-pub const RESERVED_QUEUE_PREFIXES: &[&str] = &["stomp.", "amq."];
 
 /// The destination a MESSAGE names for what was published to `exchange`
 /// with `routing_key`, as RabbitMQ's STOMP plugin names it: a topic for
@@ -42,13 +38,6 @@ pub fn published_destination(exchange: &str, routing_key: &str) -> String {
 /// RabbitMQ's direct reply-to pseudo-queues, which an AMQP client names as
 /// its `reply-to`.
 pub const DIRECT_REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to";
-
-/// Whether a client may not name this queue.
-pub fn is_reserved_queue(name: &str) -> bool {
-    RESERVED_QUEUE_PREFIXES
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
-}
 
 /// Longest name or routing key AMQP allows (a short string).
 pub const MAX_NAME_LEN: usize = 255;

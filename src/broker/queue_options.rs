@@ -7,7 +7,17 @@
 
 use stomp_parser::Headers;
 
-use super::destination::is_reserved_queue;
+/// Queue name prefixes clients may not name: `stomp.` is the relay's own
+/// (session, node and dispatch queues; another session's queue named here
+/// would hand its private messages to the client), `amq.` RabbitMQ's.
+pub const RESERVED_QUEUE_PREFIXES: &[&str] = &["stomp.", "amq."];
+
+/// Whether a client may not name this queue.
+pub fn is_reserved_queue(name: &str) -> bool {
+    RESERVED_QUEUE_PREFIXES
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
 
 /// The numeric queue arguments a SUBSCRIBE may set.
 const NUMBER_ARGUMENTS: &[&str] = &[

@@ -138,6 +138,8 @@ pub enum Service {
     Broker,
     /// The session registry.
     Registry,
+    /// The store of messages kept for users who were offline.
+    OfflineStore,
 }
 
 /// RabbitMQ's words for a missing `destination`; ours for the rest.
@@ -199,6 +201,10 @@ impl SessionError {
                 service: Service::Registry,
                 ..
             } => "registry error",
+            SessionError::Service {
+                service: Service::OfflineStore,
+                ..
+            } => "offline store error",
             SessionError::ConnectTimeout(_) => "connect timeout",
             SessionError::HeartBeatTimeout(_) => "heart-beat timeout",
             SessionError::SlowConsumer(_) => "slow consumer",

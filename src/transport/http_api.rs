@@ -45,7 +45,7 @@ use crate::broker::destination::Destination;
 use crate::broker::{Message, OrderKey, is_relay_header};
 use crate::dispatch::{DispatchError, DispatchReport, WhenOffline, user_destination};
 use crate::error::{Chain, ClientText};
-use crate::relay::Relay;
+use crate::relay::Node;
 
 /// The OpenAPI description of these routes, served at
 /// `/api/v1/openapi.json` (a test checks it against [`ROUTES`]).
@@ -340,15 +340,15 @@ impl Route {
 /// Answers every request under `/api` and `/metrics`.
 pub async fn respond(
     request: http::Request<RequestBody>,
-    relay: Arc<Relay>,
+    node: Arc<Node>,
     access: ApiAccess,
 ) -> Response {
-    answer(request, &relay, &access)
+    answer(request, &node, &access)
         .await
         .unwrap_or_else(ApiError::into_response)
 }
 
-async fn answer(request: http::Request<RequestBody>, relay: &Relay, access: &ApiAccess) -> Answer {
+async fn answer(request: http::Request<RequestBody>, node: &Node, access: &ApiAccess) -> Answer {
     let route = Route::of(request.uri().path())
         .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such API route"))??;
     if route != Route::OpenApi {
@@ -393,17 +393,17 @@ async fn answer(request: http::Request<RequestBody>, relay: &Relay, access: &Api
         _ => Bytes::new(),
     };
     match route {
-        Route::UserMessages(user) => send_to_user(&user, relay, &body).await,
-        Route::Messages => send_to_many(relay, &body).await,
-        Route::TopicMessages(key) => send_to_topic(&key, relay, &body).await,
-        Route::UserSessions(user) => user_sessions(user, relay).await,
-        Route::Users => online_users(relay).await,
-        Route::Nodes => live_nodes(relay).await,
+        Route::UserMessages(user) => send_to_user(&user, node, &body).await,
+        Route::Messages => send_to_many(node, &body).await,
+        Route::TopicMessages(key) => send_to_topic(&key, node, &body).await,
+        Route::UserSessions(user) => user_sessions(user, node).await,
+        Route::Users => online_users(node).await,
+        Route::Nodes => live_nodes(node).await,
         Route::OpenApi => Ok(
             warp::reply::with_header(OPENAPI, "content-type", "application/json").into_response(),
         ),
         Route::Metrics => Ok(warp::reply::with_header(
-            relay.metrics.render(),
+            node.metrics.render(),
             "content-type",
             "text/plain; version=0.0.4",
         )
@@ -560,28 +560,26 @@ fn sent(report: Result<DispatchReport, DispatchError>) -> Answer {
     Ok(warp::reply::json(&sent).into_response())
 }
 
-async fn send_to_user(user: &str, relay: &Relay, body: &Bytes) -> Answer {
+async fn send_to_user(user: &str, node: &Node, body: &Bytes) -> Answer {
     user_name(user)?;
     let request: UserMessage = parse(body)?;
     let (name, message) = user_message(&request.destination, request.body, request.headers)?;
     let when_offline = WhenOffline::from_persist(request.persist);
     sent(
-        relay
-            .dispatcher
+        node.dispatcher
             .to_user(user, &name, message, when_offline)
             .await,
     )
 }
 
-async fn send_to_many(relay: &Relay, body: &Bytes) -> Answer {
+async fn send_to_many(node: &Node, body: &Bytes) -> Answer {
     let request: BulkMessage = parse(body)?;
     let (name, message) = user_message(&request.destination, request.body, request.headers)?;
     let when_offline = WhenOffline::from_persist(request.persist);
     let report = match (request.users, request.all) {
         (Some(users), false) if users.len() <= MAX_USERS => {
             let users = distinct_users(users)?;
-            relay
-                .dispatcher
+            node.dispatcher
                 .to_users(&users, &name, message, when_offline, None)
                 .await
         }
@@ -600,8 +598,7 @@ async fn send_to_many(relay: &Relay, body: &Bytes) -> Answer {
         (None, true) => {
             // Every node gives it to its own sessions: this one cannot count
             // the others', so the answer says only that it was published.
-            relay
-                .dispatcher
+            node.dispatcher
                 .to_everyone(&name, message)
                 .await
                 .map_err(unavailable)?;
@@ -630,7 +627,7 @@ fn distinct_users(users: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(distinct)
 }
 
-async fn send_to_topic(key: &str, relay: &Relay, body: &Bytes) -> Answer {
+async fn send_to_topic(key: &str, node: &Node, body: &Bytes) -> Answer {
     let request: TopicMessage = parse(body)?;
     let destination = format!("/topic/{key}");
     let invalid = |reason: String| refuse(StatusCode::BAD_REQUEST, reason);
@@ -643,8 +640,7 @@ async fn send_to_topic(key: &str, relay: &Relay, body: &Bytes) -> Answer {
         .ok_or_else(|| invalid(format!("{destination} is not a topic")))?;
     let message = message(request.body, request.headers)?;
     // Publishes to one topic keep their order among themselves.
-    relay
-        .broker
+    node.broker
         .publish(OrderKey::of(&destination), target, message)
         .await
         .map_err(unavailable)?
@@ -658,9 +654,9 @@ fn published() -> Response {
     warp::reply::json(&serde_json::json!({ "published": true })).into_response()
 }
 
-async fn user_sessions(user: String, relay: &Relay) -> Answer {
+async fn user_sessions(user: String, node: &Node) -> Answer {
     user_name(&user)?;
-    let sessions = relay
+    let sessions = node
         .registry
         .sessions_of(&user)
         .await
@@ -677,8 +673,8 @@ async fn user_sessions(user: String, relay: &Relay) -> Answer {
 }
 
 /// Who is online: every user with a live session, and how many.
-async fn online_users(relay: &Relay) -> Answer {
-    let sessions = relay.registry.all_sessions().await.map_err(unavailable)?;
+async fn online_users(node: &Node) -> Answer {
+    let sessions = node.registry.all_sessions().await.map_err(unavailable)?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for record in sessions {
         *counts.entry(record.user).or_default() += 1;
@@ -690,8 +686,8 @@ async fn online_users(relay: &Relay) -> Answer {
     Ok(warp::reply::json(&serde_json::json!({ "users": users })).into_response())
 }
 
-async fn live_nodes(relay: &Relay) -> Answer {
-    let nodes = relay.registry.nodes().await.map_err(unavailable)?;
+async fn live_nodes(node: &Node) -> Answer {
+    let nodes = node.registry.nodes().await.map_err(unavailable)?;
     Ok(warp::reply::json(&serde_json::json!({ "nodes": nodes })).into_response())
 }
 

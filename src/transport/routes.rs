@@ -34,66 +34,83 @@ use warp::filters::path::FullPath;
 use warp::{Filter, Rejection, Reply};
 
 use super::admission::{AllowedOrigins, ForwardedTicket, Ticket};
+use super::connection::ConnectionContext;
 use super::http_api::{self, ApiAccess, PeerAddr};
 use super::sockjs::{Application, EndpointSettings, SockJsEndpoint};
 use super::web_demo::WebDemo;
 use super::{RequestBody, Response, websocket};
-use crate::config::Config;
-use crate::relay::Relay;
+use crate::broker::Broker;
+use crate::relay::Node;
 use crate::shutdown::Shutdown;
+
+/// Where the routes are, and what they admit, from the configuration.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// `--ws-path`.
+    pub ws_path: String,
+    /// `--sockjs-path`.
+    pub sockjs_path: String,
+    /// `--allowed-origins`: the pages that may open sessions.
+    pub allowed_origins: Vec<String>,
+    /// SockJS sessions at once, in all and per client address.
+    pub max_sockjs_sessions: usize,
+    pub max_connections_per_ip: usize,
+    /// The largest frame, and so the largest SockJS send.
+    pub max_frame_size: usize,
+    /// `--sockjs-protocol-test`, which only test builds have.
+    #[cfg(feature = "sockjs-protocol-test")]
+    pub sockjs_protocol_test: bool,
+}
 
 /// The node's routes, in the order they are tried.
 pub fn table(
-    relay: Arc<Relay>,
-    shutdown: Shutdown,
-    config: &Config,
+    settings: &RouteSettings,
+    connections: Arc<ConnectionContext>,
+    node: Arc<Node>,
     access: ApiAccess,
+    shutdown: Shutdown,
 ) -> BoxedFilter<(Response,)> {
     let sessions = SessionRoutes {
-        relay: relay.clone(),
+        connections,
         shutdown,
-        origins: AllowedOrigins::new(&config.allowed_origins),
+        origins: AllowedOrigins::new(&settings.allowed_origins),
     };
 
     // STOMP over WebSocket at --ws-path.
-    let websocket = at(&config.ws_path).and(sessions.answer(|request, relay, shutdown| {
-        std::future::ready(stomp_over_websocket(request, relay, shutdown))
+    let websocket = at(&settings.ws_path).and(sessions.answer(|request, connections, shutdown| {
+        std::future::ready(stomp_over_websocket(request, connections, shutdown))
     }));
 
     // STOMP over SockJS at --sockjs-path and below.
     let sockjs = sockjs(
         EndpointSettings {
-            max_sessions: config.max_sockjs_sessions,
-            max_sessions_per_address: config.max_connections_per_ip,
-            max_send: config.limits.max_frame_size,
-            ..EndpointSettings::new(&config.sockjs_path, Application::Stomp)
+            max_sessions: settings.max_sockjs_sessions,
+            max_sessions_per_address: settings.max_connections_per_ip,
+            max_send: settings.max_frame_size,
+            ..EndpointSettings::new(&settings.sockjs_path, Application::Stomp)
         },
         &sessions,
     );
     #[cfg(feature = "sockjs-protocol-test")]
-    let sockjs = with_protocol_test_services(sockjs, config, &sessions);
-
-    // The HTTP API at /api/..., and the node's counters at /metrics, each
-    // behind the API's access rule.
-    let api = {
-        let relay = relay.clone();
-        path_where(|path| path.starts_with("/api/") || path == "/metrics")
-            .and(whole_request())
-            .then(move |request| http_api::respond(request, relay.clone(), access.clone()))
-    };
-    let with_relay = warp::any().map(move || relay.clone());
+    let sockjs = with_protocol_test_services(sockjs, settings, &sessions);
 
     // For load balancers and supervisors: serving, and ready.
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| "ok".into_response());
+    let broker = node.broker.clone();
     let readyz = warp::path!("readyz")
         .and(warp::get())
-        .and(with_relay)
-        .map(|relay: Arc<Relay>| ready(&relay));
+        .map(move || ready(broker.as_ref()));
+
+    // The HTTP API at /api/..., and the node's counters at /metrics, each
+    // behind the API's access rule.
+    let api = path_where(|path| path.starts_with("/api/") || path == "/metrics")
+        .and(whole_request())
+        .then(move |request| http_api::respond(request, node.clone(), access.clone()));
 
     // The web demo: /, its files, and /config.json.
-    let demo = web_demo(WebDemo::new(&config.ws_path, &config.sockjs_path));
+    let demo = web_demo(WebDemo::new(&settings.ws_path, &settings.sockjs_path));
 
     websocket
         .or(sockjs)
@@ -109,11 +126,11 @@ pub fn table(
         .boxed()
 }
 
-/// What the routes that open STOMP sessions share: the node, and the
-/// origins whose pages may use them.
+/// What the routes that open STOMP sessions share: what their connections
+/// run with, and the origins whose pages may use them.
 #[derive(Clone)]
 struct SessionRoutes {
-    relay: Arc<Relay>,
+    connections: Arc<ConnectionContext>,
     shutdown: Shutdown,
     origins: AllowedOrigins,
 }
@@ -127,7 +144,7 @@ impl SessionRoutes {
         handler: H,
     ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<H, F>
     where
-        H: Fn(http::Request<RequestBody>, Arc<Relay>, Shutdown) -> F
+        H: Fn(http::Request<RequestBody>, Arc<ConnectionContext>, Shutdown) -> F
             + Clone
             + Send
             + Sync
@@ -140,7 +157,7 @@ impl SessionRoutes {
                 Some(refusal) => Either::Left(std::future::ready(refusal)),
                 None => Either::Right(handler(
                     request,
-                    sessions.relay.clone(),
+                    sessions.connections.clone(),
                     sessions.shutdown.clone(),
                 )),
             }
@@ -152,11 +169,11 @@ impl SessionRoutes {
 /// to upgrade.
 fn stomp_over_websocket(
     request: http::Request<RequestBody>,
-    relay: Arc<Relay>,
+    connections: Arc<ConnectionContext>,
     shutdown: Shutdown,
 ) -> Response {
     if websocket::is_upgrade(&request) {
-        return websocket::upgrade(request, relay.connections.clone(), shutdown);
+        return websocket::upgrade(request, connections, shutdown);
     }
     warp::reply::with_status(
         "this endpoint speaks STOMP over WebSocket",
@@ -170,9 +187,9 @@ fn sockjs(settings: EndpointSettings, sessions: &SessionRoutes) -> BoxedFilter<(
     let endpoint = Arc::new(SockJsEndpoint::start(settings));
     let serves = endpoint.clone();
     path_where(move |path| serves.serves(path))
-        .and(sessions.answer(move |request, relay, shutdown| {
+        .and(sessions.answer(move |request, connections, shutdown| {
             let endpoint = endpoint.clone();
-            async move { endpoint.respond(request, &relay, &shutdown).await }
+            async move { endpoint.respond(request, &connections, &shutdown).await }
         }))
         .boxed()
 }
@@ -182,10 +199,10 @@ fn sockjs(settings: EndpointSettings, sessions: &SessionRoutes) -> BoxedFilter<(
 #[cfg(feature = "sockjs-protocol-test")]
 fn with_protocol_test_services(
     sockjs: BoxedFilter<(Response,)>,
-    config: &Config,
+    settings: &RouteSettings,
     sessions: &SessionRoutes,
 ) -> BoxedFilter<(Response,)> {
-    if !config.sockjs_protocol_test {
+    if !settings.sockjs_protocol_test {
         return sockjs;
     }
     tracing::warn!(
@@ -199,8 +216,8 @@ fn with_protocol_test_services(
 }
 
 /// `/readyz`: whether the broker can take messages.
-fn ready(relay: &Relay) -> Response {
-    if relay.broker.is_ready() {
+fn ready(broker: &dyn Broker) -> Response {
+    if broker.is_ready() {
         "ready".into_response()
     } else {
         warp::reply::with_status(

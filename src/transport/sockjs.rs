@@ -53,12 +53,11 @@ use std::time::Duration;
 use http::{Method, Request, StatusCode};
 
 use super::admission::Admission;
-use super::connection;
+use super::connection::{self, ConnectionContext};
 use super::{RequestBody, Response};
-use crate::relay::Relay;
 use crate::shutdown::Shutdown;
-use headers::{cors, not_cached, preflight};
-use reply::{method_not_allowed, text};
+use headers::{cors, not_cached};
+use reply::{method_not_allowed, preflight, text};
 use session::{Channel, Sessions};
 
 /// What a SockJS endpoint serves.
@@ -179,7 +178,7 @@ async fn sweep(sessions: Weak<Sessions>, delay: Duration) {
 /// What answering one request needs.
 struct Context<'a> {
     endpoint: &'a SockJsEndpoint,
-    relay: &'a Arc<Relay>,
+    connections: &'a Arc<ConnectionContext>,
     shutdown: &'a Shutdown,
 }
 
@@ -216,7 +215,7 @@ impl Context<'_> {
             Application::Stomp => {
                 tokio::spawn(connection::serve(
                     channel,
-                    self.relay.connections.clone(),
+                    self.connections.clone(),
                     self.shutdown.clone(),
                 ));
             }

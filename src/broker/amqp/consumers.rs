@@ -15,7 +15,7 @@ use lapin::{Acker, Channel, Consumer};
 
 use super::acks::{Held, requeue};
 use super::connection::{open_channel, unavailable};
-use super::topology::Existing;
+use super::topology::{Existing, capped, exclusive_queue};
 use super::{
     BrokerError, DedicatedConsumer, Delivery, Inner, Message, SessionId, SessionState,
     SubscriptionSpec, UserKeyBinding, lock, properties,
@@ -464,6 +464,39 @@ impl Inner {
         self.bind(queue, &binding).await?;
         self.consume_dedicated(session, spec, queue, options.exclusive, Shown::Published)
             .await
+    }
+
+    /// Declares a session's queue (exclusive, capped) and starts delivering
+    /// from it.
+    pub(super) async fn declare_session_queue(
+        self: &Arc<Self>,
+        session: SessionId,
+        name: &str,
+    ) -> Result<(), BrokerError> {
+        let channel = self.admin.get(&self.link).await?;
+        channel
+            .queue_declare(
+                name.into(),
+                exclusive_queue(),
+                capped(self.settings.session_queue_length),
+            )
+            .await
+            .map_err(unavailable("declare a session queue"))?;
+        let (consumer, _) = self
+            .consume(
+                session,
+                name,
+                false,
+                self.settings.default_prefetch,
+                FieldTable::default(),
+            )
+            .await?;
+        tokio::spawn(deliver_session_queue(
+            Arc::downgrade(self),
+            session,
+            consumer,
+        ));
+        Ok(())
     }
 }
 

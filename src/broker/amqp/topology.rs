@@ -15,7 +15,6 @@ use lapin::{Channel, ExchangeKind};
 use futures_util::future::try_join_all;
 
 use super::connection::{open_channel, unavailable};
-use super::consumers::deliver_session_queue;
 use super::{BrokerError, Inner, SessionId, SessionQueue, lock};
 use crate::broker::Missing;
 use crate::broker::destination::{EVERYONE_EXCHANGE, INBOUND_EXCHANGE};
@@ -88,7 +87,7 @@ pub(super) async fn receive_messages_to_everyone(
 
 /// The arguments of a queue that holds at most `length` messages, dropping
 /// its oldest past them (RabbitMQ's default overflow).
-fn capped(length: u32) -> FieldTable {
+pub(super) fn capped(length: u32) -> FieldTable {
     let mut arguments = FieldTable::default();
     arguments.insert(
         "x-max-length".into(),
@@ -339,39 +338,6 @@ impl Inner {
             router: Router::default(),
         });
         Ok(name)
-    }
-
-    /// Declares a session's queue (exclusive, capped) and starts delivering
-    /// from it.
-    pub(super) async fn declare_session_queue(
-        self: &Arc<Self>,
-        session: SessionId,
-        name: &str,
-    ) -> Result<(), BrokerError> {
-        let channel = self.admin.get(&self.link).await?;
-        channel
-            .queue_declare(
-                name.into(),
-                exclusive_queue(),
-                capped(self.settings.session_queue_length),
-            )
-            .await
-            .map_err(unavailable("declare a session queue"))?;
-        let (consumer, _) = self
-            .consume(
-                session,
-                name,
-                false,
-                self.settings.default_prefetch,
-                FieldTable::default(),
-            )
-            .await?;
-        tokio::spawn(deliver_session_queue(
-            Arc::downgrade(self),
-            session,
-            consumer,
-        ));
-        Ok(())
     }
 }
 

@@ -3,15 +3,13 @@
 //!
 //! Three things go on at once and never wait for each other: reading and
 //! decoding what the client sends, the session's commands (carried out by
-//! [`commands::CommandRunner`] against the broker and registry), and
+//! the node's [`CommandRunner`]), and
 //! writing (a [`writer`] task that drains everything ready in one write).
 //! A slow broker holds back that session's commands and, past
 //! `--max-in-flight`, the reading of its client's frames (backpressure),
 //! never its heart-beats or deliveries. The driver also keeps the clock:
 //! the CONNECT timeout, heart-beats, the frame timeout and the frame rate.
 
-pub mod commands;
-pub mod local;
 pub mod writer;
 
 use std::future::Future;
@@ -27,9 +25,10 @@ use uuid::Uuid;
 
 use crate::broker::{Alarm, Offered, Outbox, WhenFull};
 use crate::metrics::{DELIVERY_SAMPLE, Metrics};
+use crate::relay::Node;
+use crate::relay::runner::CommandRunner;
 use crate::session::{Output, Rejection, Session, SessionContext, SessionError};
 use crate::shutdown::Shutdown;
-use commands::{CommandRunner, SessionServices};
 use writer::{Closing, Outgoing, TransportWriter};
 
 /// A client connection as the driver sees it: a reading half and a
@@ -120,12 +119,18 @@ impl Default for ConnectionSettings {
     }
 }
 
-/// What every connection of a node runs with.
+/// What every connection of a node runs with: its limits, what its
+/// session core consults, and the node that carries out its commands.
 pub struct ConnectionContext {
     pub settings: ConnectionSettings,
     pub session: Arc<SessionContext>,
-    pub services: Arc<SessionServices>,
-    pub metrics: Metrics,
+    pub node: Arc<Node>,
+}
+
+impl ConnectionContext {
+    pub fn metrics(&self) -> &Metrics {
+        &self.node.metrics
+    }
 }
 
 /// How long the last ERROR frame and the close may take to reach a client.
@@ -184,7 +189,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
         access_token,
     } = connection;
     let settings = &context.settings;
-    let metrics = &context.metrics;
+    let metrics = context.metrics();
     let (open_connections, accepted) = metrics.connection_of(transport);
     accepted.inc();
     open_connections.inc();
@@ -194,7 +199,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
     };
     let (outbox, inbox, alarm) = Outbox::channel(settings.outbox_capacity, when_full);
     let mut session = Session::new(id, context.session.clone(), access_token);
-    let mut runner = CommandRunner::new(id, context.services.clone(), outbox);
+    let mut runner = CommandRunner::new(id, context.node.clone(), outbox);
     let eviction = runner.eviction();
     let outgoing = Outgoing::default();
     let mut write_task = tokio::spawn(writer::run(writer, outgoing.clone()).in_current_span());

@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 
 use super::Context;
-use super::reply::status_only;
-use crate::transport::Response;
 
 /// A year, for what may be cached.
-const CACHE_SECONDS: u32 = 31_536_000;
+pub(super) const CACHE_SECONDS: u32 = 31_536_000;
 const NOT_CACHED: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
 
 impl Context<'_> {
@@ -52,28 +50,6 @@ pub(super) fn cors(request: &HeaderMap, headers: &mut HeaderMap) {
         }
         None => insert(headers, header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
     }
-}
-
-/// The answer to a CORS preflight (`OPTIONS`), cacheable for a year.
-pub(super) fn preflight<B>(request: &Request<B>, methods: &'static str) -> Response {
-    let mut response = status_only(StatusCode::NO_CONTENT);
-    let headers = response.headers_mut();
-    cacheable(headers);
-    insert(headers, header::ACCESS_CONTROL_ALLOW_METHODS, methods);
-    insert(
-        headers,
-        header::ACCESS_CONTROL_MAX_AGE,
-        &CACHE_SECONDS.to_string(),
-    );
-    if let Some(asked) = request
-        .headers()
-        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-        .filter(|asked| !asked.is_empty())
-    {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
-    }
-    cors(request.headers(), headers);
-    response
 }
 
 pub(super) fn cacheable(headers: &mut HeaderMap) {

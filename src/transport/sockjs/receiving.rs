@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use super::frame;
-use super::headers::{insert, preflight};
+use super::headers::insert;
 use super::pages::htmlfile_prelude;
-use super::reply::{method_not_allowed, text};
+use super::reply::{method_not_allowed, preflight, text};
 use super::session::{Attach, Session};
 use crate::transport::http_api::PeerAddr;
 use crate::transport::{RequestBody, Response, form_value, query_parameter};
@@ -121,7 +121,7 @@ impl Context<'_> {
         let (session, channel) = match opening {
             Ok(opening) => opening,
             Err(refusal) => {
-                self.relay.metrics.error(&refusal.to_string());
+                self.connections.metrics().error(&refusal.to_string());
                 return text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain; charset=UTF-8",

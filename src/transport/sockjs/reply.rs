@@ -1,10 +1,10 @@
 //! The plain answers every SockJS handler builds on: a text body, a bare
-//! status, 404 and 405.
+//! status, 404, 405 and the CORS preflight.
 
 use bytes::Bytes;
-use http::{StatusCode, header};
+use http::{Request, StatusCode, header};
 
-use super::headers::insert;
+use super::headers::{CACHE_SECONDS, cacheable, cors, insert};
 use crate::transport::{Response, full};
 
 pub(super) fn text(
@@ -31,5 +31,27 @@ pub(super) fn not_found() -> Response {
 pub(super) fn method_not_allowed(allow: &'static str) -> Response {
     let mut response = status_only(StatusCode::METHOD_NOT_ALLOWED);
     insert(response.headers_mut(), header::ALLOW, allow);
+    response
+}
+
+/// The answer to a CORS preflight (`OPTIONS`), cacheable for a year.
+pub(super) fn preflight<B>(request: &Request<B>, methods: &'static str) -> Response {
+    let mut response = status_only(StatusCode::NO_CONTENT);
+    let headers = response.headers_mut();
+    cacheable(headers);
+    insert(headers, header::ACCESS_CONTROL_ALLOW_METHODS, methods);
+    insert(
+        headers,
+        header::ACCESS_CONTROL_MAX_AGE,
+        &CACHE_SECONDS.to_string(),
+    );
+    if let Some(asked) = request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .filter(|asked| !asked.is_empty())
+    {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+    }
+    cors(request.headers(), headers);
     response
 }

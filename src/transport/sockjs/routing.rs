@@ -9,8 +9,8 @@ use http::{Method, Request, StatusCode};
 use super::receiving::{Receiver, callback};
 use super::reply::{method_not_allowed, not_found, text};
 use super::{Context, SockJsEndpoint};
-use crate::relay::Relay;
 use crate::shutdown::Shutdown;
+use crate::transport::connection::ConnectionContext;
 use crate::transport::{RequestBody, Response};
 
 impl SockJsEndpoint {
@@ -25,7 +25,7 @@ impl SockJsEndpoint {
     pub async fn respond(
         &self,
         request: Request<RequestBody>,
-        relay: &Arc<Relay>,
+        connections: &Arc<ConnectionContext>,
         shutdown: &Shutdown,
     ) -> Response {
         let path = request.uri().path().to_owned();
@@ -34,7 +34,7 @@ impl SockJsEndpoint {
         };
         let context = Context {
             endpoint: self,
-            relay,
+            connections,
             shutdown,
         };
         match rest {

@@ -7,8 +7,8 @@ use http_body_util::{BodyExt, Limited};
 
 use super::Context;
 use super::frame;
-use super::headers::{insert, preflight};
-use super::reply::{method_not_allowed, not_found, status_only, text};
+use super::headers::insert;
+use super::reply::{method_not_allowed, not_found, preflight, status_only, text};
 use crate::transport::{RequestBody, Response, form_value};
 
 impl Context<'_> {

@@ -26,11 +26,9 @@ impl Context<'_> {
             return refusal;
         }
         match self.settings().application {
-            Application::Stomp => websocket::upgrade(
-                request,
-                self.relay.connections.clone(),
-                self.shutdown.clone(),
-            ),
+            Application::Stomp => {
+                websocket::upgrade(request, self.connections.clone(), self.shutdown.clone())
+            }
             #[cfg(feature = "sockjs-protocol-test")]
             application => {
                 websocket::accept(request, self.settings().max_send, None, move |socket| {

@@ -1,5 +1,6 @@
-//! Carries out a session's commands against the node's broker, registry,
-//! dispatch and authenticator, without ever making the connection wait.
+//! Carries out a session's commands against the node's services (broker,
+//! registry, dispatch, authenticator), without ever making the connection
+//! wait.
 //!
 //! Two lanes, so that STOMP's ordering promises hold while a session's
 //! SENDs do not wait for each other's round trips:
@@ -22,15 +23,14 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
 
-use super::local::LocalSessions;
-use crate::auth::{Authenticator, Credentials};
+use super::Node;
+use crate::auth::Credentials;
 use crate::broker::BrokerError;
-use crate::broker::{Broker, Message, OrderKey, Outbox, PublishTarget, SessionId};
+use crate::broker::{Message, OrderKey, Outbox, PublishTarget, SessionId};
 use crate::dispatch::{DispatchError, Dispatcher, WhenOffline};
 use crate::error::{Chain, ClientText};
-use crate::metrics::Metrics;
 use crate::registry::RegistryError;
-use crate::registry::{Registry, SessionRecord, unix_millis};
+use crate::registry::{SessionRecord, unix_millis};
 use crate::retry;
 use crate::session::{
     Command, CommandId, Event, Rejection, Service, SessionError, pop_front_releasing,
@@ -38,18 +38,6 @@ use crate::session::{
 
 /// SENDs handed to the broker together, at most.
 const MAX_BATCH: usize = 256;
-
-/// What a node's sessions' commands run against.
-pub struct SessionServices {
-    pub node_id: String,
-    pub broker: Arc<dyn Broker>,
-    pub registry: Arc<dyn Registry>,
-    pub dispatcher: Dispatcher,
-    pub auth: Authenticator,
-    /// This node's sessions, for ending one from outside its connection.
-    pub sessions: LocalSessions,
-    pub metrics: Metrics,
-}
 
 type Running = Pin<Box<dyn Future<Output = (CommandId, Event)> + Send>>;
 /// A SEND handed to the broker, awaiting its confirm.
@@ -59,7 +47,7 @@ type HandingOver = Pin<Box<dyn Future<Output = Vec<(CommandId, Confirming)>> + S
 /// The commands of one session, in flight.
 pub struct CommandRunner {
     session: SessionId,
-    services: Arc<SessionServices>,
+    node: Arc<Node>,
     /// Given to the broker at Attach.
     outbox: Outbox,
     /// Fires when another login of the user replaces this session.
@@ -75,10 +63,10 @@ pub struct CommandRunner {
 }
 
 impl CommandRunner {
-    pub fn new(session: SessionId, services: Arc<SessionServices>, outbox: Outbox) -> Self {
+    pub fn new(session: SessionId, node: Arc<Node>, outbox: Outbox) -> Self {
         CommandRunner {
             session,
-            services,
+            node,
             outbox,
             eviction: Arc::new(Notify::new()),
             record: None,
@@ -179,14 +167,14 @@ impl CommandRunner {
             batch.extend(pop_front_releasing(&mut self.sends));
         }
         if !batch.is_empty() {
-            let services = self.services.clone();
-            self.handing_over = Some(Box::pin(hand_over(services, self.session, batch)));
+            let node = self.node.clone();
+            self.handing_over = Some(Box::pin(hand_over(node, self.session, batch)));
         }
     }
 
     /// An ordered command, as a future that owns what it needs.
     fn run_ordered(&mut self, command: Command) -> impl Future<Output = Event> + Send + 'static {
-        let services = self.services.clone();
+        let node = self.node.clone();
         let session = self.session;
         let outbox = self.outbox.clone();
         let eviction = self.eviction.clone();
@@ -195,7 +183,7 @@ impl CommandRunner {
                 let record = SessionRecord {
                     session,
                     user: user.clone(),
-                    node: services.node_id.clone(),
+                    node: node.id.clone(),
                     connected_at: unix_millis(),
                 };
                 self.record = Some(record.clone());
@@ -205,7 +193,7 @@ impl CommandRunner {
             _ => None,
         };
         async move {
-            let broker = &services.broker;
+            let broker = &node.broker;
             match command {
                 Command::Authenticate {
                     login,
@@ -219,21 +207,21 @@ impl CommandRunner {
                         authorization: authorization.as_deref(),
                         access_token: access_token.as_deref(),
                     };
-                    Event::Authenticated(services.auth.authenticate(credentials).await)
+                    Event::Authenticated(node.auth.authenticate(credentials).await)
                 }
                 Command::Attach => done(broker.attach(session, outbox).await),
                 Command::Register { .. } => {
                     let Some(record) = record else {
                         return Event::Done(Ok(()));
                     };
-                    let registered = services.registry.register(&record).await;
+                    let registered = node.registry.register(&record).await;
                     if registered.is_ok() {
-                        services.sessions.insert(session, eviction);
+                        node.sessions.insert(session, eviction);
                     }
                     done(registered)
                 }
                 Command::ReplaceOlder { user } => {
-                    replace_older(&services, session, &user).await;
+                    replace_older(&node, session, &user).await;
                     Event::Done(Ok(()))
                 }
                 Command::Subscribe(spec) => done(broker.subscribe(session, &spec).await),
@@ -244,14 +232,14 @@ impl CommandRunner {
                     done(broker.settle(session, &tags, settlement).await)
                 }
                 Command::ReadKept { user, name } => {
-                    let kept = services.dispatcher.offline().kept(&user, &name).await;
+                    let kept = node.dispatcher.offline().kept(&user, &name).await;
                     if let Ok(kept) = &kept {
-                        services.metrics.offline_delivered.inc_by(kept.len() as u64);
+                        node.metrics.offline_delivered.inc_by(kept.len() as u64);
                     }
                     Event::Kept(kept.map_err(|error| rejection(DispatchError::from(error))))
                 }
                 Command::ForgetKept { user, ids } => {
-                    forget_kept(&services.dispatcher, session, user, ids).await;
+                    forget_kept(&node.dispatcher, session, user, ids).await;
                     Event::Done(Ok(()))
                 }
                 Command::Detach => {
@@ -259,9 +247,9 @@ impl CommandRunner {
                     Event::Done(Ok(()))
                 }
                 Command::Unregister => {
-                    services.sessions.remove(session);
+                    node.sessions.remove(session);
                     if let Some(record) = record
-                        && let Err(error) = services.registry.unregister(&record).await
+                        && let Err(error) = node.registry.unregister(&record).await
                     {
                         tracing::warn!(%session, %error, "could not unregister the session");
                     }
@@ -269,7 +257,7 @@ impl CommandRunner {
                 }
                 send @ (Command::Publish { .. } | Command::SendToUser { .. }) => {
                     match Outbound::try_from(send) {
-                        Ok(send) => run_send(services.clone(), session, send).await,
+                        Ok(send) => run_send(node.clone(), session, send).await,
                         Err(_) => Event::Done(Ok(())),
                     }
                 }
@@ -320,11 +308,11 @@ impl TryFrom<Command> for Outbound {
 /// what awaits its confirm. The users the batch writes to are located
 /// together first, in one round trip to the registry.
 async fn hand_over(
-    services: Arc<SessionServices>,
+    node: Arc<Node>,
     session: SessionId,
     batch: Vec<(CommandId, Outbound)>,
 ) -> Vec<(CommandId, Confirming)> {
-    let dispatcher = &services.dispatcher;
+    let dispatcher = &node.dispatcher;
     let users: Vec<&str> = batch
         .iter()
         .filter_map(|(_, send)| match send {
@@ -342,7 +330,7 @@ async fn hand_over(
     for (id, send) in batch {
         let confirm: Confirming = match send {
             Outbound::Publish { target, message } => {
-                match services.broker.publish(order, target, message).await {
+                match node.broker.publish(order, target, message).await {
                     Ok(confirm) => Box::pin(async move { done(confirm.await) }),
                     Err(error) => failed(error),
                 }
@@ -376,8 +364,8 @@ async fn hand_over(
 }
 
 /// One SEND, from handing over to the confirm.
-async fn run_send(services: Arc<SessionServices>, session: SessionId, send: Outbound) -> Event {
-    let mut handed = hand_over(services, session, vec![(0, send)]).await;
+async fn run_send(node: Arc<Node>, session: SessionId, send: Outbound) -> Event {
+    let mut handed = hand_over(node, session, vec![(0, send)]).await;
     match handed.pop() {
         Some((_, confirm)) => confirm.await,
         None => Event::Done(Ok(())),
@@ -415,8 +403,8 @@ async fn forget_kept(dispatcher: &Dispatcher, session: SessionId, user: String, 
 
 /// Ends the other sessions of `user`, wherever they are. A failure leaves
 /// them open (and says so in the log) rather than refusing this login.
-async fn replace_older(services: &SessionServices, session: SessionId, user: &str) {
-    let older = match services.registry.locate(user).await {
+async fn replace_older(node: &Node, session: SessionId, user: &str) {
+    let older = match node.registry.locate(user).await {
         Ok(sessions) => sessions,
         Err(error) => {
             tracing::warn!(%user, %error, "cannot look up older sessions to replace");
@@ -425,9 +413,9 @@ async fn replace_older(services: &SessionServices, session: SessionId, user: &st
     };
     for old in older.iter().filter(|old| old.session != session) {
         tracing::info!(%user, old = %old.session, node = %old.node, new = %session, "replacing an older session of the user");
-        if old.node == services.node_id {
-            services.sessions.evict(old.session);
-        } else if let Err(error) = services.registry.evict(old.session, &old.node).await {
+        if old.node == node.id {
+            node.sessions.evict(old.session);
+        } else if let Err(error) = node.registry.evict(old.session, &old.node).await {
             tracing::warn!(%user, old = %old.session, %error, "cannot ask another node to close an older session");
         }
     }
@@ -435,19 +423,30 @@ async fn replace_older(services: &SessionServices, session: SessionId, user: &st
 
 /// A failure of one of the node's services, as its session sees it.
 trait Failure: std::error::Error + ClientText + 'static {
-    const SERVICE: Service;
+    /// The service that failed, named to the client.
+    fn service(&self) -> Service;
 }
 
 impl Failure for BrokerError {
-    const SERVICE: Service = Service::Broker;
+    fn service(&self) -> Service {
+        Service::Broker
+    }
 }
 
 impl Failure for DispatchError {
-    const SERVICE: Service = Service::Broker;
+    fn service(&self) -> Service {
+        match self {
+            DispatchError::Registry(_) => Service::Registry,
+            DispatchError::Broker(_) => Service::Broker,
+            DispatchError::Offline(_) => Service::OfflineStore,
+        }
+    }
 }
 
 impl Failure for RegistryError {
-    const SERVICE: Service = Service::Registry;
+    fn service(&self) -> Service {
+        Service::Registry
+    }
 }
 
 fn done<E: Failure>(result: Result<(), E>) -> Event {
@@ -459,7 +458,7 @@ fn done<E: Failure>(result: Result<(), E>) -> Event {
 fn rejection<E: Failure>(error: E) -> Rejection {
     tracing::warn!(error = %Chain(&error), "a session's command failed");
     Rejection::from(SessionError::Service {
-        service: E::SERVICE,
+        service: error.service(),
         summary: error.client_summary(),
         text: error.client_text().into_owned(),
     })
