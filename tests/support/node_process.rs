@@ -2,14 +2,15 @@
 //! process cannot show: several nodes with their own counters, a node
 //! killed with SIGKILL, and (in the benchmarks) a relay's own CPU time and
 //! memory. A [`Cluster`] of them shares RabbitMQ, Redis and one Redis
-//! prefix, and deletes that prefix's keys when dropped.
+//! prefix, holds the [`SharedTurn`] while it runs, and deletes that
+//! prefix's keys when dropped.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::own_services::OwnRedisCluster;
-use super::{AMQP_URL, REDIS_URL, RelayAddress, http};
+use super::{AMQP_URL, REDIS_URL, RelayAddress, SharedTurn, http};
 
 /// Whether RabbitMQ and Redis answer where cluster mode expects them (the
 /// benchmarks skip cluster mode when not; tests fail instead).
@@ -158,6 +159,7 @@ pub struct Cluster {
     pub redis_prefix: String,
     /// The Redis Cluster the nodes use instead of the shared Redis.
     redis_cluster: Option<OwnRedisCluster>,
+    _turn: SharedTurn,
 }
 
 impl Cluster {
@@ -172,6 +174,7 @@ impl Cluster {
     }
 
     fn launch(redis_cluster: Option<OwnRedisCluster>, count: usize, flags: &[&str]) -> Cluster {
+        let turn = SharedTurn::take();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let redis_prefix = format!("test:{id}:");
         let cluster_nodes = redis_cluster.as_ref().map(OwnRedisCluster::urls);
@@ -189,6 +192,7 @@ impl Cluster {
             nodes,
             redis_prefix,
             redis_cluster,
+            _turn: turn,
         }
     }
 }
