@@ -18,7 +18,7 @@
 //! `cargo bench --bench dispatch` (RabbitMQ on 127.0.0.1:5672 and Redis on
 //! 127.0.0.1:6379).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;

@@ -6,14 +6,12 @@
 //!
 //! Needs Debian's nginx (`./test.sh` installs it); fails without it.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{RelayAddress, SharedTurn, StompClient, sockjs_message, sockjs_xhr};
+use crate::support::{self, RelayAddress, SharedTurn, StompClient, sockjs_message, sockjs_xhr};
 
 /// An address to test through: nginx, or one node.
 struct Address(SocketAddr);

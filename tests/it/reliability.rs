@@ -2,8 +2,6 @@
 //! 127.0.0.1:5672 and Redis on 127.0.0.1:6379; fails without them. A test
 //! that starts nodes on that RabbitMQ takes the [`SharedTurn`] first.
 
-mod support;
-
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use stomp_parser::{Command, Frame};
 
-use support::node_process::NodeProcess;
-use support::own_services::{OwnRabbitMq, OwnRedis, free_port};
-use support::{SharedTurn, StompClient};
+use crate::support::node_process::NodeProcess;
+use crate::support::own_services::{OwnRabbitMq, OwnRedis, free_port};
+use crate::support::{self, SharedTurn, StompClient};
 
 /// A TCP forwarder to a service, on a port of its own, that the test can
 /// cut (every connection it carries is closed, and new ones are closed as

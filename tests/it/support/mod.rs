@@ -2,12 +2,13 @@
 //! a STOMP client over a real WebSocket (tokio-tungstenite).
 //!
 //! The same tests run against cluster mode by changing how [`TestRelay`]
-//! starts the node ([`Mode`]), not the tests. Cluster mode needs RabbitMQ on
-//! 127.0.0.1:5672 and Redis on 127.0.0.1:6379 and fails without them. Every
-//! test that runs relays on that RabbitMQ waits for its [`SharedTurn`],
-//! since a `/topic/#` subscriber there sees every test's messages; each
-//! relay uses its own node id and Redis prefix, and deletes the shared
-//! queues it named when it stops.
+//! starts the node ([`Mode`]), not the tests (`scenario_tests!` in
+//! `main.rs`). Cluster mode needs RabbitMQ on 127.0.0.1:5672 and Redis on
+//! 127.0.0.1:6379 and fails without them. Every test that runs relays on
+//! that RabbitMQ waits for its [`SharedTurn`], since a `/topic/#`
+//! subscriber there sees every test's messages; each relay uses its own
+//! node id and Redis prefix, and deletes the shared queues it named when it
+//! stops.
 #![allow(dead_code)]
 
 pub mod credentials;
