@@ -9,7 +9,6 @@
 //! subscriber there sees every test's messages; each relay uses its own
 //! node id and Redis prefix, and deletes the shared queues it named when it
 //! stops.
-#![allow(dead_code)]
 
 pub mod credentials;
 pub mod node_process;
