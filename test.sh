@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets up what the tests need, then runs them:
 #
-#   ./test.sh                 everything (cargo test --workspace)
-#   ./test.sh --test browser  cargo test's own arguments go through
-#   ./test.sh --setup-only    only the setup
+#   ./test.sh                       everything (cargo test --workspace)
+#   ./test.sh --test it browser::   cargo test's own arguments go through
+#   ./test.sh --setup-only          only the setup
 #
 # The setup makes sure RabbitMQ answers on 127.0.0.1:5672 (guest/guest) and
 # Redis on 127.0.0.1:6379, starting them, and on a Debian machine installing
@@ -107,7 +107,7 @@ case "${1:-}" in
     setup
     step "cargo test --workspace $*"
     # The feature builds in the SockJS echo services that
-    # tests/sockjs_protocol.rs talks to; a release build has none of them.
+    # tests/it/sockjs_protocol.rs talks to; a release build has none of them.
     cargo test --workspace --locked --features stomp-relay/sockjs-protocol-test "$@"
     ;;
 esac

@@ -18,7 +18,9 @@
 //! `cargo bench --bench dispatch` (RabbitMQ on 127.0.0.1:5672 and Redis on
 //! 127.0.0.1:6379).
 
-#[path = "../tests/support/mod.rs"]
+// The tests' helpers, of which a benchmark needs only a few.
+#[allow(dead_code)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
@@ -34,7 +36,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use stomp_parser::Command;
 use tokio::sync::mpsc;
 
-use support::node_process::{Cluster, NodeProcess, Process, client_runtime, services_answer};
+use support::node_process::{Cluster, NodeProcess};
 use support::{StompClient, amqp};
 
 const NODES: usize = 3;
@@ -93,6 +95,65 @@ async fn connect_users(cluster: &Cluster, epoch: Instant) -> mpsc::UnboundedRece
     latencies
 }
 
+/// Whether RabbitMQ and Redis answer where cluster mode expects them: the
+/// benchmark skips the cluster when not, where a test would fail.
+fn services_answer() -> bool {
+    std::net::TcpStream::connect("127.0.0.1:5672").is_ok()
+        && std::net::TcpStream::connect("127.0.0.1:6379").is_ok()
+}
+
+/// The runtime the clients run on: two workers, as many as the machine has
+/// cores.
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// A process whose CPU time is read from `/proc`.
+struct Process(u32);
+
+impl Process {
+    /// The first process whose command line contains `pattern` (`pgrep -f`).
+    fn find(pattern: &str) -> Option<Process> {
+        let output = std::process::Command::new("pgrep")
+            .args(["-f", pattern])
+            .output()
+            .ok()?;
+        let pid = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Process(pid))
+    }
+
+    /// RabbitMQ's Erlang VM.
+    fn rabbitmq() -> Option<Process> {
+        Process::find("beam.smp")
+    }
+
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap_or_default();
+        // utime and stime, fields 14 and 15, counted after the command name.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |index: usize| {
+            fields
+                .get(index)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    }
+}
+
 /// The CPU time the relays, RabbitMQ and Redis spend during a phase.
 struct CpuMeter {
     parts: Vec<(&'static str, Vec<Process>)>,
@@ -104,7 +165,7 @@ impl CpuMeter {
         let relays = cluster
             .nodes
             .iter()
-            .map(|node| Process(node.pid()))
+            .map(|node| Process(node.child.id()))
             .collect();
         let parts = vec![
             ("relays", relays),

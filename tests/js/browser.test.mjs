@@ -1,5 +1,5 @@
 // The web demo in a real browser: headless Chromium (Debian's package)
-// driven by playwright-core. tests/browser.rs starts two relay nodes of one
+// driven by playwright-core. tests/it/browser.rs starts two relay nodes of one
 // cluster and runs this file with RELAY_A_URL and RELAY_B_URL set; two
 // browsers, one on each node, exchange a chat message and a private
 // message, over WebSocket and then over SockJS forced to xhr-streaming.

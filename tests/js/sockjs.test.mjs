@@ -1,5 +1,5 @@
 // STOMP over SockJS as browsers speak it: @stomp/stompjs over sockjs-client,
-// once per SockJS transport. tests/sockjs.rs starts a relay and runs this
+// once per SockJS transport. tests/it/sockjs.rs starts a relay and runs this
 // file with RELAY_SOCKJS_URL set.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';

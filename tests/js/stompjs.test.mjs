@@ -1,5 +1,5 @@
 // The relay as @stomp/stompjs sees it, over Node's `ws` WebSocket.
-// tests/stompjs.rs starts a relay and runs this file with RELAY_WS_URL set.
+// tests/it/stompjs.rs starts a relay and runs this file with RELAY_WS_URL set.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';

@@ -2,12 +2,13 @@
 //! a STOMP client over a real WebSocket (tokio-tungstenite).
 //!
 //! The same tests run against cluster mode by changing how [`TestRelay`]
-//! starts the node ([`Mode`]), not the tests. Cluster mode needs RabbitMQ on
-//! 127.0.0.1:5672 and Redis on 127.0.0.1:6379 and fails without them. Its
-//! tests run one at a time, since a `/topic/#` subscriber on a shared
-//! RabbitMQ sees every test's messages; each relay uses its own node id and
-//! Redis prefix, and deletes the shared queues it named when it stops.
-#![allow(dead_code)]
+//! starts the node ([`Mode`]), not the tests (`scenario_tests!` in
+//! `main.rs`). Cluster mode needs RabbitMQ on 127.0.0.1:5672 and Redis on
+//! 127.0.0.1:6379 and fails without them. Every test that runs relays on
+//! that RabbitMQ waits for its [`SharedTurn`], since a `/topic/#`
+//! subscriber there sees every test's messages; each relay uses its own
+//! node id and Redis prefix, and deletes the shared queues it named when it
+//! stops.
 
 pub mod credentials;
 pub mod node_process;
@@ -43,26 +44,30 @@ pub enum Mode {
     Cluster,
 }
 
-/// Serializes cluster-mode tests (see the module documentation).
-static CLUSTER_BUSY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether a test holds the [`SharedTurn`].
+static SHARED_BUSY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Held by the one cluster-mode relay running; `Send`, unlike a mutex guard,
-/// so that a test may stop its relay from another thread.
-struct ClusterTurn;
+/// A test's turn at the shared RabbitMQ (see the module documentation):
+/// taken by a cluster-mode [`TestRelay`] and a [`node_process::Cluster`]
+/// themselves, and by a test that starts relay processes there by hand.
+/// `Send`, unlike a mutex guard, so that a test may stop its relay from
+/// another thread.
+pub struct SharedTurn;
 
-impl ClusterTurn {
-    fn take() -> ClusterTurn {
+impl SharedTurn {
+    /// Waits until no other test holds the turn.
+    pub fn take() -> SharedTurn {
         use std::sync::atomic::Ordering;
-        while CLUSTER_BUSY.swap(true, Ordering::Acquire) {
+        while SHARED_BUSY.swap(true, Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(10));
         }
-        ClusterTurn
+        SharedTurn
     }
 }
 
-impl Drop for ClusterTurn {
+impl Drop for SharedTurn {
     fn drop(&mut self) {
-        CLUSTER_BUSY.store(false, std::sync::atomic::Ordering::Release);
+        SHARED_BUSY.store(false, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -78,7 +83,7 @@ pub struct TestRelay {
     queues: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    _turn: Option<ClusterTurn>,
+    _turn: Option<SharedTurn>,
 }
 
 impl TestRelay {
@@ -88,7 +93,7 @@ impl TestRelay {
 
     /// Starts a node with extra command-line flags.
     pub fn start_with(mode: Mode, flags: &[&str]) -> TestRelay {
-        let turn = (mode == Mode::Cluster).then(ClusterTurn::take);
+        let turn = (mode == Mode::Cluster).then(SharedTurn::take);
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let redis_prefix = format!("test:{id}:");
         TestRelay::launch(mode, flags, id, redis_prefix, turn)
@@ -116,7 +121,7 @@ impl TestRelay {
         flags: &[&str],
         id: String,
         redis_prefix: String,
-        turn: Option<ClusterTurn>,
+        turn: Option<SharedTurn>,
     ) -> TestRelay {
         // RUST_LOG=debug shows the relay's log in a failing test's output.
         let _ = tracing_subscriber::fmt()

@@ -2,8 +2,6 @@
 //! Redis (127.0.0.1:6379) and on a three-master Redis Cluster of the
 //! test's own: every key, script and transaction keeps to one hash slot.
 
-mod support;
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,8 +13,9 @@ use stomp_relay::metrics::LinkMetrics;
 use stomp_relay::registry::redis::connection::{RedisAddress, RedisConnection};
 use stomp_relay::registry::redis::{NodeLiveness, RedisRegistry};
 use stomp_relay::registry::{Registry, SessionRecord};
-use support::REDIS_URL;
-use support::own_services::OwnRedisCluster;
+
+use crate::support::REDIS_URL;
+use crate::support::own_services::OwnRedisCluster;
 
 /// A Redis Cluster of three masters, and its address.
 fn own_cluster() -> (OwnRedisCluster, RedisAddress) {

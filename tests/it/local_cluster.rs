@@ -6,14 +6,12 @@
 //!
 //! Needs Debian's nginx (`./test.sh` installs it); fails without it.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{RelayAddress, StompClient, sockjs_message, sockjs_xhr};
+use crate::support::{self, RelayAddress, SharedTurn, StompClient, sockjs_message, sockjs_xhr};
 
 /// An address to test through: nginx, or one node.
 struct Address(SocketAddr);
@@ -115,6 +113,7 @@ impl Drop for LocalCluster {
 
 #[tokio::test]
 async fn the_local_cluster_script_serves_three_nodes_behind_nginx() {
+    let _turn = SharedTurn::take();
     let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let name = format!("local-{id}");
     let redis_prefix = format!("test:{id}:");

@@ -5,13 +5,11 @@
 //!
 //! The flag and the echo services it mounts (`/echo`,
 //! `/disabled_websocket_echo`, `/cookie_needed_echo`, `/close`) are built
-//! only with the `sockjs-protocol-test` feature, which this test requires
-//! (Cargo.toml): `./test.sh` builds with it. Needs Node.js; fails loudly
-//! without it.
+//! only with the `sockjs-protocol-test` feature, without which this module
+//! is left out (`main.rs`): `./test.sh` builds with it. Needs Node.js;
+//! fails loudly without it.
 
-mod support;
-
-use support::{Mode, RelayAddress, TestRelay};
+use crate::support::{self, Mode, RelayAddress, TestRelay};
 
 #[test]
 fn the_sockjs_protocol_holds_on_every_transport() {

@@ -1,7 +1,6 @@
 //! How a node rides through what goes wrong around it. Needs RabbitMQ on
-//! 127.0.0.1:5672 and Redis on 127.0.0.1:6379; fails without them.
-
-mod support;
+//! 127.0.0.1:5672 and Redis on 127.0.0.1:6379; fails without them. A test
+//! that starts nodes on that RabbitMQ takes the [`SharedTurn`] first.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use stomp_parser::{Command, Frame};
 
-use support::StompClient;
-use support::node_process::NodeProcess;
-use support::own_services::{OwnRabbitMq, OwnRedis, free_port};
+use crate::support::node_process::NodeProcess;
+use crate::support::own_services::{OwnRabbitMq, OwnRedis, free_port};
+use crate::support::{self, SharedTurn, StompClient};
 
 /// A TCP forwarder to a service, on a port of its own, that the test can
 /// cut (every connection it carries is closed, and new ones are closed as
@@ -95,6 +94,7 @@ impl Forwarder {
 
 #[tokio::test]
 async fn a_node_started_before_rabbitmq_and_redis_waits_for_them() {
+    let _turn = SharedTurn::take();
     let delay = Duration::from_secs(2);
     let amqp = Forwarder::appearing_after("127.0.0.1:5672", delay);
     let redis = Forwarder::appearing_after("127.0.0.1:6379", delay);
@@ -140,6 +140,7 @@ async fn sessions_of(node: &NodeProcess, user: &str) -> Result<usize, u16> {
 
 #[tokio::test]
 async fn after_redis_restarts_empty_the_node_registers_its_sessions_again() {
+    let _turn = SharedTurn::take();
     let mut redis = OwnRedis::start(free_port());
     let redis_url = format!("redis://127.0.0.1:{}", redis.port);
     let node = {
@@ -191,6 +192,7 @@ async fn readiness(node: &NodeProcess) -> u16 {
 
 #[tokio::test]
 async fn while_rabbitmq_is_away_the_node_is_not_ready_and_a_send_waits_for_it() {
+    let _turn = SharedTurn::take();
     let rabbitmq = Forwarder::start("127.0.0.1:5672");
     let amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", rabbitmq.port);
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
@@ -265,6 +267,7 @@ async fn redelivered(node: &NodeProcess, queue: &str, ack: &str) -> (StompClient
 
 #[tokio::test]
 async fn a_queue_message_left_unacknowledged_comes_again_after_a_disconnect_or_a_killed_node() {
+    let _turn = SharedTurn::take();
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let (first_prefix, second_prefix) = (prefix.clone(), prefix.clone());
     let mut first = tokio::task::spawn_blocking(move || {
@@ -309,6 +312,7 @@ async fn a_queue_message_left_unacknowledged_comes_again_after_a_disconnect_or_a
 
 #[tokio::test]
 async fn a_persisted_message_whose_node_is_killed_before_the_ack_reaches_its_user_on_another() {
+    let _turn = SharedTurn::take();
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let (first_prefix, second_prefix) = (prefix.clone(), prefix.clone());
     let mut first = tokio::task::spawn_blocking(move || {
@@ -351,6 +355,7 @@ async fn a_persisted_message_whose_node_is_killed_before_the_ack_reaches_its_use
 /// Two forwarders to one broker stand in for two broker nodes.
 #[tokio::test]
 async fn a_node_given_several_brokers_moves_to_the_next_when_its_own_goes_away() {
+    let _turn = SharedTurn::take();
     let first = Forwarder::start("127.0.0.1:5672");
     let second = Forwarder::start("127.0.0.1:5672");
     let url =

@@ -1,36 +1,20 @@
 //! Relay nodes as separate processes of the real binary, for what one
 //! process cannot show: several nodes with their own counters, a node
-//! killed with SIGKILL, and (in the benchmarks) a relay's own CPU time and
-//! memory. A [`Cluster`] of them shares RabbitMQ, Redis and one Redis
-//! prefix, and deletes that prefix's keys when dropped.
+//! killed with SIGKILL, and (in the benchmarks) a relay's own CPU time. A [`Cluster`] of them shares RabbitMQ, Redis and one Redis
+//! prefix, holds the [`SharedTurn`] while it runs, and deletes that
+//! prefix's keys when dropped.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::own_services::OwnRedisCluster;
-use super::{AMQP_URL, REDIS_URL, RelayAddress, http};
-
-/// Whether RabbitMQ and Redis answer where cluster mode expects them (the
-/// benchmarks skip cluster mode when not; tests fail instead).
-pub fn services_answer() -> bool {
-    std::net::TcpStream::connect("127.0.0.1:5672").is_ok()
-        && std::net::TcpStream::connect("127.0.0.1:6379").is_ok()
-}
-
-/// The runtime a benchmark's clients run on: two workers, as many as the
-/// machine has cores.
-pub fn client_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
+use super::{AMQP_URL, REDIS_URL, RelayAddress, SharedTurn, http};
 
 /// One relay process.
 pub struct NodeProcess {
-    child: Child,
+    /// The benchmark reads the process's CPU time in `/proc` by its id.
+    pub child: Child,
     pub addr: SocketAddr,
     pub node_id: String,
 }
@@ -102,11 +86,6 @@ impl NodeProcess {
         node
     }
 
-    /// The process id, for reading its CPU time and memory in `/proc`.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     fn healthy(&self) -> bool {
         use std::io::{Read, Write};
         let Ok(mut stream) = std::net::TcpStream::connect(self.addr) else {
@@ -158,6 +137,7 @@ pub struct Cluster {
     pub redis_prefix: String,
     /// The Redis Cluster the nodes use instead of the shared Redis.
     redis_cluster: Option<OwnRedisCluster>,
+    _turn: SharedTurn,
 }
 
 impl Cluster {
@@ -172,6 +152,7 @@ impl Cluster {
     }
 
     fn launch(redis_cluster: Option<OwnRedisCluster>, count: usize, flags: &[&str]) -> Cluster {
+        let turn = SharedTurn::take();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let redis_prefix = format!("test:{id}:");
         let cluster_nodes = redis_cluster.as_ref().map(OwnRedisCluster::urls);
@@ -189,6 +170,7 @@ impl Cluster {
             nodes,
             redis_prefix,
             redis_cluster,
+            _turn: turn,
         }
     }
 }
@@ -211,58 +193,5 @@ impl Drop for Cluster {
             }
         })
         .join();
-    }
-}
-
-/// A process's CPU time and resident memory, from `/proc`.
-pub struct Process(pub u32);
-
-impl Process {
-    /// The first process whose command line contains `pattern` (`pgrep -f`).
-    pub fn find(pattern: &str) -> Option<Process> {
-        let output = Command::new("pgrep").args(["-f", pattern]).output().ok()?;
-        let pid = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()?;
-        Some(Process(pid))
-    }
-
-    /// RabbitMQ's Erlang VM.
-    pub fn rabbitmq() -> Option<Process> {
-        Process::find("beam.smp")
-    }
-
-    pub fn redis() -> Option<Process> {
-        Process::find("redis-server")
-    }
-
-    pub fn rss(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.0)).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    }
-
-    pub fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap_or_default();
-        // utime and stime, fields 14 and 15, counted after the command name.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let ticks = |index: usize| {
-            fields
-                .get(index)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        Duration::from_millis((ticks(11) + ticks(12)) * 10)
     }
 }

@@ -2,9 +2,7 @@
 //! it: each route answers what it serves, at the paths the flags give, and
 //! a path no route serves is a 404.
 
-mod support;
-
-use support::{Mode, TestRelay, http};
+use crate::support::{self, Mode, TestRelay, http};
 
 #[tokio::test]
 async fn every_route_of_the_table_answers_at_its_path() {

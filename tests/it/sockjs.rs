@@ -6,9 +6,7 @@
 //! Needs Node.js; installs the locked npm packages of `tests/js` when they
 //! are missing. Fails loudly without them rather than skipping.
 
-mod support;
-
-use support::{Mode, TestRelay, sockjs_message, sockjs_xhr};
+use crate::support::{self, Mode, TestRelay, sockjs_message, sockjs_xhr};
 
 #[test]
 fn sockjs_clients_speak_to_an_embedded_relay() {

@@ -3,13 +3,12 @@
 //! never send a request, HTTP headers that never finish, WebSocket messages
 //! over the size limit, and the origins whose pages may connect.
 
-mod support;
-
 use std::time::Duration;
-use stomp_parser::{Command, Frame};
 
-use support::{Mode, RelayAddress, StompClient, TestRelay};
+use stomp_parser::{Command, Frame};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::support::{self, Mode, RelayAddress, StompClient, TestRelay};
 
 #[tokio::test]
 async fn a_client_sending_too_many_frames_is_stopped_and_others_are_not() {

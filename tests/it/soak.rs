@@ -13,10 +13,8 @@
 //! Run it (30 minutes; SOAK_SECONDS sets the time, SOAK_USERS the users):
 //!
 //! ```text
-//! SOAK_SECONDS=1800 cargo test --release --test soak -- --ignored --nocapture
+//! SOAK_SECONDS=1800 cargo test --release --test it soak:: -- --ignored --nocapture
 //! ```
-
-mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,10 +27,11 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use stomp_parser::{Command, Decoded, Frame, FrameDecoder, Limits, Version, encoded_frame};
-use support::node_process::NodeProcess;
-use support::own_services::{OwnRabbitMq, OwnRedis, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::node_process::NodeProcess;
+use crate::support::own_services::{OwnRabbitMq, OwnRedis, free_port};
 
 /// How long a sender waits for a message to be accepted.
 const ACCEPT_PATIENCE: Duration = Duration::from_secs(20);

@@ -1,13 +1,32 @@
-// Three relay processes sharing one RabbitMQ and one Redis (or Redis
-// Cluster), clients spread over them: what reaches whom, read from each
-// node's own counters, and what happens when a node dies without a word
-// (SIGKILL). Included by `three_nodes.rs` and `three_nodes_redis_cluster.rs`,
-// which define `start_cluster`.
+//! Three relay processes sharing one RabbitMQ and one Redis, clients spread
+//! over them: what reaches whom, read from each node's own counters, and
+//! what happens when a node dies without a word (SIGKILL).
+//!
+//! Each scenario runs on the shared Redis (`shared_redis::`) and, unchanged,
+//! on a Redis Cluster of three masters started for each test
+//! (`redis_cluster::`): every key, pipeline and script of the registry and
+//! the offline store keeps to one hash slot.
 
 use std::time::{Duration, Instant};
 
-use support::node_process::NodeProcess;
-use support::{StompClient, http};
+use crate::support::node_process::{Cluster, NodeProcess};
+use crate::support::{StompClient, http};
+
+scenario_tests! {
+    shared_redis: Cluster::start,
+    redis_cluster: Cluster::start_on_redis_cluster;
+    [
+        a_user_message_travels_only_to_the_node_of_its_user,
+        a_user_on_two_nodes_receives_on_both,
+        an_offline_user_gets_kept_messages_later_in_order_on_any_node,
+        broadcasts_and_topics_reach_every_client_on_every_node_exactly_once,
+        a_killed_node_leaves_presence_within_the_ttl_and_its_users_go_offline,
+        a_login_on_another_node_replaces_the_older_session_there,
+    ]
+}
+
+/// How a scenario starts its nodes: `count` of them, each with `flags`.
+type StartCluster = fn(count: usize, flags: &[&str]) -> Cluster;
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 const DELIVERED: &str = "stomp_relay_messages_delivered_total";
@@ -42,8 +61,7 @@ async fn delivered_since(cluster: &Cluster, before: &[u64]) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_user_message_travels_only_to_the_node_of_its_user() {
+async fn a_user_message_travels_only_to_the_node_of_its_user(start_cluster: StartCluster) {
     let cluster = start_cluster(3, &[]);
     let [a, b, c] = &cluster.nodes[..] else {
         unreachable!()
@@ -84,8 +102,7 @@ async fn a_user_message_travels_only_to_the_node_of_its_user() {
     );
 }
 
-#[tokio::test]
-async fn a_user_on_two_nodes_receives_on_both() {
+async fn a_user_on_two_nodes_receives_on_both(start_cluster: StartCluster) {
     let cluster = start_cluster(3, &[]);
     let [a, b, c] = &cluster.nodes[..] else {
         unreachable!()
@@ -110,8 +127,9 @@ async fn a_user_on_two_nodes_receives_on_both() {
     assert_eq!(delivered_since(&cluster, &before).await, [1, 1, 0]);
 }
 
-#[tokio::test]
-async fn an_offline_user_gets_kept_messages_later_in_order_on_any_node() {
+async fn an_offline_user_gets_kept_messages_later_in_order_on_any_node(
+    start_cluster: StartCluster,
+) {
     let cluster = start_cluster(3, &[]);
     let [a, b, c] = &cluster.nodes[..] else {
         unreachable!()
@@ -133,8 +151,9 @@ async fn an_offline_user_gets_kept_messages_later_in_order_on_any_node() {
     ola.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn broadcasts_and_topics_reach_every_client_on_every_node_exactly_once() {
+async fn broadcasts_and_topics_reach_every_client_on_every_node_exactly_once(
+    start_cluster: StartCluster,
+) {
     let cluster = start_cluster(3, &[]);
     let topic = unique("scores");
     // Every node on this RabbitMQ gets messages to everyone, those of other
@@ -177,8 +196,9 @@ async fn broadcasts_and_topics_reach_every_client_on_every_node_exactly_once() {
     );
 }
 
-#[tokio::test]
-async fn a_killed_node_leaves_presence_within_the_ttl_and_its_users_go_offline() {
+async fn a_killed_node_leaves_presence_within_the_ttl_and_its_users_go_offline(
+    start_cluster: StartCluster,
+) {
     let cluster_flags = ["--node-ttl", "3"];
     let mut cluster = start_cluster(3, &cluster_flags);
     let user = unique("zed");
@@ -256,8 +276,7 @@ async fn a_killed_node_leaves_presence_within_the_ttl_and_its_users_go_offline()
     assert_eq!(zed.recv_body().await, "welcome back");
 }
 
-#[tokio::test]
-async fn a_login_on_another_node_replaces_the_older_session_there() {
+async fn a_login_on_another_node_replaces_the_older_session_there(start_cluster: StartCluster) {
     let cluster = start_cluster(2, &["--second-login", "replace"]);
     let user = unique("lee");
     let mut old = StompClient::connect(&cluster.nodes[0], Some(&user)).await;

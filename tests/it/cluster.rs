@@ -5,8 +5,6 @@
 //! Needs RabbitMQ on 127.0.0.1:5672 and Redis on 127.0.0.1:6379; fails
 //! without them.
 
-mod support;
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,9 +21,10 @@ use stomp_parser::{Command, Frame, Headers};
 use stomp_relay::broker::amqp::{AmqpBroker, AmqpSettings};
 use stomp_relay::broker::{Broker, Message, OrderKey, PublishTarget};
 use stomp_relay::metrics::LinkMetrics;
-use support::{
-    AMQP_URL, Mode, PATIENCE, REDIS_URL, StompClient, TestRelay, amqp, http, publish_mandatory,
-    queue_exists,
+
+use crate::support::{
+    self, AMQP_URL, Mode, PATIENCE, REDIS_URL, StompClient, TestRelay, amqp, http,
+    publish_mandatory, queue_exists,
 };
 
 /// Publishes to `amq.topic`; true when RabbitMQ found a queue for it.

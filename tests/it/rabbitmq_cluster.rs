@@ -2,13 +2,11 @@
 //! broker node it is connected to while its clients keep receiving. Needs
 //! rabbitmq-server installed, and Redis on 127.0.0.1:6379.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::StompClient;
-use support::node_process::NodeProcess;
-use support::own_services::OwnRabbitMqCluster;
+use crate::support::node_process::NodeProcess;
+use crate::support::own_services::OwnRabbitMqCluster;
+use crate::support::{self, StompClient};
 
 /// A name no other test run uses.
 fn unique(name: &str) -> String {

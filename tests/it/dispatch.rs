@@ -1,28 +1,58 @@
-// Dispatch beyond the live sessions: messages kept for offline users, and
-// what a second login of the same user does. Included by
-// `dispatch_embedded.rs` and `dispatch_cluster.rs`.
+//! Dispatch beyond the live sessions: messages kept for offline users, and
+//! what a second login of the same user does, against a relay in embedded
+//! mode and in cluster mode (`embedded::` and `cluster::`).
 
 use stomp_parser::{Command, Frame};
-use support::{StompClient, http};
+
+use crate::support::{Mode, StompClient, TestRelay, http};
+
+scenario_tests! {
+    embedded: Mode::Embedded,
+    cluster: Mode::Cluster;
+    [
+        kept_messages_wait_for_their_user_and_arrive_in_order_once,
+        a_kept_message_with_client_acks_stays_until_acked,
+        a_persisted_message_stays_kept_until_a_session_has_delivered_it,
+        a_stomp_send_with_persist_is_kept_for_an_offline_user,
+        a_second_login_is_allowed_by_default,
+        with_second_login_replace_the_older_session_is_closed_with_a_reason,
+    ]
+}
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
 /// POSTs a message for `user` at `/user/queue/{name}`; answers the JSON.
-async fn post(relay: &TestRelay, user: &str, name: &str, body: &str, persist: bool) -> serde_json::Value {
-    let request = serde_json::json!({"destination": name, "body": body, "persist": persist}).to_string();
-    let answer = http(relay, "POST", &format!("/api/v1/users/{user}/messages"), &[JSON], &request).await;
+async fn post(
+    relay: &TestRelay,
+    user: &str,
+    name: &str,
+    body: &str,
+    persist: bool,
+) -> serde_json::Value {
+    let request =
+        serde_json::json!({"destination": name, "body": body, "persist": persist}).to_string();
+    let answer = http(
+        relay,
+        "POST",
+        &format!("/api/v1/users/{user}/messages"),
+        &[JSON],
+        &request,
+    )
+    .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     answer.json()
 }
 
-#[tokio::test]
-async fn kept_messages_wait_for_their_user_and_arrive_in_order_once() {
-    let relay = start_with(&["--offline-max-messages", "4"]);
+async fn kept_messages_wait_for_their_user_and_arrive_in_order_once(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &["--offline-max-messages", "4"]);
     post(&relay, "olga", "inbox", "1", true).await;
     post(&relay, "olga", "alerts", "elsewhere", true).await;
     for body in ["2", "3", "4"] {
         let answer = post(&relay, "olga", "inbox", body, true).await;
-        assert_eq!(answer, serde_json::json!({"sessions": 0, "offline_users": 1, "kept": 1}));
+        assert_eq!(
+            answer,
+            serde_json::json!({"sessions": 0, "offline_users": 1, "kept": 1})
+        );
     }
     post(&relay, "olga", "inbox", "not kept", false).await;
 
@@ -54,21 +84,26 @@ async fn kept_messages_wait_for_their_user_and_arrive_in_order_once() {
     assert_eq!(olga.recv_body().await, "live");
 }
 
-#[tokio::test]
-async fn a_kept_message_with_client_acks_stays_until_acked() {
-    let relay = start_with(&[]);
+async fn a_kept_message_with_client_acks_stays_until_acked(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &[]);
     post(&relay, "pia", "inbox", "first", true).await;
     post(&relay, "pia", "inbox", "second", true).await;
 
     let mut pia = StompClient::connect(&relay, Some("pia")).await;
-    pia.subscribe("in", "/user/queue/inbox", "client-individual").await;
+    pia.subscribe("in", "/user/queue/inbox", "client-individual")
+        .await;
     let first = pia.recv().await;
     let second = pia.recv().await;
     assert_eq!(&second.body[..], b"second");
     // Kept for an offline user: never shown before.
     assert_eq!(second.get("redelivered"), Some("false"));
     let ack = first.get("ack").expect("an ack header").to_owned();
-    pia.send(Frame::new(Command::Ack).header("id", &ack).header("receipt", "acked")).await;
+    pia.send(
+        Frame::new(Command::Ack)
+            .header("id", &ack)
+            .header("receipt", "acked"),
+    )
+    .await;
     pia.expect_receipt("acked").await;
     drop(pia);
 
@@ -82,23 +117,35 @@ async fn a_kept_message_with_client_acks_stays_until_acked() {
     assert_eq!(again.get("redelivered"), Some("true"));
     pia.expect_nothing().await;
     let ack = again.get("ack").expect("an ack header").to_owned();
-    pia.send(Frame::new(Command::Ack).header("id", &ack).header("receipt", "acked")).await;
+    pia.send(
+        Frame::new(Command::Ack)
+            .header("id", &ack)
+            .header("receipt", "acked"),
+    )
+    .await;
     pia.expect_receipt("acked").await;
     let mut last = StompClient::connect(&relay, Some("pia")).await;
     last.subscribe("in", "/user/queue/inbox", "client").await;
     last.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn a_persisted_message_stays_kept_until_a_session_has_delivered_it() {
-    let relay = start_with(&[]);
+async fn a_persisted_message_stays_kept_until_a_session_has_delivered_it(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &[]);
     let mut uma = StompClient::connect(&relay, Some("uma")).await;
-    uma.subscribe("in", "/user/queue/inbox", "client-individual").await;
+    uma.subscribe("in", "/user/queue/inbox", "client-individual")
+        .await;
     let answer = post(&relay, "uma", "inbox", "on its way", true).await;
-    assert_eq!(answer, serde_json::json!({"sessions": 1, "offline_users": 0, "kept": 0}));
+    assert_eq!(
+        answer,
+        serde_json::json!({"sessions": 1, "offline_users": 0, "kept": 0})
+    );
     let message = uma.recv().await;
     assert_eq!(&message.body[..], b"on its way");
-    assert_eq!(message.get("stomp-kept-id"), None, "the store's id is the relay's");
+    assert_eq!(
+        message.get("stomp-kept-id"),
+        None,
+        "the store's id is the relay's"
+    );
     // Gone before the client acknowledged it: still kept, as if the node
     // had died with it.
     drop(uma);
@@ -117,9 +164,8 @@ async fn a_persisted_message_stays_kept_until_a_session_has_delivered_it() {
     again.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn a_stomp_send_with_persist_is_kept_for_an_offline_user() {
-    let relay = start_with(&[]);
+async fn a_stomp_send_with_persist_is_kept_for_an_offline_user(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &[]);
     let mut sam = StompClient::connect(&relay, Some("sam")).await;
     let send = Frame::new(Command::Send)
         .header("destination", "/user/quinn/queue/inbox")
@@ -134,12 +180,15 @@ async fn a_stomp_send_with_persist_is_kept_for_an_offline_user() {
     let message = quinn.recv().await;
     assert_eq!(&message.body[..], b"see you later");
     assert_eq!(message.get("user-name"), Some("sam"));
-    assert_eq!(message.get("persist"), None, "persist is the relay's header");
+    assert_eq!(
+        message.get("persist"),
+        None,
+        "persist is the relay's header"
+    );
 }
 
-#[tokio::test]
-async fn a_second_login_is_allowed_by_default() {
-    let relay = start_with(&[]);
+async fn a_second_login_is_allowed_by_default(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &[]);
     let mut tab1 = StompClient::connect(&relay, Some("rex")).await;
     tab1.subscribe("n", "/user/queue/n", "auto").await;
     let mut tab2 = StompClient::connect(&relay, Some("rex")).await;
@@ -149,9 +198,8 @@ async fn a_second_login_is_allowed_by_default() {
     assert_eq!(tab2.recv_body().await, "both");
 }
 
-#[tokio::test]
-async fn with_second_login_replace_the_older_session_is_closed_with_a_reason() {
-    let relay = start_with(&["--second-login", "replace"]);
+async fn with_second_login_replace_the_older_session_is_closed_with_a_reason(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &["--second-login", "replace"]);
     let mut old = StompClient::connect(&relay, Some("uma")).await;
     old.subscribe("n", "/user/queue/n", "auto").await;
     let mut bystander = StompClient::connect(&relay, Some("vic")).await;
@@ -164,10 +212,21 @@ async fn with_second_login_replace_the_older_session_is_closed_with_a_reason() {
     assert!(reason.contains("logged in again"), "{reason}");
 
     new.subscribe("n", "/user/queue/n", "auto").await;
-    assert_eq!(post(&relay, "uma", "n", "only the new one", false).await["sessions"], 1);
+    assert_eq!(
+        post(&relay, "uma", "n", "only the new one", false).await["sessions"],
+        1
+    );
     assert_eq!(new.recv_body().await, "only the new one");
-    assert_eq!(post(&relay, "vic", "n", "still here", false).await["sessions"], 1);
+    assert_eq!(
+        post(&relay, "vic", "n", "still here", false).await["sessions"],
+        1
+    );
     assert_eq!(bystander.recv_body().await, "still here");
     let presence = http(&relay, "GET", "/api/v1/users/uma/sessions", &[], "").await;
-    assert_eq!(presence.json()["sessions"].as_array().map(Vec::len), Some(1), "{}", presence.body);
+    assert_eq!(
+        presence.json()["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        presence.body
+    );
 }

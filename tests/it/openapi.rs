@@ -4,12 +4,10 @@
 //! `tests/openapi/schemathesis.toml`. The test installs schemathesis into
 //! `tests/openapi/.venv` when it is missing (needs python3 with venv).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{Mode, TestRelay};
+use crate::support::{Mode, TestRelay};
 
 /// `tests/openapi`, with schemathesis installed in its `.venv`.
 fn schemathesis() -> (PathBuf, PathBuf) {

@@ -5,9 +5,7 @@
 //! Needs Node.js and `/usr/bin/chromium` (`.ci/run` installs both); fails
 //! loudly without them.
 
-mod support;
-
-use support::{Mode, TestRelay};
+use crate::support::{self, Mode, TestRelay};
 
 #[test]
 fn two_browsers_on_two_nodes_use_the_demo() {

@@ -2,9 +2,9 @@
 //! environment variables, refusals that say what is wrong, and a node that
 //! starts and answers.
 
-mod support;
-
 use std::process::Command;
+
+use crate::support;
 
 fn relay() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stomp-relay"))

@@ -4,9 +4,7 @@
 //! Needs Node.js; installs the locked npm packages of `tests/js` when they
 //! are missing. Fails loudly without them rather than skipping.
 
-mod support;
-
-use support::{Mode, RelayAddress, TestRelay};
+use crate::support::{self, Mode, RelayAddress, TestRelay};
 
 #[test]
 fn stompjs_clients_speak_to_an_embedded_relay() {

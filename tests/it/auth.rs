@@ -2,12 +2,13 @@
 //! credentials name the user, every wrong one gets an ERROR frame and the
 //! close, and a refused login leaves nothing behind.
 
-mod support;
-
 use jsonwebtoken::{Algorithm, EncodingKey};
 use stomp_parser::{Command, Frame};
-use support::credentials::{SECRET, claims, es256, fixture, hs256, now, temp_file, users_file};
-use support::{Mode, RelayAddress, StompClient, TestRelay};
+
+use crate::support::credentials::{
+    SECRET, claims, es256, fixture, hs256, now, temp_file, users_file,
+};
+use crate::support::{self, Mode, RelayAddress, StompClient, TestRelay};
 
 /// CONNECTs with `headers`; the CONNECTED or ERROR frame the relay answers.
 async fn connect_as(client: &mut StompClient, headers: &[(&str, &str)]) -> Frame {

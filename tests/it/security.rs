@@ -6,14 +6,13 @@
 //! while bystanders on the same node keep receiving every message, in
 //! order. Then destination ACLs and the HTTP API's logins.
 
-mod support;
-
 use std::time::Duration;
 
 use stomp_parser::{Command, Frame};
-use support::credentials::{SECRET, claims, hs256, temp_file, users_file};
-use support::{Mode, PATIENCE, QUIET, StompClient, TestRelay};
 use tokio::task::JoinHandle;
+
+use crate::support::credentials::{SECRET, claims, hs256, temp_file, users_file};
+use crate::support::{self, Mode, PATIENCE, QUIET, StompClient, TestRelay};
 
 /// The limits of the adversarial relay, small enough to reach quickly.
 const HOSTILE_LIMITS: &[&str] = &[

@@ -1,31 +1,69 @@
-// The HTTP API as a service sees it: messages to users and topics, presence,
-// access rules, and clear refusals. Included by `http_api_embedded.rs` and
-// `http_api_cluster.rs`.
+//! The HTTP API as a service sees it: messages to users and topics,
+//! presence, access rules, and clear refusals, against a relay in embedded
+//! mode and in cluster mode (`embedded::` and `cluster::`).
 
 use stomp_parser::Command;
-use support::{StompClient, http};
+
+use crate::support::{self, Mode, StompClient, TestRelay, http};
+
+scenario_tests! {
+    embedded: Mode::Embedded,
+    cluster: Mode::Cluster;
+    [
+        a_user_message_reaches_every_session_of_that_user_only,
+        a_short_destination_and_a_text_body_work_too,
+        a_message_for_an_offline_user_says_so,
+        a_topic_message_reaches_its_subscribers,
+        presence_lists_a_users_sessions,
+        bad_requests_get_a_clear_refusal,
+        with_a_token_set_the_api_requires_it,
+        the_live_nodes_are_listed_with_their_sessions,
+        a_message_to_several_users_or_to_everyone,
+        a_message_to_everyone_reaches_each_subscription_of_its_destination_once,
+        the_openapi_description_matches_the_routes,
+        metrics_count_what_the_node_did,
+        http_is_answered_as_clients_expect,
+        no_web_page_drives_the_api_of_a_node_without_a_token,
+        what_a_message_says_it_did_it_did,
+    ]
+}
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
-#[tokio::test]
-async fn a_user_message_reaches_every_session_of_that_user_only() {
-    let relay = start();
+async fn a_user_message_reaches_every_session_of_that_user_only(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut tab1 = StompClient::connect(&relay, Some("alice")).await;
-    tab1.subscribe("n", "/user/queue/notifications", "auto").await;
+    tab1.subscribe("n", "/user/queue/notifications", "auto")
+        .await;
     let mut tab2 = StompClient::connect(&relay, Some("alice")).await;
-    tab2.subscribe("n", "/user/queue/notifications", "auto").await;
+    tab2.subscribe("n", "/user/queue/notifications", "auto")
+        .await;
     let mut bob = StompClient::connect(&relay, Some("bob")).await;
-    bob.subscribe("n", "/user/queue/notifications", "auto").await;
+    bob.subscribe("n", "/user/queue/notifications", "auto")
+        .await;
     bob.subscribe("all", "/topic/#", "auto").await;
 
     let body = r#"{"destination": "/user/queue/notifications", "body": {"text": "hi"}, "headers": {"x-kind": "greeting"}}"#;
-    let answer = http(&relay, "POST", "/api/v1/users/alice/messages", &[JSON], body).await;
+    let answer = http(
+        &relay,
+        "POST",
+        "/api/v1/users/alice/messages",
+        &[JSON],
+        body,
+    )
+    .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.json(), serde_json::json!({"sessions": 2, "offline_users": 0, "kept": 0}));
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"sessions": 2, "offline_users": 0, "kept": 0})
+    );
     for tab in [&mut tab1, &mut tab2] {
         let message = tab.recv().await;
         assert_eq!(message.command, Command::Message);
-        assert_eq!(message.get("destination"), Some("/user/queue/notifications"));
+        assert_eq!(
+            message.get("destination"),
+            Some("/user/queue/notifications")
+        );
         assert_eq!(message.get("content-type"), Some("application/json"));
         assert_eq!(message.get("x-kind"), Some("greeting"));
         assert_eq!(&message.body[..], br#"{"text":"hi"}"#);
@@ -33,52 +71,78 @@ async fn a_user_message_reaches_every_session_of_that_user_only() {
     bob.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn a_short_destination_and_a_text_body_work_too() {
-    let relay = start();
+async fn a_short_destination_and_a_text_body_work_too(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut carol = StompClient::connect(&relay, Some("carol")).await;
     carol.subscribe("n", "/user/queue/alerts", "auto").await;
     let body = r#"{"destination": "alerts", "body": "plain text"}"#;
-    let answer = http(&relay, "POST", "/api/v1/users/carol/messages", &[JSON], body).await;
+    let answer = http(
+        &relay,
+        "POST",
+        "/api/v1/users/carol/messages",
+        &[JSON],
+        body,
+    )
+    .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let message = carol.recv().await;
     assert_eq!(&message.body[..], b"plain text");
     assert_eq!(message.get("content-type"), Some("text/plain"));
 }
 
-#[tokio::test]
-async fn a_message_for_an_offline_user_says_so() {
-    let relay = start();
+async fn a_message_for_an_offline_user_says_so(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let body = r#"{"destination": "notifications", "body": "anyone?"}"#;
-    let answer = http(&relay, "POST", "/api/v1/users/nobody/messages", &[JSON], body).await;
+    let answer = http(
+        &relay,
+        "POST",
+        "/api/v1/users/nobody/messages",
+        &[JSON],
+        body,
+    )
+    .await;
     assert_eq!(answer.status, 200);
-    assert_eq!(answer.json(), serde_json::json!({"sessions": 0, "offline_users": 1, "kept": 0}));
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"sessions": 0, "offline_users": 1, "kept": 0})
+    );
     // Connected but not subscribed to that destination counts as offline.
     let _erin = StompClient::connect(&relay, Some("erin")).await;
     let answer = http(&relay, "POST", "/api/v1/users/erin/messages", &[JSON], body).await;
-    assert_eq!(answer.json(), serde_json::json!({"sessions": 0, "offline_users": 1, "kept": 0}));
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"sessions": 0, "offline_users": 1, "kept": 0})
+    );
 }
 
-#[tokio::test]
-async fn a_topic_message_reaches_its_subscribers() {
-    let relay = start();
+async fn a_topic_message_reaches_its_subscribers(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut reader = StompClient::connect(&relay, None).await;
     reader.subscribe("t", "/topic/prices.eur", "auto").await;
-    let answer = http(&relay, "POST", "/api/v1/topics/prices.eur/messages", &[JSON], r#"{"body": 1.25}"#).await;
+    let answer = http(
+        &relay,
+        "POST",
+        "/api/v1/topics/prices.eur/messages",
+        &[JSON],
+        r#"{"body": 1.25}"#,
+    )
+    .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let message = reader.recv().await;
     assert_eq!(message.get("destination"), Some("/topic/prices.eur"));
     assert_eq!(&message.body[..], b"1.25");
 }
 
-#[tokio::test]
-async fn presence_lists_a_users_sessions() {
-    let relay = start();
+async fn presence_lists_a_users_sessions(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let _tab1 = StompClient::connect(&relay, Some("dora")).await;
     let _tab2 = StompClient::connect(&relay, Some("dora")).await;
     let answer = http(&relay, "GET", "/api/v1/users/dora/sessions", &[], "").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let sessions = answer.json()["sessions"].as_array().cloned().unwrap_or_default();
+    let sessions = answer.json()["sessions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(sessions.len(), 2, "{}", answer.body);
     for session in sessions {
         assert!(uuid::Uuid::parse_str(session["session"].as_str().unwrap()).is_ok());
@@ -90,61 +154,166 @@ async fn presence_lists_a_users_sessions() {
     let nobody = http(&relay, "GET", "/api/v1/users/nobody/sessions", &[], "").await;
     assert_eq!(nobody.json()["sessions"], serde_json::json!([]));
     let online = http(&relay, "GET", "/api/v1/users", &[], "").await.json();
-    let dora = online["users"].as_array().and_then(|users| users.iter().find(|u| u["user"] == "dora").cloned());
-    assert_eq!(dora, Some(serde_json::json!({"user": "dora", "sessions": 2})), "{online}");
+    let dora = online["users"]
+        .as_array()
+        .and_then(|users| users.iter().find(|u| u["user"] == "dora").cloned());
+    assert_eq!(
+        dora,
+        Some(serde_json::json!({"user": "dora", "sessions": 2})),
+        "{online}"
+    );
 }
 
-#[tokio::test]
-async fn bad_requests_get_a_clear_refusal() {
-    let relay = start();
+async fn bad_requests_get_a_clear_refusal(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let cases = [
-        ("POST", "/api/v1/users/a/messages", "{not json", 400, "invalid JSON"),
-        ("POST", "/api/v1/users/a/messages", r#"{"destination": "x", "body": "b", "colour": 1}"#, 400, "unknown field `colour`"),
-        ("POST", "/api/v1/users/a/messages", r#"{"body": "b"}"#, 400, "missing field `destination`"),
-        ("POST", "/api/v1/users/a/messages", r#"{"destination": "/topic/x", "body": "b"}"#, 400, "is not /user/queue/"),
-        ("POST", "/api/v1/messages", r#"{"destination": "x", "body": "b", "all": true, "persist": true}"#, 400, "persist keeps messages for named users"),
-        ("POST", "/api/v1/topics/x/messages", r#"{"body": "b", "destination": "y"}"#, 400, "unknown field"),
+        (
+            "POST",
+            "/api/v1/users/a/messages",
+            "{not json",
+            400,
+            "invalid JSON",
+        ),
+        (
+            "POST",
+            "/api/v1/users/a/messages",
+            r#"{"destination": "x", "body": "b", "colour": 1}"#,
+            400,
+            "unknown field `colour`",
+        ),
+        (
+            "POST",
+            "/api/v1/users/a/messages",
+            r#"{"body": "b"}"#,
+            400,
+            "missing field `destination`",
+        ),
+        (
+            "POST",
+            "/api/v1/users/a/messages",
+            r#"{"destination": "/topic/x", "body": "b"}"#,
+            400,
+            "is not /user/queue/",
+        ),
+        (
+            "POST",
+            "/api/v1/messages",
+            r#"{"destination": "x", "body": "b", "all": true, "persist": true}"#,
+            400,
+            "persist keeps messages for named users",
+        ),
+        (
+            "POST",
+            "/api/v1/topics/x/messages",
+            r#"{"body": "b", "destination": "y"}"#,
+            400,
+            "unknown field",
+        ),
         ("GET", "/api/v1/users/a/messages", "", 405, "answers POST"),
-        ("POST", "/api/v1/users/a/messages", r#"["notifications", "hi", {}, true]"#, 400, "expected an object"),
-        ("POST", "/api/v1/topics/x/messages", "[null]", 400, "expected an object"),
-        ("POST", "/api/v1/users/%0A/messages", r#"{"destination": "x", "body": "b", "persist": true}"#, 400, "not a user name"),
-        ("POST", "/api/v1/users/%00/messages", r#"{"destination": "x", "body": "b", "persist": true}"#, 400, "not a user name"),
-        ("GET", "/api/v1/users/%07/sessions", "", 400, "not a user name"),
-        ("POST", "/api/v1/users/a/messages", r#"{"destination": "x", "body": "b", "headers": {"a:b": "c"}}"#, 400, "cannot be sent"),
+        (
+            "POST",
+            "/api/v1/users/a/messages",
+            r#"["notifications", "hi", {}, true]"#,
+            400,
+            "expected an object",
+        ),
+        (
+            "POST",
+            "/api/v1/topics/x/messages",
+            "[null]",
+            400,
+            "expected an object",
+        ),
+        (
+            "POST",
+            "/api/v1/users/%0A/messages",
+            r#"{"destination": "x", "body": "b", "persist": true}"#,
+            400,
+            "not a user name",
+        ),
+        (
+            "POST",
+            "/api/v1/users/%00/messages",
+            r#"{"destination": "x", "body": "b", "persist": true}"#,
+            400,
+            "not a user name",
+        ),
+        (
+            "GET",
+            "/api/v1/users/%07/sessions",
+            "",
+            400,
+            "not a user name",
+        ),
+        (
+            "POST",
+            "/api/v1/users/a/messages",
+            r#"{"destination": "x", "body": "b", "headers": {"a:b": "c"}}"#,
+            400,
+            "cannot be sent",
+        ),
         ("GET", "/api/v1/nowhere", "", 404, "no such API route"),
     ];
     for (method, path, body, status, says) in cases {
         let answer = http(&relay, method, path, &[JSON], body).await;
-        assert_eq!(answer.status, status, "{method} {path} {body}: {}", answer.body);
-        let error = answer.json()["error"].as_str().unwrap_or_default().to_owned();
-        assert!(error.contains(says), "{method} {path}: {error:?} lacks {says:?}");
+        assert_eq!(
+            answer.status, status,
+            "{method} {path} {body}: {}",
+            answer.body
+        );
+        let error = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.contains(says),
+            "{method} {path}: {error:?} lacks {says:?}"
+        );
     }
-    let huge = format!(r#"{{"destination": "x", "body": "{}"}}"#, "x".repeat(70_000));
+    let huge = format!(
+        r#"{{"destination": "x", "body": "{}"}}"#,
+        "x".repeat(70_000)
+    );
     let answer = http(&relay, "POST", "/api/v1/users/a/messages", &[JSON], &huge).await;
     assert_eq!(answer.status, 413, "{}", answer.body);
 }
 
-#[tokio::test]
-async fn with_a_token_set_the_api_requires_it() {
-    let relay = start_with(&["--api-token", "s3cret"]);
+async fn with_a_token_set_the_api_requires_it(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &["--api-token", "s3cret"]);
     let body = r#"{"destination": "x", "body": "b"}"#;
     let path = "/api/v1/users/a/messages";
     let none = http(&relay, "POST", path, &[JSON], body).await;
     assert_eq!(none.status, 401);
     assert!(none.json()["error"].as_str().unwrap().contains("Bearer"));
-    let wrong = http(&relay, "POST", path, &[JSON, ("authorization", "Bearer guess")], body).await;
+    let wrong = http(
+        &relay,
+        "POST",
+        path,
+        &[JSON, ("authorization", "Bearer guess")],
+        body,
+    )
+    .await;
     assert_eq!(wrong.status, 401);
-    let right = http(&relay, "POST", path, &[JSON, ("authorization", "Bearer s3cret")], body).await;
+    let right = http(
+        &relay,
+        "POST",
+        path,
+        &[JSON, ("authorization", "Bearer s3cret")],
+        body,
+    )
+    .await;
     assert_eq!(right.status, 200, "{}", right.body);
 }
 
-#[tokio::test]
-async fn the_live_nodes_are_listed_with_their_sessions() {
-    let relay = start();
+async fn the_live_nodes_are_listed_with_their_sessions(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let _erin = StompClient::connect(&relay, Some("erin")).await;
     let answer = http(&relay, "GET", "/api/v1/nodes", &[], "").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let nodes = answer.json()["nodes"].as_array().cloned().unwrap_or_default();
+    let nodes = answer.json()["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let me = nodes
         .iter()
         .find(|node| node["node"] == format!("test-{}", relay.id))
@@ -155,9 +324,8 @@ async fn the_live_nodes_are_listed_with_their_sessions() {
     assert!(me["sessions"].as_u64().is_some());
 }
 
-#[tokio::test]
-async fn a_message_to_several_users_or_to_everyone() {
-    let relay = start();
+async fn a_message_to_several_users_or_to_everyone(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut clients = Vec::new();
     for user in ["fay", "gus", "hal"] {
         let mut client = StompClient::connect(&relay, Some(user)).await;
@@ -170,7 +338,10 @@ async fn a_message_to_several_users_or_to_everyone() {
     let body = r#"{"destination": "news", "body": "two of you", "users": ["fay", "gus", "ida", "nobody"]}"#;
     let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], body).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.json(), serde_json::json!({"sessions": 2, "offline_users": 2, "kept": 0}));
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"sessions": 2, "offline_users": 2, "kept": 0})
+    );
     assert_eq!(clients[0].recv_body().await, "two of you");
     assert_eq!(clients[1].recv_body().await, "two of you");
     clients[2].expect_nothing().await;
@@ -188,9 +359,8 @@ async fn a_message_to_several_users_or_to_everyone() {
     assert_eq!(answer.status, 400);
 }
 
-#[tokio::test]
-async fn a_message_to_everyone_reaches_each_subscription_of_its_destination_once() {
-    let relay = start();
+async fn a_message_to_everyone_reaches_each_subscription_of_its_destination_once(mode: Mode) {
+    let relay = TestRelay::start(mode);
     // Every node on this RabbitMQ gets messages to everyone: a name of this
     // test's own keeps other tests' sessions out of it.
     let name = format!("news.{}", uuid::Uuid::new_v4().simple());
@@ -205,22 +375,39 @@ async fn a_message_to_everyone_reaches_each_subscription_of_its_destination_once
         listeners.push((client, destination));
     }
     let mut twice = StompClient::connect(&relay, Some("ned")).await;
-    twice.subscribe("a", &format!("/user/queue/{name}"), "auto").await;
-    twice.subscribe("b", &format!("/user/queue/{name}"), "client").await;
+    twice
+        .subscribe("a", &format!("/user/queue/{name}"), "auto")
+        .await;
+    twice
+        .subscribe("b", &format!("/user/queue/{name}"), "client")
+        .await;
     let mut deaf = StompClient::connect(&relay, Some("ola")).await;
     let mut elsewhere = StompClient::connect(&relay, Some("pat")).await;
-    elsewhere.subscribe("y", &format!("/user/queue/{name}.y"), "auto").await;
+    elsewhere
+        .subscribe("y", &format!("/user/queue/{name}.y"), "auto")
+        .await;
     let mut wide = StompClient::connect(&relay, Some("quin")).await;
     wide.subscribe("all", "/topic/#", "auto").await;
 
     let body = serde_json::json!({"destination": format!("/user/queue/{name}"), "body": "to all", "all": true});
-    let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], &body.to_string()).await;
+    let answer = http(
+        &relay,
+        "POST",
+        "/api/v1/messages",
+        &[JSON],
+        &body.to_string(),
+    )
+    .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.json(), serde_json::json!({"published": true}));
     for (client, destination) in &mut listeners {
         let message = client.recv().await;
         assert_eq!(&message.body[..], b"to all");
-        assert_eq!(message.get("destination"), Some(destination.as_str()), "as subscribed");
+        assert_eq!(
+            message.get("destination"),
+            Some(destination.as_str()),
+            "as subscribed"
+        );
         client.expect_nothing().await;
     }
     let mut subscriptions = Vec::new();
@@ -230,16 +417,19 @@ async fn a_message_to_everyone_reaches_each_subscription_of_its_destination_once
         subscriptions.push(message.get("subscription").map(str::to_owned));
     }
     subscriptions.sort();
-    assert_eq!(subscriptions, [Some("a".to_owned()), Some("b".to_owned())], "one copy per subscription");
+    assert_eq!(
+        subscriptions,
+        [Some("a".to_owned()), Some("b".to_owned())],
+        "one copy per subscription"
+    );
     twice.expect_nothing().await;
     deaf.expect_nothing().await;
     elsewhere.expect_nothing().await;
     wide.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn the_openapi_description_matches_the_routes() {
-    let relay = start();
+async fn the_openapi_description_matches_the_routes(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let answer = http(&relay, "GET", "/api/v1/openapi.json", &[], "").await;
     assert_eq!(answer.status, 200);
     let description = answer.json();
@@ -265,21 +455,34 @@ async fn the_openapi_description_matches_the_routes() {
         ("POST", "/api/v1/topics/{key}/messages"),
         ("POST", "/api/v1/users/{user}/messages"),
     ];
-    let expected: Vec<(String, String)> = expected.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
-    assert_eq!(documented, expected, "the description lists exactly the API's routes");
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, expected,
+        "the description lists exactly the API's routes"
+    );
     // And every documented route answers as documented, not 404 or 405.
     for (method, path) in &documented {
-        let concrete = path.replace("{user}", "someone").replace("{key}", "some.topic");
+        let concrete = path
+            .replace("{user}", "someone")
+            .replace("{key}", "some.topic");
         let answer = http(&relay, method, &concrete, &[JSON], "{}").await;
         let operation = &paths[path.as_str()][method.to_lowercase().as_str()];
-        let listed = operation["responses"].get(answer.status.to_string()).is_some();
-        assert!(listed, "{method} {path} answered {} which it does not document: {}", answer.status, answer.body);
+        let listed = operation["responses"]
+            .get(answer.status.to_string())
+            .is_some();
+        assert!(
+            listed,
+            "{method} {path} answered {} which it does not document: {}",
+            answer.status, answer.body
+        );
     }
 }
 
-#[tokio::test]
-async fn metrics_count_what_the_node_did() {
-    let relay = start();
+async fn metrics_count_what_the_node_did(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut kim = StompClient::connect(&relay, Some("kim")).await;
     kim.subscribe("n", "/user/queue/n", "auto").await;
     let body = r#"{"destination": "n", "body": "counted"}"#;
@@ -299,9 +502,17 @@ async fn metrics_count_what_the_node_did() {
         "stomp_relay_dispatch_seconds_count 1",
         "stomp_relay_dispatched_sessions_total 1",
     ] {
-        assert!(answer.body.lines().any(|l| l == line), "{line:?} missing from:\n{}", answer.body);
+        assert!(
+            answer.body.lines().any(|l| l == line),
+            "{line:?} missing from:\n{}",
+            answer.body
+        );
     }
-    for metric in answer.body.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+    for metric in answer
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+    {
         let name = metric.split(' ').next().unwrap_or_default();
         assert!(name.starts_with("stomp_"), "{metric}");
         let help = format!("# HELP {name} ");
@@ -311,14 +522,18 @@ async fn metrics_count_what_the_node_did() {
     assert_eq!(http(&relay, "GET", "/healthz", &[], "").await.status, 200);
 }
 
-#[tokio::test]
-async fn http_is_answered_as_clients_expect() {
-    let relay = start_with(&["--api-token", "s3cret"]);
+async fn http_is_answered_as_clients_expect(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &["--api-token", "s3cret"]);
     let token = ("authorization", "bearer s3cret");
     // Authentication comes first, and says how to authenticate.
     let anonymous = http(&relay, "TRACE", "/api/v1/users", &[], "").await;
     assert_eq!(anonymous.status, 401);
-    assert!(anonymous.header("www-authenticate").unwrap().starts_with("Bearer"));
+    assert!(
+        anonymous
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
     // A method the route does not answer: 405, saying which it does.
     let trace = http(&relay, "TRACE", "/api/v1/users", &[token], "").await;
     assert_eq!(trace.status, 405);
@@ -334,7 +549,14 @@ async fn http_is_answered_as_clients_expect() {
     let untyped = http(&relay, "POST", "/api/v1/topics/t/messages", &[token], body).await;
     assert_eq!(untyped.status, 415, "{}", untyped.body);
     let form = ("content-type", "application/x-www-form-urlencoded");
-    let form = http(&relay, "POST", "/api/v1/topics/t/messages", &[token, form], body).await;
+    let form = http(
+        &relay,
+        "POST",
+        "/api/v1/topics/t/messages",
+        &[token, form],
+        body,
+    )
+    .await;
     assert_eq!(form.status, 415);
     let chunked = format!(
         "POST /api/v1/topics/t/messages HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nauthorization: Bearer s3cret\r\ncontent-type: application/json; charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
@@ -350,9 +572,8 @@ async fn http_is_answered_as_clients_expect() {
     assert_eq!(support::http_raw(&relay, &chunked).await.status, 413);
 }
 
-#[tokio::test]
-async fn no_web_page_drives_the_api_of_a_node_without_a_token() {
-    let relay = start();
+async fn no_web_page_drives_the_api_of_a_node_without_a_token(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let body = r#"{"destination": "x", "body": "b", "all": true}"#;
     let page = ("origin", "https://evil.example");
     let forged = http(&relay, "POST", "/api/v1/messages", &[JSON, page], body).await;
@@ -364,9 +585,8 @@ async fn no_web_page_drives_the_api_of_a_node_without_a_token() {
     assert_eq!(tool.status, 200, "{}", tool.body);
 }
 
-#[tokio::test]
-async fn what_a_message_says_it_did_it_did() {
-    let relay = start();
+async fn what_a_message_says_it_did_it_did(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut ann = StompClient::connect(&relay, Some("ann")).await;
     ann.subscribe("n", "/user/queue/n", "auto").await;
     // The relay's own headers are the relay's: a wrong content-length
@@ -379,8 +599,40 @@ async fn what_a_message_says_it_did_it_did() {
     assert_eq!(message.get("x-kind"), Some("greeting"));
     // A user named many times gets one copy.
     let many = serde_json::json!({"destination": "n", "body": "once", "users": vec!["ann"; 1000]});
-    let answer = http(&relay, "POST", "/api/v1/messages", &[JSON], &many.to_string()).await;
+    let answer = http(
+        &relay,
+        "POST",
+        "/api/v1/messages",
+        &[JSON],
+        &many.to_string(),
+    )
+    .await;
     assert_eq!(answer.json()["sessions"], 1, "{}", answer.body);
     assert_eq!(ann.recv_body().await, "once");
     ann.expect_nothing().await;
+}
+
+/// Embedded mode only: Redis bounds its own memory.
+#[tokio::test]
+async fn the_offline_store_of_a_node_is_bounded_oldest_first_and_counted() {
+    let relay = TestRelay::start_with(Mode::Embedded, &["--offline-max-node-messages", "2"]);
+    for (user, body) in [("ann", "1"), ("bob", "2"), ("cy", "3")] {
+        let message = format!(r#"{{"destination": "inbox", "body": "{body}", "persist": true}}"#);
+        let path = format!("/api/v1/users/{user}/messages");
+        let answer = http(&relay, "POST", &path, &[JSON], &message).await;
+        assert_eq!(answer.json()["kept"], 1, "{}", answer.body);
+    }
+    let metrics = http(&relay, "GET", "/metrics", &[], "").await.body;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "stomp_relay_offline_dropped_total 1"),
+        "{metrics}"
+    );
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    ann.subscribe("i", "/user/queue/inbox", "auto").await;
+    ann.expect_nothing().await;
+    let mut cy = StompClient::connect(&relay, Some("cy")).await;
+    cy.subscribe("i", "/user/queue/inbox", "auto").await;
+    assert_eq!(cy.recv_body().await, "3");
 }

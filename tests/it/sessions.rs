@@ -1,15 +1,63 @@
-// STOMP sessions over WebSocket, as real clients see them: connecting,
-// every destination kind, acks, transactions, receipts, and every ERROR
-// case (each followed by the close) while other clients keep receiving.
-//
-// Included by `sessions_embedded.rs` and `sessions_cluster.rs`, which say
-// how `start()` starts the relay: the same tests run in both modes. Queue
-// and topic names are made unique per test, since RabbitMQ is shared.
+//! STOMP sessions over WebSocket, as real clients see them: connecting,
+//! every destination kind, acks, transactions, receipts, and every ERROR
+//! case (each followed by the close) while other clients keep receiving.
+//!
+//! Each scenario runs against a relay in embedded mode and in cluster mode
+//! (`embedded::` and `cluster::`). Queue and topic names are made unique
+//! per test, since RabbitMQ is shared.
 
 use std::time::Duration;
 
 use stomp_parser::{Command, Frame, Version};
-use support::StompClient;
+
+use crate::support::{Mode, StompClient, TestRelay};
+
+scenario_tests! {
+    embedded: Mode::Embedded,
+    cluster: Mode::Cluster;
+    [
+        connect_negotiates_version_heart_beat_and_user,
+        the_highest_stomp_subprotocol_offered_is_answered,
+        an_unsupported_version_gets_an_error_then_the_close,
+        a_topic_message_reaches_every_subscriber,
+        wildcards_match_as_amqp_topics_do,
+        subscriptions_of_one_session_each_get_their_copy,
+        queue_consumers_compete_for_messages,
+        queue_messages_wait_for_a_consumer,
+        user_destinations_reach_only_that_users_sessions,
+        nobody_subscribes_to_another_sessions_user_key,
+        a_nack_redelivers_to_a_client_individual_subscription,
+        a_nack_without_requeue_discards_the_message,
+        a_topic_nack_redelivers_to_the_same_subscription,
+        a_topic_prefetch_count_bounds_the_unacknowledged_messages,
+        unacked_queue_messages_go_to_another_consumer_after_a_disconnect,
+        a_client_ack_covers_every_earlier_message,
+        a_transaction_holds_sends_until_commit_and_drops_them_on_abort,
+        acks_in_a_transaction_take_effect_at_commit,
+        error_cases_close_only_the_offending_connection,
+        an_error_echoes_the_receipt_of_the_frame_that_caused_it,
+        frames_split_across_messages_and_packed_in_one_work,
+        binary_bodies_go_out_as_binary_messages,
+        heart_beats_run_as_the_client_asks_but_not_below_the_floor,
+        heart_beats_flow_both_ways_and_a_silent_client_is_dropped,
+        a_client_that_keeps_its_heart_beat_stays,
+        a_connection_that_never_connects_is_closed,
+        a_receipt_answers_any_frame_and_disconnect_closes_after_it,
+        stomp_1_1_acks_by_message_id_and_escapes_headers,
+        an_exchange_without_a_routing_key_round_trips_unchanged,
+        a_burst_of_sends_is_slowed_down_not_refused,
+        a_stomp_1_2_ack_names_its_message_by_id_only,
+        shutdown_tells_clients_then_closes,
+        replies_to_a_temp_queue_reach_the_asking_session,
+        sends_in_flight_keep_their_order_and_receipts_follow_them,
+        a_send_right_after_a_subscribe_is_heard_by_it,
+        deleting_a_durable_subscription_cancels_whoever_else_consumes_it,
+        a_durable_subscription_keeps_messages_and_is_shared_by_its_id,
+        x_queue_name_gives_a_topic_subscription_a_queue_reachable_by_name,
+        a_send_may_name_its_own_user_as_user_id,
+        a_send_with_queue_arguments_reaches_the_queue,
+    ]
+}
 
 fn frame(command: Command, headers: &[(&str, &str)]) -> Frame {
     headers
@@ -19,9 +67,8 @@ fn frame(command: Command, headers: &[(&str, &str)]) -> Frame {
         })
 }
 
-#[tokio::test]
-async fn connect_negotiates_version_heart_beat_and_user() {
-    let relay = start();
+async fn connect_negotiates_version_heart_beat_and_user(mode: Mode) {
+    let relay = TestRelay::start(mode);
     for (accept, expected) in [("1.0,1.1,1.2", "1.2"), ("1.1", "1.1"), ("1.0", "1.0")] {
         let mut client = StompClient::open(&relay).await;
         assert_eq!(client.subprotocol.as_deref(), Some("v12.stomp"));
@@ -54,16 +101,14 @@ async fn connect_negotiates_version_heart_beat_and_user() {
     assert_eq!(connected.get("user-name"), None);
 }
 
-#[tokio::test]
-async fn the_highest_stomp_subprotocol_offered_is_answered() {
-    let relay = start();
+async fn the_highest_stomp_subprotocol_offered_is_answered(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let client = StompClient::open_offering(&relay, Some("v10.stomp, v11.stomp")).await;
     assert_eq!(client.subprotocol.as_deref(), Some("v11.stomp"));
 }
 
-#[tokio::test]
-async fn an_unsupported_version_gets_an_error_then_the_close() {
-    let relay = start();
+async fn an_unsupported_version_gets_an_error_then_the_close(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut client = StompClient::open(&relay).await;
     client
         .send(frame(Command::Connect, &[("accept-version", "2.0,3.1")]))
@@ -73,9 +118,8 @@ async fn an_unsupported_version_gets_an_error_then_the_close() {
     assert_eq!(&error.body[..], b"Supported versions are 1.0,1.1,1.2\n");
 }
 
-#[tokio::test]
-async fn a_topic_message_reaches_every_subscriber() {
-    let relay = start();
+async fn a_topic_message_reaches_every_subscriber(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut subscribers = Vec::new();
     for n in 0..20 {
         let mut client = StompClient::connect(&relay, Some(&format!("user{n}"))).await;
@@ -97,9 +141,8 @@ async fn a_topic_message_reaches_every_subscriber() {
     }
 }
 
-#[tokio::test]
-async fn wildcards_match_as_amqp_topics_do() {
-    let relay = start();
+async fn wildcards_match_as_amqp_topics_do(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut star = StompClient::connect(&relay, None).await;
     star.subscribe("star", "/topic/chat.*", "auto").await;
     let mut hash = StompClient::connect(&relay, None).await;
@@ -119,9 +162,8 @@ async fn wildcards_match_as_amqp_topics_do() {
     hash.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn subscriptions_of_one_session_each_get_their_copy() {
-    let relay = start();
+async fn subscriptions_of_one_session_each_get_their_copy(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut client = StompClient::connect(&relay, None).await;
     client.subscribe("exact", "/topic/a.b", "auto").await;
     client.subscribe("wild", "/topic/a.*", "auto").await;
@@ -134,22 +176,30 @@ async fn subscriptions_of_one_session_each_get_their_copy() {
     assert_eq!(seen, ["exact", "wild"]);
 }
 
-#[tokio::test]
-async fn queue_consumers_compete_for_messages() {
-    let relay = start();
+async fn queue_consumers_compete_for_messages(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut first = StompClient::connect(&relay, None).await;
-    first.subscribe("q", relay.queue("jobs").as_str(), "auto").await;
+    first
+        .subscribe("q", relay.queue("jobs").as_str(), "auto")
+        .await;
     let mut second = StompClient::connect(&relay, None).await;
-    second.subscribe("q", relay.queue("jobs").as_str(), "auto").await;
+    second
+        .subscribe("q", relay.queue("jobs").as_str(), "auto")
+        .await;
     let mut sender = StompClient::connect(&relay, None).await;
     for n in 0..10 {
-        sender.publish(relay.queue("jobs").as_str(), &format!("job {n}")).await;
+        sender
+            .publish(relay.queue("jobs").as_str(), &format!("job {n}"))
+            .await;
     }
     let mut received = Vec::new();
     for client in [&mut first, &mut second] {
         let mut mine = 0;
         while let Some(message) = client.recv_within(Duration::from_millis(500)).await {
-            assert_eq!(message.get("destination"), Some(relay.queue("jobs").as_str()));
+            assert_eq!(
+                message.get("destination"),
+                Some(relay.queue("jobs").as_str())
+            );
             received.push(String::from_utf8(message.body.to_vec()).unwrap());
             mine += 1;
         }
@@ -161,19 +211,19 @@ async fn queue_consumers_compete_for_messages() {
     assert_eq!(received, expected, "each message exactly once");
 }
 
-#[tokio::test]
-async fn queue_messages_wait_for_a_consumer() {
-    let relay = start();
+async fn queue_messages_wait_for_a_consumer(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut sender = StompClient::connect(&relay, None).await;
     sender.publish(relay.queue("later").as_str(), "kept").await;
     let mut consumer = StompClient::connect(&relay, None).await;
-    consumer.subscribe("q", relay.queue("later").as_str(), "auto").await;
+    consumer
+        .subscribe("q", relay.queue("later").as_str(), "auto")
+        .await;
     assert_eq!(consumer.recv_body().await, "kept");
 }
 
-#[tokio::test]
-async fn user_destinations_reach_only_that_users_sessions() {
-    let relay = start();
+async fn user_destinations_reach_only_that_users_sessions(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut alice_tab1 = StompClient::connect(&relay, Some("alice")).await;
     alice_tab1
         .subscribe("p", "/user/queue/private", "auto")
@@ -198,9 +248,8 @@ async fn user_destinations_reach_only_that_users_sessions() {
     eve.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn nobody_subscribes_to_another_sessions_user_key() {
-    let relay = start();
+async fn nobody_subscribes_to_another_sessions_user_key(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut eve = StompClient::connect(&relay, Some("eve")).await;
     let key = format!("/topic/private-user{}", uuid::Uuid::new_v4());
     eve.send(frame(
@@ -212,15 +261,16 @@ async fn nobody_subscribes_to_another_sessions_user_key() {
     assert!(String::from_utf8_lossy(&error.body).contains("private key"));
 }
 
-#[tokio::test]
-async fn a_nack_redelivers_to_a_client_individual_subscription() {
-    let relay = start();
+async fn a_nack_redelivers_to_a_client_individual_subscription(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut consumer = StompClient::connect(&relay, None).await;
     consumer
         .subscribe("q", relay.queue("retry").as_str(), "client-individual")
         .await;
     let mut sender = StompClient::connect(&relay, None).await;
-    sender.publish(relay.queue("retry").as_str(), "try me").await;
+    sender
+        .publish(relay.queue("retry").as_str(), "try me")
+        .await;
 
     let first = consumer.recv().await;
     let ack_id = first.get("ack").expect("an ack header in 1.2").to_owned();
@@ -242,9 +292,8 @@ async fn a_nack_redelivers_to_a_client_individual_subscription() {
     consumer.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn a_nack_without_requeue_discards_the_message() {
-    let relay = start();
+async fn a_nack_without_requeue_discards_the_message(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut consumer = StompClient::connect(&relay, None).await;
     let queue = relay.queue("discard");
     consumer
@@ -264,7 +313,10 @@ async fn a_nack_without_requeue_discards_the_message() {
         let (command, headers) = if body == "keep me" {
             (Command::Ack, vec![("id", ack.as_str())])
         } else {
-            (Command::Nack, vec![("id", ack.as_str()), ("requeue", "false")])
+            (
+                Command::Nack,
+                vec![("id", ack.as_str()), ("requeue", "false")],
+            )
         };
         consumer.send(frame(command, &headers)).await;
         received.push(body);
@@ -275,9 +327,8 @@ async fn a_nack_without_requeue_discards_the_message() {
     consumer.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn a_topic_nack_redelivers_to_the_same_subscription() {
-    let relay = start();
+async fn a_topic_nack_redelivers_to_the_same_subscription(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut consumer = StompClient::connect(&relay, None).await;
     consumer.subscribe("t", "/topic/alerts", "client").await;
     consumer.publish("/topic/alerts", "alert").await;
@@ -290,9 +341,8 @@ async fn a_topic_nack_redelivers_to_the_same_subscription() {
     assert_eq!(again.get("subscription"), Some("t"));
 }
 
-#[tokio::test]
-async fn a_topic_prefetch_count_bounds_the_unacknowledged_messages() {
-    let relay = start();
+async fn a_topic_prefetch_count_bounds_the_unacknowledged_messages(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let topic = format!("/topic/prefetch.{}", uuid::Uuid::new_v4().simple());
     let mut consumer = StompClient::connect(&relay, None).await;
     consumer
@@ -321,28 +371,39 @@ async fn a_topic_prefetch_count_bounds_the_unacknowledged_messages() {
     consumer.expect_nothing().await;
     // Each ACK makes room for one more, in order; a NACK's redelivery
     // comes before the messages that wait.
-    consumer.send(frame(Command::Ack, &[("id", &acks[0])])).await;
+    consumer
+        .send(frame(Command::Ack, &[("id", &acks[0])]))
+        .await;
     assert_eq!(consumer.recv_body().await, "6");
-    consumer.send(frame(Command::Nack, &[("id", &acks[1])])).await;
+    consumer
+        .send(frame(Command::Nack, &[("id", &acks[1])]))
+        .await;
     let again = consumer.recv().await;
     assert_eq!(
         (&again.body[..], again.get("redelivered")),
         (&b"2"[..], Some("true"))
     );
     consumer.expect_nothing().await;
-    consumer.send(frame(Command::Ack, &[("id", &acks[2])])).await;
+    consumer
+        .send(frame(Command::Ack, &[("id", &acks[2])]))
+        .await;
     assert_eq!(consumer.recv_body().await, "7");
     consumer.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn unacked_queue_messages_go_to_another_consumer_after_a_disconnect() {
-    let relay = start();
+async fn unacked_queue_messages_go_to_another_consumer_after_a_disconnect(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut leaving = StompClient::connect(&relay, None).await;
-    leaving.subscribe("q", relay.queue("handover").as_str(), "client").await;
+    leaving
+        .subscribe("q", relay.queue("handover").as_str(), "client")
+        .await;
     let mut sender = StompClient::connect(&relay, None).await;
-    sender.publish(relay.queue("handover").as_str(), "one").await;
-    sender.publish(relay.queue("handover").as_str(), "two").await;
+    sender
+        .publish(relay.queue("handover").as_str(), "one")
+        .await;
+    sender
+        .publish(relay.queue("handover").as_str(), "two")
+        .await;
     assert_eq!(leaving.recv_body().await, "one");
     assert_eq!(leaving.recv_body().await, "two");
     leaving
@@ -352,7 +413,9 @@ async fn unacked_queue_messages_go_to_another_consumer_after_a_disconnect() {
     leaving.expect_closed().await;
 
     let mut staying = StompClient::connect(&relay, None).await;
-    staying.subscribe("q", relay.queue("handover").as_str(), "client").await;
+    staying
+        .subscribe("q", relay.queue("handover").as_str(), "client")
+        .await;
     let first = staying.recv().await;
     assert_eq!(
         (&first.body[..], first.get("redelivered")),
@@ -363,14 +426,17 @@ async fn unacked_queue_messages_go_to_another_consumer_after_a_disconnect() {
     assert_eq!(second.get("redelivered"), Some("true"));
 }
 
-#[tokio::test]
-async fn a_client_ack_covers_every_earlier_message() {
-    let relay = start();
+async fn a_client_ack_covers_every_earlier_message(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut consumer = StompClient::connect(&relay, None).await;
-    consumer.subscribe("q", relay.queue("cumulative").as_str(), "client").await;
+    consumer
+        .subscribe("q", relay.queue("cumulative").as_str(), "client")
+        .await;
     let mut sender = StompClient::connect(&relay, None).await;
     for n in 0..3 {
-        sender.publish(relay.queue("cumulative").as_str(), &n.to_string()).await;
+        sender
+            .publish(relay.queue("cumulative").as_str(), &n.to_string())
+            .await;
     }
     let mut last = None;
     for _ in 0..3 {
@@ -387,13 +453,13 @@ async fn a_client_ack_covers_every_earlier_message() {
 
     // Nothing was left unacknowledged to hand to the next consumer.
     let mut next = StompClient::connect(&relay, None).await;
-    next.subscribe("q", relay.queue("cumulative").as_str(), "client").await;
+    next.subscribe("q", relay.queue("cumulative").as_str(), "client")
+        .await;
     next.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn a_transaction_holds_sends_until_commit_and_drops_them_on_abort() {
-    let relay = start();
+async fn a_transaction_holds_sends_until_commit_and_drops_them_on_abort(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut listener = StompClient::connect(&relay, None).await;
     listener.subscribe("s", "/topic/tx", "auto").await;
     let mut sender = StompClient::connect(&relay, None).await;
@@ -460,9 +526,8 @@ async fn a_transaction_holds_sends_until_commit_and_drops_them_on_abort() {
     listener.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn acks_in_a_transaction_take_effect_at_commit() {
-    let relay = start();
+async fn acks_in_a_transaction_take_effect_at_commit(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut consumer = StompClient::connect(&relay, None).await;
     consumer
         .subscribe("q", relay.queue("txack").as_str(), "client-individual")
@@ -492,9 +557,8 @@ async fn acks_in_a_transaction_take_effect_at_commit() {
     assert_eq!(next.recv_body().await, "m");
 }
 
-#[tokio::test]
-async fn error_cases_close_only_the_offending_connection() {
-    let relay = start();
+async fn error_cases_close_only_the_offending_connection(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut bystander = StompClient::connect(&relay, None).await;
     bystander.subscribe("s", "/topic/alive", "auto").await;
     let mut publisher = StompClient::connect(&relay, None).await;
@@ -551,9 +615,8 @@ async fn error_cases_close_only_the_offending_connection() {
     }
 }
 
-#[tokio::test]
-async fn an_error_echoes_the_receipt_of_the_frame_that_caused_it() {
-    let relay = start();
+async fn an_error_echoes_the_receipt_of_the_frame_that_caused_it(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut client = StompClient::connect(&relay, None).await;
     client
         .send(frame(Command::Send, &[("receipt", "r-7")]))
@@ -562,9 +625,8 @@ async fn an_error_echoes_the_receipt_of_the_frame_that_caused_it() {
     assert_eq!(error.get("receipt-id"), Some("r-7"));
 }
 
-#[tokio::test]
-async fn frames_split_across_messages_and_packed_in_one_work() {
-    let relay = start();
+async fn frames_split_across_messages_and_packed_in_one_work(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut listener = StompClient::connect(&relay, None).await;
     listener.subscribe("s", "/topic/pieces", "auto").await;
     let mut sender = StompClient::open(&relay).await;
@@ -593,9 +655,8 @@ async fn frames_split_across_messages_and_packed_in_one_work() {
     sender.expect_receipt("bye").await;
 }
 
-#[tokio::test]
-async fn binary_bodies_go_out_as_binary_messages() {
-    let relay = start();
+async fn binary_bodies_go_out_as_binary_messages(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut client = StompClient::connect(&relay, None).await;
     client.subscribe("s", "/topic/bin", "auto").await;
     let body: &[u8] = &[0xff, 0x00, 0xfe];
@@ -620,9 +681,8 @@ async fn binary_bodies_go_out_as_binary_messages() {
     assert!(!client.last_was_binary);
 }
 
-#[tokio::test]
-async fn heart_beats_run_as_the_client_asks_but_not_below_the_floor() {
-    let relay = start();
+async fn heart_beats_run_as_the_client_asks_but_not_below_the_floor(mode: Mode) {
+    let relay = TestRelay::start(mode);
     for (asked, agreed) in [
         ("1000,1000", "1000,1000"),
         ("5000,20000", "20000,5000"),
@@ -641,9 +701,8 @@ async fn heart_beats_run_as_the_client_asks_but_not_below_the_floor() {
     }
 }
 
-#[tokio::test]
-async fn heart_beats_flow_both_ways_and_a_silent_client_is_dropped() {
-    let relay = start_with(&["--heart-beat-min", "100"]);
+async fn heart_beats_flow_both_ways_and_a_silent_client_is_dropped(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &["--heart-beat-min", "100"]);
     let mut client = StompClient::open(&relay).await;
     client
         .send(frame(
@@ -660,9 +719,8 @@ async fn heart_beats_flow_both_ways_and_a_silent_client_is_dropped() {
     assert_eq!(error.get("message"), Some("heart-beat timeout"));
 }
 
-#[tokio::test]
-async fn a_client_that_keeps_its_heart_beat_stays() {
-    let relay = start_with(&["--heart-beat-min", "100"]);
+async fn a_client_that_keeps_its_heart_beat_stays(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &["--heart-beat-min", "100"]);
     let mut client = StompClient::open(&relay).await;
     client
         .send(frame(
@@ -678,17 +736,15 @@ async fn a_client_that_keeps_its_heart_beat_stays() {
     client.subscribe("s", "/topic/hb", "auto").await;
 }
 
-#[tokio::test]
-async fn a_connection_that_never_connects_is_closed() {
-    let relay = start_with(&["--connect-timeout", "1"]);
+async fn a_connection_that_never_connects_is_closed(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &["--connect-timeout", "1"]);
     let mut client = StompClient::open(&relay).await;
     let error = client.expect_error_then_close().await;
     assert_eq!(error.get("message"), Some("connect timeout"));
 }
 
-#[tokio::test]
-async fn a_receipt_answers_any_frame_and_disconnect_closes_after_it() {
-    let relay = start();
+async fn a_receipt_answers_any_frame_and_disconnect_closes_after_it(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut client = StompClient::connect(&relay, None).await;
     client.subscribe("s", "/topic/r", "auto").await;
     client
@@ -712,21 +768,25 @@ async fn a_receipt_answers_any_frame_and_disconnect_closes_after_it() {
     client.expect_closed().await;
 }
 
-#[tokio::test]
-async fn stomp_1_1_acks_by_message_id_and_escapes_headers() {
-    let relay = start();
+async fn stomp_1_1_acks_by_message_id_and_escapes_headers(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut client = StompClient::open(&relay).await;
     client
         .send(frame(Command::Connect, &[("accept-version", "1.1")]))
         .await;
     assert_eq!(client.recv().await.get("version"), Some("1.1"));
     client.set_version(Version::V1_1);
-    client.subscribe("s", relay.queue("v11").as_str(), "client").await;
+    client
+        .subscribe("s", relay.queue("v11").as_str(), "client")
+        .await;
     client
         .send(
             frame(
                 Command::Send,
-                &[("destination", relay.queue("v11").as_str()), ("note", "a:b\nc")],
+                &[
+                    ("destination", relay.queue("v11").as_str()),
+                    ("note", "a:b\nc"),
+                ],
             )
             .body("x"),
         )
@@ -744,9 +804,8 @@ async fn stomp_1_1_acks_by_message_id_and_escapes_headers() {
     client.expect_receipt("k").await;
 }
 
-#[tokio::test]
-async fn an_exchange_without_a_routing_key_round_trips_unchanged() {
-    let relay = start();
+async fn an_exchange_without_a_routing_key_round_trips_unchanged(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut client = StompClient::connect(&relay, None).await;
     client.subscribe("f", "/exchange/amq.fanout", "auto").await;
     let body = format!("fanout {}", relay.id);
@@ -761,9 +820,8 @@ async fn an_exchange_without_a_routing_key_round_trips_unchanged() {
     }
 }
 
-#[tokio::test]
-async fn a_burst_of_sends_is_slowed_down_not_refused() {
-    let relay = start();
+async fn a_burst_of_sends_is_slowed_down_not_refused(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut sender = StompClient::connect(&relay, None).await;
     let mut burst = Vec::new();
     for n in 0..10_000 {
@@ -777,11 +835,12 @@ async fn a_burst_of_sends_is_slowed_down_not_refused() {
     sender.expect_receipt("last").await;
 }
 
-#[tokio::test]
-async fn a_stomp_1_2_ack_names_its_message_by_id_only() {
-    let relay = start();
+async fn a_stomp_1_2_ack_names_its_message_by_id_only(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut client = StompClient::connect(&relay, None).await;
-    client.subscribe("s", "/topic/acks", "client-individual").await;
+    client
+        .subscribe("s", "/topic/acks", "client-individual")
+        .await;
     client.publish("/topic/acks", "x").await;
     let message = client.recv().await;
     let message_id = message.get("message-id").unwrap().to_owned();
@@ -793,12 +852,14 @@ async fn a_stomp_1_2_ack_names_its_message_by_id_only() {
         .await;
     let error = client.expect_error_then_close().await;
     assert_eq!(error.get("message"), Some("Missing header"));
-    assert!(String::from_utf8_lossy(&error.body).contains("'id'"), "{error:?}");
+    assert!(
+        String::from_utf8_lossy(&error.body).contains("'id'"),
+        "{error:?}"
+    );
 }
 
-#[tokio::test]
-async fn shutdown_tells_clients_then_closes() {
-    let mut relay = start();
+async fn shutdown_tells_clients_then_closes(mode: Mode) {
+    let mut relay = TestRelay::start(mode);
     let mut client = StompClient::connect(&relay, None).await;
     let stopping = std::thread::spawn(move || relay.stop());
     let error = client.expect_error_then_close().await;
@@ -806,11 +867,12 @@ async fn shutdown_tells_clients_then_closes() {
     stopping.join().unwrap();
 }
 
-#[tokio::test]
-async fn replies_to_a_temp_queue_reach_the_asking_session() {
-    let relay = start();
+async fn replies_to_a_temp_queue_reach_the_asking_session(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut service = StompClient::connect(&relay, Some("service")).await;
-    service.subscribe("requests", relay.queue("rpc").as_str(), "auto").await;
+    service
+        .subscribe("requests", relay.queue("rpc").as_str(), "auto")
+        .await;
     let mut asker = StompClient::connect(&relay, Some("asker")).await;
     asker
         .send(
@@ -840,10 +902,9 @@ async fn replies_to_a_temp_queue_reach_the_asking_session() {
     service.expect_error_then_close().await;
 }
 
-#[tokio::test]
-async fn sends_in_flight_keep_their_order_and_receipts_follow_them() {
+async fn sends_in_flight_keep_their_order_and_receipts_follow_them(mode: Mode) {
     const COUNT: usize = 300;
-    let relay = start();
+    let relay = TestRelay::start(mode);
     let queue = relay.queue("in-flight");
     let mut reader = StompClient::connect(&relay, Some("reader")).await;
     reader.subscribe("q", &queue, "auto").await;
@@ -853,7 +914,8 @@ async fn sends_in_flight_keep_their_order_and_receipts_follow_them() {
     // flight at once, to a shared queue and through dispatch to a user.
     for n in 0..COUNT {
         for destination in [queue.as_str(), "/user/reader/queue/in-flight"] {
-            let mut send = frame(Command::Send, &[("destination", destination)]).body(n.to_string());
+            let mut send =
+                frame(Command::Send, &[("destination", destination)]).body(n.to_string());
             if n == COUNT / 2 && destination == queue {
                 send = send.header("receipt", "middle");
             }
@@ -874,14 +936,19 @@ async fn sends_in_flight_keep_their_order_and_receipts_follow_them() {
         received[slot].push(String::from_utf8_lossy(&message.body).into_owned());
     }
     let expected: Vec<String> = (0..COUNT).map(|n| n.to_string()).collect();
-    assert_eq!(received[0], expected, "the queue's messages in the order sent");
-    assert_eq!(received[1], expected, "the user's messages in the order sent");
+    assert_eq!(
+        received[0], expected,
+        "the queue's messages in the order sent"
+    );
+    assert_eq!(
+        received[1], expected,
+        "the user's messages in the order sent"
+    );
     reader.expect_nothing().await;
 }
 
-#[tokio::test]
-async fn a_send_right_after_a_subscribe_is_heard_by_it() {
-    let relay = start();
+async fn a_send_right_after_a_subscribe_is_heard_by_it(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let mut client = StompClient::connect(&relay, None).await;
     // No receipt in between: the SEND must wait for the SUBSCRIBE before it.
     client
@@ -896,9 +963,8 @@ async fn a_send_right_after_a_subscribe_is_heard_by_it() {
     assert_eq!(client.recv_body().await, "hello");
 }
 
-#[tokio::test]
-async fn deleting_a_durable_subscription_cancels_whoever_else_consumes_it() {
-    let relay = start();
+async fn deleting_a_durable_subscription_cancels_whoever_else_consumes_it(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let topic = format!("/topic/shared.{}", uuid::Uuid::new_v4().simple());
     let id = format!("shared-{}", uuid::Uuid::new_v4().simple());
     let subscribe = frame(
@@ -928,9 +994,8 @@ async fn deleting_a_durable_subscription_cancels_whoever_else_consumes_it() {
     assert_eq!(error.get("subscription"), Some(id.as_str()));
 }
 
-#[tokio::test]
-async fn a_durable_subscription_keeps_messages_and_is_shared_by_its_id() {
-    let relay = start();
+async fn a_durable_subscription_keeps_messages_and_is_shared_by_its_id(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let key = format!("digest.{}", uuid::Uuid::new_v4().simple());
     let topic = format!("/topic/{key}");
     let id = format!("daily-{}", uuid::Uuid::new_v4().simple());
@@ -1003,9 +1068,8 @@ async fn a_durable_subscription_keeps_messages_and_is_shared_by_its_id() {
     first.expect_receipt("clean").await;
 }
 
-#[tokio::test]
-async fn x_queue_name_gives_a_topic_subscription_a_queue_reachable_by_name() {
-    let relay = start();
+async fn x_queue_name_gives_a_topic_subscription_a_queue_reachable_by_name(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let key = format!("named.{}", uuid::Uuid::new_v4().simple());
     let topic = format!("/topic/{key}");
     let queue = format!("orders-{}", uuid::Uuid::new_v4().simple());
@@ -1034,10 +1098,7 @@ async fn x_queue_name_gives_a_topic_subscription_a_queue_reachable_by_name() {
     let by_name = consumer.recv().await;
     assert_eq!(&by_name.body[..], b"by queue name");
     let queue_destination = format!("/queue/{queue}");
-    assert_eq!(
-        by_name.get("destination"),
-        Some(queue_destination.as_str())
-    );
+    assert_eq!(by_name.get("destination"), Some(queue_destination.as_str()));
     // The queue goes with its last consumer.
     consumer
         .send(frame(
@@ -1049,16 +1110,18 @@ async fn x_queue_name_gives_a_topic_subscription_a_queue_reachable_by_name() {
     sender
         .send(frame(
             Command::Subscribe,
-            &[("id", "late"), ("destination", &format!("/amq/queue/{queue}"))],
+            &[
+                ("id", "late"),
+                ("destination", &format!("/amq/queue/{queue}")),
+            ],
         ))
         .await;
     let error = sender.expect_error_then_close().await;
     assert_eq!(error.get("message"), Some("not_found"));
 }
 
-#[tokio::test]
-async fn a_send_may_name_its_own_user_as_user_id() {
-    let relay = start();
+async fn a_send_may_name_its_own_user_as_user_id(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let topic = format!("/topic/user-id.{}", uuid::Uuid::new_v4().simple());
     let mut alice = StompClient::connect(&relay, Some("alice")).await;
     alice.subscribe("t", &topic, "auto").await;
@@ -1079,9 +1142,8 @@ async fn a_send_may_name_its_own_user_as_user_id() {
     assert_eq!(message.get("user-name"), Some("alice"));
 }
 
-#[tokio::test]
-async fn a_send_with_queue_arguments_reaches_the_queue() {
-    let relay = start();
+async fn a_send_with_queue_arguments_reaches_the_queue(mode: Mode) {
+    let relay = TestRelay::start(mode);
     let queue = relay.queue("with-arguments");
     let mut client = StompClient::connect(&relay, None).await;
     client
