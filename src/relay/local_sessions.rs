@@ -4,8 +4,9 @@
 //! another.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::broker::SessionId;
@@ -18,25 +19,19 @@ pub struct LocalSessions {
 }
 
 impl LocalSessions {
-    fn sessions(&self) -> MutexGuard<'_, HashMap<SessionId, Arc<Notify>>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Makes `session` reachable by [`LocalSessions::evict`]; `eviction`
     /// fires when it is asked to end.
     pub fn insert(&self, session: SessionId, eviction: Arc<Notify>) {
-        self.sessions().insert(session, eviction);
+        self.sessions.lock().insert(session, eviction);
     }
 
     pub fn remove(&self, session: SessionId) {
-        self.sessions().remove(&session);
+        self.sessions.lock().remove(&session);
     }
 
     /// Asks `session` to end, if it is here; answers whether it was.
     pub fn evict(&self, session: SessionId) -> bool {
-        match self.sessions().get(&session) {
+        match self.sessions.lock().get(&session) {
             Some(eviction) => {
                 // A stored permit: the session ends even if it is busy now.
                 eviction.notify_one();

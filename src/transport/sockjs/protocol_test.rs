@@ -3,7 +3,7 @@
 //! an endpoint: `/echo`, `/disabled_websocket_echo`,
 //! `/cookie_needed_echo` and `/close`. They exist only in builds with the
 //! `sockjs-protocol-test` feature, mounted by `--sockjs-protocol-test`
-//! (`tests/sockjs_protocol.rs` runs the suite against them): a production
+//! (`tests/it/sockjs_protocol.rs` runs the suite against them): a production
 //! relay has no echo service for anyone to find.
 
 use futures_util::{SinkExt, StreamExt};
