@@ -34,7 +34,7 @@ use warp::filters::path::FullPath;
 use warp::{Filter, Rejection, Reply};
 
 use super::admission::{AllowedOrigins, ForwardedTicket, Ticket};
-use super::http_api::{self, ApiAccess, PeerAddr};
+use super::http_api::{self, ApiAccess, ApiServices, PeerAddr};
 use super::sockjs::{Application, EndpointSettings, SockJsEndpoint};
 use super::web_demo::WebDemo;
 use super::{RequestBody, Response, websocket};
@@ -76,10 +76,15 @@ pub fn table(
     // The HTTP API at /api/..., and the node's counters at /metrics, each
     // behind the API's access rule.
     let api = {
-        let relay = relay.clone();
+        let services = ApiServices {
+            dispatcher: relay.dispatcher.clone(),
+            registry: relay.registry.clone(),
+            broker: relay.broker.clone(),
+            metrics: relay.metrics.clone(),
+        };
         path_where(|path| path.starts_with("/api/") || path == "/metrics")
             .and(whole_request())
-            .then(move |request| http_api::respond(request, relay.clone(), access.clone()))
+            .then(move |request| http_api::respond(request, services.clone(), access.clone()))
     };
     let with_relay = warp::any().map(move || relay.clone());
 
