@@ -75,17 +75,15 @@ pub fn table(
 
     // The HTTP API at /api/..., and the node's counters at /metrics, each
     // behind the API's access rule.
-    let api = {
-        let services = ApiServices {
+    let api = http_api::routes(
+        ApiServices {
             dispatcher: relay.dispatcher.clone(),
             registry: relay.registry.clone(),
             broker: relay.broker.clone(),
             metrics: relay.metrics.clone(),
-        };
-        path_where(|path| path.starts_with("/api/") || path == "/metrics")
-            .and(whole_request())
-            .then(move |request| http_api::respond(request, services.clone(), access.clone()))
-    };
+        },
+        access,
+    );
     let with_relay = warp::any().map(move || relay.clone());
 
     // For load balancers and supervisors: serving, and ready.

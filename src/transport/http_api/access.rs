@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, header};
+use warp::{Filter, Rejection};
 
+use super::errors::ApiError;
 use crate::auth::{Authenticator, Credentials, bearer_token, credentials_of};
 
 /// The address of the client that sent a request, put in the request's
@@ -14,7 +16,11 @@ use crate::auth::{Authenticator, Credentials, bearer_token, credentials_of};
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// Who may use the API.
+/// Who may use the API and `/metrics`, decided once at start from
+/// `--api-token`, `--auth` with `--api-role`, and `--allowed-origins`:
+/// services get in with the token or a login holding the role, tools on
+/// the node's own machine without either (when no token is set), web pages
+/// not.
 #[derive(Clone)]
 pub struct ApiAccess {
     /// `--api-token`; without one, loopback clients are let in.
@@ -28,7 +34,7 @@ pub struct ApiAccess {
 
 /// Whether a request may use the API, and if not, why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+enum Access {
     Granted,
     /// No credentials the API takes, and not a loopback client.
     Unauthenticated,
@@ -49,8 +55,29 @@ impl ApiAccess {
         }
     }
 
+    /// Lets in the requests [`check`](Self::check) grants, and refuses the
+    /// others: 401 without credentials the API takes, 403 for a web page.
+    pub(super) fn admits(&self) -> impl Filter<Extract = (), Error = Rejection> + Clone + use<> {
+        let access = self.clone();
+        warp::ext::optional::<PeerAddr>()
+            .and(warp::header::headers_cloned())
+            .and_then(move |peer: Option<PeerAddr>, headers: HeaderMap| {
+                let access = access.clone();
+                async move {
+                    match access.check(peer.map(|peer| peer.0), &headers).await {
+                        Access::Granted => Ok(()),
+                        Access::Unauthenticated => {
+                            Err(warp::reject::custom(ApiError::Unauthenticated))
+                        }
+                        Access::CrossSite => Err(warp::reject::custom(ApiError::CrossSite)),
+                    }
+                }
+            })
+            .untuple_one()
+    }
+
     /// Whether a request from `peer` with these headers is let in.
-    pub async fn check(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Access {
+    async fn check(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Access {
         let text = |name| {
             headers
                 .get(name)

@@ -149,6 +149,9 @@ impl ApiError {
     }
 }
 
+/// A check's refusal travels to the API's `recover` as a warp rejection.
+impl warp::reject::Reject for ApiError {}
+
 impl Reply for ApiError {
     fn into_response(self) -> Response {
         self.answer()
