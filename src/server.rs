@@ -38,7 +38,7 @@ use crate::shutdown;
 use crate::transport::admission::{self, Admission, Refusal, refused};
 use crate::transport::connection::ConnectionContext;
 use crate::transport::forwarded::TrustedProxies;
-use crate::transport::http_api::{ApiAccess, PeerAddr};
+use crate::transport::http_api::{ApiAccess, ApiServices, PeerAddr};
 use crate::transport::routes::{self, RouteSettings};
 
 /// How long shutdown waits for sessions to send their ERROR and close.
@@ -204,7 +204,12 @@ impl BoundServer {
         let routes = warp::service(routes::table(
             &self.config.routes,
             self.connections.clone(),
-            self.node.clone(),
+            ApiServices {
+                dispatcher: self.node.dispatcher.clone(),
+                registry: self.node.registry.clone(),
+                broker: self.node.broker.clone(),
+                metrics: self.node.metrics.clone(),
+            },
             api_access(&self.config, &self.node.auth),
             shutdown,
         ));

@@ -72,16 +72,15 @@ pub enum AuthError {
     BadUserName(String, InvalidUserName),
 }
 
-/// The token of `Authorization: Bearer <token>`, the scheme in any case.
+/// The token of `Authorization: Bearer <token>`, the scheme in any case
+/// (as HTTP authentication schemes are), from a CONNECT frame's header or
+/// an HTTP API request's. Read here, not by `headers::Authorization<Bearer>`
+/// as the API reads its own token: a STOMP header is no HTTP header value
+/// (it keeps its surrounding spaces and may hold any UTF-8), and a CONNECT
+/// with such a token has always had it checked, and refused as a bad token.
 pub fn bearer_token(authorization: &str) -> Option<&str> {
-    credentials_of("bearer", authorization)
-}
-
-/// What follows the scheme `scheme` (matched in any case, as HTTP
-/// authentication schemes are) in an `Authorization` value.
-pub fn credentials_of<'a>(scheme: &str, authorization: &'a str) -> Option<&'a str> {
-    let (given, rest) = authorization.trim().split_once(' ')?;
-    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The longest user name the relay takes, in characters.
@@ -246,6 +245,15 @@ mod tests {
             })
             .await;
         assert!(matches!(refused, Err(AuthError::BadUserName(..))));
+    }
+
+    #[test]
+    fn a_bearer_token_is_read_whatever_the_scheme_s_case_and_the_spaces_around() {
+        assert_eq!(bearer_token("BeArEr abc "), Some("abc"));
+        assert_eq!(bearer_token(" Bearer  a.b.c"), Some("a.b.c"));
+        assert_eq!(bearer_token("Bearer t\u{f6}ken"), Some("t\u{f6}ken"));
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
     }
 
     #[test]

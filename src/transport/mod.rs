@@ -31,28 +31,17 @@ pub fn full<B: From<Bytes>>(bytes: impl Into<Bytes>) -> B {
     B::from(bytes.into())
 }
 
-/// The decoded value of `name` in form-encoded `text` (a URL query, or a
-/// form body): `+` is a space, `%XX` a byte, a name without `=` has an
-/// empty value.
-pub fn form_value(text: &[u8], name: &str) -> Option<Vec<u8>> {
-    text.split(|&b| b == b'&').find_map(|pair| {
-        let (key, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(at) => (&pair[..at], &pair[at + 1..]),
-            None => (pair, &b""[..]),
-        };
-        (key == name.as_bytes()).then(|| {
-            let spaced: Vec<u8> = value
-                .iter()
-                .map(|&b| if b == b'+' { b' ' } else { b })
-                .collect();
-            percent_encoding::percent_decode(&spaced).collect()
-        })
-    })
+/// The decoded value of the first field `name` of form-encoded `text` (a
+/// URL query, or a form body), read as browsers write it: `+` is a space,
+/// `%XX` a byte, a name without `=` has an empty value, and bytes that are
+/// not UTF-8 become U+FFFD.
+pub fn form_value(text: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(text).find_map(|(key, value)| (key == name).then(|| value.into_owned()))
 }
 
-/// The decoded value of `name` in a URL's query, as text.
+/// The decoded value of `name` in a URL's query.
 pub fn query_parameter(query: Option<&str>, name: &str) -> Option<String> {
-    form_value(query?.as_bytes(), name).map(|value| String::from_utf8_lossy(&value).into_owned())
+    form_value(query?.as_bytes(), name)
 }
 
 #[cfg(test)]
@@ -62,12 +51,17 @@ mod tests {
     #[test]
     fn form_fields_are_decoded() {
         assert_eq!(
-            form_value(b"d=%5B%22x%22%5D", "d"),
-            Some(b"[\"x\"]".to_vec())
+            form_value(b"d=%5B%22x%22%5D", "d").as_deref(),
+            Some("[\"x\"]")
         );
         assert_eq!(form_value(b"p=p", "d"), None);
-        assert_eq!(form_value(b"d=", "d"), Some(Vec::new()));
-        assert_eq!(form_value(b"c=%63allback", "c"), Some(b"callback".to_vec()));
+        assert_eq!(form_value(b"d=", "d").as_deref(), Some(""));
+        assert_eq!(form_value(b"d", "d").as_deref(), Some(""));
+        assert_eq!(
+            form_value(b"c=%63allback&c=x", "c").as_deref(),
+            Some("callback")
+        );
+        assert_eq!(form_value(b"d=%FF", "d").as_deref(), Some("\u{FFFD}"));
     }
 
     #[test]

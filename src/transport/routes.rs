@@ -35,12 +35,11 @@ use warp::{Filter, Rejection, Reply};
 
 use super::admission::{AllowedOrigins, ForwardedTicket, Ticket};
 use super::connection::ConnectionContext;
-use super::http_api::{self, ApiAccess, PeerAddr};
+use super::http_api::{self, ApiAccess, ApiServices, PeerAddr};
 use super::sockjs::{Application, EndpointSettings, SockJsEndpoint};
 use super::web_demo::WebDemo;
 use super::{RequestBody, Response, websocket};
 use crate::broker::Broker;
-use crate::relay::Node;
 use crate::shutdown::Shutdown;
 
 /// Where the routes are, and what they admit, from the configuration.
@@ -66,7 +65,7 @@ pub struct RouteSettings {
 pub fn table(
     settings: &RouteSettings,
     connections: Arc<ConnectionContext>,
-    node: Arc<Node>,
+    api: ApiServices,
     access: ApiAccess,
     shutdown: Shutdown,
 ) -> BoxedFilter<(Response,)> {
@@ -98,16 +97,14 @@ pub fn table(
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| "ok".into_response());
-    let broker = node.broker.clone();
+    let broker = api.broker.clone();
     let readyz = warp::path!("readyz")
         .and(warp::get())
         .map(move || ready(broker.as_ref()));
 
     // The HTTP API at /api/..., and the node's counters at /metrics, each
     // behind the API's access rule.
-    let api = path_where(|path| path.starts_with("/api/") || path == "/metrics")
-        .and(whole_request())
-        .then(move |request| http_api::respond(request, node.clone(), access.clone()));
+    let api = http_api::routes(api, access);
 
     // The web demo: /, its files, and /config.json.
     let demo = web_demo(WebDemo::new(&settings.ws_path, &settings.sockjs_path));

@@ -218,7 +218,6 @@ pub(super) fn callback<B>(request: &Request<B>) -> Result<String, Response> {
     let Some(value) = form_value(query.as_bytes(), "c") else {
         return Err(refuse("\"callback\" parameter required"));
     };
-    let value = String::from_utf8(value).unwrap_or_default();
     let valid = !value.is_empty()
         && value
             .chars()

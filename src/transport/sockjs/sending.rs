@@ -41,7 +41,7 @@ impl Context<'_> {
             }
         };
         let payload = if transport == "jsonp_send" && is_form(request.headers()) {
-            form_value(&body, "d").unwrap_or_default()
+            form_value(&body, "d").unwrap_or_default().into_bytes()
         } else {
             body.to_vec()
         };
