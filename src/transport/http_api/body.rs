@@ -59,7 +59,7 @@ fn declared_length() -> impl Filter<Extract = (), Error = Rejection> + Clone {
         ready(if rejection.find::<LengthRequired>().is_some() {
             Ok(())
         } else if rejection.find::<PayloadTooLarge>().is_some() {
-            Err(warp::reject::custom(ApiError::BodyTooLarge))
+            Err(warp::reject::custom(ApiError::BodyTooLarge(MAX_BODY)))
         } else {
             Err(rejection)
         })
@@ -76,7 +76,7 @@ async fn read_whole<B: Buf>(
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|_| warp::reject::custom(ApiError::BodyUnreadable))?;
         if body.len() + chunk.remaining() > MAX_BODY {
-            return Err(warp::reject::custom(ApiError::BodyTooLarge));
+            return Err(warp::reject::custom(ApiError::BodyTooLarge(MAX_BODY)));
         }
         body.put(chunk);
     }

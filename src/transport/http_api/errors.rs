@@ -6,8 +6,6 @@ use std::fmt;
 use http::{HeaderValue, StatusCode, header};
 use warp::Reply;
 
-use super::body::MAX_BODY;
-use super::messages::MAX_USERS;
 use crate::auth::InvalidUserName;
 use crate::broker::destination::DestinationError;
 use crate::error::{Chain, ClientText};
@@ -34,8 +32,9 @@ pub enum ApiError {
     MethodNotAllowed(Methods),
     #[error("the body must be sent as 'Content-Type: application/json'")]
     NotJson,
-    #[error("the body is larger than {MAX_BODY} bytes")]
-    BodyTooLarge,
+    /// The limit it is over.
+    #[error("the body is larger than {0} bytes")]
+    BodyTooLarge(usize),
     #[error("the body could not be read whole")]
     BodyUnreadable,
     /// serde would read a struct from an array by position: only an
@@ -52,8 +51,8 @@ pub enum ApiError {
     /// sent.
     #[error("header {0:?} cannot be sent: {1}")]
     UnportableHeader(String, &'static str),
-    #[error("at most {MAX_USERS} users at a time")]
-    TooManyUsers,
+    #[error("at most {0} users at a time")]
+    TooManyUsers(usize),
     #[error("persist keeps messages for named users; \"all\" means those connected now")]
     PersistForEveryone,
     #[error("give either \"users\": [...] or \"all\": true")]
@@ -107,7 +106,7 @@ impl ApiError {
             ApiError::CrossSite => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadPathSegment
             | ApiError::BodyUnreadable
@@ -116,7 +115,7 @@ impl ApiError {
             | ApiError::BadUserName(..)
             | ApiError::NotAUserDestination(_)
             | ApiError::UnportableHeader(..)
-            | ApiError::TooManyUsers
+            | ApiError::TooManyUsers(_)
             | ApiError::PersistForEveryone
             | ApiError::NoRecipients
             | ApiError::BadTopic(_)

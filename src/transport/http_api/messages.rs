@@ -100,7 +100,7 @@ pub async fn to_many(body: Bytes, services: &ApiServices) -> Result<Response, Ap
                 .to_users(&users, &name, message, when_offline, None)
                 .await
         }
-        (Some(_), false) => return Err(ApiError::TooManyUsers),
+        (Some(_), false) => return Err(ApiError::TooManyUsers(MAX_USERS)),
         (None, true) if request.persist => return Err(ApiError::PersistForEveryone),
         (None, true) => {
             // Every node gives it to its own sessions: this one cannot count
