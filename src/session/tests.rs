@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::auth::acl::Acl;
-use crate::broker::{AckTag, Delivery, Message, PublishTarget};
+use crate::broker::{AckTag, Delivery, KEPT_HEADER, Message, PublishTarget};
 use crate::dispatch::offline::KeptMessage;
 
 fn frame(command: Stomp, headers: &[(&str, &str)]) -> Frame {
