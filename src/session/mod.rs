@@ -3,10 +3,11 @@
 //! A [`Session`] takes frames from the client ([`Session::handle_frame`]),
 //! deliveries from the broker ([`Session::deliver`]) and the results of what
 //! it asked for ([`Session::complete`]), and gives out, through
-//! [`Session::poll_output`], frames for the client and [`Command`]s for the
-//! connection's driver (attach, subscribe, publish, dispatch to a user,
-//! settle, register, ...). It knows nothing of sockets, tokio, RabbitMQ or
-//! Redis, so its tests drive it by hand.
+//! [`Session::poll_output`], frames for the client and, for the
+//! connection's driver, [`Command`]s to carry out in order (attach,
+//! subscribe, settle, register, ...) and SENDs ([`Outbound`]: a publish, a
+//! message to a user) that may go side by side. It knows nothing of
+//! sockets, tokio, RabbitMQ or Redis, so its tests drive it by hand.
 //!
 //! STOMP's promises that depend on timing are kept here, by command
 //! numbers: a RECEIPT (and CONNECTED) waits until every command given before
@@ -40,7 +41,7 @@ use std::sync::Arc;
 
 use stomp_parser::{Frame, Version};
 
-pub use command::{Command, CommandId, Event, Output};
+pub use command::{Command, CommandId, Event, Outbound, Output};
 pub use error::{Service, SessionError};
 pub use settings::{SessionContext, SessionSettings};
 
@@ -177,7 +178,7 @@ impl Session {
         matches!(self.state, State::AwaitingConnect | State::Connected(_))
     }
 
-    /// Commands given and not complete.
+    /// Commands and SENDs given and not complete.
     pub fn commands_in_flight(&self) -> usize {
         self.in_flight.len()
     }
@@ -215,7 +216,7 @@ impl Session {
         }
     }
 
-    /// The next frame or command, in the order they were given.
+    /// The next frame, command or SEND, in the order they were given.
     pub fn poll_output(&mut self) -> Option<Output> {
         pop_front_releasing(&mut self.output)
     }

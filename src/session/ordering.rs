@@ -10,8 +10,8 @@
 use stomp_parser::Frame;
 
 use super::{
-    Command, CommandId, Connected, Event, Output, Rejection, Session, SessionError, State,
-    StompCommand, pop_front_releasing,
+    Command, CommandId, Connected, Event, Outbound, Output, Rejection, Session, SessionError,
+    State, StompCommand, pop_front_releasing,
 };
 
 /// What waits for the commands given before it.
@@ -52,17 +52,29 @@ impl Session {
         self.release_held();
     }
 
-    /// Gives a command to the driver, numbered.
+    /// Gives an ordered command to the driver, numbered.
     pub(super) fn give(&mut self, command: Command) -> CommandId {
-        let id = self.next_command;
-        self.next_command += 1;
         match command {
             Command::Attach => self.attached = true,
             Command::Register { .. } => self.registered = true,
             _ => {}
         }
-        self.in_flight.insert(id, self.current_receipt.clone());
+        let id = self.number();
         self.output.push_back(Output::Command(id, command));
+        id
+    }
+
+    /// Gives a SEND to the driver, numbered among the ordered commands.
+    pub(super) fn give_send(&mut self, send: Outbound) {
+        let id = self.number();
+        self.output.push_back(Output::Send(id, send));
+    }
+
+    /// The number of what is given now, in flight from now on.
+    fn number(&mut self) -> CommandId {
+        let id = self.next_command;
+        self.next_command += 1;
+        self.in_flight.insert(id, self.current_receipt.clone());
         id
     }
 

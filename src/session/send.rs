@@ -1,5 +1,6 @@
 //! SEND: where a message may go, the headers only the relay sets, and the
-//! command that carries it to the broker or, for `/user/...`, to dispatch.
+//! [`Outbound`] that carries it to the broker or, for `/user/...`, to
+//! dispatch.
 //! A `reply-to` naming a temp queue makes that queue on first use.
 
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use stomp_parser::Frame;
 
 use super::headers::required;
-use super::{Command, Session, SessionError};
+use super::{Command, Outbound, Session, SessionError};
 use crate::auth::acl::Action;
 use crate::broker::destination::{Destination, DestinationError, TempQueue};
 use crate::broker::queue_options::QueueOptions;
@@ -77,7 +78,7 @@ impl Session {
                 reason,
             });
         }
-        let command = match (destination.publish_target(), destination) {
+        let send = match (destination.publish_target(), destination) {
             (Some(mut target), _) => {
                 if let PublishTarget::Queue {
                     declare: Some(options),
@@ -86,9 +87,9 @@ impl Session {
                 {
                     *options = QueueOptions::for_send(&frame.headers)?;
                 }
-                Command::Publish { target, message }
+                Outbound::Publish { target, message }
             }
-            (None, Destination::User { user, name }) => Command::SendToUser {
+            (None, Destination::User { user, name }) => Outbound::ToUser {
                 user,
                 name,
                 message,
@@ -97,7 +98,7 @@ impl Session {
             // check_send refused every other destination without a target.
             (None, _) => return Err(DestinationError::Unknown(text.to_owned()).into()),
         };
-        self.give(command);
+        self.give_send(send);
         Ok(())
     }
 
