@@ -19,9 +19,10 @@ mod queues;
 mod sessions;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 
 use super::ack_ledger::{AckLedger, Settled};
 use super::destination::{Destination, EVERYONE_EXCHANGE, TOPIC_EXCHANGE};
@@ -83,20 +84,12 @@ impl EmbeddedBroker {
             limits,
         }
     }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves consistent-enough state for
-        // a message relay; refusing all service after it would be worse.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 #[async_trait]
 impl Broker for EmbeddedBroker {
     async fn attach(&self, session: SessionId, outbox: Outbox) -> Result<(), BrokerError> {
-        self.state().sessions.insert(
+        self.state.lock().sessions.insert(
             session,
             SessionState {
                 outbox,
@@ -107,7 +100,7 @@ impl Broker for EmbeddedBroker {
     }
 
     async fn detach(&self, session: SessionId) {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         state.router.unbind_session(session);
         let mut to_pump = state.release_unacked(session, None);
         let consumed: Vec<String> = state
@@ -138,7 +131,7 @@ impl Broker for EmbeddedBroker {
             destination: spec.destination_text.clone(),
             needs_ack: spec.ack.needs_ack(),
         };
-        let mut state = self.state();
+        let mut state = self.state.lock();
         // What no queue holds is fanned out by the router, which has no
         // queue to keep what a full prefetch window holds back.
         let routed = consumed_queue(spec).is_none();
@@ -217,7 +210,7 @@ impl Broker for EmbeddedBroker {
         spec: &SubscriptionSpec,
         discard: bool,
     ) -> Result<(), BrokerError> {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         state.router.unbind(session, &spec.id);
         let mut to_pump = state.release_unacked(session, Some(&spec.id));
         if let Some(queue) = consumed_queue(spec) {
@@ -244,7 +237,7 @@ impl Broker for EmbeddedBroker {
         // Delivered at once, in the order of the calls: nothing to confirm
         // later.
         let message = Arc::new(message);
-        let mut state = self.state();
+        let mut state = self.state.lock();
         match target {
             PublishTarget::Exchange {
                 exchange,
@@ -287,7 +280,7 @@ impl Broker for EmbeddedBroker {
         if exchange_kind(exchange).is_none() {
             return Err(BrokerError::not_found(Missing::Exchange, exchange));
         }
-        let mut state = self.state();
+        let mut state = self.state.lock();
         let routed = !state
             .router
             .route(exchange, routing_key)
@@ -310,7 +303,7 @@ impl Broker for EmbeddedBroker {
     ) -> Result<Confirm<()>, BrokerError> {
         // Not an exchange clients can name (see `exchange_kind`): the router
         // gives it to every user subscription of `name`.
-        self.state().publish_to_exchange(
+        self.state.lock().publish_to_exchange(
             EVERYONE_EXCHANGE,
             name,
             Arc::new(message),
@@ -325,7 +318,7 @@ impl Broker for EmbeddedBroker {
         tags: &[AckTag],
         settlement: Settlement,
     ) -> Result<(), BrokerError> {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         let Some(session_state) = state.sessions.get_mut(&session) else {
             return Ok(());
         };
