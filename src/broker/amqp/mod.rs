@@ -1,5 +1,6 @@
-//! The cluster broker, on RabbitMQ through lapin: scheme three with
-//! node-level topic fan-out, as `ARCHITECTURE.md` lays out.
+//! The cluster broker, on RabbitMQ through lapin: node-level topic
+//! fan-out, with the exchanges and queues of `docs/architecture.md` (AMQP
+//! objects).
 //!
 //! - **Node queue** `stomp.node.{nodeId}` (exclusive, auto-delete): bound to
 //!   `amq.topic` once per distinct key among this node's topic

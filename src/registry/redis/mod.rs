@@ -1,7 +1,7 @@
-//! The cluster's registry in Redis, with the keys of `ARCHITECTURE.md`
-//! under the configured prefix (default `stomp:`). A name in braces is the
-//! key's hash tag, so that on a Redis Cluster all keys of one user, or of
-//! one node, share a slot:
+//! The cluster's registry in Redis, with the keys of `docs/architecture.md`
+//! (Redis keys) under the configured prefix (default `stomp:`). A name in
+//! braces is the key's hash tag, so that on a Redis Cluster all keys of one
+//! user, or of one node, share a slot:
 //!
 //! | key | type | meaning |
 //! | --- | --- | --- |
