@@ -1,7 +1,7 @@
 //! stomp-relay: a clustered STOMP-over-WebSocket relay.
 //!
 //! The binary (`main.rs`) reads a [`config::Config`] and hands it to
-//! [`server::BoundServer`]. The layers, as `ARCHITECTURE.md` draws them:
+//! [`server::BoundServer`]. The layers, as `docs/architecture.md` draws them:
 //! [`transport`] (routes, WebSocket, SockJS, the HTTP API, and the driver of
 //! each connection) runs a [`session`] (the STOMP state machine, without
 //! I/O) and carries out its commands on the [`broker`], the [`registry`]

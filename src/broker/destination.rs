@@ -1,6 +1,7 @@
 //! What a client writes in `destination` (and `reply-to`), read into what it
 //! means, following RabbitMQ's STOMP plugin so that existing STOMP.js and
-//! Spring code works unchanged. The table is in `ARCHITECTURE.md`.
+//! Spring code works unchanged. The table is in `docs/clients.md`
+//! (Destinations).
 
 use std::fmt;
 
@@ -292,7 +293,7 @@ fn user_kind_suffix(rest: &str) -> Option<&str> {
 
 /// The routing key of a user destination on `amq.topic`:
 /// `{name}-user{sessionId}`. Only the session it names may receive it (the
-/// user-key guard of `ARCHITECTURE.md`).
+/// user-key guard of `docs/architecture.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserKey<'a> {
     pub name: &'a str,

@@ -285,7 +285,7 @@ pub enum Alarm {
 /// and the ask to read the offline store again.
 #[derive(Debug, Default)]
 struct AlarmBell {
-    raised: std::sync::Mutex<Option<Alarm>>,
+    raised: parking_lot::Mutex<Option<Alarm>>,
     ring: Notify,
     read_kept: Notify,
 }
@@ -315,17 +315,11 @@ impl OutboxAlarm {
 
 impl AlarmBell {
     fn current(&self) -> Option<Alarm> {
-        self.raised
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.raised.lock().clone()
     }
 
     fn raise(&self, alarm: Alarm) {
-        self.raised
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get_or_insert(alarm);
+        self.raised.lock().get_or_insert(alarm);
         self.ring.notify_one();
     }
 }

@@ -1,9 +1,9 @@
 //! The registry of a single embedded node, in memory.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 
 use super::{NodeRecord, Registry, RegistryError, SessionLocation, SessionRecord};
 use crate::broker::SessionId;
@@ -29,18 +29,13 @@ impl MemoryRegistry {
             },
         }
     }
-
-    fn users(&self) -> MutexGuard<'_, HashMap<String, HashMap<SessionId, SessionRecord>>> {
-        self.users
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 #[async_trait]
 impl Registry for MemoryRegistry {
     async fn register(&self, record: &SessionRecord) -> Result<(), RegistryError> {
-        self.users()
+        self.users
+            .lock()
             .entry(record.user.clone())
             .or_default()
             .insert(record.session, record.clone());
@@ -48,7 +43,7 @@ impl Registry for MemoryRegistry {
     }
 
     async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError> {
-        let mut users = self.users();
+        let mut users = self.users.lock();
         if let Some(sessions) = users.get_mut(&record.user) {
             sessions.remove(&record.session);
             if sessions.is_empty() {
@@ -60,14 +55,15 @@ impl Registry for MemoryRegistry {
 
     async fn all_sessions(&self) -> Result<Vec<SessionRecord>, RegistryError> {
         Ok(self
-            .users()
+            .users
+            .lock()
             .values()
             .flat_map(|sessions| sessions.values().cloned())
             .collect())
     }
 
     async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError> {
-        let sessions = self.users().values().map(HashMap::len).sum();
+        let sessions = self.users.lock().values().map(HashMap::len).sum();
         Ok(vec![NodeRecord {
             sessions,
             ..self.node.clone()
@@ -76,7 +72,8 @@ impl Registry for MemoryRegistry {
 
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError> {
         let mut sessions: Vec<SessionRecord> = self
-            .users()
+            .users
+            .lock()
             .get(user)
             .map(|sessions| sessions.values().cloned().collect())
             .unwrap_or_default();
@@ -86,7 +83,8 @@ impl Registry for MemoryRegistry {
 
     async fn locate(&self, user: &str) -> Result<Vec<SessionLocation>, RegistryError> {
         Ok(self
-            .users()
+            .users
+            .lock()
             .get(user)
             .map(|sessions| {
                 sessions
@@ -133,7 +131,7 @@ mod tests {
         );
         registry.unregister(&tab2).await.unwrap();
         assert!(registry.sessions_of("alice").await.unwrap().is_empty());
-        assert!(registry.users().get("alice").is_none());
+        assert!(registry.users.lock().get("alice").is_none());
         assert_eq!(registry.nodes().await.unwrap()[0].sessions, 1);
     }
 }

@@ -2,7 +2,8 @@
 //! find a user's live sessions; presence answers from it.
 //!
 //! The in-memory registry ([`memory::MemoryRegistry`]) serves a single node;
-//! the Redis registry serves a cluster with the keys of `ARCHITECTURE.md`.
+//! the Redis registry serves a cluster with the keys of
+//! `docs/architecture.md` (Redis keys).
 
 pub mod memory;
 pub mod redis;

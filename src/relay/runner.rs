@@ -26,14 +26,14 @@ use tokio::sync::Notify;
 use super::Node;
 use crate::auth::Credentials;
 use crate::broker::BrokerError;
-use crate::broker::{Message, OrderKey, Outbox, PublishTarget, SessionId};
-use crate::dispatch::{DispatchError, Dispatcher, WhenOffline};
+use crate::broker::{OrderKey, Outbox, SessionId};
+use crate::dispatch::{DispatchError, Dispatcher};
 use crate::error::{Chain, ClientText};
 use crate::registry::RegistryError;
 use crate::registry::{SessionRecord, unix_millis};
 use crate::retry;
 use crate::session::{
-    Command, CommandId, Event, Rejection, Service, SessionError, pop_front_releasing,
+    Command, CommandId, Event, Outbound, Rejection, Service, SessionError, pop_front_releasing,
 };
 
 /// SENDs handed to the broker together, at most.
@@ -90,12 +90,17 @@ impl CommandRunner {
         self.in_flight
     }
 
+    /// Runs an ordered command after the ones started before it.
     pub fn start(&mut self, id: CommandId, command: Command) {
         self.in_flight += 1;
-        match Outbound::try_from(command) {
-            Ok(send) => self.sends.push_back((id, send)),
-            Err(ordered) => self.ordered.push_back((id, ordered)),
-        }
+        self.ordered.push_back((id, command));
+    }
+
+    /// Hands a SEND to the broker after the ordered commands started before
+    /// it, beside the other SENDs.
+    pub fn send(&mut self, id: CommandId, send: Outbound) {
+        self.in_flight += 1;
+        self.sends.push_back((id, send));
     }
 
     /// The next command to complete, and how.
@@ -255,51 +260,7 @@ impl CommandRunner {
                     }
                     Event::Done(Ok(()))
                 }
-                send @ (Command::Publish { .. } | Command::SendToUser { .. }) => {
-                    match Outbound::try_from(send) {
-                        Ok(send) => run_send(node.clone(), session, send).await,
-                        Err(_) => Event::Done(Ok(())),
-                    }
-                }
             }
-        }
-    }
-}
-
-/// A SEND of the session: what goes to the broker side by side with
-/// others.
-enum Outbound {
-    Publish {
-        target: PublishTarget,
-        message: Message,
-    },
-    ToUser {
-        user: String,
-        name: String,
-        message: Message,
-        when_offline: WhenOffline,
-    },
-}
-
-impl TryFrom<Command> for Outbound {
-    /// Any other command, given back.
-    type Error = Command;
-
-    fn try_from(command: Command) -> Result<Outbound, Command> {
-        match command {
-            Command::Publish { target, message } => Ok(Outbound::Publish { target, message }),
-            Command::SendToUser {
-                user,
-                name,
-                message,
-                when_offline,
-            } => Ok(Outbound::ToUser {
-                user,
-                name,
-                message,
-                when_offline,
-            }),
-            other => Err(other),
         }
     }
 }
@@ -361,15 +322,6 @@ async fn hand_over(
         handed.push((id, confirm));
     }
     handed
-}
-
-/// One SEND, from handing over to the confirm.
-async fn run_send(node: Arc<Node>, session: SessionId, send: Outbound) -> Event {
-    let mut handed = hand_over(node, session, vec![(0, send)]).await;
-    match handed.pop() {
-        Some((_, confirm)) => confirm.await,
-        None => Event::Done(Ok(())),
-    }
 }
 
 /// A SEND refused before it was handed over.

@@ -1,14 +1,16 @@
 //! What a session asks of the world, and what comes back.
 //!
 //! The session core does no I/O: where it needs the broker, the registry,
-//! dispatch or the authenticator it gives out a [`Command`], and the
-//! connection's driver carries it out and hands the result back as an
-//! [`Event`]. Commands are numbered in the order they are given, which is
-//! what lets the core hold a RECEIPT until everything before it is done.
+//! dispatch or the authenticator it gives out a [`Command`] or, for a SEND,
+//! an [`Outbound`], and the connection's driver carries it out and hands the
+//! result back as an [`Event`].
 //!
-//! SENDs ([`Command::Publish`], [`Command::SendToUser`]) may run side by
-//! side; every other command runs after the ones given before it, in order
-//! (the driver's business: the core only numbers them).
+//! They come out in two lanes, because STOMP orders them differently: a
+//! [`Command`] runs after every command given before it, one at a time,
+//! while SENDs may go side by side, each after the ordered commands given
+//! before it (a SEND after a SUBSCRIBE is heard by it). Both lanes share
+//! one numbering, in the order given, which is what lets the core hold a
+//! RECEIPT until everything before it is done.
 
 use stomp_parser::Frame;
 
@@ -18,10 +20,12 @@ use crate::broker::{AckTag, Message, PublishTarget, Settlement, SubscriptionSpec
 use crate::dispatch::WhenOffline;
 use crate::dispatch::offline::KeptMessage;
 
-/// The number of a command within its session, in the order given.
+/// The number of a command or SEND within its session, in the order given:
+/// one numbering for both lanes.
 pub type CommandId = u64;
 
-/// One thing the session needs done outside itself.
+/// One thing the session needs done outside itself, in order with the
+/// others.
 #[derive(Debug, Clone)]
 pub enum Command {
     /// Check a login: answered by [`Event::Authenticated`].
@@ -48,19 +52,6 @@ pub enum Command {
         spec: SubscriptionSpec,
         discard: bool,
     },
-    /// A SEND to a broker destination.
-    Publish {
-        target: PublishTarget,
-        message: Message,
-    },
-    /// A SEND to `/user/{user}/queue/{name}`: to every live session of
-    /// `user`, through dispatch.
-    SendToUser {
-        user: String,
-        name: String,
-        message: Message,
-        when_offline: WhenOffline,
-    },
     /// ACK or NACK of broker deliveries.
     Settle {
         tags: Vec<AckTag>,
@@ -84,7 +75,27 @@ pub enum Command {
     Unregister,
 }
 
-/// The result of a [`Command`], handed back to the session.
+/// A SEND of the session: what may go to the broker side by side with the
+/// session's other SENDs, without waiting for their confirms.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A SEND to a broker destination.
+    Publish {
+        target: PublishTarget,
+        message: Message,
+    },
+    /// A SEND to `/user/{user}/queue/{name}`: to every live session of
+    /// `user`, through dispatch.
+    ToUser {
+        user: String,
+        name: String,
+        message: Message,
+        when_offline: WhenOffline,
+    },
+}
+
+/// The result of a [`Command`] or an [`Outbound`], handed back to the
+/// session.
 #[derive(Debug)]
 pub enum Event {
     /// Done: `Err` ends the session with that ERROR.
@@ -100,9 +111,13 @@ pub enum Event {
 pub enum Output {
     /// A frame for the client.
     Frame(Frame),
-    /// Something for the driver to carry out; its result comes back through
+    /// Something for the driver to carry out after the commands given
+    /// before it; its result comes back through
     /// [`super::Session::complete`].
     Command(CommandId, Command),
+    /// A SEND for the driver to hand over, after the commands given before
+    /// it but beside the other SENDs; its result comes back as a command's.
+    Send(CommandId, Outbound),
     /// End the connection, after an ERROR frame when there is a rejection.
     Close(Option<Rejection>),
 }

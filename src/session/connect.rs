@@ -1,11 +1,14 @@
-//! CONNECT and STOMP: protocol version, heart-beats, the user, CONNECTED.
+//! CONNECT and STOMP: protocol version, heart-beats, the user, CONNECTED,
+//! and how a session carries a CONNECT out: the login first, then attach
+//! and register, then CONNECTED.
 
 use std::time::Duration;
 
-use stomp_parser::{Command, Frame, Version};
+use stomp_parser::{Frame, Version};
 
-use super::SessionError;
-use crate::auth::{AuthError, check_user_name};
+use super::ordering::Held;
+use super::{Command, Connected, Session, SessionError, State, StompCommand};
+use crate::auth::{AuthError, Identity, check_user_name};
 
 /// What this relay tells clients its name is.
 pub const SERVER: &str = concat!("stomp-relay/", env!("CARGO_PKG_VERSION"));
@@ -142,7 +145,7 @@ pub fn connected_frame(
     heart_beat: HeartBeat,
     user: Option<&str>,
 ) -> Frame {
-    let mut frame = Frame::new(Command::Connected)
+    let mut frame = Frame::new(StompCommand::Connected)
         .header("version", version.as_str())
         .header("session", session)
         .header("server", SERVER)
@@ -153,6 +156,59 @@ pub fn connected_frame(
     frame
 }
 
+impl Session {
+    /// Reads a CONNECT and asks for its login to be checked; frames wait
+    /// meanwhile.
+    pub(super) fn connect(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        let request = ConnectRequest::read(frame)?;
+        self.state = State::Connecting {
+            version: request.version,
+            heart_beat: HeartBeat::negotiate(request.heart_beat, self.context.settings.heart_beat),
+        };
+        // Before anything is attached or registered: a refused login leaves
+        // no trace.
+        let access_token = self.access_token.take();
+        self.give(Command::Authenticate {
+            login: request.login,
+            passcode: request.passcode,
+            authorization: request.authorization,
+            access_token,
+        });
+        Ok(())
+    }
+
+    /// The login was accepted: attach and register, then CONNECTED.
+    pub(super) fn connect_as(&mut self, identity: Option<Identity>) {
+        let State::Connecting {
+            version,
+            heart_beat,
+        } = self.state
+        else {
+            return;
+        };
+        self.give(Command::Attach);
+        if let Some(identity) = &identity {
+            let user = identity.user.clone();
+            self.give(Command::Register { user: user.clone() });
+            if self.context.settings.replace_older_logins {
+                self.give(Command::ReplaceOlder { user });
+            }
+        }
+        let frame = connected_frame(
+            version,
+            &self.id.to_string(),
+            heart_beat,
+            identity.as_ref().map(|identity| identity.user.as_str()),
+        );
+        let connected = Connected {
+            version,
+            heart_beat,
+            identity,
+        };
+        self.hold(Held::Connected(connected, frame));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,7 +216,7 @@ mod tests {
     fn connect(headers: &[(&str, &str)]) -> Frame {
         headers
             .iter()
-            .fold(Frame::new(Command::Connect), |frame, (name, value)| {
+            .fold(Frame::new(StompCommand::Connect), |frame, (name, value)| {
                 frame.header(name, value)
             })
     }

@@ -1,13 +1,23 @@
-//! Which kept messages a session has delivered lately. A message sent with
-//! `persist` is kept before it is sent, and reaches a session twice when
-//! the session reads the store (on SUBSCRIBE) while the live copy is on its
-//! way: the second is dropped.
+//! Messages kept for the user while it was offline, as a session delivers
+//! them: read from the store on SUBSCRIBE to a user destination and again
+//! after the broker was away, delivered oldest first, and each delivered
+//! once. A message sent with `persist` is kept before it is sent, and
+//! reaches a session twice when the session reads the store while the live
+//! copy is on its way: [`RecentlyKept`] drops the second.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use super::subscriptions::Pending;
+use super::{Command, Output, Rejection, Session, State};
+use crate::broker::destination::Destination;
+use crate::dispatch::offline::KeptMessage;
 
 /// Kept-message ids a session remembers, at most.
 const REMEMBERED: usize = 1024;
 
+/// The ids of the kept messages a session delivered lately, so that the
+/// live copy and the stored copy of one message are not both shown.
 #[derive(Debug, Default)]
 pub struct RecentlyKept {
     ids: HashSet<String>,
@@ -35,6 +45,82 @@ impl RecentlyKept {
     pub fn forget(&mut self, id: &str) {
         if self.ids.remove(id) {
             self.order.retain(|kept| kept != id);
+        }
+    }
+}
+
+impl Session {
+    /// Reads again what is kept for the user at each of its user
+    /// destinations; what was delivered already is not shown again.
+    pub fn read_kept_again(&mut self) {
+        if !matches!(self.state, State::Connected(_)) {
+            return;
+        }
+        let Some(user) = self.user().map(str::to_owned) else {
+            return;
+        };
+        let reads: Vec<(Arc<str>, String)> = self
+            .subscriptions
+            .specs()
+            .filter_map(|spec| match &spec.destination {
+                Destination::OwnUser { name } => Some((spec.id.clone(), name.clone())),
+                _ => None,
+            })
+            .collect();
+        for (subscription, name) in reads {
+            let user = user.clone();
+            let id = self.give(Command::ReadKept { user, name });
+            self.reading_kept.insert(id, subscription);
+        }
+    }
+
+    /// The messages kept for this user while it was offline, as MESSAGEs of
+    /// subscription `id`, oldest first. With `ack:auto` the store forgets
+    /// them now; otherwise when acked. A store that cannot answer costs the
+    /// subscription nothing: the messages stay kept for the next time.
+    pub(super) fn deliver_kept(
+        &mut self,
+        id: &Arc<str>,
+        kept: Result<Vec<KeptMessage>, Rejection>,
+    ) {
+        let kept = match kept {
+            Ok(kept) => kept,
+            Err(rejection) => {
+                tracing::warn!(session = %self.id, error = %rejection.error, "cannot read messages kept for the user");
+                return;
+            }
+        };
+        let (Some(subscription), Some(user)) = (self.subscriptions.get(id), self.user()) else {
+            return;
+        };
+        if kept.is_empty() {
+            return;
+        }
+        let user = user.to_owned();
+        let needs_ack = subscription.ack.needs_ack();
+        let destination = subscription.destination_text.clone();
+        let mut delivered = Vec::with_capacity(kept.len());
+        for KeptMessage {
+            id: kept_id,
+            message,
+            shown,
+        } in kept
+        {
+            // Delivered live already (it was kept before it was sent).
+            if !self.recently_kept.first_time(&kept_id) {
+                continue;
+            }
+            let pending = needs_ack.then(|| Pending::Kept(kept_id.clone()));
+            let frame =
+                self.message_frame(id, &destination, &message, Some(&kept_id), pending, shown);
+            delivered.push(kept_id);
+            self.output.push_back(Output::Frame(frame));
+        }
+        if !needs_ack && !delivered.is_empty() {
+            self.give(Command::ForgetKept {
+                user,
+                ids: delivered,
+            });
         }
     }
 }

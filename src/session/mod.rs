@@ -3,21 +3,33 @@
 //! A [`Session`] takes frames from the client ([`Session::handle_frame`]),
 //! deliveries from the broker ([`Session::deliver`]) and the results of what
 //! it asked for ([`Session::complete`]), and gives out, through
-//! [`Session::poll_output`], frames for the client and [`Command`]s for the
-//! connection's driver (attach, subscribe, publish, dispatch to a user,
-//! settle, register, ...). It knows nothing of sockets, tokio, RabbitMQ or
-//! Redis, so its tests drive it by hand.
+//! [`Session::poll_output`], frames for the client and, for the
+//! connection's driver, [`Command`]s to carry out in order (attach,
+//! subscribe, settle, register, ...) and SENDs ([`Outbound`]: a publish, a
+//! message to a user) that may go side by side. It knows nothing of
+//! sockets, tokio, RabbitMQ or Redis, so its tests drive it by hand.
 //!
 //! STOMP's promises that depend on timing are kept here, by command
 //! numbers: a RECEIPT (and CONNECTED) waits until every command given before
 //! it is done, and an ERROR for a bad frame goes out after the work of the
 //! frames before it.
+//!
+//! This file holds the session's state and reads each frame; each frame's
+//! work lives in a file named for it (`connect`, `subscribe`, `send`, `ack`,
+//! `deliver`, `kept`, `transactions`), and `ordering` numbers the commands
+//! and holds what must wait for them.
 
+mod ack;
 mod command;
 pub mod connect;
+mod deliver;
 mod error;
+mod headers;
 mod kept;
+mod ordering;
+mod send;
 mod settings;
+mod subscribe;
 mod subscriptions;
 mod transactions;
 
@@ -29,30 +41,23 @@ use std::sync::Arc;
 
 use stomp_parser::{Frame, Version};
 
-pub use command::{Command, CommandId, Event, Output};
+pub use command::{Command, CommandId, Event, Outbound, Output};
 pub use error::{Service, SessionError};
 pub use settings::{SessionContext, SessionSettings};
 
 use crate::auth::Identity;
 use crate::auth::acl::Action;
-use crate::broker::destination::{Destination, DestinationError, TempQueue};
-use crate::broker::queue_options::{QueueOptions, asks_durable};
-use crate::broker::{
-    AckMode, Delivery, FRAME_HEADERS, KEPT_HEADER, Message, PublishTarget, SENDER_HEADERS,
-    SessionId, Settlement, SubscriptionSpec,
-};
-use crate::dispatch::WhenOffline;
-use crate::dispatch::offline::KeptMessage;
-use connect::{ConnectRequest, HeartBeat, connected_frame};
+use crate::broker::destination::Destination;
+use crate::broker::{SessionId, Settlement};
+use connect::HeartBeat;
+use headers::{ack_id, required};
 use kept::RecentlyKept;
-use subscriptions::{Pending, Subscriptions};
-use transactions::Transactions;
+use ordering::Held;
+use send::refuse_message_id;
+use subscriptions::Subscriptions;
+use transactions::{Transactions, held_in_transaction};
 
 type StompCommand = stomp_parser::Command;
-
-/// The SEND header asking that a message to `/user/{name}/...` be kept
-/// while that user is offline.
-const PERSIST: &str = "persist";
 
 /// A frame the session refuses: the connection sends the ERROR frame and
 /// closes.
@@ -98,14 +103,6 @@ struct Connected {
     heart_beat: HeartBeat,
     /// Who logged in; `None` for an anonymous client (`--auth none`).
     identity: Option<Identity>,
-}
-
-/// What waits for the commands given before it.
-enum Held {
-    Frame(Frame),
-    /// The CONNECTED frame, and the session it opens.
-    Connected(Connected, Frame),
-    Close(Option<Rejection>),
 }
 
 /// One client's STOMP session.
@@ -181,7 +178,7 @@ impl Session {
         matches!(self.state, State::AwaitingConnect | State::Connected(_))
     }
 
-    /// Commands given and not complete.
+    /// Commands and SENDs given and not complete.
     pub fn commands_in_flight(&self) -> usize {
         self.in_flight.len()
     }
@@ -219,7 +216,7 @@ impl Session {
         }
     }
 
-    /// The next frame or command, in the order they were given.
+    /// The next frame, command or SEND, in the order they were given.
     pub fn poll_output(&mut self) -> Option<Output> {
         pop_front_releasing(&mut self.output)
     }
@@ -271,35 +268,6 @@ impl Session {
         self.close_now(Some(error.into()));
     }
 
-    /// Takes the result of command `id`.
-    pub fn complete(&mut self, id: CommandId, event: Event) {
-        let Some(receipt) = self.in_flight.remove(&id) else {
-            return;
-        };
-        if matches!(self.state, State::Closed) {
-            return;
-        }
-        match event {
-            Event::Done(Ok(())) => {}
-            Event::Done(Err(mut rejection)) => {
-                if rejection.receipt_id.is_none() {
-                    rejection.receipt_id = receipt.map(|receipt| receipt.to_string());
-                }
-                return self.close_now(Some(rejection));
-            }
-            Event::Authenticated(Ok(identity)) => self.connect_as(identity),
-            Event::Authenticated(Err(error)) => {
-                return self.close_now(Some(SessionError::Auth(error).into()));
-            }
-            Event::Kept(kept) => {
-                if let Some(subscription) = self.reading_kept.remove(&id) {
-                    self.deliver_kept(&subscription, kept);
-                }
-            }
-        }
-        self.release_held();
-    }
-
     /// What the broker and registry must forget once the connection ends;
     /// the driver carries these out after the commands still in flight.
     pub fn close(&mut self) -> Vec<Command> {
@@ -322,51 +290,6 @@ impl Session {
         self.state = State::Closed;
         self.held.clear();
         self.output.push_back(Output::Close(rejection));
-    }
-
-    /// Gives a command to the driver, numbered.
-    fn give(&mut self, command: Command) -> CommandId {
-        let id = self.next_command;
-        self.next_command += 1;
-        match command {
-            Command::Attach => self.attached = true,
-            Command::Register { .. } => self.registered = true,
-            _ => {}
-        }
-        self.in_flight.insert(id, self.current_receipt.clone());
-        self.output.push_back(Output::Command(id, command));
-        id
-    }
-
-    fn hold_receipt(&mut self, receipt: &str) {
-        let frame = Frame::new(StompCommand::Receipt).header("receipt-id", receipt);
-        self.hold(Held::Frame(frame));
-    }
-
-    /// Holds what must wait for every command given so far.
-    fn hold(&mut self, held: Held) {
-        self.held.push_back((self.next_command, held));
-        self.release_held();
-    }
-
-    fn release_held(&mut self) {
-        while let Some((mark, _)) = self.held.front() {
-            let oldest_in_flight = self.in_flight.keys().next();
-            if oldest_in_flight.is_some_and(|oldest| oldest < mark) {
-                return;
-            }
-            let Some((_, held)) = pop_front_releasing(&mut self.held) else {
-                return;
-            };
-            match held {
-                Held::Frame(frame) => self.output.push_back(Output::Frame(frame)),
-                Held::Connected(connected, frame) => {
-                    self.state = State::Connected(connected);
-                    self.output.push_back(Output::Frame(frame));
-                }
-                Held::Close(rejection) => return self.close_now(rejection),
-            }
-        }
     }
 
     fn handle_command(&mut self, frame: Frame) -> Result<(), SessionError> {
@@ -468,55 +391,6 @@ impl Session {
         }
     }
 
-    fn connect(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        let request = ConnectRequest::read(frame)?;
-        self.state = State::Connecting {
-            version: request.version,
-            heart_beat: HeartBeat::negotiate(request.heart_beat, self.context.settings.heart_beat),
-        };
-        // Before anything is attached or registered: a refused login leaves
-        // no trace.
-        let access_token = self.access_token.take();
-        self.give(Command::Authenticate {
-            login: request.login,
-            passcode: request.passcode,
-            authorization: request.authorization,
-            access_token,
-        });
-        Ok(())
-    }
-
-    /// The login was accepted: attach and register, then CONNECTED.
-    fn connect_as(&mut self, identity: Option<Identity>) {
-        let State::Connecting {
-            version,
-            heart_beat,
-        } = self.state
-        else {
-            return;
-        };
-        self.give(Command::Attach);
-        if let Some(identity) = &identity {
-            let user = identity.user.clone();
-            self.give(Command::Register { user: user.clone() });
-            if self.context.settings.replace_older_logins {
-                self.give(Command::ReplaceOlder { user });
-            }
-        }
-        let frame = connected_frame(
-            version,
-            &self.id.to_string(),
-            heart_beat,
-            identity.as_ref().map(|identity| identity.user.as_str()),
-        );
-        let connected = Connected {
-            version,
-            heart_beat,
-            identity,
-        };
-        self.hold(Held::Connected(connected, frame));
-    }
-
     /// Refuses what the node's ACL does not let this client do.
     fn authorize(&self, action: Action, destination: &str) -> Result<(), SessionError> {
         let identity = self.identity();
@@ -530,490 +404,6 @@ impl Session {
             })
         }
     }
-
-    /// Whether the ACL lets this client read a delivery's own destination.
-    /// A wildcard (or fanout) subscription is judged by what it was
-    /// written as; each message it catches is judged again by where it was
-    /// sent, so that `/topic/#` does not read a topic the ACL denies.
-    fn may_read(&self, delivery: &Delivery) -> bool {
-        match self.subscriptions.get(&delivery.subscription) {
-            Some(spec) if *spec.destination_text != *delivery.destination => self
-                .authorize(Action::Subscribe, &delivery.destination)
-                .is_ok(),
-            _ => true,
-        }
-    }
-
-    fn subscribe(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        refuse_durable_without_id(frame)?;
-        let destination_text = required(frame, "destination")?;
-        // STOMP 1.0 made `id` optional; RabbitMQ then uses the destination.
-        let id = match frame.get("id") {
-            Some(id) => id,
-            None if self.version() == Version::V1_0 => destination_text,
-            None => return Err(missing(frame.command, "id")),
-        };
-        let destination = Destination::parse(destination_text)?;
-        destination.check_subscribe(destination_text)?;
-        self.authorize(Action::Subscribe, destination_text)?;
-        let ack = match frame.get("ack") {
-            None => AckMode::Auto,
-            Some(value) => AckMode::parse(value).ok_or_else(|| SessionError::InvalidHeader {
-                header: "ack",
-                value: value.to_owned(),
-                reason: "expected auto, client or client-individual",
-            })?,
-        };
-        let prefetch = frame
-            .get("prefetch-count")
-            .map(|value| {
-                value
-                    .parse::<u32>()
-                    .map_err(|_| SessionError::InvalidHeader {
-                        header: "prefetch-count",
-                        value: value.to_owned(),
-                        reason: "expected a non-negative number",
-                    })
-            })
-            .transpose()?;
-        if self.subscriptions.contains(id) {
-            return Err(SessionError::DuplicateSubscription(id.to_owned()));
-        }
-        let settings = &self.context.settings;
-        let max = settings.max_subscriptions;
-        if self.subscriptions.len() >= max {
-            return Err(SessionError::TooManySubscriptions(max));
-        }
-        let queue = QueueOptions::for_subscription(&frame.headers, self.user(), id)?;
-        let spec = SubscriptionSpec {
-            id: Arc::from(id),
-            destination_text: Arc::from(destination_text),
-            destination,
-            ack,
-            // More in flight than a session may leave unacknowledged would
-            // only end the session.
-            prefetch: prefetch
-                .filter(|&count| count > 0)
-                .map(|count| count.min(u32::try_from(settings.max_unacked).unwrap_or(u32::MAX))),
-            queue,
-        };
-        self.read_after_receipt = match (&spec.destination, self.user()) {
-            (Destination::OwnUser { name }, Some(user)) => Some((
-                spec.id.clone(),
-                Command::ReadKept {
-                    user: user.to_owned(),
-                    name: name.clone(),
-                },
-            )),
-            _ => None,
-        };
-        self.subscriptions.insert(spec.clone());
-        self.give(Command::Subscribe(spec));
-        Ok(())
-    }
-
-    /// Reads again what is kept for the user at each of its user
-    /// destinations; what was delivered already is not shown again.
-    pub fn read_kept_again(&mut self) {
-        if !matches!(self.state, State::Connected(_)) {
-            return;
-        }
-        let Some(user) = self.user().map(str::to_owned) else {
-            return;
-        };
-        let reads: Vec<(Arc<str>, String)> = self
-            .subscriptions
-            .specs()
-            .filter_map(|spec| match &spec.destination {
-                Destination::OwnUser { name } => Some((spec.id.clone(), name.clone())),
-                _ => None,
-            })
-            .collect();
-        for (subscription, name) in reads {
-            let user = user.clone();
-            let id = self.give(Command::ReadKept { user, name });
-            self.reading_kept.insert(id, subscription);
-        }
-    }
-
-    /// The messages kept for this user while it was offline, as MESSAGEs of
-    /// subscription `id`, oldest first. With `ack:auto` the store forgets
-    /// them now; otherwise when acked. A store that cannot answer costs the
-    /// subscription nothing: the messages stay kept for the next time.
-    fn deliver_kept(&mut self, id: &Arc<str>, kept: Result<Vec<KeptMessage>, Rejection>) {
-        let kept = match kept {
-            Ok(kept) => kept,
-            Err(rejection) => {
-                tracing::warn!(session = %self.id, error = %rejection.error, "cannot read messages kept for the user");
-                return;
-            }
-        };
-        let (Some(subscription), Some(user)) = (self.subscriptions.get(id), self.user()) else {
-            return;
-        };
-        if kept.is_empty() {
-            return;
-        }
-        let user = user.to_owned();
-        let needs_ack = subscription.ack.needs_ack();
-        let destination = subscription.destination_text.clone();
-        let mut delivered = Vec::with_capacity(kept.len());
-        for KeptMessage {
-            id: kept_id,
-            message,
-            shown,
-        } in kept
-        {
-            // Delivered live already (it was kept before it was sent).
-            if !self.recently_kept.first_time(&kept_id) {
-                continue;
-            }
-            let pending = needs_ack.then(|| Pending::Kept(kept_id.clone()));
-            let frame =
-                self.message_frame(id, &destination, &message, Some(&kept_id), pending, shown);
-            delivered.push(kept_id);
-            self.output.push_back(Output::Frame(frame));
-        }
-        if !needs_ack && !delivered.is_empty() {
-            self.give(Command::ForgetKept {
-                user,
-                ids: delivered,
-            });
-        }
-    }
-
-    fn unsubscribe(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        refuse_durable_without_id(frame)?;
-        let id = match (frame.get("id"), self.version()) {
-            (Some(id), _) => id,
-            (None, Version::V1_0) => required(frame, "destination")?,
-            (None, _) => return Err(missing(frame.command, "id")),
-        };
-        let spec = self
-            .subscriptions
-            .remove(id)
-            .ok_or_else(|| SessionError::UnknownSubscription(id.to_owned()))?;
-        let discard = asks_durable(&frame.headers);
-        self.give(Command::Unsubscribe { spec, discard });
-        Ok(())
-    }
-
-    fn send(&mut self, mut frame: Frame) -> Result<(), SessionError> {
-        let body = std::mem::take(&mut frame.body);
-        refuse_message_id(&frame)?;
-        if let Some(claimed) = frame.get("user-id")
-            && Some(claimed) != self.user()
-        {
-            return Err(SessionError::UserIdMismatch {
-                claimed: claimed.to_owned(),
-                user: self.user().map(str::to_owned),
-            });
-        }
-        let text = required(&frame, "destination")?;
-        let destination = Destination::parse(text)?;
-        destination.check_send(text)?;
-        self.authorize(Action::Send, text)?;
-        let mut headers = frame.headers.clone();
-        let relay_headers = FRAME_HEADERS
-            .iter()
-            .chain(SENDER_HEADERS)
-            .chain([&KEPT_HEADER]);
-        for name in relay_headers {
-            headers.remove(name);
-        }
-        // `persist` asks dispatch to keep a message for an offline user; it
-        // is the relay's header, not the message's.
-        let when_offline = match destination {
-            Destination::User { .. } => {
-                headers.remove(PERSIST);
-                WhenOffline::from_persist(frame.get(PERSIST) == Some("true"))
-            }
-            _ => WhenOffline::Drop,
-        };
-        // The relay, not the client, says who sent a message.
-        if let Some(user) = self.user() {
-            headers.push("user-name", user);
-        }
-        if let Destination::App { .. } = destination {
-            headers.push("session", &self.id.to_string());
-        }
-        if let Some(reply_to) = frame.get("reply-to")
-            && let Some(name) = reply_to.strip_prefix("/temp-queue/")
-        {
-            let reply_queue = self.temp_queue(name)?;
-            headers.set("reply-to", &reply_queue);
-        }
-        let message = Message { headers, body };
-        // A message for users is counted as delivered once it is handed to
-        // their sessions: it must be one that every session can be sent.
-        if let (Destination::User { .. }, Some((name, reason))) =
-            (&destination, message.unportable_header())
-        {
-            return Err(SessionError::UnportableHeader {
-                name: name.to_owned(),
-                reason,
-            });
-        }
-        let command = match (destination.publish_target(), destination) {
-            (Some(mut target), _) => {
-                if let PublishTarget::Queue {
-                    declare: Some(options),
-                    ..
-                } = &mut target
-                {
-                    *options = QueueOptions::for_send(&frame.headers)?;
-                }
-                Command::Publish { target, message }
-            }
-            (None, Destination::User { user, name }) => Command::SendToUser {
-                user,
-                name,
-                message,
-                when_offline,
-            },
-            // check_send refused every other destination without a target.
-            (None, _) => return Err(DestinationError::Unknown(text.to_owned()).into()),
-        };
-        self.give(command);
-        Ok(())
-    }
-
-    /// The reply address of this session's temp queue `name`, created on
-    /// first use: replies sent to it arrive as MESSAGEs whose `subscription`
-    /// and `destination` are `/temp-queue/{name}`, as with RabbitMQ.
-    fn temp_queue(&mut self, name: &str) -> Result<String, SessionError> {
-        let temp = TempQueue::new(name, self.id)
-            .ok_or_else(|| DestinationError::Unknown(format!("/temp-queue/{name}")))?;
-        if !self.subscriptions.contains(&temp.text) {
-            let max = self.context.settings.max_subscriptions;
-            if self.subscriptions.len() >= max {
-                return Err(SessionError::TooManySubscriptions(max));
-            }
-            let spec = SubscriptionSpec {
-                id: Arc::from(temp.text.as_str()),
-                destination_text: Arc::from(temp.text.as_str()),
-                destination: Destination::OwnUser {
-                    name: temp.user_name,
-                },
-                ack: AckMode::Auto,
-                prefetch: None,
-                queue: QueueOptions::default(),
-            };
-            self.subscriptions.insert(spec.clone());
-            self.give(Command::Subscribe(spec));
-        }
-        Ok(temp.reply_address)
-    }
-
-    fn settle(&mut self, frame: &Frame, settlement: Settlement) -> Result<(), SessionError> {
-        let id = ack_id(frame, self.version())?;
-        let settled = self
-            .subscriptions
-            .settle(id)
-            .ok_or_else(|| SessionError::UnknownAck(id.to_owned()))?;
-        let (mut tags, mut kept) = (Vec::new(), Vec::new());
-        for pending in settled {
-            match pending {
-                Pending::Broker(tag) => tags.push(tag),
-                Pending::Kept(id) => kept.push(id),
-                Pending::BrokerAndKept(tag, id) => {
-                    tags.push(tag);
-                    // Given back, it comes again, to be shown again.
-                    if settlement == Settlement::Nack {
-                        self.recently_kept.forget(&id);
-                    }
-                    kept.push(id);
-                }
-            }
-        }
-        if !tags.is_empty() {
-            self.give(Command::Settle { tags, settlement });
-        }
-        // A NACKed kept message stays kept, to be delivered next time; a
-        // discarded one is forgotten.
-        if settlement != Settlement::Nack
-            && !kept.is_empty()
-            && let Some(user) = self.user()
-        {
-            let user = user.to_owned();
-            self.give(Command::ForgetKept { user, ids: kept });
-        }
-        Ok(())
-    }
-
-    /// Turns a delivery into the MESSAGE frame for the client, recording it
-    /// when it needs an ACK. A delivery to a subscription that has just
-    /// ended is given back to the broker; one the ACL does not let the
-    /// client read is acknowledged and dropped. One that needs an ACK past
-    /// `max_unacked` ends the session.
-    pub fn deliver(&mut self, delivery: Delivery) {
-        if !matches!(self.state, State::Connected(_) | State::Closing) {
-            return;
-        }
-        let refused = if !self.subscriptions.contains(&delivery.subscription) {
-            Some(Settlement::Nack)
-        } else if !self.may_read(&delivery) {
-            Some(Settlement::Ack)
-        } else {
-            None
-        };
-        if let Some(settlement) = refused {
-            if let Some(tag) = delivery.ack {
-                self.give(Command::Settle {
-                    tags: vec![tag],
-                    settlement,
-                });
-            }
-            return;
-        }
-        // A message sent with `persist` was kept before it was sent, and is
-        // forgotten once this session has delivered it (or had it ACKed).
-        let kept = delivery.message.headers.get(KEPT_HEADER).map(str::to_owned);
-        if let Some(kept) = &kept
-            && !self.recently_kept.first_time(kept)
-        {
-            // Delivered from the store already.
-            if let Some(tag) = delivery.ack {
-                self.give(Command::Settle {
-                    tags: vec![tag],
-                    settlement: Settlement::Ack,
-                });
-            }
-            return;
-        }
-        let max = self.context.settings.max_unacked;
-        if delivery.ack.is_some() && self.subscriptions.unacked() >= max {
-            // Not delivered: the broker takes it back when the session ends.
-            return self.abort(SessionError::TooManyUnacked(max));
-        }
-        let pending = match (delivery.ack, &kept) {
-            (Some(tag), Some(kept)) => Some(Pending::BrokerAndKept(tag, kept.clone())),
-            (Some(tag), None) => Some(Pending::Broker(tag)),
-            (None, _) => None,
-        };
-        let frame = self.message_frame(
-            &delivery.subscription,
-            &delivery.destination,
-            &delivery.message,
-            kept.as_deref(),
-            pending,
-            delivery.redelivered,
-        );
-        self.output.push_back(Output::Frame(frame));
-        if delivery.ack.is_none()
-            && let (Some(kept), Some(user)) = (kept, self.user())
-        {
-            let user = user.to_owned();
-            self.give(Command::ForgetKept {
-                user,
-                ids: vec![kept],
-            });
-        }
-    }
-
-    /// The MESSAGE frame of one message for one subscription, recording
-    /// what settles it when it needs an ACK. A kept message (`kept`, its
-    /// store id) has the same `message-id` wherever and however often it
-    /// is delivered, so that a client can tell it again when it comes back
-    /// (with `redelivered:true`) because its ACK was lost with a connection.
-    fn message_frame(
-        &mut self,
-        subscription: &Arc<str>,
-        destination: &str,
-        message: &Message,
-        kept: Option<&str>,
-        pending: Option<Pending>,
-        redelivered: bool,
-    ) -> Frame {
-        // Store ids are never plain numbers like the session's own.
-        let message_id = match kept {
-            Some(kept) => format!("kept-{kept}"),
-            None => {
-                self.last_message_id += 1;
-                self.last_message_id.to_string()
-            }
-        };
-        let mut frame = Frame::new(StompCommand::Message)
-            .header("subscription", subscription)
-            .header("message-id", &message_id)
-            .header("destination", destination);
-        if let Some(pending) = pending {
-            if self.version() == Version::V1_2 {
-                frame = frame.header("ack", &message_id);
-            }
-            self.subscriptions
-                .expect_ack(subscription, message_id, pending);
-        }
-        // On every MESSAGE, false included, as RabbitMQ's STOMP plugin
-        // writes it.
-        frame = frame.header("redelivered", if redelivered { "true" } else { "false" });
-        for (name, value) in message.headers.iter() {
-            if name != KEPT_HEADER {
-                frame.headers.push(name, value);
-            }
-        }
-        if !message.headers.contains("content-type") {
-            let content_type = match std::str::from_utf8(&message.body) {
-                Ok(_) => "text/plain",
-                Err(_) => "application/octet-stream",
-            };
-            frame.headers.push("content-type", content_type);
-        }
-        frame
-            .headers
-            .push("content-length", &message.body.len().to_string());
-        frame.body = message.body.clone();
-        frame
-    }
-}
-
-fn missing(command: StompCommand, header: &'static str) -> SessionError {
-    SessionError::MissingHeader { command, header }
-}
-
-fn required<'a>(frame: &'a Frame, header: &'static str) -> Result<&'a str, SessionError> {
-    frame
-        .get(header)
-        .ok_or_else(|| missing(frame.command, header))
-}
-
-/// A SEND may not name a message id, which only the server gives, as
-/// RabbitMQ's STOMP plugin refuses it.
-fn refuse_message_id(frame: &Frame) -> Result<(), SessionError> {
-    match frame.get("message-id") {
-        Some(_) => Err(SessionError::NotAllowedHeader {
-            command: frame.command,
-            header: "message-id",
-        }),
-        None => Ok(()),
-    }
-}
-
-/// A durable subscription is found again by its `id`, so it must have one,
-/// whatever the version.
-fn refuse_durable_without_id(frame: &Frame) -> Result<(), SessionError> {
-    if asks_durable(&frame.headers) && frame.get("id").is_none() {
-        return Err(SessionError::DurableWithoutId);
-    }
-    Ok(())
-}
-
-/// True for a frame that a transaction holds until it ends.
-fn held_in_transaction(frame: &Frame) -> bool {
-    matches!(
-        frame.command,
-        StompCommand::Send | StompCommand::Ack | StompCommand::Nack
-    ) && frame.get("transaction").is_some()
-}
-
-/// The message an ACK or NACK names: `id` in 1.2, `message-id` before,
-/// each version's header only, as RabbitMQ's STOMP plugin reads them.
-fn ack_id(frame: &Frame, version: Version) -> Result<&str, SessionError> {
-    let header = match version {
-        Version::V1_2 => "id",
-        Version::V1_0 | Version::V1_1 => "message-id",
-    };
-    required(frame, header)
 }
 
 /// Pops the front of a queue and gives its buffer back once it is empty:

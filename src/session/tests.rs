@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::auth::acl::Acl;
-use crate::broker::{AckTag, Delivery, Message, PublishTarget};
+use crate::broker::{AckTag, Delivery, KEPT_HEADER, Message, PublishTarget};
 use crate::dispatch::offline::KeptMessage;
 
 fn frame(command: Stomp, headers: &[(&str, &str)]) -> Frame {
@@ -45,7 +45,7 @@ impl Harness {
             Stomp::Connect,
             &[("accept-version", "1.2"), ("login", "alice")],
         ));
-        let (authenticate, _) = harness.only_command();
+        let (authenticate, _) = only(harness.commands());
         harness.complete(
             authenticate,
             Event::Authenticated(Ok(Some(Identity::named("alice")))),
@@ -70,31 +70,44 @@ impl Harness {
         std::iter::from_fn(|| self.session.poll_output()).collect()
     }
 
-    fn commands(&mut self) -> Vec<(CommandId, Command)> {
-        self.outputs()
+    /// Every output so far, each taken by `pick`: any other fails the test.
+    fn taken<T>(&mut self, pick: impl Fn(Output) -> Option<T>) -> Vec<T> {
+        let outputs = self.outputs();
+        let shown = format!("{outputs:?}");
+        outputs
             .into_iter()
-            .map(|output| match output {
-                Output::Command(id, command) => (id, command),
-                other => panic!("expected a command, got {other:?}"),
-            })
+            .map(|output| pick(output).unwrap_or_else(|| panic!("unexpected output in {shown}")))
             .collect()
     }
 
-    fn only_command(&mut self) -> (CommandId, Command) {
-        let mut commands = self.commands();
-        assert_eq!(commands.len(), 1, "{commands:?}");
-        commands.remove(0)
+    /// The ordered commands given so far, and nothing else.
+    fn commands(&mut self) -> Vec<(CommandId, Command)> {
+        self.taken(|output| match output {
+            Output::Command(id, command) => Some((id, command)),
+            _ => None,
+        })
+    }
+
+    /// The SENDs given so far, and nothing else.
+    fn sends(&mut self) -> Vec<(CommandId, Outbound)> {
+        self.taken(|output| match output {
+            Output::Send(id, send) => Some((id, send)),
+            _ => None,
+        })
     }
 
     fn frames(&mut self) -> Vec<Frame> {
-        self.outputs()
-            .into_iter()
-            .map(|output| match output {
-                Output::Frame(frame) => frame,
-                other => panic!("expected a frame, got {other:?}"),
-            })
-            .collect()
+        self.taken(|output| match output {
+            Output::Frame(frame) => Some(frame),
+            _ => None,
+        })
     }
+}
+
+/// The one item of `items`.
+fn only<T: std::fmt::Debug>(mut items: Vec<T>) -> T {
+    assert_eq!(items.len(), 1, "{items:?}");
+    items.remove(0)
 }
 
 fn receipt_ids(frames: &[Frame]) -> Vec<&str> {
@@ -112,7 +125,7 @@ fn connect_checks_the_login_then_attaches_and_registers_before_connected() {
         Stomp::Connect,
         &[("accept-version", "1.1,1.2"), ("login", "alice")],
     ));
-    let (authenticate, command) = harness.only_command();
+    let (authenticate, command) = only(harness.commands());
     assert!(
         matches!(command, Command::Authenticate { login: Some(ref login), .. } if login == "alice")
     );
@@ -148,7 +161,7 @@ fn connect_checks_the_login_then_attaches_and_registers_before_connected() {
 fn a_refused_login_is_an_error_and_leaves_nothing_to_undo() {
     let mut harness = Harness::new();
     harness.frame(frame(Stomp::Connect, &[("login", "mallory")]));
-    let (authenticate, _) = harness.only_command();
+    let (authenticate, _) = only(harness.commands());
     harness.complete(
         authenticate,
         Event::Authenticated(Err(crate::auth::AuthError::BadPassword(
@@ -184,11 +197,11 @@ fn sends_do_not_wait_for_each_other_and_are_given_in_order() {
     for n in 0..100 {
         harness.frame(send("/topic/t", &n.to_string()));
     }
-    let commands = harness.commands();
-    assert_eq!(commands.len(), 100, "every SEND is out before any confirm");
-    for (n, (_, command)) in commands.iter().enumerate() {
-        let Command::Publish { target, message } = command else {
-            panic!("{command:?}");
+    let sends = harness.sends();
+    assert_eq!(sends.len(), 100, "every SEND is out before any confirm");
+    for (n, (_, send)) in sends.iter().enumerate() {
+        let Outbound::Publish { target, message } = send else {
+            panic!("{send:?}");
         };
         assert_eq!(
             *target,
@@ -216,20 +229,20 @@ fn a_receipt_among_sends_waits_for_the_sends_before_it_only() {
     for n in 11..20 {
         harness.frame(send("/topic/t", &n.to_string()));
     }
-    let commands = harness.commands();
-    assert_eq!(commands.len(), 20);
+    let sends = harness.sends();
+    assert_eq!(sends.len(), 20);
     // A slow broker confirms out of order: the later SENDs first, then the
     // earlier ones from the back. The RECEIPT goes out exactly when the
     // last of the first eleven is done.
-    for (id, _) in &commands[11..] {
+    for (id, _) in &sends[11..] {
         harness.complete(*id, Event::Done(Ok(())));
         assert!(harness.outputs().is_empty());
     }
-    for (id, _) in commands[1..11].iter().rev() {
+    for (id, _) in sends[1..11].iter().rev() {
         harness.complete(*id, Event::Done(Ok(())));
         assert!(harness.outputs().is_empty());
     }
-    harness.complete(commands[0].0, Event::Done(Ok(())));
+    harness.complete(sends[0].0, Event::Done(Ok(())));
     assert_eq!(receipt_ids(&harness.frames()), ["r"]);
 }
 
@@ -244,11 +257,40 @@ fn receipts_go_out_in_the_order_their_frames_came() {
         Stomp::Send,
         &[("destination", "/topic/b"), ("receipt", "2")],
     ));
-    let commands = harness.commands();
-    harness.complete(commands[1].0, Event::Done(Ok(())));
+    let sends = harness.sends();
+    harness.complete(sends[1].0, Event::Done(Ok(())));
     assert!(harness.outputs().is_empty(), "2 waits for 1");
-    harness.complete(commands[0].0, Event::Done(Ok(())));
+    harness.complete(sends[0].0, Event::Done(Ok(())));
     assert_eq!(receipt_ids(&harness.frames()), ["1", "2"]);
+}
+
+#[test]
+fn sends_and_ordered_commands_share_one_numbering() {
+    let mut harness = Harness::connected();
+    harness.frame(frame(
+        Stomp::Subscribe,
+        &[("id", "s"), ("destination", "/topic/t")],
+    ));
+    harness.frame(send("/topic/t", "heard"));
+    harness.frame(frame(Stomp::Unsubscribe, &[("id", "s"), ("receipt", "r")]));
+    let outputs = harness.outputs();
+    let [
+        Output::Command(subscribe, Command::Subscribe(_)),
+        Output::Send(send, Outbound::Publish { .. }),
+        Output::Command(unsubscribe, Command::Unsubscribe { .. }),
+    ] = &outputs[..]
+    else {
+        panic!("{outputs:?}");
+    };
+    assert_eq!([*send, *unsubscribe], [subscribe + 1, subscribe + 2]);
+    harness.complete(*subscribe, Event::Done(Ok(())));
+    harness.complete(*unsubscribe, Event::Done(Ok(())));
+    assert!(
+        harness.outputs().is_empty(),
+        "the RECEIPT waits for the SEND"
+    );
+    harness.complete(*send, Event::Done(Ok(())));
+    assert_eq!(receipt_ids(&harness.frames()), ["r"]);
 }
 
 #[test]
@@ -259,8 +301,17 @@ fn deliveries_are_written_while_commands_wait_on_the_broker() {
         &[("id", "s"), ("destination", "/topic/t")],
     ));
     harness.frame(send("/topic/t", "pending"));
-    let commands = harness.commands();
-    assert_eq!(commands.len(), 2, "subscribe and publish, both in flight");
+    let outputs = harness.outputs();
+    assert!(
+        matches!(
+            &outputs[..],
+            [
+                Output::Command(_, Command::Subscribe(_)),
+                Output::Send(_, Outbound::Publish { .. })
+            ]
+        ),
+        "subscribe and publish, both in flight: {outputs:?}"
+    );
     harness.session.deliver(Delivery {
         subscription: Arc::from("s"),
         destination: Arc::from("/topic/t"),
@@ -291,15 +342,15 @@ fn commit_gives_the_transaction_s_frames_in_order() {
         Stomp::Commit,
         &[("transaction", "tx"), ("receipt", "c")],
     ));
-    let commands = harness.commands();
-    let order: Vec<String> = commands
+    let sends = harness.sends();
+    let order: Vec<String> = sends
         .iter()
-        .map(|(_, command)| match command {
-            Command::Publish {
+        .map(|(_, send)| match send {
+            Outbound::Publish {
                 target: PublishTarget::Exchange { routing_key, .. },
                 ..
             } => routing_key.clone(),
-            Command::Publish {
+            Outbound::Publish {
                 target: PublishTarget::Queue { name, .. },
                 ..
             } => name.clone(),
@@ -307,7 +358,7 @@ fn commit_gives_the_transaction_s_frames_in_order() {
         })
         .collect();
     assert_eq!(order, ["a", "b", "c"]);
-    for (id, _) in commands {
+    for (id, _) in sends {
         harness.complete(id, Event::Done(Ok(())));
     }
     assert_eq!(receipt_ids(&harness.frames()), ["c"]);
@@ -324,7 +375,7 @@ fn an_error_for_a_bad_frame_follows_the_work_before_it() {
         Stomp::Send,
         &[("destination", "/nowhere"), ("receipt", "2")],
     ));
-    let (id, _) = harness.only_command();
+    let (id, _) = only(harness.sends());
     assert!(!harness.session.accepts_frames());
     harness.complete(id, Event::Done(Ok(())));
     let outputs = harness.outputs();
@@ -344,19 +395,19 @@ fn a_failed_command_ends_the_session_at_once_with_the_frame_s_receipt() {
         &[("destination", "/amq/queue/missing"), ("receipt", "r")],
     ));
     harness.frame(send("/topic/t", "later"));
-    let commands = harness.commands();
+    let sends = harness.sends();
     let error = SessionError::Service {
         service: Service::Broker,
         summary: Some("not_found"),
         text: "NOT_FOUND - no queue 'missing' in vhost '/'".into(),
     };
-    harness.complete(commands[0].0, Event::Done(Err(error.into())));
+    harness.complete(sends[0].0, Event::Done(Err(error.into())));
     let outputs = harness.outputs();
     let [Output::Close(Some(rejection))] = &outputs[..] else {
         panic!("{outputs:?}");
     };
     assert_eq!(rejection.receipt_id.as_deref(), Some("r"));
-    harness.complete(commands[1].0, Event::Done(Ok(())));
+    harness.complete(sends[1].0, Event::Done(Ok(())));
     assert!(harness.outputs().is_empty(), "nothing after the close");
 }
 
@@ -365,7 +416,7 @@ fn disconnect_answers_its_receipt_after_everything_then_closes() {
     let mut harness = Harness::connected();
     harness.frame(send("/topic/t", "last words"));
     harness.frame(frame(Stomp::Disconnect, &[("receipt", "bye")]));
-    let (id, _) = harness.only_command();
+    let (id, _) = only(harness.sends());
     harness.frame(send("/topic/t", "ignored"));
     assert!(
         harness.outputs().is_empty(),
@@ -492,7 +543,7 @@ fn client_acks_settle_through_commands_and_unknown_acks_are_refused() {
         Stomp::Subscribe,
         &[("id", "s"), ("destination", "/queue/q"), ("ack", "client")],
     ));
-    let (subscribe, _) = harness.only_command();
+    let (subscribe, _) = only(harness.commands());
     harness.complete(subscribe, Event::Done(Ok(())));
     for tag in 1..=3 {
         harness.session.deliver(Delivery {
@@ -509,7 +560,7 @@ fn client_acks_settle_through_commands_and_unknown_acks_are_refused() {
     let frames = harness.frames();
     let ack = frames[1].get("ack").unwrap_or_default().to_owned();
     harness.frame(frame(Stomp::Ack, &[("id", &ack)]));
-    let (settle, command) = harness.only_command();
+    let (settle, command) = only(harness.commands());
     harness.complete(settle, Event::Done(Ok(())));
     let Command::Settle { tags, settlement } = command else {
         panic!("{command:?}");

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use stomp_parser::Frame;
 
-use super::SessionError;
+use super::{SessionError, StompCommand};
 
 /// The open transactions of a session and the SEND, ACK and NACK frames
 /// each holds, in arrival order.
@@ -45,6 +45,14 @@ impl Transactions {
             .remove(id)
             .ok_or_else(|| SessionError::UnknownTransaction(id.to_owned()))
     }
+}
+
+/// True for a frame that a transaction holds until it ends.
+pub fn held_in_transaction(frame: &Frame) -> bool {
+    matches!(
+        frame.command,
+        StompCommand::Send | StompCommand::Ack | StompCommand::Nack
+    ) && frame.get("transaction").is_some()
 }
 
 #[cfg(test)]

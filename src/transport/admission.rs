@@ -9,9 +9,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use http::{HeaderMap, StatusCode, header};
+use parking_lot::Mutex;
 
 use super::{Response, full};
 
@@ -62,12 +63,6 @@ impl Admission {
         })
     }
 
-    fn open(&self) -> MutexGuard<'_, Open> {
-        self.open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// A place for a connection from `address`, if the limits allow one.
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Ticket, Refusal> {
         self.take(true, Some(address))
@@ -85,7 +80,7 @@ impl Admission {
     }
 
     fn take(self: &Arc<Self>, total: bool, address: Option<IpAddr>) -> Result<Ticket, Refusal> {
-        let mut open = self.open();
+        let mut open = self.open.lock();
         if total && self.max_total != 0 && open.total >= self.max_total {
             return Err(Refusal::Total);
         }
@@ -109,7 +104,7 @@ impl Admission {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut open = self.admission.open();
+        let mut open = self.admission.open.lock();
         if self.total {
             open.total = open.total.saturating_sub(1);
         }

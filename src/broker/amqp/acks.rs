@@ -8,7 +8,7 @@ use std::sync::Arc;
 use lapin::Acker;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 
-use super::{Inner, Message, SessionId, Settlement, lock};
+use super::{Inner, Message, SessionId, Settlement};
 use crate::broker::ack_ledger::{AckLedger, Settled, Showable};
 
 /// A session's unacknowledged deliveries in the AMQP broker.
@@ -47,7 +47,7 @@ impl Inner {
     /// Gives back every delivery of a subscription that awaits an ACK.
     pub(super) async fn release_unacked(&self, session: SessionId, subscription: &str) {
         let released = {
-            let mut sessions = lock(&self.sessions);
+            let mut sessions = self.sessions.lock();
             let Some(state) = sessions.get_mut(&session) else {
                 return;
             };

@@ -2,13 +2,14 @@
 //! `recovery`), and the few channels every session shares: channel slots
 //! that reopen what RabbitMQ closes, on whichever connection is current.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
+use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::{BrokerError, Inner, SessionId};
@@ -72,10 +73,7 @@ impl Link {
         let after = self.connected_to.load(Ordering::Acquire) + 1;
         let (index, connection, events) = connect_to_any(&self.urls, after, &self.name).await?;
         self.connected_to.store(index, Ordering::Release);
-        let old = std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
-            Arc::new(connection),
-        );
+        let old = std::mem::replace(&mut *self.current.write(), Arc::new(connection));
         // Closing it ends its channels and consumers, if the broker had
         // not already; a connection that no longer answers is not waited
         // for.
@@ -84,10 +82,7 @@ impl Link {
     }
 
     pub(super) fn connection(&self) -> Arc<Connection> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.read().clone()
     }
 
     pub(super) fn is_up(&self) -> bool {

@@ -18,7 +18,7 @@ use super::connection::{open_channel, unavailable};
 use super::topology::{Existing, capped, exclusive_queue};
 use super::{
     BrokerError, DedicatedConsumer, Delivery, Inner, Message, SessionId, SessionState,
-    SubscriptionSpec, UserKeyBinding, lock, properties,
+    SubscriptionSpec, UserKeyBinding, properties,
 };
 use crate::broker::Alarm;
 use crate::broker::destination::{
@@ -79,9 +79,9 @@ async fn fan_out_deliveries(inner: Weak<Inner>, mut consumer: Consumer, _channel
 /// Hands one node-queue message to every subscription of this node it is
 /// for.
 fn fan_out_one(inner: &Inner, exchange: &str, routing_key: &str, message: Arc<Message>) {
-    let router = lock(&inner.router);
+    let router = inner.router.lock();
     let route = router.route(exchange, routing_key);
-    let mut sessions = lock(&inner.sessions);
+    let mut sessions = inner.sessions.lock();
     for &subscriber in &route.subscribers {
         if let Some(state) = sessions.get_mut(&subscriber.session) {
             state.hold_and_offer(
@@ -136,7 +136,7 @@ pub(super) async fn deliver_session_queue(
         // Some(true): delivered, nothing to acknowledge later; None: the
         // session has gone.
         let settled_now = {
-            let mut sessions = lock(&inner.sessions);
+            let mut sessions = inner.sessions.lock();
             sessions.get_mut(&session).map(|state| {
                 let targets = match &state.session_queue {
                     Some(queue) => queue
@@ -279,7 +279,7 @@ pub(super) async fn deliver_dedicated(
         };
         let message = Arc::new(properties::from_amqp(&delivery.properties, delivery.data));
         let delivered = {
-            let mut sessions = lock(&inner.sessions);
+            let mut sessions = inner.sessions.lock();
             sessions.get_mut(&session).map(|state| {
                 let ack = subscriber.needs_ack.then(|| {
                     let held = Held::Amqp(delivery.acker.clone());
@@ -337,7 +337,7 @@ impl Inner {
         if !self.link.is_up() {
             return;
         }
-        let mut sessions = lock(&self.sessions);
+        let mut sessions = self.sessions.lock();
         let Some(state) = sessions.get_mut(&session) else {
             return;
         };
@@ -363,7 +363,9 @@ impl Inner {
         prefetch: u16,
         arguments: FieldTable,
     ) -> Result<(Consumer, String), BrokerError> {
-        let index = lock(&self.sessions)
+        let index = self
+            .sessions
+            .lock()
             .get(&session)
             .map(|state| state.channel)
             .ok_or_else(|| BrokerError::refused("the session is not attached"))?;
@@ -420,7 +422,7 @@ impl Inner {
         let (consumer, consumer_tag) = self
             .consume(session, queue, !spec.ack.needs_ack(), prefetch, arguments)
             .await?;
-        if let Some(state) = lock(&self.sessions).get_mut(&session) {
+        if let Some(state) = self.sessions.lock().get_mut(&session) {
             state.dedicated.insert(
                 spec.id.clone(),
                 DedicatedConsumer {

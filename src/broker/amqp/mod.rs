@@ -1,5 +1,6 @@
-//! The cluster broker, on RabbitMQ through lapin: scheme three with
-//! node-level topic fan-out, as `ARCHITECTURE.md` lays out.
+//! The cluster broker, on RabbitMQ through lapin: node-level topic
+//! fan-out, with the exchanges and queues of `docs/architecture.md` (AMQP
+//! objects).
 //!
 //! - **Node queue** `stomp.node.{nodeId}` (exclusive, auto-delete): bound to
 //!   `amq.topic` once per distinct key among this node's topic
@@ -54,11 +55,12 @@ mod recovery;
 mod topology;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use lapin::options::QueueDeclareOptions;
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::destination::{
@@ -202,12 +204,6 @@ struct DedicatedConsumer {
     spec: SubscriptionSpec,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl AmqpBroker {
     /// Connects, declares the node queue and the inbound exchange, starts
     /// fanning out the node queue, and keeps the connection up from then on.
@@ -268,7 +264,7 @@ impl AmqpBroker {
 impl Broker for AmqpBroker {
     async fn attach(&self, session: SessionId, outbox: Outbox) -> Result<(), BrokerError> {
         let channel = self.inner.session_channel(session);
-        lock(&self.inner.sessions).insert(
+        self.inner.sessions.lock().insert(
             session,
             SessionState {
                 outbox,
@@ -286,7 +282,7 @@ impl Broker for AmqpBroker {
         let _topology = inner.topology.read().await;
         // Removed first: deliveries that still arrive find no session and
         // are given back at once.
-        let Some(mut state) = lock(&inner.sessions).remove(&session) else {
+        let Some(mut state) = inner.sessions.lock().remove(&session) else {
             return;
         };
         for consumer in state.dedicated.values() {
@@ -306,7 +302,7 @@ impl Broker for AmqpBroker {
             inner.delete_queue(&queue.name).await;
         }
         let _binding = inner.binding.lock().await;
-        let unused = lock(&inner.router).unbind_session(session);
+        let unused = inner.router.lock().unbind_session(session);
         for key in unused {
             inner.unbind(&inner.node_queue, &key).await;
         }
@@ -324,7 +320,7 @@ impl Broker for AmqpBroker {
         if let Some(prefetch) = spec.prefetch
             && spec.ack.needs_ack()
             && inner.fans_out(spec)
-            && let Some(state) = lock(&inner.sessions).get_mut(&session)
+            && let Some(state) = inner.sessions.lock().get_mut(&session)
         {
             // Set before the binding, so that its first delivery counts.
             let capacity = inner.settings.session_queue_length as usize;
@@ -398,7 +394,7 @@ impl Broker for AmqpBroker {
             }
             Destination::OwnUser { .. } => {
                 let (queue, unused) = {
-                    let mut sessions = lock(&inner.sessions);
+                    let mut sessions = inner.sessions.lock();
                     let Some(queue) = sessions
                         .get_mut(&session)
                         .and_then(|s| s.session_queue.as_mut())
@@ -413,7 +409,7 @@ impl Broker for AmqpBroker {
             }
             _ => {
                 let removed = {
-                    let mut sessions = lock(&inner.sessions);
+                    let mut sessions = inner.sessions.lock();
                     sessions.get_mut(&session).and_then(|state| {
                         state.dedicated.remove(&spec.id).map(|c| (state.channel, c))
                     })
@@ -518,7 +514,7 @@ impl Broker for AmqpBroker {
     ) -> Result<(), BrokerError> {
         let inner = &self.inner;
         let settled = {
-            let mut sessions = lock(&inner.sessions);
+            let mut sessions = inner.sessions.lock();
             let Some(state) = sessions.get_mut(&session) else {
                 return Ok(());
             };
@@ -538,8 +534,8 @@ impl Broker for AmqpBroker {
         }
         // A NACKed topic message goes back to its subscription, if that
         // still exists (the router is locked before the sessions, always).
-        let router = lock(&inner.router);
-        let mut sessions = lock(&inner.sessions);
+        let router = inner.router.lock();
+        let mut sessions = inner.sessions.lock();
         if let Some(state) = sessions.get_mut(&session) {
             // With `--routing session` a message to everyone came to a
             // subscription of the session queue's router.
@@ -564,7 +560,7 @@ impl Broker for AmqpBroker {
     ) -> Result<Option<mpsc::Receiver<DispatchRequest>>, BrokerError> {
         let (requests, received) = mpsc::channel(usize::from(dispatch_queue::DISPATCH_PREFETCH));
         self.inner.consume_dispatch_queue(requests.clone()).await?;
-        *lock(&self.inner.dispatch) = Some(requests);
+        *self.inner.dispatch.lock() = Some(requests);
         Ok(Some(received))
     }
 
@@ -659,9 +655,9 @@ impl Inner {
         add: impl FnOnce(&mut Router) -> bool,
     ) -> Result<(), BrokerError> {
         let _binding = self.binding.lock().await;
-        let first = add(&mut lock(&self.router));
+        let first = add(&mut self.router.lock());
         if first && let Err(error) = self.bind(&self.node_queue, &binding).await {
-            lock(&self.router).unbind(session, subscription);
+            self.router.lock().unbind(session, subscription);
             return Err(error);
         }
         Ok(())
@@ -671,7 +667,7 @@ impl Inner {
     /// when no other subscription of the node uses it.
     async fn unbind_node_queue(&self, session: SessionId, subscription: &str) {
         let _binding = self.binding.lock().await;
-        let unused = lock(&self.router).unbind(session, subscription);
+        let unused = self.router.lock().unbind(session, subscription);
         if let Some(key) = unused {
             self.unbind(&self.node_queue, &key).await;
         }
@@ -684,7 +680,7 @@ fn with_session_router<T>(
     session: SessionId,
     change: impl FnOnce(&mut Router) -> T,
 ) -> Result<T, BrokerError> {
-    let mut sessions = lock(&inner.sessions);
+    let mut sessions = inner.sessions.lock();
     let queue = sessions
         .get_mut(&session)
         .and_then(|state| state.session_queue.as_mut())

@@ -30,7 +30,7 @@
 use std::sync::{Arc, Weak};
 
 use super::connection::{Events, lost};
-use super::{BrokerError, Inner, SessionId, SubscriptionSpec, lock};
+use super::{BrokerError, Inner, SessionId, SubscriptionSpec};
 use crate::broker::Alarm;
 use crate::broker::router::BindingKey;
 use crate::error::Chain;
@@ -89,7 +89,7 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<Events, BrokerError> {
                         "a subscription could not be made again after reconnecting; its session ends"
                     );
                     ended += 1;
-                    if let Some(state) = lock(&inner.sessions).get(&session.session) {
+                    if let Some(state) = inner.sessions.lock().get(&session.session) {
                         state.outbox.raise(Alarm::SubscriptionCancelled {
                             subscription: spec.id.clone(),
                             destination: spec.destination_text.clone(),
@@ -103,11 +103,11 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<Events, BrokerError> {
     // was kept of it is still kept, and read again.
     // Only once every session's keys are bound again: a request taken
     // before would find its user's routing keys unroutable.
-    let requests = lock(&inner.dispatch).clone();
+    let requests = inner.dispatch.lock().clone();
     if let Some(requests) = requests {
         inner.consume_dispatch_queue(requests).await?;
     }
-    for state in lock(&inner.sessions).values() {
+    for state in inner.sessions.lock().values() {
         state.outbox.ask_to_read_kept_again();
     }
     tracing::info!(
@@ -120,7 +120,9 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<Events, BrokerError> {
 
 /// What each session with queues or consumers of its own had.
 fn session_topologies(inner: &Inner) -> Vec<SessionTopology> {
-    lock(&inner.sessions)
+    inner
+        .sessions
+        .lock()
         .iter()
         .filter(|(_, state)| state.session_queue.is_some() || !state.dedicated.is_empty())
         .map(|(&session, state)| SessionTopology {

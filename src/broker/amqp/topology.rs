@@ -15,7 +15,7 @@ use lapin::{Channel, ExchangeKind};
 use futures_util::future::try_join_all;
 
 use super::connection::{open_channel, unavailable};
-use super::{BrokerError, Inner, SessionId, SessionQueue, lock};
+use super::{BrokerError, Inner, SessionId, SessionQueue};
 use crate::broker::Missing;
 use crate::broker::destination::{EVERYONE_EXCHANGE, INBOUND_EXCHANGE};
 use crate::broker::queue_options::{QueueArgument, QueueOptions};
@@ -144,7 +144,7 @@ impl Inner {
         receive_messages_to_everyone(&channel, &self.node_queue).await?;
         {
             let _binding = self.binding.lock().await;
-            let keys = lock(&self.router).binding_keys();
+            let keys = self.router.lock().binding_keys();
             self.bind_all(&self.node_queue, &keys).await?;
         }
         self.fan_out_node_queue().await
@@ -163,7 +163,7 @@ impl Inner {
     }
 
     fn is_known(&self, what: &str) -> bool {
-        lock(&self.known).contains(what)
+        self.known.lock().contains(what)
     }
 
     /// Checks that an exchange or queue exists, as [`Inner::verify_exists`]
@@ -215,7 +215,7 @@ impl Inner {
         let _ = channel.close(200, "checked".into()).await;
         match outcome {
             Ok(()) => {
-                lock(&self.known).insert(key);
+                self.known.lock().insert(key);
                 Ok(())
             }
             // RabbitMQ's answer about the object (NOT_FOUND, or the
@@ -245,7 +245,7 @@ impl Inner {
             ..QueueDeclareOptions::default()
         };
         self.declare(name, durable, options).await?;
-        lock(&self.known).insert(Existing::Queue(name).key());
+        self.known.lock().insert(Existing::Queue(name).key());
         Ok(())
     }
 
@@ -308,7 +308,7 @@ impl Inner {
     }
 
     pub(super) async fn delete_queue(&self, queue: &str) {
-        lock(&self.known).remove(&Existing::Queue(queue).key());
+        self.known.lock().remove(&Existing::Queue(queue).key());
         if let Ok(channel) = self.admin.get(&self.link).await {
             let _ = channel
                 .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -321,7 +321,9 @@ impl Inner {
         self: &Arc<Self>,
         session: SessionId,
     ) -> Result<String, BrokerError> {
-        if let Some(queue) = lock(&self.sessions)
+        if let Some(queue) = self
+            .sessions
+            .lock()
             .get(&session)
             .and_then(|state| state.session_queue.as_ref())
         {
@@ -329,7 +331,7 @@ impl Inner {
         }
         let name = format!("stomp.session.{session}");
         self.declare_session_queue(session, &name).await?;
-        let mut sessions = lock(&self.sessions);
+        let mut sessions = self.sessions.lock();
         let state = sessions
             .get_mut(&session)
             .ok_or_else(|| BrokerError::refused("the session is not attached"))?;

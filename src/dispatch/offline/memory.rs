@@ -4,10 +4,11 @@
 //! oldest kept message of the node goes first, counted.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 
 use super::{KeptMessage, OfflineError, OfflineLimits, OfflineStore};
@@ -103,12 +104,6 @@ impl MemoryOfflineStore {
             dropped,
         }
     }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 #[async_trait]
@@ -121,7 +116,7 @@ impl OfflineStore for MemoryOfflineStore {
         sent_live: bool,
     ) -> Result<String, OfflineError> {
         let now = Instant::now();
-        let mut state = self.state();
+        let mut state = self.state.lock();
         state.next_id += 1;
         let id = state.next_id;
         if id.is_multiple_of(SWEEP_EVERY) {
@@ -181,7 +176,7 @@ impl OfflineStore for MemoryOfflineStore {
     }
 
     async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError> {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         let Some(kept) = state.users.get_mut(user) else {
             return Ok(Vec::new());
         };
@@ -203,7 +198,7 @@ impl OfflineStore for MemoryOfflineStore {
 
     async fn forget(&self, user: &str, ids: &[String]) -> Result<(), OfflineError> {
         let ids: HashSet<u64> = ids.iter().filter_map(|id| id.parse().ok()).collect();
-        let mut state = self.state();
+        let mut state = self.state.lock();
         for id in ids {
             state.remove(user, |kept| kept.id == id);
         }
@@ -363,7 +358,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(dropped.get(), 1);
-        assert_eq!(store.state().bytes, 2 * (3 + 2 + 5));
-        assert_eq!(store.state().order.len(), 2);
+        assert_eq!(store.state.lock().bytes, 2 * (3 + 2 + 5));
+        assert_eq!(store.state.lock().order.len(), 2);
     }
 }

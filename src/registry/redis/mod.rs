@@ -1,7 +1,7 @@
-//! The cluster's registry in Redis, with the keys of `ARCHITECTURE.md`
-//! under the configured prefix (default `stomp:`). A name in braces is the
-//! key's hash tag, so that on a Redis Cluster all keys of one user, or of
-//! one node, share a slot:
+//! The cluster's registry in Redis, with the keys of `docs/architecture.md`
+//! (Redis keys) under the configured prefix (default `stomp:`). A name in
+//! braces is the key's hash tag, so that on a Redis Cluster all keys of one
+//! user, or of one node, share a slot:
 //!
 //! | key | type | meaning |
 //! | --- | --- | --- |
@@ -26,11 +26,12 @@
 pub mod connection;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 use redis::aio::PubSub;
 use tokio::sync::mpsc;
 
@@ -147,12 +148,6 @@ static TAKE_DEAD_NODES_SESSIONS: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Evictions waiting to be carried out; more wait in Redis's socket.
 const EVICTION_BACKLOG: usize = 256;
 
@@ -238,7 +233,7 @@ impl RedisRegistry {
     /// node's sessions are written again at once.
     async fn heartbeat(&self) -> Result<Beat, RegistryError> {
         let node = &self.liveness.node;
-        let sessions = lock(&self.registered).len();
+        let sessions = self.registered.lock().len();
         let value = serde_json::json!({
             "address": self.liveness.address,
             "started_at": self.started_at,
@@ -265,7 +260,7 @@ impl RedisRegistry {
         }
         if sessions > 0 {
             // Copied only now, not on every heartbeat.
-            let records: Vec<SessionRecord> = lock(&self.registered).values().cloned().collect();
+            let records: Vec<SessionRecord> = self.registered.lock().values().cloned().collect();
             self.write_again(&records).await?;
             tracing::warn!(
                 sessions = records.len(),
@@ -359,7 +354,7 @@ impl RedisRegistry {
         let mut live = HashSet::new();
         let mut unknown = Vec::new();
         {
-            let seen = lock(&self.seen_alive);
+            let seen = self.seen_alive.lock();
             for node in nodes.collect::<HashSet<_>>() {
                 let recent = seen
                     .get(node)
@@ -379,7 +374,7 @@ impl RedisRegistry {
             .map(|node| redis::Cmd::exists(self.keys.node(node)))
             .collect();
         let alive: Vec<bool> = self.each(exists, "check which nodes are alive").await?;
-        let mut seen = lock(&self.seen_alive);
+        let mut seen = self.seen_alive.lock();
         for (node, alive) in unknown.into_iter().zip(alive) {
             if alive {
                 seen.insert(node.to_owned(), now);
@@ -502,14 +497,16 @@ impl Registry for RedisRegistry {
         self.each::<()>(vec![node_listed, listed], "register a session")
             .await?;
         self.one::<()>(&located, "register a session").await?;
-        lock(&self.registered).insert(record.session, record.clone());
+        self.registered
+            .lock()
+            .insert(record.session, record.clone());
         Ok(())
     }
 
     async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError> {
         // Forgotten here whatever Redis answers, so that a recovery does
         // not bring it back.
-        lock(&self.registered).remove(&record.session);
+        self.registered.lock().remove(&record.session);
         let session = record.session.to_string();
         let located = redis::Cmd::hdel(self.keys.user(&record.user), &session);
         let listed = redis::Cmd::hdel(self.keys.node_sessions(&record.node), &session);
@@ -636,7 +633,7 @@ impl Registry for RedisRegistry {
     }
 
     fn evictions(&self) -> Option<mpsc::Receiver<SessionId>> {
-        lock(&self.evictions).take()
+        self.evictions.lock().take()
     }
 
     async fn shutdown(&self) {
@@ -644,7 +641,7 @@ impl Registry for RedisRegistry {
         let node = &self.liveness.node;
         let mut withdraw = vec![redis::Cmd::del(self.keys.node(node))];
         // Sessions still registered are left for a sweep to find.
-        if lock(&self.registered).is_empty() {
+        if self.registered.lock().is_empty() {
             withdraw.push(redis::Cmd::srem(self.keys.nodes(), node));
         }
         let _ = self.each::<()>(withdraw, "withdraw this node").await;

@@ -408,6 +408,7 @@ fn carry_out(
                 push_frame(outgoing, &frame, session.version(), session.id());
             }
             Output::Command(id, command) => runner.start(id, command),
+            Output::Send(id, send) => runner.send(id, send),
             Output::Close(rejection) => return Some(rejection),
         }
     }

@@ -12,10 +12,11 @@
 //! goes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
 use super::frame::{self, CloseReason};
@@ -99,17 +100,11 @@ impl Session {
         (session, channel)
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Makes a connection the receiver, unless one is already. The
     /// connection that opened the session always is: its client must see
     /// the open frame before any close frame.
     pub fn attach(&self, opening: bool) -> Attach {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         if opening {
             state.receiving = true;
             return Attach::Receiving;
@@ -150,7 +145,7 @@ impl Session {
     /// complete closes the session, as SockJS servers do: the client may
     /// have lost messages.
     pub fn detach(&self, interrupted: bool) {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         state.receiving = false;
         state.since = Instant::now();
         if interrupted && state.closed.is_none() {
@@ -166,7 +161,7 @@ impl Session {
         loop {
             let changed = self.changed.notified();
             {
-                let mut state = self.state();
+                let mut state = self.state.lock();
                 if !state.outgoing.is_empty() {
                     let frame = frame::messages(state.outgoing.iter().map(String::as_str));
                     state.outgoing.clear();
@@ -191,7 +186,7 @@ impl Session {
                 .into_iter()
                 .all(|message| self.send_to_client(message));
         }
-        let Some(incoming) = self.state().incoming.clone() else {
+        let Some(incoming) = self.state.lock().incoming.clone() else {
             return false;
         };
         for message in messages {
@@ -205,7 +200,7 @@ impl Session {
     /// Queues a message for the client. False when the session is closed,
     /// or was just closed because its client lags too far behind.
     fn send_to_client(&self, message: String) -> bool {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         if state.closed.is_some() {
             return false;
         }
@@ -226,12 +221,12 @@ impl Session {
     /// Closes the session: the receiver gets what was queued, then the
     /// close frame; the application's input ends.
     pub fn close(&self, reason: CloseReason) {
-        self.state().close(reason);
+        self.state.lock().close(reason);
         self.changed.notify_one();
     }
 
     pub fn is_closed(&self) -> bool {
-        self.state().closed.is_some()
+        self.state.lock().closed.is_some()
     }
 }
 
@@ -329,14 +324,8 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    fn by_id(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
-        self.by_id
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.by_id().get(id).cloned()
+        self.by_id.lock().get(id).cloned()
     }
 
     /// The session `id`, or a new one (and the application's end of it)
@@ -347,7 +336,7 @@ impl Sessions {
         echo: bool,
         admit: impl FnOnce() -> Result<Option<Ticket>, Refusal>,
     ) -> Result<(Arc<Session>, Option<Channel>), Refusal> {
-        let mut by_id = self.by_id();
+        let mut by_id = self.by_id.lock();
         if let Some(session) = by_id.get(id) {
             return Ok((session.clone(), None));
         }
@@ -360,8 +349,8 @@ impl Sessions {
     /// sessions closed for `delay`.
     pub fn sweep(&self, delay: Duration) {
         let now = Instant::now();
-        self.by_id().retain(|_, session| {
-            let mut state = session.state();
+        self.by_id.lock().retain(|_, session| {
+            let mut state = session.state.lock();
             let quiet = now.duration_since(state.since) >= delay;
             match (&state.closed, state.receiving) {
                 (Some(_), _) => !quiet,
@@ -375,7 +364,7 @@ impl Sessions {
     }
 
     pub fn len(&self) -> usize {
-        self.by_id().len()
+        self.by_id.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
