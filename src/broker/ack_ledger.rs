@@ -417,7 +417,8 @@ mod tests {
 
     /// What `offer_ready` shows now: bodies, tags and redelivered flags.
     fn shown(ledger: &mut AckLedger<&'static str>) -> Vec<(String, AckTag, bool)> {
-        let (outbox, deliveries, _) = Outbox::channel(16, super::super::WhenFull::Close);
+        let (outbox, deliveries, _) =
+            Outbox::channel(16, super::super::SlowConsumer::Close, Default::default());
         ledger.offer_ready(&outbox);
         deliveries
             .drain()

@@ -162,9 +162,10 @@ impl OrderKey {
 /// sender has many in flight rather than one round trip each. Resolves when
 /// the broker has taken the message (the publisher confirm, for RabbitMQ).
 #[must_use = "a publish is known to have reached the broker only once its Confirm resolves"]
-pub struct Confirm<T>(Answer<T>);
+pub struct Confirm<T>(ConfirmState<T>);
 
-enum Answer<T> {
+/// A confirm that has come already, or the future that brings it.
+enum ConfirmState<T> {
     Ready(Option<Result<T, BrokerError>>),
     Later(Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send>>),
 }
@@ -173,14 +174,14 @@ impl<T> Confirm<T> {
     /// A confirm that has already come (a broker that takes a message when
     /// it is handed over).
     pub fn ready(value: T) -> Confirm<T> {
-        Confirm(Answer::Ready(Some(Ok(value))))
+        Confirm(ConfirmState::Ready(Some(Ok(value))))
     }
 
     /// A confirm that `answer` will give.
     pub fn later(
         answer: impl Future<Output = Result<T, BrokerError>> + Send + 'static,
     ) -> Confirm<T> {
-        Confirm(Answer::Later(Box::pin(answer)))
+        Confirm(ConfirmState::Later(Box::pin(answer)))
     }
 }
 
@@ -189,12 +190,12 @@ impl<T: Unpin> Future for Confirm<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().0 {
-            Answer::Ready(value) => Poll::Ready(
+            ConfirmState::Ready(value) => Poll::Ready(
                 value
                     .take()
                     .expect("a Confirm is not polled again once it has resolved"),
             ),
-            Answer::Later(answer) => answer.as_mut().poll(cx),
+            ConfirmState::Later(answer) => answer.as_mut().poll(cx),
         }
     }
 }
@@ -202,8 +203,8 @@ impl<T: Unpin> Future for Confirm<T> {
 impl<T> std::fmt::Debug for Confirm<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.0 {
-            Answer::Ready(_) => "ready",
-            Answer::Later(_) => "later",
+            ConfirmState::Ready(_) => "ready",
+            ConfirmState::Later(_) => "later",
         };
         f.debug_tuple("Confirm").field(&state).finish()
     }
@@ -240,13 +241,15 @@ pub struct Delivery {
 /// The way deliveries reach a session: a bounded channel, so that a client
 /// that stops reading cannot make its node buffer without end. A delivery
 /// that finds it full is refused; the session is told, through an
-/// [`Alarm::Overflow`], to close with a reason, or, with [`WhenFull::Drop`],
-/// a delivery that needs no ACK is dropped and counted.
+/// [`Alarm::Overflow`], to close with a reason, or, with
+/// [`SlowConsumer::Drop`], a delivery that needs no ACK is dropped and
+/// counted.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     sender: flume::Sender<Offered>,
     alarm: Arc<AlarmBell>,
-    when_full: WhenFull,
+    slow_consumer: SlowConsumer,
+    dropped: prometheus_client::metrics::counter::Counter,
 }
 
 /// A delivery in an outbox, and when it was put there: how long deliveries
@@ -257,15 +260,17 @@ pub struct Offered {
     pub at: std::time::Instant,
 }
 
-/// What a full outbox does (`--slow-consumer`).
-#[derive(Debug, Clone)]
-pub enum WhenFull {
-    /// The session ends with an ERROR saying the client reads too slowly.
+/// What a full outbox does to a slow client (`--slow-consumer`). A
+/// delivery that needs an ACK ends the session either way, since RabbitMQ
+/// would hold it unacknowledged until then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SlowConsumer {
+    /// The session ends with an ERROR saying why.
+    #[default]
     Close,
-    /// Deliveries that need no ACK are dropped and counted here; one that
-    /// needs an ACK still ends the session, since RabbitMQ would hold it
-    /// unacknowledged until then.
-    Drop(prometheus_client::metrics::counter::Counter),
+    /// Messages that need no ACK are dropped (and counted); the session
+    /// lives on.
+    Drop,
 }
 
 /// Why the side that delivers to a session tells it to end.
@@ -326,10 +331,11 @@ impl AlarmBell {
 
 impl Outbox {
     /// An outbox holding at most `capacity` deliveries, the receiving end
-    /// and the alarm.
+    /// and the alarm; `dropped` counts what [`SlowConsumer::Drop`] drops.
     pub fn channel(
         capacity: usize,
-        when_full: WhenFull,
+        slow_consumer: SlowConsumer,
+        dropped: prometheus_client::metrics::counter::Counter,
     ) -> (Outbox, flume::Receiver<Offered>, OutboxAlarm) {
         // flume's queue grows as deliveries come and holds nothing while
         // empty; tokio's bounded channel allocates a block of 32 deliveries
@@ -340,7 +346,8 @@ impl Outbox {
         let outbox = Outbox {
             sender,
             alarm,
-            when_full,
+            slow_consumer,
+            dropped,
         };
         (outbox, receiver, signal)
     }
@@ -355,9 +362,9 @@ impl Outbox {
         match self.sender.try_send(offered) {
             Ok(()) => Ok(()),
             Err(flume::TrySendError::Full(Offered { delivery, .. })) => {
-                match &self.when_full {
-                    WhenFull::Drop(dropped) if delivery.ack.is_none() => {
-                        dropped.inc();
+                match self.slow_consumer {
+                    SlowConsumer::Drop if delivery.ack.is_none() => {
+                        self.dropped.inc();
                     }
                     _ => self.alarm.raise(Alarm::Overflow),
                 }

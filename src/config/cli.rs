@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use stomp_parser::Limits;
 
 use super::parse::{as_usize, parse_node_id, parse_redis_prefix, parse_ws_path};
+use crate::broker::SlowConsumer;
 use crate::transport::forwarded::parse_network;
 
 /// What `stomp-relay --help` shows: the options in groups, each group also
@@ -428,17 +429,6 @@ pub enum QueueType {
     Quorum,
     /// On one broker node.
     Classic,
-}
-
-/// What a full outbox does to a slow client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum SlowConsumer {
-    /// The session ends with an ERROR saying why.
-    #[default]
-    Close,
-    /// Messages that need no ACK are dropped (and counted); the session
-    /// lives on.
-    Drop,
 }
 
 /// What a login does to the sessions its user already has.

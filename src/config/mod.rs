@@ -31,7 +31,7 @@ use crate::transport::connection::ConnectionSettings;
 use crate::transport::routes::RouteSettings;
 pub use cli::{
     AuthMode, AuthOptions, Cli, ClusterOptions, ConnectionOptions, LimitOptions, LogFormat,
-    LogOptions, OfflineOptions, QueueType, Routing, SecondLogin, ServerOptions, SlowConsumer,
+    LogOptions, OfflineOptions, QueueType, Routing, SecondLogin, ServerOptions,
 };
 pub use file::FileError;
 use parse::{as_usize, listed};
@@ -186,8 +186,8 @@ impl From<Cli> for Config {
             },
             connection: ConnectionSettings {
                 connect_timeout: Duration::from_secs(connections.connect_timeout),
-                outbox_capacity: limits.max_pending_messages,
-                drop_when_full: limits.slow_consumer == SlowConsumer::Drop,
+                max_pending_messages: limits.max_pending_messages,
+                slow_consumer: limits.slow_consumer,
                 frame_timeout: Duration::from_secs(connections.frame_timeout),
                 limits: limits_of_frames,
                 max_frames_per_second: limits.max_frames_per_second,

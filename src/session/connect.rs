@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use stomp_parser::{Frame, Version};
 
-use super::ordering::Held;
+use super::ordering::Waiting;
 use super::{Command, Connected, Session, SessionError, State, StompCommand};
 use crate::auth::{AuthError, Identity, check_user_name};
 
@@ -205,7 +205,7 @@ impl Session {
             heart_beat,
             identity,
         };
-        self.hold(Held::Connected(connected, frame));
+        self.hold(Waiting::Connected(connected, frame));
     }
 }
 

@@ -52,7 +52,7 @@ use crate::broker::{SessionId, Settlement};
 use connect::HeartBeat;
 use headers::{ack_id, required};
 use kept::RecentlyKept;
-use ordering::Held;
+use ordering::Waiting;
 use send::refuse_message_id;
 use subscriptions::Subscriptions;
 use transactions::{Transactions, held_in_transaction};
@@ -122,7 +122,7 @@ pub struct Session {
     /// that gave each (for the ERROR if it fails).
     in_flight: BTreeMap<CommandId, Option<Arc<str>>>,
     /// What waits for every command numbered below its mark, in order.
-    held: VecDeque<(CommandId, Held)>,
+    held: VecDeque<(CommandId, Waiting)>,
     /// ReadKept commands in flight -> the subscription they are for.
     reading_kept: HashMap<CommandId, Arc<str>>,
     /// Kept messages delivered lately, so that none is delivered twice.
@@ -257,7 +257,7 @@ impl Session {
                     receipt_id: receipt.map(|receipt| receipt.to_string()),
                 };
                 self.state = State::Closing;
-                self.hold(Held::Close(Some(rejection)));
+                self.hold(Waiting::Close(Some(rejection)));
             }
         }
     }
@@ -317,7 +317,7 @@ impl Session {
                 if let Some(receipt) = self.current_receipt.clone() {
                     self.hold_receipt(&receipt);
                 }
-                self.hold(Held::Close(None));
+                self.hold(Waiting::Close(None));
                 Ok(())
             }
             StompCommand::Subscribe => self.subscribe(&frame),

@@ -15,7 +15,7 @@ use super::{
 };
 
 /// What waits for the commands given before it.
-pub enum Held {
+pub enum Waiting {
     Frame(Frame),
     /// The CONNECTED frame, and the session it opens.
     Connected(Connected, Frame),
@@ -80,11 +80,11 @@ impl Session {
 
     pub(super) fn hold_receipt(&mut self, receipt: &str) {
         let frame = Frame::new(StompCommand::Receipt).header("receipt-id", receipt);
-        self.hold(Held::Frame(frame));
+        self.hold(Waiting::Frame(frame));
     }
 
     /// Holds what must wait for every command given so far.
-    pub(super) fn hold(&mut self, held: Held) {
+    pub(super) fn hold(&mut self, held: Waiting) {
         self.held.push_back((self.next_command, held));
         self.release_held();
     }
@@ -99,12 +99,12 @@ impl Session {
                 return;
             };
             match held {
-                Held::Frame(frame) => self.output.push_back(Output::Frame(frame)),
-                Held::Connected(connected, frame) => {
+                Waiting::Frame(frame) => self.output.push_back(Output::Frame(frame)),
+                Waiting::Connected(connected, frame) => {
                     self.state = State::Connected(connected);
                     self.output.push_back(Output::Frame(frame));
                 }
-                Held::Close(rejection) => return self.close_now(rejection),
+                Waiting::Close(rejection) => return self.close_now(rejection),
             }
         }
     }

@@ -23,7 +23,7 @@ use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::broker::{Alarm, Offered, Outbox, WhenFull};
+use crate::broker::{Alarm, Offered, Outbox, SlowConsumer};
 use crate::metrics::{DELIVERY_SAMPLE, Metrics};
 use crate::relay::Node;
 use crate::relay::runner::CommandRunner;
@@ -86,12 +86,11 @@ pub struct TransportClosed;
 pub struct ConnectionSettings {
     /// How long a new connection may take to send CONNECT.
     pub connect_timeout: Duration,
-    /// Deliveries a session may have waiting to be written; past it the
-    /// client is too slow.
-    pub outbox_capacity: usize,
-    /// A full outbox drops deliveries that need no ACK (and counts them)
-    /// instead of ending the session (`--slow-consumer drop`).
-    pub drop_when_full: bool,
+    /// Messages a session may have waiting to be written, in its outbox;
+    /// past it the client is a slow consumer.
+    pub max_pending_messages: usize,
+    /// What a slow consumer's full outbox does.
+    pub slow_consumer: SlowConsumer,
     /// How long a frame may take to arrive once its first byte has: a
     /// client that trickles a frame (slowloris) or stops halfway is cut.
     pub frame_timeout: Duration,
@@ -109,8 +108,8 @@ impl Default for ConnectionSettings {
     fn default() -> ConnectionSettings {
         ConnectionSettings {
             connect_timeout: Duration::from_secs(10),
-            outbox_capacity: 1024,
-            drop_when_full: false,
+            max_pending_messages: 1024,
+            slow_consumer: SlowConsumer::Close,
             frame_timeout: Duration::from_secs(30),
             limits: Limits::default(),
             max_frames_per_second: 0,
@@ -193,11 +192,11 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
     let (open_connections, accepted) = metrics.connection_of(transport);
     accepted.inc();
     open_connections.inc();
-    let when_full = match settings.drop_when_full {
-        false => WhenFull::Close,
-        true => WhenFull::Drop(metrics.messages_dropped.clone()),
-    };
-    let (outbox, inbox, alarm) = Outbox::channel(settings.outbox_capacity, when_full);
+    let (outbox, inbox, alarm) = Outbox::channel(
+        settings.max_pending_messages,
+        settings.slow_consumer,
+        metrics.messages_dropped.clone(),
+    );
     let mut session = Session::new(id, context.session.clone(), access_token);
     let mut runner = CommandRunner::new(id, context.node.clone(), outbox);
     let eviction = runner.eviction();
@@ -326,7 +325,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
             () = outgoing.gone() => break 'session None,
             () = alarm.read_kept_again() => session.read_kept_again(),
             alarm = alarm.raised() => session.abort(match alarm {
-                Alarm::Overflow => SessionError::SlowConsumer(settings.outbox_capacity),
+                Alarm::Overflow => SessionError::SlowConsumer(settings.max_pending_messages),
                 Alarm::SubscriptionCancelled { subscription, destination } => {
                     SessionError::SubscriptionCancelled {
                         subscription: subscription.to_string(),
