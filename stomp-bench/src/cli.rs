@@ -51,6 +51,10 @@ pub struct Connection {
     #[arg(long, global = true, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
 
+    /// Where senders, publishers and HTTP API calls connect (default: --url): another node of the same cluster, so that every message crosses RabbitMQ.
+    #[arg(long, global = true)]
+    pub send_url: Option<String>,
+
     /// What kind of server it is: decides the per-user destinations.
     #[arg(long, global = true, value_enum, default_value_t = ServerKind::Relay)]
     pub server: ServerKind,

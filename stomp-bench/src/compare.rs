@@ -102,13 +102,10 @@ pub async fn run(
     let mut results: Vec<(Variant, Contender, Report)> = Vec::new();
     for variant in variants(&scenarios, sizes) {
         for &contender in &contenders {
-            let bench_base = |target: Target, processes: Vec<ServerProcess>| Bench {
-                context: RunContext {
-                    label: contender.label().to_owned(),
-                    server: target.server,
-                    url: target.url.clone(),
-                },
-                target,
+            let bench_base = |receiving: Target, sending: Target, processes| Bench {
+                context: RunContext::new(contender.label().to_owned(), &receiving, &sending),
+                receiving,
+                sending,
                 processes,
                 patience: Duration::from_secs(connection.timeout),
                 tag: tag.clone(),
@@ -143,7 +140,7 @@ pub async fn run(
                             source_addresses: connection.source_addresses,
                         })
                         .await?;
-                        let bench = bench_base(target, processes);
+                        let bench = bench_base(target.clone(), target, processes);
                         let report = scenario::run(variant.scenario, &bench, &variant.sizes).await;
                         // Stopped before the next run starts, and before its
                         // Redis keys are deleted.
@@ -164,7 +161,7 @@ pub async fn run(
                     let processes = rabbitmq.iter().cloned().collect();
                     let outcome = scenario::run(
                         variant.scenario,
-                        &bench_base(target.clone(), processes),
+                        &bench_base(target.clone(), target.clone(), processes),
                         &variant.sizes,
                     )
                     .await;

@@ -55,23 +55,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Burst => Scenario::Burst,
     };
     let connection = &cli.connection;
-    let target = Target::resolve(&TargetOptions {
-        url: connection.url.clone(),
+    let options = |url: &str| TargetOptions {
+        url: url.to_owned(),
         server: connection.server,
         login: connection.login.clone(),
         passcode: connection.passcode.clone(),
         host: connection.host.clone(),
         source_addresses: connection.source_addresses,
-    })
-    .await?;
+    };
+    let receiving = Target::resolve(&options(&connection.url)).await?;
+    let send_url = connection.send_url.as_ref().unwrap_or(&connection.url);
+    let sending = Target::resolve(&options(send_url)).await?;
     let random = uuid::Uuid::new_v4().simple().to_string();
     let bench = Bench {
-        context: RunContext {
-            label: connection.label.clone().unwrap_or(connection.url.clone()),
-            server: connection.server,
-            url: connection.url.clone(),
-        },
-        target,
+        context: RunContext::new(
+            connection.label.clone().unwrap_or(connection.url.clone()),
+            &receiving,
+            &sending,
+        ),
+        receiving,
+        sending,
         processes: connection
             .pids
             .iter()

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::client::Target;
 use crate::destination::ServerKind;
 use crate::latency::LatencySummary;
 use crate::process::ProcessUsage;
@@ -15,6 +16,10 @@ pub struct Report {
     pub label: String,
     pub server: ServerKind,
     pub url: String,
+    /// Where senders connected, when not to `url`: another node of the
+    /// cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_url: Option<String>,
     /// The run's knobs (subscribers, messages, body bytes, ...).
     pub parameters: serde_json::Value,
     /// What `count` and the rates count: `delivery`, `message`, `session`.
@@ -57,6 +62,7 @@ impl Report {
             label: context.label.clone(),
             server: context.server,
             url: context.url.clone(),
+            send_url: context.send_url.clone(),
             parameters,
             unit,
             count,
@@ -85,4 +91,18 @@ pub struct RunContext {
     pub label: String,
     pub server: ServerKind,
     pub url: String,
+    pub send_url: Option<String>,
+}
+
+impl RunContext {
+    /// A run labelled `label` whose receivers connect to `receiving` and
+    /// senders to `sending`.
+    pub fn new(label: String, receiving: &Target, sending: &Target) -> RunContext {
+        RunContext {
+            label,
+            server: receiving.server,
+            url: receiving.url.clone(),
+            send_url: (sending.url != receiving.url).then(|| sending.url.clone()),
+        }
+    }
 }

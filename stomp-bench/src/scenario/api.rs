@@ -30,7 +30,7 @@ struct Request {
 }
 
 pub async fn run(bench: &Bench, sizes: &Sizes) -> Result<Report, BenchError> {
-    if bench.target.server != ServerKind::Relay {
+    if bench.receiving.server != ServerKind::Relay {
         return Err(BenchError::Http(
             "the api scenario drives stomp-relay's HTTP API: use --server relay".to_owned(),
         ));
@@ -75,7 +75,7 @@ pub async fn run(bench: &Bench, sizes: &Sizes) -> Result<Report, BenchError> {
             .collect(),
     );
     let http = HttpClient::new(sizes.http_connections);
-    let origin = bench.target.http_origin();
+    let origin = bench.sending.http_origin();
     let next_request = Arc::new(AtomicUsize::new(0));
 
     let clock = RunClock::start();

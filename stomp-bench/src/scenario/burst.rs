@@ -42,7 +42,7 @@ pub async fn run(bench: &Bench, sizes: &Sizes) -> Result<Report, BenchError> {
     };
     let slow = open_subscribed(bench, sizes.slow, 50, subscription).await?;
     let reader = open_subscribed(bench, 1, 1, subscription).await?;
-    let publisher = bench.target.open(None).await?;
+    let publisher = bench.sending.open(None).await?;
 
     let watch = ProcessWatch::start(&bench.processes);
     let peaks = PeakSampler::start(&bench.processes);

@@ -26,7 +26,7 @@ pub fn session_subscription(bench: &Bench, run: &str, n: usize, topic: bool) -> 
             ack: AckMode::Auto,
         };
     }
-    let destination = bench.target.server.private_destination(run, n, "x");
+    let destination = bench.receiving.server.private_destination(run, n, "x");
     Subscription {
         login: destination.login,
         destination: destination.subscribe_to,

@@ -65,7 +65,7 @@ pub async fn run(bench: &Bench, sizes: &Sizes) -> Result<Report, BenchError> {
         ack: sizes.ack,
     })
     .await?;
-    let publisher = bench.target.open(None).await?;
+    let publisher = bench.sending.open(None).await?;
 
     let clock = RunClock::start();
     let receivers = start_receiving(opened.clients, sizes.messages, clock, sizes.ack);

@@ -40,7 +40,12 @@ pub async fn run(
 /// Everything a scenario needs to know about where it runs.
 #[derive(Debug, Clone)]
 pub struct Bench {
-    pub target: Target,
+    /// Where receivers, subscribers and held sessions connect.
+    pub receiving: Target,
+    /// Where senders, publishers and HTTP API calls go: the same server as
+    /// `receiving`, or another node of its cluster, so that every message
+    /// crosses RabbitMQ on its way.
+    pub sending: Target,
     /// The server processes whose CPU and memory the report gives.
     pub processes: Vec<ServerProcess>,
     pub context: RunContext,
@@ -90,7 +95,7 @@ pub async fn open_subscribed(
     let tasks: Vec<JoinHandle<Result<(StompClient, u64), BenchError>>> = (0..count)
         .map(|n| {
             let (target, permits, subscription) =
-                (bench.target.clone(), permits.clone(), subscription(n));
+                (bench.receiving.clone(), permits.clone(), subscription(n));
             tokio::spawn(async move {
                 // The semaphore is never closed, so acquiring cannot fail.
                 let _permit = permits.acquire_owned().await.ok();

@@ -22,7 +22,7 @@ pub async fn run(bench: &Bench, sizes: &Sizes) -> Result<Report, BenchError> {
     let run = bench.run_id();
     let senders = sizes.senders.clamp(1, sizes.receivers.max(1));
     let destinations: Vec<PrivateDestination> = (0..sizes.receivers)
-        .map(|n| bench.target.server.private_destination(&run, n, "bench"))
+        .map(|n| bench.receiving.server.private_destination(&run, n, "bench"))
         .collect();
     note(
         bench,
@@ -40,11 +40,11 @@ pub async fn run(bench: &Bench, sizes: &Sizes) -> Result<Report, BenchError> {
     .await?;
     let mut sender_clients = Vec::with_capacity(senders);
     for k in 0..senders {
-        let login = match bench.target.server {
+        let login = match bench.receiving.server {
             ServerKind::Relay => Some(format!("sender{k}-{run}")),
             ServerKind::Rabbitmq => None,
         };
-        sender_clients.push(bench.target.open(login.as_deref()).await?);
+        sender_clients.push(bench.sending.open(login.as_deref()).await?);
     }
 
     let clock = RunClock::start();
