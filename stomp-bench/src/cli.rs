@@ -71,7 +71,7 @@ pub struct Connection {
     #[arg(long, global = true, default_value = "/")]
     pub host: String,
 
-    /// A server process to account CPU and memory to, as name=pid (repeatable).
+    /// A server process to account CPU and memory to, as name=pid (repeatable; processes of one name, e.g. the nodes of a cluster, are summed).
     #[arg(long = "pid", global = true, value_parser = parse_named_pid)]
     pub pids: Vec<(String, u32)>,
 

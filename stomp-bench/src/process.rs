@@ -85,11 +85,15 @@ pub fn resident_bytes(status: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// What a run cost one server process.
+/// What a run cost one server process, or several of one name (the nodes
+/// of a cluster) together.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessUsage {
     pub name: String,
     pub pid: u32,
+    /// Every process summed under `name`, when there are several.
+    #[serde(skip_serializing_if = "is_one")]
+    pub pids: Vec<u32>,
     pub cpu_s: f64,
     /// CPU microseconds per unit of the run (message, delivery, session).
     pub cpu_us_per_unit: f64,
@@ -101,6 +105,47 @@ pub struct ProcessUsage {
     /// The most resident memory seen during the run, for runs that watch it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_peak_mib: Option<f64>,
+}
+
+fn is_one(pids: &[u32]) -> bool {
+    pids.len() < 2
+}
+
+/// What the processes of one name spent between two samples of each.
+#[derive(Debug, PartialEq)]
+struct Spent {
+    name: String,
+    pids: Vec<u32>,
+    cpu: Duration,
+    rss_before: u64,
+    rss_after: u64,
+}
+
+/// Sums each process's samples before and after into one [`Spent`] per
+/// name, in the order the names first come.
+fn spent_by_name<'p>(
+    samples: impl IntoIterator<Item = (&'p ServerProcess, ProcessSample, ProcessSample)>,
+) -> Vec<Spent> {
+    let mut spent: Vec<Spent> = Vec::new();
+    for (process, before, after) in samples {
+        let cpu = after.cpu.saturating_sub(before.cpu);
+        match spent.iter_mut().find(|spent| spent.name == process.name) {
+            Some(spent) => {
+                spent.pids.push(process.pid);
+                spent.cpu += cpu;
+                spent.rss_before += before.rss_bytes;
+                spent.rss_after += after.rss_bytes;
+            }
+            None => spent.push(Spent {
+                name: process.name.clone(),
+                pids: vec![process.pid],
+                cpu,
+                rss_before: before.rss_bytes,
+                rss_after: after.rss_bytes,
+            }),
+        }
+    }
+    spent
 }
 
 /// The server processes of a run, sampled when it began.
@@ -120,27 +165,32 @@ impl ProcessWatch {
 
     /// What each process has spent since [`ProcessWatch::start`], per one
     /// of `units`; with `sessions`, memory growth per session too.
+    /// Processes of one name are summed: a cluster's nodes are one server.
     pub fn usage(&self, units: u64, sessions: Option<u64>) -> Vec<ProcessUsage> {
         let mib = |bytes: u64| bytes as f64 / 1_048_576.0;
-        self.started
+        let samples = self
+            .started
             .iter()
-            .filter_map(|(process, before)| {
-                let (before, after) = (before.as_ref()?, process.sample()?);
-                let cpu = after.cpu.saturating_sub(before.cpu).as_secs_f64();
-                Some(ProcessUsage {
-                    name: process.name.clone(),
-                    pid: process.pid,
+            .filter_map(|(process, before)| Some((process, (*before)?, process.sample()?)));
+        spent_by_name(samples)
+            .into_iter()
+            .map(|spent| {
+                let cpu = spent.cpu.as_secs_f64();
+                ProcessUsage {
+                    name: spent.name,
+                    pid: spent.pids[0],
                     cpu_s: cpu,
                     cpu_us_per_unit: cpu * 1e6 / units.max(1) as f64,
-                    rss_before_mib: mib(before.rss_bytes),
-                    rss_after_mib: mib(after.rss_bytes),
+                    rss_before_mib: mib(spent.rss_before),
+                    rss_after_mib: mib(spent.rss_after),
                     rss_per_session_kib: sessions.map(|sessions| {
-                        (after.rss_bytes as f64 - before.rss_bytes as f64)
+                        (spent.rss_after as f64 - spent.rss_before as f64)
                             / 1024.0
                             / sessions.max(1) as f64
                     }),
                     rss_peak_mib: None,
-                })
+                    pids: spent.pids,
+                }
             })
             .collect()
     }
@@ -157,17 +207,25 @@ pub struct PeakSampler {
 }
 
 impl PeakSampler {
+    /// Samples `processes`, those of one name summed at each reading.
     pub fn start(processes: &[ServerProcess]) -> PeakSampler {
         let processes = processes.to_vec();
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
-            let mut peaks: Vec<(String, u64)> =
-                processes.iter().map(|p| (p.name.clone(), 0)).collect();
+            let mut peaks: Vec<(String, u64)> = Vec::new();
+            for process in &processes {
+                if !peaks.iter().any(|(name, _)| *name == process.name) {
+                    peaks.push((process.name.clone(), 0));
+                }
+            }
             loop {
-                for (process, (_, peak)) in processes.iter().zip(&mut peaks) {
-                    if let Some(sample) = process.sample() {
-                        *peak = (*peak).max(sample.rss_bytes);
-                    }
+                for (name, peak) in &mut peaks {
+                    let now: u64 = processes
+                        .iter()
+                        .filter(|process| process.name == *name)
+                        .filter_map(|process| Some(process.sample()?.rss_bytes))
+                        .sum();
+                    *peak = (*peak).max(now);
                 }
                 tokio::select! {
                     _ = &mut stopped => return peaks,
@@ -178,7 +236,7 @@ impl PeakSampler {
         PeakSampler { stop, task }
     }
 
-    /// Each process's name and the most bytes it held.
+    /// Each name and the most bytes its processes held at once.
     pub async fn finish(self) -> Vec<(String, u64)> {
         let _ = self.stop.send(());
         self.task.await.unwrap_or_default()
@@ -201,6 +259,43 @@ mod tests {
     fn a_truncated_stat_line_has_no_cpu_time() {
         assert_eq!(cpu_time("1234 (relay) S 1 2 3"), None);
         assert_eq!(cpu_time("garbage"), None);
+    }
+
+    #[test]
+    fn processes_of_one_name_are_summed_in_the_order_names_come() {
+        let sample = |cpu_ms, rss_bytes| ProcessSample {
+            cpu: Duration::from_millis(cpu_ms),
+            rss_bytes,
+        };
+        let (a, redis, b) = (
+            ServerProcess::new("relay", 1),
+            ServerProcess::new("redis", 2),
+            ServerProcess::new("relay", 3),
+        );
+        let spent = spent_by_name([
+            (&a, sample(100, 10), sample(300, 15)),
+            (&redis, sample(0, 5), sample(50, 5)),
+            (&b, sample(1_000, 20), sample(1_400, 40)),
+        ]);
+        assert_eq!(
+            spent,
+            [
+                Spent {
+                    name: "relay".to_owned(),
+                    pids: vec![1, 3],
+                    cpu: Duration::from_millis(600),
+                    rss_before: 30,
+                    rss_after: 55,
+                },
+                Spent {
+                    name: "redis".to_owned(),
+                    pids: vec![2],
+                    cpu: Duration::from_millis(50),
+                    rss_before: 5,
+                    rss_after: 5,
+                },
+            ]
+        );
     }
 
     #[test]
