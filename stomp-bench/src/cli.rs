@@ -40,7 +40,7 @@ pub enum Command {
     Idle,
     /// --burst-mib MiB to one topic with --slow subscribers that never read; memory before, at the peak, after.
     Burst,
-    /// Starts relays (embedded and cluster mode) and measures them beside RabbitMQ Web-STOMP.
+    /// Starts relays (embedded mode, cluster mode, two cluster nodes) and measures them beside RabbitMQ Web-STOMP.
     Compare(Box<CompareArgs>),
 }
 
@@ -222,7 +222,7 @@ pub struct CompareArgs {
     #[arg(long, default_value = "guest")]
     pub web_stomp_passcode: String,
 
-    /// Which of the three to measure (repeatable; default: all).
+    /// Which servers to measure (repeatable; default: all).
     #[arg(long = "only", value_enum)]
     pub only: Vec<Contender>,
 }
@@ -232,13 +232,17 @@ pub struct CompareArgs {
 pub enum Contender {
     RelayEmbedded,
     RelayCluster,
+    /// Two cluster nodes: receivers on one, senders and HTTP API calls on
+    /// the other, so that every message crosses RabbitMQ between nodes.
+    RelayTwoNodes,
     WebStomp,
 }
 
 impl Contender {
-    pub const ALL: [Contender; 3] = [
+    pub const ALL: [Contender; 4] = [
         Contender::RelayEmbedded,
         Contender::RelayCluster,
+        Contender::RelayTwoNodes,
         Contender::WebStomp,
     ];
 
@@ -246,6 +250,7 @@ impl Contender {
         match self {
             Contender::RelayEmbedded => "relay-embedded",
             Contender::RelayCluster => "relay-cluster",
+            Contender::RelayTwoNodes => "relay-two-nodes",
             Contender::WebStomp => "web-stomp",
         }
     }

@@ -1,9 +1,9 @@
 //! `compare`: the one side-by-side measurement we document. Per scenario it
-//! starts a fresh relay in embedded mode and one in cluster mode, measures
-//! each and RabbitMQ Web-STOMP alike, prints every run's report, then a
-//! table of the relays' figures over Web-STOMP's. It finds the server
-//! processes itself, so that cluster mode's CPU is the relay's, RabbitMQ's
-//! and Redis's together, and cleans up what it made.
+//! starts a fresh relay in embedded mode, one in cluster mode and two
+//! cluster nodes, measures each and RabbitMQ Web-STOMP alike, prints every
+//! run's report, then a table of the relays' figures over Web-STOMP's. It
+//! finds the server processes itself, so that cluster mode's CPU is the
+//! relays', RabbitMQ's and Redis's together, and cleans up what it made.
 
 use std::time::{Duration, Instant};
 
@@ -111,40 +111,43 @@ pub async fn run(
                 tag: tag.clone(),
             };
             let outcome = match contender {
-                Contender::RelayEmbedded | Contender::RelayCluster => {
-                    let cluster = (contender == Contender::RelayCluster).then(|| ClusterServices {
-                        amqp_url: args.amqp_url.clone(),
-                        redis_url: args.redis_url.clone(),
-                        redis_prefix: format!("stomp-bench:{tag}:"),
-                    });
-                    let node_id = format!("stomp-bench-{tag}{}", contender.label());
+                Contender::RelayEmbedded | Contender::RelayCluster | Contender::RelayTwoNodes => {
+                    let cluster =
+                        (contender != Contender::RelayEmbedded).then(|| ClusterServices {
+                            amqp_url: args.amqp_url.clone(),
+                            redis_url: args.redis_url.clone(),
+                            redis_prefix: format!("stomp-bench:{tag}:"),
+                        });
                     let outcome = async {
-                        let relay = RelayProcess::start(
-                            &args.relay_bin,
-                            &node_id,
-                            cluster.as_ref(),
-                            &args.relay_args,
-                        )
-                        .await?;
-                        let mut processes = vec![ServerProcess::new("relay", relay.pid())];
+                        let relays = start_relays(contender, &tag, args, cluster.as_ref()).await?;
+                        let mut processes: Vec<ServerProcess> = relays
+                            .iter()
+                            .map(|relay| ServerProcess::new("relay", relay.pid()))
+                            .collect();
                         if cluster.is_some() {
                             processes.extend(rabbitmq.iter().cloned());
                             processes.extend(redis.iter().cloned());
                         }
-                        let target = Target::resolve(&TargetOptions {
-                            url: relay.ws_url(),
-                            server: ServerKind::Relay,
-                            login: "bench".to_owned(),
-                            passcode: None,
-                            host: connection.host.clone(),
-                            source_addresses: connection.source_addresses,
-                        })
-                        .await?;
-                        let bench = bench_base(target.clone(), target, processes);
+                        let target = |relay: &RelayProcess| {
+                            let options = TargetOptions {
+                                url: relay.ws_url(),
+                                server: ServerKind::Relay,
+                                login: "bench".to_owned(),
+                                passcode: None,
+                                host: connection.host.clone(),
+                                source_addresses: connection.source_addresses,
+                            };
+                            async move { Target::resolve(&options).await }
+                        };
+                        // With two nodes, the receivers are on the second
+                        // and the senders on the first.
+                        let (first, last) = (&relays[0], &relays[relays.len() - 1]);
+                        let bench =
+                            bench_base(target(last).await?, target(first).await?, processes);
                         let report = scenario::run(variant.scenario, &bench, &variant.sizes).await;
                         // Stopped before the next run starts, and before its
                         // Redis keys are deleted.
-                        drop(relay);
+                        drop(relays);
                         report
                     }
                     .await;
@@ -191,6 +194,28 @@ pub async fn run(
         Err(error) => eprintln!("the comparison cannot be written as JSON: {error}"),
     }
     Ok(())
+}
+
+/// The relay nodes `contender` stands for, started and answering: one, or
+/// two cluster nodes sharing RabbitMQ, Redis and the Redis prefix (so one
+/// registry), each with a node id and port of its own.
+async fn start_relays(
+    contender: Contender,
+    tag: &str,
+    args: &CompareArgs,
+    cluster: Option<&ClusterServices>,
+) -> Result<Vec<RelayProcess>, BenchError> {
+    let node_id = format!("stomp-bench-{tag}{}", contender.label());
+    let node_ids = match contender {
+        Contender::RelayTwoNodes => vec![format!("{node_id}-a"), format!("{node_id}-b")],
+        _ => vec![node_id],
+    };
+    let mut relays = Vec::with_capacity(node_ids.len());
+    for node_id in &node_ids {
+        relays
+            .push(RelayProcess::start(&args.relay_bin, node_id, cluster, &args.relay_args).await?);
+    }
+    Ok(relays)
 }
 
 /// Web-STOMP as the compare measures it, if it answers a CONNECT.
@@ -288,11 +313,13 @@ struct RatioRow {
     metric: &'static str,
     relay_embedded: Option<f64>,
     relay_cluster: Option<f64>,
+    relay_two_nodes: Option<f64>,
     web_stomp: Option<f64>,
     /// Which Web-STOMP run the ratios use (the API scenario has none of its
     /// own: its reference is Web-STOMP's per-user run).
     web_stomp_reference: String,
     cluster_over_web_stomp: Option<f64>,
+    two_nodes_over_web_stomp: Option<f64>,
     embedded_over_web_stomp: Option<f64>,
 }
 
@@ -326,14 +353,16 @@ fn ratio_rows(results: &[(Variant, Contender, Report)]) -> Vec<RatioRow> {
         };
         let embedded = find(name, Contender::RelayEmbedded);
         let cluster = find(name, Contender::RelayCluster);
+        let two_nodes = find(name, Contender::RelayTwoNodes);
         let web_stomp = find(reference, Contender::WebStomp);
         for (metric, value) in metrics {
-            let (embedded, cluster, web_stomp) = (
+            let (embedded, cluster, two_nodes, web_stomp) = (
                 embedded.and_then(value),
                 cluster.and_then(value),
+                two_nodes.and_then(value),
                 web_stomp.and_then(value),
             );
-            if embedded.or(cluster).or(web_stomp).is_none() {
+            if embedded.or(cluster).or(two_nodes).or(web_stomp).is_none() {
                 continue;
             }
             // The API's requests are a few at a time (closed loop), the
@@ -346,9 +375,11 @@ fn ratio_rows(results: &[(Variant, Contender, Report)]) -> Vec<RatioRow> {
                 metric,
                 relay_embedded: embedded,
                 relay_cluster: cluster,
+                relay_two_nodes: two_nodes,
                 web_stomp,
                 web_stomp_reference: reference.to_owned(),
                 cluster_over_web_stomp: over(cluster),
+                two_nodes_over_web_stomp: over(two_nodes),
                 embedded_over_web_stomp: over(embedded),
             });
         }
@@ -367,9 +398,9 @@ fn print_table(rows: &[RatioRow]) {
     let ratio = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.2}x"));
     eprintln!();
     eprintln!(
-        "| scenario | metric | relay embedded | relay cluster | Web-STOMP | cluster / Web-STOMP | embedded / Web-STOMP |"
+        "| scenario | metric | relay embedded | relay cluster | relay two nodes | Web-STOMP | cluster / Web-STOMP | two nodes / Web-STOMP | embedded / Web-STOMP |"
     );
-    eprintln!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    eprintln!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in rows {
         let web_stomp = if row.web_stomp_reference == row.scenario || row.web_stomp.is_none() {
             figure(row.web_stomp)
@@ -377,13 +408,15 @@ fn print_table(rows: &[RatioRow]) {
             format!("{} ({})", figure(row.web_stomp), row.web_stomp_reference)
         };
         eprintln!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.scenario,
             row.metric,
             figure(row.relay_embedded),
             figure(row.relay_cluster),
+            figure(row.relay_two_nodes),
             web_stomp,
             ratio(row.cluster_over_web_stomp),
+            ratio(row.two_nodes_over_web_stomp),
             ratio(row.embedded_over_web_stomp),
         );
     }
