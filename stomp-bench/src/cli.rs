@@ -34,6 +34,8 @@ pub enum Command {
     PerUser,
     /// Per-user delivery through the relay's HTTP API (relay only; --batch for POST /api/v1/messages).
     Api,
+    /// Per-user delivery asked for by a service over AMQP on stomp.dispatch (relay in cluster mode only; --in-flight requests unconfirmed at once).
+    Dispatch,
     /// --clients sessions CONNECT and SUBSCRIBE (with receipt), --concurrency at a time.
     Connect,
     /// --sessions idle sessions, each subscribed; memory per session of each --pid.
@@ -71,6 +73,14 @@ pub struct Connection {
     #[arg(long, global = true, default_value = "/")]
     pub host: String,
 
+    /// RabbitMQ: where the dispatch scenario's service publishes, and what compare's cluster-mode relays use.
+    #[arg(
+        long,
+        global = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
     /// A server process to account CPU and memory to, as name=pid (repeatable; processes of one name, e.g. the nodes of a cluster, are summed).
     #[arg(long = "pid", global = true, value_parser = parse_named_pid)]
     pub pids: Vec<(String, u32)>,
@@ -107,11 +117,11 @@ pub struct Sizes {
     #[arg(long, global = true, default_value_t = 100)]
     pub body_bytes: usize,
 
-    /// per-user, api: receivers, each on its own destination.
+    /// per-user, api, dispatch: receivers, each on its own destination.
     #[arg(long, global = true, default_value_t = 1000)]
     pub receivers: usize,
 
-    /// per-user, api: messages each receiver gets.
+    /// per-user, api, dispatch: messages each receiver gets.
     #[arg(long, global = true, default_value_t = 10)]
     pub rounds: usize,
 
@@ -126,6 +136,10 @@ pub struct Sizes {
     /// api: HTTP requests in flight at once (each on its own kept-alive connection).
     #[arg(long, global = true, default_value_t = 8)]
     pub http_connections: usize,
+
+    /// dispatch: requests published to stomp.dispatch and not yet confirmed by RabbitMQ, at most.
+    #[arg(long, global = true, default_value_t = 64)]
+    pub in_flight: usize,
 
     /// connect: sessions to set up.
     #[arg(long, global = true, default_value_t = 1000)]
@@ -162,6 +176,7 @@ pub enum Scenario {
     FanOut,
     PerUser,
     Api,
+    Dispatch,
     Connect,
     Idle,
     /// Not among [`Scenario::ALL`]: against Web-STOMP, each slow subscriber's
@@ -170,10 +185,11 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::FanOut,
         Scenario::PerUser,
         Scenario::Api,
+        Scenario::Dispatch,
         Scenario::Connect,
         Scenario::Idle,
     ];
@@ -183,6 +199,7 @@ impl Scenario {
             Scenario::FanOut => "fan-out",
             Scenario::PerUser => "per-user",
             Scenario::Api => "api",
+            Scenario::Dispatch => "dispatch",
             Scenario::Connect => "connect",
             Scenario::Idle => "idle",
             Scenario::Burst => "burst",
@@ -203,10 +220,6 @@ pub struct CompareArgs {
     /// One more flag for every relay started, e.g. --relay-arg=--max-in-flight=1024 (repeatable).
     #[arg(long = "relay-arg", allow_hyphen_values = true)]
     pub relay_args: Vec<String>,
-
-    /// RabbitMQ for cluster mode.
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    pub amqp_url: String,
 
     /// Redis for cluster mode.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]

@@ -21,6 +21,8 @@ use crate::scenario::{self, Bench};
 
 /// Users per request when compare runs the API scenario batched.
 const COMPARE_BATCH: usize = 100;
+/// The queue every relay of a RabbitMQ takes dispatch requests from.
+const DISPATCH_QUEUE: &str = "stomp.dispatch";
 /// How long RabbitMQ may take to delete a run's auto-delete queues.
 const QUEUE_CLEANUP_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -53,6 +55,7 @@ fn variants(scenarios: &[Scenario], sizes: &Sizes) -> Vec<Variant> {
         } else {
             let name = match scenario {
                 Scenario::FanOut => format!("fan-out (ack:{:?})", sizes.ack).to_lowercase(),
+                Scenario::Dispatch => format!("dispatch ({} in flight)", sizes.in_flight.max(1)),
                 other => other.name().to_owned(),
             };
             variants.push(Variant {
@@ -102,10 +105,14 @@ pub async fn run(
     let mut results: Vec<(Variant, Contender, Report)> = Vec::new();
     for variant in variants(&scenarios, sizes) {
         for &contender in &contenders {
+            if !measures(contender, variant.scenario) {
+                continue;
+            }
             let bench_base = |receiving: Target, sending: Target, processes| Bench {
                 context: RunContext::new(contender.label().to_owned(), &receiving, &sending),
                 receiving,
                 sending,
+                amqp_url: connection.amqp_url.clone(),
                 processes,
                 patience: Duration::from_secs(connection.timeout),
                 tag: tag.clone(),
@@ -114,12 +121,15 @@ pub async fn run(
                 Contender::RelayEmbedded | Contender::RelayCluster | Contender::RelayTwoNodes => {
                     let cluster =
                         (contender != Contender::RelayEmbedded).then(|| ClusterServices {
-                            amqp_url: args.amqp_url.clone(),
+                            amqp_url: connection.amqp_url.clone(),
                             redis_url: args.redis_url.clone(),
                             redis_prefix: format!("stomp-bench:{tag}:"),
                         });
                     let outcome = async {
                         let relays = start_relays(contender, &tag, args, cluster.as_ref()).await?;
+                        if variant.scenario == Scenario::Dispatch {
+                            dispatch_queue_is_ours(&tag)?;
+                        }
                         let mut processes: Vec<ServerProcess> = relays
                             .iter()
                             .map(|relay| ServerProcess::new("relay", relay.pid()))
@@ -157,9 +167,6 @@ pub async fn run(
                     outcome
                 }
                 Contender::WebStomp => {
-                    if variant.scenario == Scenario::Api {
-                        continue;
-                    }
                     let Ok(target) = &web_stomp else { continue };
                     let processes = rabbitmq.iter().cloned().collect();
                     let outcome = scenario::run(
@@ -194,6 +201,38 @@ pub async fn run(
         Err(error) => eprintln!("the comparison cannot be written as JSON: {error}"),
     }
     Ok(())
+}
+
+/// Whether compare runs `scenario` on `contender`: the HTTP API is the
+/// relay's, and `stomp.dispatch` a relay cluster's (an embedded relay has
+/// no RabbitMQ).
+fn measures(contender: Contender, scenario: Scenario) -> bool {
+    match scenario {
+        Scenario::Api => contender != Contender::WebStomp,
+        Scenario::Dispatch => matches!(
+            contender,
+            Contender::RelayCluster | Contender::RelayTwoNodes
+        ),
+        _ => true,
+    }
+}
+
+/// Fails when relays other than this compare's consume `stomp.dispatch`
+/// (those of other people's tests on a shared RabbitMQ): as competing
+/// consumers they would take some of the run's requests, find none of its
+/// users in their registry and drop them, and the receivers would wait in
+/// vain. Consumer tags name their node, and this compare's node ids its
+/// tag.
+fn dispatch_queue_is_ours(tag: &str) -> Result<(), BenchError> {
+    let consumers: Vec<String> = leftovers::rabbitmq_consumers(DISPATCH_QUEUE)?
+        .into_iter()
+        .filter(|consumer| !consumer.contains(tag))
+        .collect();
+    if consumers.is_empty() {
+        Ok(())
+    } else {
+        Err(BenchError::SharedDispatchQueue { consumers })
+    }
 }
 
 /// The relay nodes `contender` stands for, started and answering: one, or
@@ -315,8 +354,8 @@ struct RatioRow {
     relay_cluster: Option<f64>,
     relay_two_nodes: Option<f64>,
     web_stomp: Option<f64>,
-    /// Which Web-STOMP run the ratios use (the API scenario has none of its
-    /// own: its reference is Web-STOMP's per-user run).
+    /// Which Web-STOMP run the ratios use (the API and dispatch scenarios
+    /// have none of their own: their reference is Web-STOMP's per-user run).
     web_stomp_reference: String,
     cluster_over_web_stomp: Option<f64>,
     two_nodes_over_web_stomp: Option<f64>,
@@ -338,18 +377,19 @@ fn ratio_rows(results: &[(Variant, Contender, Report)]) -> Vec<RatioRow> {
         ("p99 latency ms", |r| r.latency.map(|l| l.p99_us / 1000.0)),
         ("memory KiB per session", |r| r.rss_per_session_kib),
     ];
-    let mut names: Vec<&str> = Vec::new();
+    let mut variants: Vec<&Variant> = Vec::new();
     for (variant, _, _) in results {
-        if !names.contains(&variant.name.as_str()) {
-            names.push(&variant.name);
+        if !variants.iter().any(|seen| seen.name == variant.name) {
+            variants.push(variant);
         }
     }
     let mut rows = Vec::new();
-    for name in names {
-        let reference = if name.starts_with("api") {
-            "per-user"
-        } else {
-            name
+    for variant in variants {
+        let name = variant.name.as_str();
+        // The STOMP way of the same per-user delivery.
+        let reference = match variant.scenario {
+            Scenario::Api | Scenario::Dispatch => Scenario::PerUser.name(),
+            _ => name,
         };
         let embedded = find(name, Contender::RelayEmbedded);
         let cluster = find(name, Contender::RelayCluster);
@@ -419,5 +459,92 @@ fn print_table(rows: &[RatioRow]) {
             ratio(row.two_nodes_over_web_stomp),
             ratio(row.embedded_over_web_stomp),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::LatencySummary;
+
+    fn report(label: &str, per_second: f64) -> Report {
+        let context = RunContext {
+            label: label.to_owned(),
+            server: ServerKind::Relay,
+            url: "ws://127.0.0.1:1/ws".to_owned(),
+            send_url: None,
+        };
+        let mut report = Report::new(
+            "any",
+            &context,
+            serde_json::Value::Null,
+            "message",
+            1,
+            1.0,
+            Vec::new(),
+        );
+        report.per_second = per_second;
+        report.latency = LatencySummary::of(vec![2_000_000]);
+        report
+    }
+
+    fn sizes() -> Sizes {
+        use clap::Parser;
+        crate::cli::Cli::parse_from(["stomp-bench", "per-user"]).sizes
+    }
+
+    #[test]
+    fn only_relay_clusters_run_dispatch_and_web_stomp_runs_no_relay_api() {
+        let runs = |scenario| {
+            Contender::ALL
+                .into_iter()
+                .filter(|&contender| measures(contender, scenario))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            runs(Scenario::Dispatch),
+            [Contender::RelayCluster, Contender::RelayTwoNodes]
+        );
+        assert!(!runs(Scenario::Api).contains(&Contender::WebStomp));
+        assert_eq!(runs(Scenario::PerUser), Contender::ALL);
+    }
+
+    #[test]
+    fn dispatch_is_set_against_web_stomp_per_user_without_latency_ratios() {
+        let variant = |scenario| {
+            variants(&[scenario], &sizes())
+                .pop()
+                .expect("a variant per scenario")
+        };
+        let (per_user, dispatch) = (variant(Scenario::PerUser), variant(Scenario::Dispatch));
+        assert_eq!(dispatch.name, "dispatch (64 in flight)");
+        let results = [
+            (per_user, Contender::WebStomp, report("web-stomp", 100.0)),
+            (
+                dispatch.clone(),
+                Contender::RelayCluster,
+                report("relay-cluster", 300.0),
+            ),
+            (
+                dispatch,
+                Contender::RelayTwoNodes,
+                report("relay-two-nodes", 200.0),
+            ),
+        ];
+        let rows = ratio_rows(&results);
+        let row = |metric| {
+            rows.iter()
+                .find(|row| row.scenario.starts_with("dispatch") && row.metric == metric)
+                .expect("a dispatch row")
+        };
+        let rate = row("per second");
+        assert_eq!(rate.web_stomp_reference, "per-user");
+        assert_eq!(rate.web_stomp, Some(100.0));
+        assert_eq!(rate.relay_embedded, None);
+        assert_eq!(rate.cluster_over_web_stomp, Some(3.0));
+        assert_eq!(rate.two_nodes_over_web_stomp, Some(2.0));
+        let latency = row("p50 latency ms");
+        assert_eq!(latency.relay_two_nodes, Some(2.0));
+        assert_eq!(latency.two_nodes_over_web_stomp, None);
     }
 }

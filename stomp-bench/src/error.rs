@@ -38,6 +38,14 @@ pub enum BenchError {
     #[error("the relay at {binary} did not start: {reason}")]
     RelayStart { binary: String, reason: String },
 
+    #[error("RabbitMQ: cannot {what}: {reason}")]
+    Amqp { what: &'static str, reason: String },
+
+    #[error(
+        "relays other than this run's consume stomp.dispatch ({consumers:?}): they would take some of its requests and find none of its users"
+    )]
+    SharedDispatchQueue { consumers: Vec<String> },
+
     #[error("{command} failed: {reason}")]
     Tool { command: String, reason: String },
 

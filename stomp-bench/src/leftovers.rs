@@ -1,6 +1,7 @@
-//! What `compare` leaves in the shared RabbitMQ and Redis, found and
-//! removed with their own command-line tools (`redis-cli`, `rabbitmqctl`),
-//! as an operator would check by hand.
+//! What `compare` shares with others in RabbitMQ and Redis: what it leaves
+//! there, found and removed, and who else consumes a queue, all with their
+//! own command-line tools (`redis-cli`, `rabbitmqctl`), as an operator
+//! would check by hand.
 
 use std::process::Command;
 
@@ -63,4 +64,24 @@ pub fn rabbitmq_queues() -> Result<Vec<String>, BenchError> {
 
 pub fn delete_rabbitmq_queue(name: &str) -> Result<(), BenchError> {
     output_of("rabbitmqctl", &["-q", "delete_queue", name]).map(drop)
+}
+
+/// The consumer tags of queue `queue` (in the default virtual host).
+pub fn rabbitmq_consumers(queue: &str) -> Result<Vec<String>, BenchError> {
+    let consumers = output_of(
+        "rabbitmqctl",
+        &[
+            "-q",
+            "list_consumers",
+            "queue_name",
+            "consumer_tag",
+            "--no-table-headers",
+        ],
+    )?;
+    Ok(consumers
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .filter(|(name, _)| *name == queue)
+        .map(|(_, tag)| tag.trim().to_owned())
+        .collect())
 }

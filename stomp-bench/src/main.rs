@@ -50,6 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::FanOut => Scenario::FanOut,
         Command::PerUser => Scenario::PerUser,
         Command::Api => Scenario::Api,
+        Command::Dispatch => Scenario::Dispatch,
         Command::Connect => Scenario::Connect,
         Command::Idle => Scenario::Idle,
         Command::Burst => Scenario::Burst,
@@ -75,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         receiving,
         sending,
+        amqp_url: connection.amqp_url.clone(),
         processes: connection
             .pids
             .iter()

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod burst;
 pub mod connect;
+pub mod dispatch;
 pub mod fan_out;
 pub mod idle;
 pub mod per_user;
@@ -31,6 +32,7 @@ pub async fn run(
         Scenario::FanOut => fan_out::run(bench, sizes).await,
         Scenario::PerUser => per_user::run(bench, sizes).await,
         Scenario::Api => api::run(bench, sizes).await,
+        Scenario::Dispatch => dispatch::run(bench, sizes).await,
         Scenario::Connect => connect::run(bench, sizes).await,
         Scenario::Idle => idle::run(bench, sizes).await,
         Scenario::Burst => burst::run(bench, sizes).await,
@@ -46,6 +48,8 @@ pub struct Bench {
     /// `receiving`, or another node of its cluster, so that every message
     /// crosses RabbitMQ on its way.
     pub sending: Target,
+    /// RabbitMQ, where the dispatch scenario's service publishes.
+    pub amqp_url: String,
     /// The server processes whose CPU and memory the report gives.
     pub processes: Vec<ServerProcess>,
     pub context: RunContext,
