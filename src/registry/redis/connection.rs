@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, PubSub};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
@@ -62,7 +62,7 @@ impl RedisConnection {
         let connecting = async {
             match address {
                 RedisAddress::Server(_) => clients[0]
-                    .get_connection_manager()
+                    .get_connection_manager_with_config(reconnecting())
                     .await
                     .map(RedisConnection::Server),
                 RedisAddress::Cluster(urls) => redis::cluster::ClusterClient::new(urls.clone())?
@@ -80,6 +80,18 @@ impl RedisConnection {
             .map_err(unavailable("connect to Redis"))?;
         Ok((connection, Subscriber { clients }))
     }
+}
+
+/// How the connection to one Redis server is made again once lost. A
+/// command given while it is being made waits for it, so it is kept short:
+/// with the crate's six attempts, a request to a node whose Redis is away
+/// waited seconds for an answer (a client's 503) instead of getting it at
+/// once. The next command after a failed round tries again, and the node's
+/// heartbeat gives one every few seconds.
+fn reconnecting() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500))
 }
 
 impl ConnectionLike for RedisConnection {
