@@ -31,6 +31,7 @@ macro_rules! scenario_tests {
 
 mod support;
 
+mod architecture;
 mod auth;
 mod browser;
 mod cli;
