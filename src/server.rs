@@ -129,10 +129,7 @@ impl BoundServer {
                 .await;
                 let liveness = NodeLiveness {
                     node: node_id.clone(),
-                    address: listener
-                        .local_addr()
-                        .map(|a| a.to_string())
-                        .unwrap_or_default(),
+                    address: address.clone(),
                     ttl: *node_ttl,
                 };
                 let registry = retry::until_reachable("Redis", || {

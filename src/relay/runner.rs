@@ -25,12 +25,10 @@ use tokio::sync::Notify;
 
 use super::Node;
 use crate::auth::Credentials;
-use crate::broker::BrokerError;
-use crate::broker::{OrderKey, Outbox, SessionId};
+use crate::broker::{BrokerError, OrderKey, Outbox, SessionId};
 use crate::dispatch::{DispatchError, Dispatcher};
 use crate::error::{Chain, ClientText};
-use crate::registry::RegistryError;
-use crate::registry::{SessionRecord, unix_millis};
+use crate::registry::{RegistryError, SessionRecord, unix_millis};
 use crate::retry;
 use crate::session::{
     Command, CommandId, Event, Outbound, Rejection, Service, SessionError, pop_front_releasing,
