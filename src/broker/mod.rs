@@ -65,11 +65,11 @@ pub const SENDER_HEADERS: &[&str] = &["user-name", "session"];
 /// The id a message sent with `persist` is kept by in the offline store,
 /// stamped by dispatch on each copy it sends, so that the session that
 /// delivers a copy has the store forget it. Never shown to a client.
-pub const KEPT_HEADER: &str = "stomp-kept-id";
+pub const OFFLINE_ID_HEADER: &str = "stomp-kept-id";
 
 /// Whether a client may not set this header on what it sends.
 pub fn is_relay_header(name: &str) -> bool {
-    FRAME_HEADERS.contains(&name) || SENDER_HEADERS.contains(&name) || name == KEPT_HEADER
+    FRAME_HEADERS.contains(&name) || SENDER_HEADERS.contains(&name) || name == OFFLINE_ID_HEADER
 }
 
 impl Message {
@@ -238,7 +238,8 @@ pub struct Delivery {
     pub redelivered: bool,
 }
 
-/// The way deliveries reach a session: a bounded channel, so that a client
+/// The way deliveries reach a session: a bounded channel of its pending
+/// messages (`--max-pending-messages` of them at most), so that a client
 /// that stops reading cannot make its node buffer without end. A delivery
 /// that finds it full is refused; the session is told, through an
 /// [`Alarm::Overflow`], to close with a reason, or, with
@@ -292,7 +293,7 @@ pub enum Alarm {
 struct AlarmBell {
     raised: parking_lot::Mutex<Option<Alarm>>,
     ring: Notify,
-    read_kept: Notify,
+    read_offline: Notify,
 }
 
 /// The session's end of its outbox's alarm.
@@ -313,8 +314,8 @@ impl OutboxAlarm {
     /// Completes when the broker asks the session to read what is kept for
     /// its user again: messages on their way to it may have been lost (with
     /// the broker's connection) while still kept.
-    pub async fn read_kept_again(&self) {
-        self.0.read_kept.notified().await
+    pub async fn read_offline_again(&self) {
+        self.0.read_offline.notified().await
     }
 }
 
@@ -380,8 +381,8 @@ impl Outbox {
     }
 
     /// Asks the session to read what is kept for its user again.
-    pub fn ask_to_read_kept_again(&self) {
-        self.alarm.read_kept.notify_one();
+    pub fn ask_to_read_offline_again(&self) {
+        self.alarm.read_offline.notify_one();
     }
 }
 

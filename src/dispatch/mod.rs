@@ -26,8 +26,8 @@ use tokio::sync::mpsc;
 
 use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE, UserKey};
 use crate::broker::{
-    Broker, BrokerError, Confirm, DispatchOutcome, DispatchRequest, KEPT_HEADER, Message, OrderKey,
-    SessionId,
+    Broker, BrokerError, Confirm, DispatchOutcome, DispatchRequest, Message, OFFLINE_ID_HEADER,
+    OrderKey, SessionId,
 };
 use crate::error::{Chain, ClientText};
 use crate::metrics::Metrics;
@@ -200,7 +200,7 @@ impl Dispatcher {
     /// what happened.
     ///
     /// A message to keep (`when_offline`) is kept before it is sent, and
-    /// each copy names it ([`KEPT_HEADER`]): the store forgets it once a
+    /// each copy names it ([`OFFLINE_ID_HEADER`]): the store forgets it once a
     /// session has delivered it (or had it acknowledged). A node or broker
     /// lost while the message is on its way to the session then costs the
     /// user nothing: it is still kept when the user comes back. One that
@@ -248,7 +248,7 @@ impl Dispatcher {
         };
         let mut sent = message;
         if let Some(kept) = &kept {
-            sent.headers.set(KEPT_HEADER, kept);
+            sent.headers.set(OFFLINE_ID_HEADER, kept);
         }
         let handed_over = self.hand_over(sessions.iter().copied(), name, &sent).await;
         // A request tried again finds what this try kept; anything else

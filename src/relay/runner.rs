@@ -234,15 +234,15 @@ impl CommandRunner {
                 Command::Settle { tags, settlement } => {
                     done(broker.settle(session, &tags, settlement).await)
                 }
-                Command::ReadKept { user, name } => {
+                Command::ReadOffline { user, name } => {
                     let kept = node.dispatcher.offline().kept(&user, &name).await;
                     if let Ok(kept) = &kept {
                         node.metrics.offline_delivered.inc_by(kept.len() as u64);
                     }
-                    Event::Kept(kept.map_err(|error| rejection(DispatchError::from(error))))
+                    Event::Offline(kept.map_err(|error| rejection(DispatchError::from(error))))
                 }
-                Command::ForgetKept { user, ids } => {
-                    forget_kept(&node.dispatcher, session, user, ids).await;
+                Command::ForgetOffline { user, ids } => {
+                    forget_offline(&node.dispatcher, session, user, ids).await;
                     Event::Done(Ok(()))
                 }
                 Command::Detach => {
@@ -335,7 +335,12 @@ const FORGET_PATIENCE: Duration = Duration::from_secs(120);
 /// again, as redelivered, the next time its user reads the store: at least
 /// once, never lost. So a store that cannot answer now is asked again, for
 /// a while, in the background, rather than the session wait for it.
-async fn forget_kept(dispatcher: &Dispatcher, session: SessionId, user: String, ids: Vec<String>) {
+async fn forget_offline(
+    dispatcher: &Dispatcher,
+    session: SessionId,
+    user: String,
+    ids: Vec<String>,
+) {
     if dispatcher.offline().forget(&user, &ids).await.is_ok() {
         return;
     }

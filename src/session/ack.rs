@@ -23,12 +23,12 @@ impl Session {
         for pending in settled {
             match pending {
                 Pending::Broker(tag) => tags.push(tag),
-                Pending::Kept(id) => kept.push(id),
-                Pending::BrokerAndKept(tag, id) => {
+                Pending::Offline(id) => kept.push(id),
+                Pending::BrokerAndOffline(tag, id) => {
                     tags.push(tag);
                     // Given back, it comes again, to be shown again.
                     if settlement == Settlement::Nack {
-                        self.recently_kept.forget(&id);
+                        self.recent_offline.forget(&id);
                     }
                     kept.push(id);
                 }
@@ -44,7 +44,7 @@ impl Session {
             && let Some(user) = self.user()
         {
             let user = user.to_owned();
-            self.give(Command::ForgetKept { user, ids: kept });
+            self.give(Command::ForgetOffline { user, ids: kept });
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use super::Rejection;
 use crate::auth::{AuthError, Identity};
 use crate::broker::{AckTag, Message, PublishTarget, Settlement, SubscriptionSpec};
 use crate::dispatch::WhenOffline;
-use crate::dispatch::offline::KeptMessage;
+use crate::dispatch::offline::OfflineMessage;
 
 /// The number of a command or SEND within its session, in the order given:
 /// one numbering for both lanes.
@@ -58,13 +58,13 @@ pub enum Command {
         settlement: Settlement,
     },
     /// Read what was kept for `user` at user destination `name` while it
-    /// was offline: answered by [`Event::Kept`].
-    ReadKept {
+    /// was offline: answered by [`Event::Offline`].
+    ReadOffline {
         user: String,
         name: String,
     },
     /// Forget kept messages the client has had (and acknowledged).
-    ForgetKept {
+    ForgetOffline {
         user: String,
         ids: Vec<String>,
     },
@@ -103,7 +103,7 @@ pub enum Event {
     Authenticated(Result<Option<Identity>, AuthError>),
     /// The messages kept for the user; `Err` costs the subscription nothing
     /// (they stay kept for next time).
-    Kept(Result<Vec<KeptMessage>, Rejection>),
+    Offline(Result<Vec<OfflineMessage>, Rejection>),
 }
 
 /// What the session gives out, in order.

@@ -9,7 +9,7 @@ use stomp_parser::{Frame, Version};
 use super::subscriptions::Pending;
 use super::{Command, Output, Session, SessionError, State, StompCommand};
 use crate::auth::acl::Action;
-use crate::broker::{Delivery, KEPT_HEADER, Message, Settlement};
+use crate::broker::{Delivery, Message, OFFLINE_ID_HEADER, Settlement};
 
 impl Session {
     /// Turns a delivery into the MESSAGE frame for the client, recording it
@@ -39,9 +39,13 @@ impl Session {
         }
         // A message sent with `persist` was kept before it was sent, and is
         // forgotten once this session has delivered it (or had it ACKed).
-        let kept = delivery.message.headers.get(KEPT_HEADER).map(str::to_owned);
+        let kept = delivery
+            .message
+            .headers
+            .get(OFFLINE_ID_HEADER)
+            .map(str::to_owned);
         if let Some(kept) = &kept
-            && !self.recently_kept.first_time(kept)
+            && !self.recent_offline.first_time(kept)
         {
             // Delivered from the store already.
             if let Some(tag) = delivery.ack {
@@ -58,7 +62,7 @@ impl Session {
             return self.abort(SessionError::TooManyUnacked(max));
         }
         let pending = match (delivery.ack, &kept) {
-            (Some(tag), Some(kept)) => Some(Pending::BrokerAndKept(tag, kept.clone())),
+            (Some(tag), Some(kept)) => Some(Pending::BrokerAndOffline(tag, kept.clone())),
             (Some(tag), None) => Some(Pending::Broker(tag)),
             (None, _) => None,
         };
@@ -75,7 +79,7 @@ impl Session {
             && let (Some(kept), Some(user)) = (kept, self.user())
         {
             let user = user.to_owned();
-            self.give(Command::ForgetKept {
+            self.give(Command::ForgetOffline {
                 user,
                 ids: vec![kept],
             });
@@ -119,7 +123,7 @@ impl Session {
         // writes it.
         frame = frame.header("redelivered", if redelivered { "true" } else { "false" });
         for (name, value) in message.headers.iter() {
-            if name != KEPT_HEADER {
+            if name != OFFLINE_ID_HEADER {
                 frame.headers.push(name, value);
             }
         }

@@ -25,7 +25,7 @@ pub mod connect;
 mod deliver;
 mod error;
 mod headers;
-mod kept;
+mod offline;
 mod ordering;
 mod send;
 mod settings;
@@ -51,7 +51,7 @@ use crate::broker::destination::Destination;
 use crate::broker::{SessionId, Settlement};
 use connect::HeartBeat;
 use headers::{ack_id, required};
-use kept::RecentlyKept;
+use offline::RecentOffline;
 use ordering::Waiting;
 use send::refuse_message_id;
 use subscriptions::Subscriptions;
@@ -123,10 +123,10 @@ pub struct Session {
     in_flight: BTreeMap<CommandId, Option<Arc<str>>>,
     /// What waits for every command numbered below its mark, in order.
     held: VecDeque<(CommandId, Waiting)>,
-    /// ReadKept commands in flight -> the subscription they are for.
-    reading_kept: HashMap<CommandId, Arc<str>>,
+    /// ReadOffline commands in flight -> the subscription they are for.
+    reading_offline: HashMap<CommandId, Arc<str>>,
     /// Kept messages delivered lately, so that none is delivered twice.
-    recently_kept: RecentlyKept,
+    recent_offline: RecentOffline,
     /// The kept messages to read, for a subscription, once the current
     /// frame's RECEIPT is placed.
     read_after_receipt: Option<(Arc<str>, Command)>,
@@ -154,8 +154,8 @@ impl Session {
             next_command: 0,
             in_flight: BTreeMap::new(),
             held: VecDeque::new(),
-            reading_kept: HashMap::new(),
-            recently_kept: RecentlyKept::default(),
+            reading_offline: HashMap::new(),
+            recent_offline: RecentOffline::default(),
             read_after_receipt: None,
             current_receipt: None,
             attached: false,
@@ -247,7 +247,7 @@ impl Session {
                 }
                 if let Some((subscription, read)) = self.read_after_receipt.take() {
                     let id = self.give(read);
-                    self.reading_kept.insert(id, subscription);
+                    self.reading_offline.insert(id, subscription);
                 }
             }
             Err(error) => {

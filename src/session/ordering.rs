@@ -43,9 +43,9 @@ impl Session {
             Event::Authenticated(Err(error)) => {
                 return self.close_now(Some(SessionError::Auth(error).into()));
             }
-            Event::Kept(kept) => {
-                if let Some(subscription) = self.reading_kept.remove(&id) {
-                    self.deliver_kept(&subscription, kept);
+            Event::Offline(kept) => {
+                if let Some(subscription) = self.reading_offline.remove(&id) {
+                    self.deliver_offline(&subscription, kept);
                 }
             }
         }

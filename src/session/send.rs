@@ -13,7 +13,8 @@ use crate::auth::acl::Action;
 use crate::broker::destination::{Destination, DestinationError, TempQueue};
 use crate::broker::queue_options::QueueOptions;
 use crate::broker::{
-    AckMode, FRAME_HEADERS, KEPT_HEADER, Message, PublishTarget, SENDER_HEADERS, SubscriptionSpec,
+    AckMode, FRAME_HEADERS, Message, OFFLINE_ID_HEADER, PublishTarget, SENDER_HEADERS,
+    SubscriptionSpec,
 };
 use crate::dispatch::WhenOffline;
 
@@ -41,7 +42,7 @@ impl Session {
         let relay_headers = FRAME_HEADERS
             .iter()
             .chain(SENDER_HEADERS)
-            .chain([&KEPT_HEADER]);
+            .chain([&OFFLINE_ID_HEADER]);
         for name in relay_headers {
             headers.remove(name);
         }

@@ -72,7 +72,7 @@ impl Session {
         self.read_after_receipt = match (&spec.destination, self.user()) {
             (Destination::OwnUser { name }, Some(user)) => Some((
                 spec.id.clone(),
-                Command::ReadKept {
+                Command::ReadOffline {
                     user: user.to_owned(),
                     name: name.clone(),
                 },

@@ -11,10 +11,10 @@ pub enum Pending {
     /// A broker delivery, by its tag.
     Broker(AckTag),
     /// A message kept for the user while offline, by its id in the store.
-    Kept(String),
+    Offline(String),
     /// A broker delivery of a message that is also kept (sent with
     /// `persist`): the ACK settles both.
-    BrokerAndKept(AckTag, String),
+    BrokerAndOffline(AckTag, String),
 }
 
 /// One SUBSCRIBE of this session.
@@ -145,11 +145,11 @@ mod tests {
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         subscriptions.expect_ack(&a, "1".into(), tag(1));
         subscriptions.expect_ack(&b, "2".into(), tag(2));
-        subscriptions.expect_ack(&a, "3".into(), Pending::Kept("k".into()));
+        subscriptions.expect_ack(&a, "3".into(), Pending::Offline("k".into()));
         subscriptions.expect_ack(&a, "4".into(), tag(4));
         assert_eq!(
             subscriptions.settle("3"),
-            Some(vec![tag(1), Pending::Kept("k".into())])
+            Some(vec![tag(1), Pending::Offline("k".into())])
         );
         assert_eq!(subscriptions.settle("1"), None);
         assert_eq!(subscriptions.settle("2"), Some(vec![tag(2)]));

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::auth::acl::Acl;
-use crate::broker::{AckTag, Delivery, KEPT_HEADER, Message, PublishTarget};
-use crate::dispatch::offline::KeptMessage;
+use crate::broker::{AckTag, Delivery, Message, OFFLINE_ID_HEADER, PublishTarget};
+use crate::dispatch::offline::OfflineMessage;
 
 fn frame(command: Stomp, headers: &[(&str, &str)]) -> Frame {
     headers
@@ -444,7 +444,7 @@ fn kept_messages_follow_the_subscribe_receipt() {
     let commands = harness.commands();
     let [
         (subscribe, Command::Subscribe(_)),
-        (read, Command::ReadKept { user, name }),
+        (read, Command::ReadOffline { user, name }),
     ] = &commands[..]
     else {
         panic!("{commands:?}");
@@ -452,7 +452,7 @@ fn kept_messages_follow_the_subscribe_receipt() {
     assert_eq!((user.as_str(), name.as_str()), ("alice", "inbox"));
     harness.complete(*subscribe, Event::Done(Ok(())));
     assert_eq!(receipt_ids(&harness.frames()), ["r"]);
-    let kept = KeptMessage {
+    let kept = OfflineMessage {
         id: "k1".into(),
         message: Message {
             headers: Default::default(),
@@ -460,11 +460,11 @@ fn kept_messages_follow_the_subscribe_receipt() {
         },
         shown: false,
     };
-    harness.complete(*read, Event::Kept(Ok(vec![kept])));
+    harness.complete(*read, Event::Offline(Ok(vec![kept])));
     let outputs = harness.outputs();
     let [
         Output::Frame(message),
-        Output::Command(_, Command::ForgetKept { ids, .. }),
+        Output::Command(_, Command::ForgetOffline { ids, .. }),
     ] = &outputs[..]
     else {
         panic!("{outputs:?}");
@@ -485,13 +485,13 @@ fn a_kept_message_is_forgotten_once_delivered_and_never_shown_twice() {
     let commands = harness.commands();
     let (read, _) = commands
         .iter()
-        .find(|(_, command)| matches!(command, Command::ReadKept { .. }))
+        .find(|(_, command)| matches!(command, Command::ReadOffline { .. }))
         .expect("the store is read");
     let live = |kept: &str| Delivery {
         subscription: Arc::from("s"),
         destination: Arc::from("/user/queue/inbox"),
         message: Arc::new(Message {
-            headers: [(KEPT_HEADER, kept)].into_iter().collect(),
+            headers: [(OFFLINE_ID_HEADER, kept)].into_iter().collect(),
             body: Bytes::from_static(b"persisted"),
         }),
         ack: None,
@@ -502,17 +502,17 @@ fn a_kept_message_is_forgotten_once_delivered_and_never_shown_twice() {
     let outputs = harness.outputs();
     let [
         Output::Frame(message),
-        Output::Command(_, Command::ForgetKept { ids, .. }),
+        Output::Command(_, Command::ForgetOffline { ids, .. }),
     ] = &outputs[..]
     else {
         panic!("{outputs:?}");
     };
-    assert_eq!(message.get(KEPT_HEADER), None);
+    assert_eq!(message.get(OFFLINE_ID_HEADER), None);
     assert_eq!(message.get("message-id"), Some("kept-k1"));
     assert_eq!(ids, &["k1".to_owned()]);
     // The store's copy, read meanwhile, is not shown again; nor is a second
     // live copy. One that may have been shown elsewhere says so.
-    let kept = |id: &str| KeptMessage {
+    let kept = |id: &str| OfflineMessage {
         id: id.into(),
         message: Message {
             headers: Default::default(),
@@ -520,11 +520,11 @@ fn a_kept_message_is_forgotten_once_delivered_and_never_shown_twice() {
         },
         shown: true,
     };
-    harness.complete(*read, Event::Kept(Ok(vec![kept("k1"), kept("k2")])));
+    harness.complete(*read, Event::Offline(Ok(vec![kept("k1"), kept("k2")])));
     let outputs = harness.outputs();
     let [
         Output::Frame(again),
-        Output::Command(_, Command::ForgetKept { ids, .. }),
+        Output::Command(_, Command::ForgetOffline { ids, .. }),
     ] = &outputs[..]
     else {
         panic!("{outputs:?}");

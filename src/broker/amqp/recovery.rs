@@ -108,7 +108,7 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<Events, BrokerError> {
         inner.consume_dispatch_queue(requests).await?;
     }
     for state in inner.sessions.lock().values() {
-        state.outbox.ask_to_read_kept_again();
+        state.outbox.ask_to_read_offline_again();
     }
     tracing::info!(
         sessions = sessions.len(),

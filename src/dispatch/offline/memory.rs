@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 
-use super::{KeptMessage, OfflineError, OfflineLimits, OfflineStore};
+use super::{OfflineError, OfflineLimits, OfflineMessage, OfflineStore};
 use crate::broker::Message;
 
 /// How many keeps pass between sweeps of expired users, so that users who
@@ -41,28 +41,28 @@ struct State {
 #[derive(Debug)]
 struct UserMessages {
     /// Oldest first.
-    messages: VecDeque<Kept>,
+    messages: VecDeque<Stored>,
     expires_at: Instant,
 }
 
 #[derive(Debug)]
-struct Kept {
+struct Stored {
     id: u64,
     /// The user-destination name it was sent to.
     name: String,
     message: Message,
-    /// Sent live when kept, or read since: see [`KeptMessage::shown`].
+    /// Sent live when kept, or read since: see [`OfflineMessage::shown`].
     shown: bool,
 }
 
 /// What a kept message takes: its body, headers and destination name.
-fn size(kept: &Kept) -> usize {
-    kept.message.body.len() + kept.message.headers.text_len() + kept.name.len()
+fn size(stored: &Stored) -> usize {
+    stored.message.body.len() + stored.message.headers.text_len() + stored.name.len()
 }
 
 impl State {
     /// Forgets one kept message of `user`'s, found by `is_it`.
-    fn remove(&mut self, user: &str, is_it: impl Fn(&Kept) -> bool) -> Option<Kept> {
+    fn remove(&mut self, user: &str, is_it: impl Fn(&Stored) -> bool) -> Option<Stored> {
         let messages = &mut self.users.get_mut(user)?.messages;
         let index = messages.iter().position(is_it)?;
         let kept = messages.remove(index)?;
@@ -141,7 +141,7 @@ impl OfflineStore for MemoryOfflineStore {
             Some((known, _)) => known.clone(),
             None => Arc::from(user),
         };
-        let kept = Kept {
+        let kept = Stored {
             id,
             name: name.to_owned(),
             message: message.clone(),
@@ -175,7 +175,7 @@ impl OfflineStore for MemoryOfflineStore {
         Ok(id.to_string())
     }
 
-    async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError> {
+    async fn kept(&self, user: &str, name: &str) -> Result<Vec<OfflineMessage>, OfflineError> {
         let mut state = self.state.lock();
         let Some(kept) = state.users.get_mut(user) else {
             return Ok(Vec::new());
@@ -188,7 +188,7 @@ impl OfflineStore for MemoryOfflineStore {
             .messages
             .iter_mut()
             .filter(|kept| kept.name == name)
-            .map(|kept| KeptMessage {
+            .map(|kept| OfflineMessage {
                 id: kept.id.to_string(),
                 message: kept.message.clone(),
                 shown: std::mem::replace(&mut kept.shown, true),
@@ -221,7 +221,7 @@ mod tests {
         }
     }
 
-    fn bodies(kept: &[KeptMessage]) -> Vec<&[u8]> {
+    fn bodies(kept: &[OfflineMessage]) -> Vec<&[u8]> {
         kept.iter().map(|kept| &kept.message.body[..]).collect()
     }
 
@@ -264,7 +264,8 @@ mod tests {
             .keep("alice", "inbox", &message("live"), true)
             .await
             .unwrap();
-        let shown = |kept: Vec<KeptMessage>| kept.iter().map(|kept| kept.shown).collect::<Vec<_>>();
+        let shown =
+            |kept: Vec<OfflineMessage>| kept.iter().map(|kept| kept.shown).collect::<Vec<_>>();
         assert_eq!(
             shown(store.kept("alice", "inbox").await.unwrap()),
             [false, true]

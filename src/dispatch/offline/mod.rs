@@ -48,7 +48,7 @@ impl Default for OfflineLimits {
 
 /// A kept message and the id the store forgets it by.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeptMessage {
+pub struct OfflineMessage {
     pub id: String,
     pub message: Message,
     /// It may have reached a session before: it was sent to live sessions
@@ -107,7 +107,7 @@ pub trait OfflineStore: Send + Sync + 'static {
 
     /// What is kept for `user` at `name`, oldest first; what it answers
     /// counts as shown from then on.
-    async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError>;
+    async fn kept(&self, user: &str, name: &str) -> Result<Vec<OfflineMessage>, OfflineError>;
 
     /// Forgets delivered messages of `user`.
     async fn forget(&self, user: &str, ids: &[String]) -> Result<(), OfflineError>;

@@ -20,7 +20,9 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Keeping, KeptMessage, OfflineError, OfflineLimits, OfflineStore, headers_from_json};
+use super::{
+    Keeping, OfflineError, OfflineLimits, OfflineMessage, OfflineStore, headers_from_json,
+};
 use crate::broker::Message;
 use crate::registry::redis::connection::RedisConnection;
 
@@ -214,7 +216,7 @@ impl OfflineStore for RedisOfflineStore {
         })
     }
 
-    async fn kept(&self, user: &str, name: &str) -> Result<Vec<KeptMessage>, OfflineError> {
+    async fn kept(&self, user: &str, name: &str) -> Result<Vec<OfflineMessage>, OfflineError> {
         let mut redis = self.redis.clone();
         let entries: Vec<ReadEntry> = READ
             .key(self.key(user))
@@ -227,7 +229,7 @@ impl OfflineStore for RedisOfflineStore {
         let mut kept = Vec::new();
         for (id, fields, shown) in entries {
             if let Some(message) = entry_message(name, &fields)? {
-                kept.push(KeptMessage {
+                kept.push(OfflineMessage {
                     id,
                     message,
                     shown: shown == 1,

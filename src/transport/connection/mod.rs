@@ -323,7 +323,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
             }
             () = outgoing.drained(), if !room_to_write => {}
             () = outgoing.gone() => break 'session None,
-            () = alarm.read_kept_again() => session.read_kept_again(),
+            () = alarm.read_offline_again() => session.read_offline_again(),
             alarm = alarm.raised() => session.abort(match alarm {
                 Alarm::Overflow => SessionError::SlowConsumer(settings.max_pending_messages),
                 Alarm::SubscriptionCancelled { subscription, destination } => {

@@ -3,7 +3,7 @@
 //! after the broker was away, delivered oldest first, and each delivered
 //! once. A message sent with `persist` is kept before it is sent, and
 //! reaches a session twice when the session reads the store while the live
-//! copy is on its way: [`RecentlyKept`] drops the second.
+//! copy is on its way: [`RecentOffline`] drops the second.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::subscriptions::Pending;
 use super::{Command, Output, Rejection, Session, State};
 use crate::broker::destination::Destination;
-use crate::dispatch::offline::KeptMessage;
+use crate::dispatch::offline::OfflineMessage;
 
 /// Kept-message ids a session remembers, at most.
 const REMEMBERED: usize = 1024;
@@ -19,12 +19,12 @@ const REMEMBERED: usize = 1024;
 /// The ids of the kept messages a session delivered lately, so that the
 /// live copy and the stored copy of one message are not both shown.
 #[derive(Debug, Default)]
-pub struct RecentlyKept {
+pub struct RecentOffline {
     ids: HashSet<String>,
     order: VecDeque<String>,
 }
 
-impl RecentlyKept {
+impl RecentOffline {
     /// True the first time `id` is seen (and remembers it); false after.
     pub fn first_time(&mut self, id: &str) -> bool {
         if self.ids.contains(id) {
@@ -52,7 +52,7 @@ impl RecentlyKept {
 impl Session {
     /// Reads again what is kept for the user at each of its user
     /// destinations; what was delivered already is not shown again.
-    pub fn read_kept_again(&mut self) {
+    pub fn read_offline_again(&mut self) {
         if !matches!(self.state, State::Connected(_)) {
             return;
         }
@@ -69,8 +69,8 @@ impl Session {
             .collect();
         for (subscription, name) in reads {
             let user = user.clone();
-            let id = self.give(Command::ReadKept { user, name });
-            self.reading_kept.insert(id, subscription);
+            let id = self.give(Command::ReadOffline { user, name });
+            self.reading_offline.insert(id, subscription);
         }
     }
 
@@ -78,10 +78,10 @@ impl Session {
     /// subscription `id`, oldest first. With `ack:auto` the store forgets
     /// them now; otherwise when acked. A store that cannot answer costs the
     /// subscription nothing: the messages stay kept for the next time.
-    pub(super) fn deliver_kept(
+    pub(super) fn deliver_offline(
         &mut self,
         id: &Arc<str>,
-        kept: Result<Vec<KeptMessage>, Rejection>,
+        kept: Result<Vec<OfflineMessage>, Rejection>,
     ) {
         let kept = match kept {
             Ok(kept) => kept,
@@ -100,24 +100,30 @@ impl Session {
         let needs_ack = subscription.ack.needs_ack();
         let destination = subscription.destination_text.clone();
         let mut delivered = Vec::with_capacity(kept.len());
-        for KeptMessage {
-            id: kept_id,
+        for OfflineMessage {
+            id: offline_id,
             message,
             shown,
         } in kept
         {
             // Delivered live already (it was kept before it was sent).
-            if !self.recently_kept.first_time(&kept_id) {
+            if !self.recent_offline.first_time(&offline_id) {
                 continue;
             }
-            let pending = needs_ack.then(|| Pending::Kept(kept_id.clone()));
-            let frame =
-                self.message_frame(id, &destination, &message, Some(&kept_id), pending, shown);
-            delivered.push(kept_id);
+            let pending = needs_ack.then(|| Pending::Offline(offline_id.clone()));
+            let frame = self.message_frame(
+                id,
+                &destination,
+                &message,
+                Some(&offline_id),
+                pending,
+                shown,
+            );
+            delivered.push(offline_id);
             self.output.push_back(Output::Frame(frame));
         }
         if !needs_ack && !delivered.is_empty() {
-            self.give(Command::ForgetKept {
+            self.give(Command::ForgetOffline {
                 user,
                 ids: delivered,
             });
@@ -131,7 +137,7 @@ mod tests {
 
     #[test]
     fn an_id_is_new_once_until_forgotten_or_pushed_out() {
-        let mut recent = RecentlyKept::default();
+        let mut recent = RecentOffline::default();
         assert!(recent.first_time("a"));
         assert!(!recent.first_time("a"));
         recent.forget("a");
