@@ -39,6 +39,9 @@ pub struct Metrics {
     /// Deliveries dropped because their client read too slowly
     /// (`--slow-consumer drop`).
     pub messages_dropped: Counter,
+    /// Messages for a session (its key) that found it gone, or not
+    /// subscribed to their name: dropped by the user-key guard.
+    pub unclaimed: Counter,
     /// How long a delivery waited in its session's outbox, from the broker
     /// handing it over to the session taking it (one in
     /// [`DELIVERY_SAMPLE`]).
@@ -150,6 +153,7 @@ impl Default for Metrics {
             frames_sent: FrameCounters::new(),
             messages_delivered: Counter::default(),
             messages_dropped: Counter::default(),
+            unclaimed: Counter::default(),
             delivery_seconds: latency_histogram(),
             errors: Family::default(),
             dispatch_seconds: latency_histogram(),
@@ -202,6 +206,11 @@ impl Default for Metrics {
             "messages_dropped",
             "Deliveries dropped because their client read too slowly",
             metrics.messages_dropped.clone(),
+        );
+        registry.register(
+            "user_messages_unclaimed",
+            "Messages for a session that found it gone, or not subscribed to their user destination: dropped",
+            metrics.unclaimed.clone(),
         );
         registry.register("delivery_seconds", "Time a delivery waited for its session, from the broker handing it over (one delivery in 16 of each session)", metrics.delivery_seconds.clone());
         registry.register(

@@ -124,7 +124,13 @@ impl BoundServer {
                 }
                 let metrics = Metrics::default();
                 let broker = retry::until_reachable("RabbitMQ", || {
-                    AmqpBroker::connect(amqp_urls, &node_id, *amqp_settings, metrics.broker.clone())
+                    AmqpBroker::connect(
+                        amqp_urls,
+                        &node_id,
+                        *amqp_settings,
+                        metrics.broker.clone(),
+                        metrics.unclaimed.clone(),
+                    )
                 })
                 .await;
                 let liveness = NodeLiveness {
@@ -162,7 +168,7 @@ impl BoundServer {
         }
         let connections = Arc::new(ConnectionContext {
             settings: config.connection.clone(),
-            session: SessionContext::new(config.session.clone(), acl),
+            session: SessionContext::new(config.session.clone(), acl, node.id.clone()),
             node: node.clone(),
         });
         Ok(BoundServer {

@@ -3,13 +3,14 @@
 //! Spring code works unchanged. The table is in `docs/clients.md`
 //! (Destinations).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use uuid::Uuid;
 
 use super::queue_options::{QueueOptions, is_reserved_queue};
 
-/// The exchange that topics, user destinations and dispatch share.
+/// The exchange of `/topic/` destinations.
 pub const TOPIC_EXCHANGE: &str = "amq.topic";
 /// Where `/app/...` SENDs go, for backend services to consume.
 pub const INBOUND_EXCHANGE: &str = "stomp.inbound";
@@ -43,9 +44,14 @@ pub const DIRECT_REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to";
 /// Longest name or routing key AMQP allows (a short string).
 pub const MAX_NAME_LEN: usize = 255;
 
-/// Longest user-destination name: its routing key, `{name}-user{session}`,
-/// must fit in [`MAX_NAME_LEN`].
-pub const MAX_USER_DESTINATION_LEN: usize = MAX_NAME_LEN - "-user".len() - 36;
+/// Longest node id (`--node-id`).
+pub const MAX_NODE_ID_LEN: usize = 64;
+
+/// Longest user-destination name: its routing key,
+/// `stomp.{node}.{session}.{name}` ([`SessionKey`]), must fit in
+/// [`MAX_NAME_LEN`] whatever the node's id.
+pub const MAX_USER_DESTINATION_LEN: usize =
+    MAX_NAME_LEN - "stomp.".len() - MAX_NODE_ID_LEN - ".".len() - 36 - ".".len();
 
 /// The destination kinds, as RabbitMQ's plugin names them in errors, and
 /// their prefixes.
@@ -79,7 +85,7 @@ pub enum Destination {
     /// `/app/{key}` (SEND): to backend services on `stomp.inbound`.
     App { key: String },
     /// `/reply-queue/{key}` (SEND): a reply to a session that sent with
-    /// `reply-to:/temp-queue/...` (`key` is the user key the relay gave it),
+    /// `reply-to:/temp-queue/...` (`key` is the session key the relay gave it),
     /// or to the queue an AMQP client named as its `reply-to`.
     ReplyQueue { key: String },
 }
@@ -107,7 +113,7 @@ pub enum DestinationError {
     #[error("destination {0:?} cannot be used with {1}")]
     WrongCommand(String, &'static str),
     #[error("routing key {0:?} is another session's private key")]
-    UserKey(String),
+    SessionKey(String),
     #[error(
         "destination {0:?} names a queue or exchange reserved for the relay or RabbitMQ (stomp.*, amq.*, amq.default)"
     )]
@@ -212,9 +218,9 @@ impl Destination {
                 Err(DestinationError::WrongCommand(text.to_owned(), "SUBSCRIBE"))
             }
             Destination::Topic { key } | Destination::Exchange { key, .. }
-                if UserKey::parse(key).is_some() =>
+                if SessionKey::parse(key).is_some() =>
             {
-                Err(DestinationError::UserKey(key.clone()))
+                Err(DestinationError::SessionKey(key.clone()))
             }
             _ => Ok(()),
         }
@@ -228,15 +234,15 @@ impl Destination {
                 "SEND (send to /user/{username}/queue/{name})",
             )),
             Destination::Topic { key } | Destination::Exchange { key, .. }
-                if UserKey::parse(key).is_some() =>
+                if SessionKey::parse(key).is_some() =>
             {
-                Err(DestinationError::UserKey(key.clone()))
+                Err(DestinationError::SessionKey(key.clone()))
             }
-            // A user key only as the reply address of a temp queue; a queue
+            // A session key only as the reply address of a temp queue; a queue
             // of the relay's or RabbitMQ's only as RabbitMQ's direct
             // reply-to address.
-            Destination::ReplyQueue { key } => match UserKey::parse(key) {
-                Some(user_key) if !user_key.name.starts_with(TEMP_QUEUE_PREFIX) => {
+            Destination::ReplyQueue { key } => match SessionKey::parse(key) {
+                Some(session_key) if !session_key.name.starts_with(TEMP_QUEUE_PREFIX) => {
                     Err(DestinationError::Unknown(text.to_owned()))
                 }
                 None if is_reserved_queue(key) && !key.starts_with(DIRECT_REPLY_TO_PREFIX) => {
@@ -265,11 +271,11 @@ impl Destination {
                 key,
             } => Some(exchange(name, key)),
             Destination::App { key } => Some(exchange(INBOUND_EXCHANGE, key)),
-            // A temp queue's reply address is its session's user key; any
+            // A temp queue's reply address is its session's key; any
             // other names the queue an AMQP client asked replies on, which
             // the default exchange reaches, as with RabbitMQ.
-            Destination::ReplyQueue { key } if UserKey::parse(key).is_some() => {
-                Some(exchange(TOPIC_EXCHANGE, key))
+            Destination::ReplyQueue { key } if SessionKey::parse(key).is_some() => {
+                Some(exchange(USERS_EXCHANGE, key))
             }
             Destination::ReplyQueue { key } => Some(exchange("", key)),
             Destination::Queue { name } => Some(PublishTarget::Queue {
@@ -291,24 +297,91 @@ fn user_kind_suffix(rest: &str) -> Option<&str> {
         .or_else(|| rest.strip_prefix("topic/"))
 }
 
-/// The routing key of a user destination on `amq.topic`:
-/// `{name}-user{sessionId}`. Only the session it names may receive it (the
-/// user-key guard of `docs/architecture.md`).
+/// The routing key of one session's user destination:
+/// `stomp.{node}.{session}.{name}`, published on [`USERS_EXCHANGE`] (and
+/// on `amq.topic`, which passes every `stomp.#` key on to it, for services
+/// that publish there as Spring apps do). It names the session's node, so
+/// that one wildcard binding per node (`stomp.{node}.#`) reaches all its
+/// sessions, and the session, so that only that session's subscriptions to
+/// `name` receive it (the user-key guard of `docs/architecture.md`). The
+/// node's id is one word of the key, each `.` in it written `~` (node ids
+/// never hold a `~`); the name is the rest, whatever dots, slashes or
+/// wildcard characters it holds: nothing is matched after the session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UserKey<'a> {
-    pub name: &'a str,
+pub struct SessionKey<'a> {
+    /// The node's word, `.` already written `~`.
+    node_word: Cow<'a, str>,
     pub session: Uuid,
+    pub name: &'a str,
 }
 
-impl<'a> UserKey<'a> {
-    /// Reads a routing key as a user key, if it is one.
-    pub fn parse(routing_key: &'a str) -> Option<UserKey<'a>> {
-        let (name, session) = routing_key.rsplit_once("-user")?;
-        if session.len() != 36 {
+/// The first word of every session key.
+const SESSION_KEY_WORD: &str = "stomp";
+
+/// The exchange of session keys: a topic exchange of the relay's own, which
+/// no client can name, so that no wildcard subscription (`/topic/#`) pulls
+/// the cluster's user messages to its node.
+pub const USERS_EXCHANGE: &str = "stomp.users";
+
+/// What `amq.topic` passes on to [`USERS_EXCHANGE`]: every session key.
+pub const SESSION_KEYS: &str = "stomp.#";
+
+impl<'a> SessionKey<'a> {
+    pub fn new(node: &'a str, session: Uuid, name: &'a str) -> SessionKey<'a> {
+        SessionKey {
+            node_word: node_word(node),
+            session,
+            name,
+        }
+    }
+
+    /// Reads a routing key as a session key, if it is one.
+    pub fn parse(routing_key: &'a str) -> Option<SessionKey<'a>> {
+        let rest = routing_key
+            .strip_prefix(SESSION_KEY_WORD)?
+            .strip_prefix('.')?;
+        let (node_word, rest) = rest.split_once('.')?;
+        let session = rest.get(..36)?;
+        let name = rest.get(36..)?.strip_prefix('.')?;
+        if node_word.is_empty() || name.is_empty() {
             return None;
         }
-        let session = Uuid::try_parse(session).ok()?;
-        Some(UserKey { name, session })
+        Some(SessionKey {
+            node_word: Cow::Borrowed(node_word),
+            session: Uuid::try_parse(session).ok()?,
+            name,
+        })
+    }
+
+    /// The one binding of a node queue that every session key of `node`
+    /// matches.
+    pub fn node_binding(node: &str) -> String {
+        format!("{SESSION_KEY_WORD}.{}.#", node_word(node))
+    }
+
+    /// The binding that every session key of one session matches (its own
+    /// queue, with `--routing session`).
+    pub fn session_binding(node: &str, session: Uuid) -> String {
+        format!("{SESSION_KEY_WORD}.{}.{session}.#", node_word(node))
+    }
+}
+
+/// A node id as one word of a topic routing key.
+fn node_word(node: &str) -> Cow<'_, str> {
+    if node.contains('.') {
+        Cow::Owned(node.replace('.', "~"))
+    } else {
+        Cow::Borrowed(node)
+    }
+}
+
+impl fmt::Display for SessionKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{SESSION_KEY_WORD}.{}.{}.{}",
+            self.node_word, self.session, self.name
+        )
     }
 }
 
@@ -322,30 +395,21 @@ pub struct TempQueue {
     pub text: String,
     /// The user-destination name it listens on.
     pub user_name: String,
-    /// `/reply-queue/{user key}`: what the responder sees in `reply-to`.
+    /// `/reply-queue/{session key}`: what the responder sees in `reply-to`.
     pub reply_address: String,
 }
 
 impl TempQueue {
-    /// `None` when `name` cannot name a queue.
-    pub fn new(name: &str, session: Uuid) -> Option<TempQueue> {
+    /// `None` when `name` cannot name a queue. `node` is the session's.
+    pub fn new(name: &str, node: &str, session: Uuid) -> Option<TempQueue> {
         let user_name = format!("{TEMP_QUEUE_PREFIX}{name}");
         Destination::parse(&format!("/user/queue/{user_name}")).ok()?;
-        let key = UserKey {
-            name: &user_name,
-            session,
-        };
+        let key = SessionKey::new(node, session, &user_name);
         Some(TempQueue {
             text: format!("/temp-queue/{name}"),
             reply_address: format!("/reply-queue/{key}"),
             user_name,
         })
-    }
-}
-
-impl fmt::Display for UserKey<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-user{}", self.name, self.session)
     }
 }
 
@@ -476,7 +540,7 @@ mod tests {
             Destination::parse(&long),
             Err(DestinationError::TooLong(long))
         );
-        // A user destination's routing key adds its session to the name.
+        // A user destination's routing key adds its node and session.
         let name = "x".repeat(MAX_USER_DESTINATION_LEN);
         assert!(Destination::parse(&format!("/user/queue/{name}")).is_ok());
         let long = format!("/user/queue/{name}x");
@@ -487,49 +551,96 @@ mod tests {
     }
 
     #[test]
-    fn user_keys_are_recognised_only_with_a_session_uuid() {
+    fn a_session_key_holds_any_name_and_a_dotted_node_id() {
         let session = Uuid::new_v4();
-        let key = format!("notes-user{session}");
-        assert_eq!(
-            UserKey::parse(&key),
-            Some(UserKey {
-                name: "notes",
-                session
-            })
-        );
-        assert_eq!(
-            UserKey {
-                name: "notes",
-                session
+        for (node, name) in [
+            ("n1", "notes"),
+            ("relay-1.example.com", "a.b.c"),
+            ("n1", "#"),
+            ("n1", "*.x.#"),
+            ("n1", "with/slashes/and spaces"),
+            ("n1", "ünïcödé.✓"),
+            ("n1", "."),
+        ] {
+            let key = SessionKey::new(node, session, name).to_string();
+            let parsed = SessionKey::parse(&key).expect(&key);
+            assert_eq!((parsed.session, parsed.name), (session, name), "{key}");
+            // The node's binding matches it, and no other node's does.
+            let binding =
+                crate::broker::topic_pattern::TopicPattern::new(&SessionKey::node_binding(node));
+            assert!(binding.matches(&key), "{key}");
+            for other in ["relay-1", "n", "n1.x", "relay-1.example"] {
+                let other = crate::broker::topic_pattern::TopicPattern::new(
+                    &SessionKey::node_binding(other),
+                );
+                assert!(!other.matches(&key), "{key}");
             }
-            .to_string(),
-            key
+            let own = SessionKey::session_binding(node, session);
+            assert!(crate::broker::topic_pattern::TopicPattern::new(&own).matches(&key));
+        }
+        assert_eq!(
+            SessionKey::new("relay-1.example.com", session, "a").to_string(),
+            format!("stomp.relay-1~example~com.{session}.a")
         );
-        assert_eq!(UserKey::parse("notes-userbob"), None);
-        assert_eq!(UserKey::parse("notes"), None);
+        for not_a_key in [
+            "notes".to_owned(),
+            format!("stomp.n1.{session}"),
+            format!("stomp.n1.{session}."),
+            format!("stomp..{session}.x"),
+            "stomp.n1.not-a-session-id-of-36-characters.x".to_owned(),
+            format!("other.n1.{session}.x"),
+        ] {
+            assert_eq!(SessionKey::parse(&not_a_key), None, "{not_a_key}");
+        }
     }
 
     #[test]
-    fn no_one_subscribes_to_or_forges_a_user_key() {
-        let text = format!("/topic/notes-user{}", Uuid::new_v4());
+    fn the_longest_name_fits_a_routing_key_with_the_longest_node_id() {
+        let node = "n".repeat(MAX_NODE_ID_LEN);
+        let name = "x".repeat(MAX_USER_DESTINATION_LEN);
+        let key = SessionKey::new(&node, Uuid::new_v4(), &name).to_string();
+        assert_eq!(key.len(), MAX_NAME_LEN);
+    }
+
+    #[test]
+    fn no_one_subscribes_to_or_forges_a_session_key() {
+        let key = SessionKey::new("n1", Uuid::new_v4(), "notes").to_string();
+        let text = format!("/topic/{key}");
         let destination = parse(&text);
         assert!(matches!(
             destination.check_subscribe(&text),
-            Err(DestinationError::UserKey(_))
+            Err(DestinationError::SessionKey(_))
         ));
         assert!(matches!(
             destination.check_send(&text),
-            Err(DestinationError::UserKey(_))
+            Err(DestinationError::SessionKey(_))
         ));
+        let own_exchange = format!("/exchange/{USERS_EXCHANGE}/{key}");
+        assert_eq!(
+            Destination::parse(&own_exchange),
+            Err(DestinationError::Reserved(own_exchange.clone()))
+        );
     }
 
     #[test]
     fn reply_queues_reach_temp_queues_and_amqp_reply_queues_only() {
         let session = Uuid::new_v4();
-        let reply = format!("/reply-queue/temp-queue.answers-user{session}");
+        let temp = TempQueue::new("answers", "n1", session).unwrap();
+        let reply = temp.reply_address;
+        assert_eq!(
+            reply,
+            format!("/reply-queue/stomp.n1.{session}.temp-queue.answers")
+        );
         assert!(parse(&reply).check_send(&reply).is_ok());
         assert!(parse(&reply).check_subscribe(&reply).is_err());
-        let user = format!("/reply-queue/private-user{session}");
+        assert_eq!(
+            parse(&reply).publish_target(),
+            Some(crate::broker::PublishTarget::Exchange {
+                exchange: USERS_EXCHANGE.into(),
+                routing_key: reply["/reply-queue/".len()..].into()
+            })
+        );
+        let user = format!("/reply-queue/stomp.n1.{session}.private");
         assert!(parse(&user).check_send(&user).is_err());
         for (text, allowed) in [
             ("/reply-queue/amq.rabbitmq.reply-to.g1h2", true),

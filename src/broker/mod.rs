@@ -546,18 +546,6 @@ pub trait Broker: Send + Sync + 'static {
         message: Message,
     ) -> Result<Confirm<()>, BrokerError>;
 
-    /// Publishes to an exchange as AMQP's `mandatory` does, handed over as
-    /// [`Broker::publish`] does; the [`Confirm`] answers whether anything
-    /// took the message (for dispatch: a false means the session does not
-    /// listen there, or is gone).
-    async fn publish_routed(
-        &self,
-        order: OrderKey,
-        exchange: &str,
-        routing_key: &str,
-        message: Message,
-    ) -> Result<Confirm<bool>, BrokerError>;
-
     /// Publishes `message` once for every node, each giving it to its own
     /// sessions subscribed to the user destination `name` (as the
     /// destination each subscribed to), handed over as [`Broker::publish`]

@@ -4,17 +4,23 @@
 //!
 //! The embedded broker routes every exchange publish through it; the AMQP
 //! broker routes what arrives on its node queue through it, binding the node
-//! queue once per distinct key ([`Router::bind`] says when a key is new, and
-//! [`Router::unbind`] when one is no longer used). A message to everyone
-//! (on [`EVERYONE_EXCHANGE`], keyed by a user-destination name) reaches every
-//! user subscription of that name on the node.
+//! queue once per distinct topic key ([`Router::bind`] says when a key is
+//! new, and [`Router::unbind`] when one is no longer used). User
+//! subscriptions need no binding of their own: a session key
+//! ([`SessionKey`]) names the session and the name, and the node queue's
+//! one binding for its sessions' keys is made when the node starts. A
+//! message to everyone (on [`EVERYONE_EXCHANGE`], keyed by a
+//! user-destination name) reaches every user subscription of that name on
+//! the node.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
 use super::SessionId;
-use super::destination::{EVERYONE_EXCHANGE, TOPIC_EXCHANGE, UserKey, published_destination};
+use super::destination::{
+    EVERYONE_EXCHANGE, SessionKey, TOPIC_EXCHANGE, USERS_EXCHANGE, published_destination,
+};
 use super::topic_pattern::TopicPattern;
 
 /// How an exchange matches routing keys to binding keys, as in AMQP.
@@ -53,9 +59,27 @@ pub struct Route<'a> {
     /// subscriber subscribed to ([`Route::destination_for`]).
     pub destination: Arc<str>,
     pub subscribers: Vec<&'a Subscriber>,
+    /// The routing key was a session key: with no subscriber, the session
+    /// it names is not here (any more) or does not listen to that name.
+    pub to_session: bool,
 }
 
 impl Route<'_> {
+    /// Each subscriber reached, owned, with the `destination` its MESSAGE
+    /// shows.
+    pub fn targets(&self) -> Vec<(Subscriber, Arc<str>)> {
+        self.subscribers
+            .iter()
+            .map(|&subscriber| (subscriber.clone(), self.destination_for(subscriber)))
+            .collect()
+    }
+
+    /// The key named a session that is not here, or does not listen to
+    /// that name: the message is dropped.
+    pub fn is_unclaimed(&self) -> bool {
+        self.to_session && self.subscribers.is_empty()
+    }
+
     /// The `destination` the MESSAGE to `subscriber` shows.
     pub fn destination_for(&self, subscriber: &Subscriber) -> Arc<str> {
         if self.destination.is_empty() {
@@ -132,48 +156,36 @@ impl Router {
         list.len() == 1
     }
 
-    /// Binds a subscription of a session to its user destination `name`
-    /// (routing key `{name}-user{session}` on `amq.topic`). True when the
-    /// session had no subscription to that name before.
-    pub fn bind_user(&mut self, name: &str, subscriber: Subscriber) -> bool {
+    /// Binds a subscription of a session to its user destination `name`,
+    /// which the session's keys ([`SessionKey`]) reach.
+    pub fn bind_user(&mut self, name: &str, subscriber: Subscriber) {
         let session = subscriber.session;
         self.locations.insert(
             (session, subscriber.subscription.clone()),
             Location::User(name.to_owned()),
         );
-        let list = self
-            .users
+        self.users
             .entry(name.to_owned())
             .or_default()
             .entry(session)
-            .or_default();
-        list.push(subscriber);
-        list.len() == 1
+            .or_default()
+            .push(subscriber);
     }
 
     /// Removes a subscription. Returns the binding key it leaves unused, if
-    /// it was the last subscription of this node on it.
+    /// it was the last subscription of this node on it (never for a user
+    /// subscription, which has no binding of its own).
     pub fn unbind(&mut self, session: SessionId, subscription: &str) -> Option<BindingKey> {
         let location = self.locations.remove(&(session, Arc::from(subscription)))?;
         let is_it = |s: &Subscriber| s.session == session && &*s.subscription == subscription;
         match location {
             Location::User(name) => {
                 let sessions = self.users.get_mut(&name)?;
-                if !remove_from(sessions, &session, is_it) {
-                    return None;
-                }
+                remove_from(sessions, &session, is_it);
                 if sessions.is_empty() {
                     self.users.remove(&name);
                 }
-                let key = UserKey {
-                    name: &name,
-                    session,
-                }
-                .to_string();
-                Some(BindingKey {
-                    exchange: TOPIC_EXCHANGE.to_owned(),
-                    key,
-                })
+                None
             }
             Location::Exchange(exchange, kind, key) => {
                 let bindings = self.exchanges.get_mut(&exchange)?;
@@ -215,23 +227,25 @@ impl Router {
     /// The subscriptions a message published to `exchange` with
     /// `routing_key` reaches.
     ///
-    /// The user-key guard: a user-destination key on `amq.topic` reaches the
-    /// session it names and nothing else, whatever wildcards others bound.
-    /// A message to everyone reaches user subscriptions only, never a topic
-    /// subscription.
+    /// The user-key guard: a session key (on the users exchange, or on
+    /// `amq.topic`, which passes session keys on) reaches the subscriptions
+    /// to its name of the session it names and nothing else, whatever
+    /// wildcards others bound. A message to everyone reaches user
+    /// subscriptions only, never a topic subscription.
     pub fn route(&self, exchange: &str, routing_key: &str) -> Route<'_> {
-        if exchange == TOPIC_EXCHANGE
-            && let Some(user_key) = UserKey::parse(routing_key)
+        if (exchange == USERS_EXCHANGE || exchange == TOPIC_EXCHANGE)
+            && let Some(key) = SessionKey::parse(routing_key)
         {
             let subscribers = self
                 .users
-                .get(user_key.name)
-                .and_then(|sessions| sessions.get(&user_key.session))
+                .get(key.name)
+                .and_then(|sessions| sessions.get(&key.session))
                 .map(|list| list.iter().collect())
                 .unwrap_or_default();
             return Route {
                 destination: Arc::from(""),
                 subscribers,
+                to_session: true,
             };
         }
         if exchange == EVERYONE_EXCHANGE {
@@ -243,6 +257,7 @@ impl Router {
             return Route {
                 destination: Arc::from(""),
                 subscribers,
+                to_session: false,
             };
         }
         let destination: Arc<str> = Arc::from(published_destination(exchange, routing_key));
@@ -263,6 +278,7 @@ impl Router {
         Route {
             destination,
             subscribers,
+            to_session: false,
         }
     }
 
@@ -270,35 +286,26 @@ impl Router {
     /// `destination` its MESSAGE shows (the subscribed one for user
     /// destinations), for callers that go on to change other state.
     pub fn targets(&self, exchange: &str, routing_key: &str) -> Vec<(Subscriber, Arc<str>)> {
-        let route = self.route(exchange, routing_key);
-        route
-            .subscribers
-            .iter()
-            .map(|&subscriber| (subscriber.clone(), route.destination_for(subscriber)))
-            .collect()
+        self.route(exchange, routing_key).targets()
     }
 
     /// Every binding key in use: what a queue whose bindings were lost (with
     /// the connection that held it) is bound with again.
     pub fn binding_keys(&self) -> Vec<BindingKey> {
-        let exchange_keys = self.exchanges.iter().flat_map(|(exchange, bindings)| {
-            let keys = bindings
-                .exact
-                .keys()
-                .chain(bindings.patterns.iter().map(|(_, key, _)| key))
-                .chain(bindings.fanout.keys());
-            keys.map(|key| BindingKey {
-                exchange: exchange.clone(),
-                key: key.clone(),
+        self.exchanges
+            .iter()
+            .flat_map(|(exchange, bindings)| {
+                let keys = bindings
+                    .exact
+                    .keys()
+                    .chain(bindings.patterns.iter().map(|(_, key, _)| key))
+                    .chain(bindings.fanout.keys());
+                keys.map(|key| BindingKey {
+                    exchange: exchange.clone(),
+                    key: key.clone(),
+                })
             })
-        });
-        let user_keys = self.users.iter().flat_map(|(name, sessions)| {
-            sessions.keys().map(|&session| BindingKey {
-                exchange: TOPIC_EXCHANGE.to_owned(),
-                key: UserKey { name, session }.to_string(),
-            })
-        });
-        exchange_keys.chain(user_keys).collect()
+            .collect()
     }
 
     /// Whether a session's subscription is still bound.
@@ -373,18 +380,13 @@ mod tests {
             "a.*",
             subscriber(one, "3"),
         );
+        // A user subscription needs no binding of its own.
         router.bind_user("inbox", subscriber(one, "4"));
         router.bind_user("inbox", subscriber(one, "5"));
         let mut keys: Vec<String> = router.binding_keys().into_iter().map(|b| b.key).collect();
         keys.sort();
-        let user_key = UserKey {
-            name: "inbox",
-            session: one,
-        }
-        .to_string();
-        let mut expected = vec!["a.*".to_owned(), "a.b".to_owned(), user_key];
-        expected.sort();
-        assert_eq!(keys, expected);
+        assert_eq!(keys, ["a.*", "a.b"]);
+        assert_eq!(router.unbind(one, "4"), None);
         router.unbind_session(one);
         router.unbind_session(two);
         assert!(router.binding_keys().is_empty());
@@ -487,18 +489,16 @@ mod tests {
             "*",
             subscriber(eve, "one"),
         );
-        let key = UserKey {
-            name: "private",
-            session: alice,
-        }
-        .to_string();
+        let key = SessionKey::new("n1", alice, "private").to_string();
+        // Published by dispatch on the users exchange, or by a service on
+        // amq.topic: the same guard.
+        assert_eq!(reached(&router, USERS_EXCHANGE, &key), ["inbox"]);
         assert_eq!(reached(&router, TOPIC_EXCHANGE, &key), ["inbox"]);
-        let other = UserKey {
-            name: "private",
-            session: eve,
-        }
-        .to_string();
-        assert!(reached(&router, TOPIC_EXCHANGE, &other).is_empty());
+        let other = SessionKey::new("n1", eve, "private").to_string();
+        assert!(reached(&router, USERS_EXCHANGE, &other).is_empty());
+        assert!(router.route(USERS_EXCHANGE, &other).to_session);
+        let unsubscribed = SessionKey::new("n1", alice, "other").to_string();
+        assert!(reached(&router, TOPIC_EXCHANGE, &unsubscribed).is_empty());
     }
 
     #[test]
@@ -530,7 +530,7 @@ mod tests {
         assert!(reached(&router, EVERYONE_EXCHANGE, "z").is_empty());
 
         assert_eq!(router.unbind(ann, "x1"), None);
-        assert!(router.unbind(ann, "x2").is_some());
+        assert_eq!(router.unbind(ann, "x2"), None);
         assert_eq!(reached(&router, EVERYONE_EXCHANGE, "x"), ["bx"]);
         router.unbind_session(ben);
         assert!(reached(&router, EVERYONE_EXCHANGE, "x").is_empty());

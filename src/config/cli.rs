@@ -162,10 +162,11 @@ pub struct ClusterOptions {
     #[arg(long, env = "STOMP_RELAY_NODE_QUEUE_LENGTH", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
     pub node_queue_length: u32,
 
-    /// What a session's user-destination routing keys ({name}-user{session}
-    /// on amq.topic) are bound to (cluster mode): node, the node's queue,
-    /// delivered in-process (one binding per key, no queue per session);
-    /// session, a queue and a consumer per session.
+    /// Where RabbitMQ delivers a session's user-destination messages (its
+    /// keys stomp.{node}.{session}.{name} on stomp.users) (cluster mode):
+    /// node, the node's queue, delivered in-process (one binding per node,
+    /// nothing per session); session, a queue, a binding and a consumer per
+    /// session.
     #[arg(long, env = "STOMP_RELAY_ROUTING", value_enum, default_value_t = Routing::Node)]
     pub routing: Routing,
 

@@ -1,6 +1,8 @@
 //! The checks and conversions of single option values, shared by the flags,
 //! their variables and the `--config` file.
 
+use crate::broker::destination::MAX_NODE_ID_LEN;
+
 pub(super) fn as_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
@@ -33,11 +35,11 @@ pub(super) fn parse_redis_prefix(prefix: &str) -> Result<String, String> {
     }
 }
 
-/// Node ids appear in Redis keys and AMQP queue names, so they are kept to
-/// characters that are safe in both.
+/// Node ids appear in Redis keys, AMQP queue names and session keys, so
+/// they are kept to characters that are safe in all three.
 pub(super) fn parse_node_id(id: &str) -> Result<String, String> {
     let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if !id.is_empty() && id.len() <= 64 && id.chars().all(safe) {
+    if !id.is_empty() && id.len() <= MAX_NODE_ID_LEN && id.chars().all(safe) {
         Ok(id.to_owned())
     } else {
         Err("must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'".to_owned())

@@ -1,10 +1,11 @@
-//! Delivery to users: a user's live sessions from the registry, then one
-//! publish per session to its user-destination routing key on `amq.topic`,
-//! `mandatory` and confirmed, so that the answer says which sessions took
-//! it. Every publish of a dispatch is handed over before any confirm is
-//! awaited, so a dispatch to many sessions (or many users) waits for one
-//! confirm round trip, not one per session. Nothing reaches a session of
-//! anyone else. A message that reaches none of its user's sessions is kept
+//! Delivery to users: a user's live sessions from the registry, with the
+//! user destinations each listens to, then one confirmed publish to the key
+//! of each session that listens where the message goes
+//! (`stomp.{node}.{session}.{name}` on `stomp.users`), so that the answer
+//! says how many sessions it reached without asking RabbitMQ. Every publish
+//! of a dispatch is handed over before any confirm is awaited, so a
+//! dispatch to many sessions (or many users) waits for one confirm round
+//! trip, not one per session. Nothing reaches a session of anyone else. A message that reaches none of its user's sessions is kept
 //! in the [`offline`] store when it asks to be, and dropped (and counted)
 //! when not.
 //!
@@ -24,14 +25,14 @@ use std::time::Duration;
 use futures_util::future::{Either, try_join_all};
 use tokio::sync::mpsc;
 
-use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE, UserKey};
+use crate::broker::destination::{Destination, DestinationError, SessionKey, USERS_EXCHANGE};
 use crate::broker::{
     Broker, BrokerError, Confirm, DispatchOutcome, DispatchRequest, Message, OFFLINE_ID_HEADER,
-    OrderKey, SessionId,
+    OrderKey, PublishTarget,
 };
 use crate::error::{Chain, ClientText};
 use crate::metrics::Metrics;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Registry, RegistryError, SessionLocation};
 use crate::retry;
 use offline::{Keeping, OfflineError, OfflineStore};
 
@@ -184,20 +185,20 @@ impl Dispatcher {
 
     /// The live sessions of each of `users`, in their order, read in one
     /// round trip, for [`Dispatcher::hand_over_to`].
-    pub async fn locate_many(&self, users: &[&str]) -> Result<Vec<Vec<SessionId>>, DispatchError> {
+    pub async fn locate_many(
+        &self,
+        users: &[&str],
+    ) -> Result<Vec<Vec<SessionLocation>>, DispatchError> {
         let located = self.registry.locate_many(users).await.inspect_err(|_| {
             self.metrics.dispatch.failed.inc_by(users.len() as u64);
         })?;
-        Ok(located
-            .into_iter()
-            .map(|sessions| sessions.into_iter().map(|found| found.session).collect())
-            .collect())
+        Ok(located)
     }
 
-    /// Hands `message` over to the user destination `name` of `sessions`,
-    /// the live sessions of `user`, without waiting for the broker. The
-    /// answer completes the dispatch once the broker confirms, and reports
-    /// what happened.
+    /// Hands `message` over to the user destination `name` of those of
+    /// `sessions` (the live sessions of `user`) that listen there, without
+    /// waiting for the broker. The answer completes the dispatch once the
+    /// broker confirms, and reports what happened.
     ///
     /// A message to keep (`when_offline`) is kept before it is sent, and
     /// each copy names it ([`OFFLINE_ID_HEADER`]): the store forgets it once a
@@ -212,7 +213,7 @@ impl Dispatcher {
     pub async fn hand_over_to(
         &self,
         user: &str,
-        sessions: &[SessionId],
+        sessions: &[SessionLocation],
         name: &str,
         message: Message,
         when_offline: WhenOffline,
@@ -222,7 +223,11 @@ impl Dispatcher {
         DispatchError,
     > {
         let started = std::time::Instant::now();
-        let sent_live = !sessions.is_empty();
+        let listening: Vec<&SessionLocation> = sessions
+            .iter()
+            .filter(|session| session.listens_to(name))
+            .collect();
+        let sent_live = !listening.is_empty();
         let keeping = match (when_offline, request) {
             (WhenOffline::Drop, _) => Ok(None),
             (WhenOffline::Keep, None) => self
@@ -250,7 +255,7 @@ impl Dispatcher {
         if let Some(kept) = &kept {
             sent.headers.set(OFFLINE_ID_HEADER, kept);
         }
-        let handed_over = self.hand_over(sessions.iter().copied(), name, &sent).await;
+        let handed_over = self.hand_over(&listening, name, &sent).await;
         // A request tried again finds what this try kept; anything else
         // would keep it anew.
         let forget_on_failure = request.is_none();
@@ -393,27 +398,25 @@ impl Dispatcher {
             .map(|_| ())
     }
 
-    /// Hands a publish to each session's user key over to the broker,
-    /// without waiting for their confirms.
+    /// Hands a publish to each session's key over to the broker, without
+    /// waiting for their confirms.
     async fn hand_over(
         &self,
-        sessions: impl Iterator<Item = SessionId>,
+        sessions: &[&SessionLocation],
         name: &str,
         message: &Message,
-    ) -> Result<Vec<Confirm<bool>>, BrokerError> {
-        let mut confirms = Vec::new();
+    ) -> Result<Vec<Confirm<()>>, BrokerError> {
+        let mut confirms = Vec::with_capacity(sessions.len());
         for session in sessions {
-            let routing_key = UserKey { name, session }.to_string();
+            let target = PublishTarget::Exchange {
+                exchange: USERS_EXCHANGE.to_owned(),
+                routing_key: SessionKey::new(&session.node, session.session, name).to_string(),
+            };
             // Keyed by the receiving session, so that what it is sent keeps
             // its order, and one dispatch spreads over the channels.
             let confirm = self
                 .broker
-                .publish_routed(
-                    OrderKey::of(&session),
-                    TOPIC_EXCHANGE,
-                    &routing_key,
-                    message.clone(),
-                )
+                .publish(OrderKey::of(&session.session), target, message.clone())
                 .await?;
             confirms.push(confirm);
         }
@@ -421,10 +424,10 @@ impl Dispatcher {
     }
 }
 
-/// How many of the sessions a dispatch was handed over to took it.
-async fn reached(confirms: Vec<Confirm<bool>>) -> Result<usize, BrokerError> {
-    let routed = try_join_all(confirms).await?;
-    Ok(routed.into_iter().filter(|&routed| routed).count())
+/// How many sessions a dispatch reached, once the broker has taken every
+/// copy.
+async fn reached(confirms: Vec<Confirm<()>>) -> Result<usize, BrokerError> {
+    Ok(try_join_all(confirms).await?.len())
 }
 
 /// The lane of a request: by its first user (broadcasts share lane 0).

@@ -42,6 +42,18 @@ impl Registry for MemoryRegistry {
         Ok(())
     }
 
+    async fn update_destinations(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+        if let Some(registered) = self
+            .users
+            .lock()
+            .get_mut(&record.user)
+            .and_then(|sessions| sessions.get_mut(&record.session))
+        {
+            registered.destinations = record.destinations.clone();
+        }
+        Ok(())
+    }
+
     async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError> {
         let mut users = self.users.lock();
         if let Some(sessions) = users.get_mut(&record.user) {
@@ -92,6 +104,7 @@ impl Registry for MemoryRegistry {
                     .map(|record| SessionLocation {
                         session: record.session,
                         node: record.node.clone(),
+                        destinations: record.destinations.clone(),
                     })
                     .collect()
             })
@@ -110,6 +123,7 @@ mod tests {
             user: user.into(),
             node: "n1".into(),
             connected_at,
+            destinations: Vec::new(),
         }
     }
 
@@ -133,5 +147,17 @@ mod tests {
         assert!(registry.sessions_of("alice").await.unwrap().is_empty());
         assert!(registry.users.lock().get("alice").is_none());
         assert_eq!(registry.nodes().await.unwrap()[0].sessions, 1);
+    }
+
+    #[tokio::test]
+    async fn a_session_is_located_with_the_destinations_it_listens_to() {
+        let registry = MemoryRegistry::new("n1", "127.0.0.1:1");
+        let mut tab = record("alice", 1);
+        registry.register(&tab).await.unwrap();
+        tab.destinations = vec!["alerts".into(), "inbox".into()];
+        registry.update_destinations(&tab).await.unwrap();
+        let found = registry.locate("alice").await.unwrap();
+        assert!(found[0].listens_to("inbox"));
+        assert!(!found[0].listens_to("news"));
     }
 }

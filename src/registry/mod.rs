@@ -1,5 +1,7 @@
-//! Who is connected where: user -> sessions -> node. Dispatch reads it to
-//! find a user's live sessions; presence answers from it.
+//! Who is connected where: user -> sessions -> node, and the user
+//! destinations each session listens to. Dispatch reads it to find a
+//! user's live sessions that listen where a message goes; presence answers
+//! from it.
 //!
 //! The in-memory registry ([`memory::MemoryRegistry`]) serves a single node;
 //! the Redis registry serves a cluster with the keys of
@@ -26,13 +28,26 @@ pub struct SessionRecord {
     pub node: String,
     /// Milliseconds since the Unix epoch.
     pub connected_at: u64,
+    /// The user destinations (names) the session is subscribed to, each
+    /// once, in order.
+    pub destinations: Vec<String>,
 }
 
-/// Where one live session is: all dispatch needs to reach it.
+/// Where one live session is and what it listens to: all dispatch needs to
+/// reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionLocation {
     pub session: SessionId,
     pub node: String,
+    /// The user destinations it is subscribed to.
+    pub destinations: Vec<String>,
+}
+
+impl SessionLocation {
+    /// Whether the session is subscribed to the user destination `name`.
+    pub fn listens_to(&self, name: &str) -> bool {
+        self.destinations.iter().any(|listened| listened == name)
+    }
 }
 
 /// A live node of the cluster.
@@ -83,6 +98,11 @@ pub trait Registry: Send + Sync + 'static {
     async fn register(&self, record: &SessionRecord) -> Result<(), RegistryError>;
 
     async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError>;
+
+    /// Writes again which user destinations a registered session listens
+    /// to (`record.destinations`), beside its entry, so that dispatch
+    /// reaches, and counts, only sessions that listen where a message goes.
+    async fn update_destinations(&self, record: &SessionRecord) -> Result<(), RegistryError>;
 
     /// The live sessions of a user, on every node, oldest first (presence).
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, RegistryError>;

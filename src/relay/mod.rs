@@ -77,7 +77,10 @@ impl Node {
         let offline = MemoryOfflineStore::new(offline, metrics.offline_dropped.clone());
         Node::new(
             id,
-            Arc::new(EmbeddedBroker::new(EmbeddedLimits::default())),
+            Arc::new(EmbeddedBroker::new(
+                EmbeddedLimits::default(),
+                metrics.unclaimed.clone(),
+            )),
             Arc::new(registry),
             Arc::new(offline),
             auth,

@@ -12,7 +12,7 @@
 //!   are located together; once handed over, their confirms are awaited
 //!   side by side while the next batch goes out.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,7 +25,8 @@ use tokio::sync::Notify;
 
 use super::Node;
 use crate::auth::Credentials;
-use crate::broker::{BrokerError, OrderKey, Outbox, SessionId};
+use crate::broker::destination::{Destination, TEMP_QUEUE_PREFIX};
+use crate::broker::{BrokerError, OrderKey, Outbox, SessionId, SubscriptionSpec};
 use crate::dispatch::{DispatchError, Dispatcher};
 use crate::error::{Chain, ClientText};
 use crate::registry::{RegistryError, SessionRecord, unix_millis};
@@ -52,6 +53,10 @@ pub struct CommandRunner {
     eviction: Arc<Notify>,
     /// What the registry holds for this session, once registered.
     record: Option<SessionRecord>,
+    /// The user destinations this session's subscriptions listen to, and
+    /// how many of them listen to each: the registry's record lists each
+    /// name once.
+    listening: BTreeMap<String, usize>,
     ordered: VecDeque<(CommandId, Command)>,
     ordered_running: Option<(CommandId, Running)>,
     sends: VecDeque<(CommandId, Outbound)>,
@@ -68,6 +73,7 @@ impl CommandRunner {
             outbox,
             eviction: Arc::new(Notify::new()),
             record: None,
+            listening: BTreeMap::new(),
             ordered: VecDeque::new(),
             ordered_running: None,
             sends: VecDeque::new(),
@@ -188,11 +194,14 @@ impl CommandRunner {
                     user: user.clone(),
                     node: node.id.clone(),
                     connected_at: unix_millis(),
+                    destinations: self.listening.keys().cloned().collect(),
                 };
                 self.record = Some(record.clone());
                 Some(record)
             }
             Command::Unregister => self.record.take(),
+            Command::Subscribe(spec) => self.listen(spec, 1),
+            Command::Unsubscribe { spec, .. } => self.listen(spec, -1),
             _ => None,
         };
         async move {
@@ -227,8 +236,26 @@ impl CommandRunner {
                     replace_older(&node, session, &user).await;
                     Event::Done(Ok(()))
                 }
-                Command::Subscribe(spec) => done(broker.subscribe(session, &spec).await),
+                // The registry is told once the broker delivers there: a
+                // dispatch that finds the session listening reaches it. The
+                // RECEIPT waits for both.
+                Command::Subscribe(spec) => {
+                    let subscribed = broker.subscribe(session, &spec).await;
+                    match (subscribed, record) {
+                        (Ok(()), Some(record)) => {
+                            done(node.registry.update_destinations(&record).await)
+                        }
+                        (subscribed, _) => done(subscribed),
+                    }
+                }
                 Command::Unsubscribe { spec, discard } => {
+                    // A dispatch that still finds it listening costs a
+                    // message that its node drops (and counts).
+                    if let Some(record) = record
+                        && let Err(error) = node.registry.update_destinations(&record).await
+                    {
+                        tracing::warn!(%session, error = %Chain(&error), "could not record an unsubscription");
+                    }
                     done(broker.unsubscribe(session, &spec, discard).await)
                 }
                 Command::Settle { tags, settlement } => {
@@ -260,6 +287,34 @@ impl CommandRunner {
                 }
             }
         }
+    }
+}
+
+impl CommandRunner {
+    /// Counts a subscription (`change` 1) or an unsubscription (-1) to a
+    /// user destination; when that adds or removes a name this registered
+    /// session listens to, the record to write to the registry. Temp
+    /// queues are left out: only their reply address reaches them.
+    fn listen(&mut self, spec: &SubscriptionSpec, change: isize) -> Option<SessionRecord> {
+        let Destination::OwnUser { name } = &spec.destination else {
+            return None;
+        };
+        if name.starts_with(TEMP_QUEUE_PREFIX) {
+            return None;
+        }
+        let count = self.listening.entry(name.clone()).or_default();
+        let before = *count;
+        *count = count.saturating_add_signed(change);
+        let after = *count;
+        if after == 0 {
+            self.listening.remove(name);
+        }
+        let record = self.record.as_mut()?;
+        if (before == 0) == (after == 0) {
+            return None;
+        }
+        record.destinations = self.listening.keys().cloned().collect();
+        Some(record.clone())
     }
 }
 

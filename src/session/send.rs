@@ -107,7 +107,7 @@ impl Session {
     /// first use: replies sent to it arrive as MESSAGEs whose `subscription`
     /// and `destination` are `/temp-queue/{name}`, as with RabbitMQ.
     fn temp_queue(&mut self, name: &str) -> Result<String, SessionError> {
-        let temp = TempQueue::new(name, self.id)
+        let temp = TempQueue::new(name, &self.context.node, self.id)
             .ok_or_else(|| DestinationError::Unknown(format!("/temp-queue/{name}")))?;
         if !self.subscriptions.contains(&temp.text) {
             let max = self.context.settings.max_subscriptions;

@@ -35,16 +35,24 @@ impl Default for SessionSettings {
     }
 }
 
-/// Everything a session core consults besides its own state: the settings
-/// and where clients may go. There is no default: a node states its ACL.
+/// Everything a session core consults besides its own state: the settings,
+/// where clients may go, and the node it runs on. There is no default: a
+/// node states its ACL.
 #[derive(Debug)]
 pub struct SessionContext {
     pub settings: SessionSettings,
     pub acl: Acl,
+    /// The node's id, which its sessions' keys (temp queues' reply
+    /// addresses) name.
+    pub node: String,
 }
 
 impl SessionContext {
-    pub fn new(settings: SessionSettings, acl: Acl) -> Arc<SessionContext> {
-        Arc::new(SessionContext { settings, acl })
+    pub fn new(settings: SessionSettings, acl: Acl, node: String) -> Arc<SessionContext> {
+        Arc::new(SessionContext {
+            settings,
+            acl,
+            node,
+        })
     }
 }

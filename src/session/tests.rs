@@ -32,7 +32,8 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let context = SessionContext::new(SessionSettings::default(), Acl::allow_all());
+        let context =
+            SessionContext::new(SessionSettings::default(), Acl::allow_all(), "n1".into());
         Harness {
             session: Session::new(Uuid::new_v4(), context, None),
         }

@@ -11,11 +11,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::try_join_all;
 use lapin::options::{
-    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, ExchangeKind};
+use lapin::{BasicProperties, Channel};
 use redis::AsyncCommands;
 use stomp_parser::{Command, Frame, Headers};
 use stomp_relay::broker::amqp::{AmqpBroker, AmqpSettings};
@@ -280,7 +279,8 @@ async fn a_disconnected_session_leaves_no_binding_and_no_redis_entry() {
             "a session queue exists while connected only with --routing session"
         );
         let (_connection, channel) = amqp().await;
-        let key = format!("private-user{session}");
+        // A service publishes to the session's key on amq.topic.
+        let key = relay.session_key(&session, "private");
         assert!(publish_topic(&channel, &key, b"here", BasicProperties::default()).await);
         assert_eq!(client.recv_body().await, "here");
 
@@ -291,10 +291,22 @@ async fn a_disconnected_session_leaves_no_binding_and_no_redis_entry() {
         client.expect_closed().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!queue_exists(&queue).await, "no session queue is left");
-        assert!(
-            !publish_topic(&channel, &key, b"gone", BasicProperties::default()).await,
-            "a message for the session that left is unroutable ({routing})"
-        );
+        // With --routing session its queue has gone; on the node queue the
+        // node drops it, and counts it.
+        let unclaimed = metric(&relay, "stomp_relay_user_messages_unclaimed_total").await;
+        let routed = publish_topic(&channel, &key, b"gone", BasicProperties::default()).await;
+        assert_eq!(routed, routing == "node", "({routing})");
+        if routed {
+            let expected = Some(unclaimed.unwrap_or_default() + 1.0);
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            while metric(&relay, "stomp_relay_user_messages_unclaimed_total").await != expected {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the dropped message is counted"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         let user_exists: bool = redis.exists(&user_key).await.unwrap();
         let listed: bool = redis.hexists(&node_key, &session).await.unwrap();
         assert!(!user_exists && !listed, "the Redis entries are gone");
@@ -319,7 +331,7 @@ async fn user_destinations_ack_and_redeliver_per_subscription() {
         .await;
 
     let (_connection, channel) = amqp().await;
-    let key = format!("jobs-user{session}");
+    let key = relay.session_key(&session, "jobs");
     assert!(publish_topic(&channel, &key, b"job 1", BasicProperties::default()).await);
     let mut acked = None;
     for _ in 0..2 {
@@ -468,6 +480,46 @@ async fn two_nodes_deliver_a_message_to_everyone_once_per_subscription() {
     }
 }
 
+/// The node queue's bindings, as `{source}\t{routing key}` rows.
+fn node_queue_bindings(relay: &TestRelay) -> Vec<String> {
+    let queue = format!("stomp.node.test-{}", relay.id);
+    rabbitmqctl_rows(
+        "bindings",
+        &["source_name", "destination_name", "routing_key"],
+    )
+    .into_iter()
+    .filter_map(|row| {
+        let mut columns = row.split('\t');
+        let (source, destination, key) = (columns.next()?, columns.next()?, columns.next()?);
+        (destination == queue).then(|| format!("{source}\t{key}"))
+    })
+    .collect()
+}
+
+/// RabbitMQ learns nothing of user subscriptions: the node queue has one
+/// binding for every session key of the node, made when the node starts,
+/// and sessions that come, subscribe and go leave its bindings as they were.
+#[tokio::test]
+async fn user_subscriptions_cost_rabbitmq_no_binding() {
+    let relay = TestRelay::start(Mode::Cluster);
+    let before = node_queue_bindings(&relay);
+    let own = format!("stomp.users\tstomp.test-{}.#", relay.id);
+    assert!(before.contains(&own), "{before:?}");
+    let mut clients = Vec::new();
+    for n in 0..20 {
+        let mut client = StompClient::connect(&relay, Some(&unique("many"))).await;
+        client.subscribe("a", "/user/queue/inbox", "auto").await;
+        client
+            .subscribe("b", &format!("/user/topic/feed.{n}"), "client")
+            .await;
+        clients.push(client);
+    }
+    assert_eq!(node_queue_bindings(&relay), before);
+    drop(clients);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(node_queue_bindings(&relay), before);
+}
+
 #[tokio::test]
 async fn a_node_queue_binding_goes_with_its_last_subscriber() {
     let relay = TestRelay::start(Mode::Cluster);
@@ -510,7 +562,7 @@ async fn a_node_queue_binding_goes_with_its_last_subscriber() {
 }
 
 #[tokio::test]
-async fn an_amqp_publish_to_a_user_key_reaches_only_that_session() {
+async fn an_amqp_publish_to_a_session_key_reaches_only_that_session() {
     let relay = TestRelay::start(Mode::Cluster);
     let (mut alice, session) = StompClient::connect_with_session(&relay, "alice", "secret").await;
     alice.subscribe("p", "/user/queue/alerts", "auto").await;
@@ -519,7 +571,7 @@ async fn an_amqp_publish_to_a_user_key_reaches_only_that_session() {
     eve.subscribe("one", "/topic/*", "auto").await;
 
     let (_connection, channel) = amqp().await;
-    let key = format!("alerts-user{session}");
+    let key = relay.session_key(&session, "alerts");
     assert!(
         publish_topic(
             &channel,
@@ -532,6 +584,10 @@ async fn an_amqp_publish_to_a_user_key_reaches_only_that_session() {
     let message = alice.recv().await;
     assert_eq!(message.get("destination"), Some("/user/queue/alerts"));
     assert_eq!(&message.body[..], b"for alice only");
+    // Straight to the users exchange, as dispatch publishes.
+    let properties = BasicProperties::default();
+    assert!(publish_mandatory(&channel, "stomp.users", &key, b"again", properties).await);
+    assert_eq!(alice.recv_body().await, "again");
     eve.expect_nothing().await;
 }
 
@@ -665,6 +721,13 @@ async fn rides_through_a_lost_connection(flags: &[&str]) {
     let dispatching = format!("stomp.dispatch\tdispatch.stomp.node.test-{}", relay.id);
     let consumers = rabbitmqctl_rows("consumers", &["queue_name", "consumer_tag"]);
     assert!(consumers.contains(&dispatching), "{consumers:?}");
+    // The node queue's one binding for its sessions' keys is made again.
+    let own = format!("stomp.users\tstomp.test-{}.#", relay.id);
+    assert_eq!(
+        node_queue_bindings(&relay).contains(&own),
+        flags.is_empty(),
+        "{flags:?}"
+    );
 
     // Every kind of subscription receives what is published after.
     sender.publish(&topic, "topic after").await;
@@ -825,6 +888,7 @@ async fn amqp_broker() -> AmqpBroker {
         &unique("test-broker"),
         AmqpSettings::default(),
         LinkMetrics::default(),
+        Default::default(),
     )
     .await
     .expect("RabbitMQ answers on 127.0.0.1:5672")
@@ -848,48 +912,11 @@ async fn declare_test_queue(channel: &Channel, queue: &str) {
         .expect("the test queue is declared");
 }
 
-/// A topic exchange of the test's, with `queue` bound to it by `key`, so
-/// that no other test's subscriber sees what is published there. It goes
-/// with its last binding, so with the queue should the test fail.
-async fn declare_test_exchange(channel: &Channel, exchange: &str, queue: &str, key: &str) {
-    channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                auto_delete: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("the test exchange is declared");
-    declare_test_queue(channel, queue).await;
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("the test queue is bound");
-}
-
 async fn delete_test_queue(channel: &Channel, queue: &str) {
     channel
         .queue_delete(queue.into(), QueueDeleteOptions::default())
         .await
         .expect("the test queue is deleted");
-}
-
-async fn delete_test_exchange(channel: &Channel, exchange: &str, queue: &str) {
-    delete_test_queue(channel, queue).await;
-    channel
-        .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-        .await
-        .expect("the test exchange is deleted");
 }
 
 #[tokio::test]
@@ -941,70 +968,6 @@ async fn publishes_with_one_order_key_arrive_in_order_while_their_confirms_are_o
         );
     }
     delete_test_queue(&channel, &queue).await;
-    broker.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_mandatory_publish_to_an_unbound_key_confirms_false() {
-    let broker = amqp_broker().await;
-    let (_connection, channel) = amqp().await;
-    let exchange = unique("stomp-test.routes");
-    let queue = unique("stomp-test.routed");
-    declare_test_exchange(&channel, &exchange, &queue, "listened.to").await;
-    let order = OrderKey(1);
-
-    let unbound = broker
-        .publish_routed(order, &exchange, "nobody.listens", text("lost".into()))
-        .await
-        .expect("the publish is handed over");
-    let bound = broker
-        .publish_routed(order, &exchange, "listened.to", text("taken".into()))
-        .await
-        .expect("the publish is handed over");
-    assert!(!unbound.await.expect("RabbitMQ confirms it"));
-    assert!(bound.await.expect("RabbitMQ confirms it"));
-
-    delete_test_exchange(&channel, &exchange, &queue).await;
-    broker.shutdown().await;
-}
-
-#[tokio::test]
-async fn pipelined_mandatory_publishes_each_learn_whether_they_were_routed() {
-    let broker = amqp_broker().await;
-    let (_connection, channel) = amqp().await;
-    let exchange = unique("stomp-test.routes");
-    let queue = unique("stomp-test.routed");
-    declare_test_exchange(&channel, &exchange, &queue, "bound.*").await;
-    // RabbitMQ confirms pipelined publishes many at a time; each must still
-    // learn its own fate, not that of a neighbour.
-    let routed = |n: usize| n.is_multiple_of(3) || n.is_multiple_of(7);
-    let order = OrderKey(7);
-
-    let mut confirms = Vec::new();
-    for n in 0..600 {
-        let key = if routed(n) {
-            format!("bound.{n}")
-        } else {
-            format!("unbound.{n}")
-        };
-        let confirm = broker
-            .publish_routed(order, &exchange, &key, text(n.to_string()))
-            .await
-            .expect("the publish is handed over");
-        confirms.push(confirm);
-    }
-    let answers = try_join_all(confirms)
-        .await
-        .expect("RabbitMQ confirms every publish");
-    for (n, answer) in answers.into_iter().enumerate() {
-        assert_eq!(
-            answer,
-            routed(n),
-            "publish {n} learns whether it was routed"
-        );
-    }
-
-    delete_test_exchange(&channel, &exchange, &queue).await;
     broker.shutdown().await;
 }
 

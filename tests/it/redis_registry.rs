@@ -61,6 +61,7 @@ async fn sessions_of_dead_nodes_are_skipped_and_swept(address: RedisAddress) {
         user: user.into(),
         node: node.into(),
         connected_at: 1,
+        destinations: Vec::new(),
     };
     let live = record("alive", "frank");
     let dead = record("crashed", "frank");

@@ -446,9 +446,9 @@ fn subscribe_frame(id: &str, destination: &str, ack: &str) -> Frame {
         .header("ack", ack)
 }
 
-/// Wildcards that would match the user-destination routing keys of the
-/// watcher (`feed-user{session}` on `amq.topic`) catch topic traffic but
-/// never a `u-` message; naming such a key outright is refused.
+/// Wildcards that would match the session keys of the watcher
+/// (`stomp.{node}.{session}.feed`) catch topic traffic but never a `u-`
+/// message; naming such a key outright is refused.
 async fn eavesdroppers_hear_no_private_messages(relay: &TestRelay, watcher_session: &str) {
     // Subscribed without waiting for receipts: the first wildcards hear
     // the topic feed before the later ones are answered.
@@ -486,7 +486,7 @@ async fn eavesdroppers_hear_no_private_messages(relay: &TestRelay, watcher_sessi
     );
 
     let mut direct = StompClient::connect(relay, Some("eve")).await;
-    let key = format!("/topic/feed-user{watcher_session}");
+    let key = format!("/topic/{}", relay.session_key(watcher_session, "feed"));
     direct.send(subscribe_frame("x", &key, "auto")).await;
     expect_refusal(
         &mut direct,

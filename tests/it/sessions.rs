@@ -251,7 +251,10 @@ async fn user_destinations_reach_only_that_users_sessions(mode: Mode) {
 async fn nobody_subscribes_to_another_sessions_user_key(mode: Mode) {
     let relay = TestRelay::start(mode);
     let mut eve = StompClient::connect(&relay, Some("eve")).await;
-    let key = format!("/topic/private-user{}", uuid::Uuid::new_v4());
+    let key = format!(
+        "/topic/{}",
+        relay.session_key(&uuid::Uuid::new_v4().to_string(), "private")
+    );
     eve.send(frame(
         Command::Subscribe,
         &[("id", "x"), ("destination", &key)],

@@ -22,6 +22,7 @@ scenario_tests! {
         broadcasts_and_topics_reach_every_client_on_every_node_exactly_once,
         a_killed_node_leaves_presence_within_the_ttl_and_its_users_go_offline,
         a_login_on_another_node_replaces_the_older_session_there,
+        the_dispatch_answer_counts_only_sessions_listening_there,
     ]
 }
 
@@ -295,4 +296,71 @@ async fn a_login_on_another_node_replaces_the_older_session_there(start_cluster:
     .await;
     assert_eq!(sent["sessions"], 1, "{sent}");
     assert_eq!(new.recv_body().await, "only the new one");
+}
+
+/// Which user destinations a session listens to lives in the registry
+/// beside it: a message for a user reaches, and is counted for, only the
+/// sessions subscribed to its destination, whichever node they are on and
+/// whatever the name holds.
+async fn the_dispatch_answer_counts_only_sessions_listening_there(start_cluster: StartCluster) {
+    let cluster = start_cluster(3, &[]);
+    let [a, b, c] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let user = unique("dora");
+    let odd = "a.#.*/ü x";
+    let mut on_a = StompClient::connect(a, Some(&user)).await;
+    on_a.subscribe("in", "/user/queue/inbox", "auto").await;
+    on_a.subscribe("odd", &format!("/user/queue/{odd}"), "auto")
+        .await;
+    let mut on_b = StompClient::connect(b, Some(&user)).await;
+    on_b.subscribe("al", "/user/queue/alerts", "auto").await;
+    let mut on_c = StompClient::connect(c, Some(&user)).await;
+    on_c.subscribe("in", "/user/queue/inbox", "auto").await;
+    on_c.subscribe("in2", "/user/topic/inbox", "auto").await;
+    // Two subscriptions to one name: the name stays listened to until the
+    // last goes.
+    on_c.send(
+        stomp_parser::Frame::new(stomp_parser::Command::Unsubscribe)
+            .header("id", "in")
+            .header("receipt", "u1"),
+    )
+    .await;
+    on_c.expect_receipt("u1").await;
+
+    let path = format!("/api/v1/users/{user}/messages");
+    let to = |name: &str, body: &str| serde_json::json!({"destination": name, "body": body});
+    let answer = post(b, &path, to("inbox", "one")).await;
+    assert_eq!(answer["sessions"], 2, "{answer}");
+    assert_eq!(on_a.recv_body().await, "one");
+    assert_eq!(on_c.recv_body().await, "one");
+
+    on_c.send(
+        stomp_parser::Frame::new(stomp_parser::Command::Unsubscribe)
+            .header("id", "in2")
+            .header("receipt", "u2"),
+    )
+    .await;
+    on_c.expect_receipt("u2").await;
+    let answer = post(c, &path, to("inbox", "two")).await;
+    assert_eq!(answer["sessions"], 1, "{answer}");
+    assert_eq!(on_a.recv_body().await, "two");
+
+    let answer = post(a, &path, to(odd, "odd")).await;
+    assert_eq!(answer["sessions"], 1, "{answer}");
+    let message = on_a.recv().await;
+    assert_eq!(&message.body[..], b"odd");
+    assert_eq!(
+        message.get("destination"),
+        Some(format!("/user/queue/{odd}").as_str())
+    );
+
+    let answer = post(c, &path, to("elsewhere", "nobody")).await;
+    assert_eq!(
+        answer,
+        serde_json::json!({"sessions": 0, "offline_users": 1, "kept": 0})
+    );
+    on_a.expect_nothing().await;
+    on_b.expect_nothing().await;
+    on_c.expect_nothing().await;
 }

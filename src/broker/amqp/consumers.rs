@@ -22,7 +22,7 @@ use super::{
 };
 use crate::broker::Alarm;
 use crate::broker::destination::{
-    EVERYONE_EXCHANGE, TOPIC_EXCHANGE, UserKey, published_destination,
+    EVERYONE_EXCHANGE, SessionKey, TOPIC_EXCHANGE, published_destination,
 };
 use crate::broker::queue_options::StreamOffset;
 use crate::broker::router::{BindingKey, Subscriber};
@@ -81,6 +81,9 @@ async fn fan_out_deliveries(inner: Weak<Inner>, mut consumer: Consumer, _channel
 fn fan_out_one(inner: &Inner, exchange: &str, routing_key: &str, message: Arc<Message>) {
     let router = inner.router.lock();
     let route = router.route(exchange, routing_key);
+    if route.is_unclaimed() {
+        inner.unclaimed.inc();
+    }
     let mut sessions = inner.sessions.lock();
     for &subscriber in &route.subscribers {
         if let Some(state) = sessions.get_mut(&subscriber.session) {
@@ -144,6 +147,9 @@ pub(super) async fn deliver_session_queue(
                         .targets(delivery.exchange.as_str(), delivery.routing_key.as_str()),
                     None => Vec::new(),
                 };
+                if targets.is_empty() {
+                    inner.unclaimed.inc();
+                }
                 let acking: Vec<Arc<str>> = targets
                     .iter()
                     .filter(|(subscriber, _)| subscriber.needs_ack)
@@ -260,10 +266,10 @@ pub(super) async fn deliver_dedicated(
         };
         // The user-key guard: a queue bound to `amq.topic` with a wildcard
         // (`/exchange/amq.topic/#`, a durable `/topic/#`) also catches
-        // other sessions' user-destination messages; they are dropped here,
-        // never shown to this subscription.
+        // what services publish there to sessions' keys; it is dropped
+        // here, never shown to this subscription.
         if delivery.exchange.as_str() == TOPIC_EXCHANGE
-            && UserKey::parse(delivery.routing_key.as_str()).is_some()
+            && SessionKey::parse(delivery.routing_key.as_str()).is_some()
         {
             if subscriber.needs_ack {
                 let _ = delivery.acker.ack(BasicAckOptions::default()).await;

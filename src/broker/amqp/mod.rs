@@ -5,11 +5,12 @@
 //! - **Node queue** `stomp.node.{nodeId}` (exclusive, auto-delete): bound to
 //!   `amq.topic` once per distinct key among this node's topic
 //!   subscriptions, and (with [`UserKeyBinding::NodeQueue`], the default)
-//!   once per user-destination key of each session (`{name}-user{sessionId}`);
-//!   its deliveries are fanned out in-process by the [`Router`], whose
-//!   user-key guard gives a user key to the session it names only.
-//!   RabbitMQ does O(nodes) work per topic message, not O(subscribers), and
-//!   holds no queue per session. For subscriptions with client acks the
+//!   once to `stomp.users` for every session key of the node
+//!   (`stomp.{node}.#`, see [`SessionKey`](super::destination::SessionKey)); its deliveries are fanned out
+//!   in-process by the [`Router`], whose user-key guard gives a session key
+//!   to the session it names only. RabbitMQ does O(nodes) work per topic
+//!   message, not O(subscribers), and learns nothing of sessions: no queue
+//!   and no binding per session. For subscriptions with client acks the
 //!   relay holds each delivery until its ACK and gives it again on NACK, to
 //!   that subscription alone, and loses it with the session, as an
 //!   exclusive session queue would. (Measured: topic subscriptions with
@@ -18,8 +19,9 @@
 //!   subscription cost relay, RabbitMQ and Redis 5.1 ms of CPU with a queue
 //!   per session, 1.4 ms with a binding on the node queue.)
 //! - **Session queue** `stomp.session.{sessionId}` (exclusive, auto-delete,
-//!   capped), declared when a session first needs it: its temp queues, and
-//!   its user destinations with [`UserKeyBinding::SessionQueue`]. A
+//!   capped), only with [`UserKeyBinding::SessionQueue`]: declared when a
+//!   session first subscribes to a user destination (or a temp queue), and
+//!   bound once to its session keys (`stomp.{node}.{session}.#`). A
 //!   per-session router matches its deliveries to that session's
 //!   subscriptions only, which is the user-key guard for this queue.
 //! - **Dedicated consumers** for `/queue/` (a durable shared queue),
@@ -61,10 +63,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use lapin::options::QueueDeclareOptions;
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
 use super::destination::{
-    Destination, EVERYONE_EXCHANGE, INBOUND_EXCHANGE, TOPIC_EXCHANGE, UserKey,
+    Destination, EVERYONE_EXCHANGE, INBOUND_EXCHANGE, TOPIC_EXCHANGE, USERS_EXCHANGE,
 };
 use super::router::{self, BindingKey, Router};
 use super::{
@@ -119,17 +122,16 @@ impl DispatchQueueType {
     }
 }
 
-/// What a session's user-destination routing keys (`{name}-user{session}`
-/// on `amq.topic`) are bound to. Either way a message for a session that is
-/// gone comes back unroutable, client acks and redelivery work per
+/// What a session's keys (`stomp.{node}.{session}.{name}` on `stomp.users`)
+/// are bound to. Either way client acks and redelivery work per
 /// subscription, and a key reaches only the session it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserKeyBinding {
-    /// The node queue, delivered in-process: a binding per key, no queue or
-    /// consumer per session. RabbitMQ routes every user message into one
-    /// queue per node.
+    /// The node queue, delivered in-process: one binding for every session
+    /// of the node, no queue, binding or consumer per session. RabbitMQ
+    /// routes every user message into one queue per node.
     NodeQueue,
-    /// A queue per session, with its own consumer.
+    /// A queue per session, with its own consumer and one binding.
     SessionQueue,
 }
 
@@ -155,6 +157,10 @@ pub struct AmqpBroker {
 struct Inner {
     link: Link,
     link_metrics: LinkMetrics,
+    /// Messages for a session that found it gone, or not subscribed to
+    /// their name: dropped.
+    unclaimed: Counter,
+    node_id: String,
     node_queue: String,
     /// Declares, binds and deletes.
     admin: ChannelSlot,
@@ -214,6 +220,7 @@ impl AmqpBroker {
         node_id: &str,
         settings: AmqpSettings,
         link_metrics: LinkMetrics,
+        unclaimed: Counter,
     ) -> Result<AmqpBroker, BrokerError> {
         let (link, events) = Link::open(urls, node_id).await?;
         let admin = ChannelSlot::open(&link, false).await?;
@@ -234,9 +241,12 @@ impl AmqpBroker {
             .collect();
         known.insert(format!("exchange:{INBOUND_EXCHANGE}"));
         known.insert(format!("exchange:{EVERYONE_EXCHANGE}"));
+        known.insert(format!("exchange:{USERS_EXCHANGE}"));
         let inner = Arc::new(Inner {
             link,
             link_metrics,
+            unclaimed,
+            node_id: node_id.to_owned(),
             node_queue: format!("stomp.node.{node_id}"),
             admin,
             publishers,
@@ -338,32 +348,17 @@ impl Broker for AmqpBroker {
                     })
                     .await
             }
+            // The node queue's one binding reaches every session key of
+            // this node already.
             Destination::OwnUser { name }
                 if inner.settings.user_keys == UserKeyBinding::NodeQueue =>
             {
-                let binding = BindingKey {
-                    exchange: TOPIC_EXCHANGE.to_owned(),
-                    key: UserKey { name, session }.to_string(),
-                };
-                inner
-                    .bind_node_queue(session, &spec.id, binding, |router| {
-                        router.bind_user(name, subscriber)
-                    })
-                    .await
+                inner.router.lock().bind_user(name, subscriber);
+                Ok(())
             }
             Destination::OwnUser { name } => {
-                let queue = inner.ensure_session_queue(session).await?;
-                let first = with_session_router(inner, session, |router| {
-                    router.bind_user(name, subscriber)
-                })?;
-                if first {
-                    let binding = BindingKey {
-                        exchange: TOPIC_EXCHANGE.to_owned(),
-                        key: UserKey { name, session }.to_string(),
-                    };
-                    inner.bind(&queue, &binding).await?;
-                }
-                Ok(())
+                inner.ensure_session_queue(session).await?;
+                with_session_router(inner, session, |router| router.bind_user(name, subscriber))
             }
             // The rest has a consumer of its own, or is refused there.
             _ => inner.subscribe_dedicated(session, spec).await,
@@ -387,25 +382,15 @@ impl Broker for AmqpBroker {
             Destination::Topic { .. } if !own_queue => {
                 inner.unbind_node_queue(session, &spec.id).await
             }
+            // No binding of its own to remove.
             Destination::OwnUser { .. }
                 if inner.settings.user_keys == UserKeyBinding::NodeQueue =>
             {
-                inner.unbind_node_queue(session, &spec.id).await
+                inner.router.lock().unbind(session, &spec.id);
             }
             Destination::OwnUser { .. } => {
-                let (queue, unused) = {
-                    let mut sessions = inner.sessions.lock();
-                    let Some(queue) = sessions
-                        .get_mut(&session)
-                        .and_then(|s| s.session_queue.as_mut())
-                    else {
-                        return Ok(());
-                    };
-                    (queue.name.clone(), queue.router.unbind(session, &spec.id))
-                };
-                if let Some(key) = unused {
-                    inner.unbind(&queue, &key).await;
-                }
+                let _ =
+                    with_session_router(inner, session, |router| router.unbind(session, &spec.id));
             }
             _ => {
                 let removed = {
@@ -467,28 +452,7 @@ impl Broker for AmqpBroker {
         };
         let answer = inner
             .publisher(order)
-            .publish(&exchange, &routing_key, false, message)
-            .await?;
-        Ok(Confirm::later(async move {
-            confirmed(answer).await.map(|_| ())
-        }))
-    }
-
-    async fn publish_routed(
-        &self,
-        order: OrderKey,
-        exchange: &str,
-        routing_key: &str,
-        message: Message,
-    ) -> Result<Confirm<bool>, BrokerError> {
-        self.inner.link.until_up().await?;
-        self.inner
-            .check_exists(Existing::Exchange(exchange))
-            .await?;
-        let answer = self
-            .inner
-            .publisher(order)
-            .publish(exchange, routing_key, true, message)
+            .publish(&exchange, &routing_key, message)
             .await?;
         Ok(Confirm::later(confirmed(answer)))
     }

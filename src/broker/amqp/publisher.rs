@@ -7,18 +7,6 @@
 //! to await later. Publishes with one [`OrderKey`](crate::broker::OrderKey)
 //! always use one lane.
 //!
-//! A lane also answers what lapin cannot with many confirms outstanding:
-//! which mandatory publish RabbitMQ returned as unroutable. lapin hands a
-//! returned message to whichever confirm its acknowledgement resolves
-//! first, and one `basic.ack` with `multiple` resolves many at once, in no
-//! set order. RabbitMQ sends a message's `basic.return` before any
-//! acknowledgement that covers it, so by the time every publish up to a
-//! given one has been confirmed, its return (if any) has reached one of
-//! the confirms resolved so far. The lane answers confirms in publish
-//! order, and before answering one it collects the returns of every
-//! confirm that has resolved, matching them to publishes by exchange and
-//! routing key (two outstanding publishes to one key may swap answers,
-//! which says the same thing of the same destination).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -56,14 +44,13 @@ pub(super) struct PublisherLane {
 struct Publish {
     exchange: ShortString,
     routing_key: ShortString,
-    mandatory: bool,
     message: Message,
-    confirmed: oneshot::Sender<Result<bool, BrokerError>>,
+    confirmed: oneshot::Sender<Result<(), BrokerError>>,
 }
 
-/// RabbitMQ's answer to one publish, once it comes: whether a queue took
-/// the message (always true when it was not mandatory).
-pub(super) type Answer = oneshot::Receiver<Result<bool, BrokerError>>;
+/// RabbitMQ's answer to one publish, once it comes: that it took the
+/// message.
+pub(super) type Answer = oneshot::Receiver<Result<(), BrokerError>>;
 
 impl PublisherLane {
     /// Opens the lane's channel in confirm mode; the returned task must be
@@ -86,14 +73,12 @@ impl PublisherLane {
         &self,
         exchange: &str,
         routing_key: &str,
-        mandatory: bool,
         message: Message,
     ) -> Result<Answer, BrokerError> {
         let (confirmed, answer) = oneshot::channel();
         let publish = Publish {
             exchange: exchange.into(),
             routing_key: routing_key.into(),
-            mandatory,
             message,
             confirmed,
         };
@@ -113,7 +98,7 @@ impl Inner {
 }
 
 /// Waits for a lane's answer to one publish.
-pub(super) async fn confirmed(answer: Answer) -> Result<bool, BrokerError> {
+pub(super) async fn confirmed(answer: Answer) -> Result<(), BrokerError> {
     answer.await.map_err(|_| lane_gone())?
 }
 
@@ -129,8 +114,7 @@ pub(super) fn lane_gone() -> BrokerError {
 /// written it.
 struct Writing {
     written: Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send>>,
-    returnable: Option<(ShortString, ShortString)>,
-    answer: oneshot::Sender<Result<bool, BrokerError>>,
+    answer: oneshot::Sender<Result<(), BrokerError>>,
 }
 
 /// The task that owns a lane's channel: it publishes, and answers
@@ -197,11 +181,8 @@ impl LaneTask {
             }
         }
         let channel = self.channel.clone();
-        let (exchange, routing_key) = (publish.exchange.clone(), publish.routing_key.clone());
-        let options = BasicPublishOptions {
-            mandatory: publish.mandatory,
-            ..BasicPublishOptions::default()
-        };
+        let (exchange, routing_key) = (publish.exchange, publish.routing_key);
+        let options = BasicPublishOptions::default();
         let properties = properties::to_amqp(&publish.message.headers);
         let body = publish.message.body;
         let mut written: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
@@ -219,9 +200,6 @@ impl LaneTask {
         }
         self.writing.push_back(Writing {
             written,
-            returnable: publish
-                .mandatory
-                .then_some((publish.exchange, publish.routing_key)),
             answer: publish.confirmed,
         });
     }
@@ -242,18 +220,13 @@ fn poll_progress(
         let Poll::Ready(written) = front.written.as_mut().poll(cx) else {
             break;
         };
-        let Some(Writing {
-            returnable, answer, ..
-        }) = writing.pop_front()
-        else {
+        let Some(Writing { answer, .. }) = writing.pop_front() else {
             break;
         };
         match written {
             Ok(confirm) => window.push(Outstanding {
                 confirm,
                 outcome: None,
-                seen_by: 0,
-                returnable,
                 answer,
             }),
             Err(error) => {
@@ -273,32 +246,16 @@ fn poll_progress(
 struct Outstanding {
     confirm: PublisherConfirm,
     /// Its confirm, once resolved.
-    outcome: Option<Outcome>,
-    /// The scan by the end of which it was seen resolved.
-    seen_by: u64,
-    /// Where a return of it would say it went: set for mandatory publishes.
-    returnable: Option<(ShortString, ShortString)>,
-    answer: oneshot::Sender<Result<bool, BrokerError>>,
+    outcome: Option<lapin::Result<Confirmation>>,
+    answer: oneshot::Sender<Result<(), BrokerError>>,
 }
 
-enum Outcome {
-    Ack,
-    Nack,
-    Failed(lapin::Error),
-}
-
-/// A lane's outstanding publishes, oldest first, and the returns not yet
-/// matched to one of them.
+/// A lane's outstanding publishes, oldest first: answered in publish
+/// order, so that a caller that awaits a later confirm knows the earlier
+/// ones have been answered.
 #[derive(Default)]
 struct Window {
     outstanding: VecDeque<Outstanding>,
-    /// Exchange and routing key of each returned message not yet matched.
-    returned: Vec<(ShortString, ShortString)>,
-    /// Scans of the window completed.
-    scans: u64,
-    /// The latest scan by which every publish answered so far (and the one
-    /// to answer next) was seen resolved.
-    horizon: u64,
 }
 
 impl Window {
@@ -325,98 +282,36 @@ impl Window {
         }
         match front.confirm.poll_unpin(cx) {
             Poll::Ready(result) => {
-                // Resolved before the next scan starts.
-                front.seen_by = self.scans;
-                front.outcome = Some(outcome_of(result, &mut self.returned));
+                front.outcome = Some(result);
                 Poll::Ready(())
             }
             Poll::Pending => Poll::Pending,
         }
     }
 
-    /// Answers, oldest first, every resolved publish that can be answered.
+    /// Answers, oldest first, every resolved publish up to the first that
+    /// is not resolved yet.
     fn answer_resolved(&mut self) {
-        loop {
-            let Some(front) = self.outstanding.front() else {
-                if !self.returned.is_empty() {
-                    // Every return belongs to a publish of the window: one
-                    // left over would wrongly answer a later publish.
-                    tracing::debug!(
-                        left = self.returned.len(),
-                        "returned messages matched no publish"
-                    );
-                    self.returned.clear();
-                }
-                return;
+        while let Some(front) = self.outstanding.front_mut() {
+            let outcome = match front.outcome.take() {
+                Some(outcome) => outcome,
+                None => match (&mut front.confirm).now_or_never() {
+                    Some(outcome) => outcome,
+                    None => return,
+                },
             };
-            if front.outcome.is_none() {
-                return;
-            }
-            self.horizon = self.horizon.max(front.seen_by);
-            if self.scans <= self.horizon {
-                // A scan that starts after this publish and every earlier
-                // one resolved sees every return that can be theirs.
-                self.scan();
-            }
             let Some(done) = self.outstanding.pop_front() else {
                 return;
             };
-            let answer = match done.outcome {
-                Some(Outcome::Ack) => Ok(match &done.returnable {
-                    Some(target) => !self.take_returned(target),
-                    None => true,
-                }),
-                Some(Outcome::Nack) => Err(BrokerError::refused(
+            let answer = match outcome {
+                Ok(confirmation) if confirmation.is_nack() => Err(BrokerError::refused(
                     "the message broker did not accept the message",
                 )),
-                Some(Outcome::Failed(error)) => Err(unavailable("confirm a publish")(error)),
-                None => Err(lane_gone()),
+                Ok(_) => Ok(()),
+                Err(error) => Err(unavailable("confirm a publish")(error)),
             };
             // A caller that stopped waiting needs no answer.
             let _ = done.answer.send(answer);
         }
-    }
-
-    /// Records every outstanding confirm that has resolved since the last
-    /// scan, with its return.
-    fn scan(&mut self) {
-        self.scans += 1;
-        for entry in self.outstanding.iter_mut() {
-            if entry.outcome.is_some() {
-                continue;
-            }
-            if let Some(result) = (&mut entry.confirm).now_or_never() {
-                entry.seen_by = self.scans;
-                entry.outcome = Some(outcome_of(result, &mut self.returned));
-            }
-        }
-    }
-
-    fn take_returned(&mut self, target: &(ShortString, ShortString)) -> bool {
-        match self.returned.iter().position(|returned| returned == target) {
-            Some(index) => {
-                self.returned.swap_remove(index);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// A resolved confirm, whose returned message (whoever it belongs to) goes
-/// to `returned`.
-fn outcome_of(
-    result: lapin::Result<Confirmation>,
-    returned: &mut Vec<(ShortString, ShortString)>,
-) -> Outcome {
-    match result {
-        Ok(confirmation) => {
-            let acked = !confirmation.is_nack();
-            if let Some(message) = confirmation.take_message() {
-                returned.push((message.delivery.exchange, message.delivery.routing_key));
-            }
-            if acked { Outcome::Ack } else { Outcome::Nack }
-        }
-        Err(error) => Outcome::Failed(error),
     }
 }

@@ -2,15 +2,16 @@
 //! network cut, `rabbitmqctl close_connection`): the node stays up, its
 //! clients stay connected, and it connects again with backoff until it gets
 //! through. Then it puts back, from its own state, everything the lost
-//! connection carried: the node queue with a binding for every key its
-//! router uses, the fan-out and `stomp.dispatch` consumers, each session's
-//! queue with its bindings, and each queue or exchange subscription's
+//! connection carried: the node queue with its binding for its sessions'
+//! keys and one for every topic key its router uses, the fan-out and
+//! `stomp.dispatch` consumers, each session's queue with its binding, and
+//! each queue or exchange subscription's
 //! consumer (and its own queue). Channels and publisher lanes reopen on the
 //! new connection as they are next used.
 //!
 //! What the lost connection held cannot all be kept, and is said: messages
-//! that waited in the node's exclusive queues are gone (a publish to a
-//! session's key meanwhile comes back unroutable); those sent with
+//! that waited in the node's exclusive queues are gone (and a publish to a
+//! session's key meanwhile is dropped by RabbitMQ); those sent with
 //! `persist` are still kept, and every session reads what is kept for its
 //! user again; deliveries from queues that awaited
 //! a client's ACK are redelivered by RabbitMQ with `redelivered:true`;
@@ -32,15 +33,14 @@ use std::sync::{Arc, Weak};
 use super::connection::{Events, lost};
 use super::{BrokerError, Inner, SessionId, SubscriptionSpec};
 use crate::broker::Alarm;
-use crate::broker::router::BindingKey;
 use crate::error::Chain;
 use crate::retry;
 
 /// What one session had on the lost connection.
 struct SessionTopology {
     session: SessionId,
-    /// Its queue's name and binding keys, if it had one.
-    queue: Option<(String, Vec<BindingKey>)>,
+    /// Its queue's name, if it had one.
+    queue: Option<String>,
     dedicated: Vec<SubscriptionSpec>,
 }
 
@@ -127,10 +127,7 @@ fn session_topologies(inner: &Inner) -> Vec<SessionTopology> {
         .filter(|(_, state)| state.session_queue.is_some() || !state.dedicated.is_empty())
         .map(|(&session, state)| SessionTopology {
             session,
-            queue: state
-                .session_queue
-                .as_ref()
-                .map(|queue| (queue.name.clone(), queue.router.binding_keys())),
+            queue: state.session_queue.as_ref().map(|queue| queue.name.clone()),
             dedicated: state
                 .dedicated
                 .values()
@@ -146,13 +143,13 @@ async fn restore_session(
     inner: &Arc<Inner>,
     session: &SessionTopology,
 ) -> Result<(), (Option<SubscriptionSpec>, BrokerError)> {
-    if let Some((name, keys)) = &session.queue {
+    if let Some(name) = &session.queue {
         inner
             .declare_session_queue(session.session, name)
             .await
             .map_err(|error| (None, error))?;
         inner
-            .bind_all(name, keys)
+            .bind(name, &inner.session_queue_binding(session.session))
             .await
             .map_err(|error| (None, error))?;
     }

@@ -15,9 +15,11 @@ use lapin::{Channel, ExchangeKind};
 use futures_util::future::try_join_all;
 
 use super::connection::{open_channel, unavailable};
-use super::{BrokerError, Inner, SessionId, SessionQueue};
+use super::{BrokerError, Inner, SessionId, SessionQueue, UserKeyBinding};
 use crate::broker::Missing;
-use crate::broker::destination::{EVERYONE_EXCHANGE, INBOUND_EXCHANGE};
+use crate::broker::destination::{
+    EVERYONE_EXCHANGE, INBOUND_EXCHANGE, SESSION_KEYS, SessionKey, TOPIC_EXCHANGE, USERS_EXCHANGE,
+};
 use crate::broker::queue_options::{QueueArgument, QueueOptions};
 use crate::broker::router::{BindingKey, Router};
 use crate::error::source_of;
@@ -119,11 +121,11 @@ impl Existing<'_> {
 
 impl Inner {
     /// Puts the node's own topology on the current connection: the node
-    /// queue (exclusive, so that RabbitMQ removes it with the node and
-    /// messages for its sessions come back unroutable), the inbound and
-    /// everyone exchanges, a binding for every key the node's router uses
-    /// (none at start; every subscription's after a reconnect), and the
-    /// consumer that fans the node queue out.
+    /// queue (exclusive, so that RabbitMQ removes it with the node), the
+    /// inbound, everyone and users exchanges, the node queue's one binding
+    /// for all its sessions' keys, a binding for every topic key the node's
+    /// router uses (none at start; every subscription's after a reconnect),
+    /// and the consumer that fans the node queue out.
     pub(super) async fn set_up_node(self: &Arc<Self>) -> Result<(), BrokerError> {
         let channel = self.admin.get(&self.link).await?;
         channel
@@ -142,12 +144,53 @@ impl Inner {
         )
         .await?;
         receive_messages_to_everyone(&channel, &self.node_queue).await?;
+        self.receive_session_keys(&channel).await?;
         {
             let _binding = self.binding.lock().await;
             let keys = self.router.lock().binding_keys();
             self.bind_all(&self.node_queue, &keys).await?;
         }
         self.fan_out_node_queue().await
+    }
+
+    /// Declares the users exchange, has `amq.topic` pass session keys on to
+    /// it (for services that publish there), and, unless each session has
+    /// a queue of its own, binds the node queue to every key of its
+    /// sessions: one binding, whatever the number of sessions.
+    async fn receive_session_keys(&self, channel: &Channel) -> Result<(), BrokerError> {
+        declare_durable_exchange(
+            channel,
+            USERS_EXCHANGE,
+            ExchangeKind::Topic,
+            "declare the users exchange",
+        )
+        .await?;
+        channel
+            .exchange_bind(
+                USERS_EXCHANGE.into(),
+                TOPIC_EXCHANGE.into(),
+                SESSION_KEYS.into(),
+                lapin::options::ExchangeBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable("bind the users exchange to amq.topic"))?;
+        if self.settings.user_keys == UserKeyBinding::NodeQueue {
+            let binding = BindingKey {
+                exchange: USERS_EXCHANGE.to_owned(),
+                key: SessionKey::node_binding(&self.node_id),
+            };
+            self.bind(&self.node_queue, &binding).await?;
+        }
+        Ok(())
+    }
+
+    /// The one binding of a session's own queue: every key of the session.
+    pub(super) fn session_queue_binding(&self, session: SessionId) -> BindingKey {
+        BindingKey {
+            exchange: USERS_EXCHANGE.to_owned(),
+            key: SessionKey::session_binding(&self.node_id, session),
+        }
     }
 
     /// Binds `queue` with every key, many at a time.
@@ -331,6 +374,8 @@ impl Inner {
         }
         let name = format!("stomp.session.{session}");
         self.declare_session_queue(session, &name).await?;
+        self.bind(&name, &self.session_queue_binding(session))
+            .await?;
         let mut sessions = self.sessions.lock();
         let state = sessions
             .get_mut(&session)

@@ -6,18 +6,32 @@ use std::sync::Arc;
 use super::sessions::Unacked;
 use super::{Queued, State};
 use crate::broker::Message;
-use crate::broker::destination::{INBOUND_EXCHANGE, TOPIC_EXCHANGE, published_destination};
+use crate::broker::destination::{
+    INBOUND_EXCHANGE, TOPIC_EXCHANGE, USERS_EXCHANGE, published_destination,
+};
 use crate::broker::router::ExchangeKind;
 use crate::broker::topic_pattern::TopicPattern;
 
 /// The exchanges a fresh RabbitMQ has, plus the relay's inbound one.
 pub fn exchange_kind(exchange: &str) -> Option<ExchangeKind> {
     match exchange {
-        TOPIC_EXCHANGE | INBOUND_EXCHANGE => Some(ExchangeKind::Topic),
+        TOPIC_EXCHANGE | INBOUND_EXCHANGE | USERS_EXCHANGE => Some(ExchangeKind::Topic),
         "amq.direct" | "" => Some(ExchangeKind::Direct),
         "amq.fanout" => Some(ExchangeKind::Fanout),
         _ => None,
     }
+}
+
+/// What became of a publish to an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Published {
+    /// Given to whatever it reached (perhaps nothing, as RabbitMQ drops an
+    /// unroutable message).
+    Routed,
+    /// A session key whose session is not here, or does not listen to
+    /// that name: dropped, to be counted.
+    Unclaimed,
 }
 
 /// A queue bound to an exchange with a key, as RabbitMQ binds one.
@@ -48,7 +62,7 @@ impl State {
         routing_key: &str,
         message: Arc<Message>,
         max_length: usize,
-    ) {
+    ) -> Published {
         let bound: Vec<String> = self
             .bindings
             .iter()
@@ -66,8 +80,12 @@ impl State {
                 self.enqueue(&queue, queued, max_length);
             }
         }
-        let targets = self.router.targets(exchange, routing_key);
-        for (subscriber, destination) in targets {
+        let route = self.router.route(exchange, routing_key);
+        let published = match route.is_unclaimed() {
+            true => Published::Unclaimed,
+            false => Published::Routed,
+        };
+        for (subscriber, destination) in route.targets() {
             let unacked = subscriber.needs_ack.then(|| Unacked::Topic {
                 destination: destination.clone(),
                 message: message.clone(),
@@ -82,5 +100,6 @@ impl State {
                 unacked,
             );
         }
+        published
     }
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 
 use super::ack_ledger::{AckLedger, Settled};
 use super::destination::{Destination, EVERYONE_EXCHANGE, TOPIC_EXCHANGE};
@@ -32,7 +33,7 @@ use super::{
     AckTag, Broker, BrokerError, Confirm, Message, Missing, OrderKey, Outbox, PublishTarget,
     SessionId, Settlement, SubscriptionSpec,
 };
-use exchanges::{QueueBinding, exchange_kind};
+use exchanges::{Published, QueueBinding, exchange_kind};
 use queues::{SharedQueue, consumed_queue};
 use sessions::{SessionState, Unacked};
 
@@ -65,6 +66,9 @@ impl Default for EmbeddedLimits {
 pub struct EmbeddedBroker {
     state: Mutex<State>,
     limits: EmbeddedLimits,
+    /// Messages for a session that found it gone, or not subscribed to
+    /// their name: dropped.
+    unclaimed: Counter,
 }
 
 /// A message in a queue, waiting or delivered and not yet acknowledged:
@@ -90,10 +94,11 @@ struct State {
 }
 
 impl EmbeddedBroker {
-    pub fn new(limits: EmbeddedLimits) -> EmbeddedBroker {
+    pub fn new(limits: EmbeddedLimits, unclaimed: Counter) -> EmbeddedBroker {
         EmbeddedBroker {
             state: Mutex::default(),
             limits,
+            unclaimed,
         }
     }
 }
@@ -258,12 +263,15 @@ impl Broker for EmbeddedBroker {
                 if exchange_kind(&exchange).is_none() {
                     return Err(BrokerError::not_found(Missing::Exchange, exchange.as_str()));
                 }
-                state.publish_to_exchange(
+                let published = state.publish_to_exchange(
                     &exchange,
                     &routing_key,
                     message,
                     self.limits.max_queue_length,
                 );
+                if published == Published::Unclaimed {
+                    self.unclaimed.inc();
+                }
             }
             PublishTarget::Queue { name, declare } => {
                 if declare.is_some() {
@@ -282,31 +290,6 @@ impl Broker for EmbeddedBroker {
         Ok(Confirm::ready(()))
     }
 
-    async fn publish_routed(
-        &self,
-        _order: OrderKey,
-        exchange: &str,
-        routing_key: &str,
-        message: Message,
-    ) -> Result<Confirm<bool>, BrokerError> {
-        if exchange_kind(exchange).is_none() {
-            return Err(BrokerError::not_found(Missing::Exchange, exchange));
-        }
-        let mut state = self.state.lock();
-        let routed = !state
-            .router
-            .route(exchange, routing_key)
-            .subscribers
-            .is_empty();
-        state.publish_to_exchange(
-            exchange,
-            routing_key,
-            Arc::new(message),
-            self.limits.max_queue_length,
-        );
-        Ok(Confirm::ready(routed))
-    }
-
     async fn publish_to_everyone(
         &self,
         _order: OrderKey,
@@ -315,7 +298,7 @@ impl Broker for EmbeddedBroker {
     ) -> Result<Confirm<()>, BrokerError> {
         // Not an exchange clients can name (see `exchange_kind`): the router
         // gives it to every user subscription of `name`.
-        self.state.lock().publish_to_exchange(
+        let _ = self.state.lock().publish_to_exchange(
             EVERYONE_EXCHANGE,
             name,
             Arc::new(message),

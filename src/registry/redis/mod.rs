@@ -8,7 +8,7 @@
 //! | `{prefix}node:{nodeId}` | string with TTL | the node is alive (JSON: address, start time, sessions) |
 //! | `{prefix}node-sessions:{nodeId}` | hash | sessionId -> `{connected-at} {user}`, every session of the node |
 //! | `{prefix}nodes` | set | every node that may still have sessions in Redis |
-//! | `{prefix}user:{user}` | hash | sessionId -> nodeId, every live session of the user |
+//! | `{prefix}user:{user}` | hash | sessionId -> `{nodeId}` and, on a line each, the user destinations the session listens to; every live session of the user |
 //!
 //! Nodes ask each other to end sessions (a newer login replaces an older
 //! one) over the Redis channel `{prefix}evict:{nodeId}`, which each node
@@ -24,6 +24,7 @@
 //! multiplexed connection.
 
 pub mod connection;
+mod keys;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
@@ -36,6 +37,7 @@ use redis::aio::PubSub;
 use tokio::sync::mpsc;
 
 use self::connection::{RedisAddress, RedisConnection, Subscriber};
+use self::keys::{Keys, node_entry, parse_node_entry, parse_user_entry, user_entry};
 use super::{NodeRecord, Registry, RegistryError, SessionLocation, SessionRecord};
 use crate::broker::SessionId;
 use crate::error::{Chain, source_of};
@@ -71,45 +73,6 @@ pub struct RedisRegistry {
     /// Set when the node withdraws; held through each heartbeat, so that
     /// none lists the node again after it has gone.
     withdrawn: Arc<tokio::sync::Mutex<bool>>,
-}
-
-/// The registry's key names under one prefix.
-#[derive(Clone)]
-struct Keys {
-    prefix: Arc<str>,
-}
-
-impl Keys {
-    fn node(&self, node: &str) -> String {
-        format!("{}node:{{{node}}}", self.prefix)
-    }
-
-    fn node_sessions(&self, node: &str) -> String {
-        format!("{}node-sessions:{{{node}}}", self.prefix)
-    }
-
-    fn nodes(&self) -> String {
-        format!("{}nodes", self.prefix)
-    }
-
-    fn user(&self, user: &str) -> String {
-        format!("{}user:{{{user}}}", self.prefix)
-    }
-
-    fn eviction_channel(&self, node: &str) -> String {
-        format!("{}evict:{node}", self.prefix)
-    }
-}
-
-/// A session's entry in its node's list: `{connected-at} {user}`.
-fn node_entry(record: &SessionRecord) -> String {
-    format!("{} {}", record.connected_at, record.user)
-}
-
-/// The connect time and user of a node-list entry.
-fn parse_node_entry(entry: &str) -> Option<(u64, &str)> {
-    let (connected_at, user) = entry.split_once(' ')?;
-    Some((connected_at.parse().ok()?, user))
 }
 
 /// What a heartbeat found.
@@ -292,7 +255,7 @@ impl RedisRegistry {
             .iter()
             .map(|record| {
                 let session = record.session.to_string();
-                redis::Cmd::hset(self.keys.user(&record.user), session, &record.node)
+                redis::Cmd::hset(self.keys.user(&record.user), session, user_entry(record))
             })
             .collect();
         self.each::<()>(users, "register this node's sessions again")
@@ -490,7 +453,7 @@ impl Registry for RedisRegistry {
         let session = record.session.to_string();
         let node_sessions = self.keys.node_sessions(&record.node);
         let listed = redis::Cmd::hset(node_sessions, &session, node_entry(record));
-        let located = redis::Cmd::hset(self.keys.user(&record.user), &session, &record.node);
+        let located = redis::Cmd::hset(self.keys.user(&record.user), &session, user_entry(record));
         let node_listed = redis::Cmd::sadd(self.keys.nodes(), &record.node);
         // Listed first: a node that dies in between leaves an entry that
         // its sweep removes, never a user's session that no sweep finds.
@@ -501,6 +464,18 @@ impl Registry for RedisRegistry {
             .lock()
             .insert(record.session, record.clone());
         Ok(())
+    }
+
+    async fn update_destinations(&self, record: &SessionRecord) -> Result<(), RegistryError> {
+        // Kept first, so that a node whose sessions Redis lost writes this
+        // back with them.
+        match self.registered.lock().get_mut(&record.session) {
+            Some(registered) => registered.destinations = record.destinations.clone(),
+            None => return Ok(()),
+        }
+        let session = record.session.to_string();
+        let located = redis::Cmd::hset(self.keys.user(&record.user), session, user_entry(record));
+        self.one(&located, "record what a session listens to").await
     }
 
     async fn unregister(&self, record: &SessionRecord) -> Result<(), RegistryError> {
@@ -534,6 +509,7 @@ impl Registry for RedisRegistry {
                 session: found.session,
                 user: user.to_owned(),
                 node: found.node,
+                destinations: found.destinations,
                 connected_at: entry
                     .as_deref()
                     .and_then(parse_node_entry)
@@ -559,19 +535,27 @@ impl Registry for RedisRegistry {
             .collect();
         let sessions: Vec<HashMap<String, String>> =
             self.each(reads, "read users' sessions").await?;
-        let live = self
-            .live_nodes(sessions.iter().flat_map(|s| s.values().map(String::as_str)))
-            .await?;
+        let nodes: Vec<&str> = sessions
+            .iter()
+            .flat_map(HashMap::values)
+            .map(|entry| parse_user_entry(entry).0)
+            .collect();
+        let live = self.live_nodes(nodes.into_iter()).await?;
         let mut cleanup = Vec::new();
         let mut found = Vec::with_capacity(users.len());
         for (user, sessions) in users.iter().zip(sessions) {
             let mut alive = Vec::with_capacity(sessions.len());
             let mut dead = Vec::new();
-            for (session, node) in sessions {
-                if !live.contains(&node) {
+            for (session, entry) in sessions {
+                let (node, destinations) = parse_user_entry(&entry);
+                if !live.contains(node) {
                     dead.push(session);
                 } else if let Ok(session) = SessionId::try_parse(&session) {
-                    alive.push(SessionLocation { session, node });
+                    alive.push(SessionLocation {
+                        session,
+                        node: node.to_owned(),
+                        destinations,
+                    });
                 }
             }
             if !dead.is_empty() {
@@ -599,6 +583,7 @@ impl Registry for RedisRegistry {
                         user: user.to_owned(),
                         node: node.clone(),
                         connected_at,
+                        destinations: Vec::new(),
                     })
                 })
             })
@@ -645,30 +630,5 @@ impl Registry for RedisRegistry {
             withdraw.push(redis::Cmd::srem(self.keys.nodes(), node));
         }
         let _ = self.each::<()>(withdraw, "withdraw this node").await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_key_of_one_user_or_one_node_shares_its_hash_slot() {
-        let keys = Keys {
-            prefix: Arc::from("stomp:"),
-        };
-        let slot = |key: String| redis::cluster_routing::Slot::for_key(key);
-        assert_eq!(slot(keys.user("alice")), slot("{alice}".to_owned()));
-        assert_eq!(slot(keys.node("n1")), slot(keys.node_sessions("n1")));
-        assert_eq!(keys.user("alice"), "stomp:user:{alice}");
-    }
-
-    #[test]
-    fn a_node_list_entry_keeps_a_user_name_with_spaces() {
-        assert_eq!(
-            parse_node_entry("1733222400000 Ada Lovelace"),
-            Some((1_733_222_400_000, "Ada Lovelace"))
-        );
-        assert_eq!(parse_node_entry("garbage"), None);
     }
 }

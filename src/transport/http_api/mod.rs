@@ -318,7 +318,10 @@ mod tests {
     /// The API of an embedded node nobody is connected to.
     fn api(access: ApiAccess) -> BoxedFilter<(Response,)> {
         let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new("test", "127.0.0.1:0"));
-        let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(EmbeddedLimits::default()));
+        let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(
+            EmbeddedLimits::default(),
+            Default::default(),
+        ));
         let metrics = Metrics::default();
         let offline = MemoryOfflineStore::new(OfflineLimits::default(), Default::default());
         let dispatcher = Dispatcher::new(

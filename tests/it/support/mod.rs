@@ -99,6 +99,12 @@ impl TestRelay {
         TestRelay::launch(mode, flags, id, redis_prefix, turn)
     }
 
+    /// The routing key of `session`'s user destination `name` on this node,
+    /// as a service publishes to it (docs/clients.md).
+    pub fn session_key(&self, session: &str, name: &str) -> String {
+        format!("stomp.test-{}.{session}.{name}", self.id)
+    }
+
     /// A second cluster node beside `first`: same RabbitMQ, same Redis
     /// prefix, its own node id.
     pub fn start_beside(first: &TestRelay) -> TestRelay {
@@ -336,22 +342,6 @@ pub async fn publish_mandatory(
         .await
         .expect("confirm");
     confirmation.take_message().is_none()
-}
-
-/// Whether a message published to `amq.topic` with `key` finds a queue (a
-/// session's user-destination key does while the session lives).
-pub async fn topic_key_is_routed(key: &str) -> bool {
-    let (connection, channel) = amqp().await;
-    let routed = publish_mandatory(
-        &channel,
-        "amq.topic",
-        key,
-        b"probe",
-        lapin::BasicProperties::default(),
-    )
-    .await;
-    let _ = connection.close(200, "checked".into()).await;
-    routed
 }
 
 /// Whether RabbitMQ has the queue `name` (exclusive to another connection
