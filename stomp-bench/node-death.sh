@@ -3,7 +3,7 @@
 # (bindings) and when the node dies without a goodbye (kill -9).
 #
 # Usage:   stomp-bench/node-death.sh <relay-binary> [sessions]      (default 5000)
-#   e.g.   stomp-bench/node-death.sh /tmp/stomp-relay-before 5000
+#   e.g.   stomp-bench/node-death.sh target/release/stomp-relay 5000
 # Run it as a user that may run `rabbitmqctl` (root), on the machine of the
 # RabbitMQ broker (it reads the broker's beam.smp from /proc).
 #
@@ -21,7 +21,12 @@
 #      queue stomp.node.<id> disappears;
 #   6. cleans up: the client, the Redis keys of the node's prefix, and any
 #      queue or exchange named stomp.* that the relay declared in this run
-#      and that did not exist before (so RabbitMQ is left as it was found).
+#      and that did not exist before (so RabbitMQ is left as it was found;
+#      skipped, with a note, while another relay node's stomp.node.* queue
+#      is on the broker, since those objects may then be that node's).
+# The open-files limit is raised to 65536, or to the hard limit if lower.
+# Another client of the broker during a run (e.g. integration tests) skews
+# the CPU figures: `other_amqp_connections` says whether there was one.
 # Results are printed as `name: value` lines at the end.
 #
 # Environment (all optional): PORT (18081), CONCURRENCY (50 sessions set up at

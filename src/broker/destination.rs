@@ -112,7 +112,7 @@ pub enum DestinationError {
     ControlCharacter(String),
     #[error("destination {0:?} cannot be used with {1}")]
     WrongCommand(String, &'static str),
-    #[error("routing key {0:?} is another session's private key")]
+    #[error("routing key {0:?} is reserved for the relay's sessions (stomp.#)")]
     SessionKey(String),
     #[error(
         "destination {0:?} names a queue or exchange reserved for the relay or RabbitMQ (stomp.*, amq.*, amq.default)"
@@ -218,7 +218,7 @@ impl Destination {
                 Err(DestinationError::WrongCommand(text.to_owned(), "SUBSCRIBE"))
             }
             Destination::Topic { key } | Destination::Exchange { key, .. }
-                if SessionKey::parse(key).is_some() =>
+                if SessionKey::is_reserved(key) =>
             {
                 Err(DestinationError::SessionKey(key.clone()))
             }
@@ -234,7 +234,7 @@ impl Destination {
                 "SEND (send to /user/{username}/queue/{name})",
             )),
             Destination::Topic { key } | Destination::Exchange { key, .. }
-                if SessionKey::parse(key).is_some() =>
+                if SessionKey::is_reserved(key) =>
             {
                 Err(DestinationError::SessionKey(key.clone()))
             }
@@ -357,6 +357,22 @@ impl<'a> SessionKey<'a> {
     /// matches.
     pub fn node_binding(node: &str) -> String {
         format!("{SESSION_KEY_WORD}.{}.#", node_word(node))
+    }
+
+    /// The key of envelopes for `node`: deliveries to several of its
+    /// sessions in one message, which its one binding also matches.
+    pub fn envelope_key(node: &str) -> String {
+        format!("{SESSION_KEY_WORD}.{}", node_word(node))
+    }
+
+    /// Whether a routing key is of the relay's own, on `amq.topic` or the
+    /// users exchange: a session key or an envelope's, which no client
+    /// may publish or subscribe to.
+    pub fn is_reserved(routing_key: &str) -> bool {
+        routing_key == SESSION_KEY_WORD
+            || routing_key
+                .strip_prefix(SESSION_KEY_WORD)
+                .is_some_and(|rest| rest.starts_with('.'))
     }
 
     /// The binding that every session key of one session matches (its own
@@ -615,6 +631,20 @@ mod tests {
             destination.check_send(&text),
             Err(DestinationError::SessionKey(_))
         ));
+        for reserved in [
+            "/topic/stomp",
+            "/topic/stomp.n1",
+            "/exchange/amq.topic/stomp.x",
+        ] {
+            assert!(parse(reserved).check_send(reserved).is_err(), "{reserved}");
+            assert!(
+                parse(reserved).check_subscribe(reserved).is_err(),
+                "{reserved}"
+            );
+        }
+        for free in ["/topic/stompy", "/topic/x.stomp"] {
+            assert!(parse(free).check_send(free).is_ok(), "{free}");
+        }
         let own_exchange = format!("/exchange/{USERS_EXCHANGE}/{key}");
         assert_eq!(
             Destination::parse(&own_exchange),

@@ -157,6 +157,13 @@ impl OrderKey {
     }
 }
 
+/// A session as a message for it is addressed: its id and its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionAddress<'a> {
+    pub node: &'a str,
+    pub session: SessionId,
+}
+
 /// The broker's answer to one publish, to await once the publish was handed
 /// over: publishes are handed over in order and confirmed later, so that a
 /// sender has many in flight rather than one round trip each. Resolves when
@@ -543,6 +550,19 @@ pub trait Broker: Send + Sync + 'static {
         &self,
         order: OrderKey,
         target: PublishTarget,
+        message: Message,
+    ) -> Result<Confirm<()>, BrokerError>;
+
+    /// Hands `message` over for the user destination `name` of each of
+    /// `sessions`, after every earlier message handed over for the same
+    /// session, as [`Broker::publish`] does. What is ready at once for the
+    /// sessions of one node may travel together, as one message. The
+    /// [`Confirm`] resolves once the broker has taken every copy; a session
+    /// that has gone meanwhile, or does not listen there, does not get it.
+    async fn publish_to_sessions(
+        &self,
+        name: &str,
+        sessions: &[SessionAddress<'_>],
         message: Message,
     ) -> Result<Confirm<()>, BrokerError>;
 

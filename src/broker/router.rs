@@ -234,18 +234,16 @@ impl Router {
     /// subscriptions only, never a topic subscription.
     pub fn route(&self, exchange: &str, routing_key: &str) -> Route<'_> {
         if (exchange == USERS_EXCHANGE || exchange == TOPIC_EXCHANGE)
-            && let Some(key) = SessionKey::parse(routing_key)
+            && SessionKey::is_reserved(routing_key)
         {
-            let subscribers = self
-                .users
-                .get(key.name)
-                .and_then(|sessions| sessions.get(&key.session))
-                .map(|list| list.iter().collect())
-                .unwrap_or_default();
-            return Route {
-                destination: Arc::from(""),
-                subscribers,
-                to_session: true,
+            return match SessionKey::parse(routing_key) {
+                Some(key) => self.route_to_session(key.session, key.name),
+                // Not a session's: no subscriber's either.
+                None => Route {
+                    destination: Arc::from(""),
+                    subscribers: Vec::new(),
+                    to_session: true,
+                },
             };
         }
         if exchange == EVERYONE_EXCHANGE {
@@ -279,6 +277,22 @@ impl Router {
             destination,
             subscribers,
             to_session: false,
+        }
+    }
+
+    /// The subscriptions of `session` to its user destination `name`: where
+    /// a session key, or an envelope's delivery, goes.
+    pub fn route_to_session(&self, session: SessionId, name: &str) -> Route<'_> {
+        let subscribers = self
+            .users
+            .get(name)
+            .and_then(|sessions| sessions.get(&session))
+            .map(|list| list.iter().collect())
+            .unwrap_or_default();
+        Route {
+            destination: Arc::from(""),
+            subscribers,
+            to_session: true,
         }
     }
 

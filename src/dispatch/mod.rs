@@ -1,11 +1,13 @@
 //! Delivery to users: a user's live sessions from the registry, with the
-//! user destinations each listens to, then one confirmed publish to the key
-//! of each session that listens where the message goes
-//! (`stomp.{node}.{session}.{name}` on `stomp.users`), so that the answer
-//! says how many sessions it reached without asking RabbitMQ. Every publish
-//! of a dispatch is handed over before any confirm is awaited, so a
-//! dispatch to many sessions (or many users) waits for one confirm round
-//! trip, not one per session. Nothing reaches a session of anyone else. A message that reaches none of its user's sessions is kept
+//! user destinations each listens to, then the message handed to the broker
+//! for each session that listens where it goes
+//! ([`Broker::publish_to_sessions`]: on RabbitMQ, in one envelope per node
+//! with whatever else is ready for that node, or on the session's key), so
+//! that the answer says how many sessions it reached without asking
+//! RabbitMQ. Every delivery of a dispatch is handed over before any confirm
+//! is awaited, so a dispatch to many sessions (or many users) waits for one
+//! confirm round trip, not one per session. Nothing reaches a session of
+//! anyone else. A message that reaches none of its user's sessions is kept
 //! in the [`offline`] store when it asks to be, and dropped (and counted)
 //! when not.
 //!
@@ -25,10 +27,10 @@ use std::time::Duration;
 use futures_util::future::{Either, try_join_all};
 use tokio::sync::mpsc;
 
-use crate::broker::destination::{Destination, DestinationError, SessionKey, USERS_EXCHANGE};
+use crate::broker::destination::{Destination, DestinationError};
 use crate::broker::{
     Broker, BrokerError, Confirm, DispatchOutcome, DispatchRequest, Message, OFFLINE_ID_HEADER,
-    OrderKey, PublishTarget,
+    OrderKey, SessionAddress,
 };
 use crate::error::{Chain, ClientText};
 use crate::metrics::Metrics;
@@ -256,13 +258,14 @@ impl Dispatcher {
             sent.headers.set(OFFLINE_ID_HEADER, kept);
         }
         let handed_over = self.hand_over(&listening, name, &sent).await;
+        let listening = listening.len();
         // A request tried again finds what this try kept; anything else
         // would keep it anew.
         let forget_on_failure = request.is_none();
         let (dispatcher, user) = (self.clone(), user.to_owned());
         Ok(Either::Right(async move {
             let reached = match handed_over {
-                Ok(confirms) => reached(confirms).await,
+                Ok(confirm) => reached(confirm, listening).await,
                 Err(error) => Err(error),
             };
             let reached = match reached {
@@ -398,36 +401,38 @@ impl Dispatcher {
             .map(|_| ())
     }
 
-    /// Hands a publish to each session's key over to the broker, without
-    /// waiting for their confirms.
+    /// Hands `message` over to the broker for each session, without waiting
+    /// for its confirm.
     async fn hand_over(
         &self,
         sessions: &[&SessionLocation],
         name: &str,
         message: &Message,
-    ) -> Result<Vec<Confirm<()>>, BrokerError> {
-        let mut confirms = Vec::with_capacity(sessions.len());
-        for session in sessions {
-            let target = PublishTarget::Exchange {
-                exchange: USERS_EXCHANGE.to_owned(),
-                routing_key: SessionKey::new(&session.node, session.session, name).to_string(),
-            };
-            // Keyed by the receiving session, so that what it is sent keeps
-            // its order, and one dispatch spreads over the channels.
-            let confirm = self
-                .broker
-                .publish(OrderKey::of(&session.session), target, message.clone())
-                .await?;
-            confirms.push(confirm);
+    ) -> Result<Option<Confirm<()>>, BrokerError> {
+        if sessions.is_empty() {
+            return Ok(None);
         }
-        Ok(confirms)
+        let addresses: Vec<SessionAddress<'_>> = sessions
+            .iter()
+            .map(|session| SessionAddress {
+                node: &session.node,
+                session: session.session,
+            })
+            .collect();
+        self.broker
+            .publish_to_sessions(name, &addresses, message.clone())
+            .await
+            .map(Some)
     }
 }
 
 /// How many sessions a dispatch reached, once the broker has taken every
 /// copy.
-async fn reached(confirms: Vec<Confirm<()>>) -> Result<usize, BrokerError> {
-    Ok(try_join_all(confirms).await?.len())
+async fn reached(confirm: Option<Confirm<()>>, sessions: usize) -> Result<usize, BrokerError> {
+    if let Some(confirm) = confirm {
+        confirm.await?;
+    }
+    Ok(sessions)
 }
 
 /// The lane of a request: by its first user (broadcasts share lane 0).

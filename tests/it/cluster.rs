@@ -15,10 +15,16 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
+use prometheus_client::metrics::counter::Counter;
 use redis::AsyncCommands;
 use stomp_parser::{Command, Frame, Headers};
 use stomp_relay::broker::amqp::{AmqpBroker, AmqpSettings};
-use stomp_relay::broker::{Broker, Message, OrderKey, PublishTarget};
+use stomp_relay::broker::destination::Destination;
+use stomp_relay::broker::queue_options::QueueOptions;
+use stomp_relay::broker::{
+    AckMode, Broker, Message, OrderKey, Outbox, PublishTarget, SessionAddress, SlowConsumer,
+    SubscriptionSpec,
+};
 use stomp_relay::metrics::LinkMetrics;
 
 use crate::support::{
@@ -38,6 +44,11 @@ async fn publish_topic(
 
 /// The body of the next message on `queue`, taken with `basic.get`.
 async fn next_body(channel: &Channel, queue: &str) -> Vec<u8> {
+    next_message(channel, queue).await.data
+}
+
+/// The next message on `queue`, taken with `basic.get`.
+async fn next_message(channel: &Channel, queue: &str) -> lapin::message::Delivery {
     tokio::time::timeout(PATIENCE, async {
         loop {
             let got = channel
@@ -48,7 +59,7 @@ async fn next_body(channel: &Channel, queue: &str) -> Vec<u8> {
                 .await
                 .expect("basic.get");
             if let Some(message) = got {
-                return message.delivery.data;
+                return message.delivery;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -917,6 +928,111 @@ async fn delete_test_queue(channel: &Channel, queue: &str) {
         .queue_delete(queue.into(), QueueDeleteOptions::default())
         .await
         .expect("the test queue is deleted");
+}
+
+/// A user subscription of `session` to `name`, as a SUBSCRIBE makes it.
+fn user_subscription(name: &str) -> SubscriptionSpec {
+    let text = format!("/user/queue/{name}");
+    SubscriptionSpec {
+        id: "sub".into(),
+        destination_text: text.as_str().into(),
+        destination: Destination::parse(&text).expect("a user destination"),
+        ack: AckMode::Auto,
+        prefetch: None,
+        queue: QueueOptions::default(),
+    }
+}
+
+/// What is ready at once for several sessions of one node goes to it as one
+/// envelope: one AMQP message on the node's key, which the node unpacks. A
+/// session that left meanwhile does not get its part, and the node counts
+/// it; the others do.
+#[tokio::test]
+async fn an_envelope_reaches_the_sessions_still_there_and_counts_the_rest() {
+    let node = unique("test-broker");
+    let unclaimed = Counter::default();
+    let broker = AmqpBroker::connect(
+        &[AMQP_URL.to_owned()],
+        &node,
+        AmqpSettings::default(),
+        LinkMetrics::default(),
+        unclaimed.clone(),
+    )
+    .await
+    .expect("RabbitMQ answers on 127.0.0.1:5672");
+    // A probe beside the node queue: what RabbitMQ carries on the node's
+    // envelope key.
+    let (_connection, channel) = amqp().await;
+    let probe = unique("stomp-test.envelopes");
+    declare_test_queue(&channel, &probe).await;
+    channel
+        .queue_bind(
+            probe.as_str().into(),
+            "stomp.users".into(),
+            // The node's id has a dot, which its word writes `~`.
+            format!("stomp.{}", node.replace('.', "~")).as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("the probe is bound");
+
+    let sessions: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::new_v4()).collect();
+    let mut outboxes = Vec::new();
+    for &session in &sessions {
+        let (outbox, received, _alarm) =
+            Outbox::channel(16, SlowConsumer::Close, Counter::default());
+        broker.attach(session, outbox).await.expect("attached");
+        broker
+            .subscribe(session, &user_subscription("inbox"))
+            .await
+            .expect("subscribed");
+        outboxes.push(received);
+    }
+    // Gone between the registry's answer and the delivery.
+    broker.detach(sessions[2]).await;
+    let addresses: Vec<SessionAddress<'_>> = sessions
+        .iter()
+        .map(|&session| SessionAddress {
+            node: &node,
+            session,
+        })
+        .collect();
+    broker
+        .publish_to_sessions("inbox", &addresses, text("for each".into()))
+        .await
+        .expect("handed over")
+        .await
+        .expect("RabbitMQ took it");
+
+    for received in &outboxes[..2] {
+        let offered = tokio::time::timeout(PATIENCE, received.recv_async())
+            .await
+            .expect("delivered in time")
+            .expect("a delivery");
+        assert_eq!(&offered.delivery.message.body[..], b"for each");
+        assert_eq!(&*offered.delivery.destination, "/user/queue/inbox");
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while unclaimed.get() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the part for the session that left is counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let carried = next_message(&channel, &probe).await;
+    assert_eq!(
+        carried
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|t| t.as_str()),
+        Some("application/vnd.stomp-relay.envelope"),
+        "one message carried all three"
+    );
+    delete_test_queue(&channel, &probe).await;
+    broker.shutdown().await;
 }
 
 #[tokio::test]

@@ -261,7 +261,7 @@ async fn nobody_subscribes_to_another_sessions_user_key(mode: Mode) {
     ))
     .await;
     let error = eve.expect_error_then_close().await;
-    assert!(String::from_utf8_lossy(&error.body).contains("private key"));
+    assert!(String::from_utf8_lossy(&error.body).contains("reserved for the relay"));
 }
 
 async fn a_nack_redelivers_to_a_client_individual_subscription(mode: Mode) {

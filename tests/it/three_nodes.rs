@@ -217,8 +217,9 @@ async fn a_killed_node_leaves_presence_within_the_ttl_and_its_users_go_offline(
     drop(zed);
     let a = &cluster.nodes[0];
 
-    // Its session queue went with its AMQP connection: dispatch finds no
-    // one to take the message, even before the node's key expires.
+    // Dispatch takes the node for alive, and its session for reached, until
+    // the node's key expires (the TTL, 3 s here) and the others notice
+    // (within 1/15 of it).
     let path = format!("/api/v1/users/{user}/messages");
     let probe = serde_json::json!({"destination": "n", "body": "anyone?"});
     let offline = loop {
@@ -227,7 +228,7 @@ async fn a_killed_node_leaves_presence_within_the_ttl_and_its_users_go_offline(
             break sent;
         }
         assert!(
-            killed_at.elapsed() < Duration::from_secs(3),
+            killed_at.elapsed() < Duration::from_secs(4),
             "still delivered: {sent}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -15,6 +15,7 @@ use lapin::{Acker, Channel, Consumer};
 
 use super::acks::{Held, requeue};
 use super::connection::{open_channel, unavailable};
+use super::envelope::{self, Enclosed};
 use super::topology::{Existing, capped, exclusive_queue};
 use super::{
     BrokerError, DedicatedConsumer, Delivery, Inner, Message, SessionId, SessionState,
@@ -22,7 +23,7 @@ use super::{
 };
 use crate::broker::Alarm;
 use crate::broker::destination::{
-    EVERYONE_EXCHANGE, SessionKey, TOPIC_EXCHANGE, published_destination,
+    EVERYONE_EXCHANGE, SessionKey, TOPIC_EXCHANGE, USERS_EXCHANGE, published_destination,
 };
 use crate::broker::queue_options::StreamOffset;
 use crate::broker::router::{BindingKey, Subscriber};
@@ -79,6 +80,9 @@ async fn fan_out_deliveries(inner: Weak<Inner>, mut consumer: Consumer, _channel
 /// Hands one node-queue message to every subscription of this node it is
 /// for.
 fn fan_out_one(inner: &Inner, exchange: &str, routing_key: &str, message: Arc<Message>) {
+    if exchange == USERS_EXCHANGE && routing_key == inner.envelope_key {
+        return open_envelope(inner, &message.body);
+    }
     let router = inner.router.lock();
     let route = router.route(exchange, routing_key);
     if route.is_unclaimed() {
@@ -109,6 +113,48 @@ fn fan_out_one(inner: &Inner, exchange: &str, routing_key: &str, message: Arc<Me
                     &subscriber.subscription,
                     subscriber.needs_ack,
                     destination,
+                    message.clone(),
+                    false,
+                    inner.settings.session_queue_length,
+                );
+            }
+        }
+    }
+}
+
+/// Hands each delivery of an envelope to the subscriptions to its name of
+/// the session it is for; a session that has gone, or no longer listens
+/// there, does not get it (counted).
+fn open_envelope(inner: &Inner, body: &bytes::Bytes) {
+    let enclosed = match envelope::open(body) {
+        Ok(enclosed) => enclosed,
+        Err(error) => {
+            tracing::warn!(%error, "an envelope was dropped");
+            return;
+        }
+    };
+    let router = inner.router.lock();
+    let mut sessions = inner.sessions.lock();
+    for Enclosed {
+        name,
+        sessions: addressed,
+        message,
+    } in enclosed
+    {
+        for session in addressed {
+            let route = router.route_to_session(session, &name);
+            if route.is_unclaimed() {
+                inner.unclaimed.inc();
+                continue;
+            }
+            let Some(state) = sessions.get_mut(&session) else {
+                continue;
+            };
+            for &subscriber in &route.subscribers {
+                state.hold_and_offer(
+                    &subscriber.subscription,
+                    subscriber.needs_ack,
+                    route.destination_for(subscriber),
                     message.clone(),
                     false,
                     inner.settings.session_queue_length,

@@ -51,6 +51,8 @@ mod acks;
 mod connection;
 mod consumers;
 mod dispatch_queue;
+mod envelope;
+mod postman;
 pub mod properties;
 mod publisher;
 mod recovery;
@@ -67,16 +69,17 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
 use super::destination::{
-    Destination, EVERYONE_EXCHANGE, INBOUND_EXCHANGE, TOPIC_EXCHANGE, USERS_EXCHANGE,
+    Destination, EVERYONE_EXCHANGE, INBOUND_EXCHANGE, SessionKey, TOPIC_EXCHANGE, USERS_EXCHANGE,
 };
 use super::router::{self, BindingKey, Router};
 use super::{
     AckTag, Broker, BrokerError, Confirm, Delivery, DispatchOutcome, DispatchRequest, Message,
-    OrderKey, Outbox, PublishTarget, SessionId, Settlement, SubscriptionSpec,
+    OrderKey, Outbox, PublishTarget, SessionAddress, SessionId, Settlement, SubscriptionSpec,
 };
 use acks::{Held, Ledger, settle_at_source};
 use connection::{ChannelSlot, Link};
 use consumers::{Shown, subscriber_of};
+use postman::Postman;
 use publisher::{PublisherLane, confirmed};
 use topology::{Existing, KNOWN_EXCHANGES, exclusive_queue};
 
@@ -162,6 +165,10 @@ struct Inner {
     unclaimed: Counter,
     node_id: String,
     node_queue: String,
+    /// The key of envelopes for this node.
+    envelope_key: String,
+    /// Deliveries to sessions, grouped per node.
+    postman: Postman,
     /// Declares, binds and deletes.
     admin: ChannelSlot,
     /// Publisher lanes; an [`OrderKey`] picks one.
@@ -242,12 +249,15 @@ impl AmqpBroker {
         known.insert(format!("exchange:{INBOUND_EXCHANGE}"));
         known.insert(format!("exchange:{EVERYONE_EXCHANGE}"));
         known.insert(format!("exchange:{USERS_EXCHANGE}"));
+        let (postman, postman_task) = Postman::open();
         let inner = Arc::new(Inner {
             link,
             link_metrics,
             unclaimed,
             node_id: node_id.to_owned(),
             node_queue: format!("stomp.node.{node_id}"),
+            envelope_key: SessionKey::envelope_key(node_id),
+            postman,
             admin,
             publishers,
             consumers,
@@ -264,6 +274,7 @@ impl AmqpBroker {
         for lane in lanes {
             tokio::spawn(lane.run(Arc::downgrade(&inner)));
         }
+        tokio::spawn(postman_task.run(Arc::downgrade(&inner)));
         inner.link_metrics.connected.set(1);
         tokio::spawn(recovery::keep_connected(Arc::downgrade(&inner), events));
         Ok(AmqpBroker { inner })
@@ -455,6 +466,17 @@ impl Broker for AmqpBroker {
             .publish(&exchange, &routing_key, message)
             .await?;
         Ok(Confirm::later(confirmed(answer)))
+    }
+
+    async fn publish_to_sessions(
+        &self,
+        name: &str,
+        sessions: &[SessionAddress<'_>],
+        message: Message,
+    ) -> Result<Confirm<()>, BrokerError> {
+        self.inner.link.until_up().await?;
+        let answer = self.inner.postman.post(name, sessions, message).await?;
+        Ok(Confirm::later(postman::taken(answer)))
     }
 
     async fn publish_to_everyone(

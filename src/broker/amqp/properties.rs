@@ -69,6 +69,21 @@ pub fn to_amqp(headers: &Headers) -> BasicProperties {
 
 /// The STOMP message for an AMQP delivery's properties and body.
 pub fn from_amqp(properties: &BasicProperties, body: Vec<u8>) -> Message {
+    Message {
+        headers: headers_from_amqp(properties),
+        body: Bytes::from(body),
+    }
+}
+
+/// The headers a message has once carried as AMQP properties: what a
+/// session sees of it whether it came in a message of its own or in an
+/// envelope.
+pub fn as_carried(headers: &Headers) -> Headers {
+    headers_from_amqp(&to_amqp(headers))
+}
+
+/// The STOMP headers of AMQP properties.
+fn headers_from_amqp(properties: &BasicProperties) -> Headers {
     let mut headers = Headers::new();
     let mut text = |name: &str, value: &Option<ShortString>| {
         if let Some(value) = value {
@@ -115,10 +130,7 @@ pub fn from_amqp(properties: &BasicProperties, body: Vec<u8>) -> Message {
             }
         }
     }
-    Message {
-        headers,
-        body: Bytes::from(body),
-    }
+    headers
 }
 
 /// The destination prefixes a `reply-to` from AMQP may already have.

@@ -26,12 +26,14 @@ use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 
 use super::ack_ledger::{AckLedger, Settled};
-use super::destination::{Destination, EVERYONE_EXCHANGE, TOPIC_EXCHANGE};
+use super::destination::{
+    Destination, EVERYONE_EXCHANGE, SessionKey, TOPIC_EXCHANGE, USERS_EXCHANGE,
+};
 use super::router::{ExchangeKind, Router, Subscriber};
 use super::topic_pattern::TopicPattern;
 use super::{
     AckTag, Broker, BrokerError, Confirm, Message, Missing, OrderKey, Outbox, PublishTarget,
-    SessionId, Settlement, SubscriptionSpec,
+    SessionAddress, SessionId, Settlement, SubscriptionSpec,
 };
 use exchanges::{Published, QueueBinding, exchange_kind};
 use queues::{SharedQueue, consumed_queue};
@@ -285,6 +287,29 @@ impl Broker for EmbeddedBroker {
                     published_as: None,
                 };
                 state.enqueue(&name, queued, self.limits.max_queue_length);
+            }
+        }
+        Ok(Confirm::ready(()))
+    }
+
+    async fn publish_to_sessions(
+        &self,
+        name: &str,
+        sessions: &[SessionAddress<'_>],
+        message: Message,
+    ) -> Result<Confirm<()>, BrokerError> {
+        let message = Arc::new(message);
+        let mut state = self.state.lock();
+        for address in sessions {
+            let key = SessionKey::new(address.node, address.session, name).to_string();
+            let published = state.publish_to_exchange(
+                USERS_EXCHANGE,
+                &key,
+                message.clone(),
+                self.limits.max_queue_length,
+            );
+            if published == Published::Unclaimed {
+                self.unclaimed.inc();
             }
         }
         Ok(Confirm::ready(()))
