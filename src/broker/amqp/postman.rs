@@ -3,19 +3,25 @@
 //! confirm), not one message per session.
 //!
 //! Group commit, with no timer: one task takes every letter waiting now (a
-//! letter is one message for some sessions), sorts their deliveries by the
-//! node of each session, and publishes one envelope per node, capped in
-//! deliveries and bytes; a node with one delivery gets it on the session's
-//! own key, as a service would publish it. While those publishes are handed
-//! to RabbitMQ, the next letters gather. Everything for one node goes
-//! through one publisher lane, in the order the letters came, so that a
-//! session receives what one sender sent in the order it was sent. A
-//! letter's confirm comes once every publish that carries a part of it is
-//! confirmed.
+//! letter is one message for some sessions) and sorts their deliveries by
+//! the node of each session. A node with no envelope awaiting RabbitMQ's
+//! confirm gets what waits for it at once, as one envelope (capped in
+//! deliveries and bytes), or, for a single delivery, on the session's own
+//! key, as a service would publish it; while an envelope awaits its
+//! confirm, what comes for that node gathers for the next one. So an idle
+//! node's message goes without waiting, and under load the envelopes grow
+//! with it. Everything for one node goes through one publisher lane, in the
+//! order the letters came, so that a session receives what one sender sent
+//! in the order it was sent. A letter's confirm comes once every publish
+//! that carries a part of it is confirmed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,6 +42,10 @@ const TAKE_AT_ONCE: usize = 512;
 const MAX_DELIVERIES: usize = 1024;
 const MAX_BYTES: usize = 512 * 1024;
 
+/// Envelopes for one node awaiting their confirm, at most: past it, what
+/// comes for the node waits for the next envelope.
+const IN_FLIGHT_PER_NODE: usize = 1;
+
 /// The way letters reach the postman's task.
 pub(super) struct Postman {
     letters: mpsc::Sender<Letter>,
@@ -54,6 +64,25 @@ struct Content {
     sessions: Vec<(String, SessionId)>,
     message: Message,
 }
+
+/// What a node is sent of one letter: the letter's message, for those of
+/// its sessions that are there.
+struct Part {
+    letter: Arc<Content>,
+    sessions: Vec<SessionId>,
+    tally: SharedTally,
+}
+
+/// What waits for one node, and its envelopes awaiting their confirm.
+#[derive(Default)]
+struct Mailbag {
+    waiting: VecDeque<Part>,
+    in_flight: usize,
+}
+
+/// An envelope (or a single delivery) awaiting its confirm; resolves to
+/// the node it went to once the letters it carried are settled.
+type Confirming = Pin<Box<dyn Future<Output = String> + Send>>;
 
 /// The answer to one letter: once RabbitMQ has taken every part of it.
 pub(super) type Taken = oneshot::Receiver<Result<(), BrokerError>>;
@@ -111,12 +140,36 @@ pub(super) struct PostmanTask {
 impl PostmanTask {
     /// Delivers letters until the broker is dropped.
     pub(super) async fn run(mut self, inner: Weak<Inner>) {
+        let mut mailbags: HashMap<String, Mailbag> = HashMap::new();
+        let mut confirming: FuturesUnordered<Confirming> = FuturesUnordered::new();
         let mut batch = Vec::with_capacity(TAKE_AT_ONCE);
-        while self.letters.recv_many(&mut batch, TAKE_AT_ONCE).await > 0 {
+        loop {
+            let touched: Vec<String> = tokio::select! {
+                Some(node) = confirming.next(), if !confirming.is_empty() => {
+                    if let Some(mailbag) = mailbags.get_mut(&node) {
+                        mailbag.in_flight -= 1;
+                    }
+                    vec![node]
+                }
+                taken = self.letters.recv_many(&mut batch, TAKE_AT_ONCE) => {
+                    if taken == 0 {
+                        return;
+                    }
+                    sort(std::mem::take(&mut batch), &mut mailbags)
+                }
+            };
             let Some(inner) = inner.upgrade() else {
                 return;
             };
-            deliver(&inner, std::mem::take(&mut batch)).await;
+            for node in touched {
+                let Some(mailbag) = mailbags.get_mut(&node) else {
+                    continue;
+                };
+                send(&inner, &node, mailbag, &mut confirming).await;
+                if mailbag.waiting.is_empty() && mailbag.in_flight == 0 {
+                    mailbags.remove(&node);
+                }
+            }
         }
     }
 }
@@ -130,18 +183,6 @@ struct Tally {
 }
 
 type SharedTally = Arc<Mutex<Tally>>;
-
-impl Tally {
-    fn new(taken: oneshot::Sender<Result<(), BrokerError>>) -> SharedTally {
-        // One part for the delivery as a whole, settled once every
-        // publish carrying a part of it is handed over.
-        Arc::new(Mutex::new(Tally {
-            parts: 1,
-            failed: None,
-            taken: Some(taken),
-        }))
-    }
-}
 
 fn settle(tally: &SharedTally, outcome: &Result<(), BrokerError>) {
     let mut tally = tally.lock();
@@ -161,101 +202,105 @@ fn settle(tally: &SharedTally, outcome: &Result<(), BrokerError>) {
     }
 }
 
-/// The deliveries for one node: each letter's message, and which of its
-/// sessions are there.
-struct ForNode<'a> {
-    node: &'a str,
-    parts: Vec<(&'a Content, Vec<SessionId>, SharedTally)>,
-}
-
-/// Publishes a batch of letters: one envelope per node (or more, past the
-/// caps), a single delivery on its session's key.
-async fn deliver(inner: &Inner, letters: Vec<Letter>) {
-    let (contents, answers): (Vec<Content>, Vec<_>) = letters
-        .into_iter()
-        .map(|letter| (letter.content, letter.taken))
-        .unzip();
-    let mut tallies = Vec::with_capacity(contents.len());
-    let mut nodes: Vec<ForNode<'_>> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for (letter, taken) in contents.iter().zip(answers) {
-        let tally = Tally::new(taken);
-        for (node, session) in &letter.sessions {
-            let at = *index.entry(node.as_str()).or_insert_with(|| {
-                nodes.push(ForNode {
-                    node,
-                    parts: Vec::new(),
-                });
-                nodes.len() - 1
+/// Puts each letter's deliveries in the mailbag of each node, in the order
+/// the letters came; answers the nodes that got any.
+fn sort(letters: Vec<Letter>, mailbags: &mut HashMap<String, Mailbag>) -> Vec<String> {
+    let mut touched: Vec<String> = Vec::new();
+    for Letter { content, taken } in letters {
+        let tally = Arc::new(Mutex::new(Tally {
+            parts: 0,
+            failed: None,
+            taken: Some(taken),
+        }));
+        let mut by_node: Vec<(String, Vec<SessionId>)> = Vec::new();
+        for (node, session) in &content.sessions {
+            match by_node.iter_mut().find(|(known, _)| known == node) {
+                Some((_, sessions)) => sessions.push(*session),
+                None => by_node.push((node.clone(), vec![*session])),
+            }
+        }
+        tally.lock().parts = by_node.len();
+        let letter = Arc::new(content);
+        for (node, sessions) in by_node {
+            if !touched.contains(&node) {
+                touched.push(node.clone());
+            }
+            mailbags.entry(node).or_default().waiting.push_back(Part {
+                letter: letter.clone(),
+                sessions,
+                tally: tally.clone(),
             });
-            let parts = &mut nodes[at].parts;
-            match parts.last_mut() {
-                Some((last, sessions, _)) if std::ptr::eq(*last, letter) => sessions.push(*session),
-                _ => parts.push((letter, vec![*session], tally.clone())),
-            }
         }
-        tallies.push(tally);
     }
-    for for_node in nodes {
-        publish_for_node(inner, for_node).await;
-    }
-    for tally in &tallies {
-        settle(tally, &Ok(()));
-    }
+    touched
 }
 
-/// Publishes what a batch holds for one node, in order.
-async fn publish_for_node(inner: &Inner, for_node: ForNode<'_>) {
-    let lane = inner.publisher(OrderKey::of(&for_node.node));
+/// Sends what waits for `node`, while its envelopes in flight allow.
+async fn send(
+    inner: &Inner,
+    node: &str,
+    mailbag: &mut Mailbag,
+    confirming: &mut FuturesUnordered<Confirming>,
+) {
+    // With --routing session each session's queue is bound to its own
+    // keys only: no envelope reaches it, and none waits for another.
     let own_keys = inner.settings.user_keys == UserKeyBinding::SessionQueue;
-    let single = for_node.parts.len() == 1 && for_node.parts[0].1.len() == 1;
-    if own_keys || single {
-        // Each session's own key: with --routing session its queue is
-        // bound to its keys only.
-        for (letter, sessions, tally) in &for_node.parts {
-            for session in sessions {
-                let key = SessionKey::new(for_node.node, *session, &letter.name).to_string();
-                let answer = lane
-                    .publish(USERS_EXCHANGE, &key, letter.message.clone())
-                    .await;
-                confirm_later(answer, vec![tally.clone()]);
+    let lane = inner.publisher(OrderKey::of(&node));
+    while (own_keys || mailbag.in_flight < IN_FLIGHT_PER_NODE) && !mailbag.waiting.is_empty() {
+        let single = mailbag.waiting.len() == 1 && mailbag.waiting[0].sessions.len() == 1;
+        if own_keys || single {
+            let Some(part) = mailbag.waiting.pop_front() else {
+                return;
+            };
+            for session in &part.sessions {
+                let key = SessionKey::new(node, *session, &part.letter.name).to_string();
+                let message = part.letter.message.clone();
+                let answer = lane.publish(USERS_EXCHANGE, &key, message).await;
+                confirming.push(confirm_later(node, answer, vec![part.tally.clone()]));
+            }
+            // Its one part is settled by each publish's confirm.
+            part.tally.lock().parts += part.sessions.len() - 1;
+            mailbag.in_flight += part.sessions.len();
+            continue;
+        }
+        let mut envelope = Envelope::default();
+        let mut carried = Vec::new();
+        while let Some(part) = mailbag.waiting.front() {
+            let full = envelope.deliveries() + part.sessions.len() > MAX_DELIVERIES
+                || envelope.len() + part.letter.message.body.len() > MAX_BYTES;
+            if full && envelope.deliveries() > 0 {
+                break;
+            }
+            let Some(part) = mailbag.waiting.pop_front() else {
+                break;
+            };
+            match envelope.add(&part.letter.name, &part.sessions, &part.letter.message) {
+                Ok(()) => carried.push(part.tally),
+                Err(error) => {
+                    // Refused where it entered; should one come, it fails
+                    // alone.
+                    tracing::warn!(%error, "a message cannot go in an envelope");
+                    settle(&part.tally, &Err(BrokerError::refused(error.to_string())));
+                }
             }
         }
-        return;
-    }
-    let key = SessionKey::envelope_key(for_node.node);
-    let mut envelope = Envelope::default();
-    let mut carried: Vec<SharedTally> = Vec::new();
-    for (letter, sessions, tally) in &for_node.parts {
-        let full = envelope.deliveries() + sessions.len() > MAX_DELIVERIES
-            || envelope.len() + letter.message.body.len() > MAX_BYTES;
-        if full && envelope.deliveries() > 0 {
-            let sealed = std::mem::take(&mut envelope).seal();
-            let answer = lane.publish(USERS_EXCHANGE, &key, sealed).await;
-            confirm_later(answer, std::mem::take(&mut carried));
+        if envelope.deliveries() > 0 {
+            let key = SessionKey::envelope_key(node);
+            let answer = lane.publish(USERS_EXCHANGE, &key, envelope.seal()).await;
+            confirming.push(confirm_later(node, answer, carried));
+            mailbag.in_flight += 1;
         }
-        match envelope.add(&letter.name, sessions, &letter.message) {
-            Ok(()) => carried.push(tally.clone()),
-            Err(error) => {
-                // Refused where it entered; should one come, it fails alone.
-                tracing::warn!(%error, "a message cannot go in an envelope");
-                tally.lock().parts += 1;
-                settle(tally, &Err(BrokerError::refused(error.to_string())));
-            }
-        }
-    }
-    if envelope.deliveries() > 0 {
-        let answer = lane.publish(USERS_EXCHANGE, &key, envelope.seal()).await;
-        confirm_later(answer, carried);
     }
 }
 
 /// Settles the letters a publish carried once RabbitMQ has answered it.
-fn confirm_later(answer: Result<super::publisher::Answer, BrokerError>, tallies: Vec<SharedTally>) {
-    for tally in &tallies {
-        tally.lock().parts += 1;
-    }
-    tokio::spawn(async move {
+fn confirm_later(
+    node: &str,
+    answer: Result<super::publisher::Answer, BrokerError>,
+    tallies: Vec<SharedTally>,
+) -> Confirming {
+    let node = node.to_owned();
+    Box::pin(async move {
         let outcome = match answer {
             Ok(answer) => confirmed(answer).await,
             Err(error) => Err(error),
@@ -263,5 +308,6 @@ fn confirm_later(answer: Result<super::publisher::Answer, BrokerError>, tallies:
         for tally in &tallies {
             settle(tally, &outcome);
         }
-    });
+        node
+    })
 }
