@@ -152,7 +152,7 @@ impl QueueOptions {
 /// `durable:true` (or STOMP 1.0's `persistent:true`) on a SUBSCRIBE or
 /// UNSUBSCRIBE.
 pub fn asks_durable(headers: &Headers) -> bool {
-    headers.get("durable") == Some("true") || headers.get("persistent") == Some("true")
+    headers.boolean("durable") == Some(true) || headers.boolean("persistent") == Some(true)
 }
 
 /// The queue arguments among a frame's headers.

@@ -367,8 +367,8 @@ impl Session {
             StompCommand::Send => self.send(frame),
             StompCommand::Ack => self.settle(&frame, Settlement::Ack),
             StompCommand::Nack => {
-                let settlement = match frame.get("requeue") {
-                    Some("false") => Settlement::Discard,
+                let settlement = match frame.boolean("requeue") {
+                    Some(false) => Settlement::Discard,
                     _ => Settlement::Nack,
                 };
                 self.settle(&frame, settlement)

@@ -51,7 +51,7 @@ impl Session {
         let when_offline = match destination {
             Destination::User { .. } => {
                 headers.remove(PERSIST);
-                WhenOffline::from_persist(frame.get(PERSIST) == Some("true"))
+                WhenOffline::from_persist(frame.boolean(PERSIST) == Some(true))
             }
             _ => WhenOffline::Drop,
         };

@@ -166,6 +166,18 @@ impl Headers {
         self.get(name).is_some()
     }
 
+    /// The first header with this name read as a boolean, as RabbitMQ's
+    /// STOMP plugin reads one: `true` and `false`, and `True` and `False`
+    /// (Python clients write those); anything else, or no header, is
+    /// `None`.
+    pub fn boolean(&self, name: &str) -> Option<bool> {
+        match self.get(name)? {
+            "true" | "True" => Some(true),
+            "false" | "False" => Some(false),
+            _ => None,
+        }
+    }
+
     /// Appends a header after the existing ones (so an earlier one of the same
     /// name still wins).
     pub fn push(&mut self, name: &str, value: &str) {
@@ -295,10 +307,30 @@ impl Frame {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
     }
+
+    /// The first header with this name as a boolean ([`Headers::boolean`]).
+    pub fn boolean(&self, name: &str) -> Option<bool> {
+        self.headers.boolean(name)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_boolean_header_is_read_as_rabbitmq_reads_it() {
+        let frame = Frame::new(Command::Nack)
+            .header("a", "true")
+            .header("b", "False")
+            .header("c", "TRUE")
+            .header("d", "1");
+        assert_eq!(frame.boolean("a"), Some(true));
+        assert_eq!(frame.boolean("b"), Some(false));
+        assert_eq!(frame.boolean("c"), None);
+        assert_eq!(frame.boolean("d"), None);
+        assert_eq!(frame.boolean("missing"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -313,12 +313,15 @@ async fn a_nack_without_requeue_discards_the_message(mode: Mode) {
         let message = consumer.recv().await;
         let body = String::from_utf8_lossy(&message.body).into_owned();
         let ack = message.get("ack").unwrap().to_owned();
+        // `False` as Python clients (stomp.py) write it, read as RabbitMQ
+        // reads it.
+        let requeue = if body == "drop me" { "false" } else { "False" };
         let (command, headers) = if body == "keep me" {
             (Command::Ack, vec![("id", ack.as_str())])
         } else {
             (
                 Command::Nack,
-                vec![("id", ack.as_str()), ("requeue", "false")],
+                vec![("id", ack.as_str()), ("requeue", requeue)],
             )
         };
         consumer.send(frame(command, &headers)).await;

@@ -60,8 +60,10 @@ async fn read_dispatch_requests(
         };
         let user = take(&mut message, "stomp-user");
         let users = take(&mut message, "stomp-users");
-        let all = take(&mut message, "stomp-all").as_deref() == Some("true") || all;
-        let persist = take(&mut message, "stomp-persist").as_deref() == Some("true") || persist;
+        let all = message.headers.boolean("stomp-all") == Some(true) || all;
+        let persist = message.headers.boolean("stomp-persist") == Some(true) || persist;
+        take(&mut message, "stomp-all");
+        take(&mut message, "stomp-persist");
         let destination = take(&mut message, "stomp-destination");
         let users: Vec<String> = user
             .into_iter()
