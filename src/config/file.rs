@@ -43,6 +43,9 @@ pub enum FileError {
     },
 }
 
+/// The file's top level: keys and tables, each with where it stands.
+type Document = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
 /// The file's tables of settings, each key with where it stands.
 type Tables = BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>;
 
@@ -58,10 +61,29 @@ pub fn arguments(
         path: path.to_owned(),
         source,
     })?;
-    let tables: Tables = toml::from_str(&text).map_err(|source| FileError::Syntax {
+    let syntax = |source| FileError::Syntax {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    // A key outside any table is told where it belongs, rather than that
+    // the file's shape is wrong.
+    let document: Document = toml::from_str(&text).map_err(syntax)?;
+    if let Some((key, _)) = document
+        .iter()
+        .find(|(_, value)| !value.get_ref().is_table())
+    {
+        let reason = match option_named(command, key.get_ref()).and_then(table_of) {
+            Some(table) => format!("a key outside any table; it belongs in [{table}]"),
+            None => "a key outside any table (see stomp-relay --help)".to_owned(),
+        };
+        return Err(FileError::Key {
+            path: path.to_owned(),
+            line: line_of(&text, key.span().start),
+            key: key.get_ref().clone(),
+            reason,
+        });
+    }
+    let tables: Tables = toml::from_str(&text).map_err(syntax)?;
     let mut flags = Vec::new();
     for (table, settings) in &tables {
         for (key, value) in settings {
@@ -86,13 +108,16 @@ fn table_of(arg: &Arg) -> Option<String> {
     arg.get_help_heading().map(str::to_ascii_lowercase)
 }
 
+/// The option of the flag `--{name}` that a file may set.
+fn option_named<'a>(command: &'a Command, name: &str) -> Option<&'a Arg> {
+    command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(name) && table_of(arg).is_some())
+}
+
 /// The option `key` of `table`, or why there is none.
 fn find_option<'a>(command: &'a Command, table: &str, key: &str) -> Result<&'a Arg, String> {
-    let named = |name: &str| {
-        command
-            .get_arguments()
-            .find(|arg| arg.get_long() == Some(name) && table_of(arg).is_some())
-    };
+    let named = |name: &str| option_named(command, name);
     match named(key) {
         Some(arg) if table_of(arg).as_deref() == Some(table) => Ok(arg),
         Some(arg) => Err(format!(

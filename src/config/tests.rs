@@ -169,6 +169,13 @@ fn a_bad_file_is_refused_naming_the_key_and_its_line() {
     assert!(error.contains("it belongs in [limits]"), "{error}");
     let error = file_error("[nowhere]\nlisten = \"127.0.0.1:1\"\n");
     assert!(error.contains("belongs in [server]"), "{error}");
+    // A key outside any table gets the same hint, not TOML's "expected a
+    // map".
+    let error = file_error("# node\n\nlisten = \"127.0.0.1:1\"\n[limits]\n");
+    assert!(error.contains("line 3: listen"), "{error}");
+    assert!(error.contains("belongs in [server]"), "{error}");
+    let error = file_error("whatever = 1\n");
+    assert!(error.contains("outside any table"), "{error}");
     let error = file_error("[server]\nlisten = [\"127.0.0.1:1\"]\n");
     assert!(error.contains("not a list"), "{error}");
     let error = file_error("[server]\nhttp2 = \"yes\"\n");

@@ -278,10 +278,16 @@ impl CommandRunner {
                 }
                 Command::Unregister => {
                     node.sessions.remove(session);
-                    if let Some(record) = record
-                        && let Err(error) = node.registry.unregister(&record).await
-                    {
-                        tracing::warn!(%session, %error, "could not unregister the session");
+                    // A session that ended while Redis was away leaves
+                    // presence once Redis is back.
+                    if let Some(record) = record {
+                        let registry = node.registry.clone();
+                        let failed = "cannot unregister the session: presence lists it until this node stops";
+                        now_or_later(session, failed, move || {
+                            let (registry, record) = (registry.clone(), record.clone());
+                            async move { registry.unregister(&record).await }
+                        })
+                        .await;
                     }
                     Event::Done(Ok(()))
                 }
@@ -382,33 +388,45 @@ fn failed(error: impl Failure) -> Confirming {
     Box::pin(std::future::ready(Event::Done(Err(rejection(error)))))
 }
 
-/// How long a node keeps trying to forget delivered kept messages when the
-/// store cannot answer (Redis restarting).
-const FORGET_PATIENCE: Duration = Duration::from_secs(120);
+/// How long a node keeps trying what Redis must learn when a session
+/// ends or delivers (Redis restarting, or away).
+const REDIS_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Runs `attempt` now; when Redis cannot answer, again in the background,
+/// with growing waits, for [`REDIS_PATIENCE`], rather than make the session
+/// wait for it. `failed` says in the log what a last failure leaves.
+async fn now_or_later<F, Fut, E>(session: SessionId, failed: &'static str, attempt: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::error::Error + Send + 'static,
+{
+    if attempt().await.is_ok() {
+        return;
+    }
+    tokio::spawn(async move {
+        if let Err(error) = retry::within("Redis", REDIS_PATIENCE, attempt).await {
+            tracing::warn!(%session, error = %Chain(&error), "{failed}");
+        }
+    });
+}
 
 /// Forgets kept messages `session` delivered. One not forgotten comes
 /// again, as redelivered, the next time its user reads the store: at least
-/// once, never lost. So a store that cannot answer now is asked again, for
-/// a while, in the background, rather than the session wait for it.
+/// once, never lost.
 async fn forget_offline(
     dispatcher: &Dispatcher,
     session: SessionId,
     user: String,
     ids: Vec<String>,
 ) {
-    if dispatcher.offline().forget(&user, &ids).await.is_ok() {
-        return;
-    }
     let dispatcher = dispatcher.clone();
-    tokio::spawn(async move {
-        let forgotten = retry::within("Redis", FORGET_PATIENCE, || {
-            dispatcher.offline().forget(&user, &ids)
-        })
-        .await;
-        if let Err(error) = forgotten {
-            tracing::warn!(%session, %user, %error, "cannot forget delivered kept messages: they will come again");
-        }
-    });
+    let failed = "cannot forget delivered kept messages: they will come again";
+    now_or_later(session, failed, move || {
+        let (dispatcher, user, ids) = (dispatcher.clone(), user.clone(), ids.clone());
+        async move { dispatcher.offline().forget(&user, &ids).await }
+    })
+    .await;
 }
 
 /// Ends the other sessions of `user`, wherever they are. A failure leaves

@@ -185,6 +185,51 @@ async fn after_redis_restarts_empty_the_node_registers_its_sessions_again() {
     drop(redis);
 }
 
+/// A session that ends while Redis is away leaves presence once Redis is
+/// back with what it held: its node tries the unregister again.
+#[tokio::test]
+async fn a_session_that_ends_while_redis_is_away_leaves_presence_when_it_is_back() {
+    let _turn = SharedTurn::take();
+    let dir = std::env::temp_dir().join(format!(
+        "stomp-relay-redis-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("a directory for Redis");
+    let mut redis = OwnRedis::start_durable(free_port(), &dir);
+    let node = {
+        let redis_url = redis.url();
+        tokio::task::spawn_blocking(move || {
+            NodeProcess::start(
+                "unregister-later",
+                &["--amqp-url", support::AMQP_URL, "--redis-url", &redis_url],
+            )
+        })
+        .await
+        .expect("the node starts")
+    };
+    let mut alice = StompClient::connect(&node, Some("alice")).await;
+    alice.subscribe("n", "/user/queue/n", "auto").await;
+    assert_eq!(sessions_of(&node, "alice").await, Ok(1));
+
+    redis.stop();
+    drop(alice);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Back with everything it had, alice's entry included.
+    redis.restart();
+    // The node tries again with growing waits (1, 2, 4, 8 s ...).
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while sessions_of(&node, "alice").await != Ok(0) {
+        assert!(
+            Instant::now() < deadline,
+            "alice's ended session is still present"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(node);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `/readyz`'s status.
 async fn readiness(node: &NodeProcess) -> u16 {
     support::http(node, "GET", "/readyz", &[], "").await.status
