@@ -494,7 +494,7 @@ impl BrokerError {
     pub fn client_text(&self) -> Cow<'_, str> {
         match self {
             BrokerError::NotFound { kind, name, .. } => {
-                Cow::Owned(format!("NOT_FOUND - no {kind} '{name}' in vhost '/'"))
+                Cow::Owned(format!("no {kind} '{name}' in vhost '/'"))
             }
             BrokerError::Refused { reason, .. } => Cow::Borrowed(reason),
             BrokerError::Unavailable { .. } => Cow::Borrowed("the message broker is unavailable"),
@@ -630,10 +630,7 @@ mod tests {
             "the message broker could not publish: connection reset by 10.0.0.7"
         );
         let missing = BrokerError::not_found(Missing::Queue, "jobs");
-        assert_eq!(
-            missing.client_text(),
-            "NOT_FOUND - no queue 'jobs' in vhost '/'"
-        );
+        assert_eq!(missing.client_text(), "no queue 'jobs' in vhost '/'");
     }
 
     #[test]

@@ -296,6 +296,13 @@ pub struct ConnectionOptions {
     /// older sessions get an ERROR saying why and are closed).
     #[arg(long, env = "STOMP_RELAY_SECOND_LOGIN", value_enum, default_value_t = SecondLogin::Allow)]
     pub second_login: SecondLogin,
+
+    /// The virtual host clients connect to, in RabbitMQ's form: a CONNECT
+    /// whose host header names another one (it begins with '/') is refused
+    /// as RabbitMQ refuses it; any other host (a DNS name, which some
+    /// clients send) is accepted.
+    #[arg(long, env = "STOMP_RELAY_VIRTUAL_HOST", default_value = "/")]
+    pub virtual_host: String,
 }
 
 /// What one session may send, hold and ask for.

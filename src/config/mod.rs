@@ -203,6 +203,7 @@ impl From<Cli> for Config {
                 max_transactions: limits.max_transactions,
                 max_transaction_frames: limits.max_transaction_frames,
                 replace_older_logins: connections.second_login == SecondLogin::Replace,
+                virtual_host: connections.virtual_host,
             },
             auth,
             api_token: server.api_token.filter(|token| !token.is_empty()),

@@ -98,6 +98,8 @@ pub struct ConnectRequest {
     pub passcode: Option<String>,
     /// An `Authorization` header (a bearer token with `--auth jwt`).
     pub authorization: Option<String>,
+    /// `host`: a virtual host in RabbitMQ's form (`/...`), or a DNS name.
+    pub host: Option<String>,
 }
 
 impl ConnectRequest {
@@ -134,6 +136,7 @@ impl ConnectRequest {
                 .get("authorization")
                 .or_else(|| frame.get("Authorization"))
                 .map(str::to_owned),
+            host: frame.get("host").map(str::to_owned),
         })
     }
 }
@@ -161,9 +164,14 @@ impl Session {
     /// meanwhile.
     pub(super) fn connect(&mut self, frame: &Frame) -> Result<(), SessionError> {
         let request = ConnectRequest::read(frame)?;
+        // Told once the login is checked, as RabbitMQ checks them.
+        let denied_host = request
+            .host
+            .filter(|host| host.starts_with('/') && *host != self.context.settings.virtual_host);
         self.state = State::Connecting {
             version: request.version,
             heart_beat: HeartBeat::negotiate(request.heart_beat, self.context.settings.heart_beat),
+            denied_host,
         };
         // Before anything is attached or registered: a refused login leaves
         // no trace.
@@ -182,6 +190,7 @@ impl Session {
         let State::Connecting {
             version,
             heart_beat,
+            ..
         } = self.state
         else {
             return;

@@ -11,9 +11,10 @@ use crate::broker::queue_options::InvalidQueueHeader;
 /// STOMP requires after an ERROR frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
-    #[error("malformed frame: {0}")]
+    #[error("{}", malformed_text(.0))]
     Malformed(#[from] ParseError),
-    #[error("the first frame must be CONNECT or STOMP, not {0}")]
+    /// RabbitMQ's words.
+    #[error("You must log in using CONNECT first")]
     NotConnected(Command),
     #[error("this session is already connected")]
     AlreadyConnected,
@@ -30,7 +31,7 @@ pub enum SessionError {
     },
     /// RabbitMQ's words: a SEND may not claim to come from another user.
     #[error(
-        "PRECONDITION_FAILED - user_id property set to '{claimed}' but authenticated user was '{}'",
+        "user_id property set to '{claimed}' but authenticated user was '{}'",
         .user.as_deref().unwrap_or_default()
     )]
     UserIdMismatch {
@@ -68,9 +69,10 @@ pub enum SessionError {
     DuplicateTransaction(String),
     #[error("there is no transaction {0:?} in this session")]
     UnknownTransaction(String),
-    #[error("a session may have at most {0} open transactions")]
+    /// RabbitMQ's words, with the relay's limits.
+    #[error("Too many concurrent transactions (limit {0})")]
     TooManyTransactions(usize),
-    #[error("a transaction may hold at most {0} frames")]
+    #[error("Too many actions in transaction (limit {0})")]
     TransactionTooLarge(usize),
     /// A service the session needed failed (the client's frame was fine).
     /// The client reads `text`, short and stable; the cause goes to the
@@ -107,8 +109,11 @@ pub enum SessionError {
     MessageTooLarge(usize),
     #[error("a frame was begun and not finished within {0} seconds")]
     FrameTimeout(u64),
-    #[error("authentication failed: {0}")]
+    #[error("{}", auth_text(.0))]
     Auth(#[from] AuthError),
+    /// RabbitMQ's words: the relay serves one virtual host.
+    #[error("Virtual host '{0}' access denied")]
+    VirtualHostDenied(String),
     #[error(
         "user {0:?} logged in again elsewhere; this older session is closed (second-login: replace)"
     )]
@@ -145,8 +150,24 @@ pub enum Service {
 /// RabbitMQ's words for a missing `destination`; ours for the rest.
 fn missing_header_text(command: Command, header: &str) -> String {
     match header {
-        "destination" => format!("\"{command}\" must include a 'destination' header"),
+        "destination" => format!("'{command}' must include a 'destination' header"),
         _ => format!("{command} needs a '{header}' header"),
+    }
+}
+
+/// RabbitMQ's words for a command STOMP does not have; ours for the rest.
+fn malformed_text(error: &ParseError) -> String {
+    match error {
+        ParseError::UnknownCommand(command) => format!("Could not interpret command {command:?}"),
+        other => format!("malformed frame: {other}"),
+    }
+}
+
+/// RabbitMQ's words for a refused login; ours for what it does not check.
+fn auth_text(error: &AuthError) -> String {
+    match error {
+        AuthError::BadPassword(_) => error.to_string(),
+        other => format!("authentication failed: {other}"),
     }
 }
 
@@ -161,8 +182,10 @@ impl SessionError {
     /// The short `message` header of the ERROR frame; the body says more.
     pub fn summary(&self) -> &'static str {
         match self {
+            SessionError::Malformed(ParseError::UnknownCommand(_)) => "Bad command",
             SessionError::Malformed(_) => "malformed frame received",
-            SessionError::NotConnected(_) | SessionError::AlreadyConnected => "protocol error",
+            SessionError::NotConnected(_) => "Illegal command",
+            SessionError::AlreadyConnected => "protocol error",
             SessionError::ServerCommand(_) => "unexpected frame",
             SessionError::UnsupportedVersion(_) => "Version mismatch",
             // Where RabbitMQ's STOMP plugin has the same error, its words.
@@ -172,7 +195,7 @@ impl SessionError {
             } => "Missing destination",
             SessionError::MissingHeader { .. } => "Missing header",
             SessionError::DurableWithoutId => "Missing Header",
-            SessionError::UserIdMismatch { .. } => "precondition_failed",
+            SessionError::UserIdMismatch { .. } => "access_refused",
             SessionError::InvalidHeader { .. }
             | SessionError::NotAllowedHeader { .. }
             | SessionError::UnportableHeader { .. } => "Invalid header",
@@ -182,13 +205,12 @@ impl SessionError {
             SessionError::DuplicateSubscription(_) => "Duplicated subscription identifier",
             SessionError::UnknownSubscription(_) => "No subscription found",
             SessionError::TooManySubscriptions(_) => "too many subscriptions",
-            SessionError::UnknownAck(_) => "unknown message id",
+            SessionError::UnknownAck(_) => "Message not found",
             SessionError::DuplicateTransaction(_) | SessionError::UnknownTransaction(_) => {
-                "invalid transaction"
+                "Bad transaction"
             }
-            SessionError::TooManyTransactions(_) | SessionError::TransactionTooLarge(_) => {
-                "transaction limit"
-            }
+            SessionError::TooManyTransactions(_) => "Transaction limit exceeded",
+            SessionError::TransactionTooLarge(_) => "Transaction too large",
             SessionError::Service {
                 summary: Some(summary),
                 ..
@@ -211,7 +233,7 @@ impl SessionError {
             SessionError::SubscriptionCancelled { .. } => "Server cancelled subscription",
             SessionError::ShuttingDown => "server shutting down",
             SessionError::Replaced(_) => "session replaced",
-            SessionError::Auth(_) => "Bad CONNECT",
+            SessionError::Auth(_) | SessionError::VirtualHostDenied(_) => "Bad CONNECT",
             SessionError::TooManyFrames(_) => "too many frames",
             SessionError::TooManyUnacked(_) => "too many unacknowledged messages",
             SessionError::FrameTimeout(_) => "frame timeout",
@@ -220,10 +242,33 @@ impl SessionError {
         }
     }
 
+    /// Whether the body ends with a newline: RabbitMQ's bodies end as its
+    /// plugin writes them (some with `~n`, some not), ours with one.
+    fn ends_with_newline(&self) -> bool {
+        !matches!(
+            self,
+            SessionError::NotConnected(_)
+                | SessionError::UserIdMismatch { .. }
+                | SessionError::DuplicateSubscription(_)
+                | SessionError::DurableWithoutId
+                | SessionError::Auth(AuthError::BadPassword(_))
+                | SessionError::VirtualHostDenied(_)
+                | SessionError::TooManyTransactions(_)
+                | SessionError::TransactionTooLarge(_)
+                | SessionError::Service {
+                    summary: Some("not_found"),
+                    ..
+                }
+        )
+    }
+
     /// The ERROR frame for this error; `receipt_id` is the `receipt` of the
     /// frame that caused it, if it had one.
     pub fn to_frame(&self, receipt_id: Option<&str>) -> Frame {
-        let body = format!("{self}\n");
+        let body = match self.ends_with_newline() {
+            true => format!("{self}\n"),
+            false => self.to_string(),
+        };
         let mut frame = Frame::new(Command::Error)
             .header("message", self.summary())
             .header("content-type", "text/plain")
@@ -254,8 +299,66 @@ mod tests {
         assert_eq!(frame.get("receipt-id"), Some("r-1"));
         assert_eq!(
             &frame.body[..],
-            b"\"SEND\" must include a 'destination' header\n"
+            b"'SEND' must include a 'destination' header\n"
         );
         assert_eq!(frame.get("content-length"), Some("43"));
+    }
+
+    #[test]
+    fn where_rabbitmq_has_the_same_error_its_words_and_its_line_ends() {
+        let body = |error: SessionError| {
+            let frame = error.to_frame(None);
+            (
+                frame.get("message").unwrap_or_default().to_owned(),
+                String::from_utf8_lossy(&frame.body).into_owned(),
+            )
+        };
+        let cases = [
+            (
+                SessionError::Auth(AuthError::BadPassword("x".into())),
+                "Bad CONNECT",
+                "Access refused for user 'x'",
+            ),
+            (
+                SessionError::DuplicateSubscription("1".into()),
+                "Duplicated subscription identifier",
+                "A subscription identified by 'T_1' already exists.",
+            ),
+            (
+                SessionError::Malformed(ParseError::UnknownCommand("FOO".into())),
+                "Bad command",
+                "Could not interpret command \"FOO\"\n",
+            ),
+            (
+                SessionError::NotConnected(Command::Send),
+                "Illegal command",
+                "You must log in using CONNECT first",
+            ),
+            (
+                SessionError::UserIdMismatch {
+                    claimed: "bob".into(),
+                    user: Some("guest".into()),
+                },
+                "access_refused",
+                "user_id property set to 'bob' but authenticated user was 'guest'",
+            ),
+            (
+                SessionError::TooManyTransactions(16),
+                "Transaction limit exceeded",
+                "Too many concurrent transactions (limit 16)",
+            ),
+            (
+                SessionError::Service {
+                    service: Service::Broker,
+                    summary: Some("not_found"),
+                    text: "no exchange 'x' in vhost '/'".into(),
+                },
+                "not_found",
+                "no exchange 'x' in vhost '/'",
+            ),
+        ];
+        for (error, message, text) in cases {
+            assert_eq!(body(error), (message.to_owned(), text.to_owned()));
+        }
     }
 }

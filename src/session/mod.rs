@@ -90,6 +90,8 @@ enum State {
     Connecting {
         version: Version,
         heart_beat: HeartBeat,
+        /// The virtual host CONNECT named, when it is not the node's.
+        denied_host: Option<String>,
     },
     Connected(Connected),
     /// An ERROR or DISCONNECT waits for the work before it; no more frames

@@ -39,6 +39,15 @@ impl Session {
                 }
                 return self.close_now(Some(rejection));
             }
+            Event::Authenticated(Ok(_))
+                if let State::Connecting {
+                    denied_host: Some(host),
+                    ..
+                } = &self.state =>
+            {
+                let denied = SessionError::VirtualHostDenied(host.clone());
+                return self.close_now(Some(denied.into()));
+            }
             Event::Authenticated(Ok(identity)) => self.connect_as(identity),
             Event::Authenticated(Err(error)) => {
                 return self.close_now(Some(SessionError::Auth(error).into()));

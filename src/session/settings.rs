@@ -20,6 +20,8 @@ pub struct SessionSettings {
     /// A new login of a user ends the user's older sessions
     /// (`--second-login replace`).
     pub replace_older_logins: bool,
+    /// The one virtual host a CONNECT may name (`--virtual-host`).
+    pub virtual_host: String,
 }
 
 impl Default for SessionSettings {
@@ -31,6 +33,7 @@ impl Default for SessionSettings {
             max_transactions: 16,
             max_transaction_frames: 1024,
             replace_older_logins: false,
+            virtual_host: "/".to_owned(),
         }
     }
 }

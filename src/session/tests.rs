@@ -178,6 +178,37 @@ fn a_refused_login_is_an_error_and_leaves_nothing_to_undo() {
 }
 
 #[test]
+fn a_virtual_host_of_rabbitmq_s_form_must_be_the_node_s_and_a_dns_name_is_taken() {
+    for (host, refused) in [("/other", true), ("/", false), ("relay.example.com", false)] {
+        let mut harness = Harness::new();
+        harness.frame(frame(
+            Stomp::Connect,
+            &[
+                ("accept-version", "1.2"),
+                ("login", "alice"),
+                ("host", host),
+            ],
+        ));
+        let (authenticate, _) = only(harness.commands());
+        harness.complete(
+            authenticate,
+            Event::Authenticated(Ok(Some(Identity::named("alice")))),
+        );
+        let outputs = harness.outputs();
+        match &outputs[..] {
+            [Output::Close(Some(rejection))] => {
+                assert!(refused, "{host}");
+                let error = rejection.error.to_frame(None);
+                assert_eq!(error.get("message"), Some("Bad CONNECT"));
+                assert_eq!(&error.body[..], b"Virtual host '/other' access denied");
+                assert!(harness.session.close().is_empty());
+            }
+            _ => assert!(!refused, "{host}: {outputs:?}"),
+        }
+    }
+}
+
+#[test]
 fn a_frame_before_connect_is_rejected_with_its_receipt() {
     let mut harness = Harness::new();
     harness.frame(frame(
@@ -400,7 +431,7 @@ fn a_failed_command_ends_the_session_at_once_with_the_frame_s_receipt() {
     let error = SessionError::Service {
         service: Service::Broker,
         summary: Some("not_found"),
-        text: "NOT_FOUND - no queue 'missing' in vhost '/'".into(),
+        text: "no queue 'missing' in vhost '/'".into(),
     };
     harness.complete(sends[0].0, Event::Done(Err(error.into())));
     let outputs = harness.outputs();
