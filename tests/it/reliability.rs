@@ -138,22 +138,23 @@ async fn sessions_of(node: &NodeProcess, user: &str) -> Result<usize, u16> {
     Ok(answer.json()["sessions"].as_array().map_or(0, Vec::len))
 }
 
+/// A node on the shared RabbitMQ and the Redis at `redis_url`.
+async fn node_on_redis(name: &'static str, redis_url: String) -> NodeProcess {
+    tokio::task::spawn_blocking(move || {
+        NodeProcess::start(
+            name,
+            &["--amqp-url", support::AMQP_URL, "--redis-url", &redis_url],
+        )
+    })
+    .await
+    .expect("the node starts")
+}
+
 #[tokio::test]
 async fn after_redis_restarts_empty_the_node_registers_its_sessions_again() {
     let _turn = SharedTurn::take();
     let mut redis = OwnRedis::start(free_port());
-    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
-    let node = {
-        let redis_url = redis_url.clone();
-        tokio::task::spawn_blocking(move || {
-            NodeProcess::start(
-                "redis-restart",
-                &["--amqp-url", support::AMQP_URL, "--redis-url", &redis_url],
-            )
-        })
-        .await
-        .expect("the node starts")
-    };
+    let node = node_on_redis("redis-restart", redis.url()).await;
     let mut alice = StompClient::connect(&node, Some("alice")).await;
     alice.subscribe("n", "/user/queue/n", "auto").await;
     assert_eq!(sessions_of(&node, "alice").await, Ok(1));
@@ -196,17 +197,7 @@ async fn a_session_that_ends_while_redis_is_away_leaves_presence_when_it_is_back
     ));
     std::fs::create_dir_all(&dir).expect("a directory for Redis");
     let mut redis = OwnRedis::start_durable(free_port(), &dir);
-    let node = {
-        let redis_url = redis.url();
-        tokio::task::spawn_blocking(move || {
-            NodeProcess::start(
-                "unregister-later",
-                &["--amqp-url", support::AMQP_URL, "--redis-url", &redis_url],
-            )
-        })
-        .await
-        .expect("the node starts")
-    };
+    let node = node_on_redis("unregister-later", redis.url()).await;
     let mut alice = StompClient::connect(&node, Some("alice")).await;
     alice.subscribe("n", "/user/queue/n", "auto").await;
     assert_eq!(sessions_of(&node, "alice").await, Ok(1));

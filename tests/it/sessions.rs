@@ -597,6 +597,7 @@ async fn error_cases_close_only_the_offending_connection(mode: Mode) {
         (b"CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:1\ndestination:/amq/queue/absent\n\n\0".to_vec(), "not_found", "no queue 'absent' in vhost '/'"),
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/exchange/absent.x/k\n\n\0".to_vec(), "not_found", "no exchange 'absent.x' in vhost '/'"),
         (b"CONNECT\naccept-version:1.2\nheart-beat:x\n\n\0".to_vec(), "Invalid header", "heart-beat"),
+        (b"CONNECT\naccept-version:1.2\nhost:/other\n\n\0".to_vec(), "Bad CONNECT", "Virtual host '/other' access denied"),
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a\nmessage-id:1\n\n\0".to_vec(), "Invalid header", "'message-id' is not allowed on 'SEND'."),
         (b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a\nbad\\qescape:1\n\n\0".to_vec(), "malformed frame received", "escape"),
     ];

@@ -3,6 +3,7 @@
 //! matched to that session's subscriptions only; and dedicated consumers,
 //! one per queue or exchange subscription.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -26,7 +27,7 @@ use crate::broker::destination::{
     EVERYONE_EXCHANGE, SessionKey, TOPIC_EXCHANGE, USERS_EXCHANGE, published_destination,
 };
 use crate::broker::queue_options::StreamOffset;
-use crate::broker::router::{BindingKey, Subscriber};
+use crate::broker::router::{BindingKey, Route, Subscriber};
 
 /// Node-queue messages RabbitMQ may have handed to this node before it
 /// acknowledges them; the fan-out acknowledges every [`ACK_EVERY`].
@@ -85,22 +86,8 @@ fn fan_out_one(inner: &Inner, exchange: &str, routing_key: &str, message: Arc<Me
     }
     let router = inner.router.lock();
     let route = router.route(exchange, routing_key);
-    if route.is_unclaimed() {
-        inner.unclaimed.inc();
-    }
     let mut sessions = inner.sessions.lock();
-    for &subscriber in &route.subscribers {
-        if let Some(state) = sessions.get_mut(&subscriber.session) {
-            state.hold_and_offer(
-                &subscriber.subscription,
-                subscriber.needs_ack,
-                route.destination_for(subscriber),
-                message.clone(),
-                false,
-                inner.settings.session_queue_length,
-            );
-        }
-    }
+    offer(inner, &mut sessions, &route, &message);
     // With `--routing session` user subscriptions are bound in their
     // session queue's router, not the node's.
     if exchange == EVERYONE_EXCHANGE && inner.settings.user_keys == UserKeyBinding::SessionQueue {
@@ -143,23 +130,32 @@ fn open_envelope(inner: &Inner, body: &bytes::Bytes) {
     {
         for session in addressed {
             let route = router.route_to_session(session, &name);
-            if route.is_unclaimed() {
-                inner.unclaimed.inc();
-                continue;
-            }
-            let Some(state) = sessions.get_mut(&session) else {
-                continue;
-            };
-            for &subscriber in &route.subscribers {
-                state.hold_and_offer(
-                    &subscriber.subscription,
-                    subscriber.needs_ack,
-                    route.destination_for(subscriber),
-                    message.clone(),
-                    false,
-                    inner.settings.session_queue_length,
-                );
-            }
+            offer(inner, &mut sessions, &route, &message);
+        }
+    }
+}
+
+/// Offers `message` to every subscription `route` reached; one that was
+/// for a session not here, or not listening there, is counted.
+fn offer(
+    inner: &Inner,
+    sessions: &mut HashMap<SessionId, SessionState>,
+    route: &Route<'_>,
+    message: &Arc<Message>,
+) {
+    if route.is_unclaimed() {
+        inner.unclaimed.inc();
+    }
+    for &subscriber in &route.subscribers {
+        if let Some(state) = sessions.get_mut(&subscriber.session) {
+            state.hold_and_offer(
+                &subscriber.subscription,
+                subscriber.needs_ack,
+                route.destination_for(subscriber),
+                message.clone(),
+                false,
+                inner.settings.session_queue_length,
+            );
         }
     }
 }
