@@ -24,6 +24,7 @@ fn main() {
     let alice = Identity {
         user: "alice".into(),
         roles: vec!["staff".into()],
+        valid_until: None,
     };
     let rules: String = (0..50)
         .map(|n| format!("[[rule]]\nroles = [\"team{n}\"]\nallow = [\"/exchange/team{n}/**\", \"/topic/team{n}.*\"]\n"))

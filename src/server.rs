@@ -409,6 +409,7 @@ fn authenticator(config: &AuthOptions) -> Result<Authenticator, AuthSetupError> 
                 config.jwt_audience.clone(),
                 config.jwt_issuer.clone(),
                 &config.jwt_roles_claim,
+                Duration::from_secs(config.jwt_leeway),
             )?;
             tracing::info!("logins need a signed token (JWT)");
             Ok(Authenticator::Jwt(Arc::new(verifier)))

@@ -58,7 +58,7 @@ fn fixture() -> &'static Fixture {
             let node = Node::embedded("fuzz".into(), "127.0.0.1:0", offline, Authenticator::None);
             Arc::new(ConnectionContext {
                 settings: ConnectionSettings::default(),
-                session: SessionContext::new(settings, Acl::defaults()),
+                session: SessionContext::new(settings, Acl::defaults(), "fuzz".into()),
                 node: Arc::new(node),
             })
         });

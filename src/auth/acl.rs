@@ -319,6 +319,7 @@ mod tests {
         Identity {
             user: "alice".into(),
             roles: roles.iter().map(|role| role.to_string()).collect(),
+            valid_until: None,
         }
     }
 
@@ -391,6 +392,7 @@ mod tests {
         let ops = Identity {
             user: "olga".into(),
             roles: vec!["ops".into()],
+            valid_until: None,
         };
         assert!(acl.allows(Some(&ops), Action::Subscribe, "/exchange/logs/x"));
         assert!(!acl.allows(Some(&plain), Action::Subscribe, "/exchange/logs/x"));

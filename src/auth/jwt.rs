@@ -1,9 +1,12 @@
 //! `--auth jwt`: signed tokens. HS256 with a secret, RS256 or ES256 with a
-//! PEM public key or a JWKS file. `exp` is required, `nbf` checked, `aud`
-//! and `iss` required and checked when configured. The user is `sub`; the
+//! PEM public key or a JWKS file. `exp` is required, `nbf` checked (both
+//! with `--jwt-leeway`), `aud` and `iss` required and checked when
+//! configured; a login is good until `exp` and the leeway. The user is `sub`; the
 //! roles come from a claim (`roles` by default, a dotted path such as
 //! `realm_access.roles` for Keycloak), an array of strings or one
 //! space-separated string.
+
+use std::time::{Duration, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -27,6 +30,8 @@ pub struct JwtVerifier {
     issuer: Option<String>,
     /// Dotted path of the claim that lists the user's roles.
     roles_claim: Vec<String>,
+    /// How far `exp` and `nbf` may be off.
+    leeway: Duration,
 }
 
 enum VerifyingKeys {
@@ -39,6 +44,7 @@ enum VerifyingKeys {
 #[derive(serde::Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
     #[serde(flatten)]
     others: serde_json::Map<String, serde_json::Value>,
 }
@@ -75,6 +81,7 @@ impl JwtVerifier {
         audience: Option<String>,
         issuer: Option<String>,
         roles_claim: &str,
+        leeway: Duration,
     ) -> Result<JwtVerifier, AuthSetupError> {
         let keys = match keys {
             TokenKeys::Secret(secret) => VerifyingKeys::Single(
@@ -122,6 +129,7 @@ impl JwtVerifier {
             audience,
             issuer,
             roles_claim: roles_claim.split('.').map(str::to_owned).collect(),
+            leeway,
         })
     }
 
@@ -144,7 +152,7 @@ impl JwtVerifier {
         }
         let mut validation = Validation::new(algorithm);
         validation.validate_nbf = true;
-        validation.leeway = 5;
+        validation.leeway = self.leeway.as_secs();
         validation.validate_aud = self.audience.is_some();
         if let Some(audience) = &self.audience {
             validation.set_audience(&[audience]);
@@ -169,9 +177,11 @@ impl JwtVerifier {
                 .to_owned(),
             )
         })?;
+        let valid_until = UNIX_EPOCH + Duration::from_secs(data.claims.exp) + self.leeway;
         Ok(Identity {
             roles: data.claims.roles(&self.roles_claim),
             user: data.claims.sub,
+            valid_until: Some(valid_until),
         })
     }
 }
@@ -187,11 +197,12 @@ mod tests {
     #[test]
     fn roles_come_from_an_array_a_string_or_a_nested_claim() {
         let path = |text: &str| text.split('.').map(str::to_owned).collect::<Vec<_>>();
-        let token = claims(serde_json::json!({"sub": "a", "roles": ["ops", 3, "audit"]}));
+        let token = claims(serde_json::json!({"sub": "a", "exp": 1, "roles": ["ops", 3, "audit"]}));
         assert_eq!(token.roles(&path("roles")), ["ops", "audit"]);
-        let token = claims(serde_json::json!({"sub": "a", "scope": "read write"}));
+        let token = claims(serde_json::json!({"sub": "a", "exp": 1, "scope": "read write"}));
         assert_eq!(token.roles(&path("scope")), ["read", "write"]);
-        let token = claims(serde_json::json!({"sub": "a", "realm_access": {"roles": ["admin"]}}));
+        let token =
+            claims(serde_json::json!({"sub": "a", "exp": 1, "realm_access": {"roles": ["admin"]}}));
         assert_eq!(token.roles(&path("realm_access.roles")), ["admin"]);
         assert!(token.roles(&path("roles")).is_empty());
         assert!(token.roles(&path("realm_access.missing.deeper")).is_empty());

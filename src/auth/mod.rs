@@ -39,6 +39,9 @@ pub struct Credentials<'a> {
 pub struct Identity {
     pub user: String,
     pub roles: Vec<String>,
+    /// When the login stops being good (a token's `exp` and the leeway);
+    /// `None` for logins that do not expire.
+    pub valid_until: Option<std::time::SystemTime>,
 }
 
 impl Identity {
@@ -47,6 +50,7 @@ impl Identity {
         Identity {
             user: user.to_owned(),
             roles: Vec::new(),
+            valid_until: None,
         }
     }
 

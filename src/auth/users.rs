@@ -84,6 +84,7 @@ impl UsersFile {
             Ok(Identity {
                 user: user.to_owned(),
                 roles: entry.roles.clone(),
+                valid_until: None,
             })
         } else {
             Err(refused())

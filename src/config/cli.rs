@@ -223,6 +223,13 @@ pub struct AuthOptions {
     #[arg(long, env = "STOMP_RELAY_JWT_ROLES_CLAIM", default_value = "roles")]
     pub jwt_roles_claim: String,
 
+    /// With --auth jwt: seconds a token's exp and nbf may be off by. A
+    /// token is taken until its exp plus this, and a session logged in with
+    /// it ends then (an ERROR, then the close), so that its client connects
+    /// again with a fresh token.
+    #[arg(long, env = "STOMP_RELAY_JWT_LEEWAY", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub jwt_leeway: u64,
+
     /// A TOML file of destination rules: who may SUBSCRIBE and SEND where,
     /// by user and role. Without one, authenticated users get their own
     /// user destinations, /topic/, /queue/ and /app/ (with --auth none:

@@ -111,6 +111,10 @@ pub enum SessionError {
     FrameTimeout(u64),
     #[error("{}", auth_text(.0))]
     Auth(#[from] AuthError),
+    /// The login's token expired: the client connects again with a fresh
+    /// one.
+    #[error("Access refused: token expired")]
+    TokenExpired,
     /// RabbitMQ's words: the relay serves one virtual host.
     #[error("Virtual host '{0}' access denied")]
     VirtualHostDenied(String),
@@ -234,6 +238,7 @@ impl SessionError {
             SessionError::ShuttingDown => "server shutting down",
             SessionError::Replaced(_) => "session replaced",
             SessionError::Auth(_) | SessionError::VirtualHostDenied(_) => "Bad CONNECT",
+            SessionError::TokenExpired => "Access refused: token expired",
             SessionError::TooManyFrames(_) => "too many frames",
             SessionError::TooManyUnacked(_) => "too many unacknowledged messages",
             SessionError::FrameTimeout(_) => "frame timeout",

@@ -211,6 +211,12 @@ impl Session {
         self.identity().map(|identity| identity.user.as_str())
     }
 
+    /// When the login stops being good (a token that expires): the session
+    /// must end then ([`SessionError::TokenExpired`]).
+    pub fn login_valid_until(&self) -> Option<std::time::SystemTime> {
+        self.identity()?.valid_until
+    }
+
     fn identity(&self) -> Option<&Identity> {
         match &self.state {
             State::Connected(connected) => connected.identity.as_ref(),

@@ -89,6 +89,34 @@ async fn a_jwt_names_the_user_from_any_of_its_three_places() {
     assert!(refused.is_err_and(|why| why.contains("a token is required")));
 }
 
+/// A session logged in with a token ends once the token has expired
+/// (`--jwt-leeway 0` here): an ERROR saying why, then the close, so that
+/// the client connects again with a fresh one.
+#[tokio::test]
+async fn a_session_ends_when_its_token_expires() {
+    let flags = ["--auth", "jwt", "--jwt-secret", SECRET, "--jwt-leeway", "0"];
+    let relay = TestRelay::start_with(Mode::Embedded, &flags);
+    let token = hs256(
+        &claims("erin", serde_json::json!({"exp": now() + 2})),
+        SECRET,
+    );
+    let mut client = StompClient::open(&relay).await;
+    let connected = connect_as(&mut client, &[("passcode", &token)]).await;
+    assert_eq!(connected.command, Command::Connected, "{connected:?}");
+    let error = client.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("Access refused: token expired"));
+
+    // A token good for longer keeps its session.
+    let token = hs256(
+        &claims("erin", serde_json::json!({"exp": now() + 600})),
+        SECRET,
+    );
+    let mut lasting = StompClient::open(&relay).await;
+    let connected = connect_as(&mut lasting, &[("passcode", &token)]).await;
+    assert_eq!(connected.command, Command::Connected, "{connected:?}");
+    lasting.expect_nothing().await;
+}
+
 #[tokio::test]
 async fn expired_early_misaddressed_and_forged_tokens_are_refused() {
     let relay = jwt_relay();

@@ -208,6 +208,8 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
     let mut last_received = started;
     // When the frame now partly received began to arrive.
     let mut frame_begun: Option<Instant> = None;
+    // Once connected: when its login stops being good, if it does.
+    let mut login_deadline: Option<Option<Instant>> = None;
     // Whole frames wait in the decoder while the session takes none.
     let mut frames_waiting = false;
     let mut was_reading = true;
@@ -287,10 +289,18 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
         let frame_deadline = frame_begun
             .filter(|_| reading)
             .map(|begun| begun + settings.frame_timeout);
+        if login_deadline.is_none() && session.is_connected() {
+            login_deadline = Some(session.login_valid_until().map(instant_of));
+        }
+        let expiry_deadline = login_deadline.flatten();
         // One timer for both deadlines, kept across turns of the loop and
         // moved only when the deadline does: a timer made afresh on every
         // turn would be registered and dropped once per delivery.
-        let deadline = read_deadline.into_iter().chain(frame_deadline).min();
+        let deadline = read_deadline
+            .into_iter()
+            .chain(frame_deadline)
+            .chain(expiry_deadline)
+            .min();
         if let Some(deadline) = deadline
             && timer.deadline() != deadline
         {
@@ -334,7 +344,9 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
                 }
             }),
             () = &mut timer, if deadline.is_some() => {
-                let error = if frame_deadline == deadline {
+                let error = if expiry_deadline == deadline {
+                    SessionError::TokenExpired
+                } else if frame_deadline == deadline {
                     SessionError::FrameTimeout(settings.frame_timeout.as_secs())
                 } else if session.is_connected() {
                     SessionError::HeartBeatTimeout(last_received.elapsed().as_millis())
@@ -459,6 +471,14 @@ impl FrameRate {
             false
         }
     }
+}
+
+/// The instant of a wall-clock time, for a timer: now, when it has passed.
+fn instant_of(time: std::time::SystemTime) -> Instant {
+    let left = time
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + left
 }
 
 /// Sleeps until `deadline`, or forever without one.
