@@ -40,6 +40,7 @@ use crate::transport::connection::ConnectionContext;
 use crate::transport::forwarded::TrustedProxies;
 use crate::transport::http_api::{ApiAccess, ApiServices, PeerAddr};
 use crate::transport::routes::{self, RouteSettings};
+use crate::transport::starting::Starting;
 
 /// How long shutdown waits for sessions to send their ERROR and close.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
@@ -88,6 +89,7 @@ impl BoundServer {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let starting = Starting::answer(listener);
         // Refused before anything is connected: a typo in a key file should
         // not cost a RabbitMQ connection.
         let auth = authenticator(&config.auth)?;
@@ -123,6 +125,7 @@ impl BoundServer {
                     })?;
                 }
                 let metrics = Metrics::default();
+                starting.waiting_for("RabbitMQ");
                 let broker = retry::until_reachable("RabbitMQ", || {
                     AmqpBroker::connect(
                         amqp_urls,
@@ -138,6 +141,7 @@ impl BoundServer {
                     address: address.clone(),
                     ttl: *node_ttl,
                 };
+                starting.waiting_for("Redis");
                 let registry = retry::until_reachable("Redis", || {
                     RedisRegistry::connect(
                         redis,
@@ -162,6 +166,10 @@ impl BoundServer {
         if let Some(requests) = node.broker.dispatch_requests().await? {
             tokio::spawn(node.dispatcher.clone().serve_requests(requests));
         }
+        let listener = starting.serve().await.map_err(|source| ServerError::Bind {
+            addr: listen,
+            source,
+        })?;
         let node = Arc::new(node);
         if let Some(evictions) = node.registry.evictions() {
             tokio::spawn(Node::carry_out_evictions(Arc::downgrade(&node), evictions));

@@ -8,6 +8,7 @@ pub mod forwarded;
 pub mod http_api;
 pub mod routes;
 pub mod sockjs;
+pub mod starting;
 pub mod web_demo;
 pub mod websocket;
 

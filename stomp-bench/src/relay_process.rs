@@ -25,7 +25,7 @@ const BENCH_FLAGS: &[&str] = &[
     "100000",
 ];
 
-/// How long a relay may take to answer `/healthz` after it starts.
+/// How long a relay may take to be ready (`/readyz`) after it starts.
 const START_PATIENCE: Duration = Duration::from_secs(30);
 /// How long a relay may take to stop after SIGTERM before it is killed. A
 /// cluster node that has just seen 15 000 sessions go is still withdrawing
@@ -47,7 +47,7 @@ pub struct RelayProcess {
 }
 
 impl RelayProcess {
-    /// Starts `binary` and waits until it answers `/healthz`.
+    /// Starts `binary` and waits until it is ready (`/readyz`).
     pub async fn start(
         binary: &Path,
         node_id: &str,
@@ -85,7 +85,7 @@ impl RelayProcess {
             .map_err(|error| failed(error.to_string()))?;
         let mut relay = RelayProcess { child, addr };
         let http = HttpClient::new(1);
-        let health = format!("http://{addr}/healthz");
+        let health = format!("http://{addr}/readyz");
         let deadline = Instant::now() + START_PATIENCE;
         loop {
             if let Ok(Some(status)) = relay.child.try_wait() {

@@ -11,7 +11,7 @@ use stomp_parser::{Command, Frame};
 
 use crate::support::node_process::NodeProcess;
 use crate::support::own_services::{OwnRabbitMq, OwnRedis, free_port};
-use crate::support::{self, SharedTurn, StompClient};
+use crate::support::{self, PATIENCE, SharedTurn, StompClient};
 
 /// A TCP forwarder to a service, on a port of its own, that the test can
 /// cut (every connection it carries is closed, and new ones are closed as
@@ -102,22 +102,34 @@ async fn a_node_started_before_rabbitmq_and_redis_waits_for_them() {
     let amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", amqp.port);
     let redis_url = format!("redis://127.0.0.1:{}", redis.port);
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let node_prefix = prefix.clone();
-    let mut node = tokio::task::spawn_blocking(move || {
-        NodeProcess::start(
-            "late-services",
-            &[
-                "--amqp-url",
-                &amqp_url,
-                "--redis-url",
-                &redis_url,
-                "--redis-prefix",
-                &node_prefix,
-            ],
-        )
-    })
-    .await
-    .expect("the node starts once they are there");
+    let flags = [
+        "--amqp-url",
+        &amqp_url,
+        "--redis-url",
+        &redis_url,
+        "--redis-prefix",
+        &prefix,
+    ];
+    let mut node = NodeProcess::spawn("late-services", &flags);
+    // While it waits, it is alive but not ready, and says for what.
+    let deadline = Instant::now() + PATIENCE;
+    while node.answers("/healthz") != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting node answers /healthz"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let readiness = support::http(&node, "GET", "/readyz", &[], "").await;
+    assert_eq!(readiness.status, 503);
+    assert_eq!(readiness.body, "starting: waiting for RabbitMQ");
+    while node.answers("/readyz") != Some(200) {
+        assert!(
+            Instant::now() < started + 4 * PATIENCE,
+            "the node is ready once they are there"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(started.elapsed() >= delay, "it waited for them");
     let mut client = StompClient::connect(&node, Some("early")).await;
     client.subscribe("t", "/topic/late.services", "auto").await;

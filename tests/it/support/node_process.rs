@@ -53,8 +53,20 @@ impl NodeProcess {
     }
 
     /// Starts a node with `flags` on a free loopback port and waits until it
-    /// answers `/healthz`.
+    /// is ready (`/readyz`).
     pub fn start(node_id: &str, flags: &[&str]) -> NodeProcess {
+        let node = NodeProcess::spawn(node_id, flags);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while node.answers("/readyz") != Some(200) {
+            assert!(Instant::now() < deadline, "node {node_id} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        node
+    }
+
+    /// Starts a node with `flags` on a free loopback port, without waiting
+    /// for it.
+    pub fn spawn(node_id: &str, flags: &[&str]) -> NodeProcess {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             probe.local_addr().expect("an address").port()
@@ -73,30 +85,23 @@ impl NodeProcess {
             .stdout(Stdio::null())
             .spawn()
             .expect("the relay binary starts");
-        let node = NodeProcess {
+        NodeProcess {
             child,
             addr: listen.parse().expect("an address"),
             node_id: node_id.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !node.healthy() {
-            assert!(Instant::now() < deadline, "node {node_id} did not start");
-            std::thread::sleep(Duration::from_millis(50));
         }
-        node
     }
 
-    fn healthy(&self) -> bool {
+    /// The status `GET {path}` gets, once something answers.
+    pub fn answers(&self, path: &str) -> Option<u16> {
         use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(self.addr) else {
-            return false;
-        };
+        let mut stream = std::net::TcpStream::connect(self.addr).ok()?;
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let request = "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).ok()?;
         let mut answer = String::new();
-        stream.write_all(request.as_bytes()).is_ok()
-            && stream.read_to_string(&mut answer).is_ok()
-            && answer.starts_with("HTTP/1.1 200")
+        stream.read_to_string(&mut answer).ok()?;
+        answer.get(9..12)?.parse().ok()
     }
 
     /// The value of one of the node's Prometheus counters or gauges.
