@@ -101,8 +101,8 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<Events, BrokerError> {
     }
     // What was on its way to a session went with the old connection; what
     // was kept of it is still kept, and read again.
-    // Only once every session's keys are bound again: a request taken
-    // before would find its user's routing keys unroutable.
+    // Only once the node queue is bound again: a request taken before
+    // would publish to keys that reach no queue.
     let requests = inner.dispatch.lock().clone();
     if let Some(requests) = requests {
         inner.consume_dispatch_queue(requests).await?;

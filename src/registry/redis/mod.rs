@@ -306,8 +306,8 @@ impl RedisRegistry {
     /// The nodes among `nodes` whose keys still exist. This node is alive;
     /// another node seen alive within [`LIVENESS_MEMORY`] of the TTL is
     /// taken as still alive without asking Redis again, which spares every
-    /// dispatch a round trip. A node that died in that moment only costs an
-    /// unroutable publish (its session queues went with it).
+    /// dispatch a round trip. A node that died in that moment only costs a
+    /// publish that reaches no queue (its queue went with it).
     async fn live_nodes<'a>(
         &self,
         nodes: impl Iterator<Item = &'a str>,
