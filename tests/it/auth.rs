@@ -94,8 +94,14 @@ async fn a_jwt_names_the_user_from_any_of_its_three_places() {
 /// the client connects again with a fresh one.
 #[tokio::test]
 async fn a_session_ends_when_its_token_expires() {
+    for mode in [Mode::Embedded, Mode::Cluster] {
+        a_session_ends_when_its_token_expires_in(mode).await;
+    }
+}
+
+async fn a_session_ends_when_its_token_expires_in(mode: Mode) {
     let flags = ["--auth", "jwt", "--jwt-secret", SECRET, "--jwt-leeway", "0"];
-    let relay = TestRelay::start_with(Mode::Embedded, &flags);
+    let relay = TestRelay::start_with(mode, &flags);
     let token = hs256(
         &claims("erin", serde_json::json!({"exp": now() + 2})),
         SECRET,
