@@ -255,9 +255,11 @@ where
 }
 
 /// How long, and for how many bytes, a connection closed for a message too
-/// large reads on (see [`Transport::linger`]).
-const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-const LINGER_BYTES: usize = 16 * 1024 * 1024;
+/// large reads on (see [`Transport::linger`]): enough for a client that
+/// sent a message of a few hundred MiB to finish sending it and read the
+/// ERROR and the close, and no more. Nothing read is kept.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+const LINGER_BYTES: usize = 256 * 1024 * 1024;
 
 impl<S> TransportReader for SplitStream<WebSocketStream<S>>
 where
