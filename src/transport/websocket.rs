@@ -34,7 +34,8 @@ use super::{Response, query_parameter};
 
 use super::connection::writer::{Closing, TransportWriter};
 use super::connection::{
-    self, ConnectionContext, Lingering, ReceiveEnd, Transport, TransportClosed, TransportReader,
+    self, ConnectionContext, LINGER_BYTES, LINGER_TIME, Lingering, ReceiveEnd, Transport,
+    TransportClosed, TransportReader,
 };
 use crate::shutdown::Shutdown;
 
@@ -253,13 +254,6 @@ where
         })
     }
 }
-
-/// How long, and for how many bytes, a connection closed for a message too
-/// large reads on (see [`Transport::linger`]): enough for a client that
-/// sent a message of a few hundred MiB to finish sending it and read the
-/// ERROR and the close, and no more. Nothing read is kept.
-const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-const LINGER_BYTES: usize = 256 * 1024 * 1024;
 
 impl<S> TransportReader for SplitStream<WebSocketStream<S>>
 where

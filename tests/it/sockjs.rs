@@ -78,6 +78,54 @@ async fn an_abandoned_sockjs_session_is_cleaned_up(mode: Mode) {
     assert!(closed == "o\n" || closed.starts_with("c["), "{closed}");
 }
 
+/// An `xhr_send` over the size limit gets its 413, however much it carries
+/// (the relay reads it on rather than reset the connection under the
+/// client), and its session the ERROR that says why and the close, as a
+/// WebSocket's would: 20 times, 20 MiB each.
+async fn an_oversized_xhr_send_gets_its_413_and_its_session_the_error(mode: Mode) {
+    let relay = TestRelay::start(mode);
+    let too_much = sockjs_message(&format!(
+        "SEND\ndestination:/topic/big\n\n{}",
+        "x".repeat(20 * 1024 * 1024)
+    ));
+    for attempt in 0..20 {
+        let sockjs_session = uuid::Uuid::new_v4().simple().to_string();
+        assert_eq!(sockjs_xhr(&relay, &sockjs_session, "xhr", "").await, "o\n");
+        let connect = sockjs_message("CONNECT\naccept-version:1.2\n\n");
+        sockjs_xhr(&relay, &sockjs_session, "xhr_send", &connect).await;
+        let connected = sockjs_xhr(&relay, &sockjs_session, "xhr", "").await;
+        assert!(connected.starts_with("a[\"CONNECTED"), "{connected}");
+        let path = format!("/sockjs/000/{sockjs_session}/xhr_send");
+        let refused = support::http(&relay, "POST", &path, &[], &too_much).await;
+        assert_eq!(refused.status, 413, "attempt {attempt}: {}", refused.body);
+        let mut seen = String::new();
+        for _ in 0..10 {
+            seen.push_str(&sockjs_xhr(&relay, &sockjs_session, "xhr", "").await);
+            if seen.contains("c[") {
+                break;
+            }
+        }
+        assert!(
+            seen.contains("message:frame too large"),
+            "attempt {attempt}: {seen}"
+        );
+        assert!(
+            seen.contains(r#"c[1009,"Message too big"]"#),
+            "attempt {attempt}: {seen}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_xhr_send_gets_its_413_and_its_session_the_error_embedded() {
+    an_oversized_xhr_send_gets_its_413_and_its_session_the_error(Mode::Embedded).await;
+}
+
+#[tokio::test]
+async fn an_oversized_xhr_send_gets_its_413_and_its_session_the_error_in_a_cluster() {
+    an_oversized_xhr_send_gets_its_413_and_its_session_the_error(Mode::Cluster).await;
+}
+
 #[tokio::test]
 async fn an_abandoned_sockjs_session_is_cleaned_up_embedded() {
     an_abandoned_sockjs_session_is_cleaned_up(Mode::Embedded).await;

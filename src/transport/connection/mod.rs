@@ -58,6 +58,14 @@ pub trait Transport: Send + 'static {
     }
 }
 
+/// How long, and for how many bytes, a connection refused for a message
+/// too large reads on and drops what its client still sends: enough for a
+/// client that sent a message of a few hundred MiB to finish sending it
+/// and then read the ERROR and the close, and no more. Nothing read is
+/// kept.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+pub const LINGER_BYTES: usize = 256 * 1024 * 1024;
+
 /// What [`Transport::linger`] does, run on a task of its own.
 pub type Lingering = Pin<Box<dyn Future<Output = ()> + Send>>;
 

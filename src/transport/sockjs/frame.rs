@@ -28,6 +28,11 @@ pub const ANOTHER_CONNECTION: CloseReason = CloseReason {
     code: 2010,
     reason: "Another connection still open",
 };
+/// The client sent a message over the size limit (as WebSocket's 1009).
+pub const MESSAGE_TOO_BIG: CloseReason = CloseReason {
+    code: 1009,
+    reason: "Message too big",
+};
 /// The receiving connection went away before its response was complete.
 pub const INTERRUPTED: CloseReason = CloseReason {
     code: 1002,

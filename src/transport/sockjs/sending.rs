@@ -2,13 +2,15 @@
 //! strings in the body (form-encoded as `d=` for `jsonp_send`), passed on
 //! to the session's application.
 
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
 use super::Context;
 use super::frame;
 use super::headers::insert;
 use super::reply::{method_not_allowed, not_found, preflight, status_only, text};
+use crate::transport::connection::{LINGER_BYTES, LINGER_TIME};
 use crate::transport::{RequestBody, Response, form_value};
 
 impl Context<'_> {
@@ -30,9 +32,12 @@ impl Context<'_> {
         };
         let (parts, body) = request.into_parts();
         let request = Request::from_parts(parts, ());
-        let body = match Limited::new(body, self.settings().max_send).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
+        let body = match read_within(body, self.settings().max_send).await {
+            Ok(body) => body,
+            Err(TooLarge) => {
+                // The session ends with the ERROR that says why, as a
+                // WebSocket's would.
+                session.refuse_too_large();
                 return text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "text/plain; charset=UTF-8",
@@ -68,6 +73,37 @@ impl Context<'_> {
         self.session_headers(request.headers(), headers);
         response
     }
+}
+
+/// A request body over the limit.
+struct TooLarge;
+
+/// The request's body, if it is at most `max` bytes. One that is larger is
+/// read on and dropped (for [`LINGER_TIME`] and [`LINGER_BYTES`] at most),
+/// so that its client reads the answer rather than having its connection
+/// reset under it.
+async fn read_within(mut body: RequestBody, max: usize) -> Result<Bytes, TooLarge> {
+    let mut read = BytesMut::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if read.len() + data.len() > max {
+            let mut left = LINGER_BYTES;
+            let _ = tokio::time::timeout(LINGER_TIME, async {
+                while left > 0
+                    && let Some(Ok(frame)) = body.frame().await
+                {
+                    let dropped = frame.data_ref().map_or(0, Bytes::len);
+                    left = left.saturating_sub(dropped);
+                }
+            })
+            .await;
+            return Err(TooLarge);
+        }
+        read.extend_from_slice(&data);
+    }
+    Ok(read.freeze())
 }
 
 fn is_form(headers: &HeaderMap) -> bool {

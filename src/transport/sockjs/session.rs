@@ -58,8 +58,12 @@ struct State {
     receiving: bool,
     /// When the session last had a receiver (or was closed).
     since: Instant,
-    /// Where the client's messages go; `None` once the session is closed.
+    /// Where the client's messages go; `None` once the session is closed,
+    /// or refused a message too large.
     incoming: Option<mpsc::Sender<String>>,
+    /// The client sent a message over the size limit: its input has ended,
+    /// for that reason.
+    too_large: bool,
 }
 
 /// What a new receiving connection gets.
@@ -86,6 +90,7 @@ impl Session {
                 receiving: false,
                 since: Instant::now(),
                 incoming: Some(incoming),
+                too_large: false,
             }),
             changed: Notify::new(),
             released: Notify::new(),
@@ -218,6 +223,15 @@ impl Session {
         true
     }
 
+    /// Ends the client's input because it sent a message over the size
+    /// limit; the session stays open for the ERROR that says so to reach
+    /// the client, then its application closes it.
+    pub fn refuse_too_large(&self) {
+        let mut state = self.state.lock();
+        state.too_large = true;
+        state.incoming = None;
+    }
+
     /// Closes the session: the receiver gets what was queued, then the
     /// close frame; the application's input ends.
     pub fn close(&self, reason: CloseReason) {
@@ -275,14 +289,24 @@ impl Channel {
     }
 }
 
+/// The client's messages, as the application reads them.
+pub struct FromClient {
+    received: mpsc::Receiver<String>,
+    session: Arc<Session>,
+}
+
 impl Transport for Channel {
-    type Reader = mpsc::Receiver<String>;
+    type Reader = FromClient;
     type Writer = Arc<Session>;
 
     const KIND: &'static str = "sockjs";
 
     fn split(self) -> (Self::Reader, Self::Writer) {
-        (self.received, self.session)
+        let reader = FromClient {
+            received: self.received,
+            session: self.session.clone(),
+        };
+        (reader, self.session)
     }
 
     fn access_token(&self) -> Option<String> {
@@ -290,9 +314,13 @@ impl Transport for Channel {
     }
 }
 
-impl TransportReader for mpsc::Receiver<String> {
+impl TransportReader for FromClient {
     async fn receive(&mut self) -> Result<Bytes, ReceiveEnd> {
-        self.recv().await.map(Bytes::from).ok_or(ReceiveEnd::Closed)
+        match self.received.recv().await {
+            Some(message) => Ok(Bytes::from(message)),
+            None if self.session.state.lock().too_large => Err(ReceiveEnd::TooLarge),
+            None => Err(ReceiveEnd::Closed),
+        }
     }
 }
 
@@ -312,8 +340,12 @@ impl TransportWriter for Arc<Session> {
         Ok(())
     }
 
-    async fn close(&mut self, _why: Closing) {
-        Session::close(self, frame::GO_AWAY);
+    async fn close(&mut self, why: Closing) {
+        let reason = match why {
+            Closing::TooLarge => frame::MESSAGE_TOO_BIG,
+            Closing::Normal => frame::GO_AWAY,
+        };
+        Session::close(self, reason);
     }
 }
 
