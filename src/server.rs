@@ -89,13 +89,15 @@ impl BoundServer {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let starting = Starting::answer(listener);
         // Refused before anything is connected: a typo in a key file should
         // not cost a RabbitMQ connection.
         let auth = authenticator(&config.auth)?;
         let acl = destination_rules(&config.auth, auth.is_enforced())?;
-        let node = match &config.mode {
-            Mode::Embedded => Node::embedded(node_id, &address, config.offline, auth),
+        let (node, listener) = match &config.mode {
+            Mode::Embedded => (
+                Node::embedded(node_id, &address, config.offline, auth),
+                listener,
+            ),
             Mode::Cluster(cluster) => {
                 let ClusterSettings {
                     amqp_urls,
@@ -125,6 +127,8 @@ impl BoundServer {
                     })?;
                 }
                 let metrics = Metrics::default();
+                // Probes are answered while the node waits.
+                let starting = Starting::answer(listener);
                 starting.waiting_for("RabbitMQ");
                 let broker = retry::until_reachable("RabbitMQ", || {
                     AmqpBroker::connect(
@@ -153,23 +157,24 @@ impl BoundServer {
                 .await;
                 let offline =
                     RedisOfflineStore::new(registry.connection(), redis_prefix, config.offline);
-                Node::new(
+                let listener = starting.serve().await.map_err(|source| ServerError::Bind {
+                    addr: listen,
+                    source,
+                })?;
+                let node = Node::new(
                     node_id,
                     Arc::new(broker),
                     Arc::new(registry),
                     Arc::new(offline),
                     auth,
                     metrics,
-                )
+                );
+                (node, listener)
             }
         };
         if let Some(requests) = node.broker.dispatch_requests().await? {
             tokio::spawn(node.dispatcher.clone().serve_requests(requests));
         }
-        let listener = starting.serve().await.map_err(|source| ServerError::Bind {
-            addr: listen,
-            source,
-        })?;
         let node = Arc::new(node);
         if let Some(evictions) = node.registry.evictions() {
             tokio::spawn(Node::carry_out_evictions(Arc::downgrade(&node), evictions));
