@@ -45,7 +45,7 @@ mod sending;
 pub mod session;
 mod websocket;
 
-pub use websocket::FrameSocket;
+pub use websocket::{FrameSocket, Received};
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;

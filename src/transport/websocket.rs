@@ -237,22 +237,26 @@ where
             let Ok(mut socket) = reader.reunite(writer) else {
                 return;
             };
-            // Past the message that was too large the bytes are no
-            // WebSocket frames the parser could read: drop them raw.
-            let io = socket.get_mut();
-            let mut sink = [0u8; 8 * 1024];
-            let mut left = LINGER_BYTES;
-            let _ = tokio::time::timeout(LINGER_TIME, async {
-                while left > 0 {
-                    match io.read(&mut sink).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => left = left.saturating_sub(read),
-                    }
-                }
-            })
-            .await;
+            drop_what_comes(socket.get_mut()).await;
         })
     }
+}
+
+/// Reads and drops what a client refused for a message too large still
+/// sends, for [`LINGER_TIME`] and [`LINGER_BYTES`] at most: past that
+/// message the bytes are no WebSocket frames the parser could read.
+pub async fn drop_what_comes(io: &mut (impl tokio::io::AsyncRead + Unpin)) {
+    let mut sink = [0u8; 8 * 1024];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while left > 0 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => left = left.saturating_sub(read),
+            }
+        }
+    })
+    .await;
 }
 
 impl<S> TransportReader for SplitStream<WebSocketStream<S>>

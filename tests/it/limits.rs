@@ -11,13 +11,22 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::support::{self, Mode, RelayAddress, StompClient, TestRelay};
 
 /// A message over --max-frame-size, 20 and 64 MiB sent in one WebSocket
-/// message by a real client (Node's `ws`), 20 times each: the ERROR and
-/// close 1009 reach it every time (`tests/js/oversize.test.mjs`).
+/// message by a real client (Node's `ws`), and 20 MiB over SockJS's
+/// WebSocket transport, 20 times each: the ERROR and the close (1009, or
+/// SockJS's `c[1009,...]`) reach it every time
+/// (`tests/js/oversize.test.mjs`).
 #[test]
 fn an_oversized_message_always_gets_its_error_and_close_1009() {
     for mode in [Mode::Embedded, Mode::Cluster] {
         let relay = TestRelay::start(mode);
-        support::run_node_tests("oversize.test.mjs", &[("RELAY_WS_URL", relay.ws_url())]);
+        let sockjs = format!("ws://{}/sockjs", relay.addr);
+        support::run_node_tests(
+            "oversize.test.mjs",
+            &[
+                ("RELAY_WS_URL", relay.ws_url()),
+                ("RELAY_SOCKJS_WS", sockjs),
+            ],
+        );
     }
 }
 

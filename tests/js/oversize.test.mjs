@@ -9,6 +9,9 @@ import WebSocket from 'ws';
 
 const url = process.env.RELAY_WS_URL;
 assert.ok(url, 'RELAY_WS_URL must name the relay under test');
+// SockJS's WebSocket transport: /sockjs/{server}/{session}/websocket.
+const sockjsBase = process.env.RELAY_SOCKJS_WS;
+assert.ok(sockjsBase, 'RELAY_SOCKJS_WS must name the SockJS prefix of the relay, as ws://...');
 const TRIES = 20;
 
 /** Sends one SEND of `mib` MiB after CONNECTED; resolves with the ERROR's
@@ -30,6 +33,48 @@ function sendTooMuch(mib) {
     socket.on('close', (code) => resolve({ error, code }));
   });
 }
+
+/** The same over SockJS's WebSocket transport: each frame a JSON array of
+ *  STOMP frames. Resolves with the ERROR's message header and SockJS's
+ *  close frame. */
+function sendTooMuchOverSockJs(mib) {
+  return new Promise((resolve) => {
+    const session = Math.random().toString(16).slice(2);
+    const socket = new WebSocket(`${sockjsBase}/000/${session}/websocket`);
+    let error = null;
+    let closeFrame = null;
+    const stomp = (frame) => JSON.stringify([`${frame}\0`]);
+    socket.on('message', (data) => {
+      const text = data.toString();
+      if (text === 'o') {
+        socket.send(stomp('CONNECT\naccept-version:1.2\n\n'));
+      } else if (text.startsWith('a[')) {
+        for (const frame of JSON.parse(text.slice(1))) {
+          if (frame.startsWith('CONNECTED')) {
+            socket.send(stomp(`SEND\ndestination:/topic/big\n\n${'x'.repeat(mib * 1024 * 1024)}`));
+          } else if (frame.startsWith('ERROR')) {
+            error = frame.split('\n').find((line) => line.startsWith('message:')) ?? frame;
+          }
+        }
+      } else if (text.startsWith('c[')) {
+        closeFrame = text;
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => resolve({ error, closeFrame }));
+  });
+}
+
+test(`a 20 MiB message over SockJS's WebSocket gets the ERROR and c[1009], ${TRIES} times in ${TRIES}`, async () => {
+  for (let attempt = 1; attempt <= TRIES; attempt++) {
+    const answer = await sendTooMuchOverSockJs(20);
+    assert.deepEqual(
+      answer,
+      { error: 'message:frame too large', closeFrame: 'c[1009,"Message too big"]' },
+      `attempt ${attempt}`,
+    );
+  }
+});
 
 for (const mib of [20, 64]) {
   test(`a ${mib} MiB message gets the ERROR and close 1009, ${TRIES} times in ${TRIES}`, async () => {

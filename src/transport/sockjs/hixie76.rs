@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::FrameSocket;
+use super::{FrameSocket, Received};
 use crate::transport::admission::{ForwardedTicket, Ticket};
 use crate::transport::{Response, full};
 
@@ -146,20 +146,21 @@ impl FrameSocket for Hixie76Socket {
         self.io.write_all(&frame).await
     }
 
-    async fn receive_text(&mut self) -> Option<String> {
+    async fn receive_text(&mut self) -> Received {
         loop {
-            if let Some(text) = self.take_frame().ok()? {
-                return Some(text);
+            match self.take_frame() {
+                Ok(Some(text)) => return Received::Text(text),
+                Ok(None) => {}
+                Err(_) => return Received::Closed,
             }
             if self.received.len() > MAX_FRAME {
-                return None;
+                return Received::Closed;
             }
             let mut chunk = [0u8; 4096];
-            let read = self.io.read(&mut chunk).await.ok()?;
-            if read == 0 {
-                return None;
+            match self.io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Received::Closed,
+                Ok(read) => self.received.extend_from_slice(&chunk[..read]),
             }
-            self.received.extend_from_slice(&chunk[..read]);
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, StatusCode, header};
 
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::reply::{method_not_allowed, not_found, text};
 use super::session::Session;
@@ -65,10 +65,26 @@ impl Context<'_> {
 pub trait FrameSocket: Send {
     fn send_text(&mut self, text: String) -> impl Future<Output = std::io::Result<()>> + Send;
 
-    /// The next text frame; `None` once the connection is closed or broken.
-    fn receive_text(&mut self) -> impl Future<Output = Option<String>> + Send;
+    /// The next text frame, or why there is none.
+    fn receive_text(&mut self) -> impl Future<Output = Received> + Send;
 
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// After the close that refused a frame too large: reads and drops
+    /// what the client still sends, for a while, so that the ERROR and the
+    /// close reach it rather than a reset connection.
+    fn linger(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+}
+
+/// What a [`FrameSocket`] received.
+pub enum Received {
+    Text(String),
+    /// A frame over the size limit, refused at its header.
+    TooLarge,
+    /// The connection is closed or broken.
+    Closed,
 }
 
 impl FrameSocket for Socket {
@@ -78,12 +94,13 @@ impl FrameSocket for Socket {
             .map_err(std::io::Error::other)
     }
 
-    async fn receive_text(&mut self) -> Option<String> {
+    async fn receive_text(&mut self) -> Received {
         loop {
-            match self.next().await?.ok()? {
-                Message::Text(text) => return Some(text.as_str().to_owned()),
-                Message::Close(_) => return None,
-                _ => {}
+            match self.next().await {
+                Some(Ok(Message::Text(text))) => return Received::Text(text.as_str().to_owned()),
+                Some(Err(WsError::Capacity(_))) => return Received::TooLarge,
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return Received::Closed,
+                Some(Ok(_)) => {}
             }
         }
     }
@@ -92,6 +109,11 @@ impl FrameSocket for Socket {
         if SinkExt::close(self).await.is_ok() {
             await_close_reply(self).await;
         }
+    }
+
+    async fn linger(&mut self) {
+        let _ = SinkExt::close(self).await;
+        websocket::drop_what_comes(self.get_mut()).await;
     }
 }
 
@@ -119,6 +141,9 @@ async fn carry_session(mut socket: impl FrameSocket, session: Arc<Session>, hear
         session.close(frame::INTERRUPTED);
         return;
     }
+    // Cleared once the client sent a frame too large: the session then
+    // says why and closes, and what the client still sends is dropped.
+    let mut reading = true;
     loop {
         tokio::select! {
             (frame, last) = session.next_frame(heartbeat) => {
@@ -127,13 +152,17 @@ async fn carry_session(mut socket: impl FrameSocket, session: Arc<Session>, hear
                     return;
                 }
                 if last {
-                    socket.close().await;
+                    if reading {
+                        socket.close().await;
+                    } else {
+                        socket.linger().await;
+                    }
                     return;
                 }
             }
-            text = socket.receive_text() => match text {
-                Some(text) if text.is_empty() => {}
-                Some(text) => match frame::decode_messages(text.as_bytes()) {
+            text = socket.receive_text(), if reading => match text {
+                Received::Text(text) if text.is_empty() => {}
+                Received::Text(text) => match frame::decode_messages(text.as_bytes()) {
                     Ok(messages) => {
                         session.receive_from_client(messages).await;
                     }
@@ -143,7 +172,11 @@ async fn carry_session(mut socket: impl FrameSocket, session: Arc<Session>, hear
                         return;
                     }
                 },
-                None => {
+                Received::TooLarge => {
+                    session.refuse_too_large();
+                    reading = false;
+                }
+                Received::Closed => {
                     session.close(frame::INTERRUPTED);
                     return;
                 }
