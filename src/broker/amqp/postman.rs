@@ -155,7 +155,7 @@ impl PostmanTask {
                     if taken == 0 {
                         return;
                     }
-                    sort(std::mem::take(&mut batch), &mut mailbags)
+                    sort(batch.drain(..), &mut mailbags)
                 }
             };
             let Some(inner) = inner.upgrade() else {
@@ -204,7 +204,10 @@ fn settle(tally: &SharedTally, outcome: &Result<(), BrokerError>) {
 
 /// Puts each letter's deliveries in the mailbag of each node, in the order
 /// the letters came; answers the nodes that got any.
-fn sort(letters: Vec<Letter>, mailbags: &mut HashMap<String, Mailbag>) -> Vec<String> {
+fn sort(
+    letters: impl Iterator<Item = Letter>,
+    mailbags: &mut HashMap<String, Mailbag>,
+) -> Vec<String> {
     let mut touched: Vec<String> = Vec::new();
     for Letter { content, taken } in letters {
         let tally = Arc::new(Mutex::new(Tally {

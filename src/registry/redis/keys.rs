@@ -57,6 +57,11 @@ pub(super) fn parse_user_entry(entry: &str) -> (&str, Vec<String>) {
     (node, lines.map(str::to_owned).collect())
 }
 
+/// The node of a user-hash entry, without reading its destinations.
+pub(super) fn node_of_user_entry(entry: &str) -> &str {
+    entry.split_once('\n').map_or(entry, |(node, _)| node)
+}
+
 /// The connect time and user of a node-list entry.
 pub(super) fn parse_node_entry(entry: &str) -> Option<(u64, &str)> {
     let (connected_at, user) = entry.split_once(' ')?;
@@ -94,6 +99,8 @@ mod tests {
             ("relay-1.example", record.destinations.clone())
         );
         assert_eq!(parse_user_entry("n1"), ("n1", Vec::new()));
+        assert_eq!(node_of_user_entry(&entry), "relay-1.example");
+        assert_eq!(node_of_user_entry("n1"), "n1");
     }
 
     #[test]

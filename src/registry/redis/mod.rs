@@ -37,7 +37,9 @@ use redis::aio::PubSub;
 use tokio::sync::mpsc;
 
 use self::connection::{RedisAddress, RedisConnection, Subscriber};
-use self::keys::{Keys, node_entry, parse_node_entry, parse_user_entry, user_entry};
+use self::keys::{
+    Keys, node_entry, node_of_user_entry, parse_node_entry, parse_user_entry, user_entry,
+};
 use super::{NodeRecord, Registry, RegistryError, SessionLocation, SessionRecord};
 use crate::broker::SessionId;
 use crate::error::{Chain, source_of};
@@ -538,7 +540,7 @@ impl Registry for RedisRegistry {
         let nodes: Vec<&str> = sessions
             .iter()
             .flat_map(HashMap::values)
-            .map(|entry| parse_user_entry(entry).0)
+            .map(|entry| node_of_user_entry(entry))
             .collect();
         let live = self.live_nodes(nodes.into_iter()).await?;
         let mut cleanup = Vec::new();
@@ -547,10 +549,11 @@ impl Registry for RedisRegistry {
             let mut alive = Vec::with_capacity(sessions.len());
             let mut dead = Vec::new();
             for (session, entry) in sessions {
-                let (node, destinations) = parse_user_entry(&entry);
+                let node = node_of_user_entry(&entry);
                 if !live.contains(node) {
                     dead.push(session);
                 } else if let Ok(session) = SessionId::try_parse(&session) {
+                    let (node, destinations) = parse_user_entry(&entry);
                     alive.push(SessionLocation {
                         session,
                         node: node.to_owned(),

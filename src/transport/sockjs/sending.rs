@@ -34,10 +34,12 @@ impl Context<'_> {
         let request = Request::from_parts(parts, ());
         let body = match read_within(body, self.settings().max_send).await {
             Ok(body) => body,
-            Err(TooLarge) => {
+            Err(unread) => {
                 // The session ends with the ERROR that says why, as a
-                // WebSocket's would.
-                session.refuse_too_large();
+                // WebSocket's would; a body cut short leaves it as it was.
+                if unread == Unread::TooLarge {
+                    session.refuse_too_large();
+                }
                 return text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "text/plain; charset=UTF-8",
@@ -75,17 +77,23 @@ impl Context<'_> {
     }
 }
 
-/// A request body over the limit.
-struct TooLarge;
+/// Why a request body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unread {
+    /// It is over the limit.
+    TooLarge,
+    /// It broke off (the client went away).
+    Broken,
+}
 
 /// The request's body, if it is at most `max` bytes. One that is larger is
 /// read on and dropped (for [`LINGER_TIME`] and [`LINGER_BYTES`] at most),
 /// so that its client reads the answer rather than having its connection
 /// reset under it.
-async fn read_within(mut body: RequestBody, max: usize) -> Result<Bytes, TooLarge> {
+async fn read_within(mut body: RequestBody, max: usize) -> Result<Bytes, Unread> {
     let mut read = BytesMut::new();
-    while let Some(Ok(frame)) = body.frame().await {
-        let Ok(data) = frame.into_data() else {
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| Unread::Broken)?.into_data() else {
             continue;
         };
         if read.len() + data.len() > max {
@@ -99,7 +107,7 @@ async fn read_within(mut body: RequestBody, max: usize) -> Result<Bytes, TooLarg
                 }
             })
             .await;
-            return Err(TooLarge);
+            return Err(Unread::TooLarge);
         }
         read.extend_from_slice(&data);
     }
