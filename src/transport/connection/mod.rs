@@ -301,7 +301,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
             login_deadline = Some(session.login_valid_until().map(instant_of));
         }
         let expiry_deadline = login_deadline.flatten();
-        // One timer for both deadlines, kept across turns of the loop and
+        // One timer for every deadline, kept across turns of the loop and
         // moved only when the deadline does: a timer made afresh on every
         // turn would be registered and dropped once per delivery.
         let deadline = read_deadline
