@@ -42,8 +42,9 @@ use crate::transport::http_api::{ApiAccess, ApiServices, PeerAddr};
 use crate::transport::routes::{self, RouteSettings};
 use crate::transport::starting::Starting;
 
-/// How long shutdown waits for sessions to send their ERROR and close.
-const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
+/// How long shutdown waits, after the drain period, for the last sessions
+/// to send their ERROR and close.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +217,8 @@ impl BoundServer {
             Err(error) => tracing::warn!(%error, "listening on an unknown address"),
         }
 
-        let (trigger, shutdown) = shutdown::channel();
+        let drain_period = self.config.listener.drain_period;
+        let (trigger, shutdown) = shutdown::channel(drain_period);
         let routes = warp::service(routes::table(
             &self.config.routes,
             self.connections.clone(),
@@ -323,20 +325,26 @@ impl BoundServer {
             });
         }
 
-        tracing::info!("shutting down: no new connections; telling connected clients");
+        let sessions = self.node.metrics.sessions.get();
+        tracing::info!(
+            sessions,
+            drain_period_s = drain_period.as_secs_f64(),
+            "shutting down: no new connections; telling connected clients to go, spread over the drain period"
+        );
         drop(self.listener);
         // The table holds a shutdown receiver: dropped, so that only
         // sessions keep the trigger waiting.
         drop(routes);
         trigger.signal();
-        if tokio::time::timeout(DRAIN_PATIENCE, connections.shutdown())
+        let patience = drain_period + CLOSE_PATIENCE;
+        if tokio::time::timeout(patience, connections.shutdown())
             .await
             .is_err()
         {
-            tracing::warn!("HTTP connections still open after {DRAIN_PATIENCE:?}");
+            tracing::warn!("HTTP connections still open after {patience:?}");
         }
-        if !trigger.wait(DRAIN_PATIENCE).await {
-            tracing::warn!("some sessions did not close within {DRAIN_PATIENCE:?}");
+        if !trigger.wait(patience).await {
+            tracing::warn!("some sessions did not close within {patience:?}");
         }
         self.node.broker.shutdown().await;
         self.node.registry.shutdown().await;

@@ -1,15 +1,21 @@
 //! The shutdown signal, passed to every connection task so that each can
 //! tell its client why it is closing, and learn when they all have
 //! (mini-redis's pattern).
+//!
+//! The clients are not all told at once: each connection's turn comes at
+//! its own moment within the drain period, so that the reconnects a
+//! rolling deploy causes reach the other nodes at an even rate, not as one
+//! wave. A connection keeps serving its client until its turn.
 
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// Starts the shutdown and waits for every task holding a [`Shutdown`].
 #[derive(Debug)]
 pub struct ShutdownTrigger {
-    signal: watch::Sender<bool>,
+    signal: watch::Sender<Option<Instant>>,
     done: mpsc::Receiver<()>,
 }
 
@@ -17,27 +23,32 @@ pub struct ShutdownTrigger {
 /// not complete.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
-    signal: watch::Receiver<bool>,
+    /// When shutdown began, once it has.
+    signal: watch::Receiver<Option<Instant>>,
+    /// Over how long the connections' turns are spread.
+    drain_period: Duration,
     _alive: mpsc::Sender<()>,
 }
 
-/// A trigger and the first receiver; clone the receiver for each task.
-pub fn channel() -> (ShutdownTrigger, Shutdown) {
-    let (signal, receiver) = watch::channel(false);
+/// A trigger and the first receiver, whose turns are spread over
+/// `drain_period`; clone the receiver for each task.
+pub fn channel(drain_period: Duration) -> (ShutdownTrigger, Shutdown) {
+    let (signal, receiver) = watch::channel(None);
     let (alive, done) = mpsc::channel(1);
     (
         ShutdownTrigger { signal, done },
         Shutdown {
             signal: receiver,
+            drain_period,
             _alive: alive,
         },
     )
 }
 
 impl ShutdownTrigger {
-    /// Tells every task to finish.
+    /// Tells every task to finish, each in its turn.
     pub fn signal(&self) {
-        self.signal.send_replace(true);
+        self.signal.send_replace(Some(Instant::now()));
     }
 
     /// Waits until every [`Shutdown`] is dropped (or `patience` runs out).
@@ -50,9 +61,18 @@ impl ShutdownTrigger {
 }
 
 impl Shutdown {
-    /// Completes once shutdown has begun (at once if it already has).
-    pub async fn recv(&mut self) {
+    /// Completes once shutdown has begun and the turn of the task placed
+    /// at `place` (a fraction of the drain period, from 0 to 1) has come.
+    /// Asked again, it completes at the same moment.
+    pub async fn turn(&mut self, place: f64) {
         // An error means the trigger is gone, which also means stopping.
-        let _ = self.signal.wait_for(|stopping| *stopping).await;
+        let began = match self.signal.wait_for(Option::is_some).await {
+            Ok(began) => *began,
+            Err(_) => None,
+        };
+        if let Some(began) = began {
+            let offset = self.drain_period.mul_f64(place.clamp(0.0, 1.0));
+            tokio::time::sleep_until(began + offset).await;
+        }
     }
 }

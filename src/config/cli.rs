@@ -99,6 +99,14 @@ pub struct ServerOptions {
     /// loopback clients only.
     #[arg(long, env = "STOMP_RELAY_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+
+    /// Seconds over which a stopping node (SIGTERM, Ctrl-C) tells its
+    /// clients to go (ERROR "server shutting down", then the close), each
+    /// at its own moment, so that their reconnects reach the other nodes
+    /// spread out; it serves each client until then. 0 tells them all at
+    /// once.
+    #[arg(long, env = "STOMP_RELAY_DRAIN_PERIOD", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_period: u64,
 }
 
 /// RabbitMQ and Redis, and this node's place among the others.

@@ -63,6 +63,8 @@ pub struct ListenerSettings {
     pub max_connections_per_ip: usize,
     /// Whose forwarding headers name the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// Over how long a stopping node tells its clients to go.
+    pub drain_period: Duration,
 }
 
 /// Where the node keeps messages and presence.
@@ -168,6 +170,7 @@ impl From<Cli> for Config {
                 max_connections: connections.max_connections,
                 max_connections_per_ip: connections.max_connections_per_ip,
                 trusted_proxies: connections.trusted_proxies,
+                drain_period: Duration::from_secs(server.drain_period),
             },
             routes: RouteSettings {
                 ws_path: server.ws_path,

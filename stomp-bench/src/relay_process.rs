@@ -79,6 +79,9 @@ impl RelayProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
             )
+            // Stopped between scenarios, it need not spread its clients'
+            // reconnects (a variable, which an older build ignores).
+            .env("STOMP_RELAY_DRAIN_PERIOD", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()

@@ -48,6 +48,7 @@ scenario_tests! {
         a_burst_of_sends_is_slowed_down_not_refused,
         a_stomp_1_2_ack_names_its_message_by_id_only,
         shutdown_tells_clients_then_closes,
+        a_stopping_node_tells_its_clients_to_go_over_its_drain_period,
         replies_to_a_temp_queue_reach_the_asking_session,
         sends_in_flight_keep_their_order_and_receipts_follow_them,
         a_send_right_after_a_subscribe_is_heard_by_it,
@@ -873,6 +874,78 @@ async fn shutdown_tells_clients_then_closes(mode: Mode) {
     let error = client.expect_error_then_close().await;
     assert_eq!(error.get("message"), Some("server shutting down"));
     stopping.join().unwrap();
+}
+
+/// Each client is told at its own moment within `--drain-period`, and is
+/// served until then: in cluster mode a message published (by a service,
+/// over AMQP) a while into the drain reaches those not told yet.
+async fn a_stopping_node_tells_its_clients_to_go_over_its_drain_period(mode: Mode) {
+    const CLIENTS: usize = 24;
+    let drain_period = Duration::from_secs(2);
+    let mut relay = TestRelay::start_with(mode, &["--drain-period", "2"]);
+    let key = format!("drain.{}", relay.id);
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut client = StompClient::connect(&relay, None).await;
+        client
+            .subscribe("drain", &format!("/topic/{key}"), "auto")
+            .await;
+        clients.push(client);
+    }
+    let began = tokio::time::Instant::now();
+    let stopping = std::thread::spawn(move || relay.stop());
+    let told: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let mut messages = 0;
+                loop {
+                    let frame = client.recv().await;
+                    if frame.command == Command::Message {
+                        messages += 1;
+                        continue;
+                    }
+                    assert_eq!(frame.command, Command::Error, "{frame:?}");
+                    assert_eq!(frame.get("message"), Some("server shutting down"));
+                    let at = began.elapsed();
+                    client.expect_closed().await;
+                    return (at, messages);
+                }
+            })
+        })
+        .collect();
+    if mode == Mode::Cluster {
+        tokio::time::sleep(drain_period / 2).await;
+        let (_connection, channel) = crate::support::amqp().await;
+        let routed = crate::support::publish_mandatory(
+            &channel,
+            "amq.topic",
+            &key,
+            b"still served",
+            lapin::BasicProperties::default(),
+        )
+        .await;
+        assert!(routed, "the draining node's queue is bound to {key}");
+    }
+    let mut told_at = Vec::new();
+    let mut served_during_the_drain = 0;
+    for client in told {
+        let (at, messages) = client.await.expect("a client's task");
+        told_at.push(at);
+        served_during_the_drain += messages;
+    }
+    stopping.join().expect("the node stops");
+    told_at.sort();
+    let (first, last) = (told_at[0], told_at[CLIENTS - 1]);
+    assert!(
+        last - first >= drain_period / 4,
+        "told within {:?} of each other: {told_at:?}",
+        last - first
+    );
+    assert!(last <= drain_period + Duration::from_secs(2), "{told_at:?}");
+    if mode == Mode::Cluster {
+        assert!(served_during_the_drain > 0, "{told_at:?}");
+    }
 }
 
 async fn replies_to_a_temp_queue_reach_the_asking_session(mode: Mode) {

@@ -140,6 +140,14 @@ impl ConnectionContext {
     }
 }
 
+/// Where a connection's turn to be told to go falls in the drain period
+/// (0 to 1): taken from its session id's random bits (the 48 before the
+/// version digit of a v4 UUID), so that the turns fall evenly.
+fn drain_place(id: Uuid) -> f64 {
+    const RANDOM_BITS: u32 = 48;
+    (id.as_u64_pair().0 >> (64 - RANDOM_BITS)) as f64 / (1u64 << RANDOM_BITS) as f64
+}
+
 /// How long the last ERROR frame and the close may take to reach a client.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -363,7 +371,7 @@ async fn serve_halves<R: TransportReader, W: TransportWriter>(
                 };
                 session.abort(error);
             }
-            () = shutdown.recv() => session.abort(SessionError::ShuttingDown),
+            () = shutdown.turn(drain_place(id)) => session.abort(SessionError::ShuttingDown),
             () = eviction.notified() => {
                 let user = session.user().unwrap_or_default().to_owned();
                 session.abort(SessionError::Replaced(user));

@@ -152,6 +152,11 @@ impl TestRelay {
                 &redis_prefix,
             ]);
         }
+        // A test stops its node with clients still connected: told at once,
+        // unless the test is about the drain.
+        if !flags.contains(&"--drain-period") {
+            args.extend_from_slice(&["--drain-period", "0"]);
+        }
         args.extend_from_slice(flags);
         let config = Config::from_args(args).expect("the test's flags are valid");
         let queues = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
