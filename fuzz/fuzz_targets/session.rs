@@ -62,7 +62,7 @@ fn fixture() -> &'static Fixture {
                 node: Arc::new(node),
             })
         });
-        let (trigger, shutdown) = shutdown::channel();
+        let (trigger, shutdown) = shutdown::channel(std::time::Duration::ZERO);
         Fixture {
             runtime,
             connections,
