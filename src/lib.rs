@@ -12,6 +12,7 @@ pub mod broker;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod history;
 pub mod metrics;
 pub mod registry;
 pub mod relay;

@@ -28,6 +28,8 @@ use crate::broker::BrokerError;
 use crate::broker::amqp::AmqpBroker;
 use crate::config::{AuthMode, AuthOptions, ClusterSettings, Config, Mode};
 use crate::dispatch::offline::redis::RedisOfflineStore;
+use crate::history::History;
+use crate::history::redis::RedisHistory;
 use crate::metrics::Metrics;
 use crate::registry::redis::connection::RedisAddress;
 use crate::registry::redis::{NodeLiveness, RedisRegistry};
@@ -96,7 +98,7 @@ impl BoundServer {
         let acl = destination_rules(&config.auth, auth.is_enforced())?;
         let (node, listener) = match &config.mode {
             Mode::Embedded => (
-                Node::embedded(node_id, &address, config.offline, auth),
+                Node::embedded(node_id, &address, config.offline, config.history, auth),
                 listener,
             ),
             Mode::Cluster(cluster) => {
@@ -158,6 +160,13 @@ impl BoundServer {
                 .await;
                 let offline =
                     RedisOfflineStore::new(registry.connection(), redis_prefix, config.offline);
+                let history = config.history.enabled().then(|| {
+                    Arc::new(RedisHistory::new(
+                        registry.connection(),
+                        redis_prefix,
+                        config.history,
+                    )) as Arc<dyn History>
+                });
                 let listener = starting.serve().await.map_err(|source| ServerError::Bind {
                     addr: listen,
                     source,
@@ -167,6 +176,7 @@ impl BoundServer {
                     Arc::new(broker),
                     Arc::new(registry),
                     Arc::new(offline),
+                    history,
                     auth,
                     metrics,
                 );

@@ -13,6 +13,9 @@ const state = {
   room: null,
   roomSubscription: null,
   onlineTimer: null,
+  // The last position (x-stream-offset) seen at each user destination, given
+  // back when STOMP.js reconnects: the relay then replays what was missed.
+  positions: {},
   config: { ws_path: '/ws', sockjs_path: '/sockjs' },
 };
 
@@ -75,7 +78,26 @@ function joinRoom(name) {
   log('chat-log', null, `joined #${room}`, true);
 }
 
+/**
+ * Subscribes to one of the user's own destinations from its last position,
+ * so that a reconnect misses nothing; says so when the relay could not
+ * replay everything (x-stream-recovered: false).
+ */
+function subscribeFromLastPosition(destination, listId, show) {
+  const last = state.positions[destination];
+  const headers = last ? { 'x-stream-offset': last } : {};
+  state.client.subscribe(destination, (message) => {
+    if (message.headers['x-stream-recovered'] === 'false') {
+      log(listId, null, 'some messages were missed while away', true);
+    }
+    if (message.headers['x-stream-offset']) state.positions[destination] = message.headers['x-stream-offset'];
+    show(message);
+  }, headers);
+}
+
 function connect(user, passcode, transport) {
+  // Positions are the user's own: a new login starts afresh.
+  state.positions = {};
   const sockjsTransport = params.get('sockjs_transport');
   const client = new StompJs.Client({
     connectHeaders: passcode ? { login: user, passcode } : { login: user },
@@ -96,10 +118,10 @@ function connect(user, passcode, transport) {
     setStatus('online', `online as ${state.user} (${transport === 'sockjs' ? 'SockJS' : 'WebSocket'})`);
     state.room = null;
     joinRoom($('room').value);
-    client.subscribe('/user/queue/private', (message) => {
+    subscribeFromLastPosition('/user/queue/private', 'private-log', (message) => {
       log('private-log', `${message.headers['user-name'] || 'someone'} →`, bodyText(message));
     });
-    client.subscribe('/user/queue/notifications', (message) => {
+    subscribeFromLastPosition('/user/queue/notifications', 'notification-log', (message) => {
       log('notification-log', null, bodyText(message));
     });
     refreshOnline();

@@ -14,6 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use stomp_relay::auth::Authenticator;
 use stomp_relay::auth::acl::Acl;
 use stomp_relay::dispatch::offline::OfflineLimits;
+use stomp_relay::history::HistoryLimits;
 use stomp_relay::relay::Node;
 use stomp_relay::session::{SessionContext, SessionSettings};
 use stomp_relay::shutdown::{self, Shutdown, ShutdownTrigger};
@@ -55,7 +56,18 @@ fn fixture() -> &'static Fixture {
             };
             // The defaults of an authenticated node, so that ACL decisions
             // (and wildcard deliveries judged by them) are exercised too.
-            let node = Node::embedded("fuzz".into(), "127.0.0.1:0", offline, Authenticator::None);
+            let history = HistoryLimits {
+                size: 4,
+                ttl: std::time::Duration::from_secs(1),
+                max_node_messages: 64,
+            };
+            let node = Node::embedded(
+                "fuzz".into(),
+                "127.0.0.1:0",
+                offline,
+                history,
+                Authenticator::None,
+            );
             Arc::new(ConnectionContext {
                 settings: ConnectionSettings::default(),
                 session: SessionContext::new(settings, Acl::defaults(), "fuzz".into()),

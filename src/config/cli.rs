@@ -56,6 +56,9 @@ pub struct Cli {
     pub offline: OfflineOptions,
 
     #[command(flatten)]
+    pub history: HistoryOptions,
+
+    #[command(flatten)]
     pub log: LogOptions,
 }
 
@@ -406,6 +409,27 @@ pub struct OfflineOptions {
     /// Seconds an offline user's messages are kept after the last one came.
     #[arg(long, env = "STOMP_RELAY_OFFLINE_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub offline_ttl: u64,
+}
+
+/// Each user's recent messages, with their positions, for replay on
+/// reconnect (SUBSCRIBE with x-stream-offset).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "History")]
+pub struct HistoryOptions {
+    /// Messages to user destinations kept per user, each with its position
+    /// (MESSAGE header x-stream-offset), so that a session that comes back
+    /// gets what it missed (SUBSCRIBE with x-stream-offset); 0: no history.
+    #[arg(long, env = "STOMP_RELAY_HISTORY_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub history_size: u64,
+
+    /// Seconds a message stays in its user's history; 0: no history.
+    #[arg(long, env = "STOMP_RELAY_HISTORY_TTL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub history_ttl: u64,
+
+    /// Messages the embedded node keeps in all users' histories together;
+    /// past it the node's oldest go.
+    #[arg(long, env = "STOMP_RELAY_HISTORY_MAX_NODE_MESSAGES", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_max_node_messages: u64,
 }
 
 /// How the node writes its logs.

@@ -24,14 +24,15 @@ use stomp_parser::Limits;
 
 use crate::broker::amqp::{AmqpSettings, DispatchQueueType, UserKeyBinding};
 use crate::dispatch::offline::OfflineLimits;
+use crate::history::HistoryLimits;
 use crate::registry::redis::connection::RedisAddress;
 use crate::session::SessionSettings;
 use crate::session::connect::HeartBeatBounds;
 use crate::transport::connection::ConnectionSettings;
 use crate::transport::routes::RouteSettings;
 pub use cli::{
-    AuthMode, AuthOptions, Cli, ClusterOptions, ConnectionOptions, LimitOptions, LogFormat,
-    LogOptions, OfflineOptions, QueueType, Routing, SecondLogin, ServerOptions,
+    AuthMode, AuthOptions, Cli, ClusterOptions, ConnectionOptions, HistoryOptions, LimitOptions,
+    LogFormat, LogOptions, OfflineOptions, QueueType, Routing, SecondLogin, ServerOptions,
 };
 pub use file::FileError;
 use parse::{as_usize, listed};
@@ -50,6 +51,7 @@ pub struct Config {
     /// The HTTP API's bearer token (`--api-token`), if any.
     pub api_token: Option<String>,
     pub offline: OfflineLimits,
+    pub history: HistoryLimits,
 }
 
 /// How the node accepts TCP connections.
@@ -148,6 +150,7 @@ impl From<Cli> for Config {
             connections,
             limits,
             offline,
+            history,
             log,
         } = cli;
         let node_id = cluster
@@ -207,6 +210,7 @@ impl From<Cli> for Config {
                 max_transaction_frames: limits.max_transaction_frames,
                 replace_older_logins: connections.second_login == SecondLogin::Replace,
                 virtual_host: connections.virtual_host,
+                replay: history.history_size > 0 && history.history_ttl > 0,
             },
             auth,
             api_token: server.api_token.filter(|token| !token.is_empty()),
@@ -215,6 +219,11 @@ impl From<Cli> for Config {
                 ttl: Duration::from_secs(offline.offline_ttl),
                 max_node_messages: as_usize(offline.offline_max_node_messages),
                 max_node_bytes: as_usize(offline.offline_max_node_bytes),
+            },
+            history: HistoryLimits {
+                size: as_usize(history.history_size),
+                ttl: Duration::from_secs(history.history_ttl),
+                max_node_messages: as_usize(history.history_max_node_messages),
             },
         }
     }

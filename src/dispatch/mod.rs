@@ -33,10 +33,14 @@ use crate::broker::{
     OrderKey, SessionAddress,
 };
 use crate::error::{Chain, ClientText};
+use crate::history::{History, HistoryError, POSITION_HEADER};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError, SessionLocation};
 use crate::retry;
 use offline::{Keeping, OfflineError, OfflineStore};
+
+/// Messages written to users' histories at once, at most.
+const RECORDS_AT_ONCE: usize = 1024;
 
 /// `stomp.dispatch` requests a node carries out at once.
 pub const DISPATCH_LANES: usize = 32;
@@ -54,6 +58,8 @@ pub struct Dispatcher {
     registry: Arc<dyn Registry>,
     broker: Arc<dyn Broker>,
     offline: Arc<dyn OfflineStore>,
+    /// Users' histories, when the node keeps them.
+    history: Option<Arc<dyn History>>,
     metrics: Metrics,
 }
 
@@ -96,6 +102,8 @@ pub enum DispatchError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Offline(#[from] OfflineError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
 }
 
 impl ClientText for DispatchError {
@@ -105,6 +113,7 @@ impl ClientText for DispatchError {
             DispatchError::Broker(error) => error.client_text(),
             // Its text carries what Redis said.
             DispatchError::Offline(_) => Cow::Borrowed("the offline message store is unavailable"),
+            DispatchError::History(_) => Cow::Borrowed("the message history is unavailable"),
         }
     }
 }
@@ -114,14 +123,55 @@ impl Dispatcher {
         registry: Arc<dyn Registry>,
         broker: Arc<dyn Broker>,
         offline: Arc<dyn OfflineStore>,
+        history: Option<Arc<dyn History>>,
         metrics: Metrics,
     ) -> Dispatcher {
         Dispatcher {
             registry,
             broker,
             offline,
+            history,
             metrics,
         }
+    }
+
+    /// Users' histories, when the node keeps them; sessions read them when
+    /// they subscribe with a position.
+    pub fn history(&self) -> Option<&dyn History> {
+        self.history.as_deref()
+    }
+
+    /// Writes each message to its user's history, when the node keeps one,
+    /// and gives it its position there (`x-stream-offset`); without a
+    /// history, a position a sender wrote is taken off. Done before the
+    /// users' sessions are read from the registry, so that a session that
+    /// subscribes meanwhile finds each message either live or in the
+    /// history it reads once subscribed.
+    pub async fn record<'a>(
+        &self,
+        letters: impl IntoIterator<Item = (&'a str, &'a str, &'a mut Message)>,
+    ) -> Result<(), DispatchError> {
+        let Some(history) = &self.history else {
+            for (_, _, message) in letters {
+                message.headers.remove(POSITION_HEADER);
+            }
+            return Ok(());
+        };
+        let mut letters: Vec<_> = letters.into_iter().collect();
+        for wave in letters.chunks_mut(RECORDS_AT_ONCE) {
+            let positions = try_join_all(
+                wave.iter()
+                    .map(|(user, name, message)| history.append(user, name, message)),
+            )
+            .await
+            .inspect_err(|_| {
+                self.metrics.dispatch.failed.inc_by(wave.len() as u64);
+            })?;
+            for ((_, _, message), position) in wave.iter_mut().zip(positions) {
+                message.headers.set(POSITION_HEADER, &position.to_string());
+            }
+        }
+        Ok(())
     }
 
     /// Where messages for absent users wait; sessions read it when they
@@ -159,19 +209,20 @@ impl Dispatcher {
         when_offline: WhenOffline,
         request: Option<&str>,
     ) -> Result<DispatchReport, DispatchError> {
+        let mut messages = vec![message; users.len()];
+        self.record(
+            users
+                .iter()
+                .zip(messages.iter_mut())
+                .map(|(user, message)| (user.as_str(), name, message)),
+        )
+        .await?;
         let names: Vec<&str> = users.iter().map(String::as_str).collect();
         let located = self.locate_many(&names).await?;
         let mut dispatches = Vec::with_capacity(users.len());
-        for (user, sessions) in users.iter().zip(located) {
+        for ((user, sessions), message) in users.iter().zip(located).zip(messages) {
             let dispatch = self
-                .hand_over_to(
-                    user,
-                    &sessions,
-                    name,
-                    message.clone(),
-                    when_offline,
-                    request,
-                )
+                .hand_over_to(user, &sessions, name, message, when_offline, request)
                 .await?;
             dispatches.push(dispatch);
         }
@@ -314,7 +365,9 @@ impl Dispatcher {
     /// Sends `message` to the user destination `name` of every live session
     /// of every user that subscribes there, in one publish that every node
     /// fans out; returns once the broker has taken it.
-    pub async fn to_everyone(&self, name: &str, message: Message) -> Result<(), DispatchError> {
+    pub async fn to_everyone(&self, name: &str, mut message: Message) -> Result<(), DispatchError> {
+        // Meant for those connected now: no user's history holds it.
+        message.headers.remove(POSITION_HEADER);
         // Keyed by the name, so that messages to everyone at one destination
         // keep their order.
         self.broker

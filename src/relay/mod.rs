@@ -21,6 +21,8 @@ use crate::broker::{Broker, SessionId};
 use crate::dispatch::Dispatcher;
 use crate::dispatch::offline::memory::MemoryOfflineStore;
 use crate::dispatch::offline::{OfflineLimits, OfflineStore};
+use crate::history::memory::MemoryHistory;
+use crate::history::{History, HistoryLimits};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::registry::memory::MemoryRegistry;
@@ -48,11 +50,17 @@ impl Node {
         broker: Arc<dyn Broker>,
         registry: Arc<dyn Registry>,
         offline: Arc<dyn OfflineStore>,
+        history: Option<Arc<dyn History>>,
         auth: Authenticator,
         metrics: Metrics,
     ) -> Node {
-        let dispatcher =
-            Dispatcher::new(registry.clone(), broker.clone(), offline, metrics.clone());
+        let dispatcher = Dispatcher::new(
+            registry.clone(),
+            broker.clone(),
+            offline,
+            history,
+            metrics.clone(),
+        );
         Node {
             id,
             broker,
@@ -64,17 +72,21 @@ impl Node {
         }
     }
 
-    /// A single node with the in-process broker and the in-memory registry
-    /// and offline store; `address` is what it listens on.
+    /// A single node with the in-process broker and the in-memory registry,
+    /// offline store and history; `address` is what it listens on.
     pub fn embedded(
         id: String,
         address: &str,
         offline: OfflineLimits,
+        history: HistoryLimits,
         auth: Authenticator,
     ) -> Node {
         let registry = MemoryRegistry::new(&id, address);
         let metrics = Metrics::default();
         let offline = MemoryOfflineStore::new(offline, metrics.offline_dropped.clone());
+        let history = history
+            .enabled()
+            .then(|| Arc::new(MemoryHistory::new(history)) as Arc<dyn History>);
         Node::new(
             id,
             Arc::new(EmbeddedBroker::new(
@@ -83,6 +95,7 @@ impl Node {
             )),
             Arc::new(registry),
             Arc::new(offline),
+            history,
             auth,
             metrics,
         )

@@ -29,6 +29,7 @@ use crate::broker::destination::{Destination, TEMP_QUEUE_PREFIX};
 use crate::broker::{BrokerError, OrderKey, Outbox, SessionId, SubscriptionSpec};
 use crate::dispatch::{DispatchError, Dispatcher};
 use crate::error::{Chain, ClientText};
+use crate::history::Replay;
 use crate::registry::{RegistryError, SessionRecord, unix_millis};
 use crate::retry;
 use crate::session::{
@@ -268,6 +269,17 @@ impl CommandRunner {
                     }
                     Event::Offline(kept.map_err(|error| rejection(DispatchError::from(error))))
                 }
+                Command::ReadHistory { user, name, start } => {
+                    let replay = match node.dispatcher.history() {
+                        Some(history) => history
+                            .read(&user, &name, start)
+                            .await
+                            .map_err(|error| rejection(DispatchError::from(error))),
+                        // Not asked for without one.
+                        None => Ok(Replay::default()),
+                    };
+                    Event::History(replay)
+                }
                 Command::ForgetOffline { user, ids } => {
                     forget_offline(&node.dispatcher, session, user, ids).await;
                     Event::Done(Ok(()))
@@ -330,9 +342,19 @@ impl CommandRunner {
 async fn hand_over(
     node: Arc<Node>,
     session: SessionId,
-    batch: Vec<(CommandId, Outbound)>,
+    mut batch: Vec<(CommandId, Outbound)>,
 ) -> Vec<(CommandId, Confirming)> {
     let dispatcher = &node.dispatcher;
+    let letters = batch.iter_mut().filter_map(|(_, send)| match send {
+        Outbound::ToUser {
+            user,
+            name,
+            message,
+            ..
+        } => Some((user.as_str(), name.as_str(), message)),
+        Outbound::Publish { .. } => None,
+    });
+    let recorded = dispatcher.record(letters).await;
     let users: Vec<&str> = batch
         .iter()
         .filter_map(|(_, send)| match send {
@@ -340,9 +362,10 @@ async fn hand_over(
             Outbound::Publish { .. } => None,
         })
         .collect();
-    let mut located = match users.is_empty() {
-        true => Ok(Vec::new()),
-        false => dispatcher.locate_many(&users).await,
+    let mut located = match (recorded, users.is_empty()) {
+        (Err(error), _) => Err(error),
+        (Ok(()), true) => Ok(Vec::new()),
+        (Ok(()), false) => dispatcher.locate_many(&users).await,
     }
     .map(Vec::into_iter);
     let order = OrderKey::of(&session);
@@ -467,6 +490,7 @@ impl Failure for DispatchError {
             DispatchError::Registry(_) => Service::Registry,
             DispatchError::Broker(_) => Service::Broker,
             DispatchError::Offline(_) => Service::OfflineStore,
+            DispatchError::History(_) => Service::History,
         }
     }
 }

@@ -24,6 +24,7 @@ impl Session {
             match pending {
                 Pending::Broker(tag) => tags.push(tag),
                 Pending::Offline(id) => kept.push(id),
+                Pending::Replayed => {}
                 Pending::BrokerAndOffline(tag, id) => {
                     tags.push(tag);
                     // Given back, it comes again, to be shown again.

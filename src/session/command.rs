@@ -19,6 +19,7 @@ use crate::auth::{AuthError, Identity};
 use crate::broker::{AckTag, Message, PublishTarget, Settlement, SubscriptionSpec};
 use crate::dispatch::WhenOffline;
 use crate::dispatch::offline::OfflineMessage;
+use crate::history::{Replay, StartAt};
 
 /// The number of a command or SEND within its session, in the order given:
 /// one numbering for both lanes.
@@ -63,6 +64,13 @@ pub enum Command {
         user: String,
         name: String,
     },
+    /// Read what `user`'s history holds for user destination `name` from
+    /// `start` on: answered by [`Event::History`].
+    ReadHistory {
+        user: String,
+        name: String,
+        start: StartAt,
+    },
     /// Forget kept messages the client has had (and acknowledged).
     ForgetOffline {
         user: String,
@@ -104,6 +112,9 @@ pub enum Event {
     /// The messages kept for the user; `Err` costs the subscription nothing
     /// (they stay kept for next time).
     Offline(Result<Vec<OfflineMessage>, Rejection>),
+    /// What the history holds after a replay's start; `Err` replays
+    /// nothing, and says so on the subscription's first MESSAGE.
+    History(Result<Replay, Rejection>),
 }
 
 /// What the session gives out, in order.

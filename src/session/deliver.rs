@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use stomp_parser::{Frame, Version};
 
+use super::replay::Admission;
 use super::subscriptions::Pending;
 use super::{Command, Output, Session, SessionError, State, StompCommand};
 use crate::auth::acl::Action;
 use crate::broker::{Delivery, Message, OFFLINE_ID_HEADER, Settlement};
+use crate::history::RECOVERED_HEADER;
 
 impl Session {
     /// Turns a delivery into the MESSAGE frame for the client, recording it
@@ -21,6 +23,18 @@ impl Session {
         if !matches!(self.state, State::Connected(_) | State::Closing) {
             return;
         }
+        // A subscription replaying its user's history shows what comes
+        // live after that, once.
+        match self.replays.admit(delivery) {
+            Admission::Held => {}
+            Admission::ShownAlready(delivery) => self.settle_shown(delivery),
+            Admission::Now(delivery) => self.deliver_now(delivery, false),
+        }
+    }
+
+    /// [`Session::deliver`], now; `replayed` for a message from the
+    /// history, which the broker knows nothing of.
+    pub(super) fn deliver_now(&mut self, delivery: Delivery, replayed: bool) {
         let refused = if !self.subscriptions.contains(&delivery.subscription) {
             Some(Settlement::Nack)
         } else if !self.may_read(&delivery) {
@@ -56,14 +70,21 @@ impl Session {
             }
             return;
         }
+        let replayed_needs_ack = replayed
+            && self
+                .subscriptions
+                .get(&delivery.subscription)
+                .is_some_and(|subscription| subscription.ack.needs_ack());
         let max = self.context.settings.max_unacked;
-        if delivery.ack.is_some() && self.subscriptions.unacked() >= max {
+        if (delivery.ack.is_some() || replayed_needs_ack) && self.subscriptions.unacked() >= max {
             // Not delivered: the broker takes it back when the session ends.
             return self.abort(SessionError::TooManyUnacked(max));
         }
         let pending = match (delivery.ack, &kept) {
             (Some(tag), Some(kept)) => Some(Pending::BrokerAndOffline(tag, kept.clone())),
             (Some(tag), None) => Some(Pending::Broker(tag)),
+            (None, Some(kept)) if replayed_needs_ack => Some(Pending::Offline(kept.clone())),
+            (None, None) if replayed_needs_ack => Some(Pending::Replayed),
             (None, _) => None,
         };
         let frame = self.message_frame(
@@ -76,6 +97,7 @@ impl Session {
         );
         self.output.push_back(Output::Frame(frame));
         if delivery.ack.is_none()
+            && !replayed_needs_ack
             && let (Some(kept), Some(user)) = (kept, self.user())
         {
             let user = user.to_owned();
@@ -122,6 +144,9 @@ impl Session {
         // On every MESSAGE, false included, as RabbitMQ's STOMP plugin
         // writes it.
         frame = frame.header("redelivered", if redelivered { "true" } else { "false" });
+        if self.replays.first_since_incomplete(subscription) {
+            frame = frame.header(RECOVERED_HEADER, "false");
+        }
         for (name, value) in message.headers.iter() {
             if name != OFFLINE_ID_HEADER {
                 frame.headers.push(name, value);

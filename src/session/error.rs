@@ -149,6 +149,8 @@ pub enum Service {
     Registry,
     /// The store of messages kept for users who were offline.
     OfflineStore,
+    /// Users' histories.
+    History,
 }
 
 /// RabbitMQ's words for a missing `destination`; ours for the rest.
@@ -231,6 +233,10 @@ impl SessionError {
                 service: Service::OfflineStore,
                 ..
             } => "offline store error",
+            SessionError::Service {
+                service: Service::History,
+                ..
+            } => "history error",
             SessionError::ConnectTimeout(_) => "connect timeout",
             SessionError::HeartBeatTimeout(_) => "heart-beat timeout",
             SessionError::SlowConsumer(_) => "slow consumer",

@@ -27,6 +27,7 @@ mod error;
 mod headers;
 mod offline;
 mod ordering;
+mod replay;
 mod send;
 mod settings;
 mod subscribe;
@@ -53,6 +54,7 @@ use connect::HeartBeat;
 use headers::{ack_id, required};
 use offline::RecentOffline;
 use ordering::Waiting;
+use replay::Replays;
 use send::refuse_message_id;
 use subscriptions::Subscriptions;
 use transactions::{Transactions, held_in_transaction};
@@ -129,9 +131,11 @@ pub struct Session {
     reading_offline: HashMap<CommandId, Arc<str>>,
     /// Kept messages delivered lately, so that none is delivered twice.
     recent_offline: RecentOffline,
-    /// The kept messages to read, for a subscription, once the current
-    /// frame's RECEIPT is placed.
-    read_after_receipt: Option<(Arc<str>, Command)>,
+    /// Subscriptions replaying what their user's history holds.
+    replays: Replays,
+    /// What to read for a subscription (its replay, the kept messages),
+    /// once the current frame's RECEIPT is placed.
+    read_after_receipt: Vec<(Arc<str>, Command)>,
     /// The receipt of the frame being handled.
     current_receipt: Option<Arc<str>>,
     attached: bool,
@@ -158,7 +162,8 @@ impl Session {
             held: VecDeque::new(),
             reading_offline: HashMap::new(),
             recent_offline: RecentOffline::default(),
-            read_after_receipt: None,
+            replays: Replays::default(),
+            read_after_receipt: Vec::new(),
             current_receipt: None,
             attached: false,
             registered: false,
@@ -253,13 +258,18 @@ impl Session {
                 if let Some(receipt) = receipt.filter(|_| answers_receipt) {
                     self.hold_receipt(&receipt);
                 }
-                if let Some((subscription, read)) = self.read_after_receipt.take() {
+                for (subscription, read) in std::mem::take(&mut self.read_after_receipt) {
+                    let replay = matches!(read, Command::ReadHistory { .. });
                     let id = self.give(read);
-                    self.reading_offline.insert(id, subscription);
+                    if replay {
+                        self.replays.reading.insert(id, subscription);
+                    } else {
+                        self.reading_offline.insert(id, subscription);
+                    }
                 }
             }
             Err(error) => {
-                self.read_after_receipt = None;
+                self.read_after_receipt.clear();
                 let rejection = Rejection {
                     error,
                     receipt_id: receipt.map(|receipt| receipt.to_string()),

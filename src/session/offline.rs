@@ -100,6 +100,7 @@ impl Session {
         let needs_ack = subscription.ack.needs_ack();
         let destination = subscription.destination_text.clone();
         let mut delivered = Vec::with_capacity(kept.len());
+        let mut had = Vec::new();
         for OfflineMessage {
             id: offline_id,
             message,
@@ -108,6 +109,11 @@ impl Session {
         {
             // Delivered live already (it was kept before it was sent).
             if !self.recent_offline.first_time(&offline_id) {
+                continue;
+            }
+            // Replayed from the history, or had before the replay's start.
+            if self.replays.shown(id, &message) {
+                had.push(offline_id);
                 continue;
             }
             let pending = needs_ack.then(|| Pending::Offline(offline_id.clone()));
@@ -122,7 +128,11 @@ impl Session {
             delivered.push(offline_id);
             self.output.push_back(Output::Frame(frame));
         }
-        if !needs_ack && !delivered.is_empty() {
+        if needs_ack {
+            delivered.clear();
+        }
+        delivered.extend(had);
+        if !delivered.is_empty() {
             self.give(Command::ForgetOffline {
                 user,
                 ids: delivered,

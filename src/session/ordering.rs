@@ -57,6 +57,11 @@ impl Session {
                     self.deliver_offline(&subscription, kept);
                 }
             }
+            Event::History(replay) => {
+                if let Some(subscription) = self.replays.reading.remove(&id) {
+                    self.deliver_replay(&subscription, replay);
+                }
+            }
         }
         self.release_held();
     }

@@ -22,6 +22,9 @@ pub struct SessionSettings {
     pub replace_older_logins: bool,
     /// The one virtual host a CONNECT may name (`--virtual-host`).
     pub virtual_host: String,
+    /// The node keeps users' histories: a SUBSCRIBE to a user destination
+    /// may ask for what it missed (`x-stream-offset`).
+    pub replay: bool,
 }
 
 impl Default for SessionSettings {
@@ -34,6 +37,7 @@ impl Default for SessionSettings {
             max_transaction_frames: 1024,
             replace_older_logins: false,
             virtual_host: "/".to_owned(),
+            replay: true,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! SUBSCRIBE and UNSUBSCRIBE: what a subscription asks for, checked against
 //! the session's bounds and the ACL, given to the broker as a
 //! [`SubscriptionSpec`]. A subscription to one of the user's own
-//! destinations also reads what was kept for the user while offline, once
-//! the SUBSCRIBE's RECEIPT is placed.
+//! destinations also reads what was kept for the user while offline, and,
+//! when it gives a position (`x-stream-offset`), what it missed since
+//! ([`super::replay`]), once the SUBSCRIBE's RECEIPT is placed.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use crate::auth::acl::Action;
 use crate::broker::destination::Destination;
 use crate::broker::queue_options::{QueueOptions, asks_durable};
 use crate::broker::{AckMode, SubscriptionSpec};
+use crate::history::{POSITION_HEADER, StartAt};
 
 impl Session {
     pub(super) fn subscribe(&mut self, frame: &Frame) -> Result<(), SessionError> {
@@ -69,16 +71,33 @@ impl Session {
                 .map(|count| count.min(u32::try_from(settings.max_unacked).unwrap_or(u32::MAX))),
             queue,
         };
-        self.read_after_receipt = match (&spec.destination, self.user()) {
-            (Destination::OwnUser { name }, Some(user)) => Some((
+        if let (Destination::OwnUser { name }, Some(user)) = (&spec.destination, self.user()) {
+            let user = user.to_owned();
+            // Asked for what it missed: that comes first, then what comes
+            // live, which waits meanwhile.
+            let start = frame
+                .get(POSITION_HEADER)
+                .filter(|_| self.context.settings.replay)
+                .and_then(StartAt::parse);
+            if let Some(start) = start {
+                self.replays.begin(&spec.id, start);
+                self.read_after_receipt.push((
+                    spec.id.clone(),
+                    Command::ReadHistory {
+                        user: user.clone(),
+                        name: name.clone(),
+                        start,
+                    },
+                ));
+            }
+            self.read_after_receipt.push((
                 spec.id.clone(),
                 Command::ReadOffline {
-                    user: user.to_owned(),
+                    user,
                     name: name.clone(),
                 },
-            )),
-            _ => None,
-        };
+            ));
+        }
         self.subscriptions.insert(spec.clone());
         self.give(Command::Subscribe(spec));
         Ok(())
@@ -96,6 +115,7 @@ impl Session {
             .remove(id)
             .ok_or_else(|| SessionError::UnknownSubscription(id.to_owned()))?;
         let discard = asks_durable(&frame.headers);
+        self.end_replay(id);
         self.give(Command::Unsubscribe { spec, discard });
         Ok(())
     }

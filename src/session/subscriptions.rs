@@ -15,6 +15,8 @@ pub enum Pending {
     /// A broker delivery of a message that is also kept (sent with
     /// `persist`): the ACK settles both.
     BrokerAndOffline(AckTag, String),
+    /// A message replayed from the history: nothing to settle.
+    Replayed,
 }
 
 /// One SUBSCRIBE of this session.

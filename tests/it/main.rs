@@ -37,6 +37,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod dispatch;
+mod history;
 mod http_api;
 mod limits;
 mod local_cluster;

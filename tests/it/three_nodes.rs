@@ -4,8 +4,8 @@
 //!
 //! Each scenario runs on the shared Redis (`shared_redis::`) and, unchanged,
 //! on a Redis Cluster of three masters started for each test
-//! (`redis_cluster::`): every key, pipeline and script of the registry and
-//! the offline store keeps to one hash slot.
+//! (`redis_cluster::`): every key, pipeline and script of the registry, the
+//! offline store and the history keeps to one hash slot.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ scenario_tests! {
         a_user_message_travels_only_to_the_node_of_its_user,
         a_user_on_two_nodes_receives_on_both,
         an_offline_user_gets_kept_messages_later_in_order_on_any_node,
+        a_session_back_on_another_node_replays_what_it_missed,
         broadcasts_and_topics_reach_every_client_on_every_node_exactly_once,
         a_killed_node_leaves_presence_within_the_ttl_and_its_users_go_offline,
         a_login_on_another_node_replaces_the_older_session_there,
@@ -150,6 +151,48 @@ async fn an_offline_user_gets_kept_messages_later_in_order_on_any_node(
     }
     assert_eq!(bodies, ["m0", "m1", "m2", "m3"]);
     ola.expect_nothing().await;
+}
+
+/// Her connection to one node is cut; messages sent through another go on;
+/// she comes back on the third with her last position and gets exactly what
+/// she missed, then what comes live.
+async fn a_session_back_on_another_node_replays_what_it_missed(start_cluster: StartCluster) {
+    let cluster = start_cluster(3, &[]);
+    let [a, b, c] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let user = unique("rhea");
+    let path = format!("/api/v1/users/{user}/messages");
+    let send = |node, body: &str| {
+        let request = serde_json::json!({"destination": "feed", "body": body});
+        post(node, &path, request)
+    };
+    let mut rhea = StompClient::connect(a, Some(&user)).await;
+    rhea.subscribe("f", "/user/queue/feed", "auto").await;
+    send(b, "m1").await;
+    let first = rhea.recv().await;
+    let position = first.get("x-stream-offset").expect("a position").to_owned();
+    drop(rhea);
+    for n in 2..=4 {
+        send(b, &format!("m{n}")).await;
+    }
+    let mut rhea = StompClient::connect(c, Some(&user)).await;
+    rhea.send(
+        stomp_parser::Frame::new(stomp_parser::Command::Subscribe)
+            .header("id", "f")
+            .header("destination", "/user/queue/feed")
+            .header("x-stream-offset", &position)
+            .header("receipt", "back"),
+    )
+    .await;
+    rhea.expect_receipt("back").await;
+    send(a, "m5").await;
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        bodies.push(rhea.recv_body().await);
+    }
+    assert_eq!(bodies, ["m2", "m3", "m4", "m5"]);
+    rhea.expect_nothing().await;
 }
 
 async fn broadcasts_and_topics_reach_every_client_on_every_node_exactly_once(

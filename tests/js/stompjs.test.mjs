@@ -226,3 +226,62 @@ test('an invalid destination gets an ERROR and the connection closes', async () 
   assert.match(frame.body, /\/nowhere\/at\/all/);
   await withTimeout(closed, 'the close');
 });
+
+test('a page that gives back its last position when it reconnects misses nothing', async () => {
+  const user = `replay-${Math.random().toString(36).slice(2)}`;
+  const origin = url.replace(/^ws/, 'http').replace(/\/ws$/, '');
+  const send = async (body) => {
+    const answer = await fetch(`${origin}/api/v1/users/${user}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ destination: '/user/queue/feed', body }),
+    });
+    assert.equal(answer.status, 200, await answer.text());
+  };
+  // The pattern docs/clients.md gives: the last position of the
+  // subscription, given back by onConnect, which runs after every reconnect.
+  const bodies = [];
+  let lastPosition = null;
+  let subscribedAgain;
+  let arrived;
+  let wanted = 0;
+  const client = new Client({
+    webSocketFactory: () => new WebSocket(url, ['v12.stomp']),
+    connectHeaders: { login: user, passcode: 'secret' },
+    reconnectDelay: 200,
+    heartbeatIncoming: 0,
+    heartbeatOutgoing: 0,
+  });
+  clients.push(client);
+  client.onConnect = () => {
+    const receipt = `feed-${Math.random().toString(36).slice(2)}`;
+    client.watchForReceipt(receipt, () => subscribedAgain());
+    const headers = lastPosition ? { 'x-stream-offset': lastPosition, receipt } : { receipt };
+    client.subscribe('/user/queue/feed', (message) => {
+      lastPosition = message.headers['x-stream-offset'] ?? lastPosition;
+      bodies.push(message.body);
+      if (bodies.length === wanted) arrived();
+    }, headers);
+  };
+  const subscribedOnce = () => new Promise((resolve) => { subscribedAgain = resolve; });
+  const received = (count) => {
+    wanted = count;
+    return new Promise((resolve) => { arrived = resolve; });
+  };
+  let subscribing = subscribedOnce();
+  client.activate();
+  await withTimeout(subscribing, 'the first subscription');
+  let twoArrived = received(2);
+  await send('m1');
+  await send('m2');
+  await withTimeout(twoArrived, 'the first two messages');
+  // The connection breaks (no DISCONNECT); messages go on meanwhile.
+  subscribing = subscribedOnce();
+  client.forceDisconnect();
+  for (const body of ['m3', 'm4', 'm5']) await send(body);
+  await withTimeout(subscribing, 'the subscription after the reconnect');
+  const allArrived = received(6);
+  await send('m6');
+  await withTimeout(allArrived, 'what was missed, then m6');
+  assert.deepEqual(bodies, ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']);
+});

@@ -113,32 +113,7 @@ pub trait OfflineStore: Send + Sync + 'static {
     async fn forget(&self, user: &str, ids: &[String]) -> Result<(), OfflineError>;
 }
 
-/// Headers as the stores write them: a JSON array of `[name, value]`
-/// pairs, which keeps order and repeats.
-fn headers_to_json(headers: &Headers) -> String {
-    let pairs: Vec<(&str, &str)> = headers.iter().collect();
-    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
-}
-
 fn headers_from_json(text: &[u8]) -> Result<Headers, OfflineError> {
-    let pairs: Vec<(String, String)> = serde_json::from_slice(text).map_err(|error| {
-        OfflineError::Unavailable(format!("a kept message is damaged: {error}"))
-    })?;
-    Ok(pairs
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_keep_order_and_repeats_through_json() {
-        let headers: Headers = [("a", "1"), ("b", "x:y"), ("a", "2")].into_iter().collect();
-        let text = headers_to_json(&headers);
-        assert_eq!(headers_from_json(text.as_bytes()).unwrap(), headers);
-        assert!(headers_from_json(b"{").is_err());
-    }
+    crate::history::headers_from_json(text)
+        .map_err(|error| OfflineError::Unavailable(format!("a kept message is damaged: {error}")))
 }

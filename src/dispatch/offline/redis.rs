@@ -3,7 +3,7 @@
 //! one node is delivered by whichever node the user comes back to.
 //!
 //! Each entry holds the user-destination name (`d`), the headers (`h`, see
-//! [`super::headers_to_json`]), the body (`b`) and whether it was sent to
+//! [`crate::history::headers_to_json`]), the body (`b`) and whether it was sent to
 //! live sessions too (`l`, `1` or `0`). `XADD ... MAXLEN` caps the stream
 //! and `PEXPIRE`, refreshed with every keep, drops a user's messages when
 //! none has come for the TTL; both run in one `MULTI` on the one key. The
@@ -24,6 +24,7 @@ use super::{
     Keeping, OfflineError, OfflineLimits, OfflineMessage, OfflineStore, headers_from_json,
 };
 use crate::broker::Message;
+use crate::history::headers_to_json;
 use crate::registry::redis::connection::RedisConnection;
 
 /// The offline store of a cluster node.
@@ -170,7 +171,7 @@ impl OfflineStore for RedisOfflineStore {
             .arg("d")
             .arg(name)
             .arg("h")
-            .arg(super::headers_to_json(&message.headers))
+            .arg(headers_to_json(&message.headers))
             .arg("b")
             .arg(&message.body[..])
             .arg("l")
@@ -202,7 +203,7 @@ impl OfflineStore for RedisOfflineStore {
             ))
             .arg(self.limits.max_messages)
             .arg(name)
-            .arg(super::headers_to_json(&message.headers))
+            .arg(headers_to_json(&message.headers))
             .arg(&message.body[..])
             .arg(self.limits.ttl.as_millis().max(1) as u64)
             .arg(REQUEST_MEMORY.as_millis() as u64)

@@ -328,6 +328,7 @@ mod tests {
             registry.clone(),
             broker.clone(),
             Arc::new(offline),
+            None,
             metrics.clone(),
         );
         let services = ApiServices {

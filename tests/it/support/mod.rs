@@ -240,6 +240,14 @@ pub trait RelayAddress {
     }
 }
 
+/// A node's address alone, for a task that outlives the borrow of its
+/// [`TestRelay`].
+impl RelayAddress for SocketAddr {
+    fn addr(&self) -> SocketAddr {
+        *self
+    }
+}
+
 impl RelayAddress for TestRelay {
     fn addr(&self) -> SocketAddr {
         self.addr

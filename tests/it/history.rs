@@ -1,0 +1,230 @@
+//! Positions and replay, as a page that reconnects sees them: every message
+//! to a user destination carries its position (`x-stream-offset`), and a
+//! SUBSCRIBE that gives one gets what it missed, in order, none twice, then
+//! the live messages; in cluster mode on another node than the one it
+//! left. Each scenario runs in embedded mode and in cluster mode.
+
+use std::time::Duration;
+
+use stomp_parser::{Command, Frame};
+
+use crate::support::{Mode, StompClient, TestRelay, http};
+
+scenario_tests! {
+    embedded: Mode::Embedded,
+    cluster: Mode::Cluster;
+    [
+        a_session_that_comes_back_gets_exactly_what_it_missed,
+        a_replay_while_messages_keep_coming_has_no_gap_and_nothing_twice,
+        a_position_older_than_the_history_says_the_replay_is_not_complete,
+        a_replay_starts_at_first_last_next_an_offset_or_a_time,
+        without_a_history_there_are_no_positions_and_no_replay,
+    ]
+}
+
+const NEWS: &str = "/user/queue/news";
+
+/// A second node beside `relay` in cluster mode (the one a reconnecting
+/// client lands on); the node itself in embedded mode.
+fn other_node(relay: &TestRelay, mode: Mode, flags: &[&str]) -> Option<TestRelay> {
+    (mode == Mode::Cluster).then(|| TestRelay::start_beside_with(relay, flags))
+}
+
+/// Sends `body` to `user`'s news through the HTTP API.
+async fn send(relay: &TestRelay, user: &str, body: &str) {
+    let json = serde_json::json!({ "destination": NEWS, "body": body }).to_string();
+    let answer = http(
+        relay,
+        "POST",
+        &format!("/api/v1/users/{user}/messages"),
+        &[("content-type", "application/json")],
+        &json,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+/// Subscribes to the news, with `x-stream-offset: start` when given.
+async fn subscribe_from(client: &mut StompClient, start: Option<&str>) {
+    let mut frame = Frame::new(Command::Subscribe)
+        .header("id", "news")
+        .header("destination", NEWS)
+        .header("receipt", "subscribed");
+    if let Some(start) = start {
+        frame = frame.header("x-stream-offset", start);
+    }
+    client.send(frame).await;
+    client.expect_receipt("subscribed").await;
+}
+
+/// The next MESSAGE: its body, and its position.
+async fn next_message(client: &mut StompClient) -> (String, Option<u64>) {
+    let frame = client.recv().await;
+    assert_eq!(frame.command, Command::Message, "{frame:?}");
+    (
+        String::from_utf8_lossy(&frame.body).into_owned(),
+        frame
+            .get("x-stream-offset")
+            .map(|position| position.parse().expect("a position is a number")),
+    )
+}
+
+async fn bodies(client: &mut StompClient, count: usize) -> Vec<String> {
+    let mut bodies = Vec::with_capacity(count);
+    for _ in 0..count {
+        bodies.push(next_message(client).await.0);
+    }
+    bodies
+}
+
+async fn a_session_that_comes_back_gets_exactly_what_it_missed(mode: Mode) {
+    let relay = TestRelay::start(mode);
+    let other = other_node(&relay, mode, &[]);
+    let back_to = other.as_ref().unwrap_or(&relay);
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    subscribe_from(&mut ann, None).await;
+    let mut last = 0;
+    for n in 1..=3 {
+        send(&relay, "ann", &format!("m{n}")).await;
+        let (body, position) = next_message(&mut ann).await;
+        assert_eq!(body, format!("m{n}"));
+        let position = position.expect("a user message carries its position");
+        assert!(position > last, "positions grow: {position} after {last}");
+        last = position;
+    }
+    // Her connection is cut: no DISCONNECT.
+    drop(ann);
+    for n in 4..=8 {
+        send(&relay, "ann", &format!("m{n}")).await;
+    }
+    let mut ann = StompClient::connect(back_to, Some("ann")).await;
+    subscribe_from(&mut ann, Some(&last.to_string())).await;
+    let first = ann.recv().await;
+    assert_eq!(first.get("x-stream-recovered"), None, "{first:?}");
+    assert_eq!(String::from_utf8_lossy(&first.body), "m4");
+    let replayed_position: u64 = first
+        .get("x-stream-offset")
+        .expect("a replayed message carries its position")
+        .parse()
+        .expect("a number");
+    assert!(replayed_position > last);
+    assert_eq!(bodies(&mut ann, 4).await, ["m5", "m6", "m7", "m8"]);
+    send(&relay, "ann", "m9").await;
+    send(back_to, "ann", "m10").await;
+    assert_eq!(bodies(&mut ann, 2).await, ["m9", "m10"]);
+    ann.expect_nothing().await;
+}
+
+async fn a_replay_while_messages_keep_coming_has_no_gap_and_nothing_twice(mode: Mode) {
+    const MESSAGES: usize = 300;
+    let flags = ["--history-size", "1000"];
+    let relay = TestRelay::start_with(mode, &flags);
+    let other = other_node(&relay, mode, &flags);
+    let back_to = other.as_ref().unwrap_or(&relay);
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    subscribe_from(&mut ann, None).await;
+    let sender = {
+        let (origin, id) = (relay.addr, relay.id.clone());
+        tokio::spawn(async move {
+            for n in 0..MESSAGES {
+                let json =
+                    serde_json::json!({ "destination": NEWS, "body": n.to_string() }).to_string();
+                let answer = http(
+                    &origin,
+                    "POST",
+                    "/api/v1/users/ann/messages",
+                    &[("content-type", "application/json")],
+                    &json,
+                )
+                .await;
+                assert_eq!(answer.status, 200, "{id}: {}", answer.body);
+            }
+        })
+    };
+    // She leaves a while into it, and comes back while it goes on.
+    let mut last = None;
+    for n in 0..20 {
+        let (body, position) = next_message(&mut ann).await;
+        assert_eq!(body, n.to_string());
+        last = position;
+    }
+    drop(ann);
+    let last = last.expect("a position");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut ann = StompClient::connect(back_to, Some("ann")).await;
+    subscribe_from(&mut ann, Some(&last.to_string())).await;
+    let expected: Vec<String> = (20..MESSAGES).map(|n| n.to_string()).collect();
+    assert_eq!(bodies(&mut ann, expected.len()).await, expected);
+    sender.await.expect("the sender");
+    ann.expect_nothing().await;
+}
+
+async fn a_position_older_than_the_history_says_the_replay_is_not_complete(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &["--history-size", "3"]);
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    subscribe_from(&mut ann, None).await;
+    send(&relay, "ann", "m1").await;
+    let (_, first) = next_message(&mut ann).await;
+    drop(ann);
+    for n in 2..=6 {
+        send(&relay, "ann", &format!("m{n}")).await;
+    }
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    subscribe_from(&mut ann, Some(&first.expect("a position").to_string())).await;
+    let message = ann.recv().await;
+    assert_eq!(
+        message.get("x-stream-recovered"),
+        Some("false"),
+        "{message:?}"
+    );
+    assert_eq!(String::from_utf8_lossy(&message.body), "m4");
+    let rest = ann.recv().await;
+    assert_eq!(
+        rest.get("x-stream-recovered"),
+        None,
+        "only the first says so"
+    );
+    assert_eq!(String::from_utf8_lossy(&rest.body), "m5");
+    assert_eq!(bodies(&mut ann, 1).await, ["m6"]);
+    ann.expect_nothing().await;
+}
+
+async fn a_replay_starts_at_first_last_next_an_offset_or_a_time(mode: Mode) {
+    let relay = TestRelay::start(mode);
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    subscribe_from(&mut ann, None).await;
+    let mut positions = Vec::new();
+    for n in 1..=3 {
+        send(&relay, "ann", &format!("m{n}")).await;
+        positions.push(next_message(&mut ann).await.1.expect("a position"));
+    }
+    drop(ann);
+    let seconds = (positions[0] >> 16) / 1000;
+    let cases: [(String, &[&str]); 6] = [
+        ("first".to_owned(), &["m1", "m2", "m3"]),
+        ("last".to_owned(), &["m3"]),
+        ("next".to_owned(), &[]),
+        (format!("offset={}", positions[1]), &["m2", "m3"]),
+        (format!("timestamp={seconds}"), &["m1", "m2", "m3"]),
+        (format!("timestamp={}", seconds + 3600), &[]),
+    ];
+    for (start, expected) in cases {
+        let mut ann = StompClient::connect(&relay, Some("ann")).await;
+        subscribe_from(&mut ann, Some(&start)).await;
+        assert_eq!(bodies(&mut ann, expected.len()).await, expected, "{start}");
+        ann.expect_nothing().await;
+    }
+}
+
+async fn without_a_history_there_are_no_positions_and_no_replay(mode: Mode) {
+    let relay = TestRelay::start_with(mode, &["--history-size", "0"]);
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    subscribe_from(&mut ann, None).await;
+    send(&relay, "ann", "m1").await;
+    let (body, position) = next_message(&mut ann).await;
+    assert_eq!((body.as_str(), position), ("m1", None));
+    drop(ann);
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    subscribe_from(&mut ann, Some("first")).await;
+    ann.expect_nothing().await;
+}
