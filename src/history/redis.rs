@@ -6,15 +6,14 @@
 //!
 //! An entry holds the user-destination name (`d`), the headers (`h`, see
 //! [`super::headers_to_json`]) and the body (`b`); its stream id is its
-//! position (`ms-seq`, Redis's own clock). One script writes it, drops
-//! what the count (`MAXLEN`) and the age (`XTRIM MINID`) leave out, and
-//! refreshes the key's TTL, so that a user who gets nothing more costs
-//! nothing after it. What a stream dropped is always its oldest, so the
-//! entry before its first is the last it may have dropped when it has
-//! dropped any (`entries-added` beyond its `length`, Redis 7); a stream made
-//! anew records the last position that may have expired before it
-//! (`XSETID ... MAXDELETEDID`), so that a replay from before it says it is
-//! not complete.
+//! position (`ms-seq`, Redis's own clock). A write is one `XADD ... MAXLEN`
+//! (the count) and a `PEXPIRE` of the key (a user who gets nothing more
+//! costs nothing a TTL later), pipelined; entries older than the TTL that
+//! the count still holds are left out when read. What a stream drops is
+//! always its oldest, so when it has dropped any (`entries-added` beyond
+//! its `length`, Redis 7) the last it may have dropped is the entry before
+//! its first; when it has not, what it may have lost is what an earlier
+//! stream of the user held, which expired a TTL after its last entry.
 
 use std::sync::LazyLock;
 
@@ -28,41 +27,21 @@ use super::{
 use crate::broker::Message;
 use crate::registry::redis::connection::RedisConnection;
 
-/// KEYS: the user's stream. ARGV: the count, the TTL in ms, the
-/// destination name, headers, body. Answers the entry's id.
-static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"local existed = redis.call('EXISTS', KEYS[1])
-          local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'd', ARGV[3], 'h', ARGV[4], 'b', ARGV[5])
-          local now = redis.call('TIME')
-          local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[2])
-          if oldest < 0 then oldest = 0 end
-          if existed == 0 then
-            redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', oldest .. '-0')
-          end
-          redis.call('XTRIM', KEYS[1], 'MINID', oldest .. '-0')
-          redis.call('PEXPIRE', KEYS[1], ARGV[2])
-          return id",
-    )
-});
-
 /// KEYS: the user's stream. ARGV: the exclusive start (`(ms-seq`, or `-`
 /// for all), the destination name. Answers nothing when there is no
-/// stream; else the last id that may have been dropped (Redis 7's
-/// `max-deleted-entry-id`, which `XSETID` sets when the stream is made,
-/// or, when entries were trimmed off its front, the id before its first),
-/// and its entries for the name. Without Redis 7's fields, `?`.
+/// stream; else whether it has dropped entries off its front (`1` or `0`;
+/// `?` without Redis 7's `entries-added`), the id of its first entry, and
+/// its entries for the name after the start.
 static READ: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
           local info, fields = redis.call('XINFO', 'STREAM', KEYS[1]), {}
           for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
-          local dropped, first = fields['max-deleted-entry-id'], fields['first-entry']
-          if not dropped or not fields['entries-added'] then
-            dropped = '?'
-          elseif tonumber(fields['entries-added']) > tonumber(fields['length']) then
-            dropped = first and ('<' .. first[1]) or fields['last-generated-id']
+          local trimmed = '?'
+          if fields['entries-added'] then
+            trimmed = tonumber(fields['entries-added']) > tonumber(fields['length']) and '1' or '0'
           end
+          local first = fields['first-entry']
           local answer = {}
           for _, entry in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+')) do
             local entry_fields = entry[2]
@@ -73,7 +52,7 @@ static READ: LazyLock<redis::Script> = LazyLock::new(|| {
               end
             end
           end
-          return {dropped, answer}",
+          return {trimmed, first and first[1] or '', answer}",
     )
 });
 
@@ -133,15 +112,25 @@ impl History for RedisHistory {
         name: &str,
         message: &Message,
     ) -> Result<Position, HistoryError> {
+        let key = self.key(user);
         let mut redis = self.redis.clone();
-        let id: String = APPEND
-            .key(self.key(user))
+        let (id,): (String,) = redis::pipe()
+            .cmd("XADD")
+            .arg(&key)
+            .arg("MAXLEN")
             .arg(self.limits.size)
-            .arg(self.limits.ttl.as_millis().max(1) as u64)
+            .arg("*")
+            .arg("d")
             .arg(name)
+            .arg("h")
             .arg(headers_to_json(&message.headers))
+            .arg("b")
             .arg(&message.body[..])
-            .invoke_async(&mut redis)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(self.limits.ttl.as_millis().max(1) as u64)
+            .ignore()
+            .query_async(&mut redis)
             .await
             .map_err(unavailable)?;
         position_of(&id)
@@ -153,29 +142,40 @@ impl History for RedisHistory {
             Some(after) => format!("({}", stream_id(after)),
             None => "-".to_owned(),
         };
-        let answer: Option<(String, Vec<StreamEntry>)> = READ
+        let answer: Option<(String, String, Vec<StreamEntry>)> = READ
             .key(self.key(user))
             .arg(from)
             .arg(name)
             .invoke_async(&mut redis)
             .await
             .map_err(unavailable)?;
-        let Some((dropped, entries)) = answer else {
+        let now = now_millis();
+        let oldest_kept = horizon(self.limits.ttl, now);
+        let Some((trimmed, first, entries)) = answer else {
             return Ok(Replay {
                 messages: Vec::new(),
-                recovered: recovered(start, horizon(self.limits.ttl, now_millis())),
+                recovered: recovered(start, oldest_kept),
             });
         };
-        // Without Redis 7's record of what was dropped, a replay cannot
-        // tell that it is complete.
-        let dropped = match dropped.strip_prefix('<') {
-            Some(first) => position_of(first).map(Position::before),
-            None => position_of(&dropped),
-        }
-        .unwrap_or(Position(u64::MAX));
+        let mut dropped = match (trimmed.as_str(), position_of(&first)) {
+            // What a stream drops is always its oldest.
+            ("1", Ok(first)) => first.before(),
+            // Nothing dropped since it was made: what it may have lost is
+            // what an earlier stream of the user held, which expired a
+            // TTL after its last entry, before this one's first.
+            ("0", Ok(first)) => horizon(self.limits.ttl, first.millis() + 1),
+            // Without Redis 7's count of entries added, a replay cannot
+            // tell that it is complete.
+            _ => Position(u64::MAX),
+        };
         let mut messages = Vec::with_capacity(entries.len());
         for (id, fields) in entries {
             let position = position_of(&id)?;
+            // Older than the TTL: gone, though the count kept it.
+            if position <= oldest_kept {
+                dropped = dropped.max(position);
+                continue;
+            }
             let mut headers = headers_from_json(field(&fields, b"h").unwrap_or(b"[]"))
                 .map_err(|error| HistoryError::Damaged(error.to_string()))?;
             headers.set(POSITION_HEADER, &position.to_string());
