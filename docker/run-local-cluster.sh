@@ -3,7 +3,8 @@
 # engine: three relay nodes in cluster mode on a RabbitMQ and a Redis that
 # already run (./test.sh --setup-only starts Debian's), and Debian's nginx
 # in front when it is installed. Runs until Ctrl-C or SIGTERM, then stops
-# every node gracefully.
+# every node gracefully; SIGHUP restarts the nodes one at a time, as a
+# rolling deploy does.
 #
 #   docker/run-local-cluster.sh
 #
@@ -53,17 +54,15 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-ports=()
-for node in 1 2 3; do
-    port=$((first_port + node - 1))
-    ports+=("$port")
+# Starts node $1 (1 to 3) on its port; its pid takes its place in pids.
+start_node() {
+    local node=$1 port=${ports[$1 - 1]}
     "$bin" --listen "127.0.0.1:$port" --node-id "$name-$node" \
         --amqp-url "$amqp_url" --redis-url "$redis_url" \
         --trusted-proxies 127.0.0.1 --heart-beat-max 30000 \
-        >"$dir/relay-$node.log" 2>&1 &
-    pids+=("$!")
-    echo "relay $name-$node on http://127.0.0.1:$port (log: $dir/relay-$node.log)"
-done
+        >>"$dir/relay-$node.log" 2>&1 &
+    pids[$node - 1]=$!
+}
 
 # True once the node on port $1 answers /readyz with 200.
 ready() {
@@ -74,16 +73,44 @@ ready() {
     exec 3<&-
     [ "$status" = 200 ]
 }
-for port in "${ports[@]}"; do
+
+# Waits until the node on port $1 is ready, or gives up with its log.
+wait_ready() {
     for attempt in $(seq 120); do
-        ready "$port" && break
+        ready "$1" && return 0
         if [ "$attempt" = 120 ]; then
-            echo "FATAL: the node on port $port is not ready after 60 s (RabbitMQ at $amqp_url and Redis at $redis_url running?); its log:" >&2
+            echo "FATAL: the node on port $1 is not ready after 60 s (RabbitMQ at $amqp_url and Redis at $redis_url running?); its log:" >&2
             tail -n 20 "$dir"/relay-*.log >&2
             exit 1
         fi
         sleep 0.5
     done
+}
+
+# A rolling deploy: each node in turn stopped gracefully (its clients told
+# to go over its drain period, STOMP_RELAY_DRAIN_PERIOD), then started
+# again, the next once it is ready.
+rolling_restart() {
+    for node in 1 2 3; do
+        echo "restarting $name-$node" || true
+        kill -TERM "${pids[$node - 1]}" 2>/dev/null || true
+        wait "${pids[$node - 1]}" || true
+        start_node "$node"
+        wait_ready "${ports[$node - 1]}"
+        echo "restarted $name-$node" || true
+    done
+    echo "rolling restart done" || true
+}
+
+ports=()
+for node in 1 2 3; do
+    port=$((first_port + node - 1))
+    ports+=("$port")
+    start_node "$node"
+    echo "relay $name-$node on http://127.0.0.1:$port (log: $dir/relay-$node.log)"
+done
+for port in "${ports[@]}"; do
+    wait_ready "$port"
 done
 
 front="http://127.0.0.1:${ports[0]}"
@@ -119,6 +146,16 @@ else
     echo "no nginx (Debian: apt-get install nginx): use each node's own port"
 fi
 
-echo "cluster ready: the demo on $front/, STOMP on ${front/http/ws}/ws, SockJS on $front/sockjs"
-wait -n "${pids[@]}" || true
+echo "cluster ready: the demo on $front/, STOMP on ${front/http/ws}/ws, SockJS on $front/sockjs (SIGHUP: a rolling restart)"
+restart_asked=false
+trap 'restart_asked=true' HUP
+while true; do
+    wait -n "${pids[@]}" || true
+    if [ "$restart_asked" = true ]; then
+        restart_asked=false
+        rolling_restart
+        continue
+    fi
+    break
+done
 echo "a process of the cluster ended; see $dir" >&2

@@ -2,7 +2,8 @@
 //! processes, as an operator starts it: three nodes on the shared RabbitMQ
 //! and Redis, nginx in front. Through nginx, WebSockets upgrade, a SockJS
 //! session's requests all reach the node that holds it, and a user message
-//! crosses nodes; SIGTERM stops every process.
+//! crosses nodes; SIGHUP restarts the nodes one at a time without a message
+//! lost; SIGTERM stops every process.
 //!
 //! Needs Debian's nginx (`./test.sh` installs it); fails without it.
 
@@ -43,7 +44,13 @@ struct LocalCluster {
 }
 
 impl LocalCluster {
-    fn start(name: &str, redis_prefix: &str, first: u16, front: u16) -> LocalCluster {
+    /// Starts the script; `settings` are more of its variables.
+    fn start(
+        name: &str,
+        redis_prefix: &str,
+        (first, front): (u16, u16),
+        settings: &[(&str, &str)],
+    ) -> LocalCluster {
         assert!(
             Command::new("nginx").arg("-v").output().is_ok(),
             "no nginx: install Debian's nginx (./test.sh does)"
@@ -59,6 +66,7 @@ impl LocalCluster {
         .env("CLUSTER_NAME", name)
         .env("CLUSTER_DIR", &dir)
         .env("STOMP_RELAY_REDIS_PREFIX", redis_prefix)
+        .envs(settings.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .expect("the script starts");
@@ -118,7 +126,7 @@ async fn the_local_cluster_script_serves_three_nodes_behind_nginx() {
     let name = format!("local-{id}");
     let redis_prefix = format!("test:{id}:");
     let (first, front_port) = free_ports();
-    let mut cluster = LocalCluster::start(&name, &redis_prefix, first, front_port);
+    let mut cluster = LocalCluster::start(&name, &redis_prefix, (first, front_port), &[]);
     let front = Address(SocketAddr::from(([127, 0, 0, 1], front_port)));
     let node = |n: u16| Address(SocketAddr::from(([127, 0, 0, 1], first + n - 1)));
 
@@ -161,4 +169,36 @@ async fn the_local_cluster_script_serves_three_nodes_behind_nginx() {
         );
     }
     support::delete_redis_keys(&redis_prefix).await;
+}
+
+/// A rolling deploy loses nothing: while the script restarts its nodes one
+/// at a time (SIGHUP), each telling its clients to go over its drain
+/// period, 100 STOMP.js pages behind nginx, each sent a message a second,
+/// reconnect with their last position and get every message once, in
+/// order (`tests/js/rolling-restart.test.mjs`).
+#[test]
+fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
+    let _turn = SharedTurn::take();
+    let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let name = format!("rolling-{id}");
+    let redis_prefix = format!("test:{id}:");
+    let (first, front_port) = free_ports();
+    let mut cluster = LocalCluster::start(
+        &name,
+        &redis_prefix,
+        (first, front_port),
+        &[("STOMP_RELAY_DRAIN_PERIOD", "2")],
+    );
+    support::run_node_tests(
+        "rolling-restart.test.mjs",
+        &[
+            ("RELAY_FRONT", format!("http://127.0.0.1:{front_port}")),
+            ("RELAY_CLUSTER_PID", cluster.script.id().to_string()),
+            ("RELAY_USER_PREFIX", name.clone()),
+        ],
+    );
+    assert!(cluster.stop(), "the script stops cleanly on SIGTERM");
+    tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(support::delete_redis_keys(&redis_prefix));
 }
