@@ -28,7 +28,7 @@ use crate::broker::BrokerError;
 use crate::broker::amqp::AmqpBroker;
 use crate::config::{AuthMode, AuthOptions, ClusterSettings, Config, Mode};
 use crate::dispatch::offline::redis::RedisOfflineStore;
-use crate::history::History;
+use crate::history::Histories;
 use crate::history::redis::RedisHistory;
 use crate::metrics::Metrics;
 use crate::registry::redis::connection::RedisAddress;
@@ -98,7 +98,13 @@ impl BoundServer {
         let acl = destination_rules(&config.auth, auth.is_enforced())?;
         let (node, listener) = match &config.mode {
             Mode::Embedded => (
-                Node::embedded(node_id, &address, config.offline, config.history, auth),
+                Node::embedded(
+                    node_id,
+                    &address,
+                    config.offline,
+                    config.history.clone(),
+                    auth,
+                ),
                 listener,
             ),
             Mode::Cluster(cluster) => {
@@ -160,12 +166,13 @@ impl BoundServer {
                 .await;
                 let offline =
                     RedisOfflineStore::new(registry.connection(), redis_prefix, config.offline);
-                let history = config.history.enabled().then(|| {
-                    Arc::new(RedisHistory::new(
+                let history = config.history.enabled().then(|| Histories {
+                    topics: config.history.topics.clone(),
+                    store: Arc::new(RedisHistory::new(
                         registry.connection(),
                         redis_prefix,
-                        config.history,
-                    )) as Arc<dyn History>
+                        config.history.clone(),
+                    )),
                 });
                 let listener = starting.serve().await.map_err(|source| ServerError::Bind {
                     addr: listen,

@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use stomp_relay::auth::Authenticator;
 use stomp_relay::auth::acl::Acl;
 use stomp_relay::dispatch::offline::OfflineLimits;
-use stomp_relay::history::HistoryLimits;
+use stomp_relay::history::HistorySettings;
 use stomp_relay::relay::Node;
 use stomp_relay::session::{SessionContext, SessionSettings};
 use stomp_relay::shutdown::{self, Shutdown, ShutdownTrigger};
@@ -56,10 +56,11 @@ fn fixture() -> &'static Fixture {
             };
             // The defaults of an authenticated node, so that ACL decisions
             // (and wildcard deliveries judged by them) are exercised too.
-            let history = HistoryLimits {
+            let history = HistorySettings {
                 size: 4,
                 ttl: std::time::Duration::from_secs(1),
                 max_node_messages: 64,
+                topics: Default::default(),
             };
             let node = Node::embedded(
                 "fuzz".into(),

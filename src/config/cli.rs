@@ -11,7 +11,9 @@ use clap::{Args, Parser, ValueEnum};
 use ipnet::IpNet;
 use stomp_parser::Limits;
 
-use super::parse::{as_usize, parse_node_id, parse_redis_prefix, parse_ws_path};
+use super::parse::{
+    as_usize, parse_history_topic, parse_node_id, parse_redis_prefix, parse_ws_path,
+};
 use crate::broker::SlowConsumer;
 use crate::transport::forwarded::parse_network;
 
@@ -426,10 +428,17 @@ pub struct HistoryOptions {
     #[arg(long, env = "STOMP_RELAY_HISTORY_TTL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(0..=604_800))]
     pub history_ttl: u64,
 
-    /// Messages the embedded node keeps in all users' histories together;
-    /// past it the node's oldest go.
+    /// Messages the embedded node keeps in all histories together; past it
+    /// the node's oldest go.
     #[arg(long, env = "STOMP_RELAY_HISTORY_MAX_NODE_MESSAGES", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub history_max_node_messages: u64,
+
+    /// Topics that keep a history too, one per topic, with the same size
+    /// and TTL (comma-separated /topic/ patterns: `*` for a word, `#` or
+    /// `**` for any number, e.g. /topic/prices.**): their messages carry a
+    /// position and a SUBSCRIBE to one of them may ask for what it missed.
+    #[arg(long, env = "STOMP_RELAY_HISTORY_TOPICS", value_delimiter = ',', value_parser = parse_history_topic)]
+    pub history_topics: Vec<String>,
 }
 
 /// How the node writes its logs.

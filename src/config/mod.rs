@@ -24,7 +24,7 @@ use stomp_parser::Limits;
 
 use crate::broker::amqp::{AmqpSettings, DispatchQueueType, UserKeyBinding};
 use crate::dispatch::offline::OfflineLimits;
-use crate::history::HistoryLimits;
+use crate::history::{HistorySettings, HistoryTopics};
 use crate::registry::redis::connection::RedisAddress;
 use crate::session::SessionSettings;
 use crate::session::connect::HeartBeatBounds;
@@ -51,7 +51,7 @@ pub struct Config {
     /// The HTTP API's bearer token (`--api-token`), if any.
     pub api_token: Option<String>,
     pub offline: OfflineLimits,
-    pub history: HistoryLimits,
+    pub history: HistorySettings,
 }
 
 /// How the node accepts TCP connections.
@@ -157,6 +157,8 @@ impl From<Cli> for Config {
             .node_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // Each pattern was checked as it was read.
+        let history_topics = HistoryTopics::parse(&history.history_topics).unwrap_or_default();
         let limits_of_frames = Limits {
             max_frame_size: limits.max_frame_size,
             max_headers: limits.max_headers,
@@ -210,7 +212,8 @@ impl From<Cli> for Config {
                 max_transaction_frames: limits.max_transaction_frames,
                 replace_older_logins: connections.second_login == SecondLogin::Replace,
                 virtual_host: connections.virtual_host,
-                replay: history.history_size > 0 && history.history_ttl > 0,
+                replay: (history.history_size > 0 && history.history_ttl > 0)
+                    .then(|| history_topics.clone()),
             },
             auth,
             api_token: server.api_token.filter(|token| !token.is_empty()),
@@ -220,10 +223,11 @@ impl From<Cli> for Config {
                 max_node_messages: as_usize(offline.offline_max_node_messages),
                 max_node_bytes: as_usize(offline.offline_max_node_bytes),
             },
-            history: HistoryLimits {
+            history: HistorySettings {
                 size: as_usize(history.history_size),
                 ttl: Duration::from_secs(history.history_ttl),
                 max_node_messages: as_usize(history.history_max_node_messages),
+                topics: history_topics,
             },
         }
     }

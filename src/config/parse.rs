@@ -17,6 +17,14 @@ pub(super) fn parse_ws_path(path: &str) -> Result<String, String> {
     }
 }
 
+/// One pattern of `--history-topics`: a `/topic/` destination, `*` for a
+/// word and `#` or `**` for any number of them.
+pub(super) fn parse_history_topic(pattern: &str) -> Result<String, String> {
+    let pattern = pattern.trim();
+    crate::history::HistoryTopics::parse(&[pattern.to_owned()])?;
+    Ok(pattern.to_owned())
+}
+
 /// The URLs of a list flag, trimmed, without empty ones.
 pub(super) fn listed(urls: Vec<String>) -> Vec<String> {
     urls.into_iter()

@@ -27,13 +27,13 @@ use std::time::Duration;
 use futures_util::future::{Either, try_join_all};
 use tokio::sync::mpsc;
 
-use crate::broker::destination::{Destination, DestinationError};
+use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE};
 use crate::broker::{
     Broker, BrokerError, Confirm, DispatchOutcome, DispatchRequest, Message, OFFLINE_ID_HEADER,
-    OrderKey, SessionAddress,
+    OrderKey, PublishTarget, SessionAddress,
 };
 use crate::error::{Chain, ClientText};
-use crate::history::{History, HistoryError, POSITION_HEADER};
+use crate::history::{Histories, History, HistoryError, Owner, POSITION_HEADER};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError, SessionLocation};
 use crate::retry;
@@ -58,8 +58,8 @@ pub struct Dispatcher {
     registry: Arc<dyn Registry>,
     broker: Arc<dyn Broker>,
     offline: Arc<dyn OfflineStore>,
-    /// Users' histories, when the node keeps them.
-    history: Option<Arc<dyn History>>,
+    /// Users' (and topics') histories, when the node keeps them.
+    history: Option<Histories>,
     metrics: Metrics,
 }
 
@@ -123,7 +123,7 @@ impl Dispatcher {
         registry: Arc<dyn Registry>,
         broker: Arc<dyn Broker>,
         offline: Arc<dyn OfflineStore>,
-        history: Option<Arc<dyn History>>,
+        history: Option<Histories>,
         metrics: Metrics,
     ) -> Dispatcher {
         Dispatcher {
@@ -138,7 +138,7 @@ impl Dispatcher {
     /// Users' histories, when the node keeps them; sessions read them when
     /// they subscribe with a position.
     pub fn history(&self) -> Option<&dyn History> {
-        self.history.as_deref()
+        self.history.as_ref().map(|history| &*history.store)
     }
 
     /// Writes each message to its user's history, when the node keeps one,
@@ -159,9 +159,14 @@ impl Dispatcher {
         };
         let mut letters: Vec<_> = letters.into_iter().collect();
         for wave in letters.chunks_mut(RECORDS_AT_ONCE) {
+            let owners: Vec<Owner> = wave
+                .iter()
+                .map(|(user, _, _)| Owner::User((*user).to_owned()))
+                .collect();
             let positions = try_join_all(
                 wave.iter()
-                    .map(|(user, name, message)| history.append(user, name, message)),
+                    .zip(&owners)
+                    .map(|((_, name, message), owner)| history.store.append(owner, name, message)),
             )
             .await
             .inspect_err(|_| {
@@ -178,6 +183,47 @@ impl Dispatcher {
     /// subscribe to a user destination.
     pub fn offline(&self) -> &dyn OfflineStore {
         &*self.offline
+    }
+
+    /// Whether what is published to `target` goes in a topic's history.
+    pub fn keeps_history_of(&self, target: &PublishTarget) -> bool {
+        let Some(history) = &self.history else {
+            return false;
+        };
+        matches!(target, PublishTarget::Exchange { exchange, routing_key }
+            if exchange == TOPIC_EXCHANGE && history.topics.keep(routing_key))
+    }
+
+    /// Writes each message published to `amq.topic` (with its routing key)
+    /// to its topic's history, when the topic keeps one
+    /// (`--history-topics`), and gives it its position there; a position a
+    /// sender wrote is taken off the others. Done before the messages are
+    /// published, so that a subscriber finds each either live or in the
+    /// history it reads once subscribed.
+    pub async fn record_topics<'a>(
+        &self,
+        letters: impl IntoIterator<Item = (&'a str, &'a mut Message)>,
+    ) -> Result<(), DispatchError> {
+        let mut kept = Vec::new();
+        for (key, message) in letters {
+            message.headers.remove(POSITION_HEADER);
+            if let Some(history) = self
+                .history
+                .as_ref()
+                .filter(|history| history.topics.keep(key))
+            {
+                kept.push((history, Owner::Topic(key.to_owned()), key, message));
+            }
+        }
+        let positions = try_join_all(
+            kept.iter()
+                .map(|(history, owner, key, message)| history.store.append(owner, key, message)),
+        )
+        .await?;
+        for ((_, _, _, message), position) in kept.into_iter().zip(positions) {
+            message.headers.set(POSITION_HEADER, &position.to_string());
+        }
+        Ok(())
     }
 
     /// Sends `message` to the user destination `name` (`/user/queue/{name}`)

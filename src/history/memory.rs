@@ -1,8 +1,9 @@
-//! The history of an embedded node: each user's messages in memory,
+//! The histories of an embedded node: each user's (and topic's) messages
+//! in memory,
 //! dropped by count as they are written, by age as they are read or
-//! written (and every [`SWEEP_EVERY`] writes for every user, so that users
-//! who get nothing more do not stay), and the node's oldest past its cap
-//! on all users' messages together.
+//! written (and every [`SWEEP_EVERY`] writes for every history, so that
+//! those that get nothing more do not stay), and the node's oldest past
+//! its cap on all histories' messages together.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -10,8 +11,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    History, HistoryError, HistoryLimits, POSITION_HEADER, Position, Replay, StartAt, horizon,
-    now_millis, recovered,
+    History, HistoryError, HistorySettings, Owner, POSITION_HEADER, Position, Replay, StartAt,
+    horizon, now_millis, recovered,
 };
 use crate::broker::Message;
 
@@ -19,16 +20,16 @@ use crate::broker::Message;
 const SWEEP_EVERY: usize = 1024;
 
 pub struct MemoryHistory {
-    limits: HistoryLimits,
+    limits: HistorySettings,
     state: Mutex<State>,
 }
 
 #[derive(Default)]
 struct State {
-    users: HashMap<String, UserHistory>,
-    /// Every user's entries, oldest first, for the node's cap; some may be
-    /// gone already (dropped by their user's count or age).
-    order: VecDeque<(String, Position)>,
+    histories: HashMap<Owner, OwnHistory>,
+    /// Every history's entries, oldest first, for the node's cap; some may
+    /// be gone already (dropped by their history's count or age).
+    order: VecDeque<(Owner, Position)>,
     /// Entries held in all.
     held: usize,
     writes_since_sweep: usize,
@@ -38,10 +39,10 @@ impl State {
     /// Drops the node's oldest entries while more than `max` are held.
     fn cap(&mut self, max: usize) {
         while self.held > max {
-            let Some((user, position)) = self.order.pop_front() else {
+            let Some((owner, position)) = self.order.pop_front() else {
                 return;
             };
-            let Some(history) = self.users.get_mut(&user) else {
+            let Some(history) = self.histories.get_mut(&owner) else {
                 continue;
             };
             if history
@@ -54,11 +55,11 @@ impl State {
                 self.held -= 1;
             }
         }
-        // What users dropped themselves stays in the order until then.
+        // What histories dropped themselves stays in the order until then.
         if self.order.len() > 2 * max.max(self.held) {
-            let users = &self.users;
-            self.order.retain(|(user, position)| {
-                users.get(user).is_some_and(|history| {
+            let histories = &self.histories;
+            self.order.retain(|(owner, position)| {
+                histories.get(owner).is_some_and(|history| {
                     history
                         .entries
                         .iter()
@@ -69,7 +70,7 @@ impl State {
     }
 }
 
-struct UserHistory {
+struct OwnHistory {
     entries: VecDeque<Entry>,
     /// The last position given, so that positions grow within one
     /// millisecond too.
@@ -84,9 +85,9 @@ struct Entry {
     message: Message,
 }
 
-impl UserHistory {
-    fn new(limits: &HistoryLimits, now: u64) -> UserHistory {
-        UserHistory {
+impl OwnHistory {
+    fn new(limits: &HistorySettings, now: u64) -> OwnHistory {
+        OwnHistory {
             entries: VecDeque::new(),
             last: Position(0),
             dropped: horizon(limits.ttl, now),
@@ -94,7 +95,7 @@ impl UserHistory {
     }
 
     /// Drops what is older than the TTL; answers how many went.
-    fn expire(&mut self, limits: &HistoryLimits, now: u64) -> usize {
+    fn expire(&mut self, limits: &HistorySettings, now: u64) -> usize {
         let oldest = horizon(limits.ttl, now);
         let mut dropped = 0;
         while let Some(entry) = self.entries.front()
@@ -109,7 +110,7 @@ impl UserHistory {
 }
 
 impl MemoryHistory {
-    pub fn new(limits: HistoryLimits) -> MemoryHistory {
+    pub fn new(limits: HistorySettings) -> MemoryHistory {
         MemoryHistory {
             limits,
             state: Mutex::default(),
@@ -121,7 +122,7 @@ impl MemoryHistory {
 impl History for MemoryHistory {
     async fn append(
         &self,
-        user: &str,
+        owner: &Owner,
         name: &str,
         message: &Message,
     ) -> Result<Position, HistoryError> {
@@ -133,16 +134,16 @@ impl History for MemoryHistory {
         if state.writes_since_sweep >= SWEEP_EVERY {
             state.writes_since_sweep = 0;
             let mut expired = 0;
-            state.users.retain(|_, history| {
+            state.histories.retain(|_, history| {
                 expired += history.expire(limits, now);
                 !history.entries.is_empty()
             });
             state.held -= expired;
         }
         let history = state
-            .users
-            .entry(user.to_owned())
-            .or_insert_with(|| UserHistory::new(limits, now));
+            .histories
+            .entry(owner.clone())
+            .or_insert_with(|| OwnHistory::new(limits, now));
         state.held -= history.expire(limits, now);
         let position = Position::at(now).max(Position(history.last.0 + 1));
         history.last = position;
@@ -158,16 +159,21 @@ impl History for MemoryHistory {
                 state.held -= 1;
             }
         }
-        state.order.push_back((user.to_owned(), position));
+        state.order.push_back((owner.clone(), position));
         state.cap(limits.max_node_messages);
         Ok(position)
     }
 
-    async fn read(&self, user: &str, name: &str, start: StartAt) -> Result<Replay, HistoryError> {
+    async fn read(
+        &self,
+        owner: &Owner,
+        name: &str,
+        start: StartAt,
+    ) -> Result<Replay, HistoryError> {
         let now = now_millis();
         let mut state = self.state.lock();
         let state = &mut *state;
-        let Some(history) = state.users.get_mut(user) else {
+        let Some(history) = state.histories.get_mut(owner) else {
             return Ok(Replay {
                 messages: Vec::new(),
                 recovered: recovered(start, horizon(self.limits.ttl, now)),
@@ -204,11 +210,16 @@ mod tests {
     use super::*;
 
     fn history(size: usize) -> MemoryHistory {
-        MemoryHistory::new(HistoryLimits {
+        MemoryHistory::new(HistorySettings {
             size,
             ttl: Duration::from_secs(600),
             max_node_messages: 8,
+            topics: Default::default(),
         })
+    }
+
+    fn user(name: &str) -> Owner {
+        Owner::User(name.to_owned())
     }
 
     fn message(body: &str) -> Message {
@@ -233,36 +244,48 @@ mod tests {
         for n in 0..5 {
             positions.push(
                 history
-                    .append("ann", "a", &message(&n.to_string()))
+                    .append(&user("ann"), "a", &message(&n.to_string()))
                     .await
                     .unwrap(),
             );
         }
-        history.append("ann", "b", &message("other")).await.unwrap();
-        history.append("bob", "a", &message("bob's")).await.unwrap();
+        history
+            .append(&user("ann"), "b", &message("other"))
+            .await
+            .unwrap();
+        history
+            .append(&user("bob"), "a", &message("bob's"))
+            .await
+            .unwrap();
         assert!(positions.windows(2).all(|pair| pair[0] < pair[1]));
 
         let replay = history
-            .read("ann", "a", StartAt::After(positions[1]))
+            .read(&user("ann"), "a", StartAt::After(positions[1]))
             .await
             .unwrap();
         assert_eq!(bodies(&replay), ["2", "3", "4"]);
         assert!(replay.recovered);
         let from = history
-            .read("ann", "a", StartAt::From(positions[1]))
+            .read(&user("ann"), "a", StartAt::From(positions[1]))
             .await
             .unwrap();
         assert_eq!(bodies(&from), ["1", "2", "3", "4"]);
-        let last = history.read("ann", "a", StartAt::Last).await.unwrap();
+        let last = history
+            .read(&user("ann"), "a", StartAt::Last)
+            .await
+            .unwrap();
         assert_eq!(bodies(&last), ["4"]);
-        let first = history.read("ann", "a", StartAt::First).await.unwrap();
+        let first = history
+            .read(&user("ann"), "a", StartAt::First)
+            .await
+            .unwrap();
         assert_eq!(first.messages.len(), 5);
         let since = StartAt::Since {
             millis: positions[0].millis(),
         };
         assert_eq!(
             history
-                .read("ann", "a", since)
+                .read(&user("ann"), "a", since)
                 .await
                 .unwrap()
                 .messages
@@ -274,15 +297,18 @@ mod tests {
     #[tokio::test]
     async fn a_start_older_than_what_the_count_kept_is_not_recovered() {
         let history = history(3);
-        let first = history.append("ann", "a", &message("0")).await.unwrap();
+        let first = history
+            .append(&user("ann"), "a", &message("0"))
+            .await
+            .unwrap();
         for n in 1..5 {
             history
-                .append("ann", "a", &message(&n.to_string()))
+                .append(&user("ann"), "a", &message(&n.to_string()))
                 .await
                 .unwrap();
         }
         let replay = history
-            .read("ann", "a", StartAt::After(first))
+            .read(&user("ann"), "a", StartAt::After(first))
             .await
             .unwrap();
         assert_eq!(bodies(&replay), ["2", "3", "4"]);
@@ -292,19 +318,25 @@ mod tests {
     #[tokio::test]
     async fn past_the_node_cap_the_oldest_of_any_user_go() {
         let history = history(10);
-        let first = history.append("ann", "a", &message("ann's")).await.unwrap();
+        let first = history
+            .append(&user("ann"), "a", &message("ann's"))
+            .await
+            .unwrap();
         for n in 0..8 {
             history
-                .append("bob", "a", &message(&n.to_string()))
+                .append(&user("bob"), "a", &message(&n.to_string()))
                 .await
                 .unwrap();
         }
         let ann = history
-            .read("ann", "a", StartAt::From(first))
+            .read(&user("ann"), "a", StartAt::From(first))
             .await
             .unwrap();
         assert!(ann.messages.is_empty() && !ann.recovered);
-        let bob = history.read("bob", "a", StartAt::First).await.unwrap();
+        let bob = history
+            .read(&user("bob"), "a", StartAt::First)
+            .await
+            .unwrap();
         assert_eq!(bob.messages.len(), 8);
     }
 
@@ -313,12 +345,16 @@ mod tests {
         let history = history(3);
         let now = now_millis();
         let recent = history
-            .read("ann", "a", StartAt::After(Position::at(now - 1000)))
+            .read(&user("ann"), "a", StartAt::After(Position::at(now - 1000)))
             .await
             .unwrap();
         assert!(recent.recovered && recent.messages.is_empty());
         let old = history
-            .read("ann", "a", StartAt::After(Position::at(now - 3_600_000)))
+            .read(
+                &user("ann"),
+                "a",
+                StartAt::After(Position::at(now - 3_600_000)),
+            )
             .await
             .unwrap();
         assert!(!old.recovered);

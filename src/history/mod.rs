@@ -1,11 +1,13 @@
-//! Each user's recent messages, with their positions, so that a session
-//! that reconnects (to any node) gets what it missed: the history of
-//! [`memory`] in embedded mode, of [`redis`] (one stream per user) in
-//! cluster mode.
+//! Each user's recent messages (and each of some topics'), with their
+//! positions, so that a session that reconnects (to any node) gets what it
+//! missed: the histories of [`memory`] in embedded mode, of [`redis`] (one
+//! stream per user or topic) in cluster mode.
 //!
 //! Every message dispatched to a user destination is written here once per
-//! user, before it is handed to the user's sessions, and carries its
-//! position there as the MESSAGE header `x-stream-offset`. A position is
+//! user, before it is handed to the user's sessions, and a message
+//! published to a topic that keeps a history (`--history-topics`) once,
+//! before it is published; each carries its position there as the MESSAGE
+//! header `x-stream-offset`. A position is
 //! the time the message was written, in milliseconds, and a sequence
 //! number within that millisecond (`ms << 16 | seq`): positions only grow,
 //! per user, on every node, and a time (`timestamp=T`) is a position too.
@@ -19,12 +21,14 @@
 pub mod memory;
 pub mod redis;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use stomp_parser::Headers;
 
 use crate::broker::Message;
+use crate::broker::topic_pattern::TopicPattern;
 
 /// The MESSAGE header that gives a message's position, and the SUBSCRIBE
 /// header that asks for what came after one (RabbitMQ's names for a
@@ -36,21 +40,73 @@ pub const POSITION_HEADER: &str = "x-stream-offset";
 /// asked for.
 pub const RECOVERED_HEADER: &str = "x-stream-recovered";
 
-/// How much each user's history holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryLimits {
-    /// Messages per user, at most (0: no history).
+/// How much each history holds, and which topics keep one.
+#[derive(Debug, Clone)]
+pub struct HistorySettings {
+    /// Messages per user (or topic), at most (0: no history).
     pub size: usize,
     /// How long a message stays (zero: no history).
     pub ttl: Duration,
     /// Messages an embedded node keeps in all histories together.
     pub max_node_messages: usize,
+    pub topics: HistoryTopics,
 }
 
-impl HistoryLimits {
+impl HistorySettings {
     pub fn enabled(&self) -> bool {
         self.size > 0 && !self.ttl.is_zero()
     }
+}
+
+/// Whose history: a user's (every user destination of the user in one),
+/// or a topic's (`--history-topics`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    User(String),
+    /// A routing key of `amq.topic` (`/topic/{key}`).
+    Topic(String),
+}
+
+/// The topics that keep a history: `/topic/` patterns, with `*` for one
+/// word and `#` (or `**`) for any number of them, as AMQP topics match.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryTopics {
+    patterns: Vec<TopicPattern>,
+}
+
+impl HistoryTopics {
+    /// The patterns of `--history-topics`; refuses one not under `/topic/`.
+    pub fn parse(patterns: &[String]) -> Result<HistoryTopics, String> {
+        let patterns = patterns
+            .iter()
+            .map(|pattern| {
+                let key = pattern
+                    .strip_prefix("/topic/")
+                    .filter(|key| !key.is_empty())
+                    .ok_or_else(|| format!("{pattern:?} is not a /topic/ pattern"))?;
+                let words: Vec<&str> = key
+                    .split('.')
+                    .map(|word| if word == "**" { "#" } else { word })
+                    .collect();
+                Ok(TopicPattern::new(&words.join(".")))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(HistoryTopics { patterns })
+    }
+
+    /// Whether the topic `key` keeps a history: a key of its own (a
+    /// wildcard subscription has no one history to replay).
+    pub fn keep(&self, key: &str) -> bool {
+        !TopicPattern::new(key).is_wildcard()
+            && self.patterns.iter().any(|pattern| pattern.matches(key))
+    }
+}
+
+/// A node's histories: where they are kept, and which topics keep one.
+#[derive(Clone)]
+pub struct Histories {
+    pub store: Arc<dyn History>,
+    pub topics: HistoryTopics,
 }
 
 /// A message's place in its user's history.
@@ -162,21 +218,22 @@ pub enum HistoryError {
     Damaged(String),
 }
 
-/// Where users' histories are kept.
+/// Where histories are kept.
 #[async_trait]
 pub trait History: Send + Sync {
-    /// Writes `message`, sent to the user destination `name` of `user`,
-    /// and answers its position.
+    /// Writes `message`, sent to `owner`'s destination `name` (a user
+    /// destination's name; a topic's key), and answers its position.
     async fn append(
         &self,
-        user: &str,
+        owner: &Owner,
         name: &str,
         message: &Message,
     ) -> Result<Position, HistoryError>;
 
-    /// What `user`'s history holds for `name` from `start` on, oldest
+    /// What `owner`'s history holds for `name` from `start` on, oldest
     /// first.
-    async fn read(&self, user: &str, name: &str, start: StartAt) -> Result<Replay, HistoryError>;
+    async fn read(&self, owner: &Owner, name: &str, start: StartAt)
+    -> Result<Replay, HistoryError>;
 }
 
 /// Headers as the stores (the history, the offline store) write them: a
@@ -217,6 +274,18 @@ fn recovered(start: StartAt, dropped: Position) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topics_keep_a_history_by_pattern_and_never_for_a_wildcard() {
+        let topics =
+            HistoryTopics::parse(&["/topic/prices.**".to_owned(), "/topic/news".to_owned()])
+                .unwrap();
+        assert!(topics.keep("prices.eur") && topics.keep("prices.eur.spot"));
+        assert!(topics.keep("news") && !topics.keep("news.sport"));
+        assert!(!topics.keep("prices.*") && !topics.keep("chat"));
+        assert!(HistoryTopics::parse(&["/queue/x".to_owned()]).is_err());
+        assert!(HistoryTopics::parse(&["/topic/".to_owned()]).is_err());
+    }
 
     #[test]
     fn headers_keep_order_and_repeats_through_json() {

@@ -1,6 +1,7 @@
-//! The cluster's history: one Redis stream per user,
+//! The cluster's histories: one Redis stream per user,
 //! `{prefix}history:{user}` (the braces are literal: the user is the hash
-//! tag, as in the registry's and the offline store's keys), shared by every
+//! tag, as in the registry's and the offline store's keys), and one per
+//! topic that keeps one, `{prefix}history-topic:{key}`, shared by every
 //! node, so that a session gets what it missed on whichever node it comes
 //! back to.
 //!
@@ -21,7 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    History, HistoryError, HistoryLimits, POSITION_HEADER, Position, Replay, StartAt,
+    History, HistoryError, HistorySettings, Owner, POSITION_HEADER, Position, Replay, StartAt,
     headers_from_json, headers_to_json, horizon, now_millis, recovered,
 };
 use crate::broker::Message;
@@ -62,11 +63,11 @@ type StreamEntry = (String, Vec<Vec<u8>>);
 pub struct RedisHistory {
     redis: RedisConnection,
     prefix: String,
-    limits: HistoryLimits,
+    limits: HistorySettings,
 }
 
 impl RedisHistory {
-    pub fn new(redis: RedisConnection, prefix: &str, limits: HistoryLimits) -> RedisHistory {
+    pub fn new(redis: RedisConnection, prefix: &str, limits: HistorySettings) -> RedisHistory {
         RedisHistory {
             redis,
             prefix: prefix.to_owned(),
@@ -74,8 +75,11 @@ impl RedisHistory {
         }
     }
 
-    fn key(&self, user: &str) -> String {
-        format!("{}history:{{{user}}}", self.prefix)
+    fn key(&self, owner: &Owner) -> String {
+        match owner {
+            Owner::User(user) => format!("{}history:{{{user}}}", self.prefix),
+            Owner::Topic(key) => format!("{}history-topic:{{{key}}}", self.prefix),
+        }
     }
 }
 
@@ -108,11 +112,11 @@ fn field<'a>(fields: &'a [Vec<u8>], wanted: &[u8]) -> Option<&'a [u8]> {
 impl History for RedisHistory {
     async fn append(
         &self,
-        user: &str,
+        owner: &Owner,
         name: &str,
         message: &Message,
     ) -> Result<Position, HistoryError> {
-        let key = self.key(user);
+        let key = self.key(owner);
         let mut redis = self.redis.clone();
         let (id,): (String,) = redis::pipe()
             .cmd("XADD")
@@ -136,14 +140,19 @@ impl History for RedisHistory {
         position_of(&id)
     }
 
-    async fn read(&self, user: &str, name: &str, start: StartAt) -> Result<Replay, HistoryError> {
+    async fn read(
+        &self,
+        owner: &Owner,
+        name: &str,
+        start: StartAt,
+    ) -> Result<Replay, HistoryError> {
         let mut redis = self.redis.clone();
         let from = match start.after() {
             Some(after) => format!("({}", stream_id(after)),
             None => "-".to_owned(),
         };
         let answer: Option<(String, String, Vec<StreamEntry>)> = READ
-            .key(self.key(user))
+            .key(self.key(owner))
             .arg(from)
             .arg(name)
             .invoke_async(&mut redis)

@@ -22,7 +22,7 @@ use crate::dispatch::Dispatcher;
 use crate::dispatch::offline::memory::MemoryOfflineStore;
 use crate::dispatch::offline::{OfflineLimits, OfflineStore};
 use crate::history::memory::MemoryHistory;
-use crate::history::{History, HistoryLimits};
+use crate::history::{Histories, HistorySettings};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::registry::memory::MemoryRegistry;
@@ -50,7 +50,7 @@ impl Node {
         broker: Arc<dyn Broker>,
         registry: Arc<dyn Registry>,
         offline: Arc<dyn OfflineStore>,
-        history: Option<Arc<dyn History>>,
+        history: Option<Histories>,
         auth: Authenticator,
         metrics: Metrics,
     ) -> Node {
@@ -78,15 +78,16 @@ impl Node {
         id: String,
         address: &str,
         offline: OfflineLimits,
-        history: HistoryLimits,
+        history: HistorySettings,
         auth: Authenticator,
     ) -> Node {
         let registry = MemoryRegistry::new(&id, address);
         let metrics = Metrics::default();
         let offline = MemoryOfflineStore::new(offline, metrics.offline_dropped.clone());
-        let history = history
-            .enabled()
-            .then(|| Arc::new(MemoryHistory::new(history)) as Arc<dyn History>);
+        let history = history.enabled().then(|| Histories {
+            topics: history.topics.clone(),
+            store: Arc::new(MemoryHistory::new(history)),
+        });
         Node::new(
             id,
             Arc::new(EmbeddedBroker::new(

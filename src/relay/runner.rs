@@ -25,8 +25,8 @@ use tokio::sync::Notify;
 
 use super::Node;
 use crate::auth::Credentials;
-use crate::broker::destination::{Destination, TEMP_QUEUE_PREFIX};
-use crate::broker::{BrokerError, OrderKey, Outbox, SessionId, SubscriptionSpec};
+use crate::broker::destination::{Destination, TEMP_QUEUE_PREFIX, TOPIC_EXCHANGE};
+use crate::broker::{BrokerError, OrderKey, Outbox, PublishTarget, SessionId, SubscriptionSpec};
 use crate::dispatch::{DispatchError, Dispatcher};
 use crate::error::{Chain, ClientText};
 use crate::history::Replay;
@@ -269,10 +269,10 @@ impl CommandRunner {
                     }
                     Event::Offline(kept.map_err(|error| rejection(DispatchError::from(error))))
                 }
-                Command::ReadHistory { user, name, start } => {
+                Command::ReadHistory { owner, name, start } => {
                     let replay = match node.dispatcher.history() {
                         Some(history) => history
-                            .read(&user, &name, start)
+                            .read(&owner, &name, start)
                             .await
                             .map_err(|error| rejection(DispatchError::from(error))),
                         // Not asked for without one.
@@ -337,8 +337,9 @@ impl CommandRunner {
 }
 
 /// Hands a batch of SENDs to the broker, in order; each comes back with
-/// what awaits its confirm. The users the batch writes to are located
-/// together first, in one round trip to the registry.
+/// what awaits its confirm. The messages that go in a history are written
+/// there first, then the users the batch writes to are located together,
+/// in one round trip to the registry.
 async fn hand_over(
     node: Arc<Node>,
     session: SessionId,
@@ -355,6 +356,18 @@ async fn hand_over(
         Outbound::Publish { .. } => None,
     });
     let recorded = dispatcher.record(letters).await;
+    let topic_letters = batch.iter_mut().filter_map(|(_, send)| match send {
+        Outbound::Publish {
+            target:
+                PublishTarget::Exchange {
+                    exchange,
+                    routing_key,
+                },
+            message,
+        } if exchange == TOPIC_EXCHANGE => Some((routing_key.as_str(), message)),
+        _ => None,
+    });
+    let topics_recorded = dispatcher.record_topics(topic_letters).await;
     let users: Vec<&str> = batch
         .iter()
         .filter_map(|(_, send)| match send {
@@ -372,12 +385,13 @@ async fn hand_over(
     let mut handed = Vec::with_capacity(batch.len());
     for (id, send) in batch {
         let confirm: Confirming = match send {
-            Outbound::Publish { target, message } => {
-                match node.broker.publish(order, target, message).await {
+            Outbound::Publish { target, message } => match &topics_recorded {
+                Err(error) if dispatcher.keeps_history_of(&target) => failed(error.clone()),
+                _ => match node.broker.publish(order, target, message).await {
                     Ok(confirm) => Box::pin(async move { done(confirm.await) }),
                     Err(error) => failed(error),
-                }
-            }
+                },
+            },
             Outbound::ToUser {
                 user,
                 name,

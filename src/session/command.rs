@@ -19,7 +19,7 @@ use crate::auth::{AuthError, Identity};
 use crate::broker::{AckTag, Message, PublishTarget, Settlement, SubscriptionSpec};
 use crate::dispatch::WhenOffline;
 use crate::dispatch::offline::OfflineMessage;
-use crate::history::{Replay, StartAt};
+use crate::history::{Owner, Replay, StartAt};
 
 /// The number of a command or SEND within its session, in the order given:
 /// one numbering for both lanes.
@@ -64,10 +64,10 @@ pub enum Command {
         user: String,
         name: String,
     },
-    /// Read what `user`'s history holds for user destination `name` from
-    /// `start` on: answered by [`Event::History`].
+    /// Read what `owner`'s history holds for `name` (a user destination's
+    /// name, a topic's key) from `start` on: answered by [`Event::History`].
     ReadHistory {
-        user: String,
+        owner: Owner,
         name: String,
         start: StartAt,
     },

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::connect::HeartBeatBounds;
 use crate::auth::acl::Acl;
+use crate::history::HistoryTopics;
 
 /// The limits and choices of a STOMP session, from the configuration.
 #[derive(Debug, Clone)]
@@ -22,9 +23,9 @@ pub struct SessionSettings {
     pub replace_older_logins: bool,
     /// The one virtual host a CONNECT may name (`--virtual-host`).
     pub virtual_host: String,
-    /// The node keeps users' histories: a SUBSCRIBE to a user destination
-    /// may ask for what it missed (`x-stream-offset`).
-    pub replay: bool,
+    /// With the node's histories: a SUBSCRIBE to a user destination, or to
+    /// one of these topics, may ask for what it missed (`x-stream-offset`).
+    pub replay: Option<HistoryTopics>,
 }
 
 impl Default for SessionSettings {
@@ -37,7 +38,7 @@ impl Default for SessionSettings {
             max_transaction_frames: 1024,
             replace_older_logins: false,
             virtual_host: "/".to_owned(),
-            replay: true,
+            replay: Some(HistoryTopics::default()),
         }
     }
 }

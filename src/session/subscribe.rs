@@ -3,7 +3,8 @@
 //! [`SubscriptionSpec`]. A subscription to one of the user's own
 //! destinations also reads what was kept for the user while offline, and,
 //! when it gives a position (`x-stream-offset`), what it missed since
-//! ([`super::replay`]), once the SUBSCRIBE's RECEIPT is placed.
+//! ([`super::replay`]), once the SUBSCRIBE's RECEIPT is placed; so does one
+//! to a topic that keeps a history.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crate::auth::acl::Action;
 use crate::broker::destination::Destination;
 use crate::broker::queue_options::{QueueOptions, asks_durable};
 use crate::broker::{AckMode, SubscriptionSpec};
-use crate::history::{POSITION_HEADER, StartAt};
+use crate::history::{Owner, POSITION_HEADER, StartAt};
 
 impl Session {
     pub(super) fn subscribe(&mut self, frame: &Frame) -> Result<(), SessionError> {
@@ -71,24 +72,16 @@ impl Session {
                 .map(|count| count.min(u32::try_from(settings.max_unacked).unwrap_or(u32::MAX))),
             queue,
         };
+        // Asked for what it missed (with the node's histories): that comes
+        // first, then what comes live, which waits meanwhile.
+        let start = frame
+            .get(POSITION_HEADER)
+            .filter(|_| self.context.settings.replay.is_some())
+            .and_then(StartAt::parse);
         if let (Destination::OwnUser { name }, Some(user)) = (&spec.destination, self.user()) {
             let user = user.to_owned();
-            // Asked for what it missed: that comes first, then what comes
-            // live, which waits meanwhile.
-            let start = frame
-                .get(POSITION_HEADER)
-                .filter(|_| self.context.settings.replay)
-                .and_then(StartAt::parse);
             if let Some(start) = start {
-                self.replays.begin(&spec.id, start);
-                self.read_after_receipt.push((
-                    spec.id.clone(),
-                    Command::ReadHistory {
-                        user: user.clone(),
-                        name: name.clone(),
-                        start,
-                    },
-                ));
+                self.replay(&spec.id, Owner::User(user.clone()), name, start);
             }
             self.read_after_receipt.push((
                 spec.id.clone(),
@@ -97,6 +90,17 @@ impl Session {
                     name: name.clone(),
                 },
             ));
+        }
+        if let (Destination::Topic { key }, Some(start)) = (&spec.destination, start)
+            && without_a_queue_of_its_own(frame)
+            && self
+                .context
+                .settings
+                .replay
+                .as_ref()
+                .is_some_and(|topics| topics.keep(key))
+        {
+            self.replay(&spec.id, Owner::Topic(key.clone()), key, start);
         }
         self.subscriptions.insert(spec.clone());
         self.give(Command::Subscribe(spec));
@@ -119,6 +123,29 @@ impl Session {
         self.give(Command::Unsubscribe { spec, discard });
         Ok(())
     }
+}
+
+impl Session {
+    /// Subscription `id` replays `owner`'s history for `name` from `start`
+    /// once its RECEIPT is placed; what comes live waits until then.
+    fn replay(&mut self, id: &Arc<str>, owner: Owner, name: &str, start: StartAt) {
+        self.replays.begin(id, start);
+        let read = Command::ReadHistory {
+            owner,
+            name: name.to_owned(),
+            start,
+        };
+        self.read_after_receipt.push((id.clone(), read));
+    }
+}
+
+/// Whether a topic subscription is fed by the node's fan-out, not by a
+/// queue of its own (durable, named or a stream), whose messages a replay
+/// would repeat.
+fn without_a_queue_of_its_own(frame: &Frame) -> bool {
+    !asks_durable(&frame.headers)
+        && frame.get("x-queue-name").is_none()
+        && frame.get("x-queue-type").is_none()
 }
 
 /// A durable subscription is found again by its `id`, so it must have one,

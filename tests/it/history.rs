@@ -19,6 +19,8 @@ scenario_tests! {
         a_position_older_than_the_history_says_the_replay_is_not_complete,
         a_replay_starts_at_first_last_next_an_offset_or_a_time,
         without_a_history_there_are_no_positions_and_no_replay,
+        replayed_messages_are_acknowledged_like_live_ones,
+        a_topic_with_a_history_replays_what_a_subscriber_missed,
     ]
 }
 
@@ -227,4 +229,109 @@ async fn without_a_history_there_are_no_positions_and_no_replay(mode: Mode) {
     let mut ann = StompClient::connect(&relay, Some("ann")).await;
     subscribe_from(&mut ann, Some("first")).await;
     ann.expect_nothing().await;
+}
+
+/// A client-acked subscription acknowledges replayed messages as it does
+/// live ones, and a kept message (`persist`) that the replay gave is not
+/// shown again from the offline store, now or on the next subscription.
+async fn replayed_messages_are_acknowledged_like_live_ones(mode: Mode) {
+    let relay = TestRelay::start(mode);
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    subscribe_from(&mut ann, None).await;
+    send(&relay, "ann", "m1").await;
+    let (_, first) = next_message(&mut ann).await;
+    drop(ann);
+    send(&relay, "ann", "m2").await;
+    let kept = serde_json::json!({ "destination": NEWS, "body": "m3", "persist": true });
+    let answer = http(
+        &relay,
+        "POST",
+        "/api/v1/users/ann/messages",
+        &[("content-type", "application/json")],
+        &kept.to_string(),
+    )
+    .await;
+    assert_eq!(answer.json()["kept"], 1, "{}", answer.body);
+
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    let subscribe = Frame::new(Command::Subscribe)
+        .header("id", "news")
+        .header("destination", NEWS)
+        .header("ack", "client-individual")
+        .header("x-stream-offset", first.expect("a position").to_string())
+        .header("receipt", "subscribed");
+    ann.send(subscribe).await;
+    ann.expect_receipt("subscribed").await;
+    for expected in ["m2", "m3"] {
+        let message = ann.recv().await;
+        assert_eq!(String::from_utf8_lossy(&message.body), expected);
+        let ack = message.get("ack").expect("an ack id").to_owned();
+        ann.send(
+            Frame::new(Command::Ack)
+                .header("id", ack)
+                .header("receipt", format!("acked-{expected}")),
+        )
+        .await;
+        ann.expect_receipt(&format!("acked-{expected}")).await;
+    }
+    ann.expect_nothing().await;
+    drop(ann);
+    // The kept one was had: the store forgot it.
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    subscribe_from(&mut ann, None).await;
+    ann.expect_nothing().await;
+}
+
+/// SUBSCRIBEs to `destination`, with `x-stream-offset: start` when given.
+async fn subscribe_to(client: &mut StompClient, destination: &str, start: Option<&str>) {
+    let mut frame = Frame::new(Command::Subscribe)
+        .header("id", "t")
+        .header("destination", destination)
+        .header("receipt", "on-topic");
+    if let Some(start) = start {
+        frame = frame.header("x-stream-offset", start);
+    }
+    client.send(frame).await;
+    client.expect_receipt("on-topic").await;
+}
+
+async fn a_topic_with_a_history_replays_what_a_subscriber_missed(mode: Mode) {
+    let flags = ["--history-topics", "/topic/prices.**"];
+    let relay = TestRelay::start_with(mode, &flags);
+    let other = other_node(&relay, mode, &flags);
+    let back_to = other.as_ref().unwrap_or(&relay);
+    // Topics are shared by every test on this RabbitMQ: names of its own.
+    let key = format!("prices.{}", relay.id);
+    let topic = format!("/topic/{key}");
+    let mut publisher = StompClient::connect(&relay, Some("publisher")).await;
+    let mut reader = StompClient::connect(&relay, Some("reader")).await;
+    subscribe_to(&mut reader, &topic, None).await;
+    publisher.publish(&topic, "p1").await;
+    let (body, position) = next_message(&mut reader).await;
+    assert_eq!(body, "p1");
+    let position = position.expect("a topic with a history gives positions");
+    drop(reader);
+    publisher.publish(&topic, "p2").await;
+    let through_the_api = serde_json::json!({ "body": "p3" }).to_string();
+    let answer = http(
+        back_to,
+        "POST",
+        &format!("/api/v1/topics/{key}/messages"),
+        &[("content-type", "application/json")],
+        &through_the_api,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let mut reader = StompClient::connect(back_to, Some("reader")).await;
+    subscribe_to(&mut reader, &topic, Some(&position.to_string())).await;
+    publisher.publish(&topic, "p4").await;
+    assert_eq!(bodies(&mut reader, 3).await, ["p2", "p3", "p4"]);
+    reader.expect_nothing().await;
+
+    // Another topic keeps none: no position, nothing replayed.
+    let plain = format!("/topic/chat.{}", relay.id);
+    let mut listener = StompClient::connect(&relay, Some("listener")).await;
+    subscribe_to(&mut listener, &plain, None).await;
+    publisher.publish(&plain, "c1").await;
+    assert_eq!(next_message(&mut listener).await, ("c1".to_owned(), None));
 }

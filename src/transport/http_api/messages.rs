@@ -133,7 +133,12 @@ pub async fn to_topic(
     let target = parsed
         .publish_target()
         .ok_or_else(|| ApiError::NotATopic(destination.clone()))?;
-    let message = message(request.body, request.headers)?;
+    let mut message = message(request.body, request.headers)?;
+    services
+        .dispatcher
+        .record_topics([(key.as_str(), &mut message)])
+        .await
+        .map_err(ApiError::unavailable)?;
     // Publishes to one topic keep their order among themselves.
     services
         .broker
