@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use stomp_parser::{Command, Frame};
 
-use crate::support::{Mode, StompClient, TestRelay, http};
+use crate::support::{Mode, RelayAddress, StompClient, TestRelay, http};
 
 scenario_tests! {
     embedded: Mode::Embedded,
@@ -33,24 +33,30 @@ fn other_node(relay: &TestRelay, mode: Mode, flags: &[&str]) -> Option<TestRelay
 }
 
 /// Sends `body` to `user`'s news through the HTTP API.
-async fn send(relay: &TestRelay, user: &str, body: &str) {
-    let json = serde_json::json!({ "destination": NEWS, "body": body }).to_string();
-    let answer = http(
-        relay,
-        "POST",
-        &format!("/api/v1/users/{user}/messages"),
-        &[("content-type", "application/json")],
-        &json,
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
+async fn send(relay: &impl RelayAddress, user: &str, body: &str) {
+    let json = serde_json::json!({ "destination": NEWS, "body": body });
+    post(relay, &format!("/api/v1/users/{user}/messages"), json).await;
+}
+
+/// POSTs `json` to the HTTP API's `path`; answers the JSON it answered.
+async fn post(relay: &impl RelayAddress, path: &str, json: serde_json::Value) -> serde_json::Value {
+    let headers = [("content-type", "application/json")];
+    let answer = http(relay, "POST", path, &headers, &json.to_string()).await;
+    assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+    answer.json()
 }
 
 /// Subscribes to the news, with `x-stream-offset: start` when given.
 async fn subscribe_from(client: &mut StompClient, start: Option<&str>) {
+    subscribe_to(client, NEWS, start).await;
+}
+
+/// SUBSCRIBEs to `destination`, with `x-stream-offset: start` when given,
+/// and waits for its RECEIPT.
+async fn subscribe_to(client: &mut StompClient, destination: &str, start: Option<&str>) {
     let mut frame = Frame::new(Command::Subscribe)
-        .header("id", "news")
-        .header("destination", NEWS)
+        .header("id", "s")
+        .header("destination", destination)
         .header("receipt", "subscribed");
     if let Some(start) = start {
         frame = frame.header("x-stream-offset", start);
@@ -126,20 +132,10 @@ async fn a_replay_while_messages_keep_coming_has_no_gap_and_nothing_twice(mode: 
     let mut ann = StompClient::connect(&relay, Some("ann")).await;
     subscribe_from(&mut ann, None).await;
     let sender = {
-        let (origin, id) = (relay.addr, relay.id.clone());
+        let origin = relay.addr;
         tokio::spawn(async move {
             for n in 0..MESSAGES {
-                let json =
-                    serde_json::json!({ "destination": NEWS, "body": n.to_string() }).to_string();
-                let answer = http(
-                    &origin,
-                    "POST",
-                    "/api/v1/users/ann/messages",
-                    &[("content-type", "application/json")],
-                    &json,
-                )
-                .await;
-                assert_eq!(answer.status, 200, "{id}: {}", answer.body);
+                send(&origin, "ann", &n.to_string()).await;
             }
         })
     };
@@ -243,15 +239,8 @@ async fn replayed_messages_are_acknowledged_like_live_ones(mode: Mode) {
     drop(ann);
     send(&relay, "ann", "m2").await;
     let kept = serde_json::json!({ "destination": NEWS, "body": "m3", "persist": true });
-    let answer = http(
-        &relay,
-        "POST",
-        "/api/v1/users/ann/messages",
-        &[("content-type", "application/json")],
-        &kept.to_string(),
-    )
-    .await;
-    assert_eq!(answer.json()["kept"], 1, "{}", answer.body);
+    let answer = post(&relay, "/api/v1/users/ann/messages", kept).await;
+    assert_eq!(answer["kept"], 1, "{answer}");
 
     let mut ann = StompClient::connect(&relay, Some("ann")).await;
     let subscribe = Frame::new(Command::Subscribe)
@@ -282,19 +271,6 @@ async fn replayed_messages_are_acknowledged_like_live_ones(mode: Mode) {
     ann.expect_nothing().await;
 }
 
-/// SUBSCRIBEs to `destination`, with `x-stream-offset: start` when given.
-async fn subscribe_to(client: &mut StompClient, destination: &str, start: Option<&str>) {
-    let mut frame = Frame::new(Command::Subscribe)
-        .header("id", "t")
-        .header("destination", destination)
-        .header("receipt", "on-topic");
-    if let Some(start) = start {
-        frame = frame.header("x-stream-offset", start);
-    }
-    client.send(frame).await;
-    client.expect_receipt("on-topic").await;
-}
-
 async fn a_topic_with_a_history_replays_what_a_subscriber_missed(mode: Mode) {
     let flags = ["--history-topics", "/topic/prices.**"];
     let relay = TestRelay::start_with(mode, &flags);
@@ -312,16 +288,13 @@ async fn a_topic_with_a_history_replays_what_a_subscriber_missed(mode: Mode) {
     let position = position.expect("a topic with a history gives positions");
     drop(reader);
     publisher.publish(&topic, "p2").await;
-    let through_the_api = serde_json::json!({ "body": "p3" }).to_string();
-    let answer = http(
+    let through_the_api = serde_json::json!({ "body": "p3" });
+    post(
         back_to,
-        "POST",
         &format!("/api/v1/topics/{key}/messages"),
-        &[("content-type", "application/json")],
-        &through_the_api,
+        through_the_api,
     )
     .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
     let mut reader = StompClient::connect(back_to, Some("reader")).await;
     subscribe_to(&mut reader, &topic, Some(&position.to_string())).await;
     publisher.publish(&topic, "p4").await;
