@@ -101,6 +101,30 @@ fn stream_id(position: Position) -> String {
     format!("{}-{}", position.millis(), position.sequence())
 }
 
+/// Appends to `pipe` the `XADD` of `message`, sent to the destination
+/// `name`, to the stream `key` capped at `cap` entries, as the stores write
+/// a message: fields `d` (the name), `h` (the headers) and `b` (the body);
+/// more fields may follow.
+pub(crate) fn add_message<'a>(
+    pipe: &'a mut redis::Pipeline,
+    key: &str,
+    cap: usize,
+    name: &str,
+    message: &Message,
+) -> &'a mut redis::Pipeline {
+    pipe.cmd("XADD")
+        .arg(key)
+        .arg("MAXLEN")
+        .arg(cap)
+        .arg("*")
+        .arg("d")
+        .arg(name)
+        .arg("h")
+        .arg(headers_to_json(&message.headers))
+        .arg("b")
+        .arg(&message.body[..])
+}
+
 fn field<'a>(fields: &'a [Vec<u8>], wanted: &[u8]) -> Option<&'a [u8]> {
     fields
         .chunks_exact(2)
@@ -118,25 +142,15 @@ impl History for RedisHistory {
     ) -> Result<Position, HistoryError> {
         let key = self.key(owner);
         let mut redis = self.redis.clone();
-        let (id,): (String,) = redis::pipe()
-            .cmd("XADD")
-            .arg(&key)
-            .arg("MAXLEN")
-            .arg(self.limits.size)
-            .arg("*")
-            .arg("d")
-            .arg(name)
-            .arg("h")
-            .arg(headers_to_json(&message.headers))
-            .arg("b")
-            .arg(&message.body[..])
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(self.limits.ttl.as_millis().max(1) as u64)
-            .ignore()
-            .query_async(&mut redis)
-            .await
-            .map_err(unavailable)?;
+        let (id,): (String,) =
+            add_message(&mut redis::pipe(), &key, self.limits.size, name, message)
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(self.limits.ttl.as_millis().max(1) as u64)
+                .ignore()
+                .query_async(&mut redis)
+                .await
+                .map_err(unavailable)?;
         position_of(&id)
     }
 

@@ -25,6 +25,7 @@ use super::{
 };
 use crate::broker::Message;
 use crate::history::headers_to_json;
+use crate::history::redis::add_message;
 use crate::registry::redis::connection::RedisConnection;
 
 /// The offline store of a cluster node.
@@ -161,29 +162,23 @@ impl OfflineStore for RedisOfflineStore {
         let key = self.key(user);
         let ttl = self.limits.ttl.as_millis().max(1) as u64;
         let mut redis = self.redis.clone();
-        redis::pipe()
-            .atomic()
-            .cmd("XADD")
-            .arg(&key)
-            .arg("MAXLEN")
-            .arg(self.limits.max_messages)
-            .arg("*")
-            .arg("d")
-            .arg(name)
-            .arg("h")
-            .arg(headers_to_json(&message.headers))
-            .arg("b")
-            .arg(&message.body[..])
-            .arg("l")
-            .arg(live_flag(sent_live))
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(ttl)
-            .ignore()
-            .query_async::<(String,)>(&mut redis)
-            .await
-            .map(|(id,)| id)
-            .map_err(unavailable)
+        add_message(
+            redis::pipe().atomic(),
+            &key,
+            self.limits.max_messages,
+            name,
+            message,
+        )
+        .arg("l")
+        .arg(live_flag(sent_live))
+        .cmd("PEXPIRE")
+        .arg(&key)
+        .arg(ttl)
+        .ignore()
+        .query_async::<(String,)>(&mut redis)
+        .await
+        .map(|(id,)| id)
+        .map_err(unavailable)
     }
 
     async fn keep_once(
