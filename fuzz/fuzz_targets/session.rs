@@ -60,6 +60,7 @@ fn fixture() -> &'static Fixture {
                 size: 4,
                 ttl: std::time::Duration::from_secs(1),
                 max_node_messages: 64,
+                max_node_bytes: 64 * 1024,
                 topics: Default::default(),
             };
             let node = Node::embedded(

@@ -433,6 +433,11 @@ pub struct HistoryOptions {
     #[arg(long, env = "STOMP_RELAY_HISTORY_MAX_NODE_MESSAGES", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub history_max_node_messages: u64,
 
+    /// Bytes of messages (bodies, headers, names) the embedded node keeps
+    /// in all histories together; past it the node's oldest go.
+    #[arg(long, env = "STOMP_RELAY_HISTORY_MAX_NODE_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_max_node_bytes: u64,
+
     /// Topics that keep a history too, one per topic, with the same size
     /// and TTL (comma-separated /topic/ patterns: `*` for a word, `#` or
     /// `**` for any number, e.g. /topic/prices.**): their messages carry a

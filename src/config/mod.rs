@@ -227,6 +227,7 @@ impl From<Cli> for Config {
                 size: as_usize(history.history_size),
                 ttl: Duration::from_secs(history.history_ttl),
                 max_node_messages: as_usize(history.history_max_node_messages),
+                max_node_bytes: as_usize(history.history_max_node_bytes),
                 topics: history_topics,
             },
         }

@@ -1,9 +1,8 @@
 //! The histories of an embedded node: each user's (and topic's) messages
-//! in memory,
-//! dropped by count as they are written, by age as they are read or
-//! written (and every [`SWEEP_EVERY`] writes for every history, so that
-//! those that get nothing more do not stay), and the node's oldest past
-//! its cap on all histories' messages together.
+//! in memory, dropped by count as they are written, by age as they are
+//! read or written (and every [`SWEEP_EVERY`] writes for every history, so
+//! that those that get nothing more do not stay), and the node's oldest
+//! past its caps on all histories' messages and bytes together.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -16,8 +15,11 @@ use super::{
 };
 use crate::broker::Message;
 
-/// Writes between two sweeps of every user's history.
+/// Writes between two sweeps of every history.
 const SWEEP_EVERY: usize = 1024;
+
+/// What an entry costs besides its name, headers and body.
+const ENTRY_OVERHEAD: usize = 64;
 
 pub struct MemoryHistory {
     limits: HistorySettings,
@@ -27,18 +29,41 @@ pub struct MemoryHistory {
 #[derive(Default)]
 struct State {
     histories: HashMap<Owner, OwnHistory>,
-    /// Every history's entries, oldest first, for the node's cap; some may
-    /// be gone already (dropped by their history's count or age).
+    /// Every history's entries, oldest first, for the node's caps; some
+    /// may be gone already (dropped by their history's count or age).
     order: VecDeque<(Owner, Position)>,
-    /// Entries held in all.
-    held: usize,
+    /// What all histories hold.
+    held: Held,
     writes_since_sweep: usize,
 }
 
+/// Entries, and their bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    entries: usize,
+    bytes: usize,
+}
+
+impl std::ops::AddAssign for Held {
+    fn add_assign(&mut self, other: Held) {
+        self.entries += other.entries;
+        self.bytes += other.bytes;
+    }
+}
+
+impl std::ops::SubAssign for Held {
+    fn sub_assign(&mut self, other: Held) {
+        self.entries = self.entries.saturating_sub(other.entries);
+        self.bytes = self.bytes.saturating_sub(other.bytes);
+    }
+}
+
 impl State {
-    /// Drops the node's oldest entries while more than `max` are held.
-    fn cap(&mut self, max: usize) {
-        while self.held > max {
+    /// Drops the node's oldest entries while more than the caps are held.
+    fn cap(&mut self, limits: &HistorySettings) {
+        while self.held.entries > limits.max_node_messages
+            || self.held.bytes > limits.max_node_bytes
+        {
             let Some((owner, position)) = self.order.pop_front() else {
                 return;
             };
@@ -50,20 +75,18 @@ impl State {
                 .front()
                 .is_some_and(|entry| entry.position == position)
             {
-                history.entries.pop_front();
-                history.dropped = history.dropped.max(position);
-                self.held -= 1;
+                self.held -= history.drop_oldest();
             }
         }
         // What histories dropped themselves stays in the order until then.
-        if self.order.len() > 2 * max.max(self.held) {
+        if self.order.len() > 2 * limits.max_node_messages.max(self.held.entries) {
             let histories = &self.histories;
             self.order.retain(|(owner, position)| {
                 histories.get(owner).is_some_and(|history| {
                     history
                         .entries
-                        .iter()
-                        .any(|entry| entry.position == *position)
+                        .binary_search_by_key(position, |entry| entry.position)
+                        .is_ok()
                 })
             });
         }
@@ -75,7 +98,8 @@ struct OwnHistory {
     /// The last position given, so that positions grow within one
     /// millisecond too.
     last: Position,
-    /// The last position that may have been dropped (by count or age).
+    /// The last position that may have been dropped (by count, age or the
+    /// node's caps).
     dropped: Position,
 }
 
@@ -83,6 +107,21 @@ struct Entry {
     position: Position,
     name: String,
     message: Message,
+}
+
+impl Entry {
+    fn held(&self) -> Held {
+        let headers: usize = self
+            .message
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        Held {
+            entries: 1,
+            bytes: ENTRY_OVERHEAD + self.name.len() + headers + self.message.body.len(),
+        }
+    }
 }
 
 impl OwnHistory {
@@ -94,18 +133,35 @@ impl OwnHistory {
         }
     }
 
-    /// Drops what is older than the TTL; answers how many went.
-    fn expire(&mut self, limits: &HistorySettings, now: u64) -> usize {
-        let oldest = horizon(limits.ttl, now);
-        let mut dropped = 0;
-        while let Some(entry) = self.entries.front()
-            && entry.position <= oldest
-        {
-            self.dropped = self.dropped.max(entry.position);
-            self.entries.pop_front();
-            dropped += 1;
+    /// Drops its oldest entry; answers what it held.
+    fn drop_oldest(&mut self) -> Held {
+        match self.entries.pop_front() {
+            Some(entry) => {
+                self.dropped = self.dropped.max(entry.position);
+                entry.held()
+            }
+            None => Held::default(),
         }
-        dropped
+    }
+
+    /// Drops what is older than the TTL; answers what went.
+    fn expire(&mut self, limits: &HistorySettings, now: u64) -> Held {
+        let oldest = horizon(limits.ttl, now);
+        let mut gone = Held::default();
+        while self
+            .entries
+            .front()
+            .is_some_and(|entry| entry.position <= oldest)
+        {
+            gone += self.drop_oldest();
+        }
+        gone
+    }
+
+    /// Whether it is needed still: it holds entries, or it lost some
+    /// younger than the TTL (which a replay must be told of).
+    fn needed(&self, limits: &HistorySettings, now: u64) -> bool {
+        !self.entries.is_empty() || self.dropped > horizon(limits.ttl, now)
     }
 }
 
@@ -133,10 +189,10 @@ impl History for MemoryHistory {
         state.writes_since_sweep += 1;
         if state.writes_since_sweep >= SWEEP_EVERY {
             state.writes_since_sweep = 0;
-            let mut expired = 0;
+            let mut expired = Held::default();
             state.histories.retain(|_, history| {
                 expired += history.expire(limits, now);
-                !history.entries.is_empty()
+                history.needed(limits, now)
             });
             state.held -= expired;
         }
@@ -147,20 +203,18 @@ impl History for MemoryHistory {
         state.held -= history.expire(limits, now);
         let position = Position::at(now).max(Position(history.last.0 + 1));
         history.last = position;
-        history.entries.push_back(Entry {
+        let entry = Entry {
             position,
             name: name.to_owned(),
             message: message.clone(),
-        });
-        state.held += 1;
+        };
+        state.held += entry.held();
+        history.entries.push_back(entry);
         while history.entries.len() > limits.size {
-            if let Some(dropped) = history.entries.pop_front() {
-                history.dropped = history.dropped.max(dropped.position);
-                state.held -= 1;
-            }
+            state.held -= history.drop_oldest();
         }
         state.order.push_back((owner.clone(), position));
-        state.cap(limits.max_node_messages);
+        state.cap(limits);
         Ok(position)
     }
 
@@ -214,6 +268,7 @@ mod tests {
             size,
             ttl: Duration::from_secs(600),
             max_node_messages: 8,
+            max_node_bytes: 1024 * 1024,
             topics: Default::default(),
         })
     }
@@ -338,6 +393,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(bob.messages.len(), 8);
+    }
+
+    #[tokio::test]
+    async fn past_the_node_bytes_cap_the_oldest_go_and_a_replay_says_so() {
+        let history = MemoryHistory::new(HistorySettings {
+            size: 100,
+            ttl: Duration::from_secs(600),
+            max_node_messages: 100,
+            max_node_bytes: 3 * (ENTRY_OVERHEAD + 1 + 1000),
+            topics: Default::default(),
+        });
+        let big = "x".repeat(1000);
+        let first = history
+            .append(&user("ann"), "a", &message(&big))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            history
+                .append(&user("ann"), "a", &message(&big))
+                .await
+                .unwrap();
+        }
+        let replay = history
+            .read(&user("ann"), "a", StartAt::From(first))
+            .await
+            .unwrap();
+        assert_eq!(replay.messages.len(), 3);
+        assert!(!replay.recovered);
     }
 
     #[tokio::test]

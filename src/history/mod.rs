@@ -47,8 +47,10 @@ pub struct HistorySettings {
     pub size: usize,
     /// How long a message stays (zero: no history).
     pub ttl: Duration,
-    /// Messages an embedded node keeps in all histories together.
+    /// Messages, and bytes, an embedded node keeps in all histories
+    /// together.
     pub max_node_messages: usize,
+    pub max_node_bytes: usize,
     pub topics: HistoryTopics,
 }
 

@@ -29,13 +29,13 @@ use crate::broker::Message;
 use crate::registry::redis::connection::RedisConnection;
 
 /// KEYS: the user's stream. ARGV: the exclusive start (`(ms-seq`, or `-`
-/// for all), the destination name. Answers nothing when there is no
-/// stream; else whether it has dropped entries off its front (`1` or `0`;
+/// for all), the destination name. Answers nil when there is no stream
+/// (Lua's `false`); else whether it has dropped entries off its front (`1` or `0`;
 /// `?` without Redis 7's `entries-added`), the id of its first entry, and
 /// its entries for the name after the start.
 static READ: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        r"if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+        r"if redis.call('EXISTS', KEYS[1]) == 0 then return false end
           local info, fields = redis.call('XINFO', 'STREAM', KEYS[1]), {}
           for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
           local trimmed = '?'

@@ -26,8 +26,11 @@ impl Session {
         // A subscription replaying its user's history shows what comes
         // live after that, once.
         match self.replays.admit(delivery) {
-            Admission::Held => {}
-            Admission::ShownAlready(delivery) => self.settle_shown(delivery),
+            Admission::Held { pushed_out: None } => {}
+            Admission::Held {
+                pushed_out: Some(delivery),
+            }
+            | Admission::ShownAlready(delivery) => self.settle_shown(delivery),
             Admission::Now(delivery) => self.deliver_now(delivery, false),
         }
     }

@@ -83,6 +83,7 @@ impl Session {
         id: &Arc<str>,
         kept: Result<Vec<OfflineMessage>, Rejection>,
     ) {
+        let had_by_replay = self.replays.take_had(id);
         let kept = match kept {
             Ok(kept) => kept,
             Err(rejection) => {
@@ -111,9 +112,14 @@ impl Session {
             if !self.recent_offline.first_time(&offline_id) {
                 continue;
             }
-            // Replayed from the history, or had before the replay's start.
-            if self.replays.shown(id, &message) {
-                had.push(offline_id);
+            // Replayed from the history, or had before the replay's start:
+            // not shown again, and forgotten, but for a client-acked
+            // subscription (whose replayed copy's ACK does not reach the
+            // store), where it stays kept until a session has it ACKed.
+            if had_by_replay.has(&message) {
+                if !needs_ack {
+                    had.push(offline_id);
+                }
                 continue;
             }
             let pending = needs_ack.then(|| Pending::Offline(offline_id.clone()));

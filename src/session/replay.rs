@@ -35,15 +35,31 @@ pub(super) struct Replays {
     pub(super) reading: HashMap<CommandId, Arc<str>>,
     /// Subscriptions whose next MESSAGE says the replay was not complete.
     incomplete: HashSet<Arc<str>>,
-    /// The last position each replayed subscription's client has had, by
-    /// the replay or before it: a kept message up to it is not shown again
-    /// when the offline store is read.
-    shown_up_to: HashMap<Arc<str>, Position>,
+    /// The last position each subscription's replay gave: a live copy up
+    /// to it was on its way while the history was read, and is not shown
+    /// again.
+    replayed_up_to: HashMap<Arc<str>, Position>,
+    /// What each replayed subscription's client has had, for the read of
+    /// the offline store that follows the replay.
+    had: HashMap<Arc<str>, Had>,
+}
+
+/// What a client has had of its user's messages once its subscription
+/// replayed: what came up to the position it gave (a MESSAGE's), and what
+/// the replay gave.
+#[derive(Debug, Default)]
+pub(super) struct Had {
+    up_to: Option<Position>,
+    replayed: HashSet<Position>,
 }
 
 /// See [`Replays::admit`].
 pub(super) enum Admission {
-    Held,
+    /// Held until the replay is shown; the oldest held delivery, when the
+    /// hold was full (the replay is then not complete).
+    Held {
+        pushed_out: Option<Delivery>,
+    },
     ShownAlready(Delivery),
     Now(Delivery),
 }
@@ -71,17 +87,25 @@ impl Replays {
     /// while the history was read), else shown now.
     pub(super) fn admit(&mut self, delivery: Delivery) -> Admission {
         if let Some(holding) = self.replaying.get_mut(&delivery.subscription) {
+            let mut pushed_out = None;
             if holding.held.len() >= HOLD {
-                holding.held.pop_front();
+                pushed_out = holding.held.pop_front();
                 holding.overflowed = true;
             }
             holding.held.push_back(delivery);
-            return Admission::Held;
+            return Admission::Held { pushed_out };
         }
-        if self.shown(&delivery.subscription, &delivery.message) {
+        if self.replayed_already(&delivery) {
             return Admission::ShownAlready(delivery);
         }
         Admission::Now(delivery)
+    }
+
+    fn replayed_already(&self, delivery: &Delivery) -> bool {
+        self.replayed_up_to
+            .get(&delivery.subscription)
+            .zip(position_in(&delivery.message))
+            .is_some_and(|(last, position)| position <= *last)
     }
 
     /// Whether a MESSAGE of `subscription` is the first since a replay
@@ -90,42 +114,69 @@ impl Replays {
         self.incomplete.remove(subscription)
     }
 
-    /// Whether the client of `subscription` has had `message` (a live one,
-    /// or a kept one read from the offline store) by its replay or before
-    /// it.
-    pub(super) fn shown(&self, subscription: &str, message: &Message) -> bool {
-        let position = position_in(message);
-        self.shown_up_to
-            .get(subscription)
-            .zip(position)
-            .is_some_and(|(shown, position)| position <= *shown)
+    /// What the client of `subscription` has had, for the read of the
+    /// offline store that follows its replay (once).
+    pub(super) fn take_had(&mut self, subscription: &str) -> Had {
+        self.had.remove(subscription).unwrap_or_default()
+    }
+}
+
+impl Had {
+    /// Whether the client has had `message`, a kept one read from the
+    /// offline store after its replay: the replay gave it, or it came
+    /// before the position the client gave.
+    pub(super) fn has(&self, message: &Message) -> bool {
+        position_in(message).is_some_and(|position| {
+            self.replayed.contains(&position) || self.up_to.is_some_and(|up_to| position <= up_to)
+        })
     }
 }
 
 impl Session {
     /// Shows what the history gave subscription `id`, then what came live
-    /// meanwhile that the history did not give.
+    /// meanwhile that the history did not give. A client-acked subscription
+    /// gets no more than it may hold unacknowledged: the newest, and the
+    /// replay is then not complete.
     pub(super) fn deliver_replay(&mut self, id: &Arc<str>, replay: Result<Replay, Rejection>) {
         let Some(holding) = self.replays.replaying.remove(id) else {
             return;
         };
         let Replay {
-            messages,
-            recovered,
+            mut messages,
+            mut recovered,
         } = replay.unwrap_or_else(|rejection| {
-            tracing::warn!(session = %self.id, error = %rejection.error, "cannot read the user's history");
+            tracing::warn!(session = %self.id, error = %rejection.error, "cannot read the history");
             Replay::default()
         });
+        let Some(subscription) = self.subscriptions.get(id) else {
+            return self.give_back(holding);
+        };
+        let destination = subscription.destination_text.clone();
+        if subscription.ack.needs_ack() {
+            let room = self
+                .context
+                .settings
+                .max_unacked
+                .saturating_sub(self.subscriptions.unacked() + holding.held.len());
+            if messages.len() > room {
+                messages.drain(..messages.len() - room);
+                recovered = false;
+            }
+        }
         if !recovered || holding.overflowed {
             self.replays.incomplete.insert(id.clone());
         }
-        let destination = match self.subscriptions.get(id) {
-            Some(subscription) => subscription.destination_text.clone(),
-            None => return self.give_back(holding),
+        let up_to = match holding.start {
+            StartAt::After(position) => Some(position),
+            _ => None,
         };
-        let mut last: Option<Position> = holding.start.after();
+        let mut had = Had {
+            up_to,
+            replayed: HashSet::with_capacity(messages.len()),
+        };
         for (position, message) in messages {
-            last = Some(position);
+            had.replayed.insert(position);
+            self.replays.replayed_up_to.insert(id.clone(), position);
             let delivery = Delivery {
                 subscription: id.clone(),
                 destination: destination.clone(),
@@ -135,11 +186,9 @@ impl Session {
             };
             self.deliver_now(delivery, true);
         }
-        if let Some(last) = last {
-            self.replays.shown_up_to.insert(id.clone(), last);
-        }
+        self.replays.had.insert(id.clone(), had);
         for delivery in holding.held {
-            if self.replays.shown(id, &delivery.message) {
+            if self.replays.replayed_already(&delivery) {
                 self.settle_shown(delivery);
             } else {
                 self.deliver_now(delivery, false);
@@ -147,7 +196,8 @@ impl Session {
         }
     }
 
-    /// A live delivery the replay gave already: the broker forgets it.
+    /// A live delivery the replay gave already, or one pushed out of a
+    /// full hold: the broker forgets it.
     pub(super) fn settle_shown(&mut self, delivery: Delivery) {
         if let Some(tag) = delivery.ack {
             self.give(Command::Settle {
@@ -158,11 +208,17 @@ impl Session {
     }
 
     /// Ends the replay of subscription `id` (it ended): what it held goes
-    /// back to the broker.
+    /// back to the broker, and a read of its history still to come is for
+    /// nobody (a new subscription may take the id).
     pub(super) fn end_replay(&mut self, id: &str) {
-        self.replays.incomplete.remove(id);
-        self.replays.shown_up_to.remove(id);
-        if let Some(holding) = self.replays.replaying.remove(id) {
+        let replays = &mut self.replays;
+        replays.incomplete.remove(id);
+        replays.replayed_up_to.remove(id);
+        replays.had.remove(id);
+        replays
+            .reading
+            .retain(|_, subscription| &**subscription != id);
+        if let Some(holding) = replays.replaying.remove(id) {
             self.give_back(holding);
         }
     }

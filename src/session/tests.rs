@@ -605,3 +605,89 @@ fn client_acks_settle_through_commands_and_unknown_acks_are_refused() {
         matches!(&outputs[..], [Output::Close(Some(rejection))] if rejection.error == SessionError::UnknownAck(ack.clone()))
     );
 }
+
+/// A MESSAGE of `/user/queue/inbox`, at `position` in the user's history.
+fn at_position(subscription: &str, position: u64, body: &'static str) -> Delivery {
+    Delivery {
+        subscription: Arc::from(subscription),
+        destination: Arc::from("/user/queue/inbox"),
+        message: Arc::new(Message {
+            headers: [("x-stream-offset", position.to_string().as_str())]
+                .into_iter()
+                .collect(),
+            body: Bytes::from_static(body.as_bytes()),
+        }),
+        ack: None,
+        redelivered: false,
+    }
+}
+
+fn replayed(messages: &[(u64, &'static str)]) -> Event {
+    let messages = messages
+        .iter()
+        .map(|&(position, body)| {
+            let delivery = at_position("s", position, body);
+            (
+                crate::history::Position(position),
+                (*delivery.message).clone(),
+            )
+        })
+        .collect();
+    Event::History(Ok(crate::history::Replay {
+        messages,
+        recovered: true,
+    }))
+}
+
+fn subscribe_from(harness: &mut Harness, position: &str) -> CommandId {
+    harness.frame(frame(
+        Stomp::Subscribe,
+        &[
+            ("id", "s"),
+            ("destination", "/user/queue/inbox"),
+            ("x-stream-offset", position),
+        ],
+    ));
+    let commands = harness.commands();
+    let (read, _) = commands
+        .iter()
+        .find(|(_, command)| matches!(command, Command::ReadHistory { .. }))
+        .expect("the history is read");
+    *read
+}
+
+fn bodies(frames: &[Frame]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|frame| String::from_utf8_lossy(&frame.body).into_owned())
+        .collect()
+}
+
+#[test]
+fn a_replay_comes_before_what_came_live_meanwhile_and_nothing_twice() {
+    let mut harness = Harness::connected();
+    let read = subscribe_from(&mut harness, "100");
+    // Live while the history is read: held.
+    harness.session.deliver(at_position("s", 102, "m102"));
+    harness.session.deliver(at_position("s", 103, "m103"));
+    assert!(harness.frames().is_empty());
+    harness.complete(read, replayed(&[(101, "m101"), (102, "m102")]));
+    assert_eq!(bodies(&harness.frames()), ["m101", "m102", "m103"]);
+    // A live copy of a replayed message still on its way is not shown.
+    harness.session.deliver(at_position("s", 102, "m102"));
+    harness.session.deliver(at_position("s", 104, "m104"));
+    assert_eq!(bodies(&harness.frames()), ["m104"]);
+}
+
+#[test]
+fn a_replay_read_for_an_ended_subscription_is_not_shown_to_a_new_one_of_its_id() {
+    let mut harness = Harness::connected();
+    let first = subscribe_from(&mut harness, "100");
+    harness.frame(frame(Stomp::Unsubscribe, &[("id", "s")]));
+    harness.commands();
+    let second = subscribe_from(&mut harness, "200");
+    harness.complete(first, replayed(&[(101, "old")]));
+    assert!(harness.frames().is_empty());
+    harness.complete(second, replayed(&[(201, "new")]));
+    assert_eq!(bodies(&harness.frames()), ["new"]);
+}

@@ -21,6 +21,7 @@ scenario_tests! {
         without_a_history_there_are_no_positions_and_no_replay,
         replayed_messages_are_acknowledged_like_live_ones,
         a_topic_with_a_history_replays_what_a_subscriber_missed,
+        a_replay_for_a_user_without_a_history_is_complete,
     ]
 }
 
@@ -228,8 +229,10 @@ async fn without_a_history_there_are_no_positions_and_no_replay(mode: Mode) {
 }
 
 /// A client-acked subscription acknowledges replayed messages as it does
-/// live ones, and a kept message (`persist`) that the replay gave is not
-/// shown again from the offline store, now or on the next subscription.
+/// live ones. A kept message (`persist`) that the replay gave is not shown
+/// again from the offline store; it stays kept, since its replayed copy's
+/// ACK does not reach the store, and comes once more, as redelivered, to
+/// the next subscription that reads the store.
 async fn replayed_messages_are_acknowledged_like_live_ones(mode: Mode) {
     let relay = TestRelay::start(mode);
     let mut ann = StompClient::connect(&relay, Some("ann")).await;
@@ -265,7 +268,13 @@ async fn replayed_messages_are_acknowledged_like_live_ones(mode: Mode) {
     }
     ann.expect_nothing().await;
     drop(ann);
-    // The kept one was had: the store forgot it.
+    let mut ann = StompClient::connect(&relay, Some("ann")).await;
+    subscribe_from(&mut ann, None).await;
+    let again = ann.recv().await;
+    assert_eq!(String::from_utf8_lossy(&again.body), "m3");
+    assert_eq!(again.get("redelivered"), Some("true"), "{again:?}");
+    drop(ann);
+    // Shown to an auto-acked subscription, it is forgotten.
     let mut ann = StompClient::connect(&relay, Some("ann")).await;
     subscribe_from(&mut ann, None).await;
     ann.expect_nothing().await;
@@ -307,4 +316,20 @@ async fn a_topic_with_a_history_replays_what_a_subscriber_missed(mode: Mode) {
     subscribe_to(&mut listener, &plain, None).await;
     publisher.publish(&plain, "c1").await;
     assert_eq!(next_message(&mut listener).await, ("c1".to_owned(), None));
+}
+
+/// A user nothing was sent to has no history (in Redis, no stream): a
+/// replay from now on gives nothing and is complete.
+async fn a_replay_for_a_user_without_a_history_is_complete(mode: Mode) {
+    let relay = TestRelay::start(mode);
+    let mut zoe = StompClient::connect(&relay, Some("zoe")).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs();
+    subscribe_from(&mut zoe, Some(&format!("timestamp={now}"))).await;
+    send(&relay, "zoe", "z1").await;
+    let message = zoe.recv().await;
+    assert_eq!(message.get("x-stream-recovered"), None, "{message:?}");
+    assert_eq!(String::from_utf8_lossy(&message.body), "z1");
 }
