@@ -147,9 +147,12 @@ impl Dispatcher {
     /// users' sessions are read from the registry, so that a session that
     /// subscribes meanwhile finds each message either live or in the
     /// history it reads once subscribed.
+    /// With `request` (a `stomp.dispatch` request's message id), a request
+    /// carried out again writes nothing twice.
     pub async fn record<'a>(
         &self,
         letters: impl IntoIterator<Item = (&'a str, &'a str, &'a mut Message)>,
+        request: Option<&str>,
     ) -> Result<(), DispatchError> {
         let Some(history) = &self.history else {
             for (_, _, message) in letters {
@@ -163,15 +166,17 @@ impl Dispatcher {
                 .iter()
                 .map(|(user, _, _)| Owner::User((*user).to_owned()))
                 .collect();
-            let positions = try_join_all(
-                wave.iter()
-                    .zip(&owners)
-                    .map(|((_, name, message), owner)| history.store.append(owner, name, message)),
-            )
-            .await
-            .inspect_err(|_| {
-                self.metrics.dispatch.failed.inc_by(wave.len() as u64);
-            })?;
+            let positions =
+                try_join_all(wave.iter().zip(&owners).map(|((_, name, message), owner)| {
+                    match request {
+                        Some(request) => history.store.append_once(owner, name, message, request),
+                        None => history.store.append(owner, name, message),
+                    }
+                }))
+                .await
+                .inspect_err(|_| {
+                    self.metrics.dispatch.failed.inc_by(wave.len() as u64);
+                })?;
             for ((_, _, message), position) in wave.iter_mut().zip(positions) {
                 message.headers.set(POSITION_HEADER, &position.to_string());
             }
@@ -261,6 +266,7 @@ impl Dispatcher {
                 .iter()
                 .zip(messages.iter_mut())
                 .map(|(user, message)| (user.as_str(), name, message)),
+            request,
         )
         .await?;
         let names: Vec<&str> = users.iter().map(String::as_str).collect();

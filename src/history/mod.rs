@@ -232,6 +232,21 @@ pub trait History: Send + Sync {
         message: &Message,
     ) -> Result<Position, HistoryError>;
 
+    /// [`History::append`] once per `request` (a `stomp.dispatch`
+    /// request's message id): a request carried out again (its node died
+    /// before acknowledging it, or Redis or RabbitMQ failed on the way)
+    /// answers the position its first write got. The embedded node, which
+    /// has no `stomp.dispatch`, writes each time.
+    async fn append_once(
+        &self,
+        owner: &Owner,
+        name: &str,
+        message: &Message,
+        _request: &str,
+    ) -> Result<Position, HistoryError> {
+        self.append(owner, name, message).await
+    }
+
     /// What `owner`'s history holds for `name` from `start` on, oldest
     /// first.
     async fn read(&self, owner: &Owner, name: &str, start: StartAt)

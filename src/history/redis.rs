@@ -28,6 +28,24 @@ use super::{
 use crate::broker::Message;
 use crate::registry::redis::connection::RedisConnection;
 
+/// How long a node remembers which position a `stomp.dispatch` request's
+/// message got, as the offline store remembers what it kept.
+const REQUEST_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A write once per request: an earlier write's id when there was one.
+/// KEYS: the stream, the request's key. ARGV: the count, the TTL in ms,
+/// the destination name, headers, body, the request key's TTL in ms.
+static APPEND_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"local prior = redis.call('GET', KEYS[2])
+          if prior then return prior end
+          local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'd', ARGV[3], 'h', ARGV[4], 'b', ARGV[5])
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          redis.call('SET', KEYS[2], id, 'PX', ARGV[6])
+          return id",
+    )
+});
+
 /// KEYS: the user's stream. ARGV: the exclusive start (`(ms-seq`, or `-`
 /// for all), the destination name. Answers nil when there is no stream
 /// (Lua's `false`); else whether it has dropped entries off its front (`1` or `0`;
@@ -79,6 +97,17 @@ impl RedisHistory {
         match owner {
             Owner::User(user) => format!("{}history:{{{user}}}", self.prefix),
             Owner::Topic(key) => format!("{}history-topic:{{{key}}}", self.prefix),
+        }
+    }
+
+    /// Where the position of `request`'s message to `owner` is remembered:
+    /// in the hash slot of `owner`'s stream.
+    fn request_key(&self, owner: &Owner, request: &str) -> String {
+        match owner {
+            Owner::User(user) => format!("{}history-request:{{{user}}}:{request}", self.prefix),
+            Owner::Topic(key) => {
+                format!("{}history-topic-request:{{{key}}}:{request}", self.prefix)
+            }
         }
     }
 }
@@ -151,6 +180,29 @@ impl History for RedisHistory {
                 .query_async(&mut redis)
                 .await
                 .map_err(unavailable)?;
+        position_of(&id)
+    }
+
+    async fn append_once(
+        &self,
+        owner: &Owner,
+        name: &str,
+        message: &Message,
+        request: &str,
+    ) -> Result<Position, HistoryError> {
+        let mut redis = self.redis.clone();
+        let id: String = APPEND_ONCE
+            .key(self.key(owner))
+            .key(self.request_key(owner, request))
+            .arg(self.limits.size)
+            .arg(self.limits.ttl.as_millis().max(1) as u64)
+            .arg(name)
+            .arg(headers_to_json(&message.headers))
+            .arg(&message.body[..])
+            .arg(REQUEST_MEMORY.as_millis() as u64)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(unavailable)?;
         position_of(&id)
     }
 

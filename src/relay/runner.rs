@@ -355,7 +355,7 @@ async fn hand_over(
         } => Some((user.as_str(), name.as_str(), message)),
         Outbound::Publish { .. } => None,
     });
-    let recorded = dispatcher.record(letters).await;
+    let recorded = dispatcher.record(letters, None).await;
     let topic_letters = batch.iter_mut().filter_map(|(_, send)| match send {
         Outbound::Publish {
             target:

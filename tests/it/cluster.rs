@@ -777,7 +777,7 @@ async fn a_subscription_whose_queue_is_deleted_ends_with_rabbitmqs_error() {
 }
 
 #[tokio::test]
-async fn a_persisted_dispatch_request_carried_out_twice_delivers_once() {
+async fn a_persisted_dispatch_request_carried_out_twice_delivers_once_and_is_in_the_history_once() {
     let relay = TestRelay::start(Mode::Cluster);
     let user = unique("once");
     let (_connection, channel) = amqp().await;
@@ -810,6 +810,21 @@ async fn a_persisted_dispatch_request_carried_out_twice_delivers_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(request(b"live once", &live_id).await);
     reader.expect_nothing().await;
+    // Each is in the user's history once.
+    let mut replaying = StompClient::connect(&relay, Some(&user)).await;
+    replaying
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "all")
+                .header("destination", "/user/queue/inbox")
+                .header("x-stream-offset", "first")
+                .header("receipt", "replaying"),
+        )
+        .await;
+    replaying.expect_receipt("replaying").await;
+    assert_eq!(replaying.recv_body().await, "kept once");
+    assert_eq!(replaying.recv_body().await, "live once");
+    replaying.expect_nothing().await;
     support::delete_redis_keys(&relay.redis_prefix).await;
 }
 
