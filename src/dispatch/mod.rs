@@ -192,31 +192,35 @@ impl Dispatcher {
 
     /// Whether what is published to `target` goes in a topic's history.
     pub fn keeps_history_of(&self, target: &PublishTarget) -> bool {
-        let Some(history) = &self.history else {
-            return false;
-        };
-        matches!(target, PublishTarget::Exchange { exchange, routing_key }
-            if exchange == TOPIC_EXCHANGE && history.topics.keep(routing_key))
+        self.topic_history(target).is_some()
     }
 
-    /// Writes each message published to `amq.topic` (with its routing key)
-    /// to its topic's history, when the topic keeps one
-    /// (`--history-topics`), and gives it its position there; a position a
-    /// sender wrote is taken off the others. Done before the messages are
-    /// published, so that a subscriber finds each either live or in the
-    /// history it reads once subscribed.
+    /// The history of the topic `target` publishes to, with the topic's
+    /// key, when the topic keeps one (`--history-topics`).
+    fn topic_history<'a>(&'a self, target: &'a PublishTarget) -> Option<(&'a Histories, &'a str)> {
+        let key = topic_key(target)?;
+        let history = self.history.as_ref()?;
+        history.topics.keep(key).then_some((history, key))
+    }
+
+    /// Writes each message published to a topic (`amq.topic`) to the
+    /// topic's history, when the topic keeps one (`--history-topics`), and
+    /// gives it its position there; a position a sender wrote is taken off
+    /// the other topic messages. Done before the messages are published,
+    /// so that a subscriber finds each either live or in the history it
+    /// reads once subscribed. Messages to anything but a topic are left as
+    /// they are.
     pub async fn record_topics<'a>(
         &self,
-        letters: impl IntoIterator<Item = (&'a str, &'a mut Message)>,
+        letters: impl IntoIterator<Item = (&'a PublishTarget, &'a mut Message)>,
     ) -> Result<(), DispatchError> {
         let mut kept = Vec::new();
-        for (key, message) in letters {
+        for (target, message) in letters {
+            if topic_key(target).is_none() {
+                continue;
+            }
             message.headers.remove(POSITION_HEADER);
-            if let Some(history) = self
-                .history
-                .as_ref()
-                .filter(|history| history.topics.keep(key))
-            {
+            if let Some((history, key)) = self.topic_history(target) {
                 kept.push((history, Owner::Topic(key.to_owned()), key, message));
             }
         }
@@ -528,6 +532,17 @@ impl Dispatcher {
             .publish_to_sessions(name, &addresses, message.clone())
             .await
             .map(Some)
+    }
+}
+
+/// The routing key of a publish to a topic (`amq.topic`), if it is one.
+fn topic_key(target: &PublishTarget) -> Option<&str> {
+    match target {
+        PublishTarget::Exchange {
+            exchange,
+            routing_key,
+        } if exchange == TOPIC_EXCHANGE => Some(routing_key),
+        _ => None,
     }
 }
 

@@ -25,8 +25,8 @@ use tokio::sync::Notify;
 
 use super::Node;
 use crate::auth::Credentials;
-use crate::broker::destination::{Destination, TEMP_QUEUE_PREFIX, TOPIC_EXCHANGE};
-use crate::broker::{BrokerError, OrderKey, Outbox, PublishTarget, SessionId, SubscriptionSpec};
+use crate::broker::destination::{Destination, TEMP_QUEUE_PREFIX};
+use crate::broker::{BrokerError, OrderKey, Outbox, SessionId, SubscriptionSpec};
 use crate::dispatch::{DispatchError, Dispatcher};
 use crate::error::{Chain, ClientText};
 use crate::history::Replay;
@@ -357,15 +357,8 @@ async fn hand_over(
     });
     let recorded = dispatcher.record(letters, None).await;
     let topic_letters = batch.iter_mut().filter_map(|(_, send)| match send {
-        Outbound::Publish {
-            target:
-                PublishTarget::Exchange {
-                    exchange,
-                    routing_key,
-                },
-            message,
-        } if exchange == TOPIC_EXCHANGE => Some((routing_key.as_str(), message)),
-        _ => None,
+        Outbound::Publish { target, message } => Some((&*target, message)),
+        Outbound::ToUser { .. } => None,
     });
     let topics_recorded = dispatcher.record_topics(topic_letters).await;
     let users: Vec<&str> = batch

@@ -134,15 +134,13 @@ impl Session {
             delivered.push(offline_id);
             self.output.push_back(Output::Frame(frame));
         }
-        if needs_ack {
-            delivered.clear();
+        // A client-acked one is forgotten when acked.
+        let mut forget = had;
+        if !needs_ack {
+            forget.extend(delivered);
         }
-        delivered.extend(had);
-        if !delivered.is_empty() {
-            self.give(Command::ForgetOffline {
-                user,
-                ids: delivered,
-            });
+        if !forget.is_empty() {
+            self.give(Command::ForgetOffline { user, ids: forget });
         }
     }
 }

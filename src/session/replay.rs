@@ -174,9 +174,9 @@ impl Session {
             up_to,
             replayed: HashSet::with_capacity(messages.len()),
         };
+        let last = messages.last().map(|(position, _)| *position);
         for (position, message) in messages {
             had.replayed.insert(position);
-            self.replays.replayed_up_to.insert(id.clone(), position);
             let delivery = Delivery {
                 subscription: id.clone(),
                 destination: destination.clone(),
@@ -185,6 +185,9 @@ impl Session {
                 redelivered: false,
             };
             self.deliver_now(delivery, true);
+        }
+        if let Some(last) = last {
+            self.replays.replayed_up_to.insert(id.clone(), last);
         }
         self.replays.had.insert(id.clone(), had);
         for delivery in holding.held {

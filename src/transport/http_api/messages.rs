@@ -136,7 +136,7 @@ pub async fn to_topic(
     let mut message = message(request.body, request.headers)?;
     services
         .dispatcher
-        .record_topics([(key.as_str(), &mut message)])
+        .record_topics([(&target, &mut message)])
         .await
         .map_err(ApiError::unavailable)?;
     // Publishes to one topic keep their order among themselves.
