@@ -18,6 +18,7 @@
 //! connected now.
 
 pub mod offline;
+mod together;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -38,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError, SessionLocation};
 use crate::retry;
 use offline::{Keeping, OfflineError, OfflineStore};
+use together::{Order, Reported, Together};
 
 /// Messages written to users' histories at once, at most.
 const RECORDS_AT_ONCE: usize = 1024;
@@ -61,6 +63,10 @@ pub struct Dispatcher {
     /// Users' (and topics') histories, when the node keeps them.
     history: Option<Histories>,
     metrics: Metrics,
+    /// The task that carries out requests that arrive together; none in
+    /// that task's own copy, which takes no requests (it would keep
+    /// itself alive).
+    together: Option<Together>,
 }
 
 /// Whether a message that reaches none of a user's sessions is kept for
@@ -126,13 +132,16 @@ impl Dispatcher {
         history: Option<Histories>,
         metrics: Metrics,
     ) -> Dispatcher {
-        Dispatcher {
+        let mut dispatcher = Dispatcher {
             registry,
             broker,
             offline,
             history,
             metrics,
-        }
+            together: None,
+        };
+        dispatcher.together = Some(Together::start(dispatcher.clone()));
+        dispatcher
     }
 
     /// Users' histories, when the node keeps them; sessions read them when
@@ -256,6 +265,9 @@ impl Dispatcher {
 
     /// [`Dispatcher::to_user`] for each of `users`; `request` names the
     /// request it carries out, when asking twice must not keep twice.
+    /// Carried out together with the other requests ready at the same time
+    /// ([`together`]): one round trip to Redis for all of them, one
+    /// envelope per node.
     pub async fn to_users(
         &self,
         users: &[String],
@@ -264,32 +276,53 @@ impl Dispatcher {
         when_offline: WhenOffline,
         request: Option<&str>,
     ) -> Result<DispatchReport, DispatchError> {
-        let mut messages = vec![message; users.len()];
-        self.record(
-            users
-                .iter()
-                .zip(messages.iter_mut())
-                .map(|(user, message)| (user.as_str(), name, message)),
-            request,
-        )
-        .await?;
-        let names: Vec<&str> = users.iter().map(String::as_str).collect();
-        let located = self.locate_many(&names).await?;
-        let mut dispatches = Vec::with_capacity(users.len());
-        for ((user, sessions), message) in users.iter().zip(located).zip(messages) {
+        let together = self.together.as_ref().ok_or_else(together::stopping)?;
+        let reported = together
+            .hand_over(
+                users.to_vec(),
+                name.to_owned(),
+                message,
+                when_offline,
+                request.map(str::to_owned),
+            )
+            .await?;
+        reported.await
+    }
+
+    /// Hands `order` over to the sessions of each of its users, `located`
+    /// in their order, each with its own copy of the message from
+    /// `messages`; the answer sums up their reports once the broker has
+    /// confirmed every copy.
+    async fn hand_over_each(
+        &self,
+        order: &Order,
+        located: Vec<Vec<SessionLocation>>,
+        messages: Vec<Message>,
+    ) -> Result<Reported, DispatchError> {
+        let mut dispatches = Vec::with_capacity(order.users.len());
+        for ((user, sessions), message) in order.users.iter().zip(located).zip(messages) {
             let dispatch = self
-                .hand_over_to(user, &sessions, name, message, when_offline, request)
+                .hand_over_to(
+                    user,
+                    &sessions,
+                    &order.name,
+                    message,
+                    order.when_offline,
+                    order.request.as_deref(),
+                )
                 .await?;
             dispatches.push(dispatch);
         }
-        let reports = try_join_all(dispatches).await?;
-        Ok(reports
-            .into_iter()
-            .fold(DispatchReport::default(), |sum, report| DispatchReport {
-                sessions: sum.sessions + report.sessions,
-                offline_users: sum.offline_users + report.offline_users,
-                kept: sum.kept + report.kept,
-            }))
+        Ok(Box::pin(async move {
+            let reports = try_join_all(dispatches).await?;
+            Ok(reports
+                .into_iter()
+                .fold(DispatchReport::default(), |sum, report| DispatchReport {
+                    sessions: sum.sessions + report.sessions,
+                    offline_users: sum.offline_users + report.offline_users,
+                    kept: sum.kept + report.kept,
+                }))
+        }))
     }
 
     /// The live sessions of each of `users`, in their order, read in one
