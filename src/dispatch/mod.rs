@@ -6,7 +6,9 @@
 //! that the answer says how many sessions it reached without asking
 //! RabbitMQ. Every delivery of a dispatch is handed over before any confirm
 //! is awaited, so a dispatch to many sessions (or many users) waits for one
-//! confirm round trip, not one per session. Nothing reaches a session of
+//! confirm round trip, not one per session; and requests ready at the same
+//! time are carried out [`together`], so that they share Redis's round
+//! trips and RabbitMQ's envelopes. Nothing reaches a session of
 //! anyone else. A message that reaches none of its user's sessions is kept
 //! in the [`offline`] store when it asks to be, and dropped (and counted)
 //! when not.
