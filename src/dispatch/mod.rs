@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{Either, try_join_all};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE};
@@ -45,6 +46,9 @@ use together::{Order, Reported, Together};
 
 /// Messages written to users' histories at once, at most.
 const RECORDS_AT_ONCE: usize = 1024;
+
+/// Users of one request whose copies are handed over at once, at most.
+const HAND_OVERS_AT_ONCE: usize = 256;
 
 /// `stomp.dispatch` requests a node carries out at once.
 pub const DISPATCH_LANES: usize = 32;
@@ -301,20 +305,29 @@ impl Dispatcher {
         located: Vec<Vec<SessionLocation>>,
         messages: Vec<Message>,
     ) -> Result<Reported, DispatchError> {
-        let mut dispatches = Vec::with_capacity(order.users.len());
-        for ((user, sessions), message) in order.users.iter().zip(located).zip(messages) {
-            let dispatch = self
-                .hand_over_to(
+        // Keeping a message for an offline user is a round trip to Redis:
+        // many users' go at once, not one after the other, while the
+        // requests of the next round wait.
+        let hand_overs: Vec<_> = order
+            .users
+            .iter()
+            .zip(&located)
+            .zip(messages)
+            .map(|((user, sessions), message)| {
+                self.hand_over_to(
                     user,
-                    &sessions,
+                    sessions,
                     &order.name,
                     message,
                     order.when_offline,
                     order.request.as_deref(),
                 )
-                .await?;
-            dispatches.push(dispatch);
-        }
+            })
+            .collect();
+        let dispatches: Vec<_> = stream::iter(hand_overs)
+            .buffered(HAND_OVERS_AT_ONCE)
+            .try_collect()
+            .await?;
         Ok(Box::pin(async move {
             let reports = try_join_all(dispatches).await?;
             Ok(reports

@@ -6,11 +6,10 @@
 //!
 //! Group commit, with no timer: one task takes every request waiting now
 //! and carries out their hand-over; what comes meanwhile waits for the
-//! next round. An idle node's request goes at once. Under load, concurrent
-//! requests (HTTP API calls, `stomp.dispatch` lanes) fall into step: a
-//! round's requests are answered together, their senders send again
-//! together, and the next round is as large. Each request then awaits its
-//! own confirms, outside the task.
+//! next round. An idle node's request goes at once; under load, a round
+//! holds what arrived while the one before it was out (concurrent HTTP API
+//! calls, `stomp.dispatch` lanes). Each request then awaits its own
+//! confirms, outside the task.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -156,18 +155,67 @@ mod tests {
     use crate::broker::embedded::{EmbeddedBroker, EmbeddedLimits};
     use crate::dispatch::offline::OfflineLimits;
     use crate::dispatch::offline::memory::MemoryOfflineStore;
+    use crate::dispatch::offline::{OfflineError, OfflineMessage, OfflineStore};
     use crate::metrics::Metrics;
     use crate::registry::{NodeRecord, Registry, RegistryError, SessionLocation, SessionRecord};
 
+    /// Holds whoever comes until it is opened to them, and counts who
+    /// waits.
+    struct Gate {
+        permits: Semaphore,
+        waiting: AtomicUsize,
+    }
+
+    impl Gate {
+        fn closed() -> Gate {
+            Gate {
+                permits: Semaphore::new(0),
+                waiting: AtomicUsize::new(0),
+            }
+        }
+
+        fn open() -> Gate {
+            let gate = Gate::closed();
+            gate.let_through(Semaphore::MAX_PERMITS);
+            gate
+        }
+
+        async fn pass(&self) {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            if let Ok(pass) = self.permits.acquire().await {
+                pass.forget();
+            }
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+
+        fn let_through(&self, how_many: usize) {
+            self.permits.add_permits(how_many);
+        }
+
+        fn waiting(&self) -> usize {
+            self.waiting.load(Ordering::SeqCst)
+        }
+
+        /// Waits until `how_many` wait at once.
+        async fn holds(&self, how_many: usize) {
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while self.waiting() < how_many {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{} waiting, not {how_many}", self.waiting()));
+        }
+    }
+
     /// A registry where user `u{n}` has `n % 3` sessions listening to
-    /// `inbox`, `broken` cannot be read, and reads wait for `gate`.
-    struct Counted {
-        gate: Semaphore,
-        reading: AtomicUsize,
+    /// `inbox`, `broken` cannot be read, and reads pass `gate`.
+    struct Registered {
+        gate: Gate,
     }
 
     #[async_trait]
-    impl Registry for Counted {
+    impl Registry for Registered {
         async fn register(&self, _: &SessionRecord) -> Result<(), RegistryError> {
             Ok(())
         }
@@ -181,19 +229,14 @@ mod tests {
             Ok(Vec::new())
         }
         async fn locate(&self, user: &str) -> Result<Vec<SessionLocation>, RegistryError> {
-            self.reading.fetch_add(1, Ordering::SeqCst);
-            if let Ok(pass) = self.gate.acquire().await {
-                pass.forget();
-            }
-            self.reading.fetch_sub(1, Ordering::SeqCst);
+            self.gate.pass().await;
             if user == "broken" {
                 return Err(RegistryError::Unavailable {
                     what: "read users' sessions",
                     source: None,
                 });
             }
-            let sessions = user[1..].parse::<usize>().unwrap_or(0) % 3;
-            Ok((0..sessions)
+            Ok((0..sessions_of(user))
                 .map(|_| SessionLocation {
                     session: uuid::Uuid::new_v4(),
                     node: "n1".into(),
@@ -209,17 +252,43 @@ mod tests {
         }
     }
 
-    fn dispatcher(registry: Arc<Counted>) -> Dispatcher {
+    fn sessions_of(user: &str) -> usize {
+        user[1..].parse::<usize>().unwrap_or(0) % 3
+    }
+
+    /// An offline store whose keeping passes `gate`.
+    struct Kept {
+        gate: Gate,
+    }
+
+    #[async_trait]
+    impl OfflineStore for Kept {
+        async fn keep(
+            &self,
+            _: &str,
+            _: &str,
+            _: &Message,
+            _: bool,
+        ) -> Result<String, OfflineError> {
+            self.gate.pass().await;
+            Ok(uuid::Uuid::new_v4().to_string())
+        }
+        async fn kept(&self, _: &str, _: &str) -> Result<Vec<OfflineMessage>, OfflineError> {
+            Ok(Vec::new())
+        }
+        async fn forget(&self, _: &str, _: &[String]) -> Result<(), OfflineError> {
+            Ok(())
+        }
+    }
+
+    fn dispatcher(registry: Arc<Registered>, offline: Arc<dyn OfflineStore>) -> Dispatcher {
         Dispatcher::new(
             registry,
             Arc::new(EmbeddedBroker::new(
                 EmbeddedLimits::default(),
                 Default::default(),
             )),
-            Arc::new(MemoryOfflineStore::new(
-                OfflineLimits::default(),
-                Default::default(),
-            )),
+            offline,
             None,
             Metrics::default(),
         )
@@ -235,11 +304,11 @@ mod tests {
     #[tokio::test]
     async fn requests_that_come_while_a_round_is_out_go_together_in_the_next_each_with_its_own_answer()
      {
-        let registry = Arc::new(Counted {
-            gate: Semaphore::new(0),
-            reading: AtomicUsize::new(0),
+        let registry = Arc::new(Registered {
+            gate: Gate::closed(),
         });
-        let dispatcher = dispatcher(registry.clone());
+        let offline = MemoryOfflineStore::new(OfflineLimits::default(), Default::default());
+        let dispatcher = dispatcher(registry.clone(), Arc::new(offline));
         let send = |user: String| {
             let dispatcher = dispatcher.clone();
             tokio::spawn(async move {
@@ -250,9 +319,7 @@ mod tests {
         };
         // The first request's round waits in the registry...
         let first = send("u1".to_owned());
-        while registry.reading.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        registry.gate.holds(1).await;
         // ... while 30 more come, one of which cannot be read.
         let users: Vec<String> = (2..31)
             .map(|n| format!("u{n}"))
@@ -263,20 +330,14 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(
-            registry.reading.load(Ordering::SeqCst),
+            registry.gate.waiting(),
             1,
             "the others wait for the round that is out"
         );
         // The next round reads them all at once.
-        registry.gate.add_permits(1);
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while registry.reading.load(Ordering::SeqCst) < 30 {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("the 30 that came meanwhile are read together");
-        registry.gate.add_permits(1000);
+        registry.gate.let_through(1);
+        registry.gate.holds(30).await;
+        registry.gate.let_through(1000);
 
         let report = first.await.unwrap().unwrap();
         assert_eq!((report.sessions, report.offline_users), (1, 0));
@@ -286,10 +347,30 @@ mod tests {
                 assert!(matches!(answer, Err(DispatchError::Registry(_))));
                 continue;
             }
-            let sessions = user[1..].parse::<usize>().unwrap() % 3;
             let report = answer.unwrap();
+            let sessions = sessions_of(user);
             assert_eq!(report.sessions, sessions, "{user}");
             assert_eq!(report.offline_users, usize::from(sessions == 0), "{user}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_keeps_its_message_for_all_its_offline_users_at_once() {
+        let registry = Arc::new(Registered { gate: Gate::open() });
+        let offline = Arc::new(Kept {
+            gate: Gate::closed(),
+        });
+        let dispatcher = dispatcher(registry, offline.clone());
+        // Users without sessions.
+        let users: Vec<String> = (0..50).map(|n| format!("u{}", n * 3)).collect();
+        let sent = tokio::spawn(async move {
+            dispatcher
+                .to_users(&users, "inbox", message(), WhenOffline::Keep, None)
+                .await
+        });
+        offline.gate.holds(50).await;
+        offline.gate.let_through(50);
+        let report = sent.await.unwrap().unwrap();
+        assert_eq!((report.offline_users, report.kept), (50, 50));
     }
 }
