@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{Either, try_join_all};
-use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 use crate::broker::destination::{Destination, DestinationError, TOPIC_EXCHANGE};
@@ -306,28 +305,30 @@ impl Dispatcher {
         messages: Vec<Message>,
     ) -> Result<Reported, DispatchError> {
         // Keeping a message for an offline user is a round trip to Redis:
-        // many users' go at once, not one after the other, while the
-        // requests of the next round wait.
-        let hand_overs: Vec<_> = order
-            .users
-            .iter()
-            .zip(&located)
-            .zip(messages)
-            .map(|((user, sessions), message)| {
-                self.hand_over_to(
-                    user,
-                    sessions,
-                    &order.name,
-                    message,
-                    order.when_offline,
-                    order.request.as_deref(),
-                )
-            })
-            .collect();
-        let dispatches: Vec<_> = stream::iter(hand_overs)
-            .buffered(HAND_OVERS_AT_ONCE)
-            .try_collect()
-            .await?;
+        // many users' go at once, in waves, not one after the other, while
+        // the requests of the next round wait.
+        let mut letters = order.users.iter().zip(&located).zip(messages);
+        let mut dispatches = Vec::with_capacity(order.users.len());
+        loop {
+            let wave: Vec<_> = letters
+                .by_ref()
+                .take(HAND_OVERS_AT_ONCE)
+                .map(|((user, sessions), message)| {
+                    self.hand_over_to(
+                        user,
+                        sessions,
+                        &order.name,
+                        message,
+                        order.when_offline,
+                        order.request.as_deref(),
+                    )
+                })
+                .collect();
+            if wave.is_empty() {
+                break;
+            }
+            dispatches.extend(try_join_all(wave).await?);
+        }
         Ok(Box::pin(async move {
             let reports = try_join_all(dispatches).await?;
             Ok(reports
